@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtmem: a compressed, budgeted page store for transcendent memory.
+ *
+ * A client is one guest (one virtio-tmem device): its pools, its budget
+ * and its statistics.  Pages are kept LZ4-compressed in a size-class
+ * allocator over large arenas; same-filled pages keep no data at all.
+ *
+ * Threads: a struct tmem_ctx is per-thread working state (scratch
+ * buffers).  Any number of contexts of one client may run page operations
+ * concurrently, each from its own thread; no lock is global to the client
+ * on the store/load path.  Pool operations (tmem_pool_*(),
+ * tmem_invalidate_pool()) and tmem_client_stats() may run concurrently
+ * with page operations.  tmem_client_reset() and tmem_client_free()
+ * require that no other call on the client is in progress.
+ *
+ * Return values: every function that can fail returns 0 (or a
+ * non-negative count where documented) on success and a negative errno on
+ * failure.  errno is never read or set.
+ */
+#ifndef TMEM_H
+#define TMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TMEM_PAGE_SIZE			4096
+
+struct tmem_client;
+struct tmem_ctx;
+
+enum tmem_pool_type {
+	TMEM_POOL_PERSISTENT = 0,	/* kept until invalidated */
+	TMEM_POOL_EPHEMERAL = 1,	/* may be evicted at any time */
+};
+
+/* What to do with a page whose LZ4 output exceeds the threshold. */
+enum tmem_incompressible {
+	TMEM_INCOMPRESSIBLE_RAW = 0,	/* store it uncompressed */
+	TMEM_INCOMPRESSIBLE_REJECT = 1,	/* refuse it (-E2BIG) */
+};
+
+struct tmem_client_config {
+	/* Hard cap on host bytes, data plus metadata.  Required, > 0. */
+	uint64_t budget_bytes;
+	/* Pools open at once; 0 selects TMEM_DEFAULT_MAX_POOLS. */
+	uint32_t max_pools;
+	/*
+	 * A page whose compressed size exceeds this many bytes is
+	 * incompressible; 0 selects TMEM_DEFAULT_COMPRESS_THRESHOLD.
+	 * Must be <= TMEM_PAGE_SIZE.
+	 */
+	uint32_t compress_threshold;
+	enum tmem_incompressible incompressible;
+};
+
+#define TMEM_DEFAULT_MAX_POOLS		16
+#define TMEM_MAX_POOLS			1024
+#define TMEM_DEFAULT_COMPRESS_THRESHOLD	3584
+
+/**
+ * tmem_client_new() - create a client with its own pools and budget.
+ * Returns 0 and sets *clientp, -EINVAL for a bad config, -ENOMEM.
+ */
+int tmem_client_new(const struct tmem_client_config *cfg,
+		    struct tmem_client **clientp);
+
+/** tmem_client_free() - drop every pool and free the client.  NULL is ok. */
+void tmem_client_free(struct tmem_client *client);
+
+/**
+ * tmem_client_reset() - drop every pool and free every stored byte; the
+ * client is as new (statistics counters included).  Returns 0.
+ */
+int tmem_client_reset(struct tmem_client *client);
+
+/**
+ * tmem_client_set_features() - tell the wire entry point which virtio
+ * feature bits (VIRTIO_TMEM_F_*) the driver negotiated.  Returns 0.
+ */
+int tmem_client_set_features(struct tmem_client *client, uint64_t features);
+
+/**
+ * tmem_ctx_new() - per-thread working state for page operations.
+ * Returns 0 and sets *ctxp, or -ENOMEM.
+ */
+int tmem_ctx_new(struct tmem_client *client, struct tmem_ctx **ctxp);
+
+/** tmem_ctx_free() - free a context.  NULL is ok. */
+void tmem_ctx_free(struct tmem_ctx *ctx);
+
+/**
+ * tmem_pool_new() - open a pool.
+ * Returns 0 and sets *pool_idp; -ENOSPC when max_pools are open,
+ * -EINVAL for an unknown type.
+ */
+int tmem_pool_new(struct tmem_client *client, enum tmem_pool_type type,
+		  uint32_t *pool_idp);
+
+/**
+ * tmem_pool_destroy() - drop every page of a pool and close its id.
+ * Returns 0 or -EBADF when @pool_id is not open.
+ */
+int tmem_pool_destroy(struct tmem_client *client, uint32_t pool_id);
+
+/*
+ * Page operations.  Errors shared by all of them:
+ *   -EBADF      @pool_id is not an open pool of this client
+ */
+
+/**
+ * tmem_store() - store one TMEM_PAGE_SIZE page under (pool, object, index).
+ *
+ * Returns 0 when the pool now holds exactly these bytes.  On any failure
+ * the pool holds no copy for the key (an older copy is invalidated):
+ *   -ENOSPC     over the client's budget (and nothing ephemeral to evict)
+ *   -E2BIG      incompressible and the policy is TMEM_INCOMPRESSIBLE_REJECT
+ *   -ESHUTDOWN  the pool was invalidated with tmem_invalidate_pool()
+ *   -ENOMEM     the host could not allocate memory
+ */
+int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
+	       uint32_t index, const void *page);
+
+/**
+ * tmem_load() - copy a stored page out; the pool keeps it.
+ * Returns 0, -ENOENT when the key is not held (never after a successful
+ * store to a persistent pool that was not invalidated), -EIO when stored
+ * data could not be decoded.
+ */
+int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
+	      uint32_t index, void *page);
+
+/**
+ * tmem_invalidate_page() - forget one key.
+ * Returns 1 if a page was dropped, 0 if the key was not held.
+ */
+int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
+			 uint64_t object, uint32_t index);
+
+/**
+ * tmem_invalidate_object() - forget every page of one object.
+ * Returns the number of pages dropped.
+ */
+int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
+			   uint64_t object);
+
+/**
+ * tmem_invalidate_pool() - forget every page of a pool and refuse further
+ * stores to it (-ESHUTDOWN) until it is destroyed; loads then miss.
+ * This is frontswap's invalidate_area.  Returns 0.
+ */
+int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
+
+/**
+ * tmem_handle_request() - the wire entry point: one virtio-tmem request.
+ *
+ * @out_sg/@out_num: the device-readable buffers of one descriptor chain,
+ * @in_sg/@in_num: its device-writable buffers, laid out as in
+ * proto/virtio_tmem.h.  The request is validated, dispatched and its
+ * struct virtio_tmem_resp written at the end of @in_sg; no byte outside
+ * the given buffers is touched, whatever they contain.
+ *
+ * Returns the number of bytes written to @in_sg (for the used ring), or
+ * -EPROTO when @in_sg cannot even hold a response (a transport violation
+ * the caller reports, e.g. with virtio_error()).
+ */
+int tmem_handle_request(struct tmem_ctx *ctx,
+			const struct iovec *out_sg, unsigned int out_num,
+			const struct iovec *in_sg, unsigned int in_num);
+
+struct tmem_stats {
+	uint64_t budget_bytes;
+	uint64_t pools;			/* open now */
+	/* Operation counters, since creation or the last reset. */
+	uint64_t succ_stores;
+	uint64_t failed_stores;		/* sum of the three below */
+	uint64_t failed_stores_budget;
+	uint64_t failed_stores_incompressible;
+	uint64_t failed_stores_other;	/* closed pool, ENOMEM, ... */
+	uint64_t loads;			/* successful */
+	uint64_t load_misses;
+	uint64_t invalidates;		/* pages dropped by invalidation */
+	uint64_t evictions;		/* ephemeral pages evicted */
+	/* Current state. */
+	uint64_t pages;			/* pages stored */
+	uint64_t same_filled_pages;	/* of which keep no data */
+	uint64_t raw_pages;		/* of which are kept uncompressed */
+	uint64_t compressed_bytes;	/* sum of the stored sizes */
+	uint64_t data_bytes;		/* allocator memory holding them */
+	uint64_t meta_bytes;		/* index and allocator metadata */
+	uint64_t host_bytes;		/* data_bytes + meta_bytes */
+};
+
+/**
+ * tmem_client_stats() - a snapshot of the client's counters.  Each field
+ * is read atomically; the set is not a single atomic snapshot.  Returns 0.
+ */
+int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
+
+/** tmem_strerror() - a short name for a status returned by this library. */
+const char *tmem_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TMEM_H */

@@ -1,0 +1,131 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * virtio-tmem: transcendent memory over virtio.
+ *
+ * This header is BSD licensed so anyone can use the definitions to
+ * implement compatible drivers and devices.  It is the one definition of
+ * the wire format: the guest driver, the QEMU device and libtmem all
+ * include it.  The normative text is proto/SPEC.md.
+ *
+ * All multi-byte fields are little-endian.  No structure is packed: every
+ * hole is an explicit reserved field, and a static assertion below pins
+ * every size and offset.
+ */
+#ifndef _LINUX_VIRTIO_TMEM_H
+#define _LINUX_VIRTIO_TMEM_H
+
+#include <linux/types.h>
+
+/*
+ * Device ID.  Provisional: not assigned by the virtio TC.  Chosen from
+ * the range the specification has not allocated (IDs counting down from
+ * 63 are used by other out-of-tree devices, so we stay below them).
+ */
+#define VIRTIO_ID_TMEM			56
+
+/* Feature bits (bit numbers). */
+/* num_queues is valid and may be greater than 1. */
+#define VIRTIO_TMEM_F_MQ		0
+/* NEW_POOL accepts VIRTIO_TMEM_POOL_EPHEMERAL. */
+#define VIRTIO_TMEM_F_EPHEMERAL		1
+
+/* The only page size of this version of the protocol. */
+#define VIRTIO_TMEM_PAGE_SIZE		4096
+
+struct virtio_tmem_config {
+	/* Number of request queues; 1 unless VIRTIO_TMEM_F_MQ. */
+	__le16 num_queues;
+	/* Pools a driver may have open at once. */
+	__le16 max_pools;
+	/* Bytes per page: VIRTIO_TMEM_PAGE_SIZE. */
+	__le32 page_size;
+	/* Hint: pages the device expects to hold; 0 = no hint. */
+	__le64 capacity_pages;
+	/* Hint: requests worth batching into one notification. */
+	__le32 max_batch;
+	__le32 reserved;
+};
+
+/* Opcodes (virtio_tmem_req.opcode). */
+#define VIRTIO_TMEM_OP_NEW_POOL		1
+#define VIRTIO_TMEM_OP_DESTROY_POOL	2
+#define VIRTIO_TMEM_OP_STORE		3
+#define VIRTIO_TMEM_OP_LOAD		4
+#define VIRTIO_TMEM_OP_INVALIDATE_PAGE	5
+#define VIRTIO_TMEM_OP_INVALIDATE_OBJECT 6
+#define VIRTIO_TMEM_OP_INVALIDATE_POOL	7
+
+/* NEW_POOL flags (virtio_tmem_req.flags); 0 means persistent. */
+#define VIRTIO_TMEM_POOL_EPHEMERAL	(1 << 0)
+
+/*
+ * Every request is one descriptor chain:
+ *   device-readable:  struct virtio_tmem_req [+ page, STORE only]
+ *   device-writable:  [page, LOAD only +] struct virtio_tmem_resp
+ */
+struct virtio_tmem_req {
+	__u8 opcode;
+	/* NEW_POOL: VIRTIO_TMEM_POOL_*; all other opcodes: 0. */
+	__u8 flags;
+	__le16 reserved0;
+	/* Ignored by NEW_POOL. */
+	__le32 pool_id;
+	/* Page key: (pool_id, object_id, index). */
+	__le64 object_id;
+	__le32 index;
+	__le32 reserved1;
+};
+
+/* Status codes (virtio_tmem_resp.status). */
+/* Done: for STORE, the device holds exactly the bytes sent. */
+#define VIRTIO_TMEM_S_OK		0
+/* STORE refused (budget, compressibility, policy); no copy is kept. */
+#define VIRTIO_TMEM_S_REJECTED		1
+/* LOAD of a key the pool does not hold. */
+#define VIRTIO_TMEM_S_NOT_FOUND		2
+/* Malformed request: bad lengths, flags or reserved use. */
+#define VIRTIO_TMEM_S_INVALID		3
+/* pool_id does not name a pool this driver has open. */
+#define VIRTIO_TMEM_S_NO_POOL		4
+/* Unknown opcode, or a feature that was not negotiated. */
+#define VIRTIO_TMEM_S_UNSUPP		5
+/* The device failed to read back a page it had accepted. */
+#define VIRTIO_TMEM_S_IOERR		6
+
+struct virtio_tmem_resp {
+	__u8 status;
+	__u8 reserved[3];
+	/* NEW_POOL with status OK: the new pool's id; otherwise 0. */
+	__le32 pool_id;
+};
+
+#define VIRTIO_TMEM_CHECK_LAYOUT(type, member, off)			\
+	_Static_assert(__builtin_offsetof(struct type, member) == (off),	\
+		       #type "." #member " is at offset " #off)
+
+_Static_assert(sizeof(struct virtio_tmem_config) == 24,
+	       "virtio_tmem_config is 24 bytes");
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, num_queues, 0);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, max_pools, 2);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, page_size, 4);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, capacity_pages, 8);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, max_batch, 16);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, reserved, 20);
+
+_Static_assert(sizeof(struct virtio_tmem_req) == 24,
+	       "virtio_tmem_req is 24 bytes");
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, opcode, 0);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, flags, 1);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, reserved0, 2);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, pool_id, 4);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, object_id, 8);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, index, 16);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_req, reserved1, 20);
+
+_Static_assert(sizeof(struct virtio_tmem_resp) == 8,
+	       "virtio_tmem_resp is 8 bytes");
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_resp, status, 0);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_resp, reserved, 1);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_resp, pool_id, 4);
+
+#endif /* _LINUX_VIRTIO_TMEM_H */
