@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""Boot a guest under the project's QEMU with virtio-tmem and run one scenario.
+
+The guest is Debian's kernel (scripts/guest-kernels.sh) with a busybox
+initramfs (scripts/vm/initramfs.py) holding virtio_tmem.ko
+(scripts/build-guest-module.sh) and the test programs of tests/vm/guest/.
+The guest's /init runs the scenario named on the kernel command line and
+talks to this runner over a second serial port: at every checkpoint the
+runner reads query-tmem over QMP, so each checkpoint pairs the guest's
+sysfs counters with the host's view at the same quiet moment.
+
+QEMU is always torn down: on a verdict, a timeout, a crash, ^C or an
+exception; its temporary directory goes with it.
+
+Exit status of the command line: 0 when the guest's verdict is ok, 1 when
+not, 77 when QEMU, the kernel or the module is not available (a skip), 2
+on a usage or infrastructure error.
+
+Environment:
+  VTMEM_QEMU          qemu-system-x86_64 to use (default: build-qemu.sh
+                      --print-path)
+  VTMEM_ACCEL         kvm or tcg (default: probe whether KVM really boots
+                      the guest, once, cached; else tcg)
+  VTMEM_CACHE         cache root (default /var/cache/virtio-tmem)
+  VTMEM_KO_<SERIES>   virtio_tmem.ko to use for kernel SERIES (6_12, 6_1);
+                      VTMEM_KO_<SERIES>_TEST for the test build
+  VTMEM_KEEP          keep the temporary directory (serial logs, disks)
+"""
+
+import argparse
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import initramfs  # noqa: E402
+
+TOP = initramfs.TOP
+SKIP = 77
+
+
+class Unavailable(Exception):
+    """Something the VM needs is not built or cannot be obtained: skip."""
+
+
+class VMError(Exception):
+    """The VM misbehaved: timeout, crash, protocol error."""
+
+
+def log(msg):
+    print("vmrun: %s" % msg, file=sys.stderr, flush=True)
+
+
+def cache_root():
+    return os.environ.get("VTMEM_CACHE", "/var/cache/virtio-tmem")
+
+
+def _script(name, *args, timeout=None):
+    path = os.path.join(TOP, "scripts", name)
+    if not os.path.exists(path):
+        raise Unavailable("scripts/%s does not exist yet" % name)
+    r = subprocess.run([path] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    if r.returncode == SKIP:
+        raise Unavailable("scripts/%s %s: %s" % (name, " ".join(args),
+                                                  r.stderr.strip()))
+    if r.returncode:
+        raise Unavailable("scripts/%s %s failed (%d): %s" % (
+            name, " ".join(args), r.returncode, r.stderr.strip()[-2000:]))
+    return r.stdout
+
+
+def _assignments(text):
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line.strip())
+        if m:
+            out[m.group(1)] = m.group(2).strip("'\"")
+    return out
+
+
+def find_qemu():
+    q = os.environ.get("VTMEM_QEMU")
+    if not q:
+        q = _script("build-qemu.sh", "--print-path").strip().splitlines()
+        q = q[-1] if q else ""
+    if not q or not os.access(q, os.X_OK):
+        raise Unavailable("QEMU not built (%s); run scripts/build-qemu.sh"
+                          % (q or "no path"))
+    return q
+
+
+def find_kernel(series):
+    env = _assignments(_script("guest-kernels.sh", "env", series))
+    image = env.get("KVMLINUX") or env.get("KIMAGE")
+    if not image or not os.path.exists(image):
+        image = env.get("KIMAGE")
+    if not image or not os.path.exists(image):
+        raise Unavailable("guest kernel %s not available" % series)
+    return {"series": series, "release": env.get("KREL", "?"),
+            "image": image, "moddir": env["KMODDIR"]}
+
+
+def find_module(kernel, test_build):
+    """Path of virtio_tmem.ko for this kernel (test build: debugfs knob)."""
+    var = "VTMEM_KO_" + kernel["series"].replace(".", "_")
+    if test_build:
+        var += "_TEST"
+    ko = os.environ.get(var)
+    if not ko:
+        args = ["--print-path", kernel["series"]]
+        if test_build:
+            args.append("--test")
+        out = _script("build-guest-module.sh", *args).strip().splitlines()
+        ko = out[-1] if out else ""
+    if not ko or not os.path.exists(ko):
+        raise Unavailable("virtio_tmem.ko for %s%s not built (%s)" % (
+            kernel["series"], " (test build)" if test_build else "",
+            ko or "no path"))
+    return ko
+
+
+class QMP:
+    def __init__(self, path, timeout=30):
+        deadline = time.time() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.time() > deadline:
+                    raise VMError("QMP socket %s never came up" % path)
+                time.sleep(0.05)
+        self.sock.settimeout(timeout)
+        self.buf = b""
+        self._recv()  # greeting
+        self.cmd("qmp_capabilities")
+
+    def _recv(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise VMError("QMP connection closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = args
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            r = self._recv()
+            if "return" in r:
+                return r["return"]
+            if "error" in r:
+                raise VMError("QMP %s: %s" % (name, r["error"]))
+            # an event: ignore
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def probe_accel(qemu, kernel, image):
+    """kvm when a short boot under KVM reaches /init, else tcg; cached."""
+    forced = os.environ.get("VTMEM_ACCEL")
+    if forced:
+        if forced not in ("kvm", "tcg"):
+            raise VMError("VTMEM_ACCEL must be kvm or tcg")
+        return forced
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg"
+    st = os.stat(qemu)
+    key = "%s-%d-%s" % (os.path.basename(qemu), int(st.st_mtime),
+                        kernel["release"])
+    cache = os.path.join(cache_root(), "vm", "accel-probe")
+    try:
+        with open(cache) as f:
+            k, v = f.read().split()
+            if k == key:
+                return v
+    except (OSError, ValueError):
+        pass
+    accel = "tcg"
+    try:
+        vm = VM(qemu, kernel, image, accel="kvm", scenario="boot",
+                timeout=20, quiet=True)
+        res = vm.run()
+        if res.verdict and res.verdict.get("ok"):
+            accel = "kvm"
+    except (VMError, OSError) as e:
+        log("KVM probe failed (%s); using TCG" % str(e).splitlines()[0])
+    try:
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        with open(cache, "w") as f:
+            f.write("%s %s\n" % (key, accel))
+    except OSError:
+        pass
+    return accel
+
+
+class Result:
+    def __init__(self):
+        self.checkpoints = []   # {"name", "boot", "guest", "host", ...}
+        self.verdict = None
+        self.host_final = None
+        self.console = ""
+        self.seconds = 0.0
+        self.accel = None
+        self.exit_reason = None
+
+    def checkpoint(self, name, boot=None):
+        for c in self.checkpoints:
+            if c["name"] == name and (boot is None or c["boot"] == boot):
+                return c
+        raise KeyError("no checkpoint %s (boot %s)" % (name, boot))
+
+    def as_dict(self):
+        return {"accel": self.accel, "seconds": round(self.seconds, 1),
+                "exit": self.exit_reason, "checkpoints": self.checkpoints,
+                "verdict": self.verdict, "host_final": self.host_final}
+
+
+class VM:
+    """One QEMU process, one scenario; use run() once."""
+
+    def __init__(self, qemu, kernel, initrd, scenario, accel="tcg",
+                 mem_mb=256, smp=1, budget="64M", num_queues=None,
+                 backing_mb=0, plain_swap_mb=0, params=None, timeout=300,
+                 reboot=False, quiet=False, console_log=None, tmem=True):
+        self.qemu = qemu
+        self.kernel = kernel
+        self.initrd = initrd
+        self.scenario = scenario
+        self.accel = accel
+        self.mem_mb = mem_mb
+        self.smp = smp
+        self.budget = budget
+        self.num_queues = num_queues
+        self.backing_mb = backing_mb
+        self.plain_swap_mb = plain_swap_mb
+        self.params = dict(params or {})
+        self.timeout = timeout
+        self.reboot = reboot
+        self.quiet = quiet
+        self.console_log = console_log
+        self.tmem = tmem
+        self.proc = None
+        self.qmp = None
+        self.tmp = None
+
+    def _cmdline(self):
+        args = ["console=ttyS0", "panic=-1", "loglevel=5", "nokaslr",
+                "mitigations=off", "tsc=reliable", "no_timer_check",
+                "vtmem.scenario=%s" % self.scenario]
+        for k, v in sorted(self.params.items()):
+            args.append("vtmem.%s=%s" % (k, v))
+        return " ".join(args)
+
+    def _disk(self, name, size_mb, serial):
+        path = os.path.join(self.tmp, name + ".img")
+        with open(path, "wb") as f:
+            f.truncate(size_mb << 20)   # sparse
+        return ["-drive", "if=none,id=%s,file=%s,format=raw,cache=unsafe"
+                % (name, path),
+                "-device", "virtio-blk-pci,drive=%s,serial=%s" % (name, serial)]
+
+    def _argv(self):
+        tmem = "virtio-tmem-pci,id=tmem0,budget=%s" % self.budget
+        if self.num_queues:
+            tmem += ",num-queues=%d" % self.num_queues
+        argv = [self.qemu, "-nodefaults", "-no-user-config",
+                "-display", "none", "-machine", "q35", "-accel", self.accel,
+                "-cpu", "max" if self.accel == "tcg" else "host",
+                "-m", "%dM" % self.mem_mb, "-smp", str(self.smp),
+                "-kernel", self.kernel["image"], "-initrd", self.initrd,
+                "-append", self._cmdline(),
+                "-chardev", "file,id=con,path=%s" % self.console_path,
+                "-serial", "chardev:con",
+                "-chardev", "stdio,id=ctl,signal=off",
+                "-serial", "chardev:ctl",
+                "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if self.tmem:
+            argv += ["-device", tmem]
+        if self.accel == "kvm":
+            argv[argv.index("host")] = "max"
+        if self.backing_mb:
+            argv += self._disk("backing", self.backing_mb, "vtmem-backing")
+            self.params.setdefault("backing", "vtmem-backing")
+        if self.plain_swap_mb:
+            argv += self._disk("plainswap", self.plain_swap_mb, "plain-swap")
+            self.params.setdefault("plain", "plain-swap")
+        if not self.reboot:
+            argv.append("-no-reboot")
+        # The command line is built last: the disks add parameters.
+        argv[argv.index("-append") + 1] = self._cmdline()
+        return argv
+
+    def query_tmem(self):
+        if not self.tmem:
+            return None
+        devs = self.qmp.cmd("query-tmem")
+        for d in devs:
+            if d.get("id") == "tmem0":
+                return d
+        raise VMError("query-tmem has no tmem0: %s" % devs)
+
+    def _console_tail(self, n=60):
+        try:
+            with open(self.console_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def run(self):
+        res = Result()
+        res.accel = self.accel
+        self.tmp = tempfile.mkdtemp(prefix="vtmem-vm-")
+        self.console_path = os.path.join(self.tmp, "console.log")
+        self.qmp_path = os.path.join(self.tmp, "qmp.sock")
+        start = time.time()
+        try:
+            argv = self._argv()
+            if not self.quiet:
+                log("%s: %s" % (self.scenario, " ".join(argv)))
+            self.proc = subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=open(os.path.join(self.tmp, "qemu.stderr"), "wb"),
+                start_new_session=True)
+            self.qmp = QMP(self.qmp_path)
+            self._loop(res, start)
+        except VMError as e:
+            e.result = res
+            raise
+        finally:
+            res.seconds = time.time() - start
+            self._teardown(res)
+        return res
+
+    def _loop(self, res, start):
+        out = self.proc.stdout
+        buf = b""
+        boot = 0
+        deadline = start + self.timeout
+        while True:
+            if time.time() > deadline:
+                raise VMError("timeout after %d s" % self.timeout)
+            r, _, _ = select.select([out], [], [], 0.5)
+            if not r:
+                if self.proc.poll() is not None:
+                    res.exit_reason = "qemu exited %d" % self.proc.returncode
+                    if res.verdict is None:
+                        raise VMError("QEMU exited (%d) without a verdict"
+                                      % self.proc.returncode)
+                    return
+                continue
+            chunk = os.read(out.fileno(), 65536)
+            if not chunk:
+                self.proc.wait(timeout=30)
+                res.exit_reason = "qemu exited %d" % self.proc.returncode
+                if res.verdict is None:
+                    raise VMError("QEMU exited (%d) without a verdict"
+                                  % self.proc.returncode)
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                line = line.decode(errors="replace").strip()
+                m = re.search(r"VTMEM-(CHECKPOINT|RESULT) (\{.*\})$", line)
+                if not m:
+                    continue
+                try:
+                    msg = json.loads(m.group(2))
+                except ValueError as e:
+                    raise VMError("bad guest message %r: %s" % (line, e))
+                host = self.query_tmem()
+                if m.group(1) == "CHECKPOINT":
+                    if msg.get("name") == "boot":
+                        boot += 1
+                    msg["boot"] = boot
+                    msg["host"] = host
+                    msg["t"] = round(time.time() - start, 1)
+                    res.checkpoints.append(msg)
+                    if not self.quiet:
+                        log("checkpoint %s (boot %d, %.1f s)" % (
+                            msg.get("name"), boot, msg["t"]))
+                else:
+                    res.verdict = msg
+                    res.host_final = host
+                self.proc.stdin.write(b"VTMEM-GO %d\n" % boot)
+                self.proc.stdin.flush()
+
+    def _teardown(self, res):
+        p = self.proc
+        if p is not None and p.poll() is None:
+            try:
+                if self.qmp:
+                    self.qmp.sock.settimeout(3)
+                    self.qmp.cmd("quit")
+                p.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - tear down whatever happens
+                pass
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        if self.qmp:
+            self.qmp.close()
+        if p is not None:
+            for f in (p.stdin, p.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        res.console = self._console_tail(400)
+        try:
+            with open(os.path.join(self.tmp, "qemu.stderr"),
+                      errors="replace") as f:
+                res.qemu_stderr = f.read()[-4000:]
+        except OSError:
+            res.qemu_stderr = ""
+        if self.console_log:
+            try:
+                shutil.copyfile(self.console_path, self.console_log)
+            except OSError:
+                pass
+        if os.environ.get("VTMEM_KEEP"):
+            log("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def prepare(series="6.12", test_build=False):
+    """Everything a VM needs: QEMU, kernel, initramfs, accelerator."""
+    qemu = find_qemu()
+    kernel = find_kernel(series)
+    ko = find_module(kernel, test_build)
+    try:
+        image = initramfs.build(kernel["moddir"], [ko])
+    except initramfs.BuildError as e:
+        raise VMError(str(e))
+    accel = probe_accel(qemu, kernel, image)
+    return qemu, kernel, image, accel
+
+
+def main():
+    ap = argparse.ArgumentParser(
+        description="Boot a virtio-tmem guest and run one scenario.")
+    ap.add_argument("scenario", help="guest scenario (tests/vm/guest/scenarios.sh)")
+    ap.add_argument("--kernel", default="6.12", help="guest kernel series")
+    ap.add_argument("--test-build", action="store_true",
+                    help="use the module's VTMEM_TEST=1 build")
+    ap.add_argument("--mem", type=int, default=256, help="guest RAM, MiB")
+    ap.add_argument("--smp", type=int, default=1)
+    ap.add_argument("--budget", default="64M")
+    ap.add_argument("--num-queues", type=int)
+    ap.add_argument("--backing-mb", type=int, default=0)
+    ap.add_argument("--plain-swap-mb", type=int, default=0)
+    ap.add_argument("--timeout", type=int, default=300)
+    ap.add_argument("--reboot", action="store_true")
+    ap.add_argument("--console-log", help="copy the serial console here")
+    ap.add_argument("-p", "--param", action="append", default=[],
+                    help="KEY=VALUE for the guest (vtmem.KEY=VALUE)")
+    ap.add_argument("--json", help="write checkpoints and verdict here")
+    args = ap.parse_args()
+    try:
+        qemu, kernel, image, accel = prepare(args.kernel, args.test_build)
+    except Unavailable as e:
+        log("SKIP: %s" % e)
+        return SKIP
+    params = dict(p.split("=", 1) for p in args.param)
+    vm = VM(qemu, kernel, image, args.scenario, accel=accel, mem_mb=args.mem,
+            smp=args.smp, budget=args.budget, num_queues=args.num_queues,
+            backing_mb=args.backing_mb, plain_swap_mb=args.plain_swap_mb,
+            params=params, timeout=args.timeout, reboot=args.reboot,
+            console_log=args.console_log)
+    try:
+        res = vm.run()
+    except VMError as e:
+        log("FAIL: %s" % e)
+        return 1
+    out = json.dumps(res.as_dict(), indent=1)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(out + "\n")
+    else:
+        print(out)
+    return 0 if res.verdict and res.verdict.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+# Guest halves of the VM scenarios (sourced by /init).  Each scn_NAME runs
+# in the guest, records failures with fail() and facts with data(), and
+# stops at checkpoints where the host compares query-tmem with the guest's
+# counters.  The host halves (sizes, devices, host-side checks) are in
+# tests/vm/scenarios.py.
+
+# Check a memtest result: finished, every page verified, nothing wrong.
+check_workload() {
+	if [ "$1" != 0 ]; then
+		fail "workload ${VT_TAG:-workload} exited with status $1"
+	fi
+}
+
+# Boot only: the runner's own smoke test and the KVM probe.
+scn_boot() {
+	data mem_total_kb "$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
+}
+
+# Swap on /dev/vtmem0 under a workload bigger than RAM, verified over
+# sequential, random and rewrite passes.  With vtmem.backing= the module
+# writes rejected pages to that disk.
+scn_swap() {
+	load_vtmem $(vtmem_params) || return
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq "${VT_SEQ:-2}" \
+		--random "${VT_RANDOM:-1}" --rewrite --mix "${VT_MIX:-mixed}"
+	check_workload $?
+	settle
+	checkpoint after-workload
+	data swaps "\"$(tail -n +2 /proc/swaps | awk '{ print $1 ":" $4 }' | paste -sd' ' -)\""
+}
+
+# No backing disk and a tiny budget: rejected stores fail the swap write,
+# the kernel keeps those pages in RAM.  The workload may be killed by the
+# OOM killer; the guest must live on and nothing may come back wrong.
+scn_nobacking() {
+	load_vtmem $(vtmem_params) || return
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 \
+		--mix "${VT_MIX:-mixed}"
+	rc=$?
+	case $rc in
+	0) ;;
+	137) data oom_killed true ;;
+	*) fail "workload exited with status $rc" ;;
+	esac
+	settle
+	checkpoint after-workload
+	# The guest is still here and can still swap.
+	VT_TAG=after memtest mem --mb 16 --seq 1 --random 1
+	check_workload $?
+	data load_errors "$(counter load_errors)"
+}
+
+# swapoff while the host holds pages: everything must come back (through
+# the plain swap disk at lower priority), then the host holds nothing.
+scn_swapoff() {
+	load_vtmem $(vtmem_params) || return
+	plain=$(disk_by_serial "$VT_PLAIN") || { fail "no plain swap disk"; return; }
+	mkswap "$plain" > /dev/null && vtmem-swapon "$plain" 10 ||
+		{ fail "swapon $plain"; return; }
+	swapon_vtmem || return
+	rm -f /tmp/ready
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 \
+		--hold /tmp/ready &
+	pid=$!
+	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+	done
+	[ -s /tmp/ready ] || { fail "workload died before swapoff"; return; }
+	wpid=$(cat /tmp/ready)
+	settle
+	checkpoint before-swapoff
+	if ! swapoff /dev/vtmem0; then
+		fail "swapoff /dev/vtmem0"
+	fi
+	settle
+	data pages_in_host_after "$(counter pages_in_host)"
+	checkpoint after-swapoff
+	kill -USR1 "$wpid"
+	wait $pid
+	check_workload $?
+}
+
+# Block-level life cycle: data written to /dev/vtmem0 stays in the host
+# until the module goes; unload, reload and a reboot all start empty.
+scn_lifecycle() {
+	if [ "$VT_BOOT" -ge 2 ]; then
+		# The boot checkpoint already showed the host after the reset.
+		load_vtmem || return
+		VT_TAG=after_reboot_zero memtest blk /dev/vtmem0 --mb 4 --op zero
+		check_workload $?
+		VT_TAG=after_reboot_write memtest blk /dev/vtmem0 --mb 4 --op write
+		check_workload $?
+		VT_TAG=after_reboot_verify memtest blk /dev/vtmem0 --mb 4 --op verify
+		check_workload $?
+		return
+	fi
+	load_vtmem || return
+	VT_TAG=write memtest blk /dev/vtmem0 --mb "$VT_MB" --op write
+	check_workload $?
+	settle
+	checkpoint written
+	VT_TAG=verify memtest blk /dev/vtmem0 --mb "$VT_MB" --op verify
+	check_workload $?
+	rmmod virtio_tmem || fail "rmmod virtio_tmem"
+	checkpoint unloaded
+	load_vtmem || return
+	checkpoint reloaded
+	VT_TAG=zero memtest blk /dev/vtmem0 --mb "$VT_MB" --op zero
+	check_workload $?
+	VT_TAG=rewrite memtest blk /dev/vtmem0 --mb "$VT_MB" --op write
+	check_workload $?
+	settle
+	checkpoint before-reboot
+	sync
+	reboot -f
+}
+
+# Malformed requests through the test build's debugfs knob.
+scn_hostile() {
+	load_vtmem || return
+	/bin/vtmem-hostile > /tmp/hostile.json 2> /tmp/hostile.err
+	rc=$?
+	cat /tmp/hostile.err > /dev/console
+	data hostile "$(cat /tmp/hostile.json 2>/dev/null || echo null)"
+	[ $rc = 0 ] || fail "hostile requests: $rc"
+	checkpoint after-hostile
+	# The device still serves the swap path.
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1
+	check_workload $?
+	settle
+	checkpoint after-workload
+}
+
+# The same workload with swap on a plain virtio-blk disk only: the
+# comparison baseline (no virtio-tmem involved).
+scn_plainswap() {
+	plain=$(disk_by_serial "$VT_PLAIN") || { fail "no plain swap disk"; return; }
+	mkswap "$plain" > /dev/null && vtmem-swapon "$plain" 10 ||
+		{ fail "swapon $plain"; return; }
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq "${VT_SEQ:-2}" \
+		--random "${VT_RANDOM:-1}" --rewrite --mix "${VT_MIX:-mixed}"
+	check_workload $?
+}

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: MIT
+/*
+ * vtmem-memtest: a guest workload that pushes anonymous memory through swap
+ * and checks every byte it gets back.
+ *
+ * Every page gets content that is a pure function of (seed, generation,
+ * page index), so a page that comes back from the wrong slot, from an older
+ * store, or with any byte flipped is caught by a plain memcmp against a
+ * freshly generated copy.  The page mix is chosen to exercise the host:
+ * most pages compress well, some are same-filled (the host stores no data
+ * for those), some are random (incompressible: the host may reject them).
+ *
+ *   vtmem-memtest mem [options]     anonymous memory, verified through swap
+ *   vtmem-memtest blk DEV [options] O_DIRECT pattern on a block device
+ *
+ * Prints one JSON object on stdout; exit 0 only with 0 mismatches.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE 4096u
+#define WORDS (PAGE / 8)
+#define MAX_REPORTS 10
+
+enum page_kind { KIND_TEXT, KIND_SAME, KIND_RANDOM };
+
+struct opts {
+	unsigned long mb;
+	unsigned int seq_passes;
+	unsigned int rand_passes;
+	unsigned int rewrite;
+	uint64_t seed;
+	const char *mix;	/* "mixed", "text", "random" */
+	const char *ready_file;	/* hold mode: touch this, wait for SIGUSR1 */
+	const char *blk_op;	/* blk mode: "write", "verify", "zero" */
+	unsigned long blk_offset_mb;
+};
+
+struct stats {
+	unsigned long pages;
+	unsigned long verified;
+	unsigned long mismatches;
+	unsigned long reports;
+	unsigned int passes;
+	double write_s;
+	double verify_s;
+};
+
+static uint64_t splitmix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static enum page_kind kind_of(const struct opts *o, unsigned long idx)
+{
+	if (!strcmp(o->mix, "text"))
+		return KIND_TEXT;
+	if (!strcmp(o->mix, "random"))
+		return KIND_RANDOM;
+	/* mixed: 1/16 same-filled, 3/16 random, the rest compressible. */
+	switch (splitmix(o->seed ^ idx) % 16) {
+	case 0:
+		return KIND_SAME;
+	case 1: case 2: case 3:
+		return KIND_RANDOM;
+	default:
+		return KIND_TEXT;
+	}
+}
+
+/*
+ * Fill one page.  Word 0 and word 1 name the page and the generation, so
+ * a page returned for the wrong key differs from the first bytes on.
+ */
+static void fill_page(const struct opts *o, uint64_t *w, unsigned long idx,
+		      unsigned int gen)
+{
+	uint64_t key = splitmix(o->seed * 31 + gen) ^ (idx * 0x100000001b3ULL);
+	unsigned int i;
+
+	switch (kind_of(o, idx)) {
+	case KIND_SAME:
+		/* Never zero: the 6.12 swap layer keeps zero pages itself. */
+		for (i = 0; i < WORDS; i++)
+			w[i] = key | 1;
+		return;
+	case KIND_RANDOM:
+		for (i = 0; i < WORDS; i++)
+			w[i] = splitmix(key + i);
+		break;
+	case KIND_TEXT:
+		/* Repeating 64-byte records with a varying field: LZ4 ~4:1. */
+		for (i = 0; i < WORDS; i++) {
+			if (i % 8 == 0)
+				w[i] = splitmix(key + i) & 0x0f0f0f0f0f0f0f0fULL;
+			else
+				w[i] = 0x2e6d656d74762d20ULL + (i % 8);
+		}
+		break;
+	}
+	w[0] = 0x4d454d54564d0000ULL | (gen & 0xffff);	/* "\0\0MVTMEM" */
+	w[1] = idx;
+}
+
+static void report(struct stats *st, unsigned long idx, const void *got,
+		   const void *want)
+{
+	const unsigned char *g = got, *e = want;
+	unsigned int off = 0;
+
+	if (st->reports++ >= MAX_REPORTS)
+		return;
+	while (off < PAGE && g[off] == e[off])
+		off++;
+	fprintf(stderr,
+		"MISMATCH page %lu offset %u: got %02x want %02x (first words %016llx %016llx)\n",
+		idx, off, g[off], e[off],
+		(unsigned long long)((const uint64_t *)got)[0],
+		(unsigned long long)((const uint64_t *)got)[1]);
+}
+
+static void check_page(const struct opts *o, struct stats *st,
+		       const unsigned char *p, unsigned long idx,
+		       unsigned int gen, uint64_t *buf)
+{
+	fill_page(o, buf, idx, gen);
+	if (memcmp(p, buf, PAGE)) {
+		st->mismatches++;
+		report(st, idx, p, buf);
+	}
+	st->verified++;
+}
+
+/* Pages rewritten in the rewrite pass get generation 2: odd pages. */
+static unsigned int gen_of(unsigned long idx, unsigned int rewritten)
+{
+	return rewritten && (idx & 1) ? 2 : 1;
+}
+
+static void verify_seq(const struct opts *o, struct stats *st,
+		       unsigned char *mem, unsigned int rewritten,
+		       uint64_t *buf)
+{
+	unsigned long i;
+
+	for (i = 0; i < st->pages; i++)
+		check_page(o, st, mem + i * PAGE, i, gen_of(i, rewritten), buf);
+	st->passes++;
+}
+
+/* A full permutation (odd stride mod a power of two >= pages). */
+static void verify_random(const struct opts *o, struct stats *st,
+			  unsigned char *mem, unsigned int rewritten,
+			  unsigned int pass, uint64_t *buf)
+{
+	unsigned long n = 1, i, x, done = 0;
+	uint64_t r = splitmix(o->seed + 1000 + pass);
+	unsigned long a = (r & ~3ul) | 1, c = (r >> 32) | 1;
+
+	while (n < st->pages)
+		n <<= 1;
+	/* LCG with a % 4 == 1 and odd c has full period mod 2^k. */
+	a = (a & ~3ul) | 1;
+	for (i = 0, x = r & (n - 1); i < n; i++) {
+		x = (a * x + c) & (n - 1);
+		if (x >= st->pages)
+			continue;
+		check_page(o, st, mem + x * PAGE, x, gen_of(x, rewritten), buf);
+		done++;
+	}
+	if (done != st->pages) {
+		fprintf(stderr, "internal: random pass visited %lu of %lu\n",
+			done, st->pages);
+		st->mismatches++;
+	}
+	st->passes++;
+}
+
+static volatile sig_atomic_t go;
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+	go = 1;
+}
+
+/* Hold mode: tell the caller the pages are out, wait until it is done. */
+static void hold(const char *ready_file)
+{
+	sigset_t block, old;
+	int fd;
+
+	signal(SIGUSR1, on_usr1);
+	sigemptyset(&block);
+	sigaddset(&block, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &block, &old);
+	fd = open(ready_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	if (fd >= 0) {
+		dprintf(fd, "%d\n", getpid());
+		close(fd);
+	}
+	while (!go)
+		sigsuspend(&old);
+	sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
+static int run_mem(const struct opts *o, struct stats *st)
+{
+	uint64_t *buf = aligned_alloc(PAGE, PAGE);
+	unsigned char *mem;
+	unsigned long i;
+	unsigned int p, rewritten = 0;
+	double t;
+
+	st->pages = o->mb * 256;
+	mem = mmap(NULL, st->pages * PAGE, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED || !buf) {
+		perror("mmap");
+		return -1;
+	}
+	t = now();
+	for (i = 0; i < st->pages; i++)
+		fill_page(o, (uint64_t *)(mem + i * PAGE), i, 1);
+	st->write_s = now() - t;
+
+	t = now();
+	for (p = 0; p < o->seq_passes || p < o->rand_passes; p++) {
+		if (p < o->seq_passes)
+			verify_seq(o, st, mem, rewritten, buf);
+		if (p < o->rand_passes)
+			verify_random(o, st, mem, rewritten, p, buf);
+	}
+	if (o->rewrite) {
+		/* Overwrite odd pages: a stale copy must never come back. */
+		for (i = 1; i < st->pages; i += 2)
+			fill_page(o, (uint64_t *)(mem + i * PAGE), i, 2);
+		rewritten = 1;
+		verify_random(o, st, mem, rewritten, 99, buf);
+		verify_seq(o, st, mem, rewritten, buf);
+	}
+	if (o->ready_file) {
+		hold(o->ready_file);
+		verify_seq(o, st, mem, rewritten, buf);
+	}
+	st->verify_s = now() - t;
+	munmap(mem, st->pages * PAGE);
+	free(buf);
+	return 0;
+}
+
+static int run_blk(const struct opts *o, const char *dev, struct stats *st)
+{
+	unsigned long chunk = 64, i, j, base = o->blk_offset_mb * 256;
+	int writing = !strcmp(o->blk_op, "write");
+	uint64_t *want = aligned_alloc(PAGE, PAGE);
+	unsigned char *buf;
+	double t = now();
+	int fd;
+
+	st->pages = o->mb * 256;
+	fd = open(dev, (writing ? O_WRONLY : O_RDONLY) | O_DIRECT);
+	if (fd < 0 || !want || posix_memalign((void **)&buf, PAGE, chunk * PAGE)) {
+		perror(dev);
+		return -1;
+	}
+	for (i = 0; i < st->pages; i += chunk) {
+		unsigned long n = st->pages - i < chunk ? st->pages - i : chunk;
+		off_t off = (off_t)(base + i) * PAGE;
+		ssize_t r;
+
+		if (writing) {
+			for (j = 0; j < n; j++)
+				fill_page(o, (uint64_t *)(buf + j * PAGE), base + i + j, 1);
+			r = pwrite(fd, buf, n * PAGE, off);
+		} else {
+			r = pread(fd, buf, n * PAGE, off);
+		}
+		if (r != (ssize_t)(n * PAGE)) {
+			fprintf(stderr, "%s at page %lu: %s\n", o->blk_op, base + i,
+				r < 0 ? strerror(errno) : "short transfer");
+			close(fd);
+			return -1;
+		}
+		if (writing)
+			continue;
+		for (j = 0; j < n; j++) {
+			if (!strcmp(o->blk_op, "zero")) {
+				static const unsigned char zero[PAGE];
+
+				if (memcmp(buf + j * PAGE, zero, PAGE)) {
+					st->mismatches++;
+					report(st, base + i + j, buf + j * PAGE, zero);
+				}
+				st->verified++;
+			} else {
+				check_page(o, st, buf + j * PAGE, base + i + j, 1,
+					   want);
+			}
+		}
+	}
+	if (writing && fsync(fd)) {
+		perror("fsync");
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	st->passes = 1;
+	*(writing ? &st->write_s : &st->verify_s) = now() - t;
+	return 0;
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: vtmem-memtest mem --mb N [--seq N] [--random N] [--rewrite]\n"
+		"                         [--mix mixed|text|random] [--seed N] [--hold FILE]\n"
+		"       vtmem-memtest blk DEV --mb N --op write|verify|zero [--offset-mb N]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "mb", required_argument, NULL, 'm' },
+		{ "seq", required_argument, NULL, 's' },
+		{ "random", required_argument, NULL, 'r' },
+		{ "rewrite", no_argument, NULL, 'w' },
+		{ "seed", required_argument, NULL, 'S' },
+		{ "mix", required_argument, NULL, 'x' },
+		{ "hold", required_argument, NULL, 'h' },
+		{ "op", required_argument, NULL, 'o' },
+		{ "offset-mb", required_argument, NULL, 'O' },
+		{ NULL, 0, NULL, 0 }
+	};
+	struct opts o = { .mb = 64, .seq_passes = 1, .rand_passes = 1,
+			  .seed = 1, .mix = "mixed", .blk_op = "verify" };
+	struct stats st = { 0 };
+	const char *mode, *dev = NULL;
+	int c, rc;
+
+	if (argc < 2)
+		usage();
+	mode = argv[1];
+	optind = 2;
+	if (!strcmp(mode, "blk")) {
+		if (argc < 3)
+			usage();
+		dev = argv[2];
+		optind = 3;
+	} else if (strcmp(mode, "mem")) {
+		usage();
+	}
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'm': o.mb = strtoul(optarg, NULL, 0); break;
+		case 's': o.seq_passes = strtoul(optarg, NULL, 0); break;
+		case 'r': o.rand_passes = strtoul(optarg, NULL, 0); break;
+		case 'w': o.rewrite = 1; break;
+		case 'S': o.seed = strtoull(optarg, NULL, 0); break;
+		case 'x': o.mix = optarg; break;
+		case 'h': o.ready_file = optarg; break;
+		case 'o': o.blk_op = optarg; break;
+		case 'O': o.blk_offset_mb = strtoul(optarg, NULL, 0); break;
+		default: usage();
+		}
+	}
+	rc = dev ? run_blk(&o, dev, &st) : run_mem(&o, &st);
+	printf("{\"mode\":\"%s\",\"mb\":%lu,\"pages\":%lu,\"passes\":%u,"
+	       "\"verified_pages\":%lu,\"mismatches\":%lu,\"error\":%s,"
+	       "\"write_s\":%.2f,\"verify_s\":%.2f}\n",
+	       mode, o.mb, st.pages, st.passes, st.verified, st.mismatches,
+	       rc ? "true" : "false", st.write_s, st.verify_s);
+	fflush(stdout);
+	return rc || st.mismatches ? 1 : 0;
+}
