@@ -1,0 +1,266 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Allocation-failure injection.  For nth = 0, 1, 2, ... the nth library
+ * allocation of a mixed workload fails.  Every call must either succeed
+ * or fail with an error its documentation allows; afterwards every page
+ * that was acknowledged loads back identically, and no page that was
+ * refused or invalidated is ever returned.  Leaks are caught by the
+ * valgrind variant of this test (meson test faults-valgrind) and by
+ * LeakSanitizer when built with -Db_sanitize=address.
+ */
+#include "tmem-test.h"
+#include "tmem_i.h"
+
+#define NOBJ	4
+#define NIDX	16
+#define NKEY	(NOBJ * NIDX)
+#define NPOOL	2		/* 0: persistent, 1: ephemeral */
+#define MAX_NTH	20000
+
+struct key_state {
+	int held;
+	enum page_kind kind;
+	uint64_t seed;
+};
+
+struct world {
+	struct tclient t;
+	uint32_t pool[NPOOL];
+	int pool_ok[NPOOL];
+	struct key_state key[NPOOL][NKEY];
+	int closed[NPOOL];	/* invalidate_pool'd: stores refused */
+	enum tmem_incompressible policy;
+};
+
+static void expect_store(struct world *w, int p, int k, enum page_kind kind,
+			 uint64_t seed)
+{
+	int ret = store_gen(&w->t, w->pool[p], k / NIDX, k % NIDX, kind, seed);
+
+	if (w->closed[p]) {
+		assert_int_equal(ret, -ESHUTDOWN);
+	} else if (ret == 0) {
+		w->key[p][k] = (struct key_state){ 1, kind, seed };
+		return;
+	} else if (ret == -E2BIG) {
+		/* Only an incompressible page under the REJECT policy. */
+		assert_int_equal(w->policy, TMEM_INCOMPRESSIBLE_REJECT);
+		assert_int_equal(kind, PK_RANDOM);
+	} else if (ret != -ENOMEM) {
+		fail_msg("store: %d (%s)", ret, tmem_strerror(ret));
+	}
+	/* Refused: any older copy is gone too. */
+	w->key[p][k].held = 0;
+}
+
+static void check_key(struct world *w, int p, int k)
+{
+	struct key_state *ks = &w->key[p][k];
+	unsigned char page[PAGE];
+	int ret;
+
+	ret = tmem_load(w->t.ctx, w->pool[p], k / NIDX, k % NIDX, page);
+	if (ks->held && (p == 0 || ret == 0)) {
+		if (ret != 0)
+			fail_msg("acknowledged page %d/%d: load %d (%s)", p, k,
+				 ret, tmem_strerror(ret));
+		assert_page_is(page, ks->kind, ks->seed);
+	} else {
+		if (ret != -ENOENT)
+			fail_msg("refused/invalidated page %d/%d: load %d (%s)",
+				 p, k, ret, tmem_strerror(ret));
+	}
+}
+
+static void open_pools(struct world *w)
+{
+	int p, tries, ret;
+
+	for (p = 0; p < NPOOL; p++) {
+		for (tries = 0; tries < 3 && !w->pool_ok[p]; tries++) {
+			ret = tmem_pool_new(w->t.client,
+					    p ? TMEM_POOL_EPHEMERAL :
+					    TMEM_POOL_PERSISTENT, &w->pool[p]);
+			if (ret == 0)
+				w->pool_ok[p] = 1;
+			else
+				assert_int_equal(ret, -ENOMEM);
+		}
+	}
+}
+
+/* One step of the workload on pool @p; @i picks the operation. */
+static void step(struct world *w, int p, unsigned int i)
+{
+	int k = (int)(splitmix64(&(uint64_t){ i * 31u + p }) % NKEY);
+	int ret, n, j;
+
+	switch (i % 8) {
+	case 0: case 1: case 2: case 3:	/* store / overwrite */
+		expect_store(w, p, k, kind_for(i), i);
+		break;
+	case 4:
+		ret = tmem_invalidate_page(w->t.ctx, w->pool[p], k / NIDX,
+					   k % NIDX);
+		if (p == 0 || ret == 1)
+			assert_int_equal(ret, w->key[p][k].held);
+		else
+			assert_int_equal(ret, 0);
+		w->key[p][k].held = 0;
+		break;
+	case 5:
+		check_key(w, p, k);
+		break;
+	case 6:
+		if (i % 24 != 6)
+			break;
+		for (n = 0, j = 0; j < NIDX; j++)
+			n += w->key[p][(k / NIDX) * NIDX + j].held;
+		ret = tmem_invalidate_object(w->t.ctx, w->pool[p], k / NIDX);
+		assert_true(ret >= 0 && ret <= NIDX);
+		if (p == 0)
+			assert_int_equal(ret, n);
+		else
+			assert_true(ret <= n);
+		for (j = 0; j < NIDX; j++)
+			w->key[p][(k / NIDX) * NIDX + j].held = 0;
+		break;
+	case 7:
+		expect_store(w, p, k, PK_ZERO, 0);
+		break;
+	}
+}
+
+/* A pool that comes and goes, to inject failures into pool ops. */
+static void churn_pool(struct world *w)
+{
+	uint32_t id;
+	int ret;
+
+	ret = tmem_pool_new(w->t.client, TMEM_POOL_PERSISTENT, &id);
+	if (ret) {
+		assert_int_equal(ret, -ENOMEM);
+		return;
+	}
+	ret = store_gen(&w->t, id, 1, 1, PK_TEXT, 1);
+	assert_true(ret == 0 || ret == -ENOMEM);
+	assert_int_equal(tmem_invalidate_pool(w->t.client, id), 0);
+	assert_int_equal(store_gen(&w->t, id, 1, 1, PK_TEXT, 1), -ESHUTDOWN);
+	assert_int_equal(tmem_pool_destroy(w->t.client, id), 0);
+}
+
+static void verify_world(struct world *w)
+{
+	struct tmem_stats st = tstats(w->t.client);
+	uint64_t held = 0;
+	int p, k;
+
+	for (p = 0; p < NPOOL; p++) {
+		if (!w->pool_ok[p])
+			continue;
+		for (k = 0; k < NKEY; k++) {
+			check_key(w, p, k);
+			held += w->key[p][k].held;
+		}
+	}
+	if (st.evictions == 0)
+		assert_int_equal(st.pages, held);
+	assert_true(st.host_bytes <= st.budget_bytes);
+}
+
+/* Returns 1 if the injected failure fired, 0 if the workload ran clean. */
+static int run_workload(long nth, enum tmem_incompressible policy)
+{
+	struct tmem_client_config cfg = test_config(64ULL << 20);
+	struct world *w = calloc(1, sizeof(*w));
+	unsigned int i;
+	long count;
+	int ret, p;
+
+	assert_non_null(w);
+	cfg.incompressible = policy;
+	w->policy = policy;
+	tmem_fault_inject(nth);
+	ret = tmem_client_new(&cfg, &w->t.client);
+	if (ret) {
+		assert_int_equal(ret, -ENOMEM);
+		goto out;
+	}
+	ret = tmem_ctx_new(w->t.client, &w->t.ctx);
+	if (ret) {
+		assert_int_equal(ret, -ENOMEM);
+		goto out;
+	}
+	open_pools(w);
+	for (i = 0; i < 160; i++) {
+		for (p = 0; p < NPOOL; p++)
+			if (w->pool_ok[p])
+				step(w, p, i);
+		if (i % 40 == 39)
+			churn_pool(w);
+		if (i == 120 && w->pool_ok[1]) {
+			assert_int_equal(tmem_invalidate_pool(w->t.client,
+							      w->pool[1]), 0);
+			memset(w->key[1], 0, sizeof(w->key[1]));
+			w->closed[1] = 1;
+		}
+	}
+out:
+	count = tmem_fault_inject_count();
+	tmem_fault_inject(-1);
+	if (w->t.ctx) {
+		verify_world(w);
+		/* The client still works once memory is back. */
+		open_pools(w);
+		if (w->pool_ok[0]) {
+			expect_store(w, 0, 1, PK_TEXT, 4242);
+			assert_true(w->key[0][1].held);
+			check_key(w, 0, 1);
+		}
+	}
+	tclient_close(&w->t);
+	free(w);
+	return nth >= 0 && count > nth;
+}
+
+static void sweep(enum tmem_incompressible policy)
+{
+	long nth;
+
+	for (nth = 0; nth < MAX_NTH; nth++)
+		if (!run_workload(nth, policy))
+			break;
+	/* The workload allocates, so some failures must have fired. */
+	assert_true(nth > 3);
+	assert_true(nth < MAX_NTH);
+}
+
+static void test_fault_sweep_raw(void **state)
+{
+	(void)state;
+	sweep(TMEM_INCOMPRESSIBLE_RAW);
+}
+
+static void test_fault_sweep_reject(void **state)
+{
+	(void)state;
+	sweep(TMEM_INCOMPRESSIBLE_REJECT);
+}
+
+/* Sanity of the hook itself: disarmed, nothing fails. */
+static void test_fault_disarmed(void **state)
+{
+	(void)state;
+	assert_int_equal(run_workload(-1, TMEM_INCOMPRESSIBLE_RAW), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fault_disarmed),
+		cmocka_unit_test(test_fault_sweep_raw),
+		cmocka_unit_test(test_fault_sweep_reject),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

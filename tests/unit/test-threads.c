@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Concurrency: several threads, each with its own tmem_ctx, store, load
+ * and invalidate distinct and overlapping keys of shared pools while
+ * another thread reads statistics and opens, invalidates and destroys
+ * pools.  Every byte is verified afterwards.  Worker threads never call
+ * cmocka (its longjmp is per-thread unsafe): they record the first
+ * failure and the main thread asserts on it.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "tmem-test.h"
+
+#define NWORKERS	3
+#define NPRIV		512	/* private keys per worker and pool */
+#define NSHARED		64	/* keys every worker writes */
+#define ITERS		30000
+#define SHARED_OBJ	1
+#define MAGIC		0x746d656d70616765ULL	/* "tmempage" */
+#define BUDGET		(512ULL << 20)
+
+static struct tmem_client *client;
+static uint32_t pers, eph;
+static atomic_int workers_left;
+static char first_error[256];
+static atomic_int failed;
+
+#define CHECK(cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			if (atomic_exchange(&failed, 1) == 0)		\
+				snprintf(first_error,			\
+					 sizeof(first_error),		\
+					 __VA_ARGS__);			\
+			return;						\
+		}							\
+	} while (0)
+
+/* Shared-key pages describe themselves: any torn or misfiled page shows. */
+struct page_hdr {
+	uint64_t magic;
+	uint64_t object;
+	uint64_t index;
+	uint64_t seed;
+};
+
+static void make_shared_page(unsigned char *page, uint64_t obj, uint32_t idx,
+			     uint64_t seed)
+{
+	struct page_hdr h = { MAGIC, obj, idx, seed };
+
+	fill_page(page, kind_for(seed), seed);
+	memcpy(page, &h, sizeof(h));
+}
+
+static int shared_page_ok(const unsigned char *page, uint64_t obj,
+			  uint32_t idx)
+{
+	unsigned char want[PAGE];
+	struct page_hdr h;
+
+	memcpy(&h, page, sizeof(h));
+	if (h.magic != MAGIC || h.object != obj || h.index != idx)
+		return 0;
+	make_shared_page(want, obj, idx, h.seed);
+	return memcmp(page, want, PAGE) == 0;
+}
+
+struct worker {
+	int id;
+	struct tmem_ctx *ctx;
+	/* Private keys: last acknowledged seed + 1, 0 = not held. */
+	uint64_t priv[2][NPRIV];
+};
+
+static void private_op(struct worker *w, int p, uint64_t r,
+		       unsigned char *page)
+{
+	uint32_t pool = p ? eph : pers;
+	uint64_t obj = 100 + w->id;
+	uint32_t idx = (r >> 8) % NPRIV;
+	uint64_t seed = (r >> 20) | 1;
+	int ret;
+
+	switch (r % 4) {
+	case 0: case 1:
+		fill_page(page, kind_for(seed), seed);
+		ret = tmem_store(w->ctx, pool, obj, idx, page);
+		CHECK(ret == 0 || (p && ret == -ENOSPC),
+		      "worker %d store: %d", w->id, ret);
+		w->priv[p][idx] = ret == 0 ? seed + 1 : 0;
+		break;
+	case 2:
+		ret = tmem_load(w->ctx, pool, obj, idx, page);
+		if (w->priv[p][idx] && !(p && ret == -ENOENT)) {
+			unsigned char want[PAGE];
+
+			seed = w->priv[p][idx] - 1;
+			CHECK(ret == 0, "worker %d load of held key: %d",
+			      w->id, ret);
+			fill_page(want, kind_for(seed), seed);
+			CHECK(memcmp(page, want, PAGE) == 0,
+			      "worker %d pool %d idx %u: wrong bytes", w->id,
+			      p, idx);
+		} else {
+			CHECK(ret == -ENOENT, "worker %d load of absent key: %d",
+			      w->id, ret);
+		}
+		break;
+	case 3:
+		ret = tmem_invalidate_page(w->ctx, pool, obj, idx);
+		CHECK(ret == 0 || ret == 1, "invalidate: %d", ret);
+		CHECK(p || ret == (w->priv[p][idx] != 0),
+		      "worker %d invalidate returned %d", w->id, ret);
+		w->priv[p][idx] = 0;
+		break;
+	}
+}
+
+static void shared_op(struct worker *w, uint64_t r, unsigned char *page)
+{
+	uint32_t idx = (r >> 8) % NSHARED;
+	int ret;
+
+	switch (r % 3) {
+	case 0:
+		make_shared_page(page, SHARED_OBJ, idx, r >> 16);
+		ret = tmem_store(w->ctx, pers, SHARED_OBJ, idx, page);
+		CHECK(ret == 0, "shared store: %d", ret);
+		break;
+	case 1:
+		ret = tmem_load(w->ctx, pers, SHARED_OBJ, idx, page);
+		CHECK(ret == 0 || ret == -ENOENT, "shared load: %d", ret);
+		CHECK(ret || shared_page_ok(page, SHARED_OBJ, idx),
+		      "shared key %u: torn or misfiled page", idx);
+		break;
+	case 2:
+		ret = tmem_invalidate_page(w->ctx, pers, SHARED_OBJ, idx);
+		CHECK(ret == 0 || ret == 1, "shared invalidate: %d", ret);
+		break;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char *page = malloc(PAGE);
+	uint64_t s = 0x1234 + w->id;
+	int i;
+
+	for (i = 0; i < ITERS && page && !atomic_load(&failed); i++) {
+		uint64_t r = splitmix64(&s);
+
+		switch ((r >> 60) % 4) {
+		case 0: case 1:
+			private_op(w, 0, r, page);
+			break;
+		case 2:
+			private_op(w, 1, r, page);
+			break;
+		case 3:
+			shared_op(w, r, page);
+			break;
+		}
+	}
+	free(page);
+	atomic_fetch_sub(&workers_left, 1);
+	return NULL;
+}
+
+/* Stats and pool operations racing with the page traffic. */
+static void admin_loop(void)
+{
+	struct tmem_ctx *ctx;
+	unsigned char page[PAGE];
+	struct tmem_stats st;
+	uint32_t id;
+	int ret, rounds = 0;
+
+	CHECK(tmem_ctx_new(client, &ctx) == 0, "admin ctx");
+	while (atomic_load(&workers_left) > 0 || rounds < 10) {
+		rounds++;
+		CHECK(tmem_client_stats(client, &st) == 0, "stats");
+		CHECK(st.host_bytes <= BUDGET, "over budget");
+		CHECK(st.pools >= 2 && st.pools <= 3, "pools %llu",
+		      (unsigned long long)st.pools);
+		ret = tmem_pool_new(client, rounds % 2 ? TMEM_POOL_EPHEMERAL :
+				    TMEM_POOL_PERSISTENT, &id);
+		CHECK(ret == 0, "admin pool_new: %d", ret);
+		CHECK(id != pers && id != eph, "pool id reused while open");
+		fill_page(page, PK_TEXT, rounds);
+		CHECK(tmem_store(ctx, id, 0, 0, page) == 0, "admin store");
+		CHECK(tmem_load(ctx, id, 0, 0, page) == 0, "admin load");
+		CHECK(tmem_invalidate_pool(client, id) == 0, "admin inval");
+		CHECK(tmem_store(ctx, id, 0, 1, page) == -ESHUTDOWN,
+		      "store after invalidate_pool");
+		CHECK(tmem_pool_destroy(client, id) == 0, "admin destroy");
+	}
+	tmem_ctx_free(ctx);
+}
+
+static void verify_after(struct worker *w)
+{
+	unsigned char page[PAGE];
+	int p, idx, ret;
+
+	for (p = 0; p < 2; p++) {
+		for (idx = 0; idx < NPRIV; idx++) {
+			ret = tmem_load(w->ctx, p ? eph : pers, 100 + w->id,
+					idx, page);
+			if (!w->priv[p][idx] || (p && ret == -ENOENT)) {
+				assert_int_equal(ret, -ENOENT);
+				continue;
+			}
+			assert_int_equal(ret, 0);
+			assert_page_is(page, kind_for(w->priv[p][idx] - 1),
+				       w->priv[p][idx] - 1);
+		}
+	}
+	for (idx = 0; idx < NSHARED; idx++) {
+		ret = tmem_load(w->ctx, pers, SHARED_OBJ, idx, page);
+		assert_true(ret == 0 || ret == -ENOENT);
+		if (ret == 0)
+			assert_true(shared_page_ok(page, SHARED_OBJ, idx));
+	}
+}
+
+static void test_threads_shared_pools(void **state)
+{
+	struct tmem_client_config cfg = test_config(BUDGET);
+	static struct worker w[NWORKERS];
+	pthread_t tid[NWORKERS];
+	struct tmem_stats st;
+	int i;
+
+	(void)state;
+	assert_int_equal(tmem_client_new(&cfg, &client), 0);
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_PERSISTENT, &pers), 0);
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_EPHEMERAL, &eph), 0);
+	atomic_store(&workers_left, NWORKERS);
+	for (i = 0; i < NWORKERS; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].id = i;
+		assert_int_equal(tmem_ctx_new(client, &w[i].ctx), 0);
+		assert_int_equal(pthread_create(&tid[i], NULL, worker_main,
+						&w[i]), 0);
+	}
+	admin_loop();
+	for (i = 0; i < NWORKERS; i++)
+		pthread_join(tid[i], NULL);
+	if (atomic_load(&failed))
+		fail_msg("%s", first_error);
+
+	for (i = 0; i < NWORKERS; i++)
+		verify_after(&w[i]);
+	st = tstats(client);
+	assert_int_equal(st.pools, 2);
+	assert_true(st.host_bytes <= BUDGET);
+	assert_int_equal(st.failed_stores, st.failed_stores_budget +
+			 st.failed_stores_incompressible +
+			 st.failed_stores_other);
+	for (i = 0; i < NWORKERS; i++)
+		tmem_ctx_free(w[i].ctx);
+	tmem_client_free(client);
+	client = NULL;
+}
+
+/*
+ * Small budget: ephemeral eviction runs concurrently with persistent
+ * stores of other threads; persistent data must survive it.
+ */
+static void *evict_worker(void *arg)
+{
+	struct worker *w = arg;
+	unsigned char page[PAGE];
+	int i, ret;
+
+	for (i = 0; i < 6000 && !atomic_load(&failed); i++) {
+		fill_page(page, PK_TEXT, i * 7 + w->id);
+		ret = tmem_store(w->ctx, eph, w->id, i, page);
+		CHECK(ret == 0 || ret == -ENOSPC, "eph store: %d", ret);
+		ret = tmem_load(w->ctx, eph, w->id, i / 2, page);
+		CHECK(ret == -ENOENT || (ret == 0 && page[0] != 0xee),
+		      "eph load: %d", ret);
+		if (ret == 0) {
+			unsigned char want[PAGE];
+
+			fill_page(want, PK_TEXT, (i / 2) * 7 + w->id);
+			CHECK(memcmp(want, page, PAGE) == 0,
+			      "evicting pool returned wrong bytes");
+		}
+	}
+	return NULL;
+}
+
+static void test_threads_eviction(void **state)
+{
+	struct tmem_client_config cfg = test_config(4ULL << 20);
+	struct worker *w = calloc(3, sizeof(*w));
+	pthread_t tid[2];
+	unsigned char page[PAGE];
+	uint32_t i, held = 0;
+	int ret;
+
+	(void)state;
+	assert_non_null(w);
+	assert_int_equal(tmem_client_new(&cfg, &client), 0);
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_PERSISTENT, &pers), 0);
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_EPHEMERAL, &eph), 0);
+	for (i = 0; i < 3; i++) {
+		w[i].id = i;
+		assert_int_equal(tmem_ctx_new(client, &w[i].ctx), 0);
+	}
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&tid[i], NULL, evict_worker,
+						&w[i]), 0);
+	/* Persistent stores in this thread, racing with the evictions. */
+	for (i = 0; i < 1000; i++) {
+		fill_page(page, PK_TEXT, 50000 + i);
+		ret = tmem_store(w[2].ctx, pers, 9, i, page);
+		assert_true(ret == 0 || ret == -ENOSPC);
+		if (ret)
+			break;
+		held++;
+	}
+	for (i = 0; i < 2; i++)
+		pthread_join(tid[i], NULL);
+	if (atomic_load(&failed))
+		fail_msg("%s", first_error);
+	assert_true(held > 500);
+	for (i = 0; i < held; i++)
+		load_expect(&(struct tclient){ client, w[2].ctx }, pers, 9, i,
+			    PK_TEXT, 50000 + i);
+	assert_true(tstats(client).host_bytes <= cfg.budget_bytes);
+	for (i = 0; i < 3; i++)
+		tmem_ctx_free(w[i].ctx);
+	tmem_client_free(client);
+	client = NULL;
+	free(w);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_threads_shared_pools),
+		cmocka_unit_test(test_threads_eviction),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
