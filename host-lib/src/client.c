@@ -1,0 +1,367 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Clients, contexts, pools, statistics.
+ */
+#define _GNU_SOURCE		/* pthread_rwlockattr_setkind_np */
+#include <errno.h>
+#include <string.h>
+
+#include <lz4.h>
+
+#include "tmem_i.h"
+
+#define SHARDS_SIZE	(TMEM_NR_SHARDS * sizeof(struct tmem_shard))
+#define SHARDS_COST	tmem_heap_cost(SHARDS_SIZE)
+
+static int config_check(const struct tmem_client_config *cfg)
+{
+	if (!cfg || !cfg->budget_bytes || cfg->max_pools > TMEM_MAX_POOLS ||
+	    cfg->compress_threshold > TMEM_PAGE_SIZE)
+		return -EINVAL;
+	if (cfg->incompressible != TMEM_INCOMPRESSIBLE_RAW &&
+	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
+		return -EINVAL;
+	return 0;
+}
+
+/*
+ * Writers first: a destroy or invalidate_pool must not starve behind a
+ * steady stream of page operations.  Nobody blocks on a read lock it
+ * already holds (eviction only tries), so this cannot deadlock.
+ */
+static void pool_lock_init(struct tmem_pool *pool)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&pool->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+}
+
+int tmem_client_new(const struct tmem_client_config *cfg,
+		    struct tmem_client **clientp)
+{
+	struct tmem_client *c;
+	int ret = config_check(cfg);
+
+	if (ret)
+		return ret;
+	c = tmem_zalloc_aligned(sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->cfg = *cfg;
+	if (!c->cfg.max_pools)
+		c->cfg.max_pools = TMEM_DEFAULT_MAX_POOLS;
+	if (!c->cfg.compress_threshold)
+		c->cfg.compress_threshold = TMEM_DEFAULT_COMPRESS_THRESHOLD;
+	c->max_pools = c->cfg.max_pools;
+	c->pools = tmem_zalloc_aligned(c->max_pools * sizeof(*c->pools));
+	if (!c->pools) {
+		tmem_free(c);
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < c->max_pools; i++)
+		pool_lock_init(&c->pools[i]);
+	pthread_mutex_init(&c->pools_lock, NULL);
+	pthread_mutex_init(&c->ctx_lock, NULL);
+	tmem_zs_init(&c->zs, c);
+	*clientp = c;
+	return 0;
+}
+
+/* Drop a pool's pages and shards; its lock is held exclusive. */
+static uint64_t pool_teardown(struct tmem_client *c, struct tmem_pool *pool)
+{
+	uint64_t n = 0;
+
+	if (pool->shards) {
+		n = tmem_shards_drop(c, pool->shards);
+		tmem_shards_fini(c, pool->shards);
+		tmem_free(pool->shards);
+		tmem_uncharge(c, 0, SHARDS_COST);
+		pool->shards = NULL;
+	}
+	TMEM_WR(pool->state, TMEM_POOL_FREE);
+	return n;
+}
+
+static void ops_clear(struct tmem_ops *ops)
+{
+	uint64_t *v = (uint64_t *)ops;
+
+	for (size_t i = 0; i < sizeof(*ops) / sizeof(*v); i++)
+		TMEM_WR(v[i], 0);
+}
+
+int tmem_client_reset(struct tmem_client *c)
+{
+	for (uint32_t i = 0; i < c->max_pools; i++)
+		pool_teardown(c, &c->pools[i]);
+	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next) {
+		tmem_chunk_free(c, ctx->spare);
+		ctx->spare = NULL;
+		ops_clear(&ctx->ops);
+	}
+	ops_clear(&c->retired);
+	tmem_zs_fini(&c->zs);
+	tmem_zs_init(&c->zs, c);
+	return 0;
+}
+
+void tmem_client_free(struct tmem_client *c)
+{
+	if (!c)
+		return;
+	tmem_client_reset(c);
+	/* Contexts still alive are detached; tmem_ctx_free() frees them. */
+	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
+		ctx->client = NULL;
+	tmem_zs_fini(&c->zs);
+	for (uint32_t i = 0; i < c->max_pools; i++)
+		pthread_rwlock_destroy(&c->pools[i].lock);
+	pthread_mutex_destroy(&c->pools_lock);
+	pthread_mutex_destroy(&c->ctx_lock);
+	tmem_free(c->pools);
+	tmem_free(c);
+}
+
+int tmem_client_set_features(struct tmem_client *c, uint64_t features)
+{
+	TMEM_WR(c->features, features);
+	return 0;
+}
+
+int tmem_ctx_new(struct tmem_client *c, struct tmem_ctx **ctxp)
+{
+	struct tmem_ctx *ctx = tmem_zalloc_aligned(sizeof(*ctx));
+
+	if (!ctx)
+		return -ENOMEM;
+	ctx->client = c;
+	ctx->cbuf = tmem_malloc(LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE));
+	ctx->page = ctx->cbuf ? tmem_malloc(TMEM_PAGE_SIZE) : NULL;
+	if (!ctx->page) {
+		tmem_free(ctx->cbuf);
+		tmem_free(ctx);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&c->ctx_lock);
+	ctx->next = c->ctxs;
+	if (c->ctxs)
+		c->ctxs->prev = ctx;
+	c->ctxs = ctx;
+	pthread_mutex_unlock(&c->ctx_lock);
+	*ctxp = ctx;
+	return 0;
+}
+
+static void ops_fold(struct tmem_ops *dst, const struct tmem_ops *src)
+{
+	uint64_t *d = (uint64_t *)dst;
+	const uint64_t *s = (const uint64_t *)src;
+
+	for (size_t i = 0; i < sizeof(*dst) / sizeof(*d); i++)
+		__atomic_fetch_add(&d[i], TMEM_RD(s[i]), __ATOMIC_RELAXED);
+}
+
+void tmem_ctx_free(struct tmem_ctx *ctx)
+{
+	struct tmem_client *c;
+
+	if (!ctx)
+		return;
+	c = ctx->client;
+	if (c) {
+		pthread_mutex_lock(&c->ctx_lock);
+		if (ctx->prev)
+			ctx->prev->next = ctx->next;
+		else
+			c->ctxs = ctx->next;
+		if (ctx->next)
+			ctx->next->prev = ctx->prev;
+		ops_fold(&c->retired, &ctx->ops);
+		pthread_mutex_unlock(&c->ctx_lock);
+		tmem_chunk_free(c, ctx->spare);
+	}
+	tmem_free(ctx->page);
+	tmem_free(ctx->cbuf);
+	tmem_free(ctx);
+}
+
+struct tmem_pool *tmem_pool_get(struct tmem_client *c, uint32_t pool_id)
+{
+	struct tmem_pool *pool;
+
+	if (pool_id >= c->max_pools)
+		return NULL;
+	pool = &c->pools[pool_id];
+	pthread_rwlock_rdlock(&pool->lock);
+	if (pool->state == TMEM_POOL_FREE) {
+		pthread_rwlock_unlock(&pool->lock);
+		return NULL;
+	}
+	return pool;
+}
+
+void tmem_pool_put(struct tmem_pool *pool)
+{
+	pthread_rwlock_unlock(&pool->lock);
+}
+
+/*
+ * The shards (about 8 KiB) are charged to the budget like any other
+ * metadata, so a budget too small for them refuses the pool (-ENOSPC).
+ */
+int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
+		  uint32_t *pool_idp)
+{
+	struct tmem_shard *shards;
+	uint32_t id;
+
+	if (type != TMEM_POOL_PERSISTENT && type != TMEM_POOL_EPHEMERAL)
+		return -EINVAL;
+	if (tmem_charge(c, 0, SHARDS_COST))
+		return -ENOSPC;
+	shards = tmem_zalloc_aligned(SHARDS_SIZE);
+	if (!shards) {
+		tmem_uncharge(c, 0, SHARDS_COST);
+		return -ENOMEM;
+	}
+	tmem_shards_init(shards);
+	pthread_mutex_lock(&c->pools_lock);
+	for (id = 0; id < c->max_pools; id++)
+		if (TMEM_RD(c->pools[id].state) == TMEM_POOL_FREE)
+			break;
+	if (id < c->max_pools) {
+		struct tmem_pool *pool = &c->pools[id];
+
+		pthread_rwlock_wrlock(&pool->lock);
+		pool->shards = shards;
+		pool->type = type;
+		TMEM_WR(pool->state, TMEM_POOL_OPEN);
+		pthread_rwlock_unlock(&pool->lock);
+	}
+	pthread_mutex_unlock(&c->pools_lock);
+	if (id == c->max_pools) {
+		tmem_shards_fini(c, shards);
+		tmem_free(shards);
+		tmem_uncharge(c, 0, SHARDS_COST);
+		return -ENOSPC;
+	}
+	*pool_idp = id;
+	return 0;
+}
+
+/* Take @pool_id's lock exclusive; NULL (-EBADF) if it is not open. */
+static struct tmem_pool *pool_get_excl(struct tmem_client *c, uint32_t id)
+{
+	struct tmem_pool *pool;
+
+	if (id >= c->max_pools)
+		return NULL;
+	pool = &c->pools[id];
+	pthread_rwlock_wrlock(&pool->lock);
+	if (pool->state == TMEM_POOL_FREE) {
+		pthread_rwlock_unlock(&pool->lock);
+		return NULL;
+	}
+	return pool;
+}
+
+int tmem_pool_destroy(struct tmem_client *c, uint32_t pool_id)
+{
+	struct tmem_pool *pool = pool_get_excl(c, pool_id);
+	uint64_t n;
+
+	if (!pool)
+		return -EBADF;
+	n = pool_teardown(c, pool);
+	pthread_rwlock_unlock(&pool->lock);
+	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int tmem_invalidate_pool(struct tmem_client *c, uint32_t pool_id)
+{
+	struct tmem_pool *pool = pool_get_excl(c, pool_id);
+	uint64_t n = 0;
+
+	if (!pool)
+		return -EBADF;
+	if (pool->state == TMEM_POOL_OPEN)
+		n = tmem_shards_drop(c, pool->shards);
+	TMEM_WR(pool->state, TMEM_POOL_CLOSED);
+	pthread_rwlock_unlock(&pool->lock);
+	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
+	return 0;
+}
+
+static void stats_pool(struct tmem_pool *pool, struct tmem_stats *st)
+{
+	pthread_rwlock_rdlock(&pool->lock);
+	if (pool->state != TMEM_POOL_FREE) {
+		st->pools++;
+		for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++) {
+			struct tmem_shard *sh = &pool->shards[s];
+
+			st->pages += TMEM_RD(sh->pages);
+			st->same_filled_pages += TMEM_RD(sh->same_filled);
+			st->raw_pages += TMEM_RD(sh->raw);
+			st->compressed_bytes += TMEM_RD(sh->compressed_bytes);
+		}
+	}
+	pthread_rwlock_unlock(&pool->lock);
+}
+
+static void stats_ops(struct tmem_stats *st, const struct tmem_ops *ops)
+{
+	st->succ_stores += TMEM_RD(ops->succ_stores);
+	st->failed_stores_budget += TMEM_RD(ops->failed_budget);
+	st->failed_stores_incompressible +=
+		TMEM_RD(ops->failed_incompressible);
+	st->failed_stores_other += TMEM_RD(ops->failed_other);
+	st->loads += TMEM_RD(ops->loads);
+	st->load_misses += TMEM_RD(ops->load_misses);
+	st->invalidates += TMEM_RD(ops->invalidates);
+	st->evictions += TMEM_RD(ops->evictions);
+}
+
+int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->budget_bytes = c->cfg.budget_bytes;
+	for (uint32_t i = 0; i < c->max_pools; i++)
+		stats_pool(&c->pools[i], st);
+	pthread_mutex_lock(&c->ctx_lock);
+	stats_ops(st, &c->retired);
+	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
+		stats_ops(st, &ctx->ops);
+	pthread_mutex_unlock(&c->ctx_lock);
+	st->failed_stores = st->failed_stores_budget +
+			    st->failed_stores_incompressible +
+			    st->failed_stores_other;
+	st->data_bytes = atomic_load(&c->data_bytes);
+	st->meta_bytes = atomic_load(&c->meta_bytes);
+	st->host_bytes = st->data_bytes + st->meta_bytes;
+	return 0;
+}
+
+const char *tmem_strerror(int err)
+{
+	if (err >= 0)
+		return "success";
+	switch (-err) {
+	case EINVAL:	return "EINVAL: invalid argument";
+	case ENOMEM:	return "ENOMEM: host out of memory";
+	case ENOSPC:	return "ENOSPC: over budget or no free pool";
+	case E2BIG:	return "E2BIG: incompressible page";
+	case ESHUTDOWN:	return "ESHUTDOWN: pool invalidated";
+	case EBADF:	return "EBADF: no such pool";
+	case ENOENT:	return "ENOENT: page not held";
+	case EIO:	return "EIO: stored page unreadable";
+	case EPROTO:	return "EPROTO: malformed descriptor chain";
+	default:	return "unknown error";
+	}
+}

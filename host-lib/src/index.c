@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sharded chunk index of a pool; the layout is in index_i.h.  Every
+ * function here runs with the shard's mutex held (or the pool's lock
+ * held exclusive), except allocation and freeing of whole chunks.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "tmem_i.h"
+
+#define CHUNK_COST	tmem_heap_cost(sizeof(struct tmem_chunk))
+#define TABLE_MIN	16
+
+/* A 64-bit mixer (splitmix64's finalizer): cheap and well spread. */
+static inline uint64_t key_hash(uint64_t object, uint32_t base)
+{
+	uint64_t x = object * 0x9e3779b97f4a7c15ull + base;
+
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+void tmem_shards_init(struct tmem_shard *shards)
+{
+	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
+		struct tmem_shard *sh = &shards[i];
+
+		memset(sh, 0, sizeof(*sh));
+		pthread_mutex_init(&sh->lock, NULL);
+		sh->buckets = &sh->bucket0;
+	}
+}
+
+/* The top bits pick the shard, the low bits the bucket inside it. */
+struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
+				 uint32_t index)
+{
+	uint64_t h = key_hash(object, index >> TMEM_CHUNK_SHIFT);
+
+	return &shards[h >> (64 - 6)];
+}
+_Static_assert(TMEM_NR_SHARDS == 64, "shard_of takes the top 6 bits");
+
+struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
+				   uint32_t base)
+{
+	struct tmem_chunk *ch = sh->buckets[key_hash(object, base) & sh->mask];
+
+	while (ch && (ch->base != base || ch->object != object))
+		ch = ch->hnext;
+	return ch;
+}
+
+int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp)
+{
+	struct tmem_chunk *ch;
+
+	if (tmem_charge(c, 0, CHUNK_COST))
+		return -ENOSPC;
+	ch = tmem_malloc(sizeof(*ch));
+	if (!ch) {
+		tmem_uncharge(c, 0, CHUNK_COST);
+		return -ENOMEM;
+	}
+	*chp = ch;
+	return 0;
+}
+
+void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch)
+{
+	if (!ch)
+		return;
+	tmem_free(ch);
+	tmem_uncharge(c, 0, CHUNK_COST);
+}
+
+static size_t table_cost(uint32_t mask)
+{
+	return mask ? tmem_heap_cost(((size_t)mask + 1) * sizeof(void *)) : 0;
+}
+
+/*
+ * Double the table at load factor 1.  Called under the shard lock; if
+ * memory or budget is short the table stays as it is and chains grow,
+ * so an insert never fails for the table's sake.
+ */
+static void table_grow(struct tmem_client *c, struct tmem_shard *sh)
+{
+	uint32_t nsize = sh->mask ? (sh->mask + 1) * 2 : TABLE_MIN;
+	struct tmem_chunk **nb;
+
+	if (nsize > (1u << 26) ||
+	    tmem_charge(c, 0, table_cost(nsize - 1)))
+		return;
+	nb = tmem_malloc(nsize * sizeof(*nb));
+	if (!nb) {
+		tmem_uncharge(c, 0, table_cost(nsize - 1));
+		return;
+	}
+	memset(nb, 0, nsize * sizeof(*nb));
+	for (uint32_t b = 0; b <= sh->mask; b++) {
+		struct tmem_chunk *ch = sh->buckets[b], *next;
+
+		for (; ch; ch = next) {
+			uint64_t i = key_hash(ch->object, ch->base) & (nsize - 1);
+
+			next = ch->hnext;
+			ch->hnext = nb[i];
+			nb[i] = ch;
+		}
+	}
+	if (sh->buckets != &sh->bucket0)
+		tmem_free(sh->buckets);
+	tmem_uncharge(c, 0, table_cost(sh->mask));
+	sh->bucket0 = NULL;
+	sh->buckets = nb;
+	sh->mask = nsize - 1;
+}
+
+static void lru_del(struct tmem_shard *sh, struct tmem_chunk *ch)
+{
+	if (ch->lru_prev)
+		ch->lru_prev->lru_next = ch->lru_next;
+	else if (sh->lru_head == ch)
+		sh->lru_head = ch->lru_next;
+	else
+		return;		/* not on the list: persistent pool */
+	if (ch->lru_next)
+		ch->lru_next->lru_prev = ch->lru_prev;
+	else
+		sh->lru_tail = ch->lru_prev;
+	ch->lru_prev = ch->lru_next = NULL;
+}
+
+static void lru_add(struct tmem_shard *sh, struct tmem_chunk *ch)
+{
+	ch->lru_prev = NULL;
+	ch->lru_next = sh->lru_head;
+	if (sh->lru_head)
+		sh->lru_head->lru_prev = ch;
+	else
+		sh->lru_tail = ch;
+	sh->lru_head = ch;
+}
+
+void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch)
+{
+	if (sh->lru_head == ch)
+		return;
+	lru_del(sh, ch);
+	lru_add(sh, ch);
+}
+
+/* Link a new chunk, zeroing it; @lru for ephemeral pools. */
+void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+		       struct tmem_chunk *ch, bool lru)
+{
+	uint64_t b;
+
+	memset(ch->h, 0, sizeof(ch->h));
+	ch->count = 0;
+	ch->lru_prev = ch->lru_next = NULL;
+	if (sh->nchunks > sh->mask)
+		table_grow(c, sh);
+	b = key_hash(ch->object, ch->base) & sh->mask;
+	ch->hnext = sh->buckets[b];
+	sh->buckets[b] = ch;
+	sh->nchunks++;
+	if (lru)
+		lru_add(sh, ch);
+}
+
+static void chunk_unlink(struct tmem_shard *sh, struct tmem_chunk *ch)
+{
+	struct tmem_chunk **pp =
+		&sh->buckets[key_hash(ch->object, ch->base) & sh->mask];
+
+	while (*pp != ch)
+		pp = &(*pp)->hnext;
+	*pp = ch->hnext;
+	sh->nchunks--;
+	lru_del(sh, ch);
+}
+
+/* Keep the shard's state counters in step with one handle. */
+static void account(struct tmem_shard *sh, uint64_t h, int64_t sign)
+{
+	if (!h)
+		return;
+	TMEM_ADD(sh->pages, sign);
+	TMEM_ADD(sh->compressed_bytes, sign * tmem_h_len(h));
+	if (tmem_h_type(h) == TMEM_H_SAME)
+		TMEM_ADD(sh->same_filled, sign);
+	else if (tmem_h_type(h) == TMEM_H_RAW)
+		TMEM_ADD(sh->raw, sign);
+}
+
+uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
+			uint32_t slot, uint64_t h)
+{
+	uint64_t old = ch->h[slot];
+
+	ch->h[slot] = h;
+	ch->count += (h != 0) - (old != 0);
+	account(sh, old, -1);
+	account(sh, h, 1);
+	return old;
+}
+
+uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
+			 struct tmem_chunk *ch)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < TMEM_CHUNK_PAGES && ch->count; i++) {
+		uint64_t h = tmem_chunk_set(sh, ch, i, 0);
+
+		if (h) {
+			tmem_handle_free(c, h);
+			n++;
+		}
+	}
+	chunk_unlink(sh, ch);
+	tmem_chunk_free(c, ch);
+	return n;
+}
+
+uint64_t tmem_shards_drop(struct tmem_client *c, struct tmem_shard *shards)
+{
+	uint64_t n = 0;
+
+	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
+		struct tmem_shard *sh = &shards[i];
+
+		for (uint32_t b = 0; b <= sh->mask; b++)
+			while (sh->buckets[b])
+				n += tmem_chunk_drop(c, sh, sh->buckets[b]);
+		if (sh->buckets != &sh->bucket0)
+			tmem_free(sh->buckets);
+		tmem_uncharge(c, 0, table_cost(sh->mask));
+		sh->bucket0 = NULL;
+		sh->buckets = &sh->bucket0;
+		sh->mask = 0;
+	}
+	return n;
+}
+
+void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards)
+{
+	tmem_shards_drop(c, shards);
+	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++)
+		pthread_mutex_destroy(&shards[i].lock);
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The page index of one pool: (object, index) -> 8-byte handle.
+ *
+ * A pool has TMEM_NR_SHARDS shards chosen by a hash of (object,
+ * index >> 6); each shard has its own mutex and a chained hash table of
+ * chunks, a chunk holding the handles of 64 consecutive indices of one
+ * object.  Swap slots are allocated in clusters, so chunks are dense and
+ * the index costs about 9 bytes per page; a lone page in a chunk costs a
+ * whole chunk (584 bytes), the price of not having a per-page node.
+ */
+#ifndef TMEM_INDEX_I_H
+#define TMEM_INDEX_I_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TMEM_CHUNK_SHIFT	6
+#define TMEM_CHUNK_PAGES	(1u << TMEM_CHUNK_SHIFT)
+#define TMEM_NR_SHARDS		64
+
+struct tmem_chunk {
+	struct tmem_chunk *hnext;		/* hash chain */
+	struct tmem_chunk *lru_prev, *lru_next;	/* ephemeral pools only */
+	uint64_t object;
+	uint32_t base;				/* index >> TMEM_CHUNK_SHIFT */
+	uint32_t count;				/* non-empty handles */
+	uint64_t h[TMEM_CHUNK_PAGES];
+};
+
+struct tmem_shard {
+	pthread_mutex_t lock;
+	struct tmem_chunk **buckets;	/* &bucket0 until the first growth */
+	struct tmem_chunk *bucket0;
+	uint32_t mask;
+	uint32_t nchunks;
+	/* LRU of chunks, most recent at head; ephemeral pools only. */
+	struct tmem_chunk *lru_head, *lru_tail;
+	/* Current state, written under lock, read by stats without it. */
+	uint64_t pages;
+	uint64_t same_filled;
+	uint64_t raw;
+	uint64_t compressed_bytes;
+} __attribute__((aligned(64)));
+
+/*
+ * A handle is 8 bytes, 0 when the slot of a chunk is empty:
+ *   bits  1..0   type: TMEM_H_LZ4, TMEM_H_RAW or TMEM_H_SAME
+ *   LZ4/RAW:
+ *   bits 13..2   stored length - 1 (LZ4_decompress_safe needs the exact
+ *                length; RAW is always 4096)
+ *   bits 53..14  object location (zs_i.h): slot, slab page, arena
+ *   SAME (the page is one 32-bit word repeated; no data is stored):
+ *   bits 63..32  the word
+ */
+enum {
+	TMEM_H_LZ4 = 1,
+	TMEM_H_RAW = 2,
+	TMEM_H_SAME = 3,
+};
+
+static inline unsigned int tmem_h_type(uint64_t h)
+{
+	return h & 3;
+}
+
+/* Bytes the allocator holds for @h: 0 for a same-filled page. */
+static inline unsigned int tmem_h_len(uint64_t h)
+{
+	switch (tmem_h_type(h)) {
+	case TMEM_H_LZ4:
+		return ((h >> 2) & 0xfff) + 1;
+	case TMEM_H_RAW:
+		return 4096;
+	default:
+		return 0;
+	}
+}
+
+static inline uint64_t tmem_h_loc(uint64_t h)
+{
+	return h >> 14;
+}
+
+static inline uint64_t tmem_h_make(unsigned int type, unsigned int len,
+				   uint64_t loc)
+{
+	return type | (uint64_t)((len - 1) & 0xfff) << 2 | loc << 14;
+}
+
+static inline uint64_t tmem_h_same(uint32_t word)
+{
+	return TMEM_H_SAME | (uint64_t)word << 32;
+}
+
+struct tmem_client;
+struct tmem_pool;
+
+void tmem_shards_init(struct tmem_shard *shards);
+/* Drop every page of every shard (pool lock held exclusive). */
+uint64_t tmem_shards_drop(struct tmem_client *c, struct tmem_shard *shards);
+void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards);
+struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
+				 uint32_t index);
+struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
+				   uint32_t base);
+void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+		       struct tmem_chunk *ch, bool lru);
+/* Drop the pages of @ch, unlink and free it; returns pages dropped. */
+uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
+			 struct tmem_chunk *ch);
+/* Set one handle (0 to clear); returns the old one.  Frees nothing. */
+uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
+			uint32_t slot, uint64_t h);
+void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch);
+void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch);
+/* 0, -ENOSPC (budget) or -ENOMEM. */
+int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp);
+
+#endif /* TMEM_INDEX_I_H */

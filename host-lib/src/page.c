@@ -1,0 +1,374 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Page operations: store, load, invalidate, and eviction of ephemeral
+ * pages when the budget is short.
+ *
+ * Lock order: pool rwlock (shared) -> shard mutex -> class mutex.  A
+ * store allocates everything it may need (slot, spare chunk) before it
+ * takes the shard lock, so the only thing done under the shard lock is
+ * swapping handles; eviction from inside a store only ever trylocks, so
+ * it cannot deadlock against the locks the store holds.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include <lz4.h>
+
+#include "tmem_i.h"
+
+void tmem_handle_free(struct tmem_client *c, uint64_t h)
+{
+	unsigned int t = tmem_h_type(h);
+
+	if (t == TMEM_H_LZ4 || t == TMEM_H_RAW)
+		tmem_zs_free(&c->zs, tmem_h_len(h), tmem_h_loc(h));
+}
+
+/* Drop the coldest chunk of one shard of @pool; returns pages dropped. */
+static uint32_t evict_pool(struct tmem_client *c, struct tmem_pool *pool,
+			   uint32_t start)
+{
+	for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++) {
+		struct tmem_shard *sh =
+			&pool->shards[(start + s) % TMEM_NR_SHARDS];
+		uint32_t n = 0;
+
+		if (pthread_mutex_trylock(&sh->lock))
+			continue;
+		if (sh->lru_tail)
+			n = tmem_chunk_drop(c, sh, sh->lru_tail);
+		pthread_mutex_unlock(&sh->lock);
+		if (n)
+			return n;
+	}
+	return 0;
+}
+
+/*
+ * Free some ephemeral pages of any pool of the client; false when there
+ * is nothing (or nothing uncontended) left to evict.  The cursor spreads
+ * evictions over pools and shards: LRU is per shard, so this is only an
+ * approximation of a global LRU, which is all ephemeral pages promise.
+ */
+bool tmem_evict_one(struct tmem_ctx *ctx)
+{
+	struct tmem_client *c = ctx->client;
+	uint32_t start = atomic_fetch_add_explicit(&c->evict_cursor, 1,
+						   memory_order_relaxed);
+
+	for (uint32_t i = 0; i < c->max_pools; i++) {
+		struct tmem_pool *pool = &c->pools[(start + i) % c->max_pools];
+		uint32_t n = 0;
+
+		if (pthread_rwlock_tryrdlock(&pool->lock))
+			continue;
+		if (pool->state == TMEM_POOL_OPEN &&
+		    pool->type == TMEM_POOL_EPHEMERAL)
+			n = evict_pool(c, pool, start);
+		pthread_rwlock_unlock(&pool->lock);
+		if (n) {
+			TMEM_ADD(ctx->ops.evictions, n);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A slot for @len bytes, evicting ephemeral pages while over budget. */
+static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
+		      void **ptrp)
+{
+	int ret;
+
+	do {
+		ret = tmem_zs_alloc(&ctx->client->zs, len, locp, ptrp);
+	} while (ret == -ENOSPC && tmem_evict_one(ctx));
+	return ret;
+}
+
+static int spare_fill(struct tmem_ctx *ctx)
+{
+	int ret;
+
+	if (ctx->spare)
+		return 0;
+	do {
+		ret = tmem_chunk_alloc(ctx->client, &ctx->spare);
+	} while (ret == -ENOSPC && tmem_evict_one(ctx));
+	return ret;
+}
+
+/* True when @page is one 32-bit word repeated; *wordp gets it. */
+static bool same_filled(const uint8_t *page, uint32_t *wordp)
+{
+	uint64_t first, w;
+
+	memcpy(&first, page, sizeof(first));
+	if ((uint32_t)first != (uint32_t)(first >> 32))
+		return false;
+	for (size_t off = 8; off < TMEM_PAGE_SIZE; off += 8) {
+		memcpy(&w, page + off, sizeof(w));
+		if (w != first)
+			return false;
+	}
+	*wordp = (uint32_t)first;
+	return true;
+}
+
+/* Compress @page and copy it into a slot; *hp is its handle. */
+static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp)
+{
+	struct tmem_client *c = ctx->client;
+	const void *src = ctx->cbuf;
+	unsigned int type = TMEM_H_LZ4;
+	uint32_t word;
+	uint64_t loc;
+	void *dst;
+	int len, ret;
+
+	if (same_filled(page, &word)) {
+		*hp = tmem_h_same(word);
+		return 0;
+	}
+	len = LZ4_compress_default(page, (char *)ctx->cbuf, TMEM_PAGE_SIZE,
+				   LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE));
+	if (len <= 0 || (unsigned int)len > c->cfg.compress_threshold) {
+		if (c->cfg.incompressible == TMEM_INCOMPRESSIBLE_REJECT)
+			return -E2BIG;
+		type = TMEM_H_RAW;
+		len = TMEM_PAGE_SIZE;
+		src = page;
+	}
+	ret = slot_alloc(ctx, len, &loc, &dst);
+	if (ret)
+		return ret;
+	memcpy(dst, src, len);
+	*hp = tmem_h_make(type, len, loc);
+	return 0;
+}
+
+static int decode(struct tmem_client *c, uint64_t h, void *page)
+{
+	const char *src;
+	uint64_t w;
+
+	switch (tmem_h_type(h)) {
+	case TMEM_H_SAME:
+		w = h >> 32;
+		w |= w << 32;
+		for (size_t off = 0; off < TMEM_PAGE_SIZE; off += 8)
+			memcpy((uint8_t *)page + off, &w, sizeof(w));
+		return 0;
+	case TMEM_H_RAW:
+		memcpy(page, tmem_zs_ptr(&c->zs, TMEM_PAGE_SIZE, tmem_h_loc(h)),
+		       TMEM_PAGE_SIZE);
+		return 0;
+	default:
+		src = tmem_zs_ptr(&c->zs, tmem_h_len(h), tmem_h_loc(h));
+		if (LZ4_decompress_safe(src, page, tmem_h_len(h),
+					TMEM_PAGE_SIZE) != TMEM_PAGE_SIZE)
+			return -EIO;
+		return 0;
+	}
+}
+
+/*
+ * Put @h under the key; *oldp gets the handle it replaces.  A missing
+ * chunk is taken from ctx->spare, allocated before the lock; without
+ * one the store fails with @spare_err and, there being no chunk, no old
+ * copy exists.
+ */
+static int index_set(struct tmem_ctx *ctx, struct tmem_pool *pool,
+		     uint64_t object, uint32_t index, uint64_t h,
+		     uint64_t *oldp, int spare_err)
+{
+	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
+	bool lru = pool->type == TMEM_POOL_EPHEMERAL;
+	uint32_t base = index >> TMEM_CHUNK_SHIFT;
+	struct tmem_chunk *ch;
+
+	pthread_mutex_lock(&sh->lock);
+	ch = tmem_chunk_find(sh, object, base);
+	if (!ch) {
+		if (!ctx->spare) {
+			pthread_mutex_unlock(&sh->lock);
+			return spare_err ? spare_err : -ENOSPC;
+		}
+		ch = ctx->spare;
+		ctx->spare = NULL;
+		ch->object = object;
+		ch->base = base;
+		tmem_chunk_insert(ctx->client, sh, ch, lru);
+	} else if (lru) {
+		tmem_lru_touch(sh, ch);
+	}
+	*oldp = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, h);
+	pthread_mutex_unlock(&sh->lock);
+	return 0;
+}
+
+/* Forget one key; returns 1 if a page was dropped. */
+static int drop_key(struct tmem_client *c, struct tmem_pool *pool,
+		    uint64_t object, uint32_t index)
+{
+	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
+	struct tmem_chunk *ch;
+	uint64_t old = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
+	if (ch) {
+		old = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, 0);
+		if (!ch->count)
+			tmem_chunk_drop(c, sh, ch);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	if (!old)
+		return 0;
+	tmem_handle_free(c, old);
+	return 1;
+}
+
+static int store_locked(struct tmem_ctx *ctx, struct tmem_pool *pool,
+			uint64_t object, uint32_t index, const void *page)
+{
+	int spare_err = spare_fill(ctx);
+	uint64_t h, old;
+	int ret;
+
+	ret = encode(ctx, page, &h);
+	if (!ret) {
+		ret = index_set(ctx, pool, object, index, h, &old, spare_err);
+		if (ret)
+			tmem_handle_free(ctx->client, h);
+	}
+	if (ret) {
+		/* Never leave a stale copy behind a failed store. */
+		drop_key(ctx->client, pool, object, index);
+		return ret;
+	}
+	if (old)
+		tmem_handle_free(ctx->client, old);
+	return 0;
+}
+
+int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
+	       uint32_t index, const void *page)
+{
+	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
+	int ret = -EBADF;
+
+	if (pool) {
+		ret = -ESHUTDOWN;
+		if (pool->state == TMEM_POOL_OPEN)
+			ret = store_locked(ctx, pool, object, index, page);
+		tmem_pool_put(pool);
+	}
+	if (!ret)
+		TMEM_ADD(ctx->ops.succ_stores, 1);
+	else if (ret == -ENOSPC)
+		TMEM_ADD(ctx->ops.failed_budget, 1);
+	else if (ret == -E2BIG)
+		TMEM_ADD(ctx->ops.failed_incompressible, 1);
+	else
+		TMEM_ADD(ctx->ops.failed_other, 1);
+	return ret;
+}
+
+/*
+ * The shard lock is held while decompressing: an eviction may run in
+ * another thread, and it must not free the slot under our feet.
+ */
+static int load_locked(struct tmem_ctx *ctx, struct tmem_pool *pool,
+		       uint64_t object, uint32_t index, void *page)
+{
+	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
+	struct tmem_chunk *ch;
+	int ret = -ENOENT;
+	uint64_t h;
+
+	pthread_mutex_lock(&sh->lock);
+	ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
+	h = ch ? ch->h[index % TMEM_CHUNK_PAGES] : 0;
+	if (h) {
+		ret = decode(ctx->client, h, page);
+		if (pool->type == TMEM_POOL_EPHEMERAL)
+			tmem_lru_touch(sh, ch);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return ret;
+}
+
+int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
+	      uint32_t index, void *page)
+{
+	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
+	int ret = -ENOENT;
+
+	if (!pool)
+		return -EBADF;
+	if (pool->state == TMEM_POOL_OPEN)
+		ret = load_locked(ctx, pool, object, index, page);
+	tmem_pool_put(pool);
+	if (!ret)
+		TMEM_ADD(ctx->ops.loads, 1);
+	else if (ret == -ENOENT)
+		TMEM_ADD(ctx->ops.load_misses, 1);
+	return ret;
+}
+
+int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
+			 uint64_t object, uint32_t index)
+{
+	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
+	int ret = 0;
+
+	if (!pool)
+		return -EBADF;
+	if (pool->state == TMEM_POOL_OPEN)
+		ret = drop_key(ctx->client, pool, object, index);
+	tmem_pool_put(pool);
+	TMEM_ADD(ctx->ops.invalidates, ret);
+	return ret;
+}
+
+static uint64_t drop_object(struct tmem_client *c, struct tmem_shard *sh,
+			    uint64_t object)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	for (uint32_t b = 0; b <= sh->mask; b++) {
+		struct tmem_chunk *ch = sh->buckets[b], *next;
+
+		for (; ch; ch = next) {
+			next = ch->hnext;
+			if (ch->object == object)
+				n += tmem_chunk_drop(c, sh, ch);
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return n;
+}
+
+/*
+ * Chunks are keyed by (object, index >> 6) and spread over all shards,
+ * so this walks every chunk of the pool: O(pages / 64), each shard
+ * locked in turn.  Swap (the one user today) never sends it.
+ */
+int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
+			   uint64_t object)
+{
+	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
+	uint64_t n = 0;
+
+	if (!pool)
+		return -EBADF;
+	if (pool->state == TMEM_POOL_OPEN)
+		for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++)
+			n += drop_object(ctx->client, &pool->shards[s], object);
+	tmem_pool_put(pool);
+	TMEM_ADD(ctx->ops.invalidates, n);
+	return n > INT_MAX ? INT_MAX : (int)n;
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtmem internals shared by every source file: allocation wrappers
+ * (with fault injection for the tests), the budget, and the client,
+ * pool and context structures.  See host-lib/README.md for the design.
+ */
+#ifndef TMEM_I_H
+#define TMEM_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tmem.h"
+#include "zs_i.h"
+#include "index_i.h"
+
+#define TMEM_CACHELINE		64
+
+/*
+ * Relaxed single-writer counters: the owner updates them under its own
+ * lock (or from its own thread) with a plain load and store, so there is
+ * no locked read-modify-write on the hot path; tmem_client_stats() reads
+ * them concurrently, which is why they are atomic accesses at all.
+ */
+#define TMEM_RD(x)	__atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define TMEM_WR(x, v)	__atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define TMEM_ADD(x, v)	TMEM_WR(x, TMEM_RD(x) + (v))
+
+/*
+ * Every allocation of the library goes through these, so that a test can
+ * make the nth one fail and check that nothing leaks or breaks.
+ */
+void *tmem_malloc(size_t size);
+void *tmem_zalloc_aligned(size_t size);
+void tmem_free(void *p);
+void *tmem_mmap(size_t len);
+void tmem_munmap(void *p, size_t len);
+
+/**
+ * tmem_fault_inject() - make the @nth allocation from now fail with
+ * ENOMEM (0 = the very next one); -1 disables.  Process-global, atomic.
+ * Not exported from the shared library: tests link the static one.
+ */
+void tmem_fault_inject(long nth);
+/** tmem_fault_inject_count() - allocations done since the last arm. */
+long tmem_fault_inject_count(void);
+
+/*
+ * What a heap block really costs in glibc: an 8-byte header, 16-byte
+ * granularity, 32 bytes at least.  Metadata is charged with this, not
+ * with the requested size, so that meta_bytes is honest.
+ */
+static inline size_t tmem_heap_cost(size_t size)
+{
+	size_t c = (size + 8 + 15) & ~(size_t)15;
+
+	return c < 32 ? 32 : c;
+}
+
+/* Pool states; a pool id is an index into client->pools. */
+enum tmem_pool_state {
+	TMEM_POOL_FREE = 0,	/* id not open: -EBADF */
+	TMEM_POOL_OPEN,
+	TMEM_POOL_CLOSED,	/* invalidated: stores -ESHUTDOWN, loads miss */
+};
+
+struct tmem_pool {
+	/* Shared by page operations, exclusive for destroy/invalidate. */
+	pthread_rwlock_t lock;
+	enum tmem_pool_state state;
+	enum tmem_pool_type type;
+	struct tmem_shard *shards;	/* TMEM_NR_SHARDS, NULL when FREE */
+} __attribute__((aligned(TMEM_CACHELINE)));
+
+/* Operation counters; one set per context, summed by the stats call. */
+struct tmem_ops {
+	uint64_t succ_stores;
+	uint64_t failed_budget;
+	uint64_t failed_incompressible;
+	uint64_t failed_other;
+	uint64_t loads;
+	uint64_t load_misses;
+	uint64_t invalidates;
+	uint64_t evictions;
+};
+
+struct tmem_ctx {
+	struct tmem_client *client;
+	struct tmem_ctx *next, *prev;	/* client->ctxs, under ctx_lock */
+	/* A chunk allocated before the shard lock is taken (see store). */
+	struct tmem_chunk *spare;
+	struct tmem_ops ops;
+	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
+	uint8_t *page;			/* gather/scatter of split pages */
+};
+
+struct tmem_client {
+	struct tmem_client_config cfg;
+	uint64_t features;		/* atomic */
+
+	/*
+	 * Budget: bytes charged for slabs, chunks and tables (never per
+	 * page), with a compare-and-swap so used never passes the limit.
+	 */
+	_Atomic uint64_t used;
+	_Atomic uint64_t data_bytes;
+	_Atomic uint64_t meta_bytes;
+
+	pthread_mutex_t pools_lock;	/* pool id allocation only */
+	uint32_t max_pools;
+	struct tmem_pool *pools;
+	_Atomic uint32_t evict_cursor;
+
+	pthread_mutex_t ctx_lock;	/* ctx list and retired counters */
+	struct tmem_ctx *ctxs;
+	struct tmem_ops retired;	/* freed contexts and pool ops */
+
+	struct tmem_zs zs;
+};
+
+int tmem_charge(struct tmem_client *c, size_t data, size_t meta);
+void tmem_uncharge(struct tmem_client *c, size_t data, size_t meta);
+
+/* page.c */
+void tmem_handle_free(struct tmem_client *c, uint64_t h);
+bool tmem_evict_one(struct tmem_ctx *ctx);
+
+/* client.c: pool lookup with its lock held shared, or NULL (-EBADF). */
+struct tmem_pool *tmem_pool_get(struct tmem_client *c, uint32_t pool_id);
+void tmem_pool_put(struct tmem_pool *pool);
+
+#endif /* TMEM_I_H */

@@ -1,0 +1,301 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Size-class allocator; the layout and the locking are in zs_i.h.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "tmem_i.h"
+
+#define SLOT_NONE	0xffffu
+#define PAGE_SHIFT	12
+#define PAGE_SZ		(1u << PAGE_SHIFT)
+
+/* In-slab header; its 32 bytes are counted as metadata. */
+struct tmem_slab {
+	struct tmem_slab *next, *prev;	/* class->partial */
+	uint32_t ext;			/* page | arena << 14 */
+	uint16_t free_head;		/* first freed slot, or SLOT_NONE */
+	uint16_t inuse;
+	uint16_t carved;		/* slots [carved, nslots) never used */
+	uint16_t pad[3];
+};
+
+#define SLAB_HDR	sizeof(struct tmem_slab)
+_Static_assert(sizeof(struct tmem_slab) == 32, "slab header is 32 bytes");
+
+#define LOC_SLOT(loc)	((uint32_t)(loc) & 0x3fff)
+#define LOC_EXT(loc)	((uint32_t)((loc) >> 14) & 0x3ffffff)
+#define EXT_PAGE(ext)	((ext) & 0x3fff)
+#define EXT_ARENA(ext)	((ext) >> 14)
+
+/*
+ * Pages per slab: the fewest pages that waste at most 1/64 of the slab
+ * (header and tail), else the least wasteful count.  Small slabs return
+ * to the arena sooner; 1/64 keeps data_bytes close to compressed_bytes.
+ */
+static void class_geometry(struct tmem_class *cls, uint32_t size)
+{
+	uint32_t best_k = 0, best_waste = UINT32_MAX;
+
+	for (uint32_t k = 1; k <= TMEM_SLAB_MAX_PAGES; k++) {
+		uint32_t bytes = k * PAGE_SZ;
+		uint32_t n = (bytes - SLAB_HDR) / size;
+		uint32_t waste = bytes - n * size;
+
+		if (n == 0 || n >= SLOT_NONE || n > 0x3fff)
+			continue;
+		if ((uint64_t)waste * TMEM_SLAB_MAX_PAGES <= bytes) {
+			best_k = k;
+			break;
+		}
+		/* Compare waste per byte of slab: waste/bytes. */
+		if (!best_k || (uint64_t)waste * best_k * PAGE_SZ <
+			       (uint64_t)best_waste * bytes) {
+			best_k = k;
+			best_waste = waste;
+		}
+	}
+	cls->size = size;
+	cls->pages = best_k;
+	cls->nslots = (best_k * PAGE_SZ - SLAB_HDR) / size;
+}
+
+void tmem_zs_init(struct tmem_zs *zs, struct tmem_client *client)
+{
+	memset(zs, 0, sizeof(*zs));
+	zs->client = client;
+	pthread_mutex_init(&zs->lock, NULL);
+	for (unsigned int c = 0; c < TMEM_NR_CLASSES; c++) {
+		pthread_mutex_init(&zs->classes[c].lock, NULL);
+		class_geometry(&zs->classes[c], (c + 1) << TMEM_CLASS_SHIFT);
+	}
+}
+
+void tmem_zs_fini(struct tmem_zs *zs)
+{
+	for (uint32_t a = 0; a < zs->nr_arenas; a++)
+		tmem_munmap(zs->arenas[a], (size_t)1 << TMEM_ARENA_SHIFT);
+	for (unsigned int k = 0; k <= TMEM_SLAB_MAX_PAGES; k++) {
+		struct tmem_extents *fx = &zs->free[k];
+
+		tmem_uncharge(zs->client, 0, fx->cap ?
+			      tmem_heap_cost(fx->cap * sizeof(uint32_t)) : 0);
+		tmem_free(fx->v);
+	}
+	for (unsigned int c = 0; c < TMEM_NR_CLASSES; c++)
+		pthread_mutex_destroy(&zs->classes[c].lock);
+	pthread_mutex_destroy(&zs->lock);
+}
+
+static inline uint8_t *ext_ptr(struct tmem_zs *zs, uint32_t ext)
+{
+	return zs->arenas[EXT_ARENA(ext)] +
+	       ((size_t)EXT_PAGE(ext) << PAGE_SHIFT);
+}
+
+/*
+ * Make room to remember one more free extent of @k pages.  Done when an
+ * extent is carved, so that freeing one later can never fail.
+ */
+static int extents_reserve(struct tmem_zs *zs, unsigned int k)
+{
+	struct tmem_extents *fx = &zs->free[k];
+	uint32_t ncap = fx->cap ? fx->cap * 2 : 16;
+	size_t old_cost = fx->cap ? tmem_heap_cost(fx->cap * 4) : 0;
+	size_t new_cost = tmem_heap_cost((size_t)ncap * 4);
+	uint32_t *v;
+	int ret;
+
+	if (fx->carved < fx->cap)
+		return 0;
+	ret = tmem_charge(zs->client, 0, new_cost);
+	if (ret)
+		return ret;
+	v = tmem_malloc((size_t)ncap * 4);
+	if (!v) {
+		tmem_uncharge(zs->client, 0, new_cost);
+		return -ENOMEM;
+	}
+	if (fx->n)
+		memcpy(v, fx->v, fx->n * sizeof(*v));
+	tmem_free(fx->v);
+	tmem_uncharge(zs->client, 0, old_cost);
+	fx->v = v;
+	fx->cap = ncap;
+	return 0;
+}
+
+/* A fresh extent of @k pages from the last arena, or a new arena. */
+static int extent_carve(struct tmem_zs *zs, unsigned int k, uint32_t *extp)
+{
+	int ret = extents_reserve(zs, k);
+
+	if (ret)
+		return ret;
+	if (!zs->nr_arenas || zs->bump + k > TMEM_ARENA_PAGES) {
+		uint8_t *a;
+
+		if (zs->nr_arenas == TMEM_MAX_ARENAS)
+			return -ENOMEM;
+		a = tmem_mmap((size_t)1 << TMEM_ARENA_SHIFT);
+		if (!a)
+			return -ENOMEM;
+		zs->arenas[zs->nr_arenas++] = a;
+		zs->bump = 0;
+	}
+	*extp = zs->bump | (zs->nr_arenas - 1) << 14;
+	zs->bump += k;
+	zs->free[k].carved++;
+	return 0;
+}
+
+/* Charge and get a new, empty slab for @cls; no lock held on entry. */
+static int slab_new(struct tmem_zs *zs, struct tmem_class *cls,
+		    struct tmem_slab **slabp)
+{
+	struct tmem_extents *fx = &zs->free[cls->pages];
+	size_t bytes = (size_t)cls->pages * PAGE_SZ;
+	struct tmem_slab *slab;
+	uint32_t ext;
+	int ret;
+
+	ret = tmem_charge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+	if (ret)
+		return ret;
+	pthread_mutex_lock(&zs->lock);
+	if (fx->n)
+		ext = fx->v[--fx->n];
+	else
+		ret = extent_carve(zs, cls->pages, &ext);
+	pthread_mutex_unlock(&zs->lock);
+	if (ret) {
+		tmem_uncharge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+		return ret;
+	}
+	slab = (struct tmem_slab *)ext_ptr(zs, ext);
+	slab->next = slab->prev = NULL;
+	slab->ext = ext;
+	slab->free_head = SLOT_NONE;
+	slab->inuse = 0;
+	slab->carved = 0;
+	*slabp = slab;
+	return 0;
+}
+
+/* Give an empty slab's pages back to the kernel and to its arena. */
+static void slab_release(struct tmem_zs *zs, struct tmem_class *cls,
+			 struct tmem_slab *slab)
+{
+	size_t bytes = (size_t)cls->pages * PAGE_SZ;
+	uint32_t ext = slab->ext;
+	struct tmem_extents *fx = &zs->free[cls->pages];
+
+	madvise(slab, bytes, MADV_DONTNEED);
+	pthread_mutex_lock(&zs->lock);
+	fx->v[fx->n++] = ext;	/* room reserved by extents_reserve() */
+	pthread_mutex_unlock(&zs->lock);
+	tmem_uncharge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+}
+
+static void partial_add(struct tmem_class *cls, struct tmem_slab *slab)
+{
+	slab->prev = NULL;
+	slab->next = cls->partial;
+	if (cls->partial)
+		cls->partial->prev = slab;
+	cls->partial = slab;
+}
+
+static void partial_del(struct tmem_class *cls, struct tmem_slab *slab)
+{
+	if (slab->prev)
+		slab->prev->next = slab->next;
+	else
+		cls->partial = slab->next;
+	if (slab->next)
+		slab->next->prev = slab->prev;
+	slab->next = slab->prev = NULL;
+}
+
+static inline uint8_t *slot_ptr(struct tmem_class *cls,
+				struct tmem_slab *slab, uint32_t slot)
+{
+	return (uint8_t *)slab + SLAB_HDR + (size_t)slot * cls->size;
+}
+
+/* Take a slot from @slab; class lock held and the slab not full. */
+static uint32_t slab_take(struct tmem_class *cls, struct tmem_slab *slab)
+{
+	uint32_t slot = slab->free_head;
+
+	if (slot != SLOT_NONE)
+		memcpy(&slab->free_head, slot_ptr(cls, slab, slot),
+		       sizeof(slab->free_head));
+	else
+		slot = slab->carved++;
+	if (++slab->inuse == cls->nslots)
+		partial_del(cls, slab);
+	return slot;
+}
+
+int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
+		  void **ptrp)
+{
+	struct tmem_class *cls = &zs->classes[tmem_zs_class(len)];
+	struct tmem_slab *slab;
+	uint32_t slot;
+	int ret;
+
+	pthread_mutex_lock(&cls->lock);
+	slab = cls->partial;
+	if (!slab) {
+		/* Creating a slab may mmap or madvise: not under the lock. */
+		pthread_mutex_unlock(&cls->lock);
+		ret = slab_new(zs, cls, &slab);
+		if (ret)
+			return ret;
+		pthread_mutex_lock(&cls->lock);
+		partial_add(cls, slab);
+	}
+	slot = slab_take(cls, slab);
+	pthread_mutex_unlock(&cls->lock);
+	*locp = slot | (uint64_t)slab->ext << 14;
+	*ptrp = slot_ptr(cls, slab, slot);
+	return 0;
+}
+
+void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc)
+{
+	struct tmem_class *cls = &zs->classes[tmem_zs_class(len)];
+	struct tmem_slab *slab =
+		(struct tmem_slab *)ext_ptr(zs, LOC_EXT(loc));
+	uint32_t slot = LOC_SLOT(loc);
+	bool was_full;
+
+	pthread_mutex_lock(&cls->lock);
+	memcpy(slot_ptr(cls, slab, slot), &slab->free_head,
+	       sizeof(slab->free_head));
+	slab->free_head = slot;
+	was_full = slab->inuse == cls->nslots;
+	if (--slab->inuse == 0) {
+		if (!was_full)
+			partial_del(cls, slab);
+		pthread_mutex_unlock(&cls->lock);
+		slab_release(zs, cls, slab);
+		return;
+	}
+	if (was_full)
+		partial_add(cls, slab);
+	pthread_mutex_unlock(&cls->lock);
+}
+
+void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc)
+{
+	struct tmem_class *cls = &zs->classes[tmem_zs_class(len)];
+	struct tmem_slab *slab =
+		(struct tmem_slab *)ext_ptr(zs, LOC_EXT(loc));
+
+	return slot_ptr(cls, slab, LOC_SLOT(loc));
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Size-class allocator for compressed pages (zsmalloc-like).
+ *
+ * Objects are rounded up to 16 bytes: class c holds objects of
+ * (c + 1) * 16 bytes, so 256 classes cover 16..4096.  A slab of a class
+ * is k contiguous 4 KiB pages (k per class, chosen to waste the least)
+ * carved from 64 MiB anonymous arenas; a 32-byte header at its start
+ * keeps the free list, whose links live in the free slots themselves.
+ * An object never crosses a slab, so it is one memcpy to store and one
+ * pointer to decompress from.  A slab whose last object is freed goes
+ * back to its arena's free extents and is madvise(MADV_DONTNEED)'d: the
+ * budget charged for it is returned, so host_bytes stays honest.
+ *
+ * Locking: one mutex per class around slot allocation and free; the
+ * arena lock is taken only when a whole slab is created or released.
+ */
+#ifndef TMEM_ZS_I_H
+#define TMEM_ZS_I_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#define TMEM_CLASS_SHIFT	4
+#define TMEM_NR_CLASSES		256
+#define TMEM_ARENA_SHIFT	26		/* 64 MiB */
+#define TMEM_ARENA_PAGES	(1u << (TMEM_ARENA_SHIFT - 12))
+#define TMEM_MAX_ARENAS		4096		/* 256 GiB of slabs */
+#define TMEM_SLAB_MAX_PAGES	64
+
+/*
+ * Location of an object: slot (14 bits) | first page of its slab in the
+ * arena (14 bits) | arena (12 bits).  40 bits; see the handle in page.c.
+ */
+#define TMEM_LOC_BITS		40
+
+struct tmem_slab;
+
+struct tmem_class {
+	pthread_mutex_t lock;
+	struct tmem_slab *partial;	/* slabs with a free slot */
+	uint32_t size;			/* bytes per slot */
+	uint16_t nslots;		/* slots per slab */
+	uint16_t pages;			/* pages per slab */
+} __attribute__((aligned(64)));
+
+/* Free extents of one length: a stack sized when extents are carved. */
+struct tmem_extents {
+	uint32_t *v;
+	uint32_t n, cap;
+	uint32_t carved;		/* extents of this length ever made */
+};
+
+struct tmem_client;
+
+struct tmem_zs {
+	struct tmem_class classes[TMEM_NR_CLASSES];
+	struct tmem_client *client;	/* charged for slabs */
+	pthread_mutex_t lock;		/* arenas and free extents */
+	uint32_t nr_arenas;
+	uint32_t bump;			/* first uncarved page, last arena */
+	struct tmem_extents free[TMEM_SLAB_MAX_PAGES + 1];
+	uint8_t *arenas[TMEM_MAX_ARENAS];
+};
+
+static inline unsigned int tmem_zs_class(unsigned int len)
+{
+	return (len + (1u << TMEM_CLASS_SHIFT) - 1) / (1u << TMEM_CLASS_SHIFT) - 1;
+}
+
+void tmem_zs_init(struct tmem_zs *zs, struct tmem_client *client);
+/* Frees the arenas; every object must have been freed before. */
+void tmem_zs_fini(struct tmem_zs *zs);
+/* 0, -ENOSPC (budget) or -ENOMEM; *locp and *ptrp on success. */
+int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
+		  void **ptrp);
+void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc);
+void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc);
+
+#endif /* TMEM_ZS_I_H */
