@@ -90,8 +90,12 @@ def _assignments(text):
 def find_qemu():
     q = os.environ.get("VTMEM_QEMU")
     if not q:
-        q = _script("build-qemu.sh", "--print-path").strip().splitlines()
-        q = q[-1] if q else ""
+        path = os.path.join(TOP, "scripts", "build-qemu.sh")
+        if not os.path.exists(path):
+            raise Unavailable("scripts/build-qemu.sh does not exist yet")
+        r = subprocess.run([path, "--print-path"], capture_output=True,
+                           text=True)
+        q = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     if not q or not os.access(q, os.X_OK):
         raise Unavailable("QEMU not built (%s); run scripts/build-qemu.sh"
                           % (q or "no path"))

@@ -1,0 +1,268 @@
+#!/usr/bin/python3
+"""End-to-end virtio-tmem scenarios: a real guest swapping into the device.
+
+Each scenario boots a guest (scripts/vm/vmrun.py), runs the guest half of
+the same name from tests/vm/guest/scenarios.sh, and then checks the
+guest's verdict and every checkpoint, where guest sysfs counters and the
+host's query-tmem were read at the same quiet moment.  Any wrong byte,
+any counter that disagrees, any host figure out of bounds fails the test.
+
+  tests/vm/scenarios.py NAME [--kernel 6.12|6.1]   exit 0 / 1 / 77 (skip)
+  tests/vm/scenarios.py --list
+
+Sizes are chosen for TCG on 2 cores: the whole vm suite stays within
+about 15 minutes (see tests/vm/meson.build).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
+import vmrun  # noqa: E402
+
+MiB = 1 << 20
+
+
+class Checker:
+    def __init__(self, res):
+        self.res = res
+        self.failures = []
+
+    def expect(self, cond, what):
+        if not cond:
+            self.failures.append(what)
+        return cond
+
+    def eq(self, a, b, what):
+        return self.expect(a == b, "%s: %r != %r" % (what, a, b))
+
+    def cp(self, name, boot=None):
+        try:
+            return self.res.checkpoint(name, boot)
+        except KeyError as e:
+            self.failures.append(str(e))
+            return None
+
+
+def host(cp, key):
+    """A query-tmem member; QAPI spells them with dashes."""
+    h = cp["host"]
+    for k in (key, key.replace("_", "-")):
+        if k in h:
+            return h[k]
+    raise KeyError("query-tmem has no %s: %s" % (key, sorted(h)))
+
+
+def guest(cp, key):
+    return cp["guest"].get(key)
+
+
+def check_agreement(c, cp):
+    """Guest sysfs counters and host query-tmem at one checkpoint."""
+    if cp is None:
+        return
+    n = cp["name"]
+    for g, h in (("succ_stores", "succ-stores"),
+                 ("failed_stores", "failed-stores"),
+                 ("loads", "loads")):
+        c.eq(guest(cp, g), host(cp, h), "%s: guest %s vs host %s" % (n, g, h))
+    if guest(cp, "pages_in_host") is not None:
+        c.eq(guest(cp, "pages_in_host"), host(cp, "pages"),
+             "%s: guest pages_in_host vs host pages" % n)
+    # A persistent pool never misses a page it accepted.
+    c.eq(host(cp, "load-misses"), 0, "%s: host load-misses" % n)
+    c.eq(guest(cp, "load_errors") or 0, 0, "%s: guest load_errors" % n)
+    c.expect(host(cp, "host-bytes") <= host(cp, "budget"),
+             "%s: host-bytes %d over budget %d" % (
+                 n, host(cp, "host-bytes"), host(cp, "budget")))
+    # The host counts pages it dropped, the guest requests it sent.
+    c.expect(host(cp, "invalidates") <= (guest(cp, "invalidates") or 0),
+             "%s: host invalidates %d > guest %s" % (
+                 n, host(cp, "invalidates"), guest(cp, "invalidates")))
+
+
+def check_workload(c, data, tag="workload"):
+    w = data.get(tag)
+    if not c.expect(isinstance(w, dict), "no result for %s" % tag):
+        return
+    c.eq(w.get("mismatches"), 0, "%s mismatches" % tag)
+    c.expect(not w.get("error"), "%s reported an error" % tag)
+    if w.get("mode") == "mem":
+        c.eq(w.get("verified_pages"), w.get("pages", 0) * w.get("passes", 0),
+             "%s verified pages" % tag)
+
+
+def check_swap(c, res, sc):
+    cp = c.cp("after-workload")
+    check_agreement(c, cp)
+    check_workload(c, res.verdict.get("data", {}))
+    if cp is None:
+        return
+    c.expect(guest(cp, "succ_stores") > 0, "no successful stores")
+    c.expect(guest(cp, "loads") > 0, "no loads")
+    if sc.get("backing_mb"):
+        c.expect(guest(cp, "failed_stores") > 0, "guest failed_stores is 0")
+        c.expect(host(cp, "failed-stores") > 0, "host failed-stores is 0")
+        c.expect(guest(cp, "backing_writes") > 0, "no backing writes")
+        c.expect(guest(cp, "backing_reads") > 0, "no backing reads")
+        c.eq(guest(cp, "backing_writes"), guest(cp, "failed_stores"),
+             "every rejected store went to the backing disk")
+
+
+def check_nobacking(c, res, sc):
+    cp = c.cp("after-workload")
+    check_agreement(c, cp)
+    data = res.verdict.get("data", {})
+    if not data.get("oom_killed"):
+        check_workload(c, data)
+    check_workload(c, data, "after")
+    if cp:
+        c.expect(guest(cp, "failed_stores") > 0, "guest failed_stores is 0")
+        c.expect(host(cp, "failed-stores") > 0, "host failed-stores is 0")
+
+
+def check_swapoff(c, res, sc):
+    before = c.cp("before-swapoff")
+    after = c.cp("after-swapoff")
+    check_agreement(c, before)
+    check_agreement(c, after)
+    check_workload(c, res.verdict.get("data", {}))
+    if before:
+        c.expect(host(before, "pages") > 0, "host held no pages before swapoff")
+    if after:
+        for k in ("pages", "compressed-bytes", "data-bytes"):
+            c.eq(host(after, k), 0, "after swapoff: host %s" % k)
+        c.eq(guest(after, "pages_in_host"), 0, "after swapoff: pages_in_host")
+
+
+def check_lifecycle(c, res, sc):
+    written = c.cp("written", 1)
+    check_agreement(c, written)
+    if written:
+        c.expect(host(written, "pages") >= sc["params"]["mb"] * 256,
+                 "host holds %d pages, wrote %d" % (
+                     host(written, "pages"), sc["params"]["mb"] * 256))
+    for name, boot in (("unloaded", 1), ("reloaded", 1), ("boot", 2)):
+        cp = c.cp(name, boot)
+        if cp is None:
+            continue
+        for k in ("pages", "compressed-bytes", "data-bytes", "pools"):
+            c.eq(host(cp, k), 0, "%s (boot %d): host %s" % (name, boot, k))
+    before = c.cp("before-reboot", 1)
+    if before:
+        c.expect(host(before, "pages") > 0, "no pages in host before reboot")
+    c.eq(res.verdict.get("boot"), 2, "verdict comes from the second boot")
+    data = res.verdict.get("data", {})
+    for tag in ("after_reboot_zero", "after_reboot_write",
+                "after_reboot_verify"):
+        check_workload(c, data, tag)
+
+
+def check_hostile(c, res, sc):
+    data = res.verdict.get("data", {})
+    h = data.get("hostile")
+    if c.expect(isinstance(h, dict), "no hostile report"):
+        c.expect(h.get("cases", 0) > 0, "no hostile cases ran")
+        c.eq(h.get("wrong", -1), 0, "hostile cases with the wrong status")
+    c.cp("after-hostile")
+    cp = c.cp("after-workload")
+    check_agreement(c, cp)
+    check_workload(c, data)
+
+
+# The host halves.  params become vtmem.KEY=VALUE for the guest.
+SCENARIOS = {
+    "swap-pressure": dict(
+        guest="swap", mem=256, budget="1G", check=check_swap,
+        params=dict(mb=416, disksize_mb=640, seq=1, random=1),
+        doc="1.6x RAM, sequential, random and rewrite passes"),
+    "small-budget": dict(
+        guest="swap", mem=192, budget="8M", backing_mb=640, check=check_swap,
+        params=dict(mb=320, disksize_mb=512, seq=1, random=1),
+        doc="budget far below the workload: rejects go to the backing disk"),
+    "nobacking": dict(
+        guest="nobacking", mem=192, budget="4M", check=check_nobacking,
+        params=dict(mb=176, disksize_mb=256),
+        doc="no backing disk, tiny budget: failed writes, no corruption"),
+    "swapoff": dict(
+        guest="swapoff", mem=192, budget="1G", plain_swap_mb=512,
+        check=check_swapoff, params=dict(mb=256, disksize_mb=512),
+        doc="swapoff with pages in the host: all come back, host empties"),
+    "lifecycle": dict(
+        guest="lifecycle", mem=192, budget="256M", reboot=True,
+        check=check_lifecycle, params=dict(mb=32, mix="text"),
+        doc="rmmod/insmod and a guest reboot start empty on the host"),
+    "hostile": dict(
+        guest="hostile", mem=192, budget="256M", test_build=True,
+        check=check_hostile, params=dict(mb=96, disksize_mb=256),
+        doc="malformed requests get error statuses; the device serves on"),
+}
+
+
+def run(name, series, verbose=True):
+    sc = SCENARIOS[name]
+    try:
+        qemu, kernel, image, accel = vmrun.prepare(series,
+                                                   sc.get("test_build", False))
+    except vmrun.Unavailable as e:
+        print("SKIP %s on %s: %s" % (name, series, e))
+        return vmrun.SKIP
+    vm = vmrun.VM(qemu, kernel, image, sc["guest"], accel=accel,
+                  mem_mb=sc["mem"], budget=sc["budget"],
+                  backing_mb=sc.get("backing_mb", 0),
+                  plain_swap_mb=sc.get("plain_swap_mb", 0),
+                  params=sc["params"], reboot=sc.get("reboot", False),
+                  timeout=sc.get("timeout", 420))
+    t = time.time()
+    try:
+        res = vm.run()
+    except vmrun.VMError as e:
+        print("FAIL %s on %s: %s" % (name, series, e))
+        r = getattr(e, "result", None)
+        if r is not None:
+            print("--- console (tail) ---\n%s" % r.console[-6000:])
+            print("--- qemu stderr ---\n%s" % getattr(r, "qemu_stderr", ""))
+            print(json.dumps(r.as_dict(), indent=1))
+        return 1
+    c = Checker(res)
+    v = res.verdict or {}
+    if not v.get("ok"):
+        c.failures.append("guest verdict not ok: %s" % v.get("failures"))
+    try:
+        sc["check"](c, res, sc)
+    except (KeyError, TypeError) as e:
+        c.failures.append("malformed checkpoint data: %r" % (e,))
+    print("%s on %s (%s, %s): %.1f s" % (name, v.get("kernel", series),
+                                        res.accel, sc["doc"], time.time() - t))
+    if verbose or c.failures:
+        print(json.dumps(res.as_dict(), indent=1))
+    if c.failures:
+        print("--- console (tail) ---\n%s" % res.console[-6000:])
+        for f in c.failures:
+            print("FAIL: %s" % f)
+        return 1
+    print("PASS")
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("name", nargs="?", choices=sorted(SCENARIOS))
+    ap.add_argument("--kernel", default="6.12", help="6.12 or 6.1")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("-q", "--quiet", action="store_true",
+                    help="print checkpoints only on failure")
+    args = ap.parse_args()
+    if args.list or not args.name:
+        for n in sorted(SCENARIOS):
+            print("%-14s %s" % (n, SCENARIOS[n]["doc"]))
+        return 0
+    return run(args.name, args.kernel, verbose=not args.quiet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
