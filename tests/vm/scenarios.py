@@ -97,6 +97,12 @@ def check_workload(c, data, tag="workload"):
 
 
 def check_swap(c, res, sc):
+    if sc["params"].get("hold"):
+        held = c.cp("holding")
+        check_agreement(c, held)
+        if held:
+            c.expect(host(held, "pages") > 0,
+                     "host holds no pages while the workload is swapped out")
     cp = c.cp("after-workload")
     check_agreement(c, cp)
     check_workload(c, res.verdict.get("data", {}))
@@ -178,11 +184,11 @@ def check_hostile(c, res, sc):
 SCENARIOS = {
     "swap-pressure": dict(
         guest="swap", mem=256, budget="1G", check=check_swap,
-        params=dict(mb=416, disksize_mb=640, seq=1, random=1),
+        params=dict(mb=416, disksize_mb=640, seq=1, random=0, hold=1),
         doc="1.6x RAM, sequential, random and rewrite passes"),
     "small-budget": dict(
         guest="swap", mem=192, budget="8M", backing_mb=640, check=check_swap,
-        params=dict(mb=320, disksize_mb=512, seq=1, random=1),
+        params=dict(mb=320, disksize_mb=512, seq=0, random=0, hold=1),
         doc="budget far below the workload: rejects go to the backing disk"),
     "nobacking": dict(
         guest="nobacking", mem=192, budget="4M", check=check_nobacking,

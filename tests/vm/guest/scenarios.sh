@@ -22,9 +22,27 @@ scn_boot() {
 scn_swap() {
 	load_vtmem $(vtmem_params) || return
 	swapon_vtmem || return
-	VT_TAG=workload memtest mem --mb "$VT_MB" --seq "${VT_SEQ:-2}" \
-		--random "${VT_RANDOM:-1}" --rewrite --mix "${VT_MIX:-mixed}"
-	check_workload $?
+	set -- mem --mb "$VT_MB" --seq "${VT_SEQ:-1}" --random "${VT_RANDOM:-1}" \
+		--rewrite --mix "${VT_MIX:-mixed}"
+	if [ -z "${VT_HOLD:-}" ]; then
+		VT_TAG=workload memtest "$@"
+		check_workload $?
+	else
+		# Checkpoint while the workload's pages are still out.
+		rm -f /tmp/ready
+		VT_TAG=workload memtest "$@" --hold /tmp/ready &
+		pid=$!
+		while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
+			sleep 1
+		done
+		if [ -s /tmp/ready ]; then
+			settle
+			checkpoint holding
+			kill -USR1 "$(cat /tmp/ready)"
+		fi
+		wait $pid
+		check_workload $?
+	fi
 	settle
 	checkpoint after-workload
 	data swaps "\"$(tail -n +2 /proc/swaps | awk '{ print $1 ":" $4 }' | paste -sd' ' -)\""
