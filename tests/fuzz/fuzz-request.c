@@ -248,6 +248,12 @@ static void model_apply(struct mclient *c, const struct request *r,
 			expect_status(st, VIRTIO_TMEM_S_REJECTED, r);
 			return;
 		}
+		/*
+		 * A pool's own metadata is charged to the budget (DEV-16),
+		 * so a NEW_POOL that does not fit is REJECTED too.
+		 */
+		if (st == VIRTIO_TMEM_S_REJECTED)
+			return;
 		expect_status(st, VIRTIO_TMEM_S_OK, r);
 		CHECK(!find_pool(c, le32toh(resp->pool_id)),
 		      "NEW_POOL returned open id %u", le32toh(resp->pool_id));

@@ -82,8 +82,15 @@ static void check_exhaustion(uint64_t budget, enum page_kind kind,
 			load_expect_miss(&t, pool, 1, i);
 	}
 
-	/* Invalidation frees room: stores succeed again. */
-	for (i = 0; i < n + 64; i += 2) {
+	/*
+	 * Invalidation frees room: stores succeed again.  Every other page
+	 * leaves holes the allocator must reuse; same-filled pages cost
+	 * only index metadata, which is freed per run of keys, so drop a
+	 * contiguous half for them.
+	 */
+	for (i = 0; i < n + 64; i += kind == PK_ZERO ? 1 : 2) {
+		if (kind == PK_ZERO && i >= (n + 64) / 2)
+			break;
 		assert_int_equal(tmem_invalidate_page(t.ctx, pool, 1, i),
 				 held[i]);
 		held[i] = 0;

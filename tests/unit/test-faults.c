@@ -11,8 +11,11 @@
 #include "tmem-test.h"
 #include "tmem_i.h"
 
-#define NOBJ	4
-#define NIDX	16
+/* Keys spread over many index chunks, so stores allocate metadata. */
+#define NOBJ	96
+#define NIDX	4
+#define KOBJ(k)	((uint64_t)(k) / NIDX)
+#define KIDX(k)	((uint32_t)((k) % NIDX) * 70)
 #define NKEY	(NOBJ * NIDX)
 #define NPOOL	2		/* 0: persistent, 1: ephemeral */
 #define MAX_NTH	20000
@@ -35,7 +38,7 @@ struct world {
 static void expect_store(struct world *w, int p, int k, enum page_kind kind,
 			 uint64_t seed)
 {
-	int ret = store_gen(&w->t, w->pool[p], k / NIDX, k % NIDX, kind, seed);
+	int ret = store_gen(&w->t, w->pool[p], KOBJ(k), KIDX(k), kind, seed);
 
 	if (w->closed[p]) {
 		assert_int_equal(ret, -ESHUTDOWN);
@@ -59,7 +62,7 @@ static void check_key(struct world *w, int p, int k)
 	unsigned char page[PAGE];
 	int ret;
 
-	ret = tmem_load(w->t.ctx, w->pool[p], k / NIDX, k % NIDX, page);
+	ret = tmem_load(w->t.ctx, w->pool[p], KOBJ(k), KIDX(k), page);
 	if (ks->held && (p == 0 || ret == 0)) {
 		if (ret != 0)
 			fail_msg("acknowledged page %d/%d: load %d (%s)", p, k,
@@ -100,8 +103,8 @@ static void step(struct world *w, int p, unsigned int i)
 		expect_store(w, p, k, kind_for(i), i);
 		break;
 	case 4:
-		ret = tmem_invalidate_page(w->t.ctx, w->pool[p], k / NIDX,
-					   k % NIDX);
+		ret = tmem_invalidate_page(w->t.ctx, w->pool[p], KOBJ(k),
+					   KIDX(k));
 		if (p == 0 || ret == 1)
 			assert_int_equal(ret, w->key[p][k].held);
 		else
@@ -112,11 +115,11 @@ static void step(struct world *w, int p, unsigned int i)
 		check_key(w, p, k);
 		break;
 	case 6:
-		if (i % 24 != 6)
+		if (i % 48 != 6)
 			break;
 		for (n = 0, j = 0; j < NIDX; j++)
 			n += w->key[p][(k / NIDX) * NIDX + j].held;
-		ret = tmem_invalidate_object(w->t.ctx, w->pool[p], k / NIDX);
+		ret = tmem_invalidate_object(w->t.ctx, w->pool[p], KOBJ(k));
 		assert_true(ret >= 0 && ret <= NIDX);
 		if (p == 0)
 			assert_int_equal(ret, n);
@@ -192,13 +195,13 @@ static int run_workload(long nth, enum tmem_incompressible policy)
 		goto out;
 	}
 	open_pools(w);
-	for (i = 0; i < 160; i++) {
+	for (i = 0; i < 400; i++) {
 		for (p = 0; p < NPOOL; p++)
 			if (w->pool_ok[p])
 				step(w, p, i);
-		if (i % 40 == 39)
+		if (i % 100 == 99)
 			churn_pool(w);
-		if (i == 120 && w->pool_ok[1]) {
+		if (i == 300 && w->pool_ok[1]) {
 			assert_int_equal(tmem_invalidate_pool(w->t.client,
 							      w->pool[1]), 0);
 			memset(w->key[1], 0, sizeof(w->key[1]));
@@ -230,6 +233,7 @@ static void sweep(enum tmem_incompressible policy)
 	for (nth = 0; nth < MAX_NTH; nth++)
 		if (!run_workload(nth, policy))
 			break;
+	print_message("fault sweep: %ld injected failures\n", nth);
 	/* The workload allocates, so some failures must have fired. */
 	assert_true(nth > 3);
 	assert_true(nth < MAX_NTH);

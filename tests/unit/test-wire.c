@@ -404,7 +404,7 @@ static void test_dev6_unknown_opcode(void **state)
 static void test_dev7_no_pool(void **state)
 {
 	struct tclient t;
-	uint32_t ids[8], pool, dead;
+	uint32_t ids[16], pool, dead;
 	size_t i, o, n = 0;
 
 	(void)state;

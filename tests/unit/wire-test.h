@@ -209,7 +209,7 @@ static inline int wire_op(struct tmem_ctx *ctx, struct virtio_tmem_req q,
 
 	assert_non_null(out);
 	memcpy(out, &q, REQ_LEN);
-	if (q.opcode == VIRTIO_TMEM_OP_STORE)
+	if (q.opcode == VIRTIO_TMEM_OP_STORE && page_out)
 		memcpy(out + REQ_LEN, page_out, PAGE);
 	r = wire_raw(ctx, out, olen, osplit, olen > REQ_LEN ? 2 : 1,
 		     ilen, ilen > RESP_LEN ? isplit : isplit + 1, ilen > RESP_LEN ? 2 : 1);
