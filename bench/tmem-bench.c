@@ -1,0 +1,530 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tmem-bench: libtmem's store and load against raw LZ4 on the same
+ * pages, with 1 and 2 threads, plus its memory overheads.  See --help.
+ */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lz4.h>
+
+#include "tmem.h"
+
+#define PAGE		TMEM_PAGE_SIZE
+#define MAX_THREADS	2
+#define FILE_PAGES	32	/* pages taken from one file at most */
+
+enum corpus { CORPUS_FILES, CORPUS_RANDOM, CORPUS_ZERO };
+
+struct opts {
+	enum corpus corpus;
+	size_t pages;
+	uint64_t budget;
+	int repeat;
+	bool json;
+};
+
+struct corpus_fill {
+	uint8_t *buf;
+	size_t want, have;
+};
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *what, int err)
+{
+	fprintf(stderr, "tmem-bench: %s: %s\n", what,
+		err < 0 ? tmem_strerror(err) : strerror(err));
+	exit(1);
+}
+
+/* Up to FILE_PAGES pages of one file, its tail zero-padded as in RAM. */
+static void take_file(struct corpus_fill *cf, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+	int taken = 0;
+
+	if (fd < 0)
+		return;
+	while (cf->have < cf->want && taken < FILE_PAGES) {
+		uint8_t *p;
+		ssize_t n;
+
+		/* Every tenth page is a zero page. */
+		if (cf->have % 10 == 9) {
+			cf->have++;
+			continue;
+		}
+		p = cf->buf + cf->have * PAGE;
+		n = read(fd, p, PAGE);
+		if (n <= 0)
+			break;
+		memset(p + n, 0, PAGE - n);
+		cf->have++;
+		taken++;
+	}
+	close(fd);
+}
+
+/* A sorted, depth-first walk: the same machine gives the same pages. */
+static void walk(struct corpus_fill *cf, const char *dir)
+{
+	struct dirent **ents;
+	int n = scandir(dir, &ents, NULL, alphasort);
+
+	for (int i = 0; i < n; i++) {
+		char path[4096];
+		struct stat st;
+		const char *name = ents[i]->d_name;
+
+		if (cf->have < cf->want && strcmp(name, ".") &&
+		    strcmp(name, "..") &&
+		    snprintf(path, sizeof(path), "%s/%s", dir, name) <
+		    (int)sizeof(path) && !lstat(path, &st)) {
+			if (S_ISDIR(st.st_mode))
+				walk(cf, path);
+			else if (S_ISREG(st.st_mode) && st.st_size > 0)
+				take_file(cf, path);
+		}
+		free(ents[i]);
+	}
+	free(ents);
+}
+
+static uint8_t *corpus_load(const struct opts *o)
+{
+	struct corpus_fill cf = { .want = o->pages };
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+
+	cf.buf = calloc(o->pages, PAGE);
+	if (!cf.buf)
+		die("corpus", ENOMEM);
+	if (o->corpus == CORPUS_RANDOM) {
+		for (size_t i = 0; i < o->pages * PAGE / 8; i++) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(cf.buf + i * 8, &x, 8);
+		}
+	} else if (o->corpus == CORPUS_FILES) {
+		walk(&cf, "/usr/lib");
+		walk(&cf, "/usr/share");
+		if (cf.have < cf.want) {
+			fprintf(stderr, "tmem-bench: only %zu pages of files\n",
+				cf.have);
+			exit(1);
+		}
+	}
+	return cf.buf;
+}
+
+/* Raw LZ4 over the pages: the reference the library is held to. */
+struct lz4_ref {
+	uint8_t *cbuf;		/* compressed pages, LZ4_COMPRESSBOUND apart */
+	int *clen;
+};
+
+enum op { OP_LZ4_C, OP_LZ4_D, OP_STORE, OP_LOAD };
+#define NR_OPS 4
+
+/* One thread's share of a run. */
+struct worker {
+	struct tmem_client *client;
+	struct lz4_ref *ref;
+	pthread_barrier_t *start;
+	const uint8_t *pages;
+	size_t first, n;
+	uint32_t pool;
+	enum op op;
+	int failed;
+	double t0, t1;
+};
+
+static int lz4_one(struct worker *w, size_t i, uint8_t *out)
+{
+	const int bound = LZ4_COMPRESSBOUND(PAGE);
+	size_t p = w->first + i;
+	char *c = (char *)w->ref->cbuf + p * bound;
+
+	if (w->op == OP_LZ4_C) {
+		w->ref->clen[p] = LZ4_compress_default(
+			(const char *)w->pages + p * PAGE, c, PAGE, bound);
+		return w->ref->clen[p] <= 0;
+	}
+	return LZ4_decompress_safe(c, (char *)out, w->ref->clen[p],
+				   PAGE) != PAGE;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+	static __thread uint8_t out[PAGE];
+	struct tmem_ctx *ctx = NULL;
+	int ret;
+
+	if (w->client && (ret = tmem_ctx_new(w->client, &ctx)))
+		die("tmem_ctx_new", ret);
+	pthread_barrier_wait(w->start);
+	w->t0 = now();
+	for (size_t i = 0; i < w->n; i++) {
+		/* Distinct keys per thread: object = first page's number. */
+		if (w->op == OP_STORE)
+			ret = tmem_store(ctx, w->pool, w->first, i,
+					 w->pages + (w->first + i) * PAGE);
+		else if (w->op == OP_LOAD)
+			ret = tmem_load(ctx, w->pool, w->first, i, out);
+		else
+			ret = lz4_one(w, i, out);
+		w->failed += ret != 0;
+	}
+	w->t1 = now();
+	tmem_ctx_free(ctx);
+	return NULL;
+}
+
+/* Run @nthreads workers over all pages; returns the wall time. */
+static double run_threads(struct worker *proto, size_t n, int nthreads,
+			  int *failed)
+{
+	struct worker w[MAX_THREADS];
+	pthread_t tid[MAX_THREADS];
+	pthread_barrier_t start;
+	double t0 = 1e300, t1 = 0;
+
+	pthread_barrier_init(&start, NULL, nthreads);
+	for (int k = 0; k < nthreads; k++) {
+		w[k] = *proto;
+		w[k].start = &start;
+		w[k].first = n * k / nthreads;
+		w[k].n = n * (k + 1) / nthreads - w[k].first;
+		if (pthread_create(&tid[k], NULL, worker_run, &w[k]))
+			die("pthread_create", EAGAIN);
+	}
+	for (int k = 0; k < nthreads; k++) {
+		pthread_join(tid[k], NULL);
+		t0 = w[k].t0 < t0 ? w[k].t0 : t0;
+		t1 = w[k].t1 > t1 ? w[k].t1 : t1;
+		*failed += w[k].failed;
+	}
+	pthread_barrier_destroy(&start);
+	return t1 - t0;
+}
+
+/* Every page must come back byte for byte (not timed). */
+static void verify(struct tmem_client *client, uint32_t pool,
+		   const uint8_t *pages, size_t n)
+{
+	static uint8_t out[PAGE];
+	struct tmem_ctx *ctx;
+	int ret = tmem_ctx_new(client, &ctx);
+
+	if (ret)
+		die("tmem_ctx_new", ret);
+	for (size_t i = 0; i < n; i++) {
+		ret = tmem_load(ctx, pool, 0, i, out);
+		if (ret) {
+			fprintf(stderr, "tmem-bench: page %zu: ", i);
+			die("verify: tmem_load", ret);
+		}
+		if (memcmp(out, pages + i * PAGE, PAGE))
+			die("verify: page differs", EIO);
+	}
+	tmem_ctx_free(ctx);
+}
+
+struct result {
+	/* Best seconds per op, per thread count, and for re-stores. */
+	double t[NR_OPS][MAX_THREADS + 1];
+	double restore;
+	uint64_t lz4_bytes;
+	struct tmem_stats st;		/* after the 1-thread store */
+	int failed;
+};
+
+static void min_into(double *best, double t)
+{
+	if (*best == 0 || t < *best)
+		*best = t;
+}
+
+static void bench_lz4(const struct opts *o, struct worker *proto,
+		      int nthreads, struct result *r)
+{
+	proto->op = OP_LZ4_C;
+	min_into(&r->t[OP_LZ4_C][nthreads],
+		 run_threads(proto, o->pages, nthreads, &r->failed));
+	proto->op = OP_LZ4_D;
+	min_into(&r->t[OP_LZ4_D][nthreads],
+		 run_threads(proto, o->pages, nthreads, &r->failed));
+}
+
+/*
+ * One repetition of the libtmem runs with @nthreads, on a new client:
+ * store (into fresh memory), load, and with 1 thread a second store of
+ * the same keys, which overwrites and so recycles memory.
+ */
+static void bench_tmem(const struct opts *o, struct worker *proto,
+		       int nthreads, bool check, struct result *r)
+{
+	struct tmem_client_config cfg = { .budget_bytes = o->budget };
+	struct worker w = *proto;
+	int ret, failed = 0;
+
+	ret = tmem_client_new(&cfg, &w.client);
+	if (!ret)
+		ret = tmem_pool_new(w.client, TMEM_POOL_PERSISTENT, &w.pool);
+	if (ret)
+		die("tmem_client_new", ret);
+	w.op = OP_STORE;
+	min_into(&r->t[OP_STORE][nthreads],
+		 run_threads(&w, o->pages, nthreads, &failed));
+	if (nthreads == 1)
+		tmem_client_stats(w.client, &r->st);
+	if (check && !failed)
+		verify(w.client, w.pool, w.pages, o->pages);
+	w.op = OP_LOAD;
+	min_into(&r->t[OP_LOAD][nthreads],
+		 run_threads(&w, o->pages, nthreads, &failed));
+	if (nthreads == 1) {
+		w.op = OP_STORE;
+		min_into(&r->restore,
+			 run_threads(&w, o->pages, 1, &failed));
+	}
+	r->failed += failed;
+	tmem_client_free(w.client);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: tmem-bench [options]\n"
+"Measures libtmem against raw LZ4 on one set of 4 KiB pages:\n"
+"  LZ4_compress_default and LZ4_decompress_safe throughput, tmem_store\n"
+"  and tmem_load throughput with 1 and 2 threads (distinct keys per\n"
+"  thread, one persistent pool), host metadata bytes per stored page\n"
+"  (meta_bytes / pages) and host bytes per compressed byte\n"
+"  (data_bytes / compressed_bytes).  Throughput is GB/s of uncompressed\n"
+"  pages (1 GB = 1e9 bytes).  Every measurement is repeated and the best\n"
+"  run is reported; each libtmem run starts from a new client, so stores\n"
+"  include faulting in fresh memory.  Loads are verified byte for byte\n"
+"  once (not timed).\n"
+"\n"
+"  --corpus=files|random|zero  page set (default files: up to %d pages\n"
+"                    of each regular file under /usr/lib then /usr/share,\n"
+"                    sorted walk, tails zero-padded, every 10th page zero)\n"
+"  --pages=N         pages in the set (default 65536 = 256 MiB)\n"
+"  --budget=BYTES    client budget, suffix K/M/G allowed\n"
+"                    (default 2 x the page set)\n"
+"  --repeat=N        repetitions per measurement, best kept (default 3)\n"
+"  --json            print one JSON object instead of a table\n"
+"  --help            this text\n", FILE_PAGES);
+}
+
+static uint64_t parse_size(const char *s)
+{
+	char *end;
+	uint64_t v = strtoull(s, &end, 0);
+
+	switch (*end) {
+	case 'G': case 'g': v <<= 10; /* fall through */
+	case 'M': case 'm': v <<= 10; /* fall through */
+	case 'K': case 'k': v <<= 10; end++; break;
+	}
+	if (*end || !v) {
+		fprintf(stderr, "tmem-bench: bad size '%s'\n", s);
+		exit(2);
+	}
+	return v;
+}
+
+static void parse_args(int argc, char **argv, struct opts *o)
+{
+	static const struct option lopts[] = {
+		{ "corpus", required_argument, NULL, 'c' },
+		{ "pages", required_argument, NULL, 'p' },
+		{ "budget", required_argument, NULL, 'b' },
+		{ "repeat", required_argument, NULL, 'r' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	*o = (struct opts){ CORPUS_FILES, 65536, 0, 3, false };
+	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			if (!strcmp(optarg, "files"))
+				o->corpus = CORPUS_FILES;
+			else if (!strcmp(optarg, "random"))
+				o->corpus = CORPUS_RANDOM;
+			else if (!strcmp(optarg, "zero"))
+				o->corpus = CORPUS_ZERO;
+			else
+				goto bad;
+			break;
+		case 'p': o->pages = parse_size(optarg); break;
+		case 'b': o->budget = parse_size(optarg); break;
+		case 'r': o->repeat = (int)parse_size(optarg); break;
+		case 'j': o->json = true; break;
+		case 'h': usage(stdout); exit(0);
+		default: goto bad;
+		}
+	}
+	if (optind == argc) {
+		if (!o->budget)
+			o->budget = (uint64_t)o->pages * PAGE * 2;
+		return;
+	}
+bad:
+	usage(stderr);
+	exit(2);
+}
+
+struct metric {
+	const char *name;
+	double value;
+	const char *what;
+};
+
+static const char *corpus_name(enum corpus c)
+{
+	return c == CORPUS_FILES ? "files" : c == CORPUS_RANDOM ? "random" :
+	       "zero";
+}
+
+static double ratio(double a, double b)
+{
+	return b > 0 ? a / b : 0;
+}
+
+static double gbps(const struct opts *o, double seconds)
+{
+	return ratio((double)o->pages * PAGE / 1e9, seconds);
+}
+
+static void report(const struct opts *o, const struct result *r)
+{
+	const struct tmem_stats *st = &r->st;
+	double s1 = gbps(o, r->t[OP_STORE][1]), s2 = gbps(o, r->t[OP_STORE][2]);
+	double l1 = gbps(o, r->t[OP_LOAD][1]), l2 = gbps(o, r->t[OP_LOAD][2]);
+	double c1 = gbps(o, r->t[OP_LZ4_C][1]), c2 = gbps(o, r->t[OP_LZ4_C][2]);
+	double d1 = gbps(o, r->t[OP_LZ4_D][1]), d2 = gbps(o, r->t[OP_LZ4_D][2]);
+	double rs = gbps(o, r->restore);
+	const struct metric m[] = {
+		{ "pages", (double)o->pages, "pages in the set" },
+		{ "repeat", o->repeat, "runs per measurement (best kept)" },
+		{ "lz4_compress_gbps", c1, "raw LZ4_compress_default" },
+		{ "lz4_decompress_gbps", d1, "raw LZ4_decompress_safe" },
+		{ "store_gbps", s1, "tmem_store, 1 thread, fresh memory" },
+		{ "load_gbps", l1, "tmem_load, 1 thread" },
+		{ "store_gbps_2t", s2, "tmem_store, 2 threads" },
+		{ "load_gbps_2t", l2, "tmem_load, 2 threads" },
+		{ "restore_gbps", rs, "tmem_store over the same keys, 1 thread" },
+		{ "lz4_compress_gbps_2t", c2, "raw LZ4, 2 threads (control)" },
+		{ "lz4_decompress_gbps_2t", d2, "raw LZ4, 2 threads (control)" },
+		{ "store_vs_lz4", ratio(s1, c1), "target >= 0.9" },
+		{ "load_vs_lz4", ratio(l1, d1), "target >= 0.9" },
+		{ "restore_vs_lz4", ratio(rs, c1), "" },
+		{ "store_2t_vs_1t", ratio(s2, s1), "target >= 1.8" },
+		{ "load_2t_vs_1t", ratio(l2, l1), "" },
+		{ "lz4_2t_vs_1t", ratio(c2, c1),
+		  "what this machine gives 2 threads" },
+		{ "meta_bytes_per_page", ratio(st->meta_bytes, st->pages),
+		  "target <= 16" },
+		{ "host_bytes_per_compressed_byte",
+		  ratio(st->data_bytes, st->compressed_bytes),
+		  "data_bytes / compressed_bytes, target <= 1.10" },
+		{ "lz4_ratio", ratio((double)o->pages * PAGE, r->lz4_bytes),
+		  "uncompressed / raw LZ4 bytes" },
+		{ "stored_pages", st->pages, "" },
+		{ "same_filled_pages", st->same_filled_pages, "" },
+		{ "raw_pages", st->raw_pages, "" },
+		{ "compressed_bytes", st->compressed_bytes, "" },
+		{ "data_bytes", st->data_bytes, "" },
+		{ "meta_bytes", st->meta_bytes, "" },
+		{ "host_bytes", st->host_bytes, "" },
+		{ "failed_ops", r->failed, "should be 0" },
+		{ "online_cpus", sysconf(_SC_NPROCESSORS_ONLN), "" },
+	};
+	size_t n = sizeof(m) / sizeof(m[0]);
+
+	if (o->json)
+		printf("{\"corpus\": \"%s\"", corpus_name(o->corpus));
+	else
+		printf("%-32s %14s\n", "corpus", corpus_name(o->corpus));
+	for (size_t i = 0; i < n; i++) {
+		bool integral = m[i].value == (double)(uint64_t)m[i].value &&
+				(m[i].value >= 1 || m[i].what[0] == 's');
+
+		if (o->json)
+			printf(integral ? ", \"%s\": %.0f" : ", \"%s\": %.4f",
+			       m[i].name, m[i].value);
+		else
+			printf(integral ? "%-32s %14.0f  %s\n" :
+			       "%-32s %14.4f  %s\n",
+			       m[i].name, m[i].value, m[i].what);
+	}
+	if (o->json)
+		printf("}\n");
+}
+
+/* Sum of the raw LZ4 sizes, for lz4_ratio. */
+static uint64_t lz4_total(const struct lz4_ref *ref, size_t n)
+{
+	uint64_t sum = 0;
+
+	for (size_t i = 0; i < n; i++)
+		sum += ref->clen[i];
+	return sum;
+}
+
+/*
+ * The measurements are interleaved, one repetition of each in turn, so
+ * that a disturbance from the rest of the machine hits all of them alike.
+ */
+int main(int argc, char **argv)
+{
+	struct result r = { 0 };
+	struct lz4_ref ref;
+	struct worker proto = { 0 };
+	struct opts o;
+
+	parse_args(argc, argv, &o);
+	proto.pages = corpus_load(&o);
+	ref.cbuf = malloc(o.pages * LZ4_COMPRESSBOUND(PAGE));
+	ref.clen = calloc(o.pages, sizeof(int));
+	if (!ref.cbuf || !ref.clen)
+		die("lz4 buffers", ENOMEM);
+	/* Fault the output in first: raw LZ4 is measured at its best. */
+	memset(ref.cbuf, 0xa5, o.pages * LZ4_COMPRESSBOUND(PAGE));
+	proto.ref = &ref;
+	for (int i = 0; i < o.repeat; i++) {
+		for (int t = 1; t <= MAX_THREADS; t++) {
+			bench_lz4(&o, &proto, t, &r);
+			bench_tmem(&o, &proto, t, i == 0 && t == 1, &r);
+		}
+	}
+	r.lz4_bytes = lz4_total(&ref, o.pages);
+	report(&o, &r);
+	free(ref.cbuf);
+	free(ref.clen);
+	free((void *)proto.pages);
+	return r.failed ? 1 : 0;
+}
