@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * virtio_tmem internals shared by the driver and its test-only debugfs
+ * knob (vtmem_test.c, built with VTMEM_TEST=1).
+ */
+#ifndef VTMEM_H
+#define VTMEM_H
+
+#include <linux/atomic.h>
+#include <linux/blkdev.h>
+#include <linux/completion.h>
+#include <linux/mempool.h>
+#include <linux/mutex.h>
+#include <linux/rwsem.h>
+#include <linux/spinlock.h>
+#include <linux/virtio.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "virtio_tmem.h"
+#include "compat.h"
+
+/* One slot is one 4 KiB logical block: sector >> 3. */
+#define VTMEM_SLOT_SHIFT	(PAGE_SHIFT - SECTOR_SHIFT)
+/* Requests placed before one notification and one wait. */
+#define VTMEM_BATCH		32
+/* Largest discard, in sectors: whole slots, so splits stay aligned. */
+#define VTMEM_MAX_DISCARD_SECTORS \
+	(round_down(UINT_MAX >> SECTOR_SHIFT, 1 << VTMEM_SLOT_SHIFT))
+/* Queues beyond this bring nothing: a slot maps to one queue anyway. */
+#define VTMEM_MAX_QUEUES	64
+
+/* resp.status of a request the device never answered (reset, lost). */
+#define VTMEM_S_NO_ANSWER	0xff
+
+struct vtmem_batch;
+
+/*
+ * One request in flight; also the virtqueue token.  hdr and resp are
+ * device-visible, so they live in kmalloc'ed memory, never on a stack.
+ */
+struct vtmem_req {
+	struct virtio_tmem_req hdr;
+	struct virtio_tmem_resp resp;
+	struct vtmem_batch *batch;
+	struct page *page;
+	u32 slot;
+	u32 used_len;
+	u8 action;
+};
+
+/* Up to VTMEM_BATCH requests that are sent together and waited for. */
+struct vtmem_batch {
+	struct completion done;
+	atomic_t pending;
+	unsigned int nr;
+	struct vtmem_req req[VTMEM_BATCH];
+};
+
+struct vtmem_queue {
+	/* Orders adds to vq with the slot state they depend on. */
+	spinlock_t lock;
+	struct virtqueue *vq;
+	/* Woken when the device returns buffers: room in vq again. */
+	wait_queue_head_t room;
+	char name[16];
+};
+
+struct vtmem_stats {
+	atomic64_t succ_stores;
+	atomic64_t failed_stores;
+	atomic64_t loads;
+	atomic64_t invalidates;
+	atomic64_t backing_writes;
+	atomic64_t backing_reads;
+	atomic64_t load_errors;
+	atomic64_t pages_in_host;
+	atomic64_t write_errors;
+};
+
+struct vtmem_raw;
+
+struct vtmem {
+	struct virtio_device *vdev;
+	struct gendisk *disk;
+	int id;
+
+	struct vtmem_queue *queues;
+	unsigned int nr_queues;
+	unsigned int batch_max;
+	/* Held for reading by users of the queues outside submit_bio. */
+	struct rw_semaphore vq_sem;
+	bool vqs_ready;
+	/* The device is gone or was reset: nothing it holds is reachable. */
+	bool dead;
+
+	u32 pool_id;
+	bool pool_open;
+
+	/* Serializes configuration (size, backing device) and life cycle. */
+	struct mutex ctl_lock;
+	mempool_t *batch_pool;
+
+	/* Per slot: the host holds it / the backing device holds it. */
+	u64 nr_slots;
+	unsigned long *in_host;
+	unsigned long *on_backing;
+	/* Freed slot whose INVALIDATE_PAGE is still to be sent. */
+	unsigned long *inval_pending;
+	struct work_struct inval_work;
+	struct work_struct config_work;
+
+	struct vtmem_backing backing;
+	char *backing_path;
+
+	struct vtmem_stats stats;
+#ifdef VTMEM_TEST
+	struct vtmem_raw *raw;
+#endif
+};
+
+struct vtmem_batch *vtmem_batch_get(struct vtmem *vt);
+void vtmem_batch_put(struct vtmem *vt, struct vtmem_batch *b);
+void vtmem_queue_kick(struct vtmem_queue *q);
+
+#ifdef VTMEM_TEST
+void vtmem_test_init(struct vtmem *vt);
+void vtmem_test_exit(struct vtmem *vt);
+void vtmem_test_free(struct vtmem *vt);
+void vtmem_test_module_init(void);
+void vtmem_test_module_exit(void);
+#else
+static inline void vtmem_test_init(struct vtmem *vt)
+{
+}
+
+static inline void vtmem_test_exit(struct vtmem *vt)
+{
+}
+
+static inline void vtmem_test_free(struct vtmem *vt)
+{
+}
+
+static inline void vtmem_test_module_init(void)
+{
+}
+
+static inline void vtmem_test_module_exit(void)
+{
+}
+#endif
+
+#endif /* VTMEM_H */

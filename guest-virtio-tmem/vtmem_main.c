@@ -1,0 +1,1278 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio_tmem: transcendent memory for KVM guests, as a swap disk.
+ *
+ * Each virtio-tmem device becomes /dev/vtmemN, a synchronous block device
+ * with 4 KiB blocks meant for swap.  A written block is offered to the host
+ * (STORE into one persistent pool, key (pool, 0, slot)); what the host
+ * refuses goes to an optional backing device, as frontswap fell back to
+ * the real swap slot.  One bit per slot says where a block lives.
+ *
+ * Ordering (proto/SPEC.md DRV-4): every request for a slot goes to queue
+ * slot % nr_queues, and the device applies one queue in order.  The
+ * deferred INVALIDATE_PAGE of a freed slot is decided (test_and_clear of
+ * its pending bit) under the same queue lock under which a later STORE to
+ * that slot clears the bit and is added, so the invalidate is either in
+ * the queue before the store or never sent.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/bio.h>
+#include <linux/blk-mq.h>
+#include <linux/highmem.h>
+#include <linux/idr.h>
+#include <linux/kernel.h>
+#include <linux/module.h>
+#include <linux/pagemap.h>
+#include <linux/scatterlist.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/virtio.h>
+#include <linux/virtio_config.h>
+
+#include "vtmem.h"
+
+/* What a request turned out to need, decided under its queue lock. */
+enum {
+	VTMEM_A_SEND,		/* added to the virtqueue */
+	VTMEM_A_FAILED,		/* could not be added: device lost */
+	VTMEM_A_SKIP,		/* nothing to send */
+	VTMEM_A_ZERO,		/* read of a slot never written */
+	VTMEM_A_BACKING,	/* read from the backing device */
+};
+
+typedef u8 (*vtmem_decide_t)(struct vtmem *vt, struct vtmem_req *req);
+
+/* Outcome of one block I/O; parent is NULL for ->rw_page. */
+struct vtmem_io {
+	struct bio *parent;
+	blk_status_t status;
+};
+
+static u64 disksize;
+static char *backing_dev;
+static int vtmem_major;
+static DEFINE_IDA(vtmem_index_ida);
+static struct workqueue_struct *vtmem_wq;
+static struct bio_set vtmem_bio_set;
+
+static int vtmem_param_set_size(const char *val, const struct kernel_param *kp)
+{
+	char *end;
+	u64 size = memparse(val, &end);
+
+	if (end == val || (*end && *end != '\n'))
+		return -EINVAL;
+	*(u64 *)kp->arg = size;
+	return 0;
+}
+
+static int vtmem_param_get_size(char *buf, const struct kernel_param *kp)
+{
+	return sysfs_emit(buf, "%llu\n", *(u64 *)kp->arg);
+}
+
+static const struct kernel_param_ops vtmem_size_ops = {
+	.set = vtmem_param_set_size,
+	.get = vtmem_param_get_size,
+};
+
+module_param_cb(disksize, &vtmem_size_ops, &disksize, 0444);
+MODULE_PARM_DESC(disksize,
+		 "Size of each disk (K/M/G suffixes); 0: the device's capacity hint");
+module_param(backing_dev, charp, 0444);
+MODULE_PARM_DESC(backing_dev,
+		 "Block device for pages the host rejects, for vtmem0");
+
+/* --- requests and queues ------------------------------------------------ */
+
+struct vtmem_batch *vtmem_batch_get(struct vtmem *vt)
+{
+	struct vtmem_batch *b = mempool_alloc(vt->batch_pool, GFP_NOIO);
+
+	init_completion(&b->done);
+	b->nr = 0;
+	return b;
+}
+
+void vtmem_batch_put(struct vtmem *vt, struct vtmem_batch *b)
+{
+	mempool_free(b, vt->batch_pool);
+}
+
+static struct vtmem_req *vtmem_batch_add(struct vtmem *vt,
+					 struct vtmem_batch *b, u8 opcode,
+					 u32 slot, struct page *page)
+{
+	struct vtmem_req *req = &b->req[b->nr++];
+
+	memset(&req->hdr, 0, sizeof(req->hdr));
+	memset(&req->resp, 0, sizeof(req->resp));
+	req->hdr.opcode = opcode;
+	req->hdr.pool_id = cpu_to_le32(vt->pool_id);
+	req->hdr.index = cpu_to_le32(slot);
+	/* A device that never writes the answer must not read as OK. */
+	req->resp.status = VTMEM_S_NO_ANSWER;
+	req->batch = b;
+	req->page = page;
+	req->slot = slot;
+	req->used_len = 0;
+	return req;
+}
+
+static void vtmem_req_done(struct vtmem_req *req, unsigned int len)
+{
+	req->used_len = len;
+	if (atomic_dec_and_test(&req->batch->pending))
+		complete(&req->batch->done);
+}
+
+static void vtmem_vq_done(struct virtqueue *vq)
+{
+	struct vtmem *vt = vq->vdev->priv;
+	struct vtmem_queue *q = &vt->queues[vq->index];
+	struct vtmem_req *req;
+	unsigned long flags;
+	unsigned int len;
+
+	spin_lock_irqsave(&q->lock, flags);
+	do {
+		virtqueue_disable_cb(vq);
+		while ((req = virtqueue_get_buf(vq, &len)) != NULL)
+			vtmem_req_done(req, len);
+		if (unlikely(virtqueue_is_broken(vq)))
+			break;
+	} while (!virtqueue_enable_cb(vq));
+	spin_unlock_irqrestore(&q->lock, flags);
+	wake_up(&q->room);
+}
+
+void vtmem_queue_kick(struct vtmem_queue *q)
+{
+	unsigned long flags;
+	bool notify;
+
+	spin_lock_irqsave(&q->lock, flags);
+	notify = virtqueue_kick_prepare(q->vq);
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (notify)
+		virtqueue_notify(q->vq);
+}
+
+/* Chain layout of proto/SPEC.md 6.1; called with q->lock held. */
+static int vtmem_add_req(struct vtmem_queue *q, struct vtmem_req *req)
+{
+	struct scatterlist hdr, data, resp, *sgs[3];
+	unsigned int out = 0, in = 0;
+
+	sg_init_one(&hdr, &req->hdr, sizeof(req->hdr));
+	sgs[out++] = &hdr;
+	if (req->hdr.opcode == VIRTIO_TMEM_OP_STORE ||
+	    req->hdr.opcode == VIRTIO_TMEM_OP_LOAD) {
+		sg_init_table(&data, 1);
+		sg_set_page(&data, req->page, PAGE_SIZE, 0);
+		if (req->hdr.opcode == VIRTIO_TMEM_OP_STORE)
+			sgs[out++] = &data;
+		else
+			sgs[out + in++] = &data;
+	}
+	sg_init_one(&resp, &req->resp, sizeof(req->resp));
+	sgs[out + in++] = &resp;
+	return virtqueue_add_sgs(q->vq, sgs, out, in, req, GFP_ATOMIC);
+}
+
+/* Enough descriptors for any request, indirect or not. */
+static bool vtmem_queue_has_room(struct vtmem *vt, struct vtmem_queue *q)
+{
+	return READ_ONCE(q->vq->num_free) >= 3 || READ_ONCE(vt->dead);
+}
+
+/*
+ * Decide and add one request under its queue lock.  Returns true if it
+ * was added, so the caller kicks that queue.
+ */
+static bool vtmem_send_one(struct vtmem *vt, struct vtmem_queue *q,
+			   struct vtmem_req *req, vtmem_decide_t decide)
+{
+	bool notify;
+
+	spin_lock_irq(&q->lock);
+	while (!vtmem_queue_has_room(vt, q)) {
+		/* Let the device drain what is queued, then try again. */
+		notify = virtqueue_kick_prepare(q->vq);
+		spin_unlock_irq(&q->lock);
+		if (notify)
+			virtqueue_notify(q->vq);
+		wait_event(q->room, vtmem_queue_has_room(vt, q));
+		spin_lock_irq(&q->lock);
+	}
+	req->action = decide(vt, req);
+	if (req->action == VTMEM_A_SEND) {
+		if (READ_ONCE(vt->dead) || vtmem_add_req(q, req))
+			req->action = VTMEM_A_FAILED;
+		else
+			atomic_inc(&req->batch->pending);
+	}
+	spin_unlock_irq(&q->lock);
+	return req->action == VTMEM_A_SEND;
+}
+
+/* Send a batch, one notification per queue used, and wait for it. */
+static void vtmem_batch_send(struct vtmem *vt, struct vtmem_batch *b,
+			     vtmem_decide_t decide)
+{
+	u64 used = 0;
+	unsigned int i, qi;
+
+	reinit_completion(&b->done);
+	atomic_set(&b->pending, 1);
+	for (i = 0; i < b->nr; i++) {
+		qi = b->req[i].slot % vt->nr_queues;
+		if (vtmem_send_one(vt, &vt->queues[qi], &b->req[i], decide))
+			used |= BIT_ULL(qi);
+	}
+	while (used) {
+		qi = __ffs64(used);
+		used &= used - 1;
+		vtmem_queue_kick(&vt->queues[qi]);
+	}
+	if (!atomic_dec_and_test(&b->pending))
+		wait_for_completion_io(&b->done);
+}
+
+/* After a reset: complete every request the device had with no answer. */
+static void vtmem_detach_all(struct vtmem *vt)
+{
+	struct vtmem_req *req;
+	unsigned int i;
+
+	for (i = 0; i < vt->nr_queues; i++) {
+		struct vtmem_queue *q = &vt->queues[i];
+
+		spin_lock_irq(&q->lock);
+		while ((req = virtqueue_detach_unused_buf(q->vq)) != NULL) {
+			req->resp.status = VTMEM_S_NO_ANSWER;
+			vtmem_req_done(req, 0);
+		}
+		spin_unlock_irq(&q->lock);
+		wake_up_all(&q->room);
+	}
+}
+
+/*
+ * The device is gone or needs a reset: fail what it holds, and make every
+ * later request fail at once instead of waiting for an answer.
+ */
+static void vtmem_kill(struct vtmem *vt)
+{
+	WRITE_ONCE(vt->dead, true);
+	virtio_reset_device(vt->vdev);
+	vtmem_detach_all(vt);
+}
+
+/* --- slot state ----------------------------------------------------------- */
+
+static bool vtmem_clear_in_host(struct vtmem *vt, u32 slot)
+{
+	if (!test_and_clear_bit(slot, vt->in_host))
+		return false;
+	atomic64_dec(&vt->stats.pages_in_host);
+	return true;
+}
+
+static u8 vtmem_decide_send(struct vtmem *vt, struct vtmem_req *req)
+{
+	return VTMEM_A_SEND;
+}
+
+static u8 vtmem_decide_store(struct vtmem *vt, struct vtmem_req *req)
+{
+	/* The store replaces the old copy: its pending invalidate is moot. */
+	clear_bit(req->slot, vt->inval_pending);
+	return VTMEM_A_SEND;
+}
+
+static u8 vtmem_decide_load(struct vtmem *vt, struct vtmem_req *req)
+{
+	if (test_bit(req->slot, vt->in_host) &&
+	    !test_bit(req->slot, vt->inval_pending))
+		return VTMEM_A_SEND;
+	if (test_bit(req->slot, vt->on_backing))
+		return VTMEM_A_BACKING;
+	return VTMEM_A_ZERO;
+}
+
+static u8 vtmem_decide_invalidate(struct vtmem *vt, struct vtmem_req *req)
+{
+	if (!test_and_clear_bit(req->slot, vt->inval_pending))
+		return VTMEM_A_SKIP;
+	vtmem_clear_in_host(vt, req->slot);
+	return VTMEM_A_SEND;
+}
+
+/* --- the backing device ---------------------------------------------------- */
+
+/*
+ * Inside ->submit_bio the I/O is chained to the parent bio, which then
+ * completes only after it; submit_bio_wait() there would deadlock, as the
+ * child is dispatched only once we return.  ->rw_page runs outside any
+ * submit_bio and waits.
+ */
+static void vtmem_backing_io(struct vtmem *vt, struct vtmem_io *io,
+			     struct vtmem_req *req, blk_opf_t opf)
+{
+	struct block_device *bdev = vt->backing.bdev;
+	sector_t sector = (sector_t)req->slot << VTMEM_SLOT_SHIFT;
+	struct bio *bio;
+
+	if (!io->parent) {
+		struct bio_vec bvec;
+		struct bio sync;
+
+		bio_init(&sync, bdev, &bvec, 1, opf);
+		sync.bi_iter.bi_sector = sector;
+		__bio_add_page(&sync, req->page, PAGE_SIZE, 0);
+		if (submit_bio_wait(&sync))
+			io->status = BLK_STS_IOERR;
+		bio_uninit(&sync);
+		return;
+	}
+	bio = bio_alloc_bioset(bdev, 1, opf, GFP_NOIO, &vtmem_bio_set);
+	bio->bi_iter.bi_sector = sector;
+	__bio_add_page(bio, req->page, PAGE_SIZE, 0);
+	bio_chain(bio, io->parent);
+	submit_bio_noacct(bio);
+}
+
+/* --- reads and writes ------------------------------------------------------ */
+
+static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
+			       struct vtmem_io *io)
+{
+	u8 status = req->resp.status;
+
+	if (req->action == VTMEM_A_SEND && status == VIRTIO_TMEM_S_OK) {
+		atomic64_inc(&vt->stats.succ_stores);
+		clear_bit(req->slot, vt->on_backing);
+		if (!test_and_set_bit(req->slot, vt->in_host))
+			atomic64_inc(&vt->stats.pages_in_host);
+		return;
+	}
+	atomic64_inc(&vt->stats.failed_stores);
+	if (req->action == VTMEM_A_SEND && status != VIRTIO_TMEM_S_REJECTED)
+		pr_warn_ratelimited("%s: slot %u: STORE answered %u\n",
+				    vt->disk->disk_name, req->slot, status);
+	/* DEV-11: after a failed store the host holds nothing for the key. */
+	vtmem_clear_in_host(vt, req->slot);
+	if (vt->backing.bdev) {
+		set_bit(req->slot, vt->on_backing);
+		atomic64_inc(&vt->stats.backing_writes);
+		vtmem_backing_io(vt, io, req, REQ_OP_WRITE | REQ_SYNC);
+		return;
+	}
+	clear_bit(req->slot, vt->on_backing);
+	atomic64_inc(&vt->stats.write_errors);
+	io->status = BLK_STS_IOERR;
+}
+
+static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
+			      struct vtmem_io *io)
+{
+	switch (req->action) {
+	case VTMEM_A_ZERO:
+		clear_highpage(req->page);
+		return;
+	case VTMEM_A_BACKING:
+		atomic64_inc(&vt->stats.backing_reads);
+		vtmem_backing_io(vt, io, req, REQ_OP_READ);
+		return;
+	case VTMEM_A_SEND:
+		atomic64_inc(&vt->stats.loads);
+		if (req->resp.status == VIRTIO_TMEM_S_OK)
+			return;
+		break;
+	}
+	/* DRV-5: a stored page that cannot be loaded is a device error. */
+	atomic64_inc(&vt->stats.load_errors);
+	io->status = BLK_STS_IOERR;
+	pr_err_ratelimited("%s: slot %u: LOAD failed (status %u)\n",
+			   vt->disk->disk_name, req->slot, req->resp.status);
+}
+
+static void vtmem_run_pages(struct vtmem *vt, struct vtmem_batch *b,
+			    bool write, struct vtmem_io *io)
+{
+	unsigned int i;
+
+	vtmem_batch_send(vt, b, write ? vtmem_decide_store : vtmem_decide_load);
+	for (i = 0; i < b->nr; i++) {
+		if (write)
+			vtmem_finish_store(vt, &b->req[i], io);
+		else
+			vtmem_finish_load(vt, &b->req[i], io);
+	}
+	b->nr = 0;
+}
+
+static void vtmem_rw_bio(struct vtmem *vt, struct bio *bio)
+{
+	bool write = op_is_write(bio_op(bio));
+	u8 opcode = write ? VIRTIO_TMEM_OP_STORE : VIRTIO_TMEM_OP_LOAD;
+	struct vtmem_io io = { .parent = bio };
+	struct vtmem_batch *b;
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	b = vtmem_batch_get(vt);
+	bio_for_each_segment(bv, bio, iter) {
+		/* dma_alignment and the block size make every bvec a page. */
+		if (WARN_ON_ONCE(bv.bv_offset || bv.bv_len != PAGE_SIZE)) {
+			io.status = BLK_STS_IOERR;
+			break;
+		}
+		vtmem_batch_add(vt, b, opcode, iter.bi_sector >> VTMEM_SLOT_SHIFT,
+				bv.bv_page);
+		if (b->nr == vt->batch_max)
+			vtmem_run_pages(vt, b, write, &io);
+	}
+	if (b->nr)
+		vtmem_run_pages(vt, b, write, &io);
+	vtmem_batch_put(vt, b);
+	if (io.status)
+		bio->bi_status = io.status;
+	bio_endio(bio);
+}
+
+/* --- invalidation ----------------------------------------------------------- */
+
+static void vtmem_mark_freed(struct vtmem *vt, u32 slot)
+{
+	clear_bit(slot, vt->on_backing);
+	if (test_bit(slot, vt->in_host))
+		set_bit(slot, vt->inval_pending);
+}
+
+static void vtmem_run_invalidates(struct vtmem *vt, struct vtmem_batch *b)
+{
+	unsigned int i;
+
+	vtmem_batch_send(vt, b, vtmem_decide_invalidate);
+	for (i = 0; i < b->nr; i++)
+		if (b->req[i].action == VTMEM_A_SEND)
+			atomic64_inc(&vt->stats.invalidates);
+	b->nr = 0;
+}
+
+static void vtmem_inval_work(struct work_struct *work)
+{
+	struct vtmem *vt = container_of(work, struct vtmem, inval_work);
+	struct vtmem_batch *b;
+	unsigned long slot;
+
+	down_read(&vt->vq_sem);
+	if (!vt->vqs_ready || READ_ONCE(vt->dead))
+		goto out;
+	b = vtmem_batch_get(vt);
+	for_each_set_bit(slot, vt->inval_pending, vt->nr_slots) {
+		vtmem_batch_add(vt, b, VIRTIO_TMEM_OP_INVALIDATE_PAGE, slot, NULL);
+		if (b->nr == vt->batch_max)
+			vtmem_run_invalidates(vt, b);
+	}
+	if (b->nr)
+		vtmem_run_invalidates(vt, b);
+	vtmem_batch_put(vt, b);
+out:
+	up_read(&vt->vq_sem);
+}
+
+/* Called under swap_lock: must not sleep, so the request is deferred. */
+static void vtmem_slot_free_notify(struct block_device *bdev,
+				   unsigned long slot)
+{
+	struct vtmem *vt = bdev->bd_disk->private_data;
+
+	if (slot >= vt->nr_slots)
+		return;
+	vtmem_mark_freed(vt, slot);
+	if (!READ_ONCE(vt->dead))
+		queue_work(vtmem_wq, &vt->inval_work);
+}
+
+/*
+ * Discard and write-zeroes: whole slots of the range read as zeroes
+ * afterwards.  (4 KiB logical blocks make partial slots impossible.)
+ */
+static void vtmem_discard_bio(struct vtmem *vt, struct bio *bio)
+{
+	u64 slot = DIV_ROUND_UP_ULL(bio->bi_iter.bi_sector,
+				    1 << VTMEM_SLOT_SHIFT);
+	u64 end = bio_end_sector(bio) >> VTMEM_SLOT_SHIFT;
+
+	for (; slot < end && slot < vt->nr_slots; slot++)
+		vtmem_mark_freed(vt, slot);
+	if (!READ_ONCE(vt->dead))
+		queue_work(vtmem_wq, &vt->inval_work);
+	bio_endio(bio);
+}
+
+static void vtmem_submit_bio(struct bio *bio)
+{
+	struct vtmem *vt = bio->bi_bdev->bd_disk->private_data;
+
+	switch (bio_op(bio)) {
+	case REQ_OP_READ:
+	case REQ_OP_WRITE:
+		vtmem_rw_bio(vt, bio);
+		break;
+	case REQ_OP_DISCARD:
+	case REQ_OP_WRITE_ZEROES:
+		vtmem_discard_bio(vt, bio);
+		break;
+	case REQ_OP_FLUSH:
+		/* Every write is complete when it completes: nothing cached. */
+		bio_endio(bio);
+		break;
+	default:
+		bio->bi_status = BLK_STS_NOTSUPP;
+		bio_endio(bio);
+		break;
+	}
+}
+
+#ifdef VTMEM_HAVE_RW_PAGE
+/* Before 6.4 swap's single-page I/O comes here; an error makes it retry
+ * with a bio.
+ */
+static int vtmem_rw_page(struct block_device *bdev, sector_t sector,
+			 struct page *page, enum req_op op)
+{
+	struct vtmem *vt = bdev->bd_disk->private_data;
+	bool write = op_is_write(op);
+	struct vtmem_io io = { };
+	struct vtmem_batch *b;
+
+	/* Backing I/O waits here, which it must not inside a submit_bio. */
+	if (current->bio_list || PageTransHuge(page))
+		return -EOPNOTSUPP;
+	if (sector & ((1 << VTMEM_SLOT_SHIFT) - 1))
+		return -EINVAL;
+	b = vtmem_batch_get(vt);
+	vtmem_batch_add(vt, b, write ? VIRTIO_TMEM_OP_STORE : VIRTIO_TMEM_OP_LOAD,
+			sector >> VTMEM_SLOT_SHIFT, page);
+	vtmem_run_pages(vt, b, write, &io);
+	vtmem_batch_put(vt, b);
+	if (io.status)
+		return -EIO;
+	page_endio(page, write, 0);
+	return 0;
+}
+#endif
+
+static void vtmem_free_disk(struct gendisk *disk);
+
+static const struct block_device_operations vtmem_fops = {
+	.owner = THIS_MODULE,
+	.submit_bio = vtmem_submit_bio,
+	.swap_slot_free_notify = vtmem_slot_free_notify,
+	.free_disk = vtmem_free_disk,
+#ifdef VTMEM_HAVE_RW_PAGE
+	.rw_page = vtmem_rw_page,
+#endif
+};
+
+/* --- pools -------------------------------------------------------------------- */
+
+static int vtmem_pool_request(struct vtmem *vt, u8 opcode)
+{
+	struct vtmem_batch *b = vtmem_batch_get(vt);
+	struct vtmem_req *req;
+	int err = 0;
+
+	/* Slot 0: on queue 0, like every request not for a page. */
+	req = vtmem_batch_add(vt, b, opcode, 0, NULL);
+	vtmem_batch_send(vt, b, vtmem_decide_send);
+	if (req->action != VTMEM_A_SEND ||
+	    req->resp.status != VIRTIO_TMEM_S_OK) {
+		dev_err(&vt->vdev->dev, "pool request %u failed (status %u)\n",
+			opcode, req->resp.status);
+		err = req->resp.status == VIRTIO_TMEM_S_REJECTED ? -ENOSPC : -EIO;
+	} else if (opcode == VIRTIO_TMEM_OP_NEW_POOL) {
+		vt->pool_id = le32_to_cpu(req->resp.pool_id);
+	}
+	vtmem_batch_put(vt, b);
+	return err;
+}
+
+static int vtmem_pool_open(struct vtmem *vt)
+{
+	int err = vtmem_pool_request(vt, VIRTIO_TMEM_OP_NEW_POOL);
+
+	vt->pool_open = !err;
+	return err;
+}
+
+/* Leaves nothing on the host (DRV-6); the slot maps are the caller's. */
+static void vtmem_pool_destroy(struct vtmem *vt)
+{
+	if (!vt->pool_open || READ_ONCE(vt->dead))
+		return;
+	vtmem_pool_request(vt, VIRTIO_TMEM_OP_DESTROY_POOL);
+	vt->pool_open = false;
+	atomic64_set(&vt->stats.pages_in_host, 0);
+}
+
+/* --- slot maps ------------------------------------------------------------------ */
+
+static void vtmem_free_maps(struct vtmem *vt)
+{
+	kvfree(vt->in_host);
+	kvfree(vt->on_backing);
+	kvfree(vt->inval_pending);
+	vt->in_host = NULL;
+	vt->on_backing = NULL;
+	vt->inval_pending = NULL;
+	vt->nr_slots = 0;
+}
+
+static int vtmem_alloc_maps(struct vtmem *vt, u64 nr_slots)
+{
+	size_t longs = BITS_TO_LONGS(nr_slots) ?: 1;
+
+	vt->in_host = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	vt->on_backing = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	vt->inval_pending = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	if (!vt->in_host || !vt->on_backing || !vt->inval_pending) {
+		vtmem_free_maps(vt);
+		return -ENOMEM;
+	}
+	vt->nr_slots = nr_slots;
+	return 0;
+}
+
+static u64 vtmem_bytes_to_slots(u64 bytes)
+{
+	/* The key's index is 32 bits wide. */
+	return min_t(u64, bytes >> PAGE_SHIFT, U32_MAX);
+}
+
+/* --- virtqueues ----------------------------------------------------------------- */
+
+static int vtmem_init_vqs(struct vtmem *vt)
+{
+	struct virtio_device *vdev = vt->vdev;
+	const char *names[VTMEM_MAX_QUEUES];
+	struct virtqueue *vqs[VTMEM_MAX_QUEUES];
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < vt->nr_queues; i++) {
+		snprintf(vt->queues[i].name, sizeof(vt->queues[i].name),
+			 "req.%u", i);
+		names[i] = vt->queues[i].name;
+	}
+	err = vtmem_find_vqs(vdev, vt->nr_queues, vqs, vtmem_vq_done, names);
+	if (err)
+		return err;
+	for (i = 0; i < vt->nr_queues; i++)
+		vt->queues[i].vq = vqs[i];
+	return 0;
+}
+
+static int vtmem_read_config(struct vtmem *vt)
+{
+	struct virtio_device *vdev = vt->vdev;
+	u32 page_size, max_batch;
+	u16 nr_queues = 1;
+
+	virtio_cread_le(vdev, struct virtio_tmem_config, page_size, &page_size);
+	if (page_size != VIRTIO_TMEM_PAGE_SIZE) {
+		dev_err(&vdev->dev, "unsupported page size %u\n", page_size);
+		return -EINVAL;
+	}
+	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_MQ)) {
+		virtio_cread_le(vdev, struct virtio_tmem_config, num_queues,
+				&nr_queues);
+		if (!nr_queues) {
+			dev_err(&vdev->dev, "device offers no queue\n");
+			return -EINVAL;
+		}
+	}
+	vt->nr_queues = min_t(unsigned int, nr_queues, nr_cpu_ids);
+	vt->nr_queues = min_t(unsigned int, vt->nr_queues, VTMEM_MAX_QUEUES);
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_batch, &max_batch);
+	vt->batch_max = max_batch ? min_t(u32, max_batch, VTMEM_BATCH) :
+			VTMEM_BATCH;
+	return 0;
+}
+
+static u64 vtmem_initial_slots(struct vtmem *vt)
+{
+	u64 pages;
+
+	if (disksize)
+		return vtmem_bytes_to_slots(disksize);
+	virtio_cread_le(vt->vdev, struct virtio_tmem_config, capacity_pages,
+			&pages);
+	return min_t(u64, pages, U32_MAX);
+}
+
+/* --- configuration: size and backing device ---------------------------------------- */
+
+static int vtmem_check_backing_size(struct vtmem *vt, struct block_device *bdev,
+				    u64 nr_slots)
+{
+	if (bdev_nr_sectors(bdev) >= nr_slots << VTMEM_SLOT_SHIFT)
+		return 0;
+	dev_err(&vt->vdev->dev, "backing device smaller than %llu bytes\n",
+		nr_slots << PAGE_SHIFT);
+	return -ENOSPC;
+}
+
+/* Open path as a backing device for nr_slots slots; *name keeps the path. */
+static int vtmem_open_backing(struct vtmem *vt, const char *path, u64 nr_slots,
+			      struct vtmem_backing *b, char **name)
+{
+	int err;
+
+	*name = kstrdup(path, GFP_KERNEL);
+	if (!*name)
+		return -ENOMEM;
+	err = vtmem_backing_open(b, *name, vt);
+	if (err) {
+		dev_err(&vt->vdev->dev, "cannot open backing device %s: %d\n",
+			*name, err);
+		goto err_free_name;
+	}
+	err = vtmem_check_backing_size(vt, b->bdev, nr_slots);
+	if (err)
+		goto err_close;
+	return 0;
+
+err_close:
+	vtmem_backing_close(b);
+err_free_name:
+	kfree(*name);
+	*name = NULL;
+	return err;
+}
+
+static void vtmem_detach_backing(struct vtmem *vt)
+{
+	vtmem_backing_close(&vt->backing);
+	kfree(vt->backing_path);
+	vt->backing_path = NULL;
+}
+
+/* path: NULL keeps the backing device, "" detaches it. */
+static int vtmem_prepare_config(struct vtmem *vt, u64 nr_slots,
+				const char *path, struct vtmem *next)
+{
+	int err;
+
+	err = vtmem_alloc_maps(next, nr_slots);
+	if (err)
+		return err;
+	if (path && *path)
+		err = vtmem_open_backing(vt, path, nr_slots, &next->backing,
+					 &next->backing_path);
+	else if (!path && vt->backing.bdev)
+		err = vtmem_check_backing_size(vt, vt->backing.bdev, nr_slots);
+	if (err)
+		vtmem_free_maps(next);
+	return err;
+}
+
+static void vtmem_swap_maps(struct vtmem *a, struct vtmem *b)
+{
+	swap(a->in_host, b->in_host);
+	swap(a->on_backing, b->on_backing);
+	swap(a->inval_pending, b->inval_pending);
+	swap(a->nr_slots, b->nr_slots);
+}
+
+/*
+ * Size and backing device change only while nobody has the disk open, and
+ * start it afresh: a new pool and empty maps.
+ */
+static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
+{
+	struct request_queue *q = vt->disk->queue;
+	struct vtmem *next;
+	int err;
+
+	next = kzalloc(sizeof(*next), GFP_KERNEL);
+	if (!next)
+		return -ENOMEM;
+	mutex_lock(&vt->ctl_lock);
+	err = -EBUSY;
+	if (disk_openers(vt->disk))
+		goto out_unlock;
+	err = -EIO;
+	if (READ_ONCE(vt->dead))
+		goto out_unlock;
+	err = vtmem_prepare_config(vt, nr_slots, path, next);
+	if (err)
+		goto out_unlock;
+
+	blk_mq_freeze_queue(q);
+	down_write(&vt->vq_sem);
+	vtmem_pool_destroy(vt);
+	vtmem_swap_maps(vt, next);
+	if (path) {
+		vtmem_detach_backing(vt);
+		vt->backing = next->backing;
+		vt->backing_path = next->backing_path;
+	}
+	err = vtmem_pool_open(vt);
+	up_write(&vt->vq_sem);
+	set_capacity_and_notify(vt->disk, vt->nr_slots << VTMEM_SLOT_SHIFT);
+	blk_mq_unfreeze_queue(q);
+	vtmem_free_maps(next);
+out_unlock:
+	mutex_unlock(&vt->ctl_lock);
+	kfree(next);
+	return err;
+}
+
+/* --- sysfs ---------------------------------------------------------------------- */
+
+static struct vtmem *dev_to_vtmem(struct device *dev)
+{
+	return dev_to_disk(dev)->private_data;
+}
+
+#define VTMEM_STAT_ATTR(_name)						\
+static ssize_t _name##_show(struct device *dev,				\
+			    struct device_attribute *attr, char *buf)	\
+{									\
+	struct vtmem *vt = dev_to_vtmem(dev);				\
+									\
+	return sysfs_emit(buf, "%lld\n",				\
+			  (long long)atomic64_read(&vt->stats._name));	\
+}									\
+static DEVICE_ATTR_RO(_name)
+
+VTMEM_STAT_ATTR(succ_stores);
+VTMEM_STAT_ATTR(failed_stores);
+VTMEM_STAT_ATTR(loads);
+VTMEM_STAT_ATTR(invalidates);
+VTMEM_STAT_ATTR(backing_writes);
+VTMEM_STAT_ATTR(backing_reads);
+VTMEM_STAT_ATTR(load_errors);
+VTMEM_STAT_ATTR(pages_in_host);
+VTMEM_STAT_ATTR(write_errors);
+
+static ssize_t disksize_show(struct device *dev,
+			     struct device_attribute *attr, char *buf)
+{
+	struct vtmem *vt = dev_to_vtmem(dev);
+
+	return sysfs_emit(buf, "%llu\n", vt->nr_slots << PAGE_SHIFT);
+}
+
+static ssize_t disksize_store(struct device *dev,
+			      struct device_attribute *attr,
+			      const char *buf, size_t len)
+{
+	struct vtmem *vt = dev_to_vtmem(dev);
+	char *end;
+	u64 size;
+	int err;
+
+	size = memparse(buf, &end);
+	if (end == buf || (*end && *end != '\n'))
+		return -EINVAL;
+	err = vtmem_reconfigure(vt, vtmem_bytes_to_slots(size), NULL);
+	return err ? err : len;
+}
+static DEVICE_ATTR_RW(disksize);
+
+static ssize_t backing_dev_show(struct device *dev,
+				struct device_attribute *attr, char *buf)
+{
+	struct vtmem *vt = dev_to_vtmem(dev);
+	ssize_t ret;
+
+	mutex_lock(&vt->ctl_lock);
+	ret = sysfs_emit(buf, "%s\n", vt->backing_path ?: "none");
+	mutex_unlock(&vt->ctl_lock);
+	return ret;
+}
+
+static ssize_t backing_dev_store(struct device *dev,
+				 struct device_attribute *attr,
+				 const char *buf, size_t len)
+{
+	struct vtmem *vt = dev_to_vtmem(dev);
+	char *path;
+	int err;
+
+	path = kstrndup(buf, len, GFP_KERNEL);
+	if (!path)
+		return -ENOMEM;
+	strim(path);
+	if (!strcmp(path, "none"))
+		*path = '\0';
+	err = vtmem_reconfigure(vt, vt->nr_slots, path);
+	kfree(path);
+	return err ? err : len;
+}
+static DEVICE_ATTR_RW(backing_dev);
+
+static ssize_t pool_id_show(struct device *dev,
+			    struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", dev_to_vtmem(dev)->pool_id);
+}
+static DEVICE_ATTR_RO(pool_id);
+
+static ssize_t num_queues_show(struct device *dev,
+			       struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", dev_to_vtmem(dev)->nr_queues);
+}
+static DEVICE_ATTR_RO(num_queues);
+
+static struct attribute *vtmem_attrs[] = {
+	&dev_attr_succ_stores.attr,
+	&dev_attr_failed_stores.attr,
+	&dev_attr_loads.attr,
+	&dev_attr_invalidates.attr,
+	&dev_attr_backing_writes.attr,
+	&dev_attr_backing_reads.attr,
+	&dev_attr_load_errors.attr,
+	&dev_attr_pages_in_host.attr,
+	&dev_attr_write_errors.attr,
+	&dev_attr_disksize.attr,
+	&dev_attr_backing_dev.attr,
+	&dev_attr_pool_id.attr,
+	&dev_attr_num_queues.attr,
+	NULL,
+};
+
+static const struct attribute_group vtmem_attr_group = {
+	.attrs = vtmem_attrs,
+};
+
+static const struct attribute_group *vtmem_attr_groups[] = {
+	&vtmem_attr_group,
+	NULL,
+};
+
+/* --- probe and remove ------------------------------------------------------------ */
+
+static struct gendisk *vtmem_create_disk(struct vtmem *vt)
+{
+	struct queue_limits lim = {
+		.logical_block_size = PAGE_SIZE,
+		.physical_block_size = PAGE_SIZE,
+		.io_min = PAGE_SIZE,
+		/* Every bvec a whole page: one page per request. */
+		.dma_alignment = PAGE_SIZE - 1,
+		.max_hw_discard_sectors = VTMEM_MAX_DISCARD_SECTORS,
+		.max_write_zeroes_sectors = VTMEM_MAX_DISCARD_SECTORS,
+		.discard_granularity = PAGE_SIZE,
+	};
+	struct gendisk *disk;
+
+	disk = vtmem_alloc_disk(&lim, NUMA_NO_NODE);
+	if (IS_ERR(disk))
+		return disk;
+	vtmem_disk_set_sync(disk);
+	disk->major = vtmem_major;
+	disk->first_minor = vt->id;
+	disk->minors = 1;
+	disk->flags |= GENHD_FL_NO_PART;
+	disk->fops = &vtmem_fops;
+	disk->private_data = vt;
+	snprintf(disk->disk_name, sizeof(disk->disk_name), "vtmem%d", vt->id);
+	set_capacity(disk, vt->nr_slots << VTMEM_SLOT_SHIFT);
+	return disk;
+}
+
+static void vtmem_config_work(struct work_struct *work)
+{
+	struct vtmem *vt = container_of(work, struct vtmem, config_work);
+	u8 status = vt->vdev->config->get_status(vt->vdev);
+
+	if (!(status & VIRTIO_CONFIG_S_NEEDS_RESET) || READ_ONCE(vt->dead))
+		return;
+	dev_err(&vt->vdev->dev,
+		"device needs reset: pages in the host are lost, requests fail\n");
+	vtmem_kill(vt);
+}
+
+static void vtmem_config_changed(struct virtio_device *vdev)
+{
+	struct vtmem *vt = vdev->priv;
+
+	queue_work(vtmem_wq, &vt->config_work);
+}
+
+static int vtmem_probe(struct virtio_device *vdev)
+{
+	struct vtmem *vt;
+	int err;
+
+	BUILD_BUG_ON(PAGE_SIZE != VIRTIO_TMEM_PAGE_SIZE);
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config access disabled\n");
+		return -EINVAL;
+	}
+
+	vt = kzalloc(sizeof(*vt), GFP_KERNEL);
+	if (!vt)
+		return -ENOMEM;
+	vdev->priv = vt;
+	vt->vdev = vdev;
+	mutex_init(&vt->ctl_lock);
+	init_rwsem(&vt->vq_sem);
+	INIT_WORK(&vt->inval_work, vtmem_inval_work);
+	INIT_WORK(&vt->config_work, vtmem_config_work);
+
+	err = vtmem_read_config(vt);
+	if (err)
+		goto err_free_vt;
+	err = ida_alloc_max(&vtmem_index_ida, MINORMASK, GFP_KERNEL);
+	if (err < 0)
+		goto err_free_vt;
+	vt->id = err;
+
+	vt->queues = kcalloc(vt->nr_queues, sizeof(*vt->queues), GFP_KERNEL);
+	if (!vt->queues) {
+		err = -ENOMEM;
+		goto err_free_id;
+	}
+	for (unsigned int i = 0; i < vt->nr_queues; i++) {
+		spin_lock_init(&vt->queues[i].lock);
+		init_waitqueue_head(&vt->queues[i].room);
+	}
+	/* Each user holds one batch at a time: the reserve lets one proceed. */
+	vt->batch_pool = mempool_create_kmalloc_pool(4,
+						      sizeof(struct vtmem_batch));
+	if (!vt->batch_pool) {
+		err = -ENOMEM;
+		goto err_free_queues;
+	}
+	err = vtmem_alloc_maps(vt, vtmem_initial_slots(vt));
+	if (err)
+		goto err_destroy_pool;
+
+	err = vtmem_init_vqs(vt);
+	if (err)
+		goto err_free_maps;
+	vt->disk = vtmem_create_disk(vt);
+	if (IS_ERR(vt->disk)) {
+		err = PTR_ERR(vt->disk);
+		goto err_del_vqs;
+	}
+
+	/* Like virtio_blk: the device must be live for the pool and add_disk. */
+	virtio_device_ready(vdev);
+	vt->vqs_ready = true;
+	err = vtmem_pool_open(vt);
+	if (err)
+		goto err_reset;
+	if (vt->id == 0 && backing_dev && *backing_dev)
+		vtmem_open_backing(vt, backing_dev, vt->nr_slots, &vt->backing,
+				   &vt->backing_path);
+
+	err = device_add_disk(&vdev->dev, vt->disk, vtmem_attr_groups);
+	if (err)
+		goto err_destroy_tmem_pool;
+	vtmem_test_init(vt);
+	dev_info(&vdev->dev, "%s: %llu MiB, %u queue(s), pool %u\n",
+		 vt->disk->disk_name, vt->nr_slots >> (20 - PAGE_SHIFT),
+		 vt->nr_queues, vt->pool_id);
+	return 0;
+
+err_destroy_tmem_pool:
+	vtmem_detach_backing(vt);
+	vtmem_pool_destroy(vt);
+err_reset:
+	virtio_reset_device(vdev);
+	put_disk(vt->disk);
+err_del_vqs:
+	vdev->config->del_vqs(vdev);
+err_free_maps:
+	vtmem_free_maps(vt);
+err_destroy_pool:
+	mempool_destroy(vt->batch_pool);
+err_free_queues:
+	kfree(vt->queues);
+err_free_id:
+	ida_free(&vtmem_index_ida, vt->id);
+err_free_vt:
+	kfree(vt);
+	return err;
+}
+
+/* The last reference to the disk is gone: swap may outlive remove(). */
+static void vtmem_free_disk(struct gendisk *disk)
+{
+	struct vtmem *vt = disk->private_data;
+
+	cancel_work_sync(&vt->inval_work);
+	vtmem_test_free(vt);
+	vtmem_free_maps(vt);
+	mempool_destroy(vt->batch_pool);
+	kfree(vt->queues);
+	ida_free(&vtmem_index_ida, vt->id);
+	kfree(vt);
+}
+
+static bool vtmem_device_broken(struct vtmem *vt)
+{
+	unsigned int i;
+
+	for (i = 0; i < vt->nr_queues; i++)
+		if (virtqueue_is_broken(vt->queues[i].vq))
+			return true;
+	return false;
+}
+
+static void vtmem_remove(struct virtio_device *vdev)
+{
+	struct vtmem *vt = vdev->priv;
+
+	vtmem_test_exit(vt);
+	cancel_work_sync(&vt->config_work);
+	/* Surprise removal: nothing will answer what is in flight. */
+	if (vtmem_device_broken(vt))
+		vtmem_kill(vt);
+	del_gendisk(vt->disk);
+
+	down_write(&vt->vq_sem);
+	vtmem_pool_destroy(vt);
+	vt->vqs_ready = false;
+	WRITE_ONCE(vt->dead, true);
+	up_write(&vt->vq_sem);
+	cancel_work_sync(&vt->inval_work);
+
+	virtio_reset_device(vdev);
+	vtmem_detach_all(vt);
+	vdev->config->del_vqs(vdev);
+	vtmem_detach_backing(vt);
+	put_disk(vt->disk);
+}
+
+#ifdef CONFIG_PM_SLEEP
+/*
+ * Restore resets the device, and a reset device holds nothing (DEV-3):
+ * refuse to suspend while the host holds pages the guest still needs.
+ */
+static int vtmem_freeze(struct virtio_device *vdev)
+{
+	struct vtmem *vt = vdev->priv;
+
+	blk_mq_freeze_queue(vt->disk->queue);
+	flush_work(&vt->inval_work);
+	if (atomic64_read(&vt->stats.pages_in_host)) {
+		dev_warn(&vdev->dev, "%s: %lld pages in the host, not suspending\n",
+			 vt->disk->disk_name,
+			 (long long)atomic64_read(&vt->stats.pages_in_host));
+		blk_mq_unfreeze_queue(vt->disk->queue);
+		return -EBUSY;
+	}
+	down_write(&vt->vq_sem);
+	vtmem_pool_destroy(vt);
+	vt->vqs_ready = false;
+	up_write(&vt->vq_sem);
+	cancel_work_sync(&vt->config_work);
+	virtio_reset_device(vdev);
+	vtmem_detach_all(vt);
+	vdev->config->del_vqs(vdev);
+	return 0;
+}
+
+static int vtmem_restore(struct virtio_device *vdev)
+{
+	struct vtmem *vt = vdev->priv;
+	int err;
+
+	err = vtmem_init_vqs(vt);
+	if (err)
+		return err;
+	virtio_device_ready(vdev);
+	down_write(&vt->vq_sem);
+	vt->vqs_ready = true;
+	err = vtmem_pool_open(vt);
+	up_write(&vt->vq_sem);
+	if (err)
+		WRITE_ONCE(vt->dead, true);
+	blk_mq_unfreeze_queue(vt->disk->queue);
+	return err;
+}
+#endif
+
+static const struct virtio_device_id vtmem_id_table[] = {
+	{ VIRTIO_ID_TMEM, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+MODULE_DEVICE_TABLE(virtio, vtmem_id_table);
+
+static unsigned int vtmem_features[] = {
+	VIRTIO_TMEM_F_MQ,
+};
+
+static struct virtio_driver vtmem_driver = {
+	.feature_table = vtmem_features,
+	.feature_table_size = ARRAY_SIZE(vtmem_features),
+	.driver.name = KBUILD_MODNAME,
+	.id_table = vtmem_id_table,
+	.probe = vtmem_probe,
+	.remove = vtmem_remove,
+	.config_changed = vtmem_config_changed,
+#ifdef CONFIG_PM_SLEEP
+	.freeze = vtmem_freeze,
+	.restore = vtmem_restore,
+#endif
+};
+
+static int __init vtmem_init(void)
+{
+	int err;
+
+	err = bioset_init(&vtmem_bio_set, BIO_POOL_SIZE, 0, BIOSET_NEED_RESCUER);
+	if (err)
+		return err;
+	vtmem_wq = alloc_workqueue("vtmem", WQ_MEM_RECLAIM, 0);
+	if (!vtmem_wq) {
+		err = -ENOMEM;
+		goto err_exit_bioset;
+	}
+	vtmem_major = register_blkdev(0, "vtmem");
+	if (vtmem_major < 0) {
+		err = vtmem_major;
+		goto err_destroy_wq;
+	}
+	vtmem_test_module_init();
+	err = register_virtio_driver(&vtmem_driver);
+	if (err)
+		goto err_unregister_blkdev;
+	return 0;
+
+err_unregister_blkdev:
+	vtmem_test_module_exit();
+	unregister_blkdev(vtmem_major, "vtmem");
+err_destroy_wq:
+	destroy_workqueue(vtmem_wq);
+err_exit_bioset:
+	bioset_exit(&vtmem_bio_set);
+	return err;
+}
+
+static void __exit vtmem_exit(void)
+{
+	unregister_virtio_driver(&vtmem_driver);
+	vtmem_test_module_exit();
+	unregister_blkdev(vtmem_major, "vtmem");
+	destroy_workqueue(vtmem_wq);
+	bioset_exit(&vtmem_bio_set);
+}
+
+module_init(vtmem_init);
+module_exit(vtmem_exit);
+
+MODULE_DESCRIPTION("Transcendent memory swap disk for virtio-tmem devices");
+MODULE_LICENSE("GPL");
