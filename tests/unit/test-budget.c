@@ -2,7 +2,7 @@
 /*
  * The budget is a hard cap: host_bytes (data plus metadata) never
  * exceeds budget_bytes, a refused store leaves no copy, and freeing
- * pages makes room again.
+ * pages makes room again (DEV-16; DEV-11 for refused stores).
  */
 #include "tmem-test.h"
 
@@ -216,7 +216,10 @@ static void test_budget_per_client(void **state)
 	tclient_close(&b);
 }
 
-/* reset returns host_bytes to what a fresh client uses. */
+/*
+ * reset returns host_bytes to what a fresh client uses: the library half
+ * of DEV-3 (the device calls tmem_client_reset() on device reset).
+ */
 static void test_reset_frees(void **state)
 {
 	uint64_t budget = 4ULL << 20;

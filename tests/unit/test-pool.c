@@ -196,7 +196,8 @@ static void test_destroy_drops_pages(void **state)
 
 /*
  * invalidate_pool is frontswap's invalidate_area: the pages go, the pool
- * stays open but refuses stores with -ESHUTDOWN until it is destroyed.
+ * stays open but refuses stores with -ESHUTDOWN until it is destroyed
+ * (DEV-13).
  */
 static void test_invalidate_pool(void **state)
 {
@@ -262,7 +263,7 @@ static void test_pools_independent(void **state)
 	tclient_close(&t);
 }
 
-/* A client reaches only its own pools, whatever id it names. */
+/* DEV-7: a client reaches only its own pools, whatever id it names. */
 static void test_clients_isolated(void **state)
 {
 	struct tmem_client_config cfg = test_config(BUDGET);
@@ -300,7 +301,10 @@ static void test_clients_isolated(void **state)
 	tclient_close(&ta);
 }
 
-/* reset: every pool and page gone, counters zero, the client usable. */
+/*
+ * DEV-3 (library half): reset drops every pool and page, counters zero,
+ * the client usable.
+ */
 static void test_reset(void **state)
 {
 	struct tmem_client_config cfg = test_config(BUDGET);

@@ -37,7 +37,7 @@ static void test_round_trip_each_kind(void **state)
 	tclient_close(&t);
 }
 
-/* Key extremes and unaligned page buffers. */
+/* DEV-9: key extremes and unaligned page buffers. */
 static void test_keys_and_alignment(void **state)
 {
 	static const uint64_t objs[] = { 0, 1, UINT32_MAX, 1ULL << 32,
@@ -96,7 +96,10 @@ static void test_load_miss(void **state)
 	tclient_close(&t);
 }
 
-/* A duplicate store that succeeds overwrites, whatever the size change. */
+/*
+ * DEV-9: a duplicate store that succeeds overwrites, whatever the size
+ * change.
+ */
 static void test_overwrite(void **state)
 {
 	static const enum page_kind seq[] = {
@@ -120,7 +123,7 @@ static void test_overwrite(void **state)
 
 /*
  * A duplicate store that fails invalidates the old copy: stale data is
- * never returned (frontswap's duplicate-store rule).
+ * never returned (frontswap's duplicate-store rule; DEV-11).
  */
 static void test_failed_duplicate_invalidates(void **state)
 {
@@ -151,6 +154,7 @@ static void test_failed_duplicate_invalidates(void **state)
 	tclient_close(&t);
 }
 
+/* DEV-12 */
 static void test_invalidate_page(void **state)
 {
 	struct tclient t;
@@ -179,6 +183,7 @@ static void test_invalidate_page(void **state)
 	tclient_close(&t);
 }
 
+/* DEV-12 */
 static void test_invalidate_object(void **state)
 {
 	struct tclient t;
@@ -336,9 +341,51 @@ static void test_compress_threshold(void **state)
 }
 
 /*
+ * Pages whose LZ4 output sits right around a full page (random data after
+ * a run of zeros): with the threshold at TMEM_PAGE_SIZE every size from
+ * ~3.9 KiB to just over 4 KiB is met, and each page either round-trips
+ * or, above the threshold, is refused with -E2BIG and leaves no copy.
+ */
+static void test_threshold_boundary(void **state)
+{
+	struct tmem_client_config cfg = test_config(BUDGET);
+	unsigned char page[PAGE];
+	struct tclient t;
+	uint32_t pool, z, stored = 0, refused = 0;
+	int ret;
+
+	(void)state;
+	cfg.compress_threshold = TMEM_PAGE_SIZE;
+	cfg.incompressible = TMEM_INCOMPRESSIBLE_REJECT;
+	tclient_open(&t, &cfg);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (z = 0; z < 256; z++) {
+		fill_page(page, PK_RANDOM, z);
+		memset(page, 0, z);
+		ret = tmem_store(t.ctx, pool, 0, z, page);
+		if (ret == 0) {
+			unsigned char back[PAGE];
+
+			assert_int_equal(tmem_load(t.ctx, pool, 0, z, back), 0);
+			assert_memory_equal(back, page, PAGE);
+			stored++;
+		} else {
+			assert_int_equal(ret, -E2BIG);
+			load_expect_miss(&t, pool, 0, z);
+			refused++;
+		}
+	}
+	/* Both sides of the threshold were exercised. */
+	assert_true(stored > 0);
+	assert_true(refused > 0);
+	assert_int_equal(tstats(t.client).pages, stored);
+	tclient_close(&t);
+}
+
+/*
  * >= 100k pages of mixed compressibility round-trip byte for byte; every
  * page is regenerated from its key instead of kept.  Persistent: none may
- * miss.
+ * miss (DEV-9, DEV-10, DEV-15).
  */
 #define RT_PAGES 102400u
 static void test_round_trip_100k(void **state)
@@ -419,7 +466,7 @@ static void test_ephemeral_may_miss(void **state)
 
 /*
  * Ephemeral pages are evicted before a persistent store is refused, and
- * a persistent page is never evicted.
+ * a persistent page is never evicted (DEV-15, DEV-16).
  */
 static void test_ephemeral_evicted_first(void **state)
 {
@@ -491,6 +538,7 @@ int main(void)
 		cmocka_unit_test(test_incompressible_raw),
 		cmocka_unit_test(test_incompressible_reject),
 		cmocka_unit_test(test_compress_threshold),
+		cmocka_unit_test(test_threshold_boundary),
 		cmocka_unit_test(test_ephemeral_may_miss),
 		cmocka_unit_test(test_ephemeral_evicted_first),
 		cmocka_unit_test(test_round_trip_100k),

@@ -698,6 +698,53 @@ static void test_dev5_short_in(void **state)
 }
 
 /*
+ * DEV-5, DEV-8: lengths that cannot be real (a sum that overflows, an
+ * iovec far larger than any buffer) are refused before any byte of them
+ * is touched; the bases here point at nothing.
+ */
+static void test_dev8_absurd_lengths(void **state)
+{
+	struct virtio_tmem_req q;
+	struct virtio_tmem_resp resp;
+	struct iovec out[3], in[2];
+	struct tclient t;
+	uint32_t pool;
+	int ret;
+
+	(void)state;
+	open_client(&t, 0);
+	pool = w_new_pool(t.ctx, 0);
+
+	/* Writable lengths summing past SIZE_MAX: transport error. */
+	q = mkreq(VIRTIO_TMEM_OP_INVALIDATE_PAGE, 0, pool, 0, 0);
+	out[0] = (struct iovec){ &q, REQ_LEN };
+	in[0] = (struct iovec){ NULL, SIZE_MAX };
+	in[1] = (struct iovec){ &resp, RESP_LEN };
+	ret = tmem_handle_request(t.ctx, out, 1, in, 2);
+	assert_int_equal(ret, -EPROTO);
+
+	/* Readable lengths summing past SIZE_MAX: INVALID, answered. */
+	q = mkreq(VIRTIO_TMEM_OP_STORE, 0, pool, 0, 0);
+	out[0] = (struct iovec){ &q, REQ_LEN };
+	out[1] = (struct iovec){ NULL, SIZE_MAX - 8 };
+	out[2] = (struct iovec){ NULL, 4096 };
+	in[0] = (struct iovec){ &resp, RESP_LEN };
+	memset(&resp, IN_FILL, sizeof(resp));
+	ret = tmem_handle_request(t.ctx, out, 3, in, 1);
+	assert_int_equal(ret, RESP_LEN);
+	assert_int_equal(resp.status, VIRTIO_TMEM_S_INVALID);
+
+	/* One huge readable iovec after the header: INVALID, never read. */
+	out[1] = (struct iovec){ NULL, (size_t)1 << 40 };
+	memset(&resp, IN_FILL, sizeof(resp));
+	ret = tmem_handle_request(t.ctx, out, 2, in, 1);
+	assert_int_equal(ret, RESP_LEN);
+	assert_int_equal(resp.status, VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(tstats(t.client).pages, 0);
+	tclient_close(&t);
+}
+
+/*
  * DEV-11 and DEV-16: a refused STORE leaves no copy (not even the older
  * one), and the budget holds through the wire.
  */
@@ -805,6 +852,7 @@ int main(void)
 		cmocka_unit_test(test_dev6_flags),
 		cmocka_unit_test(test_dev6_ephemeral_feature),
 		cmocka_unit_test(test_dev5_short_in),
+		cmocka_unit_test(test_dev8_absurd_lengths),
 		cmocka_unit_test(test_dev11_dev16_refused_store),
 		cmocka_unit_test(test_dev15_ephemeral_first),
 	};
