@@ -1,0 +1,578 @@
+/*
+ * Virtio transcendent memory device
+ *
+ * The guest stores and loads whole pages by key; the host keeps them
+ * compressed within a byte budget and may refuse any store.  This file
+ * is the transport only: every request is handed, as the descriptor
+ * chain's scatter-gather lists, to libtmem's wire entry point, which
+ * validates, executes and answers it.
+ *
+ * Copyright (c) 2026 The virtio-tmem authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "qapi/error.h"
+#include "qapi/qapi-visit-virtio.h"
+#include "qapi/visitor.h"
+#include "block/aio-wait.h"
+#include "qemu/error-report.h"
+#include "qemu/iov.h"
+#include "qemu/main-loop.h"
+#include "qemu/module.h"
+#include "hw/qdev-properties.h"
+#include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-bus.h"
+#include "hw/virtio/virtio-access.h"
+#include "hw/virtio/virtio-tmem.h"
+#include "migration/blocker.h"
+#include "migration/vmstate.h"
+#include "system/iothread.h"
+#include "standard-headers/linux/virtio_tmem.h"
+#include "trace.h"
+
+#include <tmem.h>
+
+#define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE 256
+
+static const char *virtio_tmem_id(VirtIOTmem *s)
+{
+    DeviceState *dev = DEVICE(s);
+    BusState *bus = qdev_get_parent_bus(dev);
+
+    /* Users name the proxy (-device virtio-tmem-pci,id=...), not us. */
+    if (!dev->id && bus && bus->parent) {
+        return bus->parent->id;
+    }
+    return dev->id;
+}
+
+static void virtio_tmem_notify(VirtIODevice *vdev, VirtQueue *vq)
+{
+    /* From an IOThread the interrupt goes through the guest notifier. */
+    if (qemu_in_iothread()) {
+        virtio_notify_irqfd(vdev, vq);
+    } else {
+        virtio_notify(vdev, vq);
+    }
+}
+
+static void virtio_tmem_trace_request(VirtIOTmem *s, unsigned queue,
+                                      VirtQueueElement *elem)
+{
+    uint8_t opcode = 0;
+
+    if (trace_event_get_state_backends(TRACE_VIRTIO_TMEM_REQUEST)) {
+        iov_to_buf(elem->out_sg, elem->out_num, 0, &opcode, sizeof(opcode));
+        trace_virtio_tmem_request(s, queue, opcode, elem->out_num,
+                                  elem->in_num);
+    }
+}
+
+static void virtio_tmem_trace_response(VirtIOTmem *s, unsigned queue,
+                                       VirtQueueElement *elem, int len)
+{
+    struct virtio_tmem_resp resp = { 0 };
+
+    if (trace_event_get_state_backends(TRACE_VIRTIO_TMEM_RESPONSE)) {
+        iov_to_buf(elem->in_sg, elem->in_num, len - sizeof(resp),
+                   &resp, sizeof(resp));
+        trace_virtio_tmem_response(s, queue, len, resp.status);
+    }
+}
+
+/*
+ * Answer one request.  Returns false when the chain violates the
+ * transport (no room for a response): the device is then broken and
+ * the queue must not be processed further.
+ */
+static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
+                                       unsigned queue, VirtQueueElement *elem)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    int len;
+
+    virtio_tmem_trace_request(s, queue, elem);
+    len = tmem_handle_request(s->ctxs[queue], elem->out_sg, elem->out_num,
+                              elem->in_sg, elem->in_num);
+    if (len < 0) {
+        trace_virtio_tmem_bad_request(s, queue, elem->out_num, elem->in_num);
+        virtqueue_detach_element(vq, elem, 0);
+        virtio_error(vdev, "virtio-tmem: request on queue %u has no room "
+                     "for a response (%s)", queue, tmem_strerror(len));
+        return false;
+    }
+    virtio_tmem_trace_response(s, queue, elem, len);
+    virtqueue_push(vq, elem, len);
+    return true;
+}
+
+/*
+ * Every request is answered synchronously, so at most one element per
+ * queue is outstanding at any time, whatever the guest queues.
+ */
+static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    unsigned queue = virtio_get_queue_index(vq);
+    VirtQueueElement *elem;
+    unsigned count = 0;
+    bool ok = true;
+
+    if (queue >= s->conf.num_queues || !s->ctxs[queue]) {
+        return;
+    }
+
+    do {
+        virtio_queue_set_notification(vq, 0);
+        while (ok && (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
+            ok = virtio_tmem_handle_request(s, vq, queue, elem);
+            count += ok;
+            g_free(elem);
+        }
+        virtio_queue_set_notification(vq, 1);
+    } while (ok && !virtio_queue_empty(vq));
+
+    if (count) {
+        trace_virtio_tmem_batch(s, queue, count);
+        virtio_tmem_notify(vdev, vq);
+    }
+}
+
+static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    struct virtio_tmem_config config = { 0 };
+    uint32_t max_pools = s->conf.max_pools ?: TMEM_DEFAULT_MAX_POOLS;
+
+    stw_le_p(&config.num_queues, s->conf.num_queues);
+    stw_le_p(&config.max_pools, max_pools);
+    stl_le_p(&config.page_size, VIRTIO_TMEM_PAGE_SIZE);
+    stq_le_p(&config.capacity_pages, s->conf.budget / VIRTIO_TMEM_PAGE_SIZE);
+    /*
+     * Half the ring: the driver keeps filling one half while the device
+     * answers the other.
+     */
+    stl_le_p(&config.max_batch, MAX(s->conf.queue_size / 2, 1));
+    memcpy(config_data, &config, sizeof(config));
+}
+
+static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
+                                         Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    features |= s->host_features;
+    if (s->conf.num_queues > 1) {
+        virtio_add_feature(&features, VIRTIO_TMEM_F_MQ);
+    }
+    return features;
+}
+
+static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    trace_virtio_tmem_set_features(s, features);
+    tmem_client_set_features(s->client, features);
+}
+
+static void virtio_tmem_reset(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    /*
+     * The transport stopped ioeventfd before resetting us, so no queue
+     * handler runs: a rebooted guest starts with an empty store.
+     */
+    trace_virtio_tmem_reset(s);
+    tmem_client_reset(s->client);
+}
+
+/* Context: BQL held */
+static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    unsigned nvqs = s->conf.num_queues;
+    unsigned i;
+    int r;
+
+    if (s->ioeventfd_started || s->ioeventfd_starting) {
+        return 0;
+    }
+    s->ioeventfd_starting = true;
+
+    /* Guest notifiers let an IOThread raise the interrupt itself. */
+    r = k->set_guest_notifiers(qbus->parent, nvqs, true);
+    if (r != 0) {
+        error_report("virtio-tmem: failed to set guest notifiers (%d)", r);
+        goto fail_guest_notifiers;
+    }
+
+    memory_region_transaction_begin();
+    for (i = 0; i < nvqs; i++) {
+        r = virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, true);
+        if (r != 0) {
+            error_report("virtio-tmem: failed to set host notifier (%d)", r);
+            while (i--) {
+                virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
+                virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
+            }
+            memory_region_transaction_commit();
+            goto fail_host_notifiers;
+        }
+    }
+    memory_region_transaction_commit();
+
+    s->ioeventfd_starting = false;
+    s->ioeventfd_started = true;
+    smp_wmb(); /* paired with aio_notify_accept() */
+
+    for (i = 0; i < nvqs; i++) {
+        virtio_queue_aio_attach_host_notifier(s->vqs[i], s->vq_aio_context[i]);
+    }
+    return 0;
+
+fail_host_notifiers:
+    k->set_guest_notifiers(qbus->parent, nvqs, false);
+fail_guest_notifiers:
+    s->ioeventfd_starting = false;
+    return -ENOSYS;
+}
+
+/* Context: BH in the queue's AioContext */
+static void virtio_tmem_stop_vq_bh(void *opaque)
+{
+    VirtQueue *vq = opaque;
+
+    virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    /* A kick that raced with the detach must not be lost. */
+    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
+}
+
+/* Context: BQL held */
+static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    unsigned nvqs = s->conf.num_queues;
+    unsigned i;
+
+    if (!s->ioeventfd_started || s->ioeventfd_stopping) {
+        return;
+    }
+    s->ioeventfd_stopping = true;
+
+    /* Returns once no handler of the queue runs: requests are synchronous. */
+    for (i = 0; i < nvqs; i++) {
+        aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_stop_vq_bh,
+                            s->vqs[i]);
+    }
+
+    memory_region_transaction_begin();
+    for (i = 0; i < nvqs; i++) {
+        virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
+    }
+    memory_region_transaction_commit();
+    for (i = 0; i < nvqs; i++) {
+        virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
+    }
+
+    k->set_guest_notifiers(qbus->parent, nvqs, false);
+    s->ioeventfd_stopping = false;
+    s->ioeventfd_started = false;
+}
+
+static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
+{
+    VirtIOTmemConf *conf = &s->conf;
+
+    if (conf->budget == 0) {
+        error_setg(errp, "virtio-tmem: 'budget' must be set to a size "
+                   "greater than 0 (e.g. budget=2G)");
+        return false;
+    }
+    if (conf->num_queues < 1 || conf->num_queues > VIRTIO_TMEM_MAX_QUEUES) {
+        error_setg(errp, "virtio-tmem: 'num-queues' must be between 1 and %d, "
+                   "not %" PRIu16, VIRTIO_TMEM_MAX_QUEUES, conf->num_queues);
+        return false;
+    }
+    if (conf->queue_size < 2 || conf->queue_size > VIRTQUEUE_MAX_SIZE ||
+        !is_power_of_2(conf->queue_size)) {
+        error_setg(errp, "virtio-tmem: 'queue-size' must be a power of 2 "
+                   "between 2 and %d, not %" PRIu16, VIRTQUEUE_MAX_SIZE,
+                   conf->queue_size);
+        return false;
+    }
+    if (conf->max_pools > UINT16_MAX || conf->max_pools > TMEM_MAX_POOLS) {
+        error_setg(errp, "virtio-tmem: 'max-pools' must be at most %d "
+                   "(0 selects %d), not %" PRIu32, TMEM_MAX_POOLS,
+                   TMEM_DEFAULT_MAX_POOLS, conf->max_pools);
+        return false;
+    }
+    if (conf->compress_threshold > TMEM_PAGE_SIZE) {
+        error_setg(errp, "virtio-tmem: 'compress-threshold' must be at most "
+                   "%d bytes (0 selects %d), not %" PRIu32, TMEM_PAGE_SIZE,
+                   TMEM_DEFAULT_COMPRESS_THRESHOLD, conf->compress_threshold);
+        return false;
+    }
+    return true;
+}
+
+static bool virtio_tmem_parse_incompressible(VirtIOTmem *s, Error **errp)
+{
+    if (!s->incompressible_str || !strcmp(s->incompressible_str, "raw")) {
+        s->conf.incompressible = VIRTIO_TMEM_INCOMPRESSIBLE_RAW;
+    } else if (!strcmp(s->incompressible_str, "reject")) {
+        s->conf.incompressible = VIRTIO_TMEM_INCOMPRESSIBLE_REJECT;
+    } else {
+        error_setg(errp, "virtio-tmem: 'incompressible' must be 'raw' or "
+                   "'reject', not '%s'", s->incompressible_str);
+        return false;
+    }
+    return true;
+}
+
+static bool virtio_tmem_iothread_setup(VirtIOTmem *s, Error **errp)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    AioContext *ctx = qemu_get_aio_context();
+    unsigned i;
+
+    if (s->conf.iothread) {
+        if (!k->set_guest_notifiers || !k->ioeventfd_assign) {
+            error_setg(errp, "virtio-tmem: device is incompatible with "
+                       "iothread (transport does not support notifiers)");
+            return false;
+        }
+        if (!virtio_device_ioeventfd_enabled(vdev)) {
+            error_setg(errp, "virtio-tmem: ioeventfd is required for "
+                       "iothread");
+            return false;
+        }
+        ctx = iothread_get_aio_context(s->conf.iothread);
+        /* Released in virtio_tmem_iothread_cleanup() */
+        object_ref(OBJECT(s->conf.iothread));
+    }
+    for (i = 0; i < s->conf.num_queues; i++) {
+        s->vq_aio_context[i] = ctx;
+    }
+    return true;
+}
+
+static void virtio_tmem_iothread_cleanup(VirtIOTmem *s)
+{
+    if (s->conf.iothread) {
+        object_unref(OBJECT(s->conf.iothread));
+    }
+}
+
+static void virtio_tmem_del_queues(VirtIOTmem *s, unsigned n)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    while (n--) {
+        tmem_ctx_free(s->ctxs[n]);
+        s->ctxs[n] = NULL;
+        virtio_delete_queue(s->vqs[n]);
+        s->vqs[n] = NULL;
+    }
+    virtio_cleanup(vdev);
+}
+
+static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(dev);
+    VirtIOTmem *s = VIRTIO_TMEM(dev);
+    struct tmem_client_config cfg = { 0 };
+    unsigned i;
+    int r;
+
+    if (!virtio_tmem_check_conf(s, errp) ||
+        !virtio_tmem_parse_incompressible(s, errp)) {
+        return;
+    }
+
+    cfg.budget_bytes = s->conf.budget;
+    cfg.max_pools = s->conf.max_pools;
+    cfg.compress_threshold = s->conf.compress_threshold;
+    cfg.incompressible = s->conf.incompressible ==
+                         VIRTIO_TMEM_INCOMPRESSIBLE_REJECT ?
+                         TMEM_INCOMPRESSIBLE_REJECT : TMEM_INCOMPRESSIBLE_RAW;
+    r = tmem_client_new(&cfg, &s->client);
+    if (r < 0) {
+        error_setg_errno(errp, -r, "virtio-tmem: cannot create the page store");
+        return;
+    }
+
+    virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
+
+    for (i = 0; i < s->conf.num_queues; i++) {
+        s->vqs[i] = virtio_add_queue(vdev, s->conf.queue_size,
+                                     virtio_tmem_handle_output);
+        r = tmem_ctx_new(s->client, &s->ctxs[i]);
+        if (r < 0) {
+            error_setg_errno(errp, -r, "virtio-tmem: cannot create the "
+                             "context of queue %u", i);
+            virtio_delete_queue(s->vqs[i]);
+            s->vqs[i] = NULL;
+            goto fail_queues;
+        }
+    }
+
+    if (!virtio_tmem_iothread_setup(s, errp)) {
+        goto fail_queues;
+    }
+
+    error_setg(&s->migration_blocker,
+               "virtio-tmem: migration of stored pages is not supported yet");
+    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
+        goto fail_iothread;
+    }
+
+    trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
+                              s->conf.queue_size);
+    return;
+
+fail_iothread:
+    virtio_tmem_iothread_cleanup(s);
+fail_queues:
+    virtio_tmem_del_queues(s, i);
+    tmem_client_free(s->client);
+    s->client = NULL;
+}
+
+static void virtio_tmem_device_unrealize(DeviceState *dev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(dev);
+
+    migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_iothread_cleanup(s);
+    virtio_tmem_del_queues(s, s->conf.num_queues);
+    tmem_client_free(s->client);
+    s->client = NULL;
+}
+
+static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
+{
+    struct tmem_stats st;
+    const char *id = virtio_tmem_id(s);
+
+    tmem_client_stats(s->client, &st);
+    info->id = g_strdup(id);
+    info->qom_path = object_get_canonical_path(OBJECT(s));
+    info->budget = st.budget_bytes;
+    info->pools = st.pools;
+    info->pages = st.pages;
+    info->same_filled_pages = st.same_filled_pages;
+    info->raw_pages = st.raw_pages;
+    info->compressed_bytes = st.compressed_bytes;
+    info->data_bytes = st.data_bytes;
+    info->meta_bytes = st.meta_bytes;
+    info->host_bytes = st.host_bytes;
+    info->succ_stores = st.succ_stores;
+    info->failed_stores = st.failed_stores;
+    info->failed_stores_budget = st.failed_stores_budget;
+    info->failed_stores_incompressible = st.failed_stores_incompressible;
+    info->failed_stores_other = st.failed_stores_other;
+    info->loads = st.loads;
+    info->load_misses = st.load_misses;
+    info->invalidates = st.invalidates;
+    info->evictions = st.evictions;
+}
+
+/* tmem_client_stats() is safe against queue handlers in IOThreads. */
+static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
+                                  void *opaque, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    TmemInfo *info;
+
+    if (!s->client) {
+        error_setg(errp, "virtio-tmem: device is not realized");
+        return;
+    }
+    info = g_new0(TmemInfo, 1);
+    virtio_tmem_fill_info(s, info);
+    visit_type_TmemInfo(v, name, &info, errp);
+    qapi_free_TmemInfo(info);
+}
+
+static void virtio_tmem_instance_init(Object *obj)
+{
+    object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
+                        NULL, NULL, NULL);
+    object_property_set_description(obj, "stats",
+                                    "page store statistics (as query-tmem)");
+}
+
+/*
+ * Stored pages live only in this process: the migration blocker keeps
+ * them from being lost.  The section exists so that a later version
+ * can migrate them without a new device name.
+ */
+static const VMStateDescription vmstate_virtio_tmem = {
+    .name = "virtio-tmem",
+    .minimum_version_id = 1,
+    .version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_VIRTIO_DEVICE,
+        VMSTATE_END_OF_LIST()
+    },
+};
+
+static const Property virtio_tmem_properties[] = {
+    DEFINE_PROP_SIZE("budget", VirtIOTmem, conf.budget, 0),
+    DEFINE_PROP_UINT16("num-queues", VirtIOTmem, conf.num_queues, 1),
+    DEFINE_PROP_UINT16("queue-size", VirtIOTmem, conf.queue_size,
+                       VIRTIO_TMEM_DEFAULT_QUEUE_SIZE),
+    DEFINE_PROP_UINT32("max-pools", VirtIOTmem, conf.max_pools, 0),
+    DEFINE_PROP_STRING("incompressible", VirtIOTmem, incompressible_str),
+    DEFINE_PROP_UINT32("compress-threshold", VirtIOTmem,
+                       conf.compress_threshold, 0),
+    DEFINE_PROP_BIT64("ephemeral", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_EPHEMERAL, true),
+    DEFINE_PROP_LINK("iothread", VirtIOTmem, conf.iothread, TYPE_IOTHREAD,
+                     IOThread *),
+};
+
+static void virtio_tmem_class_init(ObjectClass *klass, void *data)
+{
+    DeviceClass *dc = DEVICE_CLASS(klass);
+    VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
+
+    device_class_set_props(dc, virtio_tmem_properties);
+    dc->vmsd = &vmstate_virtio_tmem;
+    set_bit(DEVICE_CATEGORY_MISC, dc->categories);
+    vdc->realize = virtio_tmem_device_realize;
+    vdc->unrealize = virtio_tmem_device_unrealize;
+    vdc->get_config = virtio_tmem_get_config;
+    vdc->get_features = virtio_tmem_get_features;
+    vdc->set_features = virtio_tmem_set_features;
+    vdc->reset = virtio_tmem_reset;
+    vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
+    vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
+}
+
+static const TypeInfo virtio_tmem_info = {
+    .name = TYPE_VIRTIO_TMEM,
+    .parent = TYPE_VIRTIO_DEVICE,
+    .instance_size = sizeof(VirtIOTmem),
+    .instance_init = virtio_tmem_instance_init,
+    .class_init = virtio_tmem_class_init,
+};
+
+static void virtio_tmem_register_types(void)
+{
+    type_register_static(&virtio_tmem_info);
+}
+
+type_init(virtio_tmem_register_types)

@@ -1,0 +1,64 @@
+/*
+ * Virtio transcendent memory device
+ *
+ * Copyright (c) 2026 The virtio-tmem authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#ifndef QEMU_VIRTIO_TMEM_H
+#define QEMU_VIRTIO_TMEM_H
+
+#include "hw/virtio/virtio.h"
+#include "system/iothread.h"
+#include "qom/object.h"
+
+#define TYPE_VIRTIO_TMEM "virtio-tmem-device"
+OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
+
+/* Upper bound of the num-queues property. */
+#define VIRTIO_TMEM_MAX_QUEUES 16
+
+struct tmem_client;
+struct tmem_ctx;
+
+/* Values of the incompressible property. */
+enum {
+    VIRTIO_TMEM_INCOMPRESSIBLE_RAW = 0,
+    VIRTIO_TMEM_INCOMPRESSIBLE_REJECT = 1,
+};
+
+typedef struct VirtIOTmemConf {
+    uint64_t budget;
+    uint16_t num_queues;
+    uint16_t queue_size;
+    uint32_t max_pools;
+    uint32_t compress_threshold;
+    int incompressible;
+    IOThread *iothread;
+} VirtIOTmemConf;
+
+struct VirtIOTmem {
+    VirtIODevice parent_obj;
+
+    VirtIOTmemConf conf;
+    char *incompressible_str;
+    uint64_t host_features;
+
+    /* The page store: one client per device, one context per queue. */
+    struct tmem_client *client;
+    VirtQueue *vqs[VIRTIO_TMEM_MAX_QUEUES];
+    struct tmem_ctx *ctxs[VIRTIO_TMEM_MAX_QUEUES];
+    /* The AioContext each queue's host notifier is handled in. */
+    AioContext *vq_aio_context[VIRTIO_TMEM_MAX_QUEUES];
+
+    bool ioeventfd_started;
+    bool ioeventfd_starting;
+    bool ioeventfd_stopping;
+
+    Error *migration_blocker;
+};
+
+#endif

@@ -1,0 +1,254 @@
+#!/bin/bash
+# Build QEMU 10.0 from Debian's source package with the virtio-tmem device.
+#
+# Usage:
+#   scripts/build-qemu.sh               build (or bring up to date); the last
+#                                       line of output is the binary's path
+#   scripts/build-qemu.sh --print-path  print the binary's path, build nothing;
+#                                       exit 0 if it exists, 1 if not built
+#   scripts/build-qemu.sh --help
+#
+# Other scripts find QEMU with:
+#   QEMU=$(scripts/build-qemu.sh --print-path) || { echo "build QEMU first"; exit 77; }
+#
+# The binary is ${VTMEM_CACHE}/qemu/bin/qemu-system-x86_64, a symlink into the
+# build directory of the current version.  It finds its firmware in Debian's
+# seabios and qemu-system-data packages (configured --firmwarepath), so no -L
+# is needed.  Environment:
+#   VTMEM_CACHE   where QEMU's source, build and the libtmem build it links
+#                 live, outside the git work tree so they survive a fresh
+#                 clone (default /var/cache/virtio-tmem).  CI keeps this
+#                 directory between runs to avoid rebuilding QEMU.
+#   QEMU_VERSION  build this Debian source version (e.g. 1:10.0.13+ds-0+deb13u1)
+#                 instead of the newest 10.0.x that apt knows.
+#   JOBS          ninja parallelism (default: nproc).
+#   VTMEM_NO_DEPS=1  do not run scripts/install-deps.sh (e.g. not root).
+#
+# What it does, each step skipped when already done:
+#   1. scripts/install-deps.sh qemu (apt; root)
+#   2. resolve the newest qemu 10.0.x in trixie's deb-src, apt-get source it
+#   3. dpkg-source -x (Debian's patches applied) into $cache/qemu-<ver>/src
+#   4. apply qemu-device/patches/*.patch (stamp: a hash of the patch set; a
+#      changed set is reverse-applied and the new one applied)
+#   5. symlink the device sources, the devices .mak and proto/virtio_tmem.h
+#      into the tree (editing them in the repo is editing the build)
+#   6. build libtmem from this repo (static, meson) in $cache/qemu-<ver>/libtmem
+#   7. configure (when options or the .mak change) and ninja qemu-system-x86_64;
+#      a newer libtmem.a relinks QEMU
+#   8. point $cache/qemu/bin/qemu-system-x86_64 at the result
+set -eu
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
+stable="$cache/qemu/bin/qemu-system-x86_64"
+python=/usr/bin/python3
+
+log() { printf 'build-qemu: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+case ${1:-} in
+--print-path)
+	echo "$stable"
+	[ -x "$stable" ]
+	exit
+	;;
+-h|--help)
+	sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	exit 0
+	;;
+"") ;;
+*)
+	die "unknown argument '$1' (try --help)"
+	;;
+esac
+
+start=$(date +%s)
+mkdir -p "$cache"
+# One build at a time per cache: VM tests may call us concurrently.
+exec 9>"$cache/.lock"
+flock 9
+
+# --- 1. packages --------------------------------------------------------------
+if [ "${VTMEM_NO_DEPS:-0}" != 1 ]; then
+	if [ "$(id -u)" = 0 ]; then
+		"$repo/scripts/install-deps.sh" qemu >&2
+	else
+		log "not root: skipping scripts/install-deps.sh qemu"
+	fi
+fi
+
+# --- 2. source version --------------------------------------------------------
+newest_10_0() {
+	apt-cache showsrc qemu 2>/dev/null |
+		awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
+		grep -E '^([0-9]+:)?10\.0\.' |
+		sort -u |
+		while read -r v; do
+			if [ -z "${best:-}" ] || dpkg --compare-versions "$v" gt "$best"; then
+				best=$v
+			fi
+			echo "$best"
+		done | tail -n 1
+}
+
+version=${QEMU_VERSION:-$(newest_10_0)}
+if [ -z "$version" ]; then
+	if [ -f "$cache/qemu/VERSION" ]; then
+		version=$(cat "$cache/qemu/VERSION")
+		log "apt knows no qemu 10.0 source; reusing cached $version"
+	else
+		die "apt knows no qemu 10.0.x source package (scripts/install-deps.sh adds trixie deb-src)"
+	fi
+fi
+upstream_ver=${version#*:}                 # no epoch: 10.0.13+ds-0+deb13u1
+top="$cache/qemu-$upstream_ver"
+src="$top/src"
+build="$top/build"
+libbuild="$top/libtmem"
+mkdir -p "$top" "$cache/dl"
+log "QEMU source: qemu $version in $top"
+
+dsc="$cache/dl/qemu_${upstream_ver}.dsc"
+if [ ! -f "$dsc" ]; then
+	log "downloading the qemu $version source package"
+	(cd "$cache/dl" && apt-get source --download-only -q "qemu=$version" >&2) ||
+		die "apt-get source qemu=$version failed"
+fi
+
+# --- 3. unpack ----------------------------------------------------------------
+if [ ! -f "$top/.unpacked" ]; then
+	rm -rf "$src" "$build" "$top/.patched"
+	log "unpacking with Debian's patches"
+	dpkg-source --no-check -x "$dsc" "$src" >&2
+	touch "$top/.unpacked"
+fi
+
+# --- 4. our patches -----------------------------------------------------------
+patches=$(ls "$repo"/qemu-device/patches/*.patch)
+want=$(cat $patches | sha256sum | cut -d' ' -f1)
+have=$(cat "$top/.patched" 2>/dev/null || true)
+if [ "$want" != "$have" ]; then
+	if [ -n "$have" ]; then
+		log "patch set changed: reverting the applied one"
+		for p in $(ls -r "$top/applied"/*.patch); do
+			patch -d "$src" -p1 -R -s --no-backup-if-mismatch < "$p" ||
+				die "cannot revert $p; remove $top/.unpacked to start over"
+		done
+	fi
+	rm -rf "$top/applied"
+	mkdir -p "$top/applied"
+	for p in $patches; do
+		log "applying $(basename "$p")"
+		patch -d "$src" -p1 -s --forward --no-backup-if-mismatch < "$p" ||
+			die "$(basename "$p") does not apply to qemu $version"
+		cp "$p" "$top/applied/"
+	done
+	echo "$want" > "$top/.patched"
+fi
+
+# --- 5. our sources, linked, never copied -------------------------------------
+link() {
+	[ -e "$repo/$1" ] || die "missing $1"
+	if [ "$(readlink "$src/$2" 2>/dev/null)" != "$repo/$1" ]; then
+		ln -sfn "$repo/$1" "$src/$2"
+	fi
+}
+link qemu-device/hw/virtio/virtio-tmem.c hw/virtio/virtio-tmem.c
+link qemu-device/hw/virtio/virtio-tmem-pci.c hw/virtio/virtio-tmem-pci.c
+link qemu-device/hw/virtio/virtio-tmem-qmp.c hw/virtio/virtio-tmem-qmp.c
+link qemu-device/include/hw/virtio/virtio-tmem.h include/hw/virtio/virtio-tmem.h
+link proto/virtio_tmem.h include/standard-headers/linux/virtio_tmem.h
+link qemu-device/configs/x86_64-softmmu-vtmem.mak \
+	configs/devices/x86_64-softmmu/vtmem.mak
+
+# --- 6. libtmem from this repo ------------------------------------------------
+if [ -n "${LIBTMEM_PKG_CONFIG_PATH:-}" ]; then
+	# Development only: a libtmem built elsewhere (e.g. with sanitizers).
+	pcpath=$LIBTMEM_PKG_CONFIG_PATH
+	libfile=
+	log "libtmem from PKG_CONFIG_PATH=$pcpath"
+else
+	[ -f "$repo/host-lib/meson.build" ] || die "host-lib/meson.build is missing"
+	if [ -f "$libbuild/build.ninja" ] &&
+	   [ "$(cat "$libbuild/.vtmem-source" 2>/dev/null)" != "$repo" ]; then
+		log "libtmem build dir belongs to another checkout: starting over"
+		rm -rf "$libbuild"
+	fi
+	if [ ! -f "$libbuild/build.ninja" ]; then
+		log "configuring libtmem"
+		meson setup "$libbuild" "$repo" -Ddefault_library=static \
+			-Dbuildtype=debugoptimized >&2
+		echo "$repo" > "$libbuild/.vtmem-source"
+	fi
+	# Only the library: the project's tests are not QEMU's business.
+	libfile=$("$python" - "$libbuild" <<'EOF'
+import json, subprocess, sys
+targets = json.loads(subprocess.check_output(
+    ["meson", "introspect", "--targets", sys.argv[1]]))
+for t in targets:
+    if t["name"] == "tmem" and t["type"] == "static library":
+        print(t["filename"][0])
+        break
+else:
+    sys.exit("build-qemu: libtmem: no static library target 'tmem'")
+EOF
+)
+	ninja -C "$libbuild" "${libfile#"$libbuild"/}" >&2
+	pcpath="$libbuild/meson-uninstalled"
+	[ -f "$pcpath/libtmem-uninstalled.pc" ] ||
+		die "libtmem's meson.build generates no libtmem pkg-config file"
+fi
+
+# --- 7. configure and build ---------------------------------------------------
+# Firmware (bios-256k.bin, kvmvapic.bin, ...) from seabios, qemu-system-data.
+firmwarepath="/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu"
+configure_args=(
+	--python="$python"
+	--target-list=x86_64-softmmu
+	--without-default-features
+	--without-default-devices
+	--with-devices-x86_64=vtmem
+	--enable-kvm
+	--enable-tcg
+	--disable-tools
+	--disable-fdt
+	--disable-download
+	--disable-docs
+	--disable-install-blobs
+	--disable-werror
+	--disable-relocatable
+	--firmwarepath="$(echo $firmwarepath | tr ' ' :)"
+)
+conf_id=$(printf '%s\n' "${configure_args[@]}" "$pcpath" | sha256sum | cut -d' ' -f1)
+if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.vtmem-configured" 2>/dev/null)" != "$conf_id" ]; then
+	log "configuring QEMU"
+	rm -rf "$build"
+	mkdir -p "$build"
+	(cd "$build" && PKG_CONFIG_PATH="$pcpath" "$src/configure" "${configure_args[@]}" >&2) ||
+		die "configure failed (see above)"
+	grep -q '^CONFIG_VIRTIO_TMEM=y' "$build/x86_64-softmmu-config-devices.mak" ||
+		die "virtio-tmem is not in the configuration (libtmem not found by pkg-config?)"
+	echo "$conf_id" > "$build/.vtmem-configured"
+fi
+
+# Meson does not track a static library from pkg-config as a link input.
+if [ -n "$libfile" ] && [ -e "$build/qemu-system-x86_64" ] &&
+   [ "$libfile" -nt "$build/qemu-system-x86_64" ]; then
+	log "libtmem changed: relinking"
+	rm -f "$build/qemu-system-x86_64"
+fi
+
+PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x86_64 >&2
+
+# --- 8. the stable path -------------------------------------------------------
+# Run from its build directory, QEMU looks for every configured directory
+# under build/qemu-bundle/: point those at Debian's firmware packages.
+for dir in $firmwarepath; do
+	mkdir -p "$build/qemu-bundle$(dirname "$dir")"
+	ln -sfn "$dir" "$build/qemu-bundle$dir"
+done
+mkdir -p "$cache/qemu/bin"
+ln -sfn "$build/qemu-system-x86_64" "$stable"
+echo "$version" > "$cache/qemu/VERSION"
+log "qemu $version with virtio-tmem, up to date in $(( $(date +%s) - start )) s"
+echo "$stable"
