@@ -9,6 +9,7 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "tmem-test.h"
 
@@ -343,11 +344,114 @@ static void test_threads_eviction(void **state)
 	free(w);
 }
 
+/*
+ * Pool operations on the very pool other threads are using: stores and
+ * loads race with INVALIDATE_POOL, DESTROY_POOL and re-creation of the
+ * id.  Every page operation must answer one of its documented results,
+ * and a page that is returned must be a whole page stored under that key
+ * (self-describing, so a torn or misfiled page shows).  Run it in the
+ * ASan build to catch a pool freed under a reader.
+ */
+static _Atomic uint32_t race_pool;
+static atomic_int race_stop;
+
+static void race_loop(struct worker *w)
+{
+	unsigned char page[PAGE];
+	uint64_t s = 77 + w->id;
+	int ret;
+
+	while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+		uint64_t r = splitmix64(&s);
+		uint32_t pool = atomic_load(&race_pool);
+		uint32_t idx = (r >> 8) % 256;
+
+		switch (r % 4) {
+		case 0: case 1:
+			make_shared_page(page, w->id, idx, r >> 16);
+			ret = tmem_store(w->ctx, pool, w->id, idx, page);
+			CHECK(ret == 0 || ret == -ESHUTDOWN || ret == -EBADF,
+			      "racing store: %d", ret);
+			break;
+		case 2:
+			ret = tmem_load(w->ctx, pool, w->id, idx, page);
+			CHECK(ret == 0 || ret == -ENOENT || ret == -EBADF,
+			      "racing load: %d", ret);
+			CHECK(ret || shared_page_ok(page, w->id, idx),
+			      "racing load returned a wrong page");
+			break;
+		case 3:
+			ret = r & 0x100 ?
+			      tmem_invalidate_page(w->ctx, pool, w->id, idx) :
+			      tmem_invalidate_object(w->ctx, pool, w->id);
+			CHECK(ret >= 0 || ret == -EBADF, "racing invalidate: %d",
+			      ret);
+			break;
+		}
+	}
+}
+
+static void *race_worker(void *arg)
+{
+	race_loop(arg);
+	return NULL;
+}
+
+static void test_threads_pool_ops_race(void **state)
+{
+	struct tmem_client_config cfg = test_config(BUDGET);
+	struct worker *w = calloc(NWORKERS, sizeof(*w));
+	pthread_t tid[NWORKERS];
+	uint32_t id;
+	int i, round;
+
+	(void)state;
+	assert_non_null(w);
+	atomic_store(&race_stop, 0);
+	assert_int_equal(tmem_client_new(&cfg, &client), 0);
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_PERSISTENT, &id), 0);
+	atomic_store(&race_pool, id);
+	for (i = 0; i < NWORKERS; i++) {
+		w[i].id = i;
+		assert_int_equal(tmem_ctx_new(client, &w[i].ctx), 0);
+		assert_int_equal(pthread_create(&tid[i], NULL, race_worker,
+						&w[i]), 0);
+	}
+	for (round = 0; round < 300 && !atomic_load(&failed); round++) {
+		struct timespec ts = { 0, 200000 };
+
+		nanosleep(&ts, NULL);
+		assert_int_equal(tmem_invalidate_pool(client, id), 0);
+		nanosleep(&ts, NULL);
+		assert_int_equal(tmem_pool_destroy(client, id), 0);
+		assert_int_equal(tmem_pool_new(client, round % 2 ?
+					       TMEM_POOL_EPHEMERAL :
+					       TMEM_POOL_PERSISTENT, &id), 0);
+		atomic_store(&race_pool, id);
+		assert_true(tstats(client).host_bytes <= BUDGET);
+	}
+	atomic_store(&race_stop, 1);
+	for (i = 0; i < NWORKERS; i++)
+		pthread_join(tid[i], NULL);
+	if (atomic_load(&failed))
+		fail_msg("%s", first_error);
+	assert_int_equal(tstats(client).pools, 1);
+	for (i = 0; i < NWORKERS; i++)
+		tmem_ctx_free(w[i].ctx);
+	assert_int_equal(tmem_pool_destroy(client, id), 0);
+	assert_int_equal(tstats(client).pages, 0);
+	assert_int_equal(tstats(client).data_bytes, 0);
+	tmem_client_free(client);
+	client = NULL;
+	free(w);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_shared_pools),
 		cmocka_unit_test(test_threads_eviction),
+		cmocka_unit_test(test_threads_pool_ops_race),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
