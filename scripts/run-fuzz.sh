@@ -58,7 +58,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_sta
 
 echo "run-fuzz: fuzzing tmem_handle_request for ${secs}s ($jobs job(s))"
 log=$dir/fuzz.log
-set -- -max_total_time="$secs" -max_len=4096 -timeout=20 \
+set -- -max_total_time="$secs" -max_len=4096 -timeout=20 -error_exitcode=1 \
 	-rss_limit_mb=2048 -print_final_stats=1 \
 	-artifact_prefix="$artifacts/" "$@"
 if [ "$jobs" -gt 1 ]; then
