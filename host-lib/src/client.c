@@ -2,7 +2,6 @@
 /*
  * Clients, contexts, pools, statistics.
  */
-#define _GNU_SOURCE		/* pthread_rwlockattr_setkind_np */
 #include <errno.h>
 #include <string.h>
 
@@ -22,22 +21,6 @@ static int config_check(const struct tmem_client_config *cfg)
 	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
 		return -EINVAL;
 	return 0;
-}
-
-/*
- * Writers first: a destroy or invalidate_pool must not starve behind a
- * steady stream of page operations.  Nobody blocks on a read lock it
- * already holds (eviction only tries), so this cannot deadlock.
- */
-static void pool_lock_init(struct tmem_pool *pool)
-{
-	pthread_rwlockattr_t attr;
-
-	pthread_rwlockattr_init(&attr);
-	pthread_rwlockattr_setkind_np(&attr,
-			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	pthread_rwlock_init(&pool->lock, &attr);
-	pthread_rwlockattr_destroy(&attr);
 }
 
 int tmem_client_new(const struct tmem_client_config *cfg,
@@ -62,8 +45,6 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 		tmem_free(c);
 		return -ENOMEM;
 	}
-	for (uint32_t i = 0; i < c->max_pools; i++)
-		pool_lock_init(&c->pools[i]);
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->ctx_lock, NULL);
 	tmem_zs_init(&c->zs, c);
@@ -71,20 +52,16 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	return 0;
 }
 
-/* Drop a pool's pages and shards; its lock is held exclusive. */
-static uint64_t pool_teardown(struct tmem_client *c, struct tmem_pool *pool)
+/* Free a pool's shards; no other call may be in progress. */
+static void pool_teardown(struct tmem_client *c, struct tmem_pool *pool)
 {
-	uint64_t n = 0;
-
 	if (pool->shards) {
-		n = tmem_shards_drop(c, pool->shards);
 		tmem_shards_fini(c, pool->shards);
 		tmem_free(pool->shards);
 		tmem_uncharge(c, 0, SHARDS_COST);
 		pool->shards = NULL;
 	}
-	TMEM_WR(pool->state, TMEM_POOL_FREE);
-	return n;
+	pool->state = TMEM_POOL_FREE;
 }
 
 static void ops_clear(struct tmem_ops *ops)
@@ -119,8 +96,6 @@ void tmem_client_free(struct tmem_client *c)
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		ctx->client = NULL;
 	tmem_zs_fini(&c->zs);
-	for (uint32_t i = 0; i < c->max_pools; i++)
-		pthread_rwlock_destroy(&c->pools[i].lock);
 	pthread_mutex_destroy(&c->pools_lock);
 	pthread_mutex_destroy(&c->ctx_lock);
 	tmem_free(c->pools);
@@ -190,38 +165,18 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 	tmem_free(ctx);
 }
 
-struct tmem_pool *tmem_pool_get(struct tmem_client *c, uint32_t pool_id)
-{
-	struct tmem_pool *pool;
-
-	if (pool_id >= c->max_pools)
-		return NULL;
-	pool = &c->pools[pool_id];
-	pthread_rwlock_rdlock(&pool->lock);
-	if (pool->state == TMEM_POOL_FREE) {
-		pthread_rwlock_unlock(&pool->lock);
-		return NULL;
-	}
-	return pool;
-}
-
-void tmem_pool_put(struct tmem_pool *pool)
-{
-	pthread_rwlock_unlock(&pool->lock);
-}
-
 /*
- * The shards (about 8 KiB) are charged to the budget like any other
- * metadata, so a budget too small for them refuses the pool (-ENOSPC).
+ * A pool id's shards are allocated (and charged: about 8 KiB) when the id
+ * is first opened and kept until the client is reset, so that page
+ * operations never need a pool-wide lock to use them safely.  A budget
+ * too small for them refuses the pool with -ENOSPC.
  */
-int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
-		  uint32_t *pool_idp)
+static int pool_shards_alloc(struct tmem_client *c, struct tmem_pool *pool)
 {
 	struct tmem_shard *shards;
-	uint32_t id;
 
-	if (type != TMEM_POOL_PERSISTENT && type != TMEM_POOL_EPHEMERAL)
-		return -EINVAL;
+	if (pool->shards)
+		return 0;
 	if (tmem_charge(c, 0, SHARDS_COST))
 		return -ENOSPC;
 	shards = tmem_zalloc_aligned(SHARDS_SIZE);
@@ -230,89 +185,88 @@ int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
 		return -ENOMEM;
 	}
 	tmem_shards_init(shards);
-	pthread_mutex_lock(&c->pools_lock);
-	for (id = 0; id < c->max_pools; id++)
-		if (TMEM_RD(c->pools[id].state) == TMEM_POOL_FREE)
-			break;
-	if (id < c->max_pools) {
-		struct tmem_pool *pool = &c->pools[id];
-
-		pthread_rwlock_wrlock(&pool->lock);
-		pool->shards = shards;
-		pool->type = type;
-		TMEM_WR(pool->state, TMEM_POOL_OPEN);
-		pthread_rwlock_unlock(&pool->lock);
-	}
-	pthread_mutex_unlock(&c->pools_lock);
-	if (id == c->max_pools) {
-		tmem_shards_fini(c, shards);
-		tmem_free(shards);
-		tmem_uncharge(c, 0, SHARDS_COST);
-		return -ENOSPC;
-	}
-	*pool_idp = id;
+	__atomic_store_n(&pool->shards, shards, __ATOMIC_RELEASE);
 	return 0;
 }
 
-/* Take @pool_id's lock exclusive; NULL (-EBADF) if it is not open. */
-static struct tmem_pool *pool_get_excl(struct tmem_client *c, uint32_t id)
+/* Lowest free id, so that ids (and their shards) are reused first. */
+int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
+		  uint32_t *pool_idp)
+{
+	struct tmem_pool *pool = NULL;
+	int ret = -ENOSPC;
+	uint32_t id;
+
+	if (type != TMEM_POOL_PERSISTENT && type != TMEM_POOL_EPHEMERAL)
+		return -EINVAL;
+	pthread_mutex_lock(&c->pools_lock);
+	for (id = 0; id < c->max_pools; id++) {
+		if (c->pools[id].state == TMEM_POOL_FREE) {
+			pool = &c->pools[id];
+			break;
+		}
+	}
+	if (pool)
+		ret = pool_shards_alloc(c, pool);
+	if (!ret) {
+		tmem_shards_set_state(c, pool->shards, TMEM_POOL_OPEN,
+				      type == TMEM_POOL_EPHEMERAL);
+		TMEM_WR(pool->type, type);
+		TMEM_WR(pool->state, TMEM_POOL_OPEN);
+		*pool_idp = id;
+	}
+	pthread_mutex_unlock(&c->pools_lock);
+	return ret;
+}
+
+/* Move an open or closed pool to @state, dropping all of its pages. */
+static int pool_close(struct tmem_client *c, uint32_t pool_id,
+		      enum tmem_pool_state state)
 {
 	struct tmem_pool *pool;
+	uint64_t n;
 
-	if (id >= c->max_pools)
-		return NULL;
-	pool = &c->pools[id];
-	pthread_rwlock_wrlock(&pool->lock);
+	if (pool_id >= c->max_pools)
+		return -EBADF;
+	pool = &c->pools[pool_id];
+	pthread_mutex_lock(&c->pools_lock);
 	if (pool->state == TMEM_POOL_FREE) {
-		pthread_rwlock_unlock(&pool->lock);
-		return NULL;
+		pthread_mutex_unlock(&c->pools_lock);
+		return -EBADF;
 	}
-	return pool;
+	n = tmem_shards_set_state(c, pool->shards, state, false);
+	TMEM_WR(pool->state, state);
+	pthread_mutex_unlock(&c->pools_lock);
+	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
+	return 0;
 }
 
 int tmem_pool_destroy(struct tmem_client *c, uint32_t pool_id)
 {
-	struct tmem_pool *pool = pool_get_excl(c, pool_id);
-	uint64_t n;
-
-	if (!pool)
-		return -EBADF;
-	n = pool_teardown(c, pool);
-	pthread_rwlock_unlock(&pool->lock);
-	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
-	return 0;
+	return pool_close(c, pool_id, TMEM_POOL_FREE);
 }
 
 int tmem_invalidate_pool(struct tmem_client *c, uint32_t pool_id)
 {
-	struct tmem_pool *pool = pool_get_excl(c, pool_id);
-	uint64_t n = 0;
-
-	if (!pool)
-		return -EBADF;
-	if (pool->state == TMEM_POOL_OPEN)
-		n = tmem_shards_drop(c, pool->shards);
-	TMEM_WR(pool->state, TMEM_POOL_CLOSED);
-	pthread_rwlock_unlock(&pool->lock);
-	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
-	return 0;
+	return pool_close(c, pool_id, TMEM_POOL_CLOSED);
 }
 
-static void stats_pool(struct tmem_pool *pool, struct tmem_stats *st)
+/* Shards are never freed while the client is in use: no lock needed. */
+static void stats_pool(struct tmem_client *c, uint32_t id,
+		       struct tmem_stats *st)
 {
-	pthread_rwlock_rdlock(&pool->lock);
-	if (pool->state != TMEM_POOL_FREE) {
-		st->pools++;
-		for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++) {
-			struct tmem_shard *sh = &pool->shards[s];
+	struct tmem_shard *shards = tmem_pool_shards(c, id);
 
-			st->pages += TMEM_RD(sh->pages);
-			st->same_filled_pages += TMEM_RD(sh->same_filled);
-			st->raw_pages += TMEM_RD(sh->raw);
-			st->compressed_bytes += TMEM_RD(sh->compressed_bytes);
-		}
+	if (TMEM_RD(c->pools[id].state) != TMEM_POOL_FREE)
+		st->pools++;
+	for (unsigned int s = 0; shards && s < TMEM_NR_SHARDS; s++) {
+		struct tmem_shard *sh = &shards[s];
+
+		st->pages += TMEM_RD(sh->pages);
+		st->same_filled_pages += TMEM_RD(sh->same_filled);
+		st->raw_pages += TMEM_RD(sh->raw);
+		st->compressed_bytes += TMEM_RD(sh->compressed_bytes);
 	}
-	pthread_rwlock_unlock(&pool->lock);
 }
 
 static void stats_ops(struct tmem_stats *st, const struct tmem_ops *ops)
@@ -333,7 +287,7 @@ int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->budget_bytes = c->cfg.budget_bytes;
 	for (uint32_t i = 0; i < c->max_pools; i++)
-		stats_pool(&c->pools[i], st);
+		stats_pool(c, i, st);
 	pthread_mutex_lock(&c->ctx_lock);
 	stats_ops(st, &c->retired);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)

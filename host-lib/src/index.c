@@ -229,29 +229,52 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 	return n;
 }
 
-uint64_t tmem_shards_drop(struct tmem_client *c, struct tmem_shard *shards)
+/* Drop every page of one shard and free its table; lock held. */
+static uint64_t shard_drop_all(struct tmem_client *c, struct tmem_shard *sh)
+{
+	uint64_t n = 0;
+
+	for (uint32_t b = 0; b <= sh->mask; b++)
+		while (sh->buckets[b])
+			n += tmem_chunk_drop(c, sh, sh->buckets[b]);
+	if (sh->buckets != &sh->bucket0)
+		tmem_free(sh->buckets);
+	tmem_uncharge(c, 0, table_cost(sh->mask));
+	sh->bucket0 = NULL;
+	sh->buckets = &sh->bucket0;
+	sh->mask = 0;
+	return n;
+}
+
+/*
+ * Open, close or free the pool of @shards: one shard lock at a time, so
+ * page operations on other shards go on; a page operation that gets its
+ * shard afterwards sees the new state.  Returns the pages dropped.
+ */
+uint64_t tmem_shards_set_state(struct tmem_client *c,
+			       struct tmem_shard *shards, int state,
+			       bool ephemeral)
 {
 	uint64_t n = 0;
 
 	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
 		struct tmem_shard *sh = &shards[i];
 
-		for (uint32_t b = 0; b <= sh->mask; b++)
-			while (sh->buckets[b])
-				n += tmem_chunk_drop(c, sh, sh->buckets[b]);
-		if (sh->buckets != &sh->bucket0)
-			tmem_free(sh->buckets);
-		tmem_uncharge(c, 0, table_cost(sh->mask));
-		sh->bucket0 = NULL;
-		sh->buckets = &sh->bucket0;
-		sh->mask = 0;
+		pthread_mutex_lock(&sh->lock);
+		if (state != TMEM_POOL_OPEN)
+			n += shard_drop_all(c, sh);
+		sh->state = state;
+		sh->ephemeral = ephemeral;
+		pthread_mutex_unlock(&sh->lock);
 	}
 	return n;
 }
 
+/* Free everything; no other thread may use the shards. */
 void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards)
 {
-	tmem_shards_drop(c, shards);
-	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++)
+	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
+		shard_drop_all(c, &shards[i]);
 		pthread_mutex_destroy(&shards[i].lock);
+	}
 }

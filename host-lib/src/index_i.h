@@ -35,6 +35,8 @@ struct tmem_shard {
 	struct tmem_chunk *bucket0;
 	uint32_t mask;
 	uint32_t nchunks;
+	uint8_t state;			/* enum tmem_pool_state of its pool */
+	bool ephemeral;			/* chunks go on the LRU */
 	/* LRU of chunks, most recent at head; ephemeral pools only. */
 	struct tmem_chunk *lru_head, *lru_tail;
 	/* Current state, written under lock, read by stats without it. */
@@ -98,8 +100,9 @@ struct tmem_client;
 struct tmem_pool;
 
 void tmem_shards_init(struct tmem_shard *shards);
-/* Drop every page of every shard (pool lock held exclusive). */
-uint64_t tmem_shards_drop(struct tmem_client *c, struct tmem_shard *shards);
+uint64_t tmem_shards_set_state(struct tmem_client *c,
+			       struct tmem_shard *shards, int state,
+			       bool ephemeral);
 void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards);
 struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
 				 uint32_t index);

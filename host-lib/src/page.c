@@ -3,11 +3,12 @@
  * Page operations: store, load, invalidate, and eviction of ephemeral
  * pages when the budget is short.
  *
- * Lock order: pool rwlock (shared) -> shard mutex -> class mutex.  A
- * store allocates everything it may need (slot, spare chunk) before it
- * takes the shard lock, so the only thing done under the shard lock is
- * swapping handles; eviction from inside a store only ever trylocks, so
- * it cannot deadlock against the locks the store holds.
+ * Lock order: shard mutex -> class mutex.  A page operation takes no
+ * pool-wide lock: the pool's state is checked under the shard lock (see
+ * struct tmem_pool).  A store allocates everything it may need (slot,
+ * spare chunk) before it takes the shard lock, so the only thing done
+ * under the shard lock is swapping handles; eviction from inside a store
+ * only ever trylocks, so it cannot deadlock against anything.
  */
 #include <errno.h>
 #include <limits.h>
@@ -25,18 +26,18 @@ void tmem_handle_free(struct tmem_client *c, uint64_t h)
 		tmem_zs_free(&c->zs, tmem_h_len(h), tmem_h_loc(h));
 }
 
-/* Drop the coldest chunk of one shard of @pool; returns pages dropped. */
-static uint32_t evict_pool(struct tmem_client *c, struct tmem_pool *pool,
+/* Drop the coldest chunk of one shard of a pool; returns pages dropped. */
+static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 			   uint32_t start)
 {
 	for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++) {
-		struct tmem_shard *sh =
-			&pool->shards[(start + s) % TMEM_NR_SHARDS];
+		struct tmem_shard *sh = &shards[(start + s) % TMEM_NR_SHARDS];
 		uint32_t n = 0;
 
 		if (pthread_mutex_trylock(&sh->lock))
 			continue;
-		if (sh->lru_tail)
+		if (sh->state == TMEM_POOL_OPEN && sh->ephemeral &&
+		    sh->lru_tail)
 			n = tmem_chunk_drop(c, sh, sh->lru_tail);
 		pthread_mutex_unlock(&sh->lock);
 		if (n)
@@ -58,15 +59,13 @@ bool tmem_evict_one(struct tmem_ctx *ctx)
 						   memory_order_relaxed);
 
 	for (uint32_t i = 0; i < c->max_pools; i++) {
-		struct tmem_pool *pool = &c->pools[(start + i) % c->max_pools];
-		uint32_t n = 0;
+		uint32_t id = (start + i) % c->max_pools;
+		struct tmem_shard *shards = tmem_pool_shards(c, id);
+		uint32_t n;
 
-		if (pthread_rwlock_tryrdlock(&pool->lock))
+		if (!shards || TMEM_RD(c->pools[id].type) != TMEM_POOL_EPHEMERAL)
 			continue;
-		if (pool->state == TMEM_POOL_OPEN &&
-		    pool->type == TMEM_POOL_EPHEMERAL)
-			n = evict_pool(c, pool, start);
-		pthread_rwlock_unlock(&pool->lock);
+		n = evict_pool(c, shards, start);
 		if (n) {
 			TMEM_ADD(ctx->ops.evictions, n);
 			return true;
@@ -174,21 +173,46 @@ static int decode(struct tmem_client *c, uint64_t h, void *page)
 }
 
 /*
+ * Lock the shard of a key if its pool is open.  Otherwise NULL, and *errp
+ * is -EBADF (no such pool) or -ESHUTDOWN (invalidated).
+ */
+static struct tmem_shard *key_lock(struct tmem_client *c, uint32_t pool_id,
+				   uint64_t object, uint32_t index, int *errp)
+{
+	struct tmem_shard *shards = tmem_pool_shards(c, pool_id);
+	struct tmem_shard *sh;
+
+	*errp = -EBADF;
+	if (!shards)
+		return NULL;
+	sh = tmem_shard_of(shards, object, index);
+	pthread_mutex_lock(&sh->lock);
+	if (sh->state == TMEM_POOL_OPEN)
+		return sh;
+	if (sh->state == TMEM_POOL_CLOSED)
+		*errp = -ESHUTDOWN;
+	pthread_mutex_unlock(&sh->lock);
+	return NULL;
+}
+
+/*
  * Put @h under the key; *oldp gets the handle it replaces.  A missing
  * chunk is taken from ctx->spare, allocated before the lock; without
  * one the store fails with @spare_err and, there being no chunk, no old
  * copy exists.
  */
-static int index_set(struct tmem_ctx *ctx, struct tmem_pool *pool,
+static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 		     uint64_t object, uint32_t index, uint64_t h,
 		     uint64_t *oldp, int spare_err)
 {
-	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
-	bool lru = pool->type == TMEM_POOL_EPHEMERAL;
 	uint32_t base = index >> TMEM_CHUNK_SHIFT;
 	struct tmem_chunk *ch;
+	struct tmem_shard *sh;
+	int ret;
 
-	pthread_mutex_lock(&sh->lock);
+	sh = key_lock(ctx->client, pool_id, object, index, &ret);
+	if (!sh)
+		return ret;
 	ch = tmem_chunk_find(sh, object, base);
 	if (!ch) {
 		if (!ctx->spare) {
@@ -199,8 +223,8 @@ static int index_set(struct tmem_ctx *ctx, struct tmem_pool *pool,
 		ctx->spare = NULL;
 		ch->object = object;
 		ch->base = base;
-		tmem_chunk_insert(ctx->client, sh, ch, lru);
-	} else if (lru) {
+		tmem_chunk_insert(ctx->client, sh, ch, sh->ephemeral);
+	} else if (sh->ephemeral) {
 		tmem_lru_touch(sh, ch);
 	}
 	*oldp = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, h);
@@ -208,15 +232,18 @@ static int index_set(struct tmem_ctx *ctx, struct tmem_pool *pool,
 	return 0;
 }
 
-/* Forget one key; returns 1 if a page was dropped. */
-static int drop_key(struct tmem_client *c, struct tmem_pool *pool,
+/* Forget one key; 1 if a page was dropped, 0 if none, or -errno. */
+static int drop_key(struct tmem_client *c, uint32_t pool_id,
 		    uint64_t object, uint32_t index)
 {
-	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
 	struct tmem_chunk *ch;
+	struct tmem_shard *sh;
 	uint64_t old = 0;
+	int ret;
 
-	pthread_mutex_lock(&sh->lock);
+	sh = key_lock(c, pool_id, object, index, &ret);
+	if (!sh)
+		return ret;
 	ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
 	if (ch) {
 		old = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, 0);
@@ -230,22 +257,23 @@ static int drop_key(struct tmem_client *c, struct tmem_pool *pool,
 	return 1;
 }
 
-static int store_locked(struct tmem_ctx *ctx, struct tmem_pool *pool,
-			uint64_t object, uint32_t index, const void *page)
+static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
+		      uint64_t object, uint32_t index, const void *page)
 {
 	int spare_err = spare_fill(ctx);
-	uint64_t h, old;
+	uint64_t h, old = 0;
 	int ret;
 
 	ret = encode(ctx, page, &h);
 	if (!ret) {
-		ret = index_set(ctx, pool, object, index, h, &old, spare_err);
+		ret = index_set(ctx, pool_id, object, index, h, &old,
+				spare_err);
 		if (ret)
 			tmem_handle_free(ctx->client, h);
 	}
 	if (ret) {
 		/* Never leave a stale copy behind a failed store. */
-		drop_key(ctx->client, pool, object, index);
+		drop_key(ctx->client, pool_id, object, index);
 		return ret;
 	}
 	if (old)
@@ -253,18 +281,31 @@ static int store_locked(struct tmem_ctx *ctx, struct tmem_pool *pool,
 	return 0;
 }
 
+/*
+ * The pool's state is only a hint here (it is checked again under the
+ * shard lock): it spares compressing a page for a pool that is not open.
+ */
+static int pool_hint(struct tmem_client *c, uint32_t pool_id)
+{
+	if (pool_id >= c->max_pools)
+		return -EBADF;
+	switch (TMEM_RD(c->pools[pool_id].state)) {
+	case TMEM_POOL_OPEN:
+		return 0;
+	case TMEM_POOL_CLOSED:
+		return -ESHUTDOWN;
+	default:
+		return -EBADF;
+	}
+}
+
 int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	       uint32_t index, const void *page)
 {
-	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
-	int ret = -EBADF;
+	int ret = pool_hint(ctx->client, pool_id);
 
-	if (pool) {
-		ret = -ESHUTDOWN;
-		if (pool->state == TMEM_POOL_OPEN)
-			ret = store_locked(ctx, pool, object, index, page);
-		tmem_pool_put(pool);
-	}
+	if (!ret)
+		ret = store_open(ctx, pool_id, object, index, page);
 	if (!ret)
 		TMEM_ADD(ctx->ops.succ_stores, 1);
 	else if (ret == -ENOSPC)
@@ -278,39 +319,28 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 
 /*
  * The shard lock is held while decompressing: an eviction may run in
- * another thread, and it must not free the slot under our feet.
+ * another thread, and it must not free the slot under our feet.  A
+ * closed pool misses.
  */
-static int load_locked(struct tmem_ctx *ctx, struct tmem_pool *pool,
-		       uint64_t object, uint32_t index, void *page)
-{
-	struct tmem_shard *sh = tmem_shard_of(pool->shards, object, index);
-	struct tmem_chunk *ch;
-	int ret = -ENOENT;
-	uint64_t h;
-
-	pthread_mutex_lock(&sh->lock);
-	ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
-	h = ch ? ch->h[index % TMEM_CHUNK_PAGES] : 0;
-	if (h) {
-		ret = decode(ctx->client, h, page);
-		if (pool->type == TMEM_POOL_EPHEMERAL)
-			tmem_lru_touch(sh, ch);
-	}
-	pthread_mutex_unlock(&sh->lock);
-	return ret;
-}
-
 int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	      uint32_t index, void *page)
 {
-	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
-	int ret = -ENOENT;
+	struct tmem_chunk *ch;
+	struct tmem_shard *sh;
+	uint64_t h = 0;
+	int ret;
 
-	if (!pool)
-		return -EBADF;
-	if (pool->state == TMEM_POOL_OPEN)
-		ret = load_locked(ctx, pool, object, index, page);
-	tmem_pool_put(pool);
+	sh = key_lock(ctx->client, pool_id, object, index, &ret);
+	if (sh) {
+		ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
+		h = ch ? ch->h[index % TMEM_CHUNK_PAGES] : 0;
+		ret = h ? decode(ctx->client, h, page) : -ENOENT;
+		if (h && sh->ephemeral)
+			tmem_lru_touch(sh, ch);
+		pthread_mutex_unlock(&sh->lock);
+	} else if (ret == -ESHUTDOWN) {
+		ret = -ENOENT;
+	}
 	if (!ret)
 		TMEM_ADD(ctx->ops.loads, 1);
 	else if (ret == -ENOENT)
@@ -321,15 +351,12 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
 			 uint64_t object, uint32_t index)
 {
-	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
-	int ret = 0;
+	int ret = drop_key(ctx->client, pool_id, object, index);
 
-	if (!pool)
-		return -EBADF;
-	if (pool->state == TMEM_POOL_OPEN)
-		ret = drop_key(ctx->client, pool, object, index);
-	tmem_pool_put(pool);
-	TMEM_ADD(ctx->ops.invalidates, ret);
+	if (ret == -ESHUTDOWN)
+		return 0;
+	if (ret > 0)
+		TMEM_ADD(ctx->ops.invalidates, ret);
 	return ret;
 }
 
@@ -339,7 +366,8 @@ static uint64_t drop_object(struct tmem_client *c, struct tmem_shard *sh,
 	uint64_t n = 0;
 
 	pthread_mutex_lock(&sh->lock);
-	for (uint32_t b = 0; b <= sh->mask; b++) {
+	for (uint32_t b = 0; sh->state == TMEM_POOL_OPEN && b <= sh->mask;
+	     b++) {
 		struct tmem_chunk *ch = sh->buckets[b], *next;
 
 		for (; ch; ch = next) {
@@ -360,15 +388,14 @@ static uint64_t drop_object(struct tmem_client *c, struct tmem_shard *sh,
 int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
 			   uint64_t object)
 {
-	struct tmem_pool *pool = tmem_pool_get(ctx->client, pool_id);
+	struct tmem_shard *shards = tmem_pool_shards(ctx->client, pool_id);
 	uint64_t n = 0;
 
-	if (!pool)
+	if (!shards || TMEM_RD(ctx->client->pools[pool_id].state) ==
+		       TMEM_POOL_FREE)
 		return -EBADF;
-	if (pool->state == TMEM_POOL_OPEN)
-		for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++)
-			n += drop_object(ctx->client, &pool->shards[s], object);
-	tmem_pool_put(pool);
+	for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++)
+		n += drop_object(ctx->client, &shards[s], object);
 	TMEM_ADD(ctx->ops.invalidates, n);
 	return n > INT_MAX ? INT_MAX : (int)n;
 }

@@ -67,13 +67,19 @@ enum tmem_pool_state {
 	TMEM_POOL_CLOSED,	/* invalidated: stores -ESHUTDOWN, loads miss */
 };
 
+/*
+ * A pool has no lock of its own on the page path: its state is repeated
+ * in each shard, and a page operation checks it under the shard lock it
+ * takes anyway.  Pool operations take client->pools_lock and then every
+ * shard lock in turn.  So the hot path writes no cache line shared by all
+ * threads.  The shards, once allocated for a pool id, stay until the
+ * client is reset, so a page operation can always dereference them.
+ */
 struct tmem_pool {
-	/* Shared by page operations, exclusive for destroy/invalidate. */
-	pthread_rwlock_t lock;
-	enum tmem_pool_state state;
+	struct tmem_shard *shards;	/* TMEM_NR_SHARDS or NULL; acquire */
+	enum tmem_pool_state state;	/* a hint outside pools_lock */
 	enum tmem_pool_type type;
-	struct tmem_shard *shards;	/* TMEM_NR_SHARDS, NULL when FREE */
-} __attribute__((aligned(TMEM_CACHELINE)));
+};
 
 /* Operation counters; one set per context, summed by the stats call. */
 struct tmem_ops {
@@ -109,7 +115,7 @@ struct tmem_client {
 	_Atomic uint64_t data_bytes;
 	_Atomic uint64_t meta_bytes;
 
-	pthread_mutex_t pools_lock;	/* pool id allocation only */
+	pthread_mutex_t pools_lock;	/* pool operations */
 	uint32_t max_pools;
 	struct tmem_pool *pools;
 	_Atomic uint32_t evict_cursor;
@@ -128,8 +134,13 @@ void tmem_uncharge(struct tmem_client *c, size_t data, size_t meta);
 void tmem_handle_free(struct tmem_client *c, uint64_t h);
 bool tmem_evict_one(struct tmem_ctx *ctx);
 
-/* client.c: pool lookup with its lock held shared, or NULL (-EBADF). */
-struct tmem_pool *tmem_pool_get(struct tmem_client *c, uint32_t pool_id);
-void tmem_pool_put(struct tmem_pool *pool);
+/* client.c: a pool id's shards, or NULL if it never had any. */
+static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,
+						  uint32_t pool_id)
+{
+	if (pool_id >= c->max_pools)
+		return NULL;
+	return __atomic_load_n(&c->pools[pool_id].shards, __ATOMIC_ACQUIRE);
+}
 
 #endif /* TMEM_I_H */
