@@ -176,8 +176,7 @@ else
 	fi
 	if [ ! -f "$libbuild/build.ninja" ]; then
 		log "configuring libtmem"
-		meson setup "$libbuild" "$repo" -Ddefault_library=static \
-			-Dbuildtype=debugoptimized >&2
+		meson setup "$libbuild" "$repo" -Dbuildtype=debugoptimized >&2
 		echo "$repo" > "$libbuild/.vtmem-source"
 	fi
 	# Only the library: the project's tests are not QEMU's business.
@@ -218,8 +217,10 @@ configure_args=(
 	--disable-werror
 	--disable-relocatable
 	--firmwarepath="$(echo $firmwarepath | tr ' ' :)"
+	# Kept by meson for its own re-runs, unlike the environment.
+	-Dpkg_config_path="$pcpath"
 )
-conf_id=$(printf '%s\n' "${configure_args[@]}" "$pcpath" | sha256sum | cut -d' ' -f1)
+conf_id=$(printf '%s\n' "${configure_args[@]}" | sha256sum | cut -d' ' -f1)
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.vtmem-configured" 2>/dev/null)" != "$conf_id" ]; then
 	log "configuring QEMU"
 	rm -rf "$build"
