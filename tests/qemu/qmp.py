@@ -1,0 +1,174 @@
+"""A minimal QMP client and QEMU launcher for the virtio-tmem tests.
+
+Standard library only.  QEMU is found through $QEMU, else through
+`scripts/build-qemu.sh --print-path`; when it is not built the tests exit
+77, which meson counts as SKIP.
+"""
+
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SKIP = 77
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def skip(reason):
+    print("SKIP: " + reason)
+    sys.exit(SKIP)
+
+
+def find_qemu():
+    qemu = os.environ.get("QEMU")
+    if not qemu:
+        script = os.path.join(REPO, "scripts", "build-qemu.sh")
+        res = subprocess.run([script, "--print-path"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, text=True)
+        qemu = res.stdout.strip()
+        if res.returncode != 0:
+            skip("QEMU with virtio-tmem is not built (%s missing); run "
+                 "scripts/build-qemu.sh" % qemu)
+    if not os.access(qemu, os.X_OK):
+        skip("QEMU=%s is not executable" % qemu)
+    return qemu
+
+
+class QMPError(Exception):
+    def __init__(self, reply):
+        self.cls = reply["error"].get("class")
+        self.desc = reply["error"].get("desc", "")
+        super().__init__("%s: %s" % (self.cls, self.desc))
+
+
+class QEMU:
+    """One QEMU process with a QMP socket; use as a context manager."""
+
+    BASE = ["-machine", "q35", "-accel", "tcg", "-nographic", "-nodefaults",
+            "-m", "128M"]
+
+    def __init__(self, *args, paused=True, timeout=30):
+        self.qemu = find_qemu()
+        self.dir = tempfile.mkdtemp(prefix="vtmem-qmp-")
+        self.sock_path = os.path.join(self.dir, "qmp.sock")
+        self.args = list(args)
+        self.paused = paused
+        self.timeout = timeout
+        self.proc = None
+        self.sock = None
+        self.buf = b""
+        self.events = []
+
+    def cmdline(self):
+        cmd = [self.qemu] + self.BASE + ["-qmp", "unix:%s,server=on,wait=off"
+                                         % self.sock_path]
+        if self.paused:
+            cmd.append("-S")
+        return cmd + self.args
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.proc.poll() is not None:
+                out, err = self.proc.communicate()
+                raise RuntimeError("QEMU exited with %d: %s" %
+                                   (self.proc.returncode, err.decode()))
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(self.sock_path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    raise RuntimeError("no QMP socket after %ds" % self.timeout)
+                time.sleep(0.05)
+        greeting = self._read()
+        assert "QMP" in greeting, greeting
+        self.cmd("qmp_capabilities")
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.cmd("quit")
+            except Exception:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.send_signal(signal.SIGKILL)
+                self.proc.wait()
+        if self.sock:
+            self.sock.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _read(self, timeout=None):
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("QMP: no answer in %ss" % timeout)
+            r, _, _ = select.select([self.sock], [], [], left)
+            if not r:
+                continue
+            data = self.sock.recv(65536)
+            if not data:
+                raise RuntimeError("QMP connection closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd_raw(self, name, **arguments):
+        msg = {"execute": name}
+        if arguments:
+            msg["arguments"] = arguments
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "event" in reply:
+                self.events.append(reply)
+                continue
+            return reply
+
+    def cmd(self, name, **arguments):
+        """Run a command; return its result or raise QMPError."""
+        reply = self.cmd_raw(name, **arguments)
+        if "error" in reply:
+            raise QMPError(reply)
+        return reply["return"]
+
+    def wait_event(self, name, timeout):
+        """The first event called name within timeout seconds, else None."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self.events):
+                if ev["event"] == name:
+                    return self.events.pop(i)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                self.events.append(self._read(timeout=left))
+            except TimeoutError:
+                return None
+
+
+def run_qemu(*args, timeout=30):
+    """Run QEMU to completion (e.g. -device help); return (rc, out, err)."""
+    res = subprocess.run([find_qemu()] + list(args), stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         timeout=timeout, text=True)
+    return res.returncode, res.stdout, res.stderr
