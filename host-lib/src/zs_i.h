@@ -26,7 +26,9 @@
 #define TMEM_ARENA_SHIFT	26		/* 64 MiB */
 #define TMEM_ARENA_PAGES	(1u << (TMEM_ARENA_SHIFT - 12))
 #define TMEM_MAX_ARENAS		4096		/* 256 GiB of slabs */
-#define TMEM_SLAB_MAX_PAGES	64
+#define TMEM_SLAB_MAX_PAGES	16
+/* A slab may waste (header and tail) 1/TMEM_SLAB_WASTE of itself. */
+#define TMEM_SLAB_WASTE		32
 
 /*
  * Location of an object: slot (14 bits) | first page of its slab in the
