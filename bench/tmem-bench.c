@@ -154,7 +154,16 @@ struct worker {
 	enum op op;
 	int failed;
 	double t0, t1;
+	double cpu;			/* CPU seconds of this thread */
 };
+
+static double thread_cpu(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
 
 static int lz4_one(struct worker *w, size_t i, uint8_t *out)
 {
@@ -181,6 +190,7 @@ static void *worker_run(void *arg)
 	if (w->client && (ret = tmem_ctx_new(w->client, &ctx)))
 		die("tmem_ctx_new", ret);
 	pthread_barrier_wait(w->start);
+	w->cpu = thread_cpu();
 	w->t0 = now();
 	for (size_t i = 0; i < w->n; i++) {
 		/* Distinct keys per thread: object = first page's number. */
@@ -194,13 +204,17 @@ static void *worker_run(void *arg)
 		w->failed += ret != 0;
 	}
 	w->t1 = now();
+	w->cpu = thread_cpu() - w->cpu;
 	tmem_ctx_free(ctx);
 	return NULL;
 }
 
-/* Run @nthreads workers over all pages; returns the wall time. */
+/*
+ * Run @nthreads workers over all pages; returns the wall time, and adds
+ * their CPU time to *cpup.
+ */
 static double run_threads(struct worker *proto, size_t n, int nthreads,
-			  int *failed)
+			  int *failed, double *cpup)
 {
 	struct worker w[MAX_THREADS];
 	pthread_t tid[MAX_THREADS];
@@ -221,6 +235,7 @@ static double run_threads(struct worker *proto, size_t n, int nthreads,
 		t0 = w[k].t0 < t0 ? w[k].t0 : t0;
 		t1 = w[k].t1 > t1 ? w[k].t1 : t1;
 		*failed += w[k].failed;
+		*cpup += w[k].cpu;
 	}
 	pthread_barrier_destroy(&start);
 	return t1 - t0;
@@ -248,30 +263,38 @@ static void verify(struct tmem_client *client, uint32_t pool,
 	tmem_ctx_free(ctx);
 }
 
+/* Best (shortest) wall time of a measurement, and its CPU time. */
+struct best {
+	double wall, cpu;
+};
+
 struct result {
-	/* Best seconds per op, per thread count, and for re-stores. */
-	double t[NR_OPS][MAX_THREADS + 1];
-	double restore;
+	/* Per op and thread count; [OP_STORE][0] is the re-store. */
+	struct best t[NR_OPS][MAX_THREADS + 1];
 	uint64_t lz4_bytes;
 	struct tmem_stats st;		/* after the 1-thread store */
 	int failed;
 };
 
-static void min_into(double *best, double t)
+/* Run one measurement and keep it if it is the best so far. */
+static void measure(struct worker *w, enum op op, size_t n, int nthreads,
+		    int *failed, struct best *b)
 {
-	if (*best == 0 || t < *best)
-		*best = t;
+	double cpu = 0, wall;
+
+	w->op = op;
+	wall = run_threads(w, n, nthreads, failed, &cpu);
+	if (b->wall == 0 || wall < b->wall)
+		*b = (struct best){ wall, cpu };
 }
 
 static void bench_lz4(const struct opts *o, struct worker *proto,
 		      int nthreads, struct result *r)
 {
-	proto->op = OP_LZ4_C;
-	min_into(&r->t[OP_LZ4_C][nthreads],
-		 run_threads(proto, o->pages, nthreads, &r->failed));
-	proto->op = OP_LZ4_D;
-	min_into(&r->t[OP_LZ4_D][nthreads],
-		 run_threads(proto, o->pages, nthreads, &r->failed));
+	measure(proto, OP_LZ4_C, o->pages, nthreads, &r->failed,
+		&r->t[OP_LZ4_C][nthreads]);
+	measure(proto, OP_LZ4_D, o->pages, nthreads, &r->failed,
+		&r->t[OP_LZ4_D][nthreads]);
 }
 
 /*
@@ -291,21 +314,17 @@ static void bench_tmem(const struct opts *o, struct worker *proto,
 		ret = tmem_pool_new(w.client, TMEM_POOL_PERSISTENT, &w.pool);
 	if (ret)
 		die("tmem_client_new", ret);
-	w.op = OP_STORE;
-	min_into(&r->t[OP_STORE][nthreads],
-		 run_threads(&w, o->pages, nthreads, &failed));
+	measure(&w, OP_STORE, o->pages, nthreads, &failed,
+		&r->t[OP_STORE][nthreads]);
 	if (nthreads == 1)
 		tmem_client_stats(w.client, &r->st);
 	if (check && !failed)
 		verify(w.client, w.pool, w.pages, o->pages);
-	w.op = OP_LOAD;
-	min_into(&r->t[OP_LOAD][nthreads],
-		 run_threads(&w, o->pages, nthreads, &failed));
-	if (nthreads == 1) {
-		w.op = OP_STORE;
-		min_into(&r->restore,
-			 run_threads(&w, o->pages, 1, &failed));
-	}
+	measure(&w, OP_LOAD, o->pages, nthreads, &failed,
+		&r->t[OP_LOAD][nthreads]);
+	if (nthreads == 1)
+		measure(&w, OP_STORE, o->pages, 1, &failed,
+			&r->t[OP_STORE][0]);
 	r->failed += failed;
 	tmem_client_free(w.client);
 }
@@ -419,14 +438,18 @@ static double gbps(const struct opts *o, double seconds)
 	return ratio((double)o->pages * PAGE / 1e9, seconds);
 }
 
+/* GB/s of wall time, and of CPU time (what one thread per core gives). */
+#define WALL(op, n)	gbps(o, r->t[op][n].wall)
+#define CPU(op, n)	gbps(o, r->t[op][n].cpu)
+
 static void report(const struct opts *o, const struct result *r)
 {
 	const struct tmem_stats *st = &r->st;
-	double s1 = gbps(o, r->t[OP_STORE][1]), s2 = gbps(o, r->t[OP_STORE][2]);
-	double l1 = gbps(o, r->t[OP_LOAD][1]), l2 = gbps(o, r->t[OP_LOAD][2]);
-	double c1 = gbps(o, r->t[OP_LZ4_C][1]), c2 = gbps(o, r->t[OP_LZ4_C][2]);
-	double d1 = gbps(o, r->t[OP_LZ4_D][1]), d2 = gbps(o, r->t[OP_LZ4_D][2]);
-	double rs = gbps(o, r->restore);
+	double s1 = WALL(OP_STORE, 1), s2 = WALL(OP_STORE, 2);
+	double l1 = WALL(OP_LOAD, 1), l2 = WALL(OP_LOAD, 2);
+	double c1 = WALL(OP_LZ4_C, 1), c2 = WALL(OP_LZ4_C, 2);
+	double d1 = WALL(OP_LZ4_D, 1), d2 = WALL(OP_LZ4_D, 2);
+	double rs = WALL(OP_STORE, 0);
 	const struct metric m[] = {
 		{ "pages", (double)o->pages, "pages in the set" },
 		{ "repeat", o->repeat, "runs per measurement (best kept)" },
@@ -446,6 +469,11 @@ static void report(const struct opts *o, const struct result *r)
 		{ "load_2t_vs_1t", ratio(l2, l1), "" },
 		{ "lz4_2t_vs_1t", ratio(c2, c1),
 		  "what this machine gives 2 threads" },
+		{ "store_cpu_2t_vs_1t",
+		  ratio(CPU(OP_STORE, 2), CPU(OP_STORE, 1)),
+		  "per CPU second: 1.0 = no cost to sharing" },
+		{ "lz4_cpu_2t_vs_1t", ratio(CPU(OP_LZ4_C, 2), CPU(OP_LZ4_C, 1)),
+		  "the same for raw LZ4 (control)" },
 		{ "meta_bytes_per_page", ratio(st->meta_bytes, st->pages),
 		  "target <= 16" },
 		{ "host_bytes_per_compressed_byte",
