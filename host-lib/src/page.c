@@ -130,9 +130,14 @@ static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp)
 		*hp = tmem_h_same(word);
 		return 0;
 	}
+	/*
+	 * Capping the output at the threshold makes LZ4 give up early on an
+	 * incompressible page, and keeps it in its bounds-checked mode: the
+	 * page may be guest memory that the guest changes under us.
+	 */
 	len = LZ4_compress_default(page, (char *)ctx->cbuf, TMEM_PAGE_SIZE,
-				   LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE));
-	if (len <= 0 || (unsigned int)len > c->cfg.compress_threshold) {
+				   c->cfg.compress_threshold);
+	if (len <= 0) {
 		if (c->cfg.incompressible == TMEM_INCOMPRESSIBLE_REJECT)
 			return -E2BIG;
 		type = TMEM_H_RAW;
