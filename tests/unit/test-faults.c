@@ -8,7 +8,7 @@
  * valgrind variant of this test (meson test faults-valgrind) and by
  * LeakSanitizer when built with -Db_sanitize=address.
  */
-#include "tmem-test.h"
+#include "wire-test.h"
 #include "tmem_i.h"
 
 /* Keys spread over many index chunks, so stores allocate metadata. */
@@ -288,12 +288,130 @@ static void test_fault_disarmed(void **state)
 	assert_int_equal(run_workload(-1, TMEM_INCOMPRESSIBLE_RAW), 0);
 }
 
+/*
+ * The same sweep through the wire entry point: an allocation failure
+ * turns into REJECTED (STORE, NEW_POOL), never into a wrong answer, and
+ * a refused STORE leaves no copy behind (DEV-11).  Keys alternate
+ * between a contiguous and a split page, so both the zero-copy and the
+ * gather paths fail somewhere.
+ */
+#define WKEYS 48
+
+static int wire_store_split(struct tmem_ctx *ctx, uint32_t pool, int k,
+			    enum page_kind kind, uint64_t seed)
+{
+	static const size_t split[] = { 10, 14, 1000, 3096 };
+	unsigned char out[REQ_LEN + PAGE];
+	struct virtio_tmem_req q = mkreq(VIRTIO_TMEM_OP_STORE, 0, pool,
+					 KOBJ(k), KIDX(k));
+	struct wire_result r;
+	int st;
+
+	if (k % 2 == 0) {
+		fill_page(out, kind, seed);
+		return w_store(ctx, pool, KOBJ(k), KIDX(k), out);
+	}
+	memcpy(out, &q, REQ_LEN);
+	fill_page(out + REQ_LEN, kind, seed);
+	r = wire_raw(ctx, out, sizeof(out), split, 4, RESP_LEN, NULL, 0);
+	st = check_answer(&r, VIRTIO_TMEM_OP_STORE);
+	free(r.in);
+	return st;
+}
+
+static int run_wire_workload(long nth)
+{
+	struct tmem_client_config cfg = test_config(64ULL << 20);
+	struct key_state key[WKEYS];
+	unsigned char page[PAGE];
+	struct tclient t;
+	uint32_t pool = 0, scratch;
+	int have_pool = 0, i, k, st;
+	long count;
+
+	memset(key, 0, sizeof(key));
+	tclient_open(&t, &cfg);
+	tmem_fault_inject(nth);
+	for (i = 0; i < 3 && !have_pool; i++) {
+		st = wire_op(t.ctx, mkreq(VIRTIO_TMEM_OP_NEW_POOL, 0, 0, 0, 0),
+			     NULL, NULL, &pool);
+		assert_true(st == VIRTIO_TMEM_S_OK ||
+			    st == VIRTIO_TMEM_S_REJECTED);
+		have_pool = st == VIRTIO_TMEM_S_OK;
+	}
+	for (i = 0; have_pool && i < 200; i++) {
+		k = (int)(splitmix64(&(uint64_t){ (uint64_t)i }) % WKEYS);
+		switch (i % 5) {
+		case 0: case 1: case 2:
+			st = wire_store_split(t.ctx, pool, k, kind_for(i), i);
+			assert_true(st == VIRTIO_TMEM_S_OK ||
+				    st == VIRTIO_TMEM_S_REJECTED);
+			key[k] = (struct key_state){ st == VIRTIO_TMEM_S_OK,
+						     kind_for(i), i };
+			break;
+		case 3:
+			st = w_load(t.ctx, pool, KOBJ(k), KIDX(k), page);
+			assert_int_equal(st, key[k].held ? VIRTIO_TMEM_S_OK :
+					 VIRTIO_TMEM_S_NOT_FOUND);
+			if (key[k].held)
+				assert_page_is(page, key[k].kind, key[k].seed);
+			break;
+		case 4:
+			assert_int_equal(w_simple(t.ctx,
+					 VIRTIO_TMEM_OP_INVALIDATE_PAGE, pool,
+					 KOBJ(k), KIDX(k)), VIRTIO_TMEM_S_OK);
+			key[k].held = 0;
+			break;
+		}
+		if (i % 50 == 49) {
+			st = wire_op(t.ctx, mkreq(VIRTIO_TMEM_OP_NEW_POOL, 0, 0,
+						  0, 0), NULL, NULL, &scratch);
+			assert_true(st == VIRTIO_TMEM_S_OK ||
+				    st == VIRTIO_TMEM_S_REJECTED);
+			if (st == VIRTIO_TMEM_S_OK)
+				assert_int_equal(w_simple(t.ctx,
+					VIRTIO_TMEM_OP_DESTROY_POOL, scratch,
+					0, 0), VIRTIO_TMEM_S_OK);
+		}
+	}
+	count = tmem_fault_inject_count();
+	tmem_fault_inject(-1);
+	for (k = 0; have_pool && k < WKEYS; k++) {
+		st = w_load(t.ctx, pool, KOBJ(k), KIDX(k), page);
+		assert_int_equal(st, key[k].held ? VIRTIO_TMEM_S_OK :
+				 VIRTIO_TMEM_S_NOT_FOUND);
+		if (key[k].held)
+			assert_page_is(page, key[k].kind, key[k].seed);
+	}
+	if (have_pool)
+		assert_int_equal(w_simple(t.ctx, VIRTIO_TMEM_OP_DESTROY_POOL,
+					  pool, 0, 0), VIRTIO_TMEM_S_OK);
+	assert_int_equal(tstats(t.client).pages, 0);
+	assert_int_equal(tstats(t.client).data_bytes, 0);
+	tclient_close(&t);
+	return count > nth;
+}
+
+static void test_fault_sweep_wire(void **state)
+{
+	long nth;
+
+	(void)state;
+	for (nth = 0; nth < MAX_NTH; nth++)
+		if (!run_wire_workload(nth))
+			break;
+	print_message("wire fault sweep: %ld injected failures\n", nth);
+	assert_true(nth > 3);
+	assert_true(nth < MAX_NTH);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fault_disarmed),
 		cmocka_unit_test(test_fault_sweep_raw),
 		cmocka_unit_test(test_fault_sweep_reject),
+		cmocka_unit_test(test_fault_sweep_wire),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
