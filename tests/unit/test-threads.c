@@ -11,7 +11,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
-#include "tmem-test.h"
+#include "wire-test.h"
 
 #define NWORKERS	3
 #define NPRIV		512	/* private keys per worker and pool */
@@ -446,12 +446,101 @@ static void test_threads_pool_ops_race(void **state)
 	free(w);
 }
 
+/*
+ * A hostile or buggy guest rewrites a page while the device stores it
+ * (guest memory is shared: nothing stops it).  The device may keep any
+ * mixture of the bytes, but it must stay sound: the STORE is answered,
+ * and a LOAD of a page it acknowledged answers OK (never IOERR, never a
+ * crash) with a whole page (DEV-9, DEV-4).  The page iovec is one
+ * contiguous buffer, so the library reads guest memory in place.
+ */
+static unsigned char *volatile race_page;
+
+static void *scribbler(void *arg)
+{
+	uint64_t s = 99, i = 0;
+
+	(void)arg;
+	while (!atomic_load(&race_stop)) {
+		uint64_t r = splitmix64(&s);
+		unsigned char *p = race_page;
+
+		/* Flip between same-filled, compressible and random. */
+		switch (r % 4) {
+		case 0:
+			memset(p, (int)(r >> 8) & 0xff, PAGE);
+			break;
+		case 1:
+			p[(r >> 8) % PAGE] = (unsigned char)(r >> 20);
+			break;
+		default:
+			memcpy(p + (r >> 8) % (PAGE - 8), &r, 8);
+			break;
+		}
+		i++;
+	}
+	return NULL;
+}
+
+static void test_threads_guest_rewrites_page(void **state)
+{
+	struct tmem_client_config cfg = test_config(BUDGET);
+	unsigned char *out = malloc(REQ_LEN + PAGE), back[PAGE];
+	struct iovec oiov[2], iiov[2];
+	struct virtio_tmem_resp resp;
+	struct virtio_tmem_req q;
+	struct tclient t;
+	pthread_t tid;
+	uint32_t pool;
+	int i, ret;
+
+	(void)state;
+	assert_non_null(out);
+	memset(out, 0, REQ_LEN + PAGE);
+	race_page = out + REQ_LEN;
+	tclient_open(&t, &cfg);
+	pool = w_new_pool(t.ctx, 0);
+	atomic_store(&race_stop, 0);
+	assert_int_equal(pthread_create(&tid, NULL, scribbler, NULL), 0);
+	for (i = 0; i < 3000; i++) {
+		q = mkreq(VIRTIO_TMEM_OP_STORE, 0, pool, 1, i % 128);
+		memcpy(out, &q, REQ_LEN);
+		oiov[0] = (struct iovec){ out, REQ_LEN };
+		oiov[1] = (struct iovec){ out + REQ_LEN, PAGE };
+		iiov[0] = (struct iovec){ &resp, RESP_LEN };
+		ret = tmem_handle_request(t.ctx, oiov, 2, iiov, 1);
+		assert_int_equal(ret, RESP_LEN);
+		if (resp.status != VIRTIO_TMEM_S_OK) {
+			assert_int_equal(resp.status, VIRTIO_TMEM_S_REJECTED);
+			continue;
+		}
+		q = mkreq(VIRTIO_TMEM_OP_LOAD, 0, pool, 1, i % 128);
+		oiov[0] = (struct iovec){ &q, REQ_LEN };
+		iiov[0] = (struct iovec){ back, PAGE };
+		iiov[1] = (struct iovec){ &resp, RESP_LEN };
+		ret = tmem_handle_request(t.ctx, oiov, 1, iiov, 2);
+		assert_int_equal(ret, PAGE + RESP_LEN);
+		if (resp.status != VIRTIO_TMEM_S_OK)
+			fail_msg("STORE answered OK, LOAD answered %u",
+				 resp.status);
+	}
+	atomic_store(&race_stop, 1);
+	pthread_join(tid, NULL);
+	/* Quiet now: the ordinary contract holds again. */
+	fill_page(out + REQ_LEN, PK_TEXT, 5);
+	assert_int_equal(w_store(t.ctx, pool, 2, 0, out + REQ_LEN), 0);
+	w_load_expect(t.ctx, pool, 2, 0, PK_TEXT, 5);
+	tclient_close(&t);
+	free(out);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_threads_shared_pools),
 		cmocka_unit_test(test_threads_eviction),
 		cmocka_unit_test(test_threads_pool_ops_race),
+		cmocka_unit_test(test_threads_guest_rewrites_page),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
