@@ -72,7 +72,8 @@ static void ops_clear(struct tmem_ops *ops)
 		TMEM_WR(v[i], 0);
 }
 
-int tmem_client_reset(struct tmem_client *c)
+/* Free every pool, page, spare chunk and arena; counters to zero. */
+static void client_drop_all(struct tmem_client *c)
 {
 	for (uint32_t i = 0; i < c->max_pools; i++)
 		pool_teardown(c, &c->pools[i]);
@@ -83,7 +84,17 @@ int tmem_client_reset(struct tmem_client *c)
 	}
 	ops_clear(&c->retired);
 	tmem_zs_fini(&c->zs);
+}
+
+/*
+ * As new: the configuration stays, but the negotiated features go, as a
+ * virtio device reset drops them; the device sets them again.
+ */
+int tmem_client_reset(struct tmem_client *c)
+{
+	client_drop_all(c);
 	tmem_zs_init(&c->zs, c);
+	TMEM_WR(c->features, 0);
 	return 0;
 }
 
@@ -91,11 +102,10 @@ void tmem_client_free(struct tmem_client *c)
 {
 	if (!c)
 		return;
-	tmem_client_reset(c);
+	client_drop_all(c);
 	/* Contexts still alive are detached; tmem_ctx_free() frees them. */
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		ctx->client = NULL;
-	tmem_zs_fini(&c->zs);
 	pthread_mutex_destroy(&c->pools_lock);
 	pthread_mutex_destroy(&c->ctx_lock);
 	tmem_free(c->pools);
