@@ -73,15 +73,17 @@ class QEMU:
         return cmd + self.args
 
     def __enter__(self):
-        self.proc = subprocess.Popen(self.cmdline(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+        # A file, not a pipe: nobody reads QEMU's output while it runs.
+        self.log_path = os.path.join(self.dir, "qemu.log")
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.cmdline(),
+                                         stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.timeout
         while True:
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
                 raise RuntimeError("QEMU exited with %d: %s" %
-                                   (self.proc.returncode, err.decode()))
+                                   (self.proc.returncode, self.log()))
             try:
                 self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 self.sock.connect(self.sock_path)
@@ -113,6 +115,14 @@ class QEMU:
         if self.sock:
             self.sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self):
+        """What QEMU printed so far."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
 
     def _read(self, timeout=None):
         timeout = self.timeout if timeout is None else timeout

@@ -1,0 +1,485 @@
+#!/usr/bin/python3
+"""The virtio-tmem data path with no guest: a Python virtio driver.
+
+QEMU runs with the qtest accelerator (no CPU executes); this script plays
+the guest through QEMU's qtest protocol (port I/O and memory access): it
+enumerates the PCI function, maps BAR 4, negotiates features through the
+modern common configuration, builds split virtqueues in guest RAM and
+submits proto/virtio_tmem.h requests.  Answers are read from the used
+ring; counters are checked against query-tmem.
+
+Usage: test_datapath.py TEST     (TEST: one of the names in TESTS, or 'all')
+
+Exit 77 (SKIP) when QEMU is not built; see qmp.py.
+"""
+
+import os
+import random
+import socket
+import struct
+import sys
+import time
+
+from qmp import QEMU, QMPError
+
+# proto/virtio_tmem.h
+VIRTIO_ID_TMEM = 56
+F_MQ, F_EPHEMERAL = 0, 1
+OP_NEW_POOL, OP_DESTROY_POOL, OP_STORE, OP_LOAD = 1, 2, 3, 4
+OP_INVALIDATE_PAGE, OP_INVALIDATE_OBJECT, OP_INVALIDATE_POOL = 5, 6, 7
+S_OK, S_REJECTED, S_NOT_FOUND, S_INVALID, S_NO_POOL, S_UNSUPP = range(6)
+PAGE = 4096
+REQ = struct.Struct("<BBHIQII")         # virtio_tmem_req, 24 bytes
+RESP = struct.Struct("<B3xI")           # virtio_tmem_resp, 8 bytes
+CONFIG = struct.Struct("<HHIQII")       # virtio_tmem_config, 24 bytes
+
+# virtio 1.x
+VIRTIO_F_VERSION_1 = 32
+S_ACK, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK, S_NEEDS_RESET = 1, 2, 4, 8, 0x40
+VRING_DESC_F_NEXT, VRING_DESC_F_WRITE = 1, 2
+PCI_CAP_COMMON, PCI_CAP_NOTIFY, PCI_CAP_DEVICE = 1, 2, 4
+
+SLOT = 4                    # -device ...,addr=04.0 on pcie.0
+BAR_ADDR = 0xE0000000       # where libqos puts PCI MMIO on x86 too
+RAM_BASE = 0x100000         # rings and buffers, in the 128 MiB of RAM
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+class QTestVM(QEMU):
+    """QEMU with -accel qtest, a qtest socket and a QMP socket."""
+
+    BASE = ["-machine", "q35", "-accel", "qtest", "-nographic", "-nodefaults",
+            "-m", "128M"]
+
+    def __init__(self, *args):
+        super().__init__(*args, paused=False)
+        self.qtest_path = os.path.join(self.dir, "qtest.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.qtest_path)
+        self.listener.listen(1)
+        self.qt = None
+        self.qt_buf = b""
+
+    def cmdline(self):
+        return super().cmdline() + ["-qtest", "unix:" + self.qtest_path,
+                                    "-qtest-log", "/dev/null"]
+
+    def __enter__(self):
+        super().__enter__()
+        self.listener.settimeout(self.timeout)
+        self.qt, _ = self.listener.accept()
+        self.listener.close()
+        return self
+
+    def close(self):
+        if self.qt:
+            self.qt.close()
+        super().close()
+
+    def qtest(self, line):
+        self.qt.sendall(line.encode() + b"\n")
+        while True:
+            while b"\n" not in self.qt_buf:
+                data = self.qt.recv(65536)
+                if not data:
+                    raise RuntimeError("qtest connection closed")
+                self.qt_buf += data
+            reply, self.qt_buf = self.qt_buf.split(b"\n", 1)
+            words = reply.decode().split()
+            if words and words[0] == "OK":
+                return words[1] if len(words) > 1 else None
+            if words and words[0] == "FAIL":
+                raise RuntimeError("qtest %r: %s" % (line, reply))
+            # "IRQ raise/lower" notifications are not ours to track.
+
+    # Port I/O and memory.
+    def outl(self, port, val):
+        self.qtest("outl 0x%x 0x%x" % (port, val))
+
+    def inl(self, port):
+        return int(self.qtest("inl 0x%x" % port), 16)
+
+    def read(self, addr, size):
+        return bytes.fromhex(self.qtest("read 0x%x 0x%x" % (addr, size))[2:])
+
+    def write(self, addr, data):
+        self.qtest("write 0x%x 0x%x 0x%s" % (addr, len(data), data.hex()))
+
+    def readb(self, addr):
+        return int(self.qtest("readb 0x%x" % addr), 16)
+
+    def readw(self, addr):
+        return int(self.qtest("readw 0x%x" % addr), 16)
+
+    def readl(self, addr):
+        return int(self.qtest("readl 0x%x" % addr), 16)
+
+    def writeb(self, addr, val):
+        self.qtest("writeb 0x%x 0x%x" % (addr, val))
+
+    def writew(self, addr, val):
+        self.qtest("writew 0x%x 0x%x" % (addr, val))
+
+    def writel(self, addr, val):
+        self.qtest("writel 0x%x 0x%x" % (addr, val))
+
+    def writeq(self, addr, val):
+        self.qtest("writeq 0x%x 0x%x" % (addr, val))
+
+    # PCI configuration space of bus 0, function 0 of a slot.
+    def cfg_readl(self, slot, off):
+        self.outl(0xCF8, 0x80000000 | slot << 11 | (off & 0xFC))
+        return self.inl(0xCFC)
+
+    def cfg_writel(self, slot, off, val):
+        self.outl(0xCF8, 0x80000000 | slot << 11 | (off & 0xFC))
+        self.outl(0xCFC, val)
+
+
+class Queue:
+    """A split virtqueue in guest RAM."""
+
+    def __init__(self, dev, index, size, base):
+        self.dev, self.index, self.size = dev, index, size
+        self.desc = base
+        self.avail = base + 16 * size
+        self.used = (self.avail + 6 + 2 * size + 4095) & ~4095
+        self.bufs = self.used + 4096 + ((8 * size + 4095) & ~4095)
+        self.avail_idx = 0
+        self.used_idx = 0
+        self.next_desc = 0
+
+
+class Device:
+    """A minimal virtio-pci modern driver for virtio-tmem."""
+
+    def __init__(self, vm, slot=SLOT):
+        self.vm, self.slot = vm, slot
+        ids = vm.cfg_readl(slot, 0)
+        check(ids == (0x1040 + VIRTIO_ID_TMEM) << 16 | 0x1AF4,
+              "slot %d holds %#x, not virtio-tmem" % (slot, ids))
+        vm.cfg_writel(slot, 0x20, BAR_ADDR)        # BAR 4, 64-bit
+        vm.cfg_writel(slot, 0x24, 0)
+        vm.cfg_writel(slot, 0x04, 0x6)             # memory + bus master
+        self.caps = {}
+        cap = vm.cfg_readl(slot, 0x34) & 0xFF
+        while cap:
+            head = vm.cfg_readl(slot, cap)
+            vndr, nxt, cfg_type = head & 0xFF, head >> 8 & 0xFF, head >> 24
+            if vndr == 0x09 and cfg_type <= 4 and cfg_type not in self.caps:
+                bar = vm.cfg_readl(slot, cap + 4) & 0xFF
+                offset = vm.cfg_readl(slot, cap + 8)
+                mult = vm.cfg_readl(slot, cap + 16) if cfg_type == 2 else 0
+                check(bar == 4, "capability %d in BAR %d" % (cfg_type, bar))
+                self.caps[cfg_type] = (BAR_ADDR + offset, mult)
+            cap = nxt
+        self.common = self.caps[PCI_CAP_COMMON][0]
+        self.queues = []
+
+    def status(self):
+        return self.vm.readb(self.common + 20)
+
+    def set_status(self, val):
+        self.vm.writeb(self.common + 20, val)
+
+    def config(self):
+        data = self.vm.read(self.caps[PCI_CAP_DEVICE][0], CONFIG.size)
+        keys = ("num_queues", "max_pools", "page_size", "capacity_pages",
+                "max_batch", "reserved")
+        return dict(zip(keys, CONFIG.unpack(data)))
+
+    def host_features(self):
+        vm, c = self.vm, self.common
+        vm.writel(c + 0, 0)
+        lo = vm.readl(c + 4)
+        vm.writel(c + 0, 1)
+        return vm.readl(c + 4) << 32 | lo
+
+    def start(self, features, nqueues=1, qsize=64):
+        vm, c = self.vm, self.common
+        self.set_status(0)
+        self.set_status(S_ACK | S_DRIVER)
+        features |= 1 << VIRTIO_F_VERSION_1
+        vm.writel(c + 8, 0)
+        vm.writel(c + 12, features & 0xFFFFFFFF)
+        vm.writel(c + 8, 1)
+        vm.writel(c + 12, features >> 32)
+        self.set_status(S_ACK | S_DRIVER | S_FEATURES_OK)
+        check(self.status() & S_FEATURES_OK, "features %#x refused" % features)
+        self.queues = []
+        base = RAM_BASE
+        for i in range(nqueues):
+            vm.writew(c + 22, i)
+            check(vm.readw(c + 24) >= qsize, "queue %d too small" % i)
+            vm.writew(c + 24, qsize)
+            q = Queue(self, i, qsize, base)
+            vm.writeq(c + 32, q.desc)
+            vm.writeq(c + 40, q.avail)
+            vm.writeq(c + 48, q.used)
+            q.notify = (self.caps[PCI_CAP_NOTIFY][0] +
+                        vm.readw(c + 30) * self.caps[PCI_CAP_NOTIFY][1])
+            vm.writew(c + 28, 1)
+            # Rings start zeroed: the device reads avail idx 0.
+            vm.write(q.avail, bytes(4))
+            vm.write(q.used, bytes(4))
+            self.queues.append(q)
+            base = q.bufs + 64 * PAGE
+        self.set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK)
+
+    def submit(self, q, chains):
+        """Queue descriptor chains, kick once, wait for every answer.
+
+        A chain is a list of (bytes, writable_len): readable buffers carry
+        bytes, writable ones a length.  Returns, per chain, (used_len,
+        [contents of each writable buffer])."""
+        vm = self.vm
+        layout = []
+        buf = q.bufs
+        check(sum(len(c) for c in chains) <= q.size, "batch overflows the ring")
+        for n, chain in enumerate(chains):
+            head = q.next_desc
+            descs = []
+            for data, wlen in chain:
+                length = len(data) if data is not None else wlen
+                if data is not None:
+                    vm.write(buf, data)
+                descs.append((buf, length, data is None))
+                buf += max(length, 8)
+            entries = []
+            for i, (addr, length, writable) in enumerate(descs):
+                idx = (head + i) % q.size
+                flags = (VRING_DESC_F_WRITE if writable else 0)
+                nxt = (idx + 1) % q.size
+                if i + 1 < len(descs):
+                    flags |= VRING_DESC_F_NEXT
+                entries.append((idx, struct.pack("<QIHH", addr, length, flags,
+                                                 nxt)))
+            for idx, raw in entries:
+                vm.write(q.desc + 16 * idx, raw)
+            q.next_desc = (head + len(descs)) % q.size
+            vm.writew(q.avail + 4 + 2 * ((q.avail_idx + n) % q.size), head)
+            layout.append((head, [d for d in descs if d[2]]))
+        q.avail_idx = (q.avail_idx + len(chains)) & 0xFFFF
+        vm.writew(q.avail + 2, q.avail_idx)
+        vm.writew(q.notify, q.index)
+
+        want = (q.used_idx + len(chains)) & 0xFFFF
+        deadline = time.monotonic() + 10
+        while vm.readw(q.used + 2) != want:
+            if self.status() & S_NEEDS_RESET:
+                raise Failure("device needs reset")
+            check(time.monotonic() < deadline, "no answer within 10 s")
+            time.sleep(0.01)
+        by_head = {}
+        for n in range(len(chains)):
+            slot = q.used + 4 + 8 * ((q.used_idx + n) % q.size)
+            head, length = struct.unpack("<II", vm.read(slot, 8))
+            by_head[head] = length
+        q.used_idx = want
+        results = []
+        for head, writable in layout:
+            check(head in by_head, "chain %d not answered" % head)
+            results.append((by_head[head],
+                            [vm.read(a, l) for a, l, _ in writable]))
+        return results
+
+    def request(self, q, opcode, pool=0, obj=0, index=0, flags=0, page=None,
+                load=False):
+        """One request; returns (status, pool_id, loaded page or None)."""
+        chain = [(REQ.pack(opcode, flags, 0, pool, obj, index, 0), 0)]
+        if page is not None:
+            chain.append((page, 0))
+        if load:
+            chain.append((None, PAGE))
+        chain.append((None, RESP.size))
+        used_len, bufs = self.submit(q, [chain])[0]
+        status, pool_id = RESP.unpack(bufs[-1])
+        check(used_len == (PAGE if load else 0) + RESP.size,
+              "used length %d" % used_len)
+        return status, pool_id, bufs[0] if load else None
+
+
+def page_of(seed, compressible=True):
+    rnd = random.Random(seed)
+    if compressible:
+        words = [b"tmem", b"page", b"%08d" % seed, b"swap", b"    "]
+        data = b"".join(rnd.choice(words) for _ in range(PAGE // 4))
+        return data[:PAGE]
+    return bytes(rnd.getrandbits(8) for _ in range(PAGE))
+
+
+def stats(vm, qid="tmem0"):
+    return vm.cmd("qom-get", path="/machine/peripheral/" + qid,
+                  property="stats")
+
+
+def tmem_vm(props="", *extra):
+    return QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=16M"
+                   + props, *extra)
+
+
+def test_config():
+    """Config space and features as documented."""
+    with tmem_vm(",num-queues=2,queue-size=64,max-pools=8") as vm:
+        dev = Device(vm)
+        cfg = dev.config()
+        check(cfg == {"num_queues": 2, "max_pools": 8, "page_size": PAGE,
+                      "capacity_pages": 16 * 1024 * 1024 // PAGE,
+                      "max_batch": 32, "reserved": 0}, "config %r" % cfg)
+        feats = dev.host_features()
+        check(feats & (1 << F_MQ) and feats & (1 << F_EPHEMERAL),
+              "features %#x" % feats)
+        check(feats & (1 << VIRTIO_F_VERSION_1), "not a virtio 1 device")
+    with tmem_vm(",ephemeral=off") as vm:
+        feats = Device(vm).host_features()
+        check(not feats & (1 << F_MQ | 1 << F_EPHEMERAL), "features %#x" % feats)
+
+
+def roundtrip(vm, dev, q, seeds, pool_flags=0):
+    status, pool, _ = dev.request(q, OP_NEW_POOL, flags=pool_flags)
+    check(status == S_OK, "NEW_POOL: status %d" % status)
+    pages = {s: page_of(s, compressible=s % 4 != 3) for s in seeds}
+    # One batch of stores: several chains per kick.
+    chains = [[(REQ.pack(OP_STORE, 0, 0, pool, 7, s, 0), 0), (p, 0),
+               (None, RESP.size)] for s, p in pages.items()]
+    for used_len, bufs in dev.submit(q, chains):
+        check(RESP.unpack(bufs[0])[0] == S_OK, "STORE refused")
+    for s, p in pages.items():
+        status, _, data = dev.request(q, OP_LOAD, pool, 7, s, load=True)
+        check(status == S_OK and data == p, "LOAD %d: status %d, %s" %
+              (s, status, "same" if data == p else "different bytes"))
+    return pool
+
+
+def test_store_load():
+    """Stores and loads round-trip; misses, bad pools, bad opcodes get
+    their status; query-tmem counts them."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << F_EPHEMERAL)
+        q = dev.queues[0]
+        pool = roundtrip(vm, dev, q, range(8))
+        status, _, _ = dev.request(q, OP_LOAD, pool, 7, 100, load=True)
+        check(status == S_NOT_FOUND, "LOAD miss: status %d" % status)
+        status, _, _ = dev.request(q, OP_LOAD, pool + 5, 7, 0, load=True)
+        check(status == S_NO_POOL, "LOAD, no pool: status %d" % status)
+        status, _, _ = dev.request(q, 99)
+        check(status in (S_UNSUPP, S_INVALID), "opcode 99: status %d" % status)
+        status, _, _ = dev.request(q, OP_INVALIDATE_PAGE, pool, 7, 0)
+        check(status == S_OK, "INVALIDATE_PAGE: status %d" % status)
+        st = stats(vm)
+        check(st == vm.cmd("query-tmem")[0], "qom-get and query-tmem differ")
+        expect = {"pools": 1, "pages": 7, "succ-stores": 8, "loads": 8,
+                  "load-misses": 1, "invalidates": 1, "failed-stores": 0}
+        for k, v in expect.items():
+            check(st[k] == v, "%s = %d, expected %d" % (k, st[k], v))
+        check(0 < st["host-bytes"] <= st["budget"], "host-bytes %d" %
+              st["host-bytes"])
+
+
+def test_multiqueue_iothread():
+    """Four queues served by an IOThread."""
+    with tmem_vm(",num-queues=4,iothread=io0",
+                 "-object", "iothread,id=io0") as vm:
+        dev = Device(vm)
+        dev.start(1 << F_MQ, nqueues=4)
+        for i, q in enumerate(dev.queues):
+            roundtrip(vm, dev, q, range(10 * i, 10 * i + 4))
+        st = stats(vm)
+        check(st["pools"] == 4 and st["pages"] == 16, "stats %r" % st)
+
+
+def test_reset():
+    """A device reset drops every pool and byte."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(0)
+        roundtrip(vm, dev, dev.queues[0], range(4))
+        check(stats(vm)["pages"] == 4, "pages not stored")
+        dev.set_status(0)
+        st = stats(vm)
+        check(st["pages"] == 0 and st["pools"] == 0 and st["host-bytes"] == 0,
+              "after reset: %r" % st)
+        dev.start(0)
+        status, pool, _ = dev.request(dev.queues[0], OP_NEW_POOL)
+        check(status == S_OK, "NEW_POOL after reset: status %d" % status)
+        status, _, _ = dev.request(dev.queues[0], OP_LOAD, pool, 7, 0,
+                                   load=True)
+        check(status == S_NOT_FOUND, "old data after reset: %d" % status)
+
+
+def test_transport_violation():
+    """A chain with no room for a response breaks the device
+    (NEEDS_RESET); QEMU survives and a reset recovers it."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(0)
+        q = dev.queues[0]
+        try:
+            dev.submit(q, [[(REQ.pack(OP_NEW_POOL, 0, 0, 0, 0, 0, 0), 0)]])
+            raise Failure("a chain without a response buffer was answered")
+        except Failure as e:
+            check("needs reset" in str(e), str(e))
+        check(vm.cmd("query-status")["status"] in ("running", "prelaunch"),
+              "QEMU state")
+        dev.start(0)
+        status, _, _ = dev.request(dev.queues[0], OP_NEW_POOL)
+        check(status == S_OK, "NEW_POOL after recovery: status %d" % status)
+
+
+def test_budget():
+    """A full budget rejects stores; host bytes never exceed it."""
+    with QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=256K,"
+                 "incompressible=reject") as vm:
+        dev = Device(vm)
+        dev.start(0)
+        q = dev.queues[0]
+        status, pool, _ = dev.request(q, OP_NEW_POOL)
+        check(status == S_OK, "NEW_POOL: %d" % status)
+        statuses = []
+        for s in range(0, 160, 8):
+            chains = [[(REQ.pack(OP_STORE, 0, 0, pool, 1, i, 0), 0),
+                       (page_of(i, compressible=i % 2 == 0), 0),
+                       (None, RESP.size)] for i in range(s, s + 8)]
+            statuses += [RESP.unpack(b[0])[0] for _, b in dev.submit(q, chains)]
+        st = stats(vm)
+        check(S_REJECTED in statuses, "nothing rejected: %r" % st)
+        check(st["host-bytes"] <= st["budget"], "over budget: %r" % st)
+        check(st["failed-stores-incompressible"] > 0, "no incompressible "
+              "rejection: %r" % st)
+        check(st["succ-stores"] + st["failed-stores"] == 160, "count %r" % st)
+
+
+TESTS = {
+    "config": test_config,
+    "store-load": test_store_load,
+    "multiqueue-iothread": test_multiqueue_iothread,
+    "reset": test_reset,
+    "transport-violation": test_transport_violation,
+    "budget": test_budget,
+}
+
+
+def main(argv):
+    names = list(TESTS) if argv[1:] in ([], ["all"]) else argv[1:]
+    failed = 0
+    for name in names:
+        try:
+            TESTS[name]()
+            print("ok %s" % name)
+        except (Failure, QMPError, RuntimeError) as e:
+            print("FAIL %s: %s" % (name, e))
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
