@@ -550,6 +550,25 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
 
     device_class_set_props(dc, virtio_tmem_properties);
+    object_class_property_set_description(klass, "budget",
+        "hard cap on host bytes for stored pages, data plus metadata "
+        "(required, e.g. 2G)");
+    object_class_property_set_description(klass, "num-queues",
+        "number of request queues, 1-" stringify(VIRTIO_TMEM_MAX_QUEUES));
+    object_class_property_set_description(klass, "queue-size",
+        "entries per request queue, a power of 2");
+    object_class_property_set_description(klass, "max-pools",
+        "pools a guest may have open at once (0: libtmem's default, 16)");
+    object_class_property_set_description(klass, "incompressible",
+        "raw|reject: keep or refuse a page that does not compress below "
+        "compress-threshold (default raw)");
+    object_class_property_set_description(klass, "compress-threshold",
+        "compressed size in bytes above which a page is incompressible "
+        "(0: libtmem's default, 3584)");
+    object_class_property_set_description(klass, "ephemeral",
+        "offer VIRTIO_TMEM_F_EPHEMERAL (ephemeral pools)");
+    object_class_property_set_description(klass, "iothread",
+        "IOThread that runs the request queues (default: main loop)");
     dc->vmsd = &vmstate_virtio_tmem;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     vdc->realize = virtio_tmem_device_realize;
