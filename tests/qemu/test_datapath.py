@@ -59,8 +59,9 @@ class QTestVM(QEMU):
     BASE = ["-machine", "q35", "-accel", "qtest", "-nographic", "-nodefaults",
             "-m", "128M"]
 
-    def __init__(self, *args):
+    def __init__(self, *args, machine="q35"):
         super().__init__(*args, paused=False)
+        self.BASE = ["-machine", machine] + self.BASE[2:]
         self.qtest_path = os.path.join(self.dir, "qtest.sock")
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.listener.bind(self.qtest_path)
@@ -458,6 +459,32 @@ def test_budget():
         check(st["succ-stores"] + st["failed-stores"] == 160, "count %r" % st)
 
 
+def test_unplug():
+    """Hot-unplug with pages stored and an IOThread: the device is
+    unrealized and gone; the VM goes on.  The pc machine's ACPI PCI
+    hot-plug controller lets us play the guest's part (eject)."""
+    with QTestVM("-object", "iothread,id=io0", machine="pc") as vm:
+        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+               addr="05.0", budget=16 << 20, iothread="io0",
+               **{"num-queues": 2})
+        dev = Device(vm, slot=5)
+        dev.start(1 << F_MQ, nqueues=2)
+        for q in dev.queues:
+            roundtrip(vm, dev, q, range(4))
+        check(stats(vm)["pages"] == 8, "pages not stored")
+        vm.cmd("device_del", id="tmem0")
+        vm.outl(0xAE08, 1 << 5)         # PIIX4 ACPI PCI hot-plug: eject
+        check(vm.wait_event("DEVICE_DELETED", 10) is not None,
+              "no DEVICE_DELETED after eject")
+        check(vm.cmd("query-tmem") == [], "device still reported")
+        # The same id can be plugged again, and works.
+        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+               addr="05.0", budget=16 << 20)
+        dev = Device(vm, slot=5)
+        dev.start(0)
+        roundtrip(vm, dev, dev.queues[0], range(2))
+
+
 TESTS = {
     "config": test_config,
     "store-load": test_store_load,
@@ -465,6 +492,7 @@ TESTS = {
     "reset": test_reset,
     "transport-violation": test_transport_violation,
     "budget": test_budget,
+    "unplug": test_unplug,
 }
 
 
