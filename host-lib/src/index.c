@@ -162,6 +162,7 @@ void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
 	uint64_t b;
 
 	memset(ch->h, 0, sizeof(ch->h));
+	ch->wide = 0;
 	ch->count = 0;
 	ch->lru_prev = ch->lru_next = NULL;
 	if (sh->nchunks > sh->mask)
@@ -186,29 +187,35 @@ static void chunk_unlink(struct tmem_shard *sh, struct tmem_chunk *ch)
 	lru_del(sh, ch);
 }
 
-/* Keep the shard's state counters in step with one handle. */
-static void account(struct tmem_shard *sh, uint64_t h, int64_t sign)
+/* Keep the shard's state counters in step with one handle or word. */
+static void account(struct tmem_shard *sh, uint64_t h, bool wide,
+		    int64_t sign)
 {
 	if (!h)
 		return;
 	TMEM_ADD(sh->pages, sign);
-	TMEM_ADD(sh->compressed_bytes, sign * tmem_h_len(h));
-	if (tmem_h_type(h) == TMEM_H_SAME)
+	if (wide || tmem_h_type(h) == TMEM_H_SAME) {
 		TMEM_ADD(sh->same_filled, sign);
-	else if (tmem_h_type(h) == TMEM_H_RAW)
+		return;
+	}
+	TMEM_ADD(sh->compressed_bytes, sign * tmem_h_len(h));
+	if (tmem_h_type(h) == TMEM_H_RAW)
 		TMEM_ADD(sh->raw, sign);
 }
 
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
-			uint32_t slot, uint64_t h)
+			uint32_t slot, uint64_t h, bool wide)
 {
+	uint64_t bit = 1ull << slot;
+	bool old_wide = ch->wide & bit;
 	uint64_t old = ch->h[slot];
 
 	ch->h[slot] = h;
+	ch->wide = wide ? ch->wide | bit : ch->wide & ~bit;
 	ch->count += (h != 0) - (old != 0);
-	account(sh, old, -1);
-	account(sh, h, 1);
-	return old;
+	account(sh, old, old_wide, -1);
+	account(sh, h, wide, 1);
+	return old && old_wide ? tmem_h_same(0) : old;
 }
 
 uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
@@ -217,7 +224,7 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < TMEM_CHUNK_PAGES && ch->count; i++) {
-		uint64_t h = tmem_chunk_set(sh, ch, i, 0);
+		uint64_t h = tmem_chunk_set(sh, ch, i, 0, false);
 
 		if (h) {
 			tmem_handle_free(c, h);

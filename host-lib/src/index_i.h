@@ -7,7 +7,7 @@
  * chunks, a chunk holding the handles of 64 consecutive indices of one
  * object.  Swap slots are allocated in clusters, so chunks are dense and
  * the index costs about 9 bytes per page; a lone page in a chunk costs a
- * whole chunk (584 bytes), the price of not having a per-page node.
+ * whole chunk (576 bytes), the price of not having a per-page node.
  */
 #ifndef TMEM_INDEX_I_H
 #define TMEM_INDEX_I_H
@@ -26,6 +26,13 @@ struct tmem_chunk {
 	uint64_t object;
 	uint32_t base;				/* index >> TMEM_CHUNK_SHIFT */
 	uint32_t count;				/* non-empty handles */
+	/*
+	 * Bit i set: h[i] is not a handle but a 64-bit word whose repetition
+	 * is the page (its halves differ, so it is never 0; a page of one
+	 * 32-bit word is a TMEM_H_SAME handle).  8 bytes per 64 pages buy
+	 * same-filled pages of 64-bit period without data.
+	 */
+	uint64_t wide;
 	uint64_t h[TMEM_CHUNK_PAGES];
 };
 
@@ -113,9 +120,13 @@ void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
 /* Drop the pages of @ch, unlink and free it; returns pages dropped. */
 uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 			 struct tmem_chunk *ch);
-/* Set one handle (0 to clear); returns the old one.  Frees nothing. */
+/*
+ * Set one handle (0 to clear), or with @wide a 64-bit word; returns the
+ * old handle, tmem_h_same(0) for an old word (nothing to free).  Frees
+ * nothing.
+ */
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
-			uint32_t slot, uint64_t h);
+			uint32_t slot, uint64_t h, bool wide);
 void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch);
 void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch);
 /* 0, -ENOSPC (budget) or -ENOMEM. */

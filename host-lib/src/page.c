@@ -98,36 +98,40 @@ static int spare_fill(struct tmem_ctx *ctx)
 	return ret;
 }
 
-/* True when @page is one 32-bit word repeated; *wordp gets it. */
-static bool same_filled(const uint8_t *page, uint32_t *wordp)
+/* True when @page is one 64-bit word repeated; *wordp gets it. */
+static bool same_filled(const uint8_t *page, uint64_t *wordp)
 {
 	uint64_t first, w;
 
 	memcpy(&first, page, sizeof(first));
-	if ((uint32_t)first != (uint32_t)(first >> 32))
-		return false;
 	for (size_t off = 8; off < TMEM_PAGE_SIZE; off += 8) {
 		memcpy(&w, page + off, sizeof(w));
 		if (w != first)
 			return false;
 	}
-	*wordp = (uint32_t)first;
+	*wordp = first;
 	return true;
 }
 
-/* Compress @page and copy it into a slot; *hp is its handle. */
-static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp)
+/*
+ * Compress @page and copy it into a slot; *hp is its handle.  A page of
+ * one repeated word keeps no data: a 32-bit word goes in a TMEM_H_SAME
+ * handle, a 64-bit one takes the whole handle and sets *widep.
+ */
+static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp,
+		  bool *widep)
 {
 	struct tmem_client *c = ctx->client;
 	const void *src = ctx->cbuf;
 	unsigned int type = TMEM_H_LZ4;
-	uint32_t word;
-	uint64_t loc;
+	uint64_t loc, word;
 	void *dst;
 	int len, ret;
 
+	*widep = false;
 	if (same_filled(page, &word)) {
-		*hp = tmem_h_same(word);
+		*widep = (uint32_t)word != (uint32_t)(word >> 32);
+		*hp = *widep ? word : tmem_h_same((uint32_t)word);
 		return 0;
 	}
 	/*
@@ -152,17 +156,26 @@ static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp)
 	return 0;
 }
 
-static int decode(struct tmem_client *c, uint64_t h, void *page)
+static void fill_word(void *page, uint64_t w)
 {
-	const char *src;
-	uint64_t w;
+	for (size_t off = 0; off < TMEM_PAGE_SIZE; off += 8)
+		memcpy((uint8_t *)page + off, &w, sizeof(w));
+}
 
+/* Rebuild the page of @slot of @ch into @page; shard lock held. */
+static int decode(struct tmem_client *c, const struct tmem_chunk *ch,
+		  uint32_t slot, void *page)
+{
+	uint64_t h = ch->h[slot];
+	const char *src;
+
+	if (ch->wide & 1ull << slot) {
+		fill_word(page, h);
+		return 0;
+	}
 	switch (tmem_h_type(h)) {
 	case TMEM_H_SAME:
-		w = h >> 32;
-		w |= w << 32;
-		for (size_t off = 0; off < TMEM_PAGE_SIZE; off += 8)
-			memcpy((uint8_t *)page + off, &w, sizeof(w));
+		fill_word(page, h >> 32 | (h >> 32) << 32);
 		return 0;
 	case TMEM_H_RAW:
 		memcpy(page, tmem_zs_ptr(&c->zs, TMEM_PAGE_SIZE, tmem_h_loc(h)),
@@ -207,7 +220,7 @@ static struct tmem_shard *key_lock(struct tmem_client *c, uint32_t pool_id,
  * copy exists.
  */
 static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
-		     uint64_t object, uint32_t index, uint64_t h,
+		     uint64_t object, uint32_t index, uint64_t h, bool wide,
 		     uint64_t *oldp, int spare_err)
 {
 	uint32_t base = index >> TMEM_CHUNK_SHIFT;
@@ -232,7 +245,7 @@ static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 	} else if (sh->ephemeral) {
 		tmem_lru_touch(sh, ch);
 	}
-	*oldp = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, h);
+	*oldp = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, h, wide);
 	pthread_mutex_unlock(&sh->lock);
 	return 0;
 }
@@ -251,7 +264,8 @@ static int drop_key(struct tmem_client *c, uint32_t pool_id,
 		return ret;
 	ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
 	if (ch) {
-		old = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, 0);
+		old = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, 0,
+				     false);
 		if (!ch->count)
 			tmem_chunk_drop(c, sh, ch);
 	}
@@ -267,13 +281,14 @@ static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 {
 	int spare_err = spare_fill(ctx);
 	uint64_t h, old = 0;
+	bool wide;
 	int ret;
 
-	ret = encode(ctx, page, &h);
+	ret = encode(ctx, page, &h, &wide);
 	if (!ret) {
-		ret = index_set(ctx, pool_id, object, index, h, &old,
+		ret = index_set(ctx, pool_id, object, index, h, wide, &old,
 				spare_err);
-		if (ret)
+		if (ret && !wide)
 			tmem_handle_free(ctx->client, h);
 	}
 	if (ret) {
@@ -339,7 +354,8 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	if (sh) {
 		ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
 		h = ch ? ch->h[index % TMEM_CHUNK_PAGES] : 0;
-		ret = h ? decode(ctx->client, h, page) : -ENOENT;
+		ret = h ? decode(ctx->client, ch, index % TMEM_CHUNK_PAGES,
+				 page) : -ENOENT;
 		if (h && sh->ephemeral)
 			tmem_lru_touch(sh, ch);
 		pthread_mutex_unlock(&sh->lock);
