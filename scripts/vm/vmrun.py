@@ -416,13 +416,20 @@ class VM:
             while b"\n" in buf:
                 line, _, buf = buf.partition(b"\n")
                 line = line.decode(errors="replace").strip()
-                m = re.search(r"VTMEM-(CHECKPOINT|RESULT) (\{.*\})$", line)
+                m = re.search(r"VTMEM-(CHECKPOINT|POST|RESULT) (\{.*\})$",
+                              line)
                 if not m:
                     continue
                 try:
                     msg = json.loads(m.group(2))
                 except ValueError as e:
                     raise VMError("bad guest message %r: %s" % (line, e))
+                if m.group(1) == "POST":
+                    if res.checkpoints:
+                        res.checkpoints[-1]["guest_post"] = msg.get("guest")
+                    self.proc.stdin.write(b"VTMEM-GO %d\n" % boot)
+                    self.proc.stdin.flush()
+                    continue
                 host = self.query_tmem()
                 if m.group(1) == "CHECKPOINT":
                     if msg.get("name") == "boot":

@@ -51,7 +51,7 @@ counter_dir() {
 	return 1
 }
 
-VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host"
+VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host write_errors"
 
 # The module's counters as a JSON object ({} while no disk exists).
 counters() {
@@ -88,8 +88,13 @@ settle() {
 }
 
 # checkpoint NAME [EXTRA-JSON-MEMBERS]: let the host read query-tmem now.
+# The guest reads its counters again right after the host's answer: under
+# memory pressure the shell's own work moves them, so the host's figures
+# must lie between the two readings (equal to both when nothing moved).
 checkpoint() {
 	proto_send "VTMEM-CHECKPOINT {\"name\":\"$1\",\"guest\":$(counters)${2:+,$2}}"
+	proto_wait
+	proto_send "VTMEM-POST {\"guest\":$(counters)}"
 	proto_wait
 }
 
