@@ -78,8 +78,11 @@ static void virtio_tmem_trace_response(VirtIOTmem *s, unsigned queue,
     struct virtio_tmem_resp resp = { 0 };
 
     if (trace_event_get_state_backends(TRACE_VIRTIO_TMEM_RESPONSE)) {
-        iov_to_buf(elem->in_sg, elem->in_num, len - sizeof(resp),
-                   &resp, sizeof(resp));
+        /* libtmem puts the response in the last bytes it wrote. */
+        if (len >= sizeof(resp)) {
+            iov_to_buf(elem->in_sg, elem->in_num, len - sizeof(resp),
+                       &resp, sizeof(resp));
+        }
         trace_virtio_tmem_response(s, queue, len, resp.status);
     }
 }
