@@ -447,6 +447,91 @@ static void test_threads_pool_ops_race(void **state)
 }
 
 /*
+ * tmem.h: -ENOSPC only "over the client's budget (and nothing ephemeral
+ * to evict)"; DEV-16: REJECTED "after any ephemeral eviction".  Other
+ * threads merely loading ephemeral pages (and so holding their shard
+ * locks for a moment) must not make a persistent store give up while
+ * ephemeral pages are still held.
+ */
+#define EVL_LOADERS 2
+
+struct evl_loader {
+	struct tmem_ctx *ctx;
+	uint32_t nkeys;
+	uint64_t seed;
+};
+
+static void *evl_loader_main(void *arg)
+{
+	struct evl_loader *l = arg;
+	unsigned char page[PAGE];
+
+	while (!atomic_load(&race_stop))
+		tmem_load(l->ctx, eph, 0, splitmix64(&l->seed) % l->nkeys,
+			  page);
+	return NULL;
+}
+
+/* One trial; returns ephemeral pages left when -ENOSPC came (0: good). */
+static uint64_t evl_trial(int trial)
+{
+	struct tmem_client_config cfg = test_config(2ULL << 20);
+	struct evl_loader l[EVL_LOADERS];
+	pthread_t tid[EVL_LOADERS];
+	struct tmem_stats st;
+	struct tclient t;
+	uint32_t i, n, held = 0;
+	int ret = 0;
+
+	tclient_open(&t, &cfg);
+	client = t.client;
+	eph = tpool_new(&t, TMEM_POOL_EPHEMERAL);
+	pers = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (n = 0; n < 8192 && !tstats(t.client).evictions; n++)
+		assert_int_equal(store_gen(&t, eph, 0, n, PK_TEXT, n), 0);
+	atomic_store(&race_stop, 0);
+	for (i = 0; i < EVL_LOADERS; i++) {
+		l[i] = (struct evl_loader){ NULL, n, trial * 10u + i };
+		assert_int_equal(tmem_ctx_new(t.client, &l[i].ctx), 0);
+		assert_int_equal(pthread_create(&tid[i], NULL,
+						evl_loader_main, &l[i]), 0);
+	}
+	for (i = 0; i < 100000; i++) {
+		ret = store_gen(&t, pers, 1, i, PK_TEXT, 500000 + i);
+		if (ret)
+			break;
+		held++;
+	}
+	st = tstats(t.client);
+	atomic_store(&race_stop, 1);
+	for (i = 0; i < EVL_LOADERS; i++) {
+		pthread_join(tid[i], NULL);
+		tmem_ctx_free(l[i].ctx);
+	}
+	assert_int_equal(ret, -ENOSPC);
+	for (i = 0; i < held; i += 97)
+		load_expect(&t, pers, 1, i, PK_TEXT, 500000 + i);
+	tclient_close(&t);
+	client = NULL;
+	/* Ephemeral pages never come back, so these were there at -ENOSPC. */
+	return st.pages - held;
+}
+
+static void test_threads_evict_under_load(void **state)
+{
+	int trial;
+
+	(void)state;
+	for (trial = 0; trial < 8; trial++) {
+		uint64_t left = evl_trial(trial);
+
+		if (left)
+			fail_msg("trial %d: persistent store got -ENOSPC with %llu ephemeral pages still held (eviction gave up on busy shards)",
+				 trial, (unsigned long long)left);
+	}
+}
+
+/*
  * A hostile or buggy guest rewrites a page while the device stores it
  * (guest memory is shared: nothing stops it).  The device may keep any
  * mixture of the bytes, but it must stay sound: the STORE is answered,
@@ -556,6 +641,7 @@ int main(void)
 		cmocka_unit_test(test_threads_shared_pools),
 		cmocka_unit_test(test_threads_eviction),
 		cmocka_unit_test(test_threads_pool_ops_race),
+		cmocka_unit_test(test_threads_evict_under_load),
 		cmocka_unit_test(test_threads_guest_rewrites_page),
 	};
 
