@@ -387,15 +387,29 @@ def test_store_load():
 
 
 def test_multiqueue_iothread():
-    """Four queues served by an IOThread."""
+    """Four queues served by an IOThread; a reset stops them and empties
+    the store; they start again."""
     with tmem_vm(",num-queues=4,iothread=io0",
                  "-object", "iothread,id=io0") as vm:
         dev = Device(vm)
-        dev.start(1 << F_MQ, nqueues=4)
-        for i, q in enumerate(dev.queues):
-            roundtrip(vm, dev, q, range(10 * i, 10 * i + 4))
-        st = stats(vm)
-        check(st["pools"] == 4 and st["pages"] == 16, "stats %r" % st)
+        for _ in range(2):
+            dev.start(1 << F_MQ, nqueues=4)
+            for i, q in enumerate(dev.queues):
+                roundtrip(vm, dev, q, range(10 * i, 10 * i + 4))
+            st = stats(vm)
+            check(st["pools"] == 4 and st["pages"] == 16, "stats %r" % st)
+            dev.set_status(0)
+            st = stats(vm)
+            check(st["pools"] == 0 and st["pages"] == 0, "reset: %r" % st)
+
+
+def test_no_ioeventfd():
+    """With ioeventfd=off the queue runs in the vCPU's notify write."""
+    with tmem_vm(",ioeventfd=off") as vm:
+        dev = Device(vm)
+        dev.start(0)
+        roundtrip(vm, dev, dev.queues[0], range(4))
+        check(stats(vm)["pages"] == 4, "pages not stored")
 
 
 def test_reset():
@@ -419,8 +433,14 @@ def test_reset():
 
 def test_transport_violation():
     """A chain with no room for a response breaks the device
-    (NEEDS_RESET); QEMU survives and a reset recovers it."""
-    with tmem_vm() as vm:
+    (NEEDS_RESET); QEMU survives and a reset recovers it.  In the main
+    loop and in an IOThread."""
+    transport_violation(tmem_vm())
+    transport_violation(tmem_vm(",iothread=io0", "-object", "iothread,id=io0"))
+
+
+def transport_violation(vm):
+    with vm:
         dev = Device(vm)
         dev.start(0)
         q = dev.queues[0]
@@ -493,6 +513,7 @@ TESTS = {
     "transport-violation": test_transport_violation,
     "budget": test_budget,
     "unplug": test_unplug,
+    "no-ioeventfd": test_no_ioeventfd,
 }
 
 

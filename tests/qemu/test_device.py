@@ -132,12 +132,15 @@ BAD_PROPERTIES = [
     ("budget=1G,compress-threshold=4097", "'compress-threshold' must be at most"),
     ("budget=1G,incompressible=maybe", "'incompressible' must be 'raw' or"),
     ("budget=1G,iothread=nosuch", "nosuch"),
+    ("budget=1G,iothread=io0,ioeventfd=off", "ioeventfd is required"),
 ]
 
 
 def qmp_value(text):
     """device_add over QMP takes JSON types: numbers and sizes as ints."""
     units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    if text in ("on", "off"):
+        return text == "on"
     if text.isdigit():
         return int(text)
     if text[:-1].isdigit() and text[-1] in units:
@@ -155,7 +158,8 @@ def test_bad_properties():
                               "virtio-tmem-pci," + props)
         check(rc != 0, "QEMU started with %s" % props)
         check(msg in err, "stderr for %s: %r" % (props, err))
-    with QEMU("-device", "pcie-root-port,id=rp0,chassis=1") as vm:
+    with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
+              "-object", "iothread,id=io0") as vm:
         for props, msg in BAD_PROPERTIES:
             args = {k: qmp_value(v) for k, v in
                     (kv.split("=", 1) for kv in props.split(",") if kv)}
