@@ -343,6 +343,39 @@ static void test_reset(void **state)
 	tclient_close(&t);
 }
 
+/* Counters of a freed context are kept; those of the client go on. */
+static void test_stats_survive_ctx_free(void **state)
+{
+	struct tmem_client_config cfg = test_config(BUDGET);
+	struct tmem_ctx *extra;
+	struct tmem_stats st;
+	struct tclient t;
+	uint32_t pool, i;
+
+	(void)state;
+	tclient_open(&t, &cfg);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	assert_int_equal(tmem_ctx_new(t.client, &extra), 0);
+	for (i = 0; i < 5; i++) {
+		unsigned char page[PAGE];
+
+		fill_page(page, PK_TEXT, i);
+		assert_int_equal(tmem_store(extra, pool, 0, i, page), 0);
+		assert_int_equal(tmem_load(extra, pool, 0, i, page), 0);
+	}
+	assert_int_equal(tmem_invalidate_page(extra, pool, 0, 0), 1);
+	tmem_ctx_free(extra);
+	load_expect(&t, pool, 0, 1, PK_TEXT, 1);
+	load_expect_miss(&t, pool, 0, 0);
+	st = tstats(t.client);
+	assert_int_equal(st.succ_stores, 5);
+	assert_int_equal(st.loads, 6);
+	assert_int_equal(st.load_misses, 1);
+	assert_int_equal(st.invalidates, 1);
+	assert_int_equal(st.pages, 4);
+	tclient_close(&t);
+}
+
 static void test_strerror(void **state)
 {
 	static const int errs[] = {
@@ -377,6 +410,7 @@ int main(void)
 		cmocka_unit_test(test_pools_independent),
 		cmocka_unit_test(test_clients_isolated),
 		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_stats_survive_ctx_free),
 		cmocka_unit_test(test_strerror),
 	};
 

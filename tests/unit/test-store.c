@@ -240,6 +240,60 @@ static void test_same_filled(void **state)
 	tclient_close(&t);
 }
 
+/*
+ * Near-misses of same-filled detection must round-trip exactly: a page
+ * that differs from a repeated pattern in its first, last or one middle
+ * byte, and pages of repeated 16/32/64-bit words (sign bits set too).
+ */
+static void test_same_filled_edges(void **state)
+{
+	static const uint32_t words[] = {
+		0x01020304, 0x80000001, 0xffffffff, 0x00000001, 0xfffffffe,
+	};
+	unsigned char page[PAGE], back[PAGE];
+	struct tclient t;
+	uint32_t pool, idx = 0;
+	size_t i, w;
+
+	(void)state;
+	open_default(&t);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (w = 0; w < sizeof(words) / sizeof(words[0]); w++) {
+		size_t spots[] = { 0, PAGE - 1, PAGE / 2 + 3, 4, PAGE - 8 };
+		size_t j;
+
+		for (i = 0; i < PAGE; i += 4)
+			memcpy(page + i, &words[w], 4);
+		assert_int_equal(tmem_store(t.ctx, pool, 0, idx, page), 0);
+		assert_int_equal(tmem_load(t.ctx, pool, 0, idx++, back), 0);
+		assert_memory_equal(back, page, PAGE);
+		for (j = 0; j < sizeof(spots) / sizeof(spots[0]); j++) {
+			page[spots[j]] ^= 0x40;
+			assert_int_equal(tmem_store(t.ctx, pool, 0, idx, page),
+					 0);
+			assert_int_equal(tmem_load(t.ctx, pool, 0, idx++, back),
+					 0);
+			assert_memory_equal(back, page, PAGE);
+			page[spots[j]] ^= 0x40;
+		}
+		/* 16-bit and 64-bit periods built from the same word. */
+		for (i = 0; i < PAGE; i += 2)
+			memcpy(page + i, &words[w], 2);
+		assert_int_equal(tmem_store(t.ctx, pool, 0, idx, page), 0);
+		assert_int_equal(tmem_load(t.ctx, pool, 0, idx++, back), 0);
+		assert_memory_equal(back, page, PAGE);
+		for (i = 0; i < PAGE; i += 8) {
+			uint64_t v = (uint64_t)words[w] << 32 | (words[w] ^ 1);
+
+			memcpy(page + i, &v, 8);
+		}
+		assert_int_equal(tmem_store(t.ctx, pool, 0, idx, page), 0);
+		assert_int_equal(tmem_load(t.ctx, pool, 0, idx++, back), 0);
+		assert_memory_equal(back, page, PAGE);
+	}
+	tclient_close(&t);
+}
+
 /* Policy RAW: an incompressible page is kept uncompressed. */
 static void test_incompressible_raw(void **state)
 {
@@ -535,6 +589,7 @@ int main(void)
 		cmocka_unit_test(test_invalidate_page),
 		cmocka_unit_test(test_invalidate_object),
 		cmocka_unit_test(test_same_filled),
+		cmocka_unit_test(test_same_filled_edges),
 		cmocka_unit_test(test_incompressible_raw),
 		cmocka_unit_test(test_incompressible_reject),
 		cmocka_unit_test(test_compress_threshold),
