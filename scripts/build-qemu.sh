@@ -23,6 +23,8 @@
 #                 instead of the newest 10.0.x that apt knows.
 #   JOBS          ninja parallelism (default: nproc).
 #   VTMEM_NO_DEPS=1  do not run scripts/install-deps.sh (e.g. not root).
+#   LIBTMEM_PKG_CONFIG_PATH  development only: link the libtmem whose .pc
+#                 is there (e.g. a sanitizer build) instead of building one.
 #
 # What it does, each step skipped when already done:
 #   1. scripts/install-deps.sh qemu (apt; root)
@@ -33,9 +35,13 @@
 #   5. symlink the device sources, the devices .mak and proto/virtio_tmem.h
 #      into the tree (editing them in the repo is editing the build)
 #   6. build libtmem from this repo (static, meson) in $cache/qemu-<ver>/libtmem
-#   7. configure (when options or the .mak change) and ninja qemu-system-x86_64;
+#   7. configure (when these options change; meson itself re-runs when a
+#      meson.build or the devices .mak changes), ninja qemu-system-x86_64;
 #      a newer libtmem.a relinks QEMU
 #   8. point $cache/qemu/bin/qemu-system-x86_64 at the result
+# A new Debian point release is a new tree and a cold build (3-4 minutes);
+# older trees stay in $cache until removed by hand.  Without network, a
+# version that cannot be downloaded falls back to the last one built.
 set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -79,41 +85,47 @@ fi
 
 # --- 2. source version --------------------------------------------------------
 newest_10_0() {
-	apt-cache showsrc qemu 2>/dev/null |
-		awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
-		grep -E '^([0-9]+:)?10\.0\.' |
-		sort -u |
-		while read -r v; do
-			if [ -z "${best:-}" ] || dpkg --compare-versions "$v" gt "$best"; then
-				best=$v
-			fi
-			echo "$best"
-		done | tail -n 1
+	best=
+	for v in $(apt-cache showsrc qemu 2>/dev/null |
+		   awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
+		   grep -E '^([0-9]+:)?10\.0\.'); do
+		if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
+			best=$v
+		fi
+	done
+	echo "$best"
 }
 
+last_built=$(cat "$cache/qemu/VERSION" 2>/dev/null || true)
 version=${QEMU_VERSION:-$(newest_10_0)}
 if [ -z "$version" ]; then
-	if [ -f "$cache/qemu/VERSION" ]; then
-		version=$(cat "$cache/qemu/VERSION")
-		log "apt knows no qemu 10.0 source; reusing cached $version"
-	else
+	[ -n "$last_built" ] ||
 		die "apt knows no qemu 10.0.x source package (scripts/install-deps.sh adds trixie deb-src)"
+	log "apt knows no qemu 10.0 source; staying with $last_built"
+	version=$last_built
+fi
+
+mkdir -p "$cache/dl"
+dsc_of() { echo "$cache/dl/qemu_${1#*:}.dsc"; }   # no epoch in file names
+if [ ! -f "$(dsc_of "$version")" ]; then
+	log "downloading the qemu $version source package"
+	if ! (cd "$cache/dl" && apt-get source --download-only -q "qemu=$version" >&2); then
+		if [ -n "${QEMU_VERSION:-}" ] || [ -z "$last_built" ] ||
+		   [ ! -f "$(dsc_of "$last_built")" ]; then
+			die "apt-get source qemu=$version failed"
+		fi
+		log "cannot download qemu $version; staying with $last_built"
+		version=$last_built
 	fi
 fi
-upstream_ver=${version#*:}                 # no epoch: 10.0.13+ds-0+deb13u1
+dsc=$(dsc_of "$version")
+upstream_ver=${version#*:}
 top="$cache/qemu-$upstream_ver"
 src="$top/src"
 build="$top/build"
 libbuild="$top/libtmem"
-mkdir -p "$top" "$cache/dl"
+mkdir -p "$top"
 log "QEMU source: qemu $version in $top"
-
-dsc="$cache/dl/qemu_${upstream_ver}.dsc"
-if [ ! -f "$dsc" ]; then
-	log "downloading the qemu $version source package"
-	(cd "$cache/dl" && apt-get source --download-only -q "qemu=$version" >&2) ||
-		die "apt-get source qemu=$version failed"
-fi
 
 # --- 3. unpack ----------------------------------------------------------------
 if [ ! -f "$top/.unpacked" ]; then
@@ -124,20 +136,22 @@ if [ ! -f "$top/.unpacked" ]; then
 fi
 
 # --- 4. our patches -----------------------------------------------------------
-patches=$(ls "$repo"/qemu-device/patches/*.patch)
-want=$(cat $patches | sha256sum | cut -d' ' -f1)
+patches=("$repo"/qemu-device/patches/*.patch)
+want=$(cat "${patches[@]}" | sha256sum | cut -d' ' -f1)
 have=$(cat "$top/.patched" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
 	if [ -n "$have" ]; then
 		log "patch set changed: reverting the applied one"
-		for p in $(ls -r "$top/applied"/*.patch); do
+		applied=("$top/applied"/*.patch)
+		for (( i = ${#applied[@]} - 1; i >= 0; i-- )); do
+			p=${applied[i]}
 			patch -d "$src" -p1 -R -s --no-backup-if-mismatch < "$p" ||
 				die "cannot revert $p; remove $top/.unpacked to start over"
 		done
 	fi
 	rm -rf "$top/applied"
 	mkdir -p "$top/applied"
-	for p in $patches; do
+	for p in "${patches[@]}"; do
 		log "applying $(basename "$p")"
 		patch -d "$src" -p1 -s --forward --no-backup-if-mismatch < "$p" ||
 			die "$(basename "$p") does not apply to qemu $version"
@@ -200,7 +214,7 @@ fi
 
 # --- 7. configure and build ---------------------------------------------------
 # Firmware (bios-256k.bin, kvmvapic.bin, ...) from seabios, qemu-system-data.
-firmwarepath="/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu"
+firmwarepath=(/usr/share/qemu /usr/share/seabios /usr/lib/ipxe/qemu)
 configure_args=(
 	--python="$python"
 	--target-list=x86_64-softmmu
@@ -216,7 +230,7 @@ configure_args=(
 	--disable-install-blobs
 	--disable-werror
 	--disable-relocatable
-	--firmwarepath="$(echo $firmwarepath | tr ' ' :)"
+	--firmwarepath="$(IFS=:; echo "${firmwarepath[*]}")"
 	# Kept by meson for its own re-runs, unlike the environment.
 	-Dpkg_config_path="$pcpath"
 )
@@ -245,7 +259,7 @@ PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x8
 # --- 8. the stable path -------------------------------------------------------
 # Run from its build directory, QEMU looks for every configured directory
 # under build/qemu-bundle/: point those at Debian's firmware packages.
-for dir in $firmwarepath; do
+for dir in "${firmwarepath[@]}"; do
 	mkdir -p "$build/qemu-bundle$(dirname "$dir")"
 	ln -sfn "$dir" "$build/qemu-bundle$dir"
 done
