@@ -229,6 +229,37 @@ static void expect_status(int got, int want, const struct request *r)
 	      r->q.opcode, r->pool_id, r->key, got, want);
 }
 
+static void model_new_pool(struct mclient *c, const struct request *r,
+			   const struct virtio_tmem_resp *resp)
+{
+	int eph = r->q.flags & VIRTIO_TMEM_POOL_EPHEMERAL;
+	int st = resp->status, i;
+
+	if (eph && !(c->features & (1ULL << VIRTIO_TMEM_F_EPHEMERAL))) {
+		expect_status(st, VIRTIO_TMEM_S_UNSUPP, r);
+		return;
+	}
+	if (open_pools(c) == MAX_POOLS) {
+		expect_status(st, VIRTIO_TMEM_S_REJECTED, r);
+		return;
+	}
+	/*
+	 * A pool's own metadata is charged to the budget (DEV-16), so a
+	 * NEW_POOL that does not fit is REJECTED too.
+	 */
+	if (st == VIRTIO_TMEM_S_REJECTED)
+		return;
+	expect_status(st, VIRTIO_TMEM_S_OK, r);
+	CHECK(!find_pool(c, le32toh(resp->pool_id)),
+	      "NEW_POOL returned open id %u", le32toh(resp->pool_id));
+	for (i = 0; c->pool[i].open; i++)
+		;
+	memset(&c->pool[i], 0, sizeof(c->pool[i]));
+	c->pool[i].open = 1;
+	c->pool[i].ephemeral = !!eph;
+	c->pool[i].id = le32toh(resp->pool_id);
+}
+
 /* Check a well-formed request's answer against the model and update it. */
 static void model_apply(struct mclient *c, const struct request *r,
 			const struct virtio_tmem_resp *resp,
@@ -238,31 +269,7 @@ static void model_apply(struct mclient *c, const struct request *r,
 	int st = resp->status, i, k = r->key;
 
 	if (r->q.opcode == VIRTIO_TMEM_OP_NEW_POOL) {
-		int eph = r->q.flags & VIRTIO_TMEM_POOL_EPHEMERAL;
-
-		if (eph && !(c->features & (1ULL << VIRTIO_TMEM_F_EPHEMERAL))) {
-			expect_status(st, VIRTIO_TMEM_S_UNSUPP, r);
-			return;
-		}
-		if (open_pools(c) == MAX_POOLS) {
-			expect_status(st, VIRTIO_TMEM_S_REJECTED, r);
-			return;
-		}
-		/*
-		 * A pool's own metadata is charged to the budget (DEV-16),
-		 * so a NEW_POOL that does not fit is REJECTED too.
-		 */
-		if (st == VIRTIO_TMEM_S_REJECTED)
-			return;
-		expect_status(st, VIRTIO_TMEM_S_OK, r);
-		CHECK(!find_pool(c, le32toh(resp->pool_id)),
-		      "NEW_POOL returned open id %u", le32toh(resp->pool_id));
-		for (i = 0; c->pool[i].open; i++)
-			;
-		memset(&c->pool[i], 0, sizeof(c->pool[i]));
-		c->pool[i].open = 1;
-		c->pool[i].ephemeral = !!eph;
-		c->pool[i].id = le32toh(resp->pool_id);
+		model_new_pool(c, r, resp);
 		return;
 	}
 	if (!p) {
