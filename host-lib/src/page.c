@@ -7,8 +7,8 @@
  * pool-wide lock: the pool's state is checked under the shard lock (see
  * struct tmem_pool).  A store allocates everything it may need (slot,
  * spare chunk) before it takes the shard lock, so the only thing done
- * under the shard lock is swapping handles; eviction from inside a store
- * only ever trylocks, so it cannot deadlock against anything.
+ * under the shard lock is swapping handles, and it evicts (which takes
+ * shard locks) only while it holds no lock at all.
  */
 #include <errno.h>
 #include <limits.h>
@@ -26,7 +26,12 @@ void tmem_handle_free(struct tmem_client *c, uint64_t h)
 		tmem_zs_free(&c->zs, tmem_h_len(h), tmem_h_loc(h));
 }
 
-/* Drop the coldest chunk of one shard of a pool; returns pages dropped. */
+/*
+ * Drop the coldest chunk of one shard of a pool; returns pages dropped.
+ * The caller holds no lock (see slot_alloc() and spare_fill()), so this
+ * may wait for a shard: giving up on a shard that another thread merely
+ * holds for a load would refuse a store while ephemeral pages remain.
+ */
 static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 			   uint32_t start)
 {
@@ -34,8 +39,9 @@ static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 		struct tmem_shard *sh = &shards[(start + s) % TMEM_NR_SHARDS];
 		uint32_t n = 0;
 
-		if (pthread_mutex_trylock(&sh->lock))
-			continue;
+		if (!TMEM_RD(sh->pages))
+			continue;	/* a hint; checked again locked */
+		pthread_mutex_lock(&sh->lock);
 		if (sh->state == TMEM_POOL_OPEN && sh->ephemeral &&
 		    sh->lru_tail)
 			n = tmem_chunk_drop(c, sh, sh->lru_tail);
@@ -48,9 +54,9 @@ static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 
 /*
  * Free some ephemeral pages of any pool of the client; false when there
- * is nothing (or nothing uncontended) left to evict.  The cursor spreads
- * evictions over pools and shards: LRU is per shard, so this is only an
- * approximation of a global LRU, which is all ephemeral pages promise.
+ * is nothing ephemeral left.  The cursor spreads evictions over pools
+ * and shards: LRU is per shard, so this is only an approximation of a
+ * global LRU, which is all ephemeral pages promise.
  */
 bool tmem_evict_one(struct tmem_ctx *ctx)
 {
@@ -74,7 +80,10 @@ bool tmem_evict_one(struct tmem_ctx *ctx)
 	return false;
 }
 
-/* A slot for @len bytes, evicting ephemeral pages while over budget. */
+/*
+ * A slot for @len bytes, evicting ephemeral pages while over budget.
+ * No lock may be held here: eviction takes shard locks.
+ */
 static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 		      void **ptrp)
 {
