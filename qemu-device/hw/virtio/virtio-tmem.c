@@ -292,6 +292,31 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     s->ioeventfd_started = false;
 }
 
+/*
+ * A guest may reset one queue at any time (whether or not it negotiated
+ * VIRTIO_F_RING_RESET): take the queue from its AioContext first, so that
+ * the core does not reset it under a running handler.
+ */
+static void virtio_tmem_queue_reset(VirtIODevice *vdev, uint32_t index)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    if (index < s->conf.num_queues && s->ioeventfd_started) {
+        aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_stop_vq_bh,
+                            s->vqs[index]);
+    }
+}
+
+static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    if (index < s->conf.num_queues && s->ioeventfd_started) {
+        virtio_queue_aio_attach_host_notifier(s->vqs[index],
+                                              s->vq_aio_context[index]);
+    }
+}
+
 static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
 {
     VirtIOTmemConf *conf = &s->conf;
@@ -580,6 +605,8 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->get_features = virtio_tmem_get_features;
     vdc->set_features = virtio_tmem_set_features;
     vdc->reset = virtio_tmem_reset;
+    vdc->queue_reset = virtio_tmem_queue_reset;
+    vdc->queue_enable = virtio_tmem_queue_enable;
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
     vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
 }
