@@ -218,22 +218,38 @@ class Device:
         self.queues = []
         base = RAM_BASE
         for i in range(nqueues):
-            vm.writew(c + 22, i)
-            check(vm.readw(c + 24) >= qsize, "queue %d too small" % i)
-            vm.writew(c + 24, qsize)
-            q = Queue(self, i, qsize, base)
-            vm.writeq(c + 32, q.desc)
-            vm.writeq(c + 40, q.avail)
-            vm.writeq(c + 48, q.used)
-            q.notify = (self.caps[PCI_CAP_NOTIFY][0] +
-                        vm.readw(c + 30) * self.caps[PCI_CAP_NOTIFY][1])
-            vm.writew(c + 28, 1)
-            # Rings start zeroed: the device reads avail idx 0.
-            vm.write(q.avail, bytes(4))
-            vm.write(q.used, bytes(4))
+            q = self.setup_queue(i, qsize, base)
             self.queues.append(q)
             base = q.bufs + 64 * PAGE
         self.set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK)
+
+    def setup_queue(self, i, qsize, base):
+        vm, c = self.vm, self.common
+        vm.writew(c + 22, i)
+        check(vm.readw(c + 24) >= qsize, "queue %d too small" % i)
+        vm.writew(c + 24, qsize)
+        q = Queue(self, i, qsize, base)
+        # Rings start zeroed: the device reads avail idx 0.
+        vm.write(q.avail, bytes(4))
+        vm.write(q.used, bytes(4))
+        vm.writeq(c + 32, q.desc)
+        vm.writeq(c + 40, q.avail)
+        vm.writeq(c + 48, q.used)
+        q.notify = (self.caps[PCI_CAP_NOTIFY][0] +
+                    vm.readw(c + 30) * self.caps[PCI_CAP_NOTIFY][1])
+        vm.writew(c + 28, 1)
+        return q
+
+    def reset_queue(self, q):
+        """VIRTIO_F_RING_RESET: reset one queue, then set it up again."""
+        vm, c = self.vm, self.common
+        vm.writew(c + 22, q.index)
+        vm.writew(c + 58, 1)
+        check(vm.readw(c + 58) == 0 and vm.readw(c + 28) == 0,
+              "queue %d not reset" % q.index)
+        new = self.setup_queue(q.index, q.size, q.desc)
+        self.queues[q.index] = new
+        return new
 
     def submit(self, q, chains):
         """Queue descriptor chains, kick once, wait for every answer.
@@ -403,6 +419,22 @@ def test_multiqueue_iothread():
             check(st["pools"] == 0 and st["pages"] == 0, "reset: %r" % st)
 
 
+def test_queue_reset():
+    """One queue of an IOThread is reset and set up again while another
+    keeps working; the store keeps its pages (a queue reset is not a device
+    reset)."""
+    with tmem_vm(",num-queues=2,iothread=io0",
+                 "-object", "iothread,id=io0") as vm:
+        dev = Device(vm)
+        dev.start(1 << F_MQ | 1 << 40, nqueues=2)   # 40: VIRTIO_F_RING_RESET
+        pool = roundtrip(vm, dev, dev.queues[0], range(4))
+        q = dev.reset_queue(dev.queues[0])
+        roundtrip(vm, dev, dev.queues[1], range(4, 8))
+        status, _, data = dev.request(q, OP_LOAD, pool, 7, 1, load=True)
+        check(status == S_OK and data == page_of(1), "LOAD after queue reset")
+        check(stats(vm)["pages"] == 8, "pages lost by a queue reset")
+
+
 def test_no_ioeventfd():
     """With ioeventfd=off the queue runs in the vCPU's notify write."""
     with tmem_vm(",ioeventfd=off") as vm:
@@ -514,6 +546,7 @@ TESTS = {
     "budget": test_budget,
     "unplug": test_unplug,
     "no-ioeventfd": test_no_ioeventfd,
+    "queue-reset": test_queue_reset,
 }
 
 
