@@ -161,10 +161,12 @@ if [ "$want" != "$have" ]; then
 fi
 
 # --- 5. our sources, linked, never copied -------------------------------------
+relinked=()
 link() {
 	[ -e "$repo/$1" ] || die "missing $1"
 	if [ "$(readlink "$src/$2" 2>/dev/null)" != "$repo/$1" ]; then
 		ln -sfn "$repo/$1" "$src/$2"
+		relinked+=("$2")
 	fi
 }
 link qemu-device/hw/virtio/virtio-tmem.c hw/virtio/virtio-tmem.c
@@ -174,6 +176,24 @@ link qemu-device/include/hw/virtio/virtio-tmem.h include/hw/virtio/virtio-tmem.h
 link proto/virtio_tmem.h include/standard-headers/linux/virtio_tmem.h
 link qemu-device/configs/x86_64-softmmu-vtmem.mak \
 	configs/devices/x86_64-softmmu/vtmem.mak
+
+# Linked to another checkout: its files may be older than our objects, which
+# ninja's mtime check would then keep.  Drop every object built from them.
+if [ ${#relinked[@]} -gt 0 ] && [ -f "$build/build.ninja" ]; then
+	log "sources now come from $repo: rebuilding what used them"
+	ninja -C "$build" -t deps |
+		awk -v files="${relinked[*]}" -v src="$src" '
+			BEGIN { n = split(files, f, " ")
+				for (i = 1; i <= n; i++) {
+					want["../src/" f[i]] = 1   # sources
+					want[src "/" f[i]] = 1     # headers
+				} }
+			/^[^ ].*: #deps/ { t = $1; sub(/:$/, "", t) }
+			/^    / && ($1 in want) { print t }' |
+		sort -u | (cd "$build" && xargs -r rm -f)
+	# The devices .mak is an input of meson's configuration.
+	ninja -C "$build" reconfigure >&2
+fi
 
 # --- 6. libtmem from this repo ------------------------------------------------
 if [ -n "${LIBTMEM_PKG_CONFIG_PATH:-}" ]; then
