@@ -273,6 +273,7 @@ struct result {
 	struct best t[NR_OPS][MAX_THREADS + 1];
 	uint64_t lz4_bytes;
 	struct tmem_stats st;		/* after the 1-thread store */
+	struct tmem_stats holes;	/* then half the keys invalidated */
 	int failed;
 };
 
@@ -295,6 +296,28 @@ static void bench_lz4(const struct opts *o, struct worker *proto,
 		&r->t[OP_LZ4_C][nthreads]);
 	measure(proto, OP_LZ4_D, o->pages, nthreads, &r->failed,
 		&r->t[OP_LZ4_D][nthreads]);
+}
+
+/*
+ * Invalidate a pseudo-random half of the keys: freed slots stay in their
+ * slabs until new stores reuse them (no compaction), and this shows what
+ * that costs.
+ */
+static void punch_holes(struct worker *w, size_t n, struct tmem_stats *st)
+{
+	uint64_t x = 0x2545f4914f6cdd1dull;
+	struct tmem_ctx *ctx;
+	int ret = tmem_ctx_new(w->client, &ctx);
+
+	if (ret)
+		die("tmem_ctx_new", ret);
+	for (size_t i = 0; i < n; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		if (x & 1)
+			tmem_invalidate_page(ctx, w->pool, 0, i);
+	}
+	tmem_ctx_free(ctx);
+	tmem_client_stats(w->client, st);
 }
 
 /*
@@ -322,9 +345,11 @@ static void bench_tmem(const struct opts *o, struct worker *proto,
 		verify(w.client, w.pool, w.pages, o->pages);
 	measure(&w, OP_LOAD, o->pages, nthreads, &failed,
 		&r->t[OP_LOAD][nthreads]);
-	if (nthreads == 1)
+	if (nthreads == 1) {
 		measure(&w, OP_STORE, o->pages, 1, &failed,
 			&r->t[OP_STORE][0]);
+		punch_holes(&w, o->pages, &r->holes);
+	}
 	r->failed += failed;
 	tmem_client_free(w.client);
 }
@@ -345,7 +370,8 @@ static void usage(FILE *f)
 "  reported; the runs are interleaved so that noise from the rest of the\n"
 "  machine hits all of them alike.  Each libtmem run starts from a new\n"
 "  client, so store_gbps includes faulting in fresh memory; restore_gbps\n"
-"  stores the same keys again into the full client (memory recycled).\n"
+"  stores the same keys again into the full client (memory recycled);\n"
+"  *_holes are taken after invalidating half the keys at random.\n"
 "  *_cpu ratios divide CPU time instead of wall time: robust when other\n"
 "  work shares the CPUs.  Raw LZ4 with 2 threads (lz4_2t_vs_1t) shows\n"
 "  what the machine gives 2 threads at all.  Loads are verified byte for\n"
@@ -492,6 +518,11 @@ static void report(const struct opts *o, const struct result *r)
 		{ "host_bytes_per_compressed_byte",
 		  ratio(st->data_bytes, st->compressed_bytes),
 		  "data_bytes / compressed_bytes, target <= 1.10" },
+		{ "host_bytes_per_compressed_byte_holes",
+		  ratio(r->holes.data_bytes, r->holes.compressed_bytes),
+		  "the same after invalidating half the keys at random" },
+		{ "meta_bytes_per_page_holes",
+		  ratio(r->holes.meta_bytes, r->holes.pages), "" },
 		{ "lz4_ratio", ratio((double)o->pages * PAGE, r->lz4_bytes),
 		  "uncompressed / raw LZ4 bytes" },
 		{ "stored_pages", st->pages, "" },
