@@ -488,6 +488,59 @@ def transport_violation(vm):
         check(status == S_OK, "NEW_POOL after recovery: status %d" % status)
 
 
+def expect_broken(vm, dev, q, what):
+    """Either NEEDS_RESET, or (for a buffer QEMU can bounce, e.g. outside
+    RAM) an answer that is not OK."""
+    deadline = time.monotonic() + 10
+    while not dev.status() & S_NEEDS_RESET:
+        if vm.readw(q.used + 2) != q.used_idx:
+            status = vm.read(q.bufs, 1)[0]
+            check(status != S_OK, "%s: answered OK" % what)
+            print("%s: answered with status %d" % (what, status))
+            break
+        check(time.monotonic() < deadline, "%s: no answer" % what)
+        time.sleep(0.01)
+    else:
+        print("%s: device needs reset" % what)
+    check(vm.cmd("query-status")["status"] == "running", "QEMU state")
+
+
+def test_hostile_rings():
+    """Ring-level garbage (a descriptor outside guest RAM, an avail index
+    ahead by more than the ring, a descriptor loop) gets an error answer
+    or breaks the device, never QEMU; a reset recovers."""
+    with tmem_vm(",iothread=io0", "-object", "iothread,id=io0") as vm:
+        dev = Device(vm)
+        cases = ["descriptor outside RAM", "avail index jump", "descriptor loop"]
+        for what in cases:
+            dev.start(0)
+            q = dev.queues[0]
+            status, pool, _ = dev.request(q, OP_NEW_POOL)
+            check(status == S_OK, "NEW_POOL: %d" % status)
+            if what == "avail index jump":
+                vm.writew(q.avail + 2, q.avail_idx + q.size + 5)
+            else:
+                nxt = 0 if what == "descriptor loop" else 1
+                addr = q.bufs if what == "descriptor loop" else 1 << 40
+                vm.write(q.desc, struct.pack("<QIHH", addr, REQ.size,
+                                             VRING_DESC_F_NEXT, nxt))
+                vm.write(q.desc + 16, struct.pack("<QIHH", q.bufs, 8,
+                                                  VRING_DESC_F_WRITE, 0))
+                vm.writew(q.avail + 4 + 2 * (q.avail_idx % q.size), 0)
+                vm.writew(q.avail + 2, q.avail_idx + 1)
+            vm.writew(q.notify, 0)
+            if what == "avail index jump":
+                # The core pops stale but well-formed ring entries: they
+                # are answered, within the limits of the store.
+                time.sleep(0.5)
+            else:
+                expect_broken(vm, dev, q, what)
+            st = stats(vm)
+            check(st["pools"] <= 16 and st["host-bytes"] <= st["budget"],
+                  "%s: stats %r" % (what, st))
+            check(vm.cmd("query-status")["status"] == "running", "QEMU state")
+
+
 def test_budget():
     """A full budget rejects stores; host bytes never exceed it."""
     with QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=256K,"
@@ -547,6 +600,7 @@ TESTS = {
     "unplug": test_unplug,
     "no-ioeventfd": test_no_ioeventfd,
     "queue-reset": test_queue_reset,
+    "hostile-rings": test_hostile_rings,
 }
 
 
