@@ -47,6 +47,7 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	}
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->ctx_lock, NULL);
+	pthread_mutex_init(&c->compact_lock, NULL);
 	tmem_zs_init(&c->zs, c);
 	*clientp = c;
 	return 0;
@@ -94,6 +95,7 @@ int tmem_client_reset(struct tmem_client *c)
 {
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, c);
+	c->compacted_at = 0;
 	TMEM_WR(c->features, 0);
 	return 0;
 }
@@ -108,6 +110,7 @@ void tmem_client_free(struct tmem_client *c)
 		ctx->client = NULL;
 	pthread_mutex_destroy(&c->pools_lock);
 	pthread_mutex_destroy(&c->ctx_lock);
+	pthread_mutex_destroy(&c->compact_lock);
 	tmem_free(c->pools);
 	tmem_free(c);
 }

@@ -81,8 +81,8 @@ bool tmem_evict_one(struct tmem_ctx *ctx)
 }
 
 /*
- * A slot for @len bytes, evicting ephemeral pages while over budget.
- * No lock may be held here: eviction takes shard locks.
+ * A slot for @len bytes; while over budget, compact, else evict ephemeral
+ * pages.  No lock may be held here: both take shard locks.
  */
 static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 		      void **ptrp)
@@ -91,7 +91,8 @@ static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 
 	do {
 		ret = tmem_zs_alloc(&ctx->client->zs, len, locp, ptrp);
-	} while (ret == -ENOSPC && tmem_evict_one(ctx));
+	} while (ret == -ENOSPC && (tmem_compact(ctx->client) ||
+				    tmem_evict_one(ctx)));
 	return ret;
 }
 
@@ -103,7 +104,8 @@ static int spare_fill(struct tmem_ctx *ctx)
 		return 0;
 	do {
 		ret = tmem_chunk_alloc(ctx->client, &ctx->spare);
-	} while (ret == -ENOSPC && tmem_evict_one(ctx));
+	} while (ret == -ENOSPC && (tmem_compact(ctx->client) ||
+				    tmem_evict_one(ctx)));
 	return ret;
 }
 

@@ -124,6 +124,9 @@ struct tmem_client {
 	struct tmem_ctx *ctxs;
 	struct tmem_ops retired;	/* freed contexts and pool ops */
 
+	pthread_mutex_t compact_lock;	/* one compaction at a time */
+	uint64_t compacted_at;		/* stored bytes at the last one */
+
 	struct tmem_zs zs;
 };
 
@@ -133,6 +136,9 @@ void tmem_uncharge(struct tmem_client *c, size_t data, size_t meta);
 /* page.c */
 void tmem_handle_free(struct tmem_client *c, uint64_t h);
 bool tmem_evict_one(struct tmem_ctx *ctx);
+
+/* compact.c */
+bool tmem_compact(struct tmem_client *c);
 
 /* client.c: a pool id's shards, or NULL if it never had any. */
 static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,

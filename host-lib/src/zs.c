@@ -200,6 +200,7 @@ static void slab_release(struct tmem_zs *zs, struct tmem_class *cls,
 	pthread_mutex_lock(&zs->lock);
 	fx->v[fx->n++] = ext;	/* room reserved by extents_reserve() */
 	pthread_mutex_unlock(&zs->lock);
+	atomic_fetch_add_explicit(&zs->released, 1, memory_order_relaxed);
 	tmem_uncharge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
 }
 
@@ -270,29 +271,90 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 	return 0;
 }
 
+/*
+ * Return a slot to its slab; class lock held.  True when the slab is now
+ * empty and off the lists: the caller releases it once unlocked.
+ */
+static bool slab_put(struct tmem_class *cls, struct tmem_slab *slab,
+		     uint32_t slot)
+{
+	bool was_full = slab->inuse == cls->nslots;
+
+	memcpy(slot_ptr(cls, slab, slot), &slab->free_head,
+	       sizeof(slab->free_head));
+	slab->free_head = slot;
+	if (--slab->inuse == 0) {
+		if (!was_full)
+			partial_del(cls, slab);
+		return true;
+	}
+	if (was_full)
+		partial_add(cls, slab);
+	return false;
+}
+
 void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc)
 {
 	struct tmem_class *cls = &zs->classes[tmem_zs_class(len)];
 	struct tmem_slab *slab =
 		(struct tmem_slab *)ext_ptr(zs, LOC_EXT(loc));
-	uint32_t slot = LOC_SLOT(loc);
-	bool was_full;
+	bool empty;
 
 	pthread_mutex_lock(&cls->lock);
-	memcpy(slot_ptr(cls, slab, slot), &slab->free_head,
-	       sizeof(slab->free_head));
-	slab->free_head = slot;
-	was_full = slab->inuse == cls->nslots;
-	if (--slab->inuse == 0) {
-		if (!was_full)
-			partial_del(cls, slab);
-		pthread_mutex_unlock(&cls->lock);
-		slab_release(zs, cls, slab);
-		return;
-	}
-	if (was_full)
-		partial_add(cls, slab);
+	empty = slab_put(cls, slab, LOC_SLOT(loc));
 	pthread_mutex_unlock(&cls->lock);
+	if (empty)
+		slab_release(zs, cls, slab);
+}
+
+/*
+ * A slab of the class with room and at least as many objects as @from,
+ * or NULL; class lock held.  Only the first few partial slabs are looked
+ * at, so a long list costs nothing.  "At least as many" makes every move
+ * widen the gap between the two slabs: compaction cannot ping-pong.
+ */
+static struct tmem_slab *fuller_slab(struct tmem_class *cls,
+				     struct tmem_slab *from)
+{
+	struct tmem_slab *s = cls->partial;
+
+	for (int n = 0; s && n < 16; s = s->next, n++)
+		if (s != from && s->inuse >= from->inuse)
+			return s;
+	return NULL;
+}
+
+/*
+ * Compaction: move the object at @loc out of its slab if the slab is at
+ * most half full and a fuller slab of the class has room.  The caller
+ * holds the index shard lock that owns the object, so nobody reads it
+ * meanwhile; it then stores *newlocp in the handle.
+ */
+bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
+		  uint64_t *newlocp)
+{
+	struct tmem_class *cls = &zs->classes[tmem_zs_class(len)];
+	struct tmem_slab *from =
+		(struct tmem_slab *)ext_ptr(zs, LOC_EXT(loc));
+	struct tmem_slab *to;
+	uint32_t slot;
+	bool empty;
+
+	pthread_mutex_lock(&cls->lock);
+	to = from->inuse * 2 <= cls->nslots ? fuller_slab(cls, from) : NULL;
+	if (!to) {
+		pthread_mutex_unlock(&cls->lock);
+		return false;
+	}
+	slot = slab_take(cls, to);
+	memcpy(slot_ptr(cls, to, slot), slot_ptr(cls, from, LOC_SLOT(loc)),
+	       len);
+	empty = slab_put(cls, from, LOC_SLOT(loc));
+	pthread_mutex_unlock(&cls->lock);
+	if (empty)
+		slab_release(zs, cls, from);
+	*newlocp = slot | (uint64_t)to->ext << 14;
+	return true;
 }
 
 void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc)

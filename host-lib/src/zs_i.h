@@ -19,6 +19,8 @@
 #define TMEM_ZS_I_H
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #define TMEM_CLASS_SHIFT	4
@@ -61,6 +63,7 @@ struct tmem_zs {
 	pthread_mutex_t lock;		/* arenas and free extents */
 	uint32_t nr_arenas;
 	uint32_t bump;			/* first uncarved page, last arena */
+	_Atomic uint64_t released;	/* slabs given back, ever */
 	struct tmem_extents free[TMEM_SLAB_MAX_PAGES + 1];
 	uint8_t *arenas[TMEM_MAX_ARENAS];
 };
@@ -78,5 +81,7 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 		  void **ptrp);
 void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc);
 void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc);
+bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
+		  uint64_t *newlocp);
 
 #endif /* TMEM_ZS_I_H */
