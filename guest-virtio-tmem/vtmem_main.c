@@ -1233,7 +1233,8 @@ static int __init vtmem_init(void)
 {
 	int err;
 
-	err = bioset_init(&vtmem_bio_set, BIO_POOL_SIZE, 0, BIOSET_NEED_RESCUER);
+	err = bioset_init(&vtmem_bio_set, BIO_POOL_SIZE, 0,
+			  BIOSET_NEED_BVECS | BIOSET_NEED_RESCUER);
 	if (err)
 		return err;
 	vtmem_wq = alloc_workqueue("vtmem", WQ_MEM_RECLAIM, 0);
