@@ -41,6 +41,11 @@ struct corpus_fill {
 	size_t want, have;
 };
 
+static double ratio(double a, double b)
+{
+	return b > 0 ? a / b : 0;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -274,6 +279,7 @@ struct result {
 	uint64_t lz4_bytes;
 	struct tmem_stats st;		/* after the 1-thread store */
 	struct tmem_stats holes;	/* then half the keys invalidated */
+	double refill;			/* bench_holes() */
 	int failed;
 };
 
@@ -318,6 +324,62 @@ static void punch_holes(struct worker *w, size_t n, struct tmem_stats *st)
 	}
 	tmem_ctx_free(ctx);
 	tmem_client_stats(w->client, st);
+}
+
+#define HOLES_BUDGET	(32u << 20)
+
+/* Store until the budget is full; returns pages stored (key = index). */
+static size_t fill_budget(struct tmem_ctx *ctx, uint32_t pool, uint64_t obj,
+			  const uint8_t *pages, size_t n, uint8_t *gen)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ull + obj;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const uint8_t *p = pages ? pages + i * PAGE : gen;
+
+		for (size_t k = 0; !pages && k < PAGE; k += 8) {
+			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+			memcpy(gen + k, &x, 8);
+		}
+		if (tmem_store(ctx, pool, obj, i, p))
+			break;
+	}
+	return i;
+}
+
+/*
+ * Does memory freed by invalidations serve other size classes?  Fill a
+ * 32 MiB budget with the page set, invalidate a random half, then store
+ * incompressible (4096-byte class) pages until the budget is full again:
+ * refill_after_holes is the bytes they take over the compressed bytes
+ * freed (about 1 with compaction, near 0 without).
+ */
+static double bench_holes(const struct opts *o, const uint8_t *pages)
+{
+	struct tmem_client_config cfg = { .budget_bytes = HOLES_BUDGET };
+	struct tmem_stats full, holes;
+	struct worker w = { .pages = pages };
+	static uint8_t gen[PAGE];
+	struct tmem_ctx *ctx;
+	size_t n, m;
+	int ret;
+
+	ret = tmem_client_new(&cfg, &w.client);
+	if (!ret)
+		ret = tmem_pool_new(w.client, TMEM_POOL_PERSISTENT, &w.pool);
+	if (!ret)
+		ret = tmem_ctx_new(w.client, &ctx);
+	if (ret)
+		die("holes client", ret);
+	n = fill_budget(ctx, w.pool, 0, pages, o->pages, NULL);
+	tmem_client_stats(w.client, &full);
+	punch_holes(&w, n, &holes);
+	m = fill_budget(ctx, w.pool, 1, NULL, o->pages, gen);
+	tmem_ctx_free(ctx);
+	tmem_client_free(w.client);
+	return ratio((double)m * PAGE,
+		     (double)(full.compressed_bytes - holes.compressed_bytes));
 }
 
 /*
@@ -371,7 +433,9 @@ static void usage(FILE *f)
 "  machine hits all of them alike.  Each libtmem run starts from a new\n"
 "  client, so store_gbps includes faulting in fresh memory; restore_gbps\n"
 "  stores the same keys again into the full client (memory recycled);\n"
-"  *_holes are taken after invalidating half the keys at random.\n"
+"  *_holes are taken after invalidating half the keys at random;\n"
+"  refill_after_holes: in a full 32 MiB budget, after that, how much of\n"
+"  the freed bytes incompressible pages can use (compaction at work).\n"
 "  *_cpu ratios divide CPU time instead of wall time: robust when other\n"
 "  work shares the CPUs.  Raw LZ4 with 2 threads (lz4_2t_vs_1t) shows\n"
 "  what the machine gives 2 threads at all.  Loads are verified byte for\n"
@@ -461,10 +525,6 @@ static const char *corpus_name(enum corpus c)
 	       "zero";
 }
 
-static double ratio(double a, double b)
-{
-	return b > 0 ? a / b : 0;
-}
 
 static double gbps(const struct opts *o, double seconds)
 {
@@ -523,6 +583,8 @@ static void report(const struct opts *o, const struct result *r)
 		  "the same after invalidating half the keys at random" },
 		{ "meta_bytes_per_page_holes",
 		  ratio(r->holes.meta_bytes, r->holes.pages), "" },
+		{ "refill_after_holes", r->refill,
+		  "freed bytes that other classes reuse (compaction)" },
 		{ "lz4_ratio", ratio((double)o->pages * PAGE, r->lz4_bytes),
 		  "uncompressed / raw LZ4 bytes" },
 		{ "stored_pages", st->pages, "" },
@@ -594,6 +656,7 @@ int main(int argc, char **argv)
 		}
 	}
 	r.lz4_bytes = lz4_total(&ref, o.pages);
+	r.refill = bench_holes(&o, proto.pages);
 	report(&o, &r);
 	free(ref.cbuf);
 	free(ref.clen);
