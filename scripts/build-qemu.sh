@@ -140,7 +140,18 @@ patches=("$repo"/qemu-device/patches/*.patch)
 want=$(cat "${patches[@]}" | sha256sum | cut -d' ' -f1)
 have=$(cat "$top/.patched" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
+	# Files whose content ends up unchanged get their old mtime back, so
+	# that editing one patch does not rebuild all of QEMU.
+	mtimes="$top/.mtimes"
+	: > "$mtimes"
 	if [ -n "$have" ]; then
+		grep -h '^+++ b/' "$top/applied"/*.patch "${patches[@]}" |
+			sed 's|^+++ b/||; s|\t.*||' | sort -u |
+			while read -r f; do
+				[ -f "$src/$f" ] || continue
+				printf '%s|%s|%s\n' "$(sha256sum < "$src/$f" | cut -d' ' -f1)" \
+					"$(stat -c %y "$src/$f")" "$f"
+			done > "$mtimes"
 		log "patch set changed: reverting the applied one"
 		applied=("$top/applied"/*.patch)
 		for (( i = ${#applied[@]} - 1; i >= 0; i-- )); do
@@ -157,6 +168,13 @@ if [ "$want" != "$have" ]; then
 			die "$(basename "$p") does not apply to qemu $version"
 		cp "$p" "$top/applied/"
 	done
+	while IFS='|' read -r sum mtime f; do
+		if [ -f "$src/$f" ] &&
+		   [ "$(sha256sum < "$src/$f" | cut -d' ' -f1)" = "$sum" ]; then
+			touch -d "$mtime" "$src/$f"
+		fi
+	done < "$mtimes"
+	rm -f "$mtimes"
 	echo "$want" > "$top/.patched"
 fi
 
