@@ -95,7 +95,7 @@ int tmem_client_reset(struct tmem_client *c)
 {
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, c);
-	c->compacted_at = 0;
+	c->compacted_freed = 0;
 	TMEM_WR(c->features, 0);
 	return 0;
 }

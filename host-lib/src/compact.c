@@ -9,9 +9,11 @@
  * before any ephemeral page is evicted or a store refused.
  *
  * It walks every handle of the client (O(pages), one shard locked at a
- * time), so it runs at most once for a given amount of stored data: if
- * nothing was invalidated since the last try, there is nothing new to
- * gain.
+ * time), so it runs again only after a sixteenth of the pages have been
+ * invalidated or evicted since the last run: holes only come from there,
+ * and a guest that alternates invalidations and stores at the budget's
+ * edge cannot make every store rescan (amortised: at most 16 handles
+ * looked at per page freed).
  */
 #include "tmem_i.h"
 
@@ -41,18 +43,48 @@ static void compact_shard(struct tmem_client *c, struct tmem_shard *sh)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-/* Sum of the stored sizes over all pools (relaxed, like the stats). */
-static uint64_t stored_bytes(struct tmem_client *c)
+/* Stored bytes and pages over all pools (relaxed, like the stats). */
+static void stored_sum(struct tmem_client *c, uint64_t *bytesp,
+		       uint64_t *pagesp)
 {
-	uint64_t sum = 0;
-
+	*bytesp = *pagesp = 0;
 	for (uint32_t id = 0; id < c->max_pools; id++) {
 		struct tmem_shard *shards = tmem_pool_shards(c, id);
 
-		for (unsigned int s = 0; shards && s < TMEM_NR_SHARDS; s++)
-			sum += TMEM_RD(shards[s].compressed_bytes);
+		for (unsigned int s = 0; shards && s < TMEM_NR_SHARDS; s++) {
+			*bytesp += TMEM_RD(shards[s].compressed_bytes);
+			*pagesp += TMEM_RD(shards[s].pages);
+		}
 	}
-	return sum;
+}
+
+/* Pages invalidated or evicted since creation or reset. */
+static uint64_t freed_pages(struct tmem_client *c)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&c->ctx_lock);
+	n = TMEM_RD(c->retired.invalidates) + TMEM_RD(c->retired.evictions);
+	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
+		n += TMEM_RD(ctx->ops.invalidates) +
+		     TMEM_RD(ctx->ops.evictions);
+	pthread_mutex_unlock(&c->ctx_lock);
+	return n;
+}
+
+/* Worth a scan: enough holes, and enough freed since the last scan. */
+static bool compact_due(struct tmem_client *c, uint64_t *freedp)
+{
+	uint64_t data = atomic_load_explicit(&c->data_bytes,
+					     memory_order_relaxed);
+	uint64_t stored, pages, holes;
+
+	stored_sum(c, &stored, &pages);
+	holes = data > stored ? data - stored : 0;
+	if (holes < COMPACT_MIN_HOLES || holes < data / 8)
+		return false;
+	*freedp = freed_pages(c);
+	return *freedp - c->compacted_freed >= pages / 16 + 1;
 }
 
 /*
@@ -61,19 +93,14 @@ static uint64_t stored_bytes(struct tmem_client *c)
  */
 bool tmem_compact(struct tmem_client *c)
 {
-	uint64_t data = atomic_load_explicit(&c->data_bytes,
-					     memory_order_relaxed);
-	uint64_t stored = stored_bytes(c), released;
-	uint64_t holes = data > stored ? data - stored : 0;
+	uint64_t released, freed;
 
-	if (holes < COMPACT_MIN_HOLES || holes < data / 8)
-		return false;
 	pthread_mutex_lock(&c->compact_lock);
-	if (stored == c->compacted_at) {
+	if (!compact_due(c, &freed)) {
 		pthread_mutex_unlock(&c->compact_lock);
 		return false;
 	}
-	c->compacted_at = stored;
+	c->compacted_freed = freed;
 	released = atomic_load(&c->zs.released);
 	for (uint32_t id = 0; id < c->max_pools; id++) {
 		struct tmem_shard *shards = tmem_pool_shards(c, id);

@@ -125,7 +125,7 @@ struct tmem_client {
 	struct tmem_ops retired;	/* freed contexts and pool ops */
 
 	pthread_mutex_t compact_lock;	/* one compaction at a time */
-	uint64_t compacted_at;		/* stored bytes at the last one */
+	uint64_t compacted_freed;	/* freed_pages() at the last one */
 
 	struct tmem_zs zs;
 };
