@@ -326,7 +326,7 @@ static void punch_holes(struct worker *w, size_t n, struct tmem_stats *st)
 	tmem_client_stats(w->client, st);
 }
 
-#define HOLES_BUDGET	(32u << 20)
+#define HOLES_BUDGET	(32ull << 20)
 
 /* Store until the budget is full; returns pages stored (key = index). */
 static size_t fill_budget(struct tmem_ctx *ctx, uint32_t pool, uint64_t obj,
@@ -350,14 +350,19 @@ static size_t fill_budget(struct tmem_ctx *ctx, uint32_t pool, uint64_t obj,
 
 /*
  * Does memory freed by invalidations serve other size classes?  Fill a
- * 32 MiB budget with the page set, invalidate a random half, then store
+ * budget (32 MiB, or half the set's LZ4 size if less) with the page set, invalidate a random half, then store
  * incompressible (4096-byte class) pages until the budget is full again:
  * refill_after_holes is the bytes they take over the compressed bytes
  * freed (about 1 with compaction, near 0 without).
  */
-static double bench_holes(const struct opts *o, const uint8_t *pages)
+static double bench_holes(const struct opts *o, const uint8_t *pages,
+			  uint64_t lz4_bytes)
 {
-	struct tmem_client_config cfg = { .budget_bytes = HOLES_BUDGET };
+	/* Half the page set's LZ4 size, so that the set fills it. */
+	struct tmem_client_config cfg = {
+		.budget_bytes = lz4_bytes / 2 < HOLES_BUDGET ?
+				lz4_bytes / 2 + 1 : HOLES_BUDGET,
+	};
 	struct tmem_stats full, holes;
 	struct worker w = { .pages = pages };
 	static uint8_t gen[PAGE];
@@ -434,8 +439,10 @@ static void usage(FILE *f)
 "  client, so store_gbps includes faulting in fresh memory; restore_gbps\n"
 "  stores the same keys again into the full client (memory recycled);\n"
 "  *_holes are taken after invalidating half the keys at random;\n"
-"  refill_after_holes: in a full 32 MiB budget, after that, how much of\n"
-"  the freed bytes incompressible pages can use (compaction at work).\n"
+"  refill_after_holes: a budget (32 MiB, less for a small set) is filled\n"
+"  and half its pages invalidated; then incompressible pages are stored\n"
+"  until it is full again: their bytes over the compressed bytes freed\n"
+"  (near 0 if freed slots served only their own size class).\n"
 "  *_cpu ratios divide CPU time instead of wall time: robust when other\n"
 "  work shares the CPUs.  Raw LZ4 with 2 threads (lz4_2t_vs_1t) shows\n"
 "  what the machine gives 2 threads at all.  Loads are verified byte for\n"
@@ -656,7 +663,7 @@ int main(int argc, char **argv)
 		}
 	}
 	r.lz4_bytes = lz4_total(&ref, o.pages);
-	r.refill = bench_holes(&o, proto.pages);
+	r.refill = bench_holes(&o, proto.pages, r.lz4_bytes);
 	report(&o, &r);
 	free(ref.cbuf);
 	free(ref.clen);
