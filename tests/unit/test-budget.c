@@ -166,6 +166,48 @@ static void test_overwrite_over_budget(void **state)
 	tclient_close(&t);
 }
 
+/*
+ * Holes left by invalidations sit in slabs of one size class; stores of
+ * another class may need them back (libtmem compacts).  Whatever the
+ * allocator does to make room, every page still held must load back
+ * byte for byte, before and after, and the budget holds throughout
+ * (DEV-9, DEV-16).
+ */
+static void test_fragmentation_round_trip(void **state)
+{
+	uint64_t budget = 2ULL << 20;
+	struct tmem_client_config cfg = test_config(budget);
+	static const enum page_kind other[3] = { PK_RANDOM, PK_HALF, PK_SPARSE };
+	struct tclient t;
+	uint32_t pool, n, m, i, round;
+
+	(void)state;
+	tclient_open(&t, &cfg);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	n = fill_until_enospc(&t, pool, 1, PK_TEXT, budget, 100000);
+	for (round = 0; round < 3; round++) {
+		/* Punch holes in every slab: a quarter of the pages a round. */
+		for (i = round; i < n; i += 4)
+			assert_int_equal(tmem_invalidate_page(t.ctx, pool, 1, i),
+					 1);
+		m = fill_until_enospc(&t, pool, 10 + round, other[round],
+				      budget, 100000);
+		print_message("round %u: %u new pages fit after freeing %u\n",
+			      round, m, (n + 3 - round) / 4);
+		/* Pages i % 4 > round are still held, exactly. */
+		for (i = 0; i < n; i++) {
+			if (i % 4 > round)
+				load_expect(&t, pool, 1, i, PK_TEXT, SEED(1, i));
+			else
+				load_expect_miss(&t, pool, 1, i);
+		}
+		for (i = 0; i < m; i++)
+			load_expect(&t, pool, 10 + round, i, other[round],
+				    SEED(10 + round, i));
+	}
+	tclient_close(&t);
+}
+
 /* Pools of one client share its budget. */
 static void test_budget_shared_by_pools(void **state)
 {
@@ -281,6 +323,7 @@ int main(void)
 		cmocka_unit_test(test_exhaustion_half),
 		cmocka_unit_test(test_exhaustion_same_filled),
 		cmocka_unit_test(test_overwrite_over_budget),
+		cmocka_unit_test(test_fragmentation_round_trip),
 		cmocka_unit_test(test_budget_shared_by_pools),
 		cmocka_unit_test(test_budget_per_client),
 		cmocka_unit_test(test_reset_frees),
