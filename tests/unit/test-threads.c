@@ -532,6 +532,95 @@ static void test_threads_evict_under_load(void **state)
 }
 
 /*
+ * Loads racing with whatever the allocator does to make room (libtmem
+ * compacts half-empty slabs): one thread keeps punching holes in one
+ * size class and filling the budget with another, while loaders read a
+ * fixed set of persistent pages and check every byte (DEV-9, DEV-10).
+ */
+#define FRAG_FIXED 256
+
+static void frag_loader_loop(struct worker *w)
+{
+	unsigned char page[PAGE], want[PAGE];
+	uint64_t s = 5 + w->id;
+	int ret;
+
+	while (!atomic_load(&race_stop) && !atomic_load(&failed)) {
+		uint32_t idx = splitmix64(&s) % FRAG_FIXED;
+
+		ret = tmem_load(w->ctx, pers, 1, idx, page);
+		CHECK(ret == 0, "fixed page %u: load %d", idx, ret);
+		fill_page(want, PK_TEXT, idx);
+		CHECK(memcmp(page, want, PAGE) == 0,
+		      "fixed page %u changed under compaction", idx);
+	}
+}
+
+static void *frag_loader(void *arg)
+{
+	frag_loader_loop(arg);
+	return NULL;
+}
+
+static void test_threads_loads_during_compaction(void **state)
+{
+	struct tmem_client_config cfg = test_config(2ULL << 20);
+	struct worker w[2];
+	pthread_t tid[2];
+	struct tclient t;
+	uint32_t i, n, round;
+	int ret;
+
+	(void)state;
+	tclient_open(&t, &cfg);
+	client = t.client;
+	pers = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (i = 0; i < FRAG_FIXED; i++)
+		assert_int_equal(store_gen(&t, pers, 1, i, PK_TEXT, i), 0);
+	atomic_store(&race_stop, 0);
+	for (i = 0; i < 2; i++) {
+		w[i].id = (int)i;
+		assert_int_equal(tmem_ctx_new(client, &w[i].ctx), 0);
+		assert_int_equal(pthread_create(&tid[i], NULL, frag_loader,
+						&w[i]), 0);
+	}
+	for (round = 0; round < 6 && !atomic_load(&failed); round++) {
+		for (n = 0; n < 100000; n++) {
+			ret = store_gen(&t, pers, 2, n, PK_TEXT, n);
+			if (ret)
+				break;
+		}
+		assert_int_equal(ret, -ENOSPC);
+		for (i = 0; i < n; i++)
+			if (i % 4)
+				tmem_invalidate_page(t.ctx, pers, 2, i);
+		for (i = 0; i < 100000; i++) {
+			ret = store_gen(&t, pers, 3, i,
+					round % 2 ? PK_RANDOM : PK_HALF, i);
+			if (ret)
+				break;
+		}
+		assert_int_equal(ret, -ENOSPC);
+		assert_true(tstats(client).host_bytes <= cfg.budget_bytes);
+		for (i = 0; i < n; i += 4)
+			load_expect(&t, pers, 2, i, PK_TEXT, i);
+		tmem_invalidate_object(t.ctx, pers, 2);
+		tmem_invalidate_object(t.ctx, pers, 3);
+	}
+	atomic_store(&race_stop, 1);
+	for (i = 0; i < 2; i++) {
+		pthread_join(tid[i], NULL);
+		tmem_ctx_free(w[i].ctx);
+	}
+	if (atomic_load(&failed))
+		fail_msg("%s", first_error);
+	for (i = 0; i < FRAG_FIXED; i++)
+		load_expect(&t, pers, 1, i, PK_TEXT, i);
+	tclient_close(&t);
+	client = NULL;
+}
+
+/*
  * A hostile or buggy guest rewrites a page while the device stores it
  * (guest memory is shared: nothing stops it).  The device may keep any
  * mixture of the bytes, but it must stay sound: the STORE is answered,
@@ -642,6 +731,7 @@ int main(void)
 		cmocka_unit_test(test_threads_eviction),
 		cmocka_unit_test(test_threads_pool_ops_race),
 		cmocka_unit_test(test_threads_evict_under_load),
+		cmocka_unit_test(test_threads_loads_during_compaction),
 		cmocka_unit_test(test_threads_guest_rewrites_page),
 	};
 
