@@ -22,7 +22,10 @@
  *    exactly the bytes last stored under the key in this client's pool:
  *    never another client's page, never a refused or invalidated one
  *    (DEV-7, DEV-9..DEV-13);
- *  - host_bytes never exceeds the budget (DEV-16).
+ *  - host_bytes never exceeds the budget (DEV-16);
+ *  - with an allocation failure injected into a request (bit 6 of its
+ *    first byte), the same: ENOMEM may only turn into REJECTED, and
+ *    LeakSanitizer checks the failure paths for leaks.
  */
 #include <endian.h>
 #include <errno.h>
@@ -33,6 +36,7 @@
 #include <sys/uio.h>
 
 #include "tmem.h"
+#include "tmem_i.h"		/* tmem_fault_inject() */
 #include "virtio_tmem.h"
 
 #define PAGE		VIRTIO_TMEM_PAGE_SIZE
@@ -367,7 +371,7 @@ static void decode(struct mclient *c, struct request *r, struct input *in)
 		 !(r->q.flags & ~VIRTIO_TMEM_POOL_EPHEMERAL) : !r->q.flags);
 }
 
-static void run_one(struct mclient *c, struct input *in)
+static void run_one(struct mclient *c, struct input *in, uint8_t sel)
 {
 	static uint8_t out[MAX_LEN], inbuf[MAX_LEN];
 	struct iovec oiov[MAX_SEGS], iiov[MAX_SEGS];
@@ -392,7 +396,11 @@ static void run_one(struct mclient *c, struct input *in)
 	if (inn == 0)
 		r.ilen = 0, r.wellformed = 0;
 
+	/* Sometimes one of the request's allocations fails: ENOMEM. */
+	if (sel & 0x40)
+		tmem_fault_inject((sel >> 1) & 0x1f);
 	ret = tmem_handle_request(c->ctx, oiov, on, iiov, inn);
+	tmem_fault_inject(-1);
 
 	gather(out, oiov, omem, on);
 	CHECK(memcmp(out, &r.q, r.olen < REQ_LEN ? r.olen : REQ_LEN) == 0,
@@ -503,8 +511,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		c[i].features = (b2 >> (2 * i)) & 3;
 		tmem_client_set_features(c[i].client, c[i].features);
 	}
-	for (steps = 0; in.n && steps < 256; steps++)
-		run_one(&c[next(&in) & 1], &in);
+	for (steps = 0; in.n && steps < 256; steps++) {
+		uint8_t sel = next(&in);
+
+		run_one(&c[sel & 1], &in, sel);
+	}
 	for (i = 0; i < 2; i++) {
 		final_check(&c[i]);
 		tmem_ctx_free(c[i].ctx);
