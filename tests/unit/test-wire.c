@@ -631,6 +631,36 @@ static void test_dev6_ephemeral_feature(void **state)
 }
 
 /*
+ * DEV-3 (library half): after tmem_client_reset() the client is as new:
+ * no pool answers, and features must be negotiated again, as after a
+ * virtio reset.
+ */
+static void test_dev3_reset(void **state)
+{
+	struct virtio_tmem_req q = mkreq(VIRTIO_TMEM_OP_NEW_POOL,
+					 VIRTIO_TMEM_POOL_EPHEMERAL, 0, 0, 0);
+	struct tclient t;
+	uint32_t pool, eph;
+
+	(void)state;
+	open_client(&t, 0);
+	assert_int_equal(tmem_client_set_features(t.client, F_EPH), 0);
+	pool = w_new_pool(t.ctx, 0);
+	eph = w_new_pool(t.ctx, VIRTIO_TMEM_POOL_EPHEMERAL);
+	assert_int_equal(w_store_gen(t.ctx, pool, 1, 1, PK_TEXT, 1), 0);
+	assert_int_equal(w_store_gen(t.ctx, eph, 1, 1, PK_TEXT, 1), 0);
+	assert_int_equal(tmem_client_reset(t.client), 0);
+	assert_int_equal(w_load(t.ctx, pool, 1, 1, NULL), VIRTIO_TMEM_S_NO_POOL);
+	assert_int_equal(w_load(t.ctx, eph, 1, 1, NULL), VIRTIO_TMEM_S_NO_POOL);
+	assert_int_equal(wire_any(t.ctx, q), VIRTIO_TMEM_S_UNSUPP);
+	assert_int_equal(tstats(t.client).pools, 0);
+	pool = w_new_pool(t.ctx, 0);
+	assert_int_equal(w_load(t.ctx, pool, 1, 1, NULL),
+			 VIRTIO_TMEM_S_NOT_FOUND);
+	tclient_close(&t);
+}
+
+/*
  * DEV-5: fewer than 8 writable bytes is a transport error: -EPROTO, the
  * request is not processed and no byte is written.
  */
@@ -851,6 +881,7 @@ int main(void)
 		cmocka_unit_test(test_dev6_lengths),
 		cmocka_unit_test(test_dev6_flags),
 		cmocka_unit_test(test_dev6_ephemeral_feature),
+		cmocka_unit_test(test_dev3_reset),
 		cmocka_unit_test(test_dev5_short_in),
 		cmocka_unit_test(test_dev8_absurd_lengths),
 		cmocka_unit_test(test_dev11_dev16_refused_store),
