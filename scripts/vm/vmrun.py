@@ -29,6 +29,7 @@ Environment:
 
 import argparse
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -114,23 +115,59 @@ def find_kernel(series):
             "image": image, "moddir": env["KMODDIR"]}
 
 
+def _module_sources_mtime():
+    newest = os.path.getmtime(os.path.join(TOP, "proto", "virtio_tmem.h"))
+    src = os.path.join(TOP, "guest-virtio-tmem")
+    for n in os.listdir(src):
+        newest = max(newest, os.path.getmtime(os.path.join(src, n)))
+    return newest
+
+
 def find_module(kernel, test_build):
-    """Path of virtio_tmem.ko for this kernel (test build: debugfs knob)."""
+    """Path of virtio_tmem.ko for this kernel (test build: debugfs knob).
+
+    build-guest-module.sh rebuilds every time it runs (16 s a build), so
+    it is only called when the cached module is older than its sources.
+    """
+    variant = "test" if test_build else "normal"
     var = "VTMEM_KO_" + kernel["series"].replace(".", "_")
     if test_build:
         var += "_TEST"
     ko = os.environ.get(var)
-    if not ko:
-        args = ["--print-path", kernel["series"]]
-        if test_build:
-            args.append("--test")
-        out = _script("build-guest-module.sh", *args).strip().splitlines()
-        ko = out[-1] if out else ""
-    if not ko or not os.path.exists(ko):
-        raise Unavailable("virtio_tmem.ko for %s%s not built (%s)" % (
-            kernel["series"], " (test build)" if test_build else "",
-            ko or "no path"))
+    if ko:
+        if not os.path.exists(ko):
+            raise Unavailable("%s=%s does not exist" % (var, ko))
+        return ko
+    if not os.path.isdir(os.path.join(TOP, "guest-virtio-tmem")):
+        raise Unavailable("guest-virtio-tmem/ does not exist yet")
+    ko = os.path.join(cache_root(), "build", kernel["release"], variant,
+                      "guest-virtio-tmem", "virtio_tmem.ko")
+    try:
+        fresh = os.path.getmtime(ko) >= _module_sources_mtime()
+    except OSError:
+        fresh = False
+    if not fresh:
+        out = _script("build-guest-module.sh", "-v", variant,
+                      kernel["series"])
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) == 4 and f[0] == kernel["series"] and f[2] == variant:
+                ko = f[3]
+    if not os.path.exists(ko):
+        raise Unavailable("virtio_tmem.ko for %s (%s) not built" % (
+            kernel["series"], variant))
     return ko
+
+
+def module_lock(ko):
+    """build-guest-module.sh's lock for this module's build directory."""
+    lock = os.path.join(os.path.dirname(os.path.dirname(ko)), ".lock")
+    try:
+        f = open(lock, "a")
+    except OSError:
+        return None
+    fcntl.flock(f, fcntl.LOCK_EX)
+    return f
 
 
 def _die_with_parent():
@@ -144,6 +181,13 @@ def _die_with_parent():
 def _term_to_exit(signum, frame):
     # meson's timeout and ^C: unwind through the finally that kills QEMU.
     raise SystemExit(128 + signum)
+
+
+# Console lines that end the run at once, and splats that fail it later.
+FATAL_RE = re.compile(r"Kernel panic|BUG: |kernel BUG at|Oops|"
+                      r"general protection fault|Fixing recursive fault")
+SPLAT_RE = re.compile(r"WARNING: |INFO: task .* blocked for more than|"
+                      r"soft lockup|hard LOCKUP|rcu_sched self-detected stall")
 
 
 class QMP:
@@ -234,6 +278,7 @@ def probe_accel(qemu, kernel, image):
 class Result:
     def __init__(self):
         self.checkpoints = []   # {"name", "boot", "guest", "host", ...}
+        self.splats = []        # kernel warnings seen on the console
         self.verdict = None
         self.host_final = None
         self.console = ""
@@ -249,7 +294,8 @@ class Result:
 
     def as_dict(self):
         return {"accel": self.accel, "seconds": round(self.seconds, 1),
-                "exit": self.exit_reason, "checkpoints": self.checkpoints,
+                "exit": self.exit_reason, "splats": self.splats,
+                "checkpoints": self.checkpoints,
                 "verdict": self.verdict, "host_final": self.host_final}
 
 
@@ -387,15 +433,34 @@ class VM:
             self._teardown(res)
         return res
 
+    def _watch_console(self, res):
+        """Fail fast on a guest oops or panic; note warnings."""
+        try:
+            with open(self.console_path, "rb") as f:
+                f.seek(self._con_pos)
+                data = f.read()
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1
+        self._con_pos += end
+        for line in data[:end].decode(errors="replace").splitlines():
+            if FATAL_RE.search(line):
+                time.sleep(1)   # let the trace reach the log
+                raise VMError("guest kernel: %s" % line.strip())
+            if SPLAT_RE.search(line):
+                res.splats.append(line.strip())
+
     def _loop(self, res, start):
         out = self.proc.stdout
         buf = b""
+        self._con_pos = 0
         boot = 0
         deadline = start + self.timeout
         while True:
             if time.time() > deadline:
                 raise VMError("timeout after %d s" % self.timeout)
             r, _, _ = select.select([out], [], [], 0.5)
+            self._watch_console(res)
             if not r:
                 if self.proc.poll() is not None:
                     res.exit_reason = "qemu exited %d" % self.proc.returncode
@@ -494,10 +559,15 @@ def prepare(series="6.12", test_build=False):
     qemu = find_qemu()
     kernel = find_kernel(series)
     ko = find_module(kernel, test_build)
+    # Read the module while no concurrent build replaces it.
+    lock = module_lock(ko)
     try:
         image = initramfs.build(kernel["moddir"], [ko])
     except initramfs.BuildError as e:
         raise VMError(str(e))
+    finally:
+        if lock:
+            lock.close()
     accel = probe_accel(qemu, kernel, image)
     return qemu, kernel, image, accel
 

@@ -55,12 +55,28 @@ static int write_file(const char *name, const void *buf, size_t len)
 	return r == (ssize_t)len ? 0 : -EIO;
 }
 
-/* Send one chain: rd_len readable bytes, wr_len writable bytes. */
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * Send one chain: rd_len readable bytes, wr_len writable bytes.  The
+ * knob's read side is text: result=N, used_len=N, in=<hex of the
+ * writable buffer>; the answer is the buffer's last 8 bytes.
+ */
 static void send_raw(const void *rd, size_t rd_len, size_t wr_len,
 		     struct answer *a)
 {
-	static unsigned char out[2 * PAGE];
-	char num[32], path[256];
+	static char text[4 * PAGE + 256];
+	static unsigned char in[2 * PAGE];
+	char num[32], path[256], *p;
+	long result = -1;
+	size_t n = 0;
 	ssize_t r;
 	int fd, e;
 
@@ -72,34 +88,43 @@ static void send_raw(const void *rd, size_t rd_len, size_t wr_len,
 		a->status = e;
 		return;
 	}
+	e = write_file("raw_request", rd, rd_len);
+	if (e) {
+		a->status = e;
+		return;
+	}
 	snprintf(path, sizeof(path), "%s/raw_request", knob_dir);
-	fd = open(path, O_RDWR);
+	fd = open(path, O_RDONLY);
 	if (fd < 0) {
 		a->status = -errno;
 		return;
 	}
-	r = write(fd, rd, rd_len);
-	if (r < 0) {
-		a->status = -errno;
-		close(fd);
-		return;
-	}
-	lseek(fd, 0, SEEK_SET);
-	r = read(fd, out, sizeof(out));
+	r = read(fd, text, sizeof(text) - 1);
 	close(fd);
 	if (r < 0) {
 		a->status = -errno;
 		return;
 	}
-	a->len = r;
-	if ((size_t)r >= RESP) {
-		const struct virtio_tmem_resp *resp =
-			(const void *)(out + r - RESP);
+	text[r] = '\0';
+	p = strstr(text, "result=");
+	if (p)
+		result = strtol(p + 7, NULL, 10);
+	if (result) {
+		a->status = result < 0 ? (int)result : -1000;
+		return;
+	}
+	p = strstr(text, "in=");
+	for (p = p ? p + 3 : text + r; hexval(p[0]) >= 0 && hexval(p[1]) >= 0 &&
+	     n < sizeof(in); p += 2)
+		in[n++] = hexval(p[0]) << 4 | hexval(p[1]);
+	a->len = n;
+	if (n >= RESP) {
+		const struct virtio_tmem_resp *resp = (const void *)(in + n - RESP);
 
 		a->status = resp->status;
 		a->pool_id = le32toh(resp->pool_id);
-		if ((size_t)r == PAGE + RESP)
-			memcpy(a->page, out, PAGE);
+		if (n == PAGE + RESP)
+			memcpy(a->page, in, PAGE);
 	}
 }
 
