@@ -211,7 +211,7 @@ def test_hotplug():
 
 def test_migration_blocked():
     """migrate is refused with the blocker's message; the VM keeps
-    running and answering."""
+    running and answering; -only-migratable refuses the device."""
     with QEMU("-device", "virtio-tmem-pci,id=tmem0,budget=32M",
               paused=False) as vm:
         check(vm.cmd("query-status")["running"], "VM is not running")
@@ -226,6 +226,11 @@ def test_migration_blocked():
         check(len(vm.cmd("query-tmem")) == 1, "device lost")
         vm.cmd("system_reset")
         check_stats(vm.cmd("query-tmem")[0], 32 * MiB)
+    # A VM that must stay migratable refuses the device.
+    rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
+                          "-nodefaults", "-nographic", "-only-migratable",
+                          "-device", "virtio-tmem-pci,budget=1M")
+    check(rc != 0 and BLOCKER in err, "-only-migratable: %d %r" % (rc, err))
 
 
 TESTS = {
