@@ -24,9 +24,11 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "hw/qdev-properties.h"
+#include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-bus.h"
 #include "hw/virtio/virtio-access.h"
+#include "hw/virtio/iothread-vq-mapping.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "migration/blocker.h"
 #include "migration/vmstate.h"
@@ -367,15 +369,22 @@ static bool virtio_tmem_parse_incompressible(VirtIOTmem *s, Error **errp)
     return true;
 }
 
+/* Which AioContext runs each queue: the main loop's, or IOThreads'. */
 static bool virtio_tmem_iothread_setup(VirtIOTmem *s, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
     VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    VirtIOTmemConf *conf = &s->conf;
     AioContext *ctx = qemu_get_aio_context();
     unsigned i;
 
-    if (s->conf.iothread) {
+    if (conf->iothread && conf->iothread_vq_mapping_list) {
+        error_setg(errp, "virtio-tmem: 'iothread' and 'iothread-vq-mapping' "
+                   "cannot be set at the same time");
+        return false;
+    }
+    if (conf->iothread || conf->iothread_vq_mapping_list) {
         if (!k->set_guest_notifiers || !k->ioeventfd_assign) {
             error_setg(errp, "virtio-tmem: device is incompatible with "
                        "iothread (transport does not support notifiers)");
@@ -386,11 +395,20 @@ static bool virtio_tmem_iothread_setup(VirtIOTmem *s, Error **errp)
                        "iothread");
             return false;
         }
-        ctx = iothread_get_aio_context(s->conf.iothread);
-        /* Released in virtio_tmem_iothread_cleanup() */
-        object_ref(OBJECT(s->conf.iothread));
     }
-    for (i = 0; i < s->conf.num_queues; i++) {
+
+    if (conf->iothread_vq_mapping_list) {
+        /* One thread per queue is what libtmem's contexts are made for. */
+        return iothread_vq_mapping_apply(conf->iothread_vq_mapping_list,
+                                         s->vq_aio_context, conf->num_queues,
+                                         errp);
+    }
+    if (conf->iothread) {
+        ctx = iothread_get_aio_context(conf->iothread);
+        /* Released in virtio_tmem_iothread_cleanup() */
+        object_ref(OBJECT(conf->iothread));
+    }
+    for (i = 0; i < conf->num_queues; i++) {
         s->vq_aio_context[i] = ctx;
     }
     return true;
@@ -398,6 +416,9 @@ static bool virtio_tmem_iothread_setup(VirtIOTmem *s, Error **errp)
 
 static void virtio_tmem_iothread_cleanup(VirtIOTmem *s)
 {
+    if (s->conf.iothread_vq_mapping_list) {
+        iothread_vq_mapping_cleanup(s->conf.iothread_vq_mapping_list);
+    }
     if (s->conf.iothread) {
         object_unref(OBJECT(s->conf.iothread));
     }
@@ -570,6 +591,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_EPHEMERAL, true),
     DEFINE_PROP_LINK("iothread", VirtIOTmem, conf.iothread, TYPE_IOTHREAD,
                      IOThread *),
+    DEFINE_PROP_IOTHREAD_VQ_MAPPING_LIST("iothread-vq-mapping", VirtIOTmem,
+                                         conf.iothread_vq_mapping_list),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass, void *data)
@@ -597,6 +620,9 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
         "offer VIRTIO_TMEM_F_EPHEMERAL (ephemeral pools)");
     object_class_property_set_description(klass, "iothread",
         "IOThread that runs the request queues (default: main loop)");
+    object_class_property_set_description(klass, "iothread-vq-mapping",
+        "IOThreads for the request queues, e.g. one per queue "
+        "(JSON -device syntax, as for virtio-blk)");
     dc->vmsd = &vmstate_virtio_tmem;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     vdc->realize = virtio_tmem_device_realize;

@@ -12,6 +12,7 @@
 #define QEMU_VIRTIO_TMEM_H
 
 #include "hw/virtio/virtio.h"
+#include "qapi/qapi-types-virtio.h"
 #include "system/iothread.h"
 #include "qom/object.h"
 
@@ -38,6 +39,7 @@ typedef struct VirtIOTmemConf {
     uint32_t compress_threshold;
     int incompressible;
     IOThread *iothread;
+    IOThreadVirtQueueMappingList *iothread_vq_mapping_list;
 } VirtIOTmemConf;
 
 struct VirtIOTmem {
