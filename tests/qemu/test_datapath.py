@@ -257,6 +257,18 @@ class Device:
         A chain is a list of (bytes, writable_len): readable buffers carry
         bytes, writable ones a length.  Returns, per chain, (used_len,
         [contents of each writable buffer])."""
+        return self.submit_many({q: chains})[q]
+
+    def submit_many(self, work):
+        """submit() on several queues at once: every queue is filled and
+        kicked before any answer is awaited, so that queues in different
+        IOThreads run concurrently."""
+        layouts = {q: self._prepare(q, chains) for q, chains in work.items()}
+        for q in work:
+            self.vm.writew(q.notify, q.index)
+        return {q: self._collect(q, layouts[q]) for q in work}
+
+    def _prepare(self, q, chains):
         vm = self.vm
         layout = []
         buf = q.bufs
@@ -270,25 +282,24 @@ class Device:
                     vm.write(buf, data)
                 descs.append((buf, length, data is None))
                 buf += max(length, 8)
-            entries = []
             for i, (addr, length, writable) in enumerate(descs):
                 idx = (head + i) % q.size
                 flags = (VRING_DESC_F_WRITE if writable else 0)
-                nxt = (idx + 1) % q.size
                 if i + 1 < len(descs):
                     flags |= VRING_DESC_F_NEXT
-                entries.append((idx, struct.pack("<QIHH", addr, length, flags,
-                                                 nxt)))
-            for idx, raw in entries:
-                vm.write(q.desc + 16 * idx, raw)
+                vm.write(q.desc + 16 * idx,
+                         struct.pack("<QIHH", addr, length, flags,
+                                     (idx + 1) % q.size))
             q.next_desc = (head + len(descs)) % q.size
             vm.writew(q.avail + 4 + 2 * ((q.avail_idx + n) % q.size), head)
             layout.append((head, [d for d in descs if d[2]]))
         q.avail_idx = (q.avail_idx + len(chains)) & 0xFFFF
         vm.writew(q.avail + 2, q.avail_idx)
-        vm.writew(q.notify, q.index)
+        return layout
 
-        want = (q.used_idx + len(chains)) & 0xFFFF
+    def _collect(self, q, layout):
+        vm = self.vm
+        want = (q.used_idx + len(layout)) & 0xFFFF
         deadline = time.monotonic() + 10
         while vm.readw(q.used + 2) != want:
             if self.status() & S_NEEDS_RESET:
@@ -296,7 +307,7 @@ class Device:
             check(time.monotonic() < deadline, "no answer within 10 s")
             time.sleep(0.01)
         by_head = {}
-        for n in range(len(chains)):
+        for n in range(len(layout)):
             slot = q.used + 4 + 8 * ((q.used_idx + n) % q.size)
             head, length = struct.unpack("<II", vm.read(slot, 8))
             by_head[head] = length
@@ -433,6 +444,42 @@ def test_queue_reset():
         status, _, data = dev.request(q, OP_LOAD, pool, 7, 1, load=True)
         check(status == S_OK and data == page_of(1), "LOAD after queue reset")
         check(stats(vm)["pages"] == 8, "pages lost by a queue reset")
+
+
+def test_iothread_per_queue():
+    """iothread-vq-mapping: four queues in two IOThreads, filled and kicked
+    together so that they run concurrently, with query-tmem read
+    meanwhile."""
+    dev_json = ('{"driver": "virtio-tmem-pci", "id": "tmem0", "addr": "04.0",'
+                ' "budget": 16777216, "num-queues": 4, "iothread-vq-mapping":'
+                ' [{"iothread": "io0"}, {"iothread": "io1"}]}')
+    with QTestVM("-object", "iothread,id=io0", "-object", "iothread,id=io1",
+                 "-device", dev_json) as vm:
+        dev = Device(vm)
+        dev.start(1 << F_MQ, nqueues=4)
+        pools = {}
+        for q in dev.queues:
+            status, pools[q], _ = dev.request(q, OP_NEW_POOL)
+            check(status == S_OK, "NEW_POOL: %d" % status)
+        for rnd in range(4):
+            work = {}
+            for q in dev.queues:
+                work[q] = [[(REQ.pack(OP_STORE, 0, 0, pools[q], rnd, i, 0), 0),
+                            (page_of(100 * q.index + i), 0),
+                            (None, RESP.size)] for i in range(16)]
+            for q, results in dev.submit_many(work).items():
+                for _, bufs in results:
+                    check(RESP.unpack(bufs[0])[0] == S_OK, "STORE refused")
+            vm.cmd("query-tmem")
+        for q in dev.queues:
+            status, _, data = dev.request(q, OP_LOAD, pools[q], 3, 5, load=True)
+            check(status == S_OK and data == page_of(100 * q.index + 5),
+                  "LOAD on queue %d" % q.index)
+        st = stats(vm)
+        check(st["pages"] == 4 * 4 * 16 and st["succ-stores"] == 256,
+              "stats %r" % st)
+        dev.set_status(0)
+        check(stats(vm)["pages"] == 0, "reset")
 
 
 def test_no_ioeventfd():
@@ -601,6 +648,7 @@ TESTS = {
     "no-ioeventfd": test_no_ioeventfd,
     "queue-reset": test_queue_reset,
     "hostile-rings": test_hostile_rings,
+    "iothread-per-queue": test_iothread_per_queue,
 }
 
 

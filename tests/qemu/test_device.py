@@ -165,6 +165,12 @@ def test_bad_properties():
                     (kv.split("=", 1) for kv in props.split(",") if kv)}
             check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
                                        bus="rp0", id="bad", **args), msg)
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+                                   bus="rp0", id="bad", budget=MiB,
+                                   iothread="io0",
+                                   **{"iothread-vq-mapping":
+                                      [{"iothread": "io0"}]}),
+                    "'iothread' and 'iothread-vq-mapping' cannot be set")
         check(vm.cmd("query-tmem") == [], "a refused device is reported")
         check(vm.cmd("query-status")["status"] == "prelaunch",
               "VM state changed")
