@@ -360,7 +360,7 @@ static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 	}
 	atomic64_inc(&vt->stats.failed_stores);
 	if (req->action == VTMEM_A_SEND && status != VIRTIO_TMEM_S_REJECTED)
-		pr_warn_ratelimited("%s: slot %u: STORE answered %u\n",
+		pr_warn_ratelimited("%s: slot %u: STORE failed (status %u)\n",
 				    vt->disk->disk_name, req->slot, status);
 	/* DEV-11: after a failed store the host holds nothing for the key. */
 	vtmem_clear_in_host(vt, req->slot);

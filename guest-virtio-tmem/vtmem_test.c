@@ -137,10 +137,14 @@ static ssize_t raw_request_write(struct file *file, const char __user *ubuf,
 	raw->sent = true;
 	left = wait_for_completion_killable_timeout(&raw->batch->done,
 						    VTMEM_RAW_TIMEOUT);
-	if (left > 0)
+	if (left > 0) {
 		raw->busy = false;
-	else
+		/* Completed by vtmem_kill(): the device never answered. */
+		if (raw->batch->req[0].resp.status == VTMEM_S_NO_ANSWER)
+			err = -EIO;
+	} else {
 		err = left ? left : -ETIMEDOUT;
+	}
 out_unlock:
 	mutex_unlock(&raw->lock);
 	kfree(out);
