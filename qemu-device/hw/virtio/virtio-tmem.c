@@ -117,14 +117,17 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
 
 /*
  * Every request is answered synchronously, so at most one element per
- * queue is outstanding at any time, whatever the guest queues.
+ * queue is outstanding at any time, whatever the guest queues.  One call
+ * answers at most queue-size requests, then yields to its event loop and
+ * continues from a bottom half: a guest that keeps its ring full cannot
+ * keep the main loop or an IOThread to itself.
  */
 static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     unsigned queue = virtio_get_queue_index(vq);
+    unsigned quota = s->conf.queue_size;
     VirtQueueElement *elem;
-    unsigned count = 0;
     bool ok = true;
 
     if (queue >= s->conf.num_queues || !s->ctxs[queue]) {
@@ -132,19 +135,34 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     }
 
     do {
+        unsigned batch = 0;
+
         virtio_queue_set_notification(vq, 0);
-        while (ok && (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
+        while (ok && quota &&
+               (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             ok = virtio_tmem_handle_request(s, vq, queue, elem);
-            count += ok;
+            batch += ok;
+            quota--;
             g_free(elem);
         }
         virtio_queue_set_notification(vq, 1);
-    } while (ok && !virtio_queue_empty(vq));
 
-    if (count) {
-        trace_virtio_tmem_batch(s, queue, count);
-        virtio_tmem_notify(vdev, vq);
-    }
+        if (batch) {
+            trace_virtio_tmem_batch(s, queue, batch);
+            virtio_tmem_notify(vdev, vq);
+        }
+        if (!quota) {
+            qemu_bh_schedule(s->resume[queue].bh);
+            return;
+        }
+    } while (ok && !virtio_queue_empty(vq));
+}
+
+static void virtio_tmem_resume_bh(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+
+    virtio_tmem_handle_output(VIRTIO_DEVICE(r->s), r->s->vqs[r->queue]);
 }
 
 static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
@@ -253,9 +271,12 @@ fail_guest_notifiers:
 /* Context: BH in the queue's AioContext */
 static void virtio_tmem_stop_vq_bh(void *opaque)
 {
-    VirtQueue *vq = opaque;
+    VirtIOTmemResume *r = opaque;
+    VirtQueue *vq = r->s->vqs[r->queue];
 
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    /* No batch resumes behind the caller's back (reset, unplug). */
+    qemu_bh_cancel(r->bh);
     /* A kick that raced with the detach must not be lost. */
     virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
 }
@@ -277,7 +298,7 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     /* Returns once no handler of the queue runs: requests are synchronous. */
     for (i = 0; i < nvqs; i++) {
         aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_stop_vq_bh,
-                            s->vqs[i]);
+                            &s->resume[i]);
     }
 
     memory_region_transaction_begin();
@@ -305,7 +326,7 @@ static void virtio_tmem_queue_reset(VirtIODevice *vdev, uint32_t index)
 
     if (index < s->conf.num_queues && s->ioeventfd_started) {
         aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_stop_vq_bh,
-                            s->vqs[index]);
+                            &s->resume[index]);
     }
 }
 
@@ -424,6 +445,30 @@ static void virtio_tmem_iothread_cleanup(VirtIOTmem *s)
     }
 }
 
+static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
+{
+    unsigned i;
+
+    for (i = 0; i < s->conf.num_queues; i++) {
+        s->resume[i].s = s;
+        s->resume[i].queue = i;
+        s->resume[i].bh = aio_bh_new_guarded(s->vq_aio_context[i],
+                                             virtio_tmem_resume_bh,
+                                             &s->resume[i],
+                                             &DEVICE(s)->mem_reentrancy_guard);
+    }
+}
+
+static void virtio_tmem_del_resume_bhs(VirtIOTmem *s)
+{
+    unsigned i;
+
+    for (i = 0; i < s->conf.num_queues; i++) {
+        qemu_bh_delete(s->resume[i].bh);
+        s->resume[i].bh = NULL;
+    }
+}
+
 static void virtio_tmem_del_queues(VirtIOTmem *s, unsigned n)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
@@ -480,18 +525,20 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     if (!virtio_tmem_iothread_setup(s, errp)) {
         goto fail_queues;
     }
+    virtio_tmem_add_resume_bhs(s);
 
     error_setg(&s->migration_blocker,
                "virtio-tmem: migration of stored pages is not supported yet");
     if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        goto fail_iothread;
+        goto fail_bhs;
     }
 
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);
     return;
 
-fail_iothread:
+fail_bhs:
+    virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
 fail_queues:
     virtio_tmem_del_queues(s, i);
@@ -504,6 +551,7 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
     migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
     virtio_tmem_del_queues(s, s->conf.num_queues);
     tmem_client_free(s->client);

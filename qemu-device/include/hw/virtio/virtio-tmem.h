@@ -42,6 +42,13 @@ typedef struct VirtIOTmemConf {
     IOThreadVirtQueueMappingList *iothread_vq_mapping_list;
 } VirtIOTmemConf;
 
+typedef struct VirtIOTmemResume {
+    VirtIOTmem *s;
+    unsigned queue;
+    /* Continues a batch cut at queue-size requests, in the queue's thread. */
+    QEMUBH *bh;
+} VirtIOTmemResume;
+
 struct VirtIOTmem {
     VirtIODevice parent_obj;
 
@@ -55,6 +62,7 @@ struct VirtIOTmem {
     struct tmem_ctx *ctxs[VIRTIO_TMEM_MAX_QUEUES];
     /* The AioContext each queue's host notifier is handled in. */
     AioContext *vq_aio_context[VIRTIO_TMEM_MAX_QUEUES];
+    VirtIOTmemResume resume[VIRTIO_TMEM_MAX_QUEUES];
 
     bool ioeventfd_started;
     bool ioeventfd_starting;
