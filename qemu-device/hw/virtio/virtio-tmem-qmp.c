@@ -25,9 +25,23 @@
 #include "hw/virtio/virtio-tmem.h"
 
 typedef struct TmemQueryState {
-    TmemInfoList **tail;
+    TmemInfoList *list;
     Error **errp;
 } TmemQueryState;
+
+/* Sorted by QOM path, so that the answer does not depend on hash order. */
+static void query_tmem_insert(TmemQueryState *qs, TmemInfo *info)
+{
+    TmemInfoList **link = &qs->list;
+    TmemInfoList *entry = g_new0(TmemInfoList, 1);
+
+    while (*link && strcmp((*link)->value->qom_path, info->qom_path) < 0) {
+        link = &(*link)->next;
+    }
+    entry->value = info;
+    entry->next = *link;
+    *link = entry;
+}
 
 static int query_tmem_child(Object *obj, void *opaque)
 {
@@ -53,19 +67,18 @@ static int query_tmem_child(Object *obj, void *opaque)
     if (!ok) {
         return -1;
     }
-    QAPI_LIST_APPEND(qs->tail, info);
+    query_tmem_insert(qs, info);
     return 0;
 }
 
 TmemInfoList *qmp_query_tmem(Error **errp)
 {
-    TmemInfoList *list = NULL;
-    TmemQueryState qs = { .tail = &list, .errp = errp };
+    TmemQueryState qs = { .list = NULL, .errp = errp };
 
     if (object_child_foreach_recursive(object_get_root(), query_tmem_child,
                                        &qs)) {
-        qapi_free_TmemInfoList(list);
+        qapi_free_TmemInfoList(qs.list);
         return NULL;
     }
-    return list;
+    return qs.list;
 }
