@@ -86,6 +86,8 @@ def test_query_tmem():
               "-device", "virtio-tmem-pci,budget=1M") as vm:
         infos = vm.cmd("query-tmem")
         check(len(infos) == 3, "%d devices reported" % len(infos))
+        paths = [i["qom-path"] for i in infos]
+        check(paths == sorted(paths), "not sorted by qom-path: %r" % paths)
         by_path = {i["qom-path"]: i for i in infos}
         budgets = {"/machine/peripheral/tmem0/virtio-backend": 2 << 30,
                    "/machine/peripheral/tmem1/virtio-backend": 64 * MiB}
