@@ -34,6 +34,10 @@
 #   KCONFIG=$KROOT/boot/config-$KREL
 #   KMODDIR=$KROOT/lib/modules/$KREL    kernel/drivers/block/virtio_blk.ko.xz...
 #   KBUILD=$KROOT/usr/src/linux-headers-$KREL   make -C $KBUILD M=...
+#   KVIRTIO_MODS="..."                  virtio core modules to insmod, in this
+#                                       order, before virtio_blk/virtio_tmem:
+#                                       empty on 6.12 (built in), virtio_ring,
+#                                       virtio, virtio_pci* on 6.1
 #
 # Exit status: 0 on success, 77 when the packages cannot be obtained (no
 # apt source that carries them, no network, not root for apt-get update), so
@@ -223,6 +227,13 @@ print_env() {
 	root=$dir/root
 	vmlinux=
 	[ ! -f "$dir/vmlinux-$krel" ] || vmlinux=$dir/vmlinux-$krel
+	mods=
+	for m in virtio_ring virtio virtio_pci_legacy_dev \
+		virtio_pci_modern_dev virtio_pci; do
+		f=$(find "$root/lib/modules/$krel/kernel/drivers/virtio" \
+			-name "$m.ko*" 2>/dev/null | head -n 1)
+		[ -z "$f" ] || mods="$mods${mods:+ }$f"
+	done
 	cat <<EOT
 KSERIES=$series
 KREL=$krel
@@ -233,6 +244,7 @@ KVMLINUX=$vmlinux
 KCONFIG=$root/boot/config-$krel
 KMODDIR=$root/lib/modules/$krel
 KBUILD=$root/usr/src/linux-headers-$krel
+KVIRTIO_MODS="$mods"
 EOT
 }
 
