@@ -11,6 +11,10 @@
 # Other scripts find QEMU with:
 #   QEMU=$(scripts/build-qemu.sh --print-path) || { echo "build QEMU first"; exit 77; }
 #
+# One cache holds one build: a checkout that builds re-points it at its own
+# sources (--print-path warns when the binary comes from another checkout);
+# give concurrent checkouts their own VTMEM_CACHE.
+#
 # The binary is ${VTMEM_CACHE}/qemu/bin/qemu-system-x86_64, a symlink into the
 # build directory of the current version.  It finds its firmware in Debian's
 # seabios and qemu-system-data packages (configured --firmwarepath), so no -L
@@ -55,6 +59,10 @@ die() { log "error: $*"; exit 1; }
 case ${1:-} in
 --print-path)
 	echo "$stable"
+	from=$(cat "$cache/qemu/SOURCE" 2>/dev/null || true)
+	if [ -n "$from" ] && [ "$from" != "$repo" ]; then
+		log "warning: $stable was last built from $from, not $repo"
+	fi
 	[ -x "$stable" ]
 	exit
 	;;
@@ -304,5 +312,6 @@ done
 mkdir -p "$cache/qemu/bin"
 ln -sfn "$build/qemu-system-x86_64" "$stable"
 echo "$version" > "$cache/qemu/VERSION"
+echo "$repo" > "$cache/qemu/SOURCE"
 log "qemu $version with virtio-tmem, up to date in $(( $(date +%s) - start )) s"
 echo "$stable"
