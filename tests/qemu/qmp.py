@@ -30,8 +30,11 @@ def find_qemu():
     if not qemu:
         script = os.path.join(REPO, "scripts", "build-qemu.sh")
         res = subprocess.run([script, "--print-path"], stdout=subprocess.PIPE,
-                             stderr=subprocess.DEVNULL, text=True)
+                             stderr=subprocess.PIPE, text=True)
         qemu = res.stdout.strip()
+        if res.stderr:
+            # e.g. the binary was built from another checkout
+            sys.stderr.write(res.stderr)
         if res.returncode != 0:
             skip("QEMU with virtio-tmem is not built (%s missing); run "
                  "scripts/build-qemu.sh" % qemu)
