@@ -5,6 +5,7 @@ Standard library only.  QEMU is found through $QEMU, else through
 77, which meson counts as SKIP.
 """
 
+import ctypes
 import json
 import os
 import select
@@ -18,6 +19,12 @@ import time
 
 SKIP = 77
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _die_with_parent():
+    """QEMU must not outlive a test killed by meson's timeout."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def skip(reason):
@@ -81,7 +88,8 @@ class QEMU:
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(self.cmdline(),
                                          stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.timeout
         while True:
             if self.proc.poll() is not None:
