@@ -23,6 +23,7 @@
 #include "qemu/iov.h"
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
+#include "qemu/timer.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
@@ -89,20 +90,45 @@ static void virtio_tmem_trace_response(VirtIOTmem *s, unsigned queue,
     }
 }
 
+/* Only the queue's own thread writes its counters; readers take a snapshot. */
+static inline void virtio_tmem_timing_add(uint64_t *counter, uint64_t delta)
+{
+    qatomic_set(counter, *counter + delta);
+}
+
+static unsigned virtio_tmem_timing_kind(VirtQueueElement *elem)
+{
+    uint8_t opcode = 0;
+
+    iov_to_buf(elem->out_sg, elem->out_num, 0, &opcode, sizeof(opcode));
+    return opcode == VIRTIO_TMEM_OP_STORE ? VIRTIO_TMEM_TIMING_STORE :
+           opcode == VIRTIO_TMEM_OP_LOAD ? VIRTIO_TMEM_TIMING_LOAD :
+           VIRTIO_TMEM_TIMING_OTHER;
+}
+
 /*
- * Answer one request.  Returns false when the chain violates the
+ * Answer one request.  *clock is when the previous request was answered
+ * (or the handler started); the time since is charged to this request.
+ * Returns false when the chain violates the
  * transport (no room for a response): the device is then broken and
  * the queue must not be processed further.
  */
 static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
-                                       unsigned queue, VirtQueueElement *elem)
+                                       unsigned queue, VirtQueueElement *elem,
+                                       int64_t *clock)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    VirtIOTmemTiming *tm = &s->timing[queue];
+    unsigned kind = virtio_tmem_timing_kind(elem);
+    int64_t lib_start, lib_end;
     int len;
 
     virtio_tmem_trace_request(s, queue, elem);
+    lib_start = get_clock();
     len = tmem_handle_request(s->ctxs[queue], elem->out_sg, elem->out_num,
                               elem->in_sg, elem->in_num);
+    lib_end = get_clock();
+    virtio_tmem_timing_add(&tm->lib_ns[kind], lib_end - lib_start);
     if (len < 0) {
         trace_virtio_tmem_bad_request(s, queue, elem->out_num, elem->in_num);
         virtqueue_detach_element(vq, elem, 0);
@@ -112,6 +138,10 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
     }
     virtio_tmem_trace_response(s, queue, elem, len);
     virtqueue_push(vq, elem, len);
+    lib_end = get_clock();
+    virtio_tmem_timing_add(&tm->requests[kind], 1);
+    virtio_tmem_timing_add(&tm->request_ns[kind], lib_end - *clock);
+    *clock = lib_end;
     return true;
 }
 
@@ -129,10 +159,12 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     unsigned quota = s->conf.queue_size;
     VirtQueueElement *elem;
     bool ok = true;
+    int64_t start, clock;
 
     if (queue >= s->conf.num_queues || !s->ctxs[queue]) {
         return;
     }
+    start = clock = get_clock();
 
     do {
         unsigned batch = 0;
@@ -140,7 +172,7 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         virtio_queue_set_notification(vq, 0);
         while (ok && quota &&
                (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
-            ok = virtio_tmem_handle_request(s, vq, queue, elem);
+            ok = virtio_tmem_handle_request(s, vq, queue, elem, &clock);
             batch += ok;
             quota--;
             g_free(elem);
@@ -153,9 +185,11 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         }
         if (!quota) {
             qemu_bh_schedule(s->resume[queue].bh);
-            return;
+            break;
         }
     } while (ok && !virtio_queue_empty(vq));
+    virtio_tmem_timing_add(&s->timing[queue].handler_calls, 1);
+    virtio_tmem_timing_add(&s->timing[queue].handler_ns, get_clock() - start);
 }
 
 static void virtio_tmem_resume_bh(void *opaque)
@@ -603,12 +637,69 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     qapi_free_TmemInfo(info);
 }
 
+/*
+ * "timing": where the device's time went since realize, summed over the
+ * queues (for bench/, not a stable interface): handler-ns is all time in
+ * the queue handlers (pops, requests, pushes, notifications); per kind
+ * (store, load, other) the requests answered, their time from the end of
+ * the previous answer (or the handler's start) to their own push, and
+ * the part of it inside libtmem's tmem_handle_request().
+ */
+static void virtio_tmem_get_timing(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    static const char *const kinds[VIRTIO_TMEM_TIMING_NR] = {
+        "store", "load", "other",
+    };
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    VirtIOTmemTiming sum = { 0 };
+    unsigned i, k;
+
+    for (i = 0; i < VIRTIO_TMEM_MAX_QUEUES; i++) {
+        VirtIOTmemTiming *tm = &s->timing[i];
+
+        sum.handler_calls += qatomic_read(&tm->handler_calls);
+        sum.handler_ns += qatomic_read(&tm->handler_ns);
+        for (k = 0; k < VIRTIO_TMEM_TIMING_NR; k++) {
+            sum.requests[k] += qatomic_read(&tm->requests[k]);
+            sum.request_ns[k] += qatomic_read(&tm->request_ns[k]);
+            sum.lib_ns[k] += qatomic_read(&tm->lib_ns[k]);
+        }
+    }
+    if (!visit_start_struct(v, name, NULL, 0, errp)) {
+        return;
+    }
+    if (!visit_type_uint64(v, "handler-calls", &sum.handler_calls, errp) ||
+        !visit_type_uint64(v, "handler-ns", &sum.handler_ns, errp)) {
+        goto out;
+    }
+    for (k = 0; k < VIRTIO_TMEM_TIMING_NR; k++) {
+        g_autofree char *n = g_strdup_printf("%s-requests", kinds[k]);
+        g_autofree char *r = g_strdup_printf("%s-ns", kinds[k]);
+        g_autofree char *l = g_strdup_printf("%s-lib-ns", kinds[k]);
+
+        if (!visit_type_uint64(v, n, &sum.requests[k], errp) ||
+            !visit_type_uint64(v, r, &sum.request_ns[k], errp) ||
+            !visit_type_uint64(v, l, &sum.lib_ns[k], errp)) {
+            goto out;
+        }
+    }
+    visit_check_struct(v, errp);
+out:
+    visit_end_struct(v, NULL);
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
     object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
                         NULL, NULL, NULL);
     object_property_set_description(obj, "stats",
                                     "page store statistics (as query-tmem)");
+    object_property_add(obj, "timing", "any", virtio_tmem_get_timing,
+                        NULL, NULL, NULL);
+    object_property_set_description(obj, "timing",
+                                    "time spent per request kind, for "
+                                    "benchmarks");
 }
 
 /*

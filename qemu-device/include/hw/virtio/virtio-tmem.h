@@ -42,6 +42,27 @@ typedef struct VirtIOTmemConf {
     IOThreadVirtQueueMappingList *iothread_vq_mapping_list;
 } VirtIOTmemConf;
 
+/*
+ * Where a queue's time goes, for benchmarks (the "timing" QOM property):
+ * cumulative nanoseconds since realize, written only by the thread that
+ * runs the queue, read by anyone.  Index: VIRTIO_TMEM_TIMING_STORE, _LOAD,
+ * _OTHER.
+ */
+enum {
+    VIRTIO_TMEM_TIMING_STORE,
+    VIRTIO_TMEM_TIMING_LOAD,
+    VIRTIO_TMEM_TIMING_OTHER,
+    VIRTIO_TMEM_TIMING_NR,
+};
+
+typedef struct VirtIOTmemTiming {
+    uint64_t handler_calls;
+    uint64_t handler_ns;        /* the whole queue handler */
+    uint64_t requests[VIRTIO_TMEM_TIMING_NR];
+    uint64_t request_ns[VIRTIO_TMEM_TIMING_NR];  /* pop .. push, per request */
+    uint64_t lib_ns[VIRTIO_TMEM_TIMING_NR];      /* in tmem_handle_request() */
+} VirtIOTmemTiming;
+
 typedef struct VirtIOTmemResume {
     VirtIOTmem *s;
     unsigned queue;
@@ -63,6 +84,7 @@ struct VirtIOTmem {
     /* The AioContext each queue's host notifier is handled in. */
     AioContext *vq_aio_context[VIRTIO_TMEM_MAX_QUEUES];
     VirtIOTmemResume resume[VIRTIO_TMEM_MAX_QUEUES];
+    VirtIOTmemTiming timing[VIRTIO_TMEM_MAX_QUEUES];
 
     bool ioeventfd_started;
     bool ioeventfd_starting;
