@@ -91,6 +91,10 @@ struct vtmem {
 	/* Held for reading by users of the queues outside submit_bio. */
 	struct rw_semaphore vq_sem;
 	bool vqs_ready;
+	/* The virtqueues exist (between find_vqs and del_vqs). */
+	bool have_vqs;
+	/* Reinitializing after NEEDS_RESET, through freeze and restore. */
+	bool recovering;
 	/* The device is gone or was reset: nothing it holds is reachable. */
 	bool dead;
 

@@ -184,7 +184,7 @@ static int vtmem_add_req(struct vtmem_queue *q, struct vtmem_req *req)
 /* Enough descriptors for any request, indirect or not. */
 static bool vtmem_queue_has_room(struct vtmem *vt, struct vtmem_queue *q)
 {
-	return READ_ONCE(q->vq->num_free) >= 3 || READ_ONCE(vt->dead);
+	return READ_ONCE(vt->dead) || READ_ONCE(q->vq->num_free) >= 3;
 }
 
 /*
@@ -675,7 +675,19 @@ static int vtmem_init_vqs(struct vtmem *vt)
 		return err;
 	for (i = 0; i < vt->nr_queues; i++)
 		vt->queues[i].vq = vqs[i];
+	vt->have_vqs = true;
 	return 0;
+}
+
+/* Reset the device, take back what it held, and delete the queues. */
+static void vtmem_del_vqs(struct vtmem *vt)
+{
+	if (!vt->have_vqs)
+		return;
+	virtio_reset_device(vt->vdev);
+	vtmem_detach_all(vt);
+	vt->vdev->config->del_vqs(vt->vdev);
+	vt->have_vqs = false;
 }
 
 static int vtmem_read_config(struct vtmem *vt)
@@ -990,6 +1002,33 @@ static struct gendisk *vtmem_create_disk(struct vtmem *vt)
 	return disk;
 }
 
+/*
+ * NEEDS_RESET: fail what the device held, then bring it up again the way
+ * resume does, with a new pool.  Pages the host held are lost: their slots
+ * stay marked "in host", so reading them fails (NOT_FOUND) rather than
+ * returning zeroes.
+ */
+static void vtmem_recover(struct vtmem *vt)
+{
+#ifdef CONFIG_PM_SLEEP
+	struct virtio_device *vdev = vt->vdev;
+	int err;
+
+	mutex_lock(&vt->ctl_lock);
+	vt->recovering = true;
+	err = virtio_device_freeze(vdev);
+	if (!err)
+		err = virtio_device_restore(vdev);
+	vt->recovering = false;
+	mutex_unlock(&vt->ctl_lock);
+	if (err)
+		dev_err(&vdev->dev, "cannot reinitialize the device: %d\n", err);
+	else
+		dev_info(&vdev->dev, "%s: device reinitialized, pool %u\n",
+			 vt->disk->disk_name, vt->pool_id);
+#endif
+}
+
 static void vtmem_config_work(struct work_struct *work)
 {
 	struct vtmem *vt = container_of(work, struct vtmem, config_work);
@@ -998,8 +1037,9 @@ static void vtmem_config_work(struct work_struct *work)
 	if (!(status & VIRTIO_CONFIG_S_NEEDS_RESET) || READ_ONCE(vt->dead))
 		return;
 	dev_err(&vt->vdev->dev,
-		"device needs reset: pages in the host are lost, requests fail\n");
+		"device needs reset: pages in the host are lost\n");
 	vtmem_kill(vt);
+	vtmem_recover(vt);
 }
 
 static void vtmem_config_changed(struct virtio_device *vdev)
@@ -1138,7 +1178,7 @@ static void vtmem_remove(struct virtio_device *vdev)
 	vtmem_test_exit(vt);
 	cancel_work_sync(&vt->config_work);
 	/* Surprise removal: nothing will answer what is in flight. */
-	if (vtmem_device_broken(vt))
+	if (vt->have_vqs && vtmem_device_broken(vt))
 		vtmem_kill(vt);
 	del_gendisk(vt->disk);
 
@@ -1149,9 +1189,7 @@ static void vtmem_remove(struct virtio_device *vdev)
 	up_write(&vt->vq_sem);
 	cancel_work_sync(&vt->inval_work);
 
-	virtio_reset_device(vdev);
-	vtmem_detach_all(vt);
-	vdev->config->del_vqs(vdev);
+	vtmem_del_vqs(vt);
 	vtmem_detach_backing(vt);
 	put_disk(vt->disk);
 }
@@ -1164,13 +1202,14 @@ static void vtmem_remove(struct virtio_device *vdev)
 static int vtmem_freeze(struct virtio_device *vdev)
 {
 	struct vtmem *vt = vdev->priv;
+	s64 held;
 
 	blk_mq_freeze_queue(vt->disk->queue);
 	flush_work(&vt->inval_work);
-	if (atomic64_read(&vt->stats.pages_in_host)) {
+	held = atomic64_read(&vt->stats.pages_in_host);
+	if (held && !vt->recovering) {
 		dev_warn(&vdev->dev, "%s: %lld pages in the host, not suspending\n",
-			 vt->disk->disk_name,
-			 (long long)atomic64_read(&vt->stats.pages_in_host));
+			 vt->disk->disk_name, (long long)held);
 		blk_mq_unfreeze_queue(vt->disk->queue);
 		return -EBUSY;
 	}
@@ -1178,10 +1217,10 @@ static int vtmem_freeze(struct virtio_device *vdev)
 	vtmem_pool_destroy(vt);
 	vt->vqs_ready = false;
 	up_write(&vt->vq_sem);
-	cancel_work_sync(&vt->config_work);
-	virtio_reset_device(vdev);
-	vtmem_detach_all(vt);
-	vdev->config->del_vqs(vdev);
+	/* Recovery runs in config_work itself. */
+	if (!vt->recovering)
+		cancel_work_sync(&vt->config_work);
+	vtmem_del_vqs(vt);
 	return 0;
 }
 
@@ -1191,16 +1230,21 @@ static int vtmem_restore(struct virtio_device *vdev)
 	int err;
 
 	err = vtmem_init_vqs(vt);
-	if (err)
-		return err;
-	virtio_device_ready(vdev);
-	down_write(&vt->vq_sem);
-	vt->vqs_ready = true;
-	err = vtmem_pool_open(vt);
-	up_write(&vt->vq_sem);
+	if (!err) {
+		virtio_device_ready(vdev);
+		down_write(&vt->vq_sem);
+		vt->vqs_ready = true;
+		WRITE_ONCE(vt->dead, false);
+		err = vtmem_pool_open(vt);
+		up_write(&vt->vq_sem);
+	}
+	/* Without a pool every request fails at once: never leave I/O hung. */
 	if (err)
 		WRITE_ONCE(vt->dead, true);
 	blk_mq_unfreeze_queue(vt->disk->queue);
+	/* Slots freed meanwhile still hold an invalidate to send. */
+	if (!err)
+		queue_work(vtmem_wq, &vt->inval_work);
 	return err;
 }
 #endif
