@@ -158,12 +158,21 @@ def check_nobacking(c, res, sc):
     cp = c.cp("after-workload")
     check_agreement(c, cp)
     data = res.verdict.get("data", {})
-    if not data.get("oom_killed"):
-        check_workload(c, data)
+    check_workload(c, data)
     check_workload(c, data, "after")
+    w = data.get("workload") or {}
+    c.expect(w.get("mb", 0) * 256 > w.get("pages", 0) > 0,
+             "the workload stopped growing at %s of %s pages" % (
+                 w.get("pages"), w.get("mb", 0) * 256))
+    c.expect(w.get("pages", 0) > data.get("mem_available_mb", 1 << 30) * 256,
+             "the workload (%s pages) never outgrew RAM (%s MiB available)"
+             % (w.get("pages"), data.get("mem_available_mb")))
     if cp:
-        c.expect(guest(cp, "failed_stores") > 0, "guest failed_stores is 0")
+        c.expect(guest(cp, "failed_stores") >= sc["params"]["refusals"],
+                 "guest failed_stores %s" % guest(cp, "failed_stores"))
         c.expect(host(cp, "failed-stores") > 0, "host failed-stores is 0")
+        c.eq(guest(cp, "write_errors"), guest(cp, "failed_stores"),
+             "every refused store failed its write (no backing disk)")
 
 
 def check_swapoff(c, res, sc):
@@ -241,7 +250,7 @@ SCENARIOS = {
         doc="budget far below the workload: rejects go to the backing disk"),
     "nobacking": dict(
         guest="nobacking", mem=192, budget="4M", check=check_nobacking,
-        params=dict(mb=176, disksize_mb=256),
+        params=dict(mb=256, refusals=2000, disksize_mb=256),
         doc="no backing disk, tiny budget: failed writes, no corruption"),
     "swapoff": dict(
         guest="swapoff", mem=192, budget="1G", plain_swap_mb=512,

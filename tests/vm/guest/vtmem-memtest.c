@@ -44,6 +44,8 @@ struct opts {
 	const char *mix;	/* "mixed", "text", "random" */
 	const char *ready_file;	/* hold mode: touch this, wait for SIGUSR1 */
 	const char *blk_op;	/* blk mode: "write", "verify", "zero" */
+	const char *stop_file;	/* stop growing when this counter ... */
+	unsigned long stop_at;	/* ... reaches this value */
 	unsigned long blk_offset_mb;
 };
 
@@ -226,6 +228,22 @@ static void hold(const char *ready_file)
 	sigprocmask(SIG_SETMASK, &old, NULL);
 }
 
+static unsigned long read_counter(const char *path)
+{
+	char buf[32];
+	ssize_t r;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0)
+		return 0;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return 0;
+	buf[r] = '\0';
+	return strtoul(buf, NULL, 10);
+}
+
 static int run_mem(const struct opts *o, struct stats *st)
 {
 	uint64_t *buf = aligned_alloc(PAGE, PAGE);
@@ -242,8 +260,19 @@ static int run_mem(const struct opts *o, struct stats *st)
 		return -1;
 	}
 	t = now();
-	for (i = 0; i < st->pages; i++)
+	for (i = 0; i < st->pages; i++) {
+		/*
+		 * --stop-when: grow only until the swap device has refused
+		 * enough pages; without a backing disk a refused page stays
+		 * in RAM, and growing on would only feed the OOM killer.
+		 */
+		if (o->stop_file && i % 64 == 0 &&
+		    read_counter(o->stop_file) >= o->stop_at) {
+			st->pages = i;
+			break;
+		}
 		fill_page(o, (uint64_t *)(mem + i * PAGE), i, 1);
+	}
 	st->write_s = now() - t;
 
 	t = now();
@@ -266,7 +295,7 @@ static int run_mem(const struct opts *o, struct stats *st)
 	if (o->rewrite || o->ready_file)
 		verify_seq(o, st, mem, rewritten, buf);
 	st->verify_s = now() - t;
-	munmap(mem, st->pages * PAGE);
+	munmap(mem, o->mb * 256 * PAGE);
 	free(buf);
 	return 0;
 }
@@ -337,6 +366,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: vtmem-memtest mem --mb N [--seq N] [--random N] [--rewrite]\n"
 		"                         [--mix mixed|text|random] [--seed N] [--hold FILE]\n"
+		"                         [--stop-when COUNTER_FILE=N]\n"
 		"       vtmem-memtest blk DEV --mb N --op write|verify|zero [--offset-mb N]\n");
 	exit(2);
 }
@@ -353,6 +383,7 @@ int main(int argc, char **argv)
 		{ "hold", required_argument, NULL, 'h' },
 		{ "op", required_argument, NULL, 'o' },
 		{ "offset-mb", required_argument, NULL, 'O' },
+		{ "stop-when", required_argument, NULL, 'W' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o = { .mb = 64, .seq_passes = 1, .rand_passes = 1,
@@ -384,6 +415,16 @@ int main(int argc, char **argv)
 		case 'h': o.ready_file = optarg; break;
 		case 'o': o.blk_op = optarg; break;
 		case 'O': o.blk_offset_mb = strtoul(optarg, NULL, 0); break;
+		case 'W': {
+			char *eq = strrchr(optarg, '=');
+
+			if (!eq)
+				usage();
+			*eq = '\0';
+			o.stop_file = optarg;
+			o.stop_at = strtoul(eq + 1, NULL, 0);
+			break;
+		}
 		default: usage();
 		}
 	}
