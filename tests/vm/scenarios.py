@@ -235,6 +235,29 @@ def check_hostile(c, res, sc):
         check_agreement(c, cp, base)
         c.expect(guest(cp, "succ_stores") > 1000,
                  "the workload after the hostile requests did not swap")
+    # NEEDS_RESET: the host drops everything, the driver opens a new pool,
+    # old pages fail to read, new ones work.
+    r = data.get("needs_reset")
+    if c.expect(isinstance(r, dict), "no needs-reset report"):
+        c.eq(r.get("wrong", -1), 0, "needs-reset request answered wrongly")
+    before = c.cp("before-reset")
+    after = c.cp("after-reset")
+    io = c.cp("after-reset-io")
+    if before:
+        c.expect(host(before, "pages") >= 1024, "no pages before the reset")
+    if after:
+        for k in ("pages", "compressed-bytes", "data-bytes"):
+            c.eq(host(after, k), 0, "after NEEDS_RESET: host %s" % k)
+        c.eq(host(after, "pools"), 1, "after NEEDS_RESET: host pools")
+    if io:
+        c.expect(host(io, "pages") >= 1024,
+                 "after NEEDS_RESET: new writes not in the host")
+    lost = data.get("lost") or {}
+    c.expect(lost.get("error") or lost.get("mismatches", 0) == 0 and
+             data.get("lost_exit") != 0,
+             "reading pages lost in the reset did not fail: %s" % lost)
+    check_workload(c, data, "after_reset_write")
+    check_workload(c, data, "after_reset_verify")
     check_workload(c, data)
 
 

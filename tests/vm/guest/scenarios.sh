@@ -153,6 +153,31 @@ scn_hostile() {
 	check_workload $?
 	settle
 	checkpoint after-workload
+	swapoff /dev/vtmem0 || { fail "swapoff"; return; }
+
+	# DEV-5: a chain with no room for the answer makes the device set
+	# NEEDS_RESET; the driver brings it up again with a new pool.  Data
+	# the host held is gone: reading it must fail, never return zeroes.
+	VT_TAG=before_reset memtest blk /dev/vtmem0 --mb 4 --op write --mix text
+	check_workload $?
+	settle
+	checkpoint before-reset
+	/bin/vtmem-hostile needs-reset > /tmp/reset.json 2> /tmp/reset.err
+	rc=$?
+	cat /tmp/reset.err > /dev/console
+	data needs_reset "$(cat /tmp/reset.json 2>/dev/null || echo null)"
+	[ $rc = 0 ] || fail "needs-reset request: $rc"
+	sleep 2
+	settle
+	checkpoint after-reset
+	VT_TAG=lost memtest blk /dev/vtmem0 --mb 4 --op verify --mix text
+	[ $? != 0 ] || fail "pages held before the reset read back without error"
+	VT_TAG=after_reset_write memtest blk /dev/vtmem0 --mb 4 --offset-mb 8 --op write
+	check_workload $?
+	VT_TAG=after_reset_verify memtest blk /dev/vtmem0 --mb 4 --offset-mb 8 --op verify
+	check_workload $?
+	settle
+	checkpoint after-reset-io
 }
 
 # The same workload with swap on a plain virtio-blk disk only: the

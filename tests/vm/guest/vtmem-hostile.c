@@ -10,6 +10,10 @@
  *   raw_request  write(): the device-readable part, sent as one chain and
  *                waited for; read(): the device-writable part it got back
  *
+ *   vtmem-hostile [requests [KNOB_DIR]]   the table of malformed requests
+ *   vtmem-hostile needs-reset [KNOB_DIR]  a chain with no room for an
+ *                                         answer (the device resets)
+ *
  * Prints one JSON object; exit 0 only if every answer was right.
  */
 #define _GNU_SOURCE
@@ -187,8 +191,19 @@ int main(int argc, char **argv)
 	char name[64];
 	int i;
 
-	if (argc > 1)
-		knob_dir = argv[1];
+	if (argc > 2)
+		knob_dir = argv[2];
+	if (argc > 1 && !strcmp(argv[1], "needs-reset")) {
+		/*
+		 * DEV-5: no room for an answer is a transport error; the
+		 * device sets NEEDS_RESET and the knob's write fails, EIO.
+		 */
+		send_req(hdr(VIRTIO_TMEM_OP_NEW_POOL, 0, 0, 0, 0), 0, 0, NULL, &a);
+		printf("{\"results\":[");
+		expect("no_room_for_answer", &a, -EIO);
+		printf("],\"cases\":%u,\"wrong\":%u}\n", cases, wrong);
+		return wrong ? 1 : 0;
+	}
 	fill(page, 1);
 	memset(junk, 0xa5, sizeof(junk));
 	printf("{\"results\":[");
