@@ -39,7 +39,7 @@ fi
 scripts/build-qemu.sh > /dev/null
 step "guest kernel $kernel (scripts/guest-kernels.sh)"
 scripts/guest-kernels.sh env "$kernel" > /dev/null
-step "guest module (scripts/build-guest-module.sh)"
-scripts/build-guest-module.sh > /dev/null
+step "guest module (scripts/build-guest-module.sh -v normal $kernel)"
+scripts/build-guest-module.sh -v normal "$kernel" > /dev/null
 
 exec /usr/bin/python3 scripts/vm/demo.py "$@"

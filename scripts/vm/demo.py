@@ -95,6 +95,10 @@ def report(args, res, kernel):
     ]
     print(table([(a, "" if b is None else str(b), str(c)) for a, b, c in rows],
                 ("", "guest (sysfs)", "host (query-tmem)")))
+    if end.get("guest_post") and end["guest_post"] != g:
+        print("  (the guest read its counters just before the host's query;"
+              " its own shell\n   paged a few more in meanwhile: %s loads "
+              "just after)" % end["guest_post"].get("loads"))
     print()
 
 
