@@ -306,7 +306,8 @@ class VM:
     def __init__(self, qemu, kernel, initrd, scenario, accel="tcg",
                  mem_mb=256, smp=1, budget="64M", num_queues=None,
                  backing_mb=0, plain_swap_mb=0, params=None, timeout=300,
-                 reboot=False, quiet=False, console_log=None, tmem=True):
+                 reboot=False, quiet=False, console_log=None, tmem=True,
+                 iothread=False):
         self.qemu = qemu
         self.kernel = kernel
         self.initrd = initrd
@@ -324,6 +325,7 @@ class VM:
         self.quiet = quiet
         self.console_log = console_log
         self.tmem = tmem
+        self.iothread = iothread
         self.proc = None
         self.qmp = None
         self.tmp = None
@@ -361,6 +363,9 @@ class VM:
                 "-chardev", "stdio,id=ctl,signal=off",
                 "-serial", "chardev:ctl",
                 "-qmp", "unix:%s,server=on,wait=off" % self.qmp_path]
+        if self.iothread:
+            argv += ["-object", "iothread,id=io0"]
+            tmem += ",iothread=io0"
         if self.tmem:
             argv += ["-device", tmem]
         if self.accel == "tcg":
@@ -587,6 +592,8 @@ def main():
     ap.add_argument("--smp", type=int, default=1)
     ap.add_argument("--budget", default="64M")
     ap.add_argument("--num-queues", type=int)
+    ap.add_argument("--iothread", action="store_true",
+                    help="run the device's queues in an IOThread")
     ap.add_argument("--backing-mb", type=int, default=0)
     ap.add_argument("--plain-swap-mb", type=int, default=0)
     ap.add_argument("--timeout", type=int, default=300)
@@ -606,7 +613,7 @@ def main():
             smp=args.smp, budget=args.budget, num_queues=args.num_queues,
             backing_mb=args.backing_mb, plain_swap_mb=args.plain_swap_mb,
             params=params, timeout=args.timeout, reboot=args.reboot,
-            console_log=args.console_log)
+            console_log=args.console_log, iothread=args.iothread)
     try:
         res = vm.run()
     except VMError as e:
