@@ -53,8 +53,8 @@ artifacts=$dir/fuzz-artifacts
 mkdir -p "$corpus" "$artifacts"
 cp "$top"/tests/fuzz/corpus/* "$corpus"/
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
-export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}"
 
 echo "run-fuzz: fuzzing tmem_handle_request for ${secs}s ($jobs job(s))"
 log=$dir/fuzz.log
@@ -68,7 +68,8 @@ status=0
 cd "$dir"	# -jobs writes fuzz-N.log into the current directory
 "$dir/tests/unit/fuzz-request" "$@" "$corpus" >"$log" 2>&1 || status=$?
 grep -E '^stat::|^#[0-9]+ +DONE|ERROR|SUMMARY|fuzz-request:' "$log" | tail -20
-if [ "$status" != 0 ] || ls "$artifacts" | grep -q .; then
+crashes=$(find "$artifacts" -type f | wc -l)
+if [ "$status" != 0 ] || [ "$crashes" != 0 ]; then
 	echo "run-fuzz: FAILED (status $status); see $log and $artifacts" >&2
 	exit 1
 fi
