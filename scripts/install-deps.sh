@@ -92,7 +92,7 @@ qemu|all)
 esac
 case $what in
 guest|all)
-	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison \
+	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison dkms \
 		libelf-dev libssl-dev
 	;;
 esac
