@@ -83,7 +83,7 @@ struct virtio_tmem_req {
 #define VIRTIO_TMEM_S_REJECTED		1
 /* LOAD of a key the pool does not hold. */
 #define VIRTIO_TMEM_S_NOT_FOUND		2
-/* Malformed request: bad lengths, flags or reserved use. */
+/* Malformed request: lengths or flags do not fit the opcode. */
 #define VIRTIO_TMEM_S_INVALID		3
 /* pool_id does not name a pool this driver has open. */
 #define VIRTIO_TMEM_S_NO_POOL		4

@@ -96,8 +96,9 @@ void tmem_ctx_free(struct tmem_ctx *ctx);
 
 /**
  * tmem_pool_new() - open a pool.
- * Returns 0 and sets *pool_idp; -ENOSPC when max_pools are open,
- * -EINVAL for an unknown type.
+ * Returns 0 and sets *pool_idp; -ENOSPC when max_pools are open or the
+ * budget cannot hold the pool's index (a few KiB, charged like any other
+ * metadata), -ENOMEM, -EINVAL for an unknown type.
  */
 int tmem_pool_new(struct tmem_client *client, enum tmem_pool_type type,
 		  uint32_t *pool_idp);
@@ -152,7 +153,8 @@ int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
 /**
  * tmem_invalidate_pool() - forget every page of a pool and refuse further
  * stores to it (-ESHUTDOWN) until it is destroyed; loads then miss.
- * This is frontswap's invalidate_area.  Returns 0.
+ * This is frontswap's invalidate_area.  Returns 0, or -EBADF when
+ * @pool_id is not open.
  */
 int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
 
@@ -165,9 +167,10 @@ int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
  * struct virtio_tmem_resp written at the end of @in_sg; no byte outside
  * the given buffers is touched, whatever they contain.
  *
- * Returns the number of bytes written to @in_sg (for the used ring), or
- * -EPROTO when @in_sg cannot even hold a response (a transport violation
- * the caller reports, e.g. with virtio_error()).
+ * Returns the total length of @in_sg, which the device writes through to
+ * its end (for the used ring), or -EPROTO when @in_sg cannot even hold a
+ * response or is longer than INT_MAX (a transport violation the caller
+ * reports, e.g. with virtio_error()).
  */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
