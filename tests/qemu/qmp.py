@@ -193,3 +193,26 @@ def run_qemu(*args, timeout=30):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=timeout, text=True)
     return res.returncode, res.stdout, res.stderr
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise Failure(msg)
+
+
+def run_tests(tests, argv):
+    """Run the named tests (all without names); return the exit status."""
+    names = list(tests) if argv[1:] in ([], ["all"]) else argv[1:]
+    failed = 0
+    for name in names:
+        try:
+            tests[name]()
+            print("ok %s" % name)
+        except (Failure, QMPError, AssertionError, RuntimeError) as e:
+            print("FAIL %s: %s" % (name, e))
+            failed += 1
+    return 1 if failed else 0

@@ -20,7 +20,7 @@ import struct
 import sys
 import time
 
-from qmp import QEMU, QMPError
+from qmp import QEMU, Failure, check, run_tests
 
 # proto/virtio_tmem.h
 VIRTIO_ID_TMEM = 56
@@ -42,15 +42,6 @@ PCI_CAP_COMMON, PCI_CAP_NOTIFY, PCI_CAP_DEVICE = 1, 2, 4
 SLOT = 4                    # -device ...,addr=04.0 on pcie.0
 BAR_ADDR = 0xE0000000       # where libqos puts PCI MMIO on x86 too
 RAM_BASE = 0x100000         # rings and buffers, in the 128 MiB of RAM
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 class QTestVM(QEMU):
@@ -652,18 +643,5 @@ TESTS = {
 }
 
 
-def main(argv):
-    names = list(TESTS) if argv[1:] in ([], ["all"]) else argv[1:]
-    failed = 0
-    for name in names:
-        try:
-            TESTS[name]()
-            print("ok %s" % name)
-        except (Failure, QMPError, RuntimeError) as e:
-            print("FAIL %s: %s" % (name, e))
-            failed += 1
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_tests(TESTS, sys.argv))

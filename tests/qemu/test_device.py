@@ -10,7 +10,7 @@ unless a test needs the VM running.
 
 import sys
 
-from qmp import QEMU, QMPError, run_qemu
+from qmp import QEMU, QMPError, Failure, check, run_qemu, run_tests
 
 STAT_FIELDS = [
     "budget", "pools", "pages", "same-filled-pages", "raw-pages",
@@ -25,15 +25,6 @@ PROPERTIES = [
 ]
 BLOCKER = "virtio-tmem: migration of stored pages is not supported yet"
 MiB = 1 << 20
-
-
-class Failure(Exception):
-    pass
-
-
-def check(cond, msg):
-    if not cond:
-        raise Failure(msg)
 
 
 def check_error(fn, *fragments):
@@ -250,18 +241,5 @@ TESTS = {
 }
 
 
-def main(argv):
-    names = list(TESTS) if argv[1:] in ([], ["all"]) else argv[1:]
-    failed = 0
-    for name in names:
-        try:
-            TESTS[name]()
-            print("ok %s" % name)
-        except (Failure, QMPError, AssertionError) as e:
-            print("FAIL %s: %s" % (name, e))
-            failed += 1
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_tests(TESTS, sys.argv))
