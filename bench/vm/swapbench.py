@@ -1,0 +1,660 @@
+#!/usr/bin/python3
+"""virtio-tmem benchmark: libtmem alone, the device's cost inside QEMU, and
+guest swap on virtio-tmem against swap on virtio-blk and in-guest zram.
+
+Run through scripts/bench.sh, which sets up what is missing first.  One run:
+
+ 1. host path: build/bench/tmem-bench --json on its standard corpus (files
+    under /usr/lib and /usr/share): libtmem alone.
+ 2. three guests, identical but for the swap device (kernel 6.12, the same
+    initramfs, RAM, vCPUs, accelerator and devices; scripts/vm/vmrun.py):
+      tmem  swap on /dev/vtmem0 (virtio-tmem, budget far above the workload)
+      blk   swap on a virtio-blk disk: a host file opened with O_DIRECT
+            (cache=none; aio=io_uring, else native, else threads: whatever
+            this QEMU build has)
+      zram  swap on in-guest zram with lz4 (Debian's zram.ko), in the
+            same guest RAM
+    each running the same workloads (bench/guest/vtmem-bench-touch.c),
+    every page verified.  At a checkpoint after each workload the host
+    reads QEMU's VmRSS/VmHWM (then resets VmHWM through clear_refs), its
+    CPU time, the backing file's allocated bytes, query-tmem and the
+    device's "timing" counters (qom-get .../virtio-backend timing).
+ 3. writes bench/results/latest.json, latest.md (tables) and latest.png
+    (gnuplot), and prints latest.md.
+
+Each option runs VTMEM_BENCH_ROUNDS times (default 2), the options
+interleaved (tmem, blk, zram, tmem, ...), and each workload's best round
+(shortest wall time) is reported: other work on the machine slows single
+runs a lot under TCG.
+
+Sizes (documented in latest.md): guest RAM 256 MiB, 1 vCPU, each workload
+384 MiB (1.5x RAM; zram, which keeps its compressed pages in that RAM, is
+OOM-killed on the mixed workload at 128 MiB / 224 MiB), one touch pass.
+Environment: VTMEM_BENCH_MEM (MiB),
+VTMEM_BENCH_MB (MiB per workload), VTMEM_BENCH_PASSES, VTMEM_BENCH_DIR (where
+the virtio-blk backing file lives; must support O_DIRECT; default
+$VTMEM_CACHE/bench), TMEM_BENCH (the tmem-bench binary), TMEM_BENCH_ARGS,
+plus vmrun.py's (VTMEM_ACCEL, VTMEM_QEMU, VTMEM_CACHE...).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
+import initramfs  # noqa: E402
+import vmrun  # noqa: E402
+
+RESULTS = os.path.join(TOP, "bench", "results")
+OPTIONS = ("tmem", "blk", "zram")
+OPTION_NAMES = {
+    "tmem": "(a) virtio-tmem",
+    "blk": "(b) virtio-blk O_DIRECT",
+    "zram": "(c) zram lz4 in guest",
+}
+WORKLOADS = ("seq:text", "random:text", "random:mixed")
+WORKLOAD_NAMES = {
+    "seq_text": "sequential, text pages",
+    "random_text": "random, text pages",
+    "random_mixed": "random, mixed compressibility",
+}
+
+
+def log(msg):
+    print("bench: %s" % msg, file=sys.stderr, flush=True)
+
+
+def env_int(name, default):
+    return int(os.environ.get(name, default))
+
+
+# ---------------------------------------------------------------- host path
+
+def run_tmem_bench():
+    exe = os.environ.get("TMEM_BENCH",
+                         os.path.join(TOP, "build", "bench", "tmem-bench"))
+    args = os.environ.get("TMEM_BENCH_ARGS",
+                          "--pages=32768 --repeat=3").split()
+    cmd = [exe, "--json"] + args
+    log("libtmem alone: %s" % " ".join(cmd))
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit("tmem-bench failed (%d): %s" % (r.returncode,
+                                                         r.stderr[-2000:]))
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["seconds"] = round(time.time() - t, 1)
+    out["args"] = args
+    return out
+
+
+# ---------------------------------------------------------------- guests
+
+def aio_mode(qemu, path):
+    """The best aio= this QEMU build accepts with cache=none on path."""
+    for aio in ("io_uring", "native", "threads"):
+        r = subprocess.run(
+            [qemu, "-nodefaults", "-display", "none", "-machine", "none",
+             "-S", "-qmp", "stdio", "-drive",
+             "if=none,id=d,format=raw,cache=none,aio=%s,file=%s" % (aio,
+                                                                    path)],
+            input='{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n',
+            capture_output=True, text=True, timeout=60)
+        if r.returncode == 0:
+            return aio
+    raise SystemExit("QEMU accepts no aio= mode with cache=none on %s"
+                     % path)
+
+
+def check_odirect(path):
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT, 0o600)
+    os.close(fd)
+
+
+def guest_dir(tmp):
+    """The tests' /init and helpers, this benchmark's scenario and program."""
+    d = os.path.join(tmp, "guest")
+    os.makedirs(d)
+    tests = os.path.join(TOP, "tests", "vm", "guest")
+    for n in ("init.sh", "lib.sh", "vtmem-swapon.c"):
+        shutil.copy(os.path.join(tests, n), d)
+    mine = os.path.join(TOP, "bench", "guest")
+    for n in ("scenarios.sh", "vtmem-bench-touch.c"):
+        shutil.copy(os.path.join(mine, n), d)
+    return d
+
+
+def read_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0])
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / float(tck)
+    return out
+
+
+class BenchVM(vmrun.VM):
+    """vmrun's VM plus the benchmark's swap disk and host-side readings."""
+
+    def __init__(self, *a, disk=None, aio="threads", **kw):
+        super().__init__(*a, **kw)
+        self.disk = disk
+        self.aio = aio
+
+    def _argv(self):
+        argv = super()._argv()
+        with open(self.disk, "wb") as f:
+            f.truncate(0)
+            f.truncate(self.params["swap_mb"] << 20)     # sparse
+        return argv + [
+            "-drive", "if=none,id=bswap,format=raw,cache=none,aio=%s,file=%s"
+            % (self.aio, self.disk),
+            "-device", "virtio-blk-pci,drive=bswap,serial=bench-swap"]
+
+    def query_tmem(self):
+        tmem = super().query_tmem()
+        timing = self.qmp.cmd("qom-get",
+                              path="/machine/peripheral/tmem0/virtio-backend",
+                              property="timing")
+        st = read_status(self.proc.pid)
+        # Peak RSS from here on: each workload gets its own VmHWM.
+        with open("/proc/%d/clear_refs" % self.proc.pid, "w") as f:
+            f.write("5")
+        return {"tmem": tmem, "timing": timing, "rss_kb": st["VmRSS"],
+                "hwm_kb": st["VmHWM"], "cpu_s": st["cpu_s"],
+                "file_bytes": os.stat(self.disk).st_blocks * 512,
+                "time": time.time()}
+
+
+def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
+              timeout):
+    swap_mb = 2 * mb
+    vm = BenchVM(qemu, kernel, image, "bench", accel=accel, mem_mb=mem,
+                 budget="2G", params=dict(
+                     opt=opt, mb=mb, swap_mb=swap_mb, passes=passes,
+                     workloads=",".join(WORKLOADS), mem_mb=mem),
+                 timeout=timeout, disk=disk, aio=aio)
+    log("%s: booting (%d MiB RAM, %d MiB per workload)" % (opt, mem, mb))
+    try:
+        res = vm.run()
+    except vmrun.VMError as e:
+        r = getattr(e, "result", None)
+        tail = r.console[-3000:] if r is not None else ""
+        raise SystemExit("%s guest failed: %s\n%s" % (opt, e, tail))
+    v = res.verdict or {}
+    if not v.get("ok"):
+        raise SystemExit("%s guest: %s\n%s" % (opt, v.get("failures"),
+                                               res.console[-3000:]))
+    log("%s: done in %.0f s" % (opt, res.seconds))
+    return {"seconds": round(res.seconds, 1), "verdict": v,
+            "load": loadavg(),
+            "checkpoints": res.checkpoints, "splats": res.splats}
+
+
+def diff_timing(a, b):
+    return {k: b[k] - a[k] for k in b}
+
+
+def summarize(opt, runs):
+    """Per workload, the best round (shortest wall time)."""
+    best = {}
+    for i, run in enumerate(runs):
+        for tag, row in summarize_run(run).items():
+            row["round"] = i + 1
+            row["rounds_wall_s"] = [summarize_run(x)[tag].get("wall_s")
+                                    for x in runs]
+            if tag not in best or best[tag].get("oom") or (
+                    not row.get("oom") and
+                    row["wall_s"] < best[tag]["wall_s"]):
+                best[tag] = row
+    return best
+
+
+def summarize_run(run):
+    """Per workload: wall, swap rates, host memory; timing deltas."""
+    cps = {c["name"]: c for c in run["checkpoints"]}
+    prev = cps["ready"]
+    data = run["verdict"]["data"]
+    out = {}
+    for w in WORKLOADS:
+        tag = w.replace(":", "_")
+        g = data[tag]
+        cp = cps["after-" + tag]
+        h0, h1 = prev["host"], cp["host"]
+        if "fill_s" not in g:
+            out[tag] = {"oom": True}
+            prev = cp
+            continue
+        wall = g["fill_s"] + g["touch_s"]
+        ins = g["fill_pswpin"] + g["touch_pswpin"]
+        outs = g["fill_pswpout"] + g["touch_pswpout"]
+        row = {
+            "wall_s": wall, "fill_s": g["fill_s"], "touch_s": g["touch_s"],
+            "pswpin": ins, "pswpout": outs,
+            "touch_pswpin": g["touch_pswpin"],
+            "touch_pswpout": g["touch_pswpout"],
+            "swapins_per_s": ins / wall if wall else 0,
+            "swapouts_per_s": outs / wall if wall else 0,
+            "rss_start_mib": h0["rss_kb"] / 1024.0,
+            "hwm_mib": h1["hwm_kb"] / 1024.0,
+            "rss_growth_mib": (h1["hwm_kb"] - h0["rss_kb"]) / 1024.0,
+            "file_mib": h1["file_bytes"] / 1048576.0,
+            "file_growth_mib": (h1["file_bytes"] - h0["file_bytes"])
+            / 1048576.0,
+            "qemu_cpu_s": h1["cpu_s"] - h0["cpu_s"],
+            "timing": diff_timing(h0["timing"], h1["timing"]),
+            "tmem": h1["tmem"],
+        }
+        # Host footprint: QEMU's peak RSS plus the backing file.
+        row["footprint_mib"] = row["hwm_mib"] + row["file_mib"]
+        # What swapping added to the guest's time, per page swapped in or
+        # out: wall minus the workload's own cost without swap (baseline).
+        base = data.get("baseline") or {}
+        if base.get("pages"):
+            own = (base["fill_s"] + base["touch_s"]) / base["pages"]
+            row["own_s"] = own * g["pages"]
+            row["swap_us_per_page"] = ((wall - row["own_s"]) / (ins + outs)
+                                       * 1e6 if ins + outs else 0)
+        mm = (cp.get("zram_mm_stat") or "").split()
+        if len(mm) >= 5:
+            row["zram_mem_used_max_mib"] = int(mm[4]) / 1048576.0
+        out[tag] = row
+        prev = cp
+    return out
+
+
+def host_path(lib, tmem_runs):
+    """Per-request costs inside QEMU against libtmem, same run: the
+    round with the shortest total wall time."""
+    def total(run):
+        d = run["verdict"]["data"]
+        return sum(d[w.replace(":", "_")]["fill_s"] +
+                   d[w.replace(":", "_")]["touch_s"] for w in WORKLOADS)
+    tmem_run = min(tmem_runs, key=total)
+    cps = {c["name"]: c for c in tmem_run["checkpoints"]}
+    last = cps["after-" + WORKLOADS[-1].replace(":", "_")]["host"]["timing"]
+    first = cps["ready"]["host"]["timing"]
+    t = diff_timing(first, last)
+    us = lambda ns, n: ns / n / 1000.0 if n else 0  # noqa: E731
+    reqs = t["store-requests"] + t["load-requests"] + t["other-requests"]
+    libns = t["store-lib-ns"] + t["load-lib-ns"] + t["other-lib-ns"]
+    reqns = t["store-ns"] + t["load-ns"] + t["other-ns"]
+    page = 4096.0
+    hp = {
+        "timing": t,
+        "store_requests": t["store-requests"],
+        "load_requests": t["load-requests"],
+        "other_requests": t["other-requests"],
+        "store_lib_us": us(t["store-lib-ns"], t["store-requests"]),
+        "load_lib_us": us(t["load-lib-ns"], t["load-requests"]),
+        "store_dev_us": us(t["store-ns"], t["store-requests"]),
+        "load_dev_us": us(t["load-ns"], t["load-requests"]),
+        "handler_us_per_request": us(t["handler-ns"], reqs),
+        "lib_us_per_request": us(libns, reqs),
+        "requests_per_handler_call": reqs / t["handler-calls"]
+        if t["handler-calls"] else 0,
+        # libtmem alone, tmem-bench's corpus: us per page.
+        "bench_store_us": page / (lib["store_gbps"] * 1e3)
+        if lib.get("store_gbps") else 0,
+        "bench_restore_us": page / (lib["restore_gbps"] * 1e3)
+        if lib.get("restore_gbps") else 0,
+        "bench_load_us": page / (lib["load_gbps"] * 1e3)
+        if lib.get("load_gbps") else 0,
+        "bench_lz4c_us": page / (lib["lz4_compress_gbps"] * 1e3)
+        if lib.get("lz4_compress_gbps") else 0,
+        "bench_lz4d_us": page / (lib["lz4_decompress_gbps"] * 1e3)
+        if lib.get("lz4_decompress_gbps") else 0,
+    }
+    for k in ("store", "load"):
+        hp[k + "_ratio"] = (hp[k + "_dev_us"] / hp[k + "_lib_us"]
+                            if hp[k + "_lib_us"] else 0)
+    hp["handler_ratio"] = t["handler-ns"] / libns if libns else 0
+    hp["request_ratio"] = reqns / libns if libns else 0
+    return hp
+
+
+# ---------------------------------------------------------------- report
+
+def machine():
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) // 1024
+    distro = "?"
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if line.startswith("PRETTY_NAME="):
+                    distro = line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return {"host": "%s, %s %s" % (distro, platform.system(),
+                                    platform.release()),
+            "cpu": cpu, "cpus": os.cpu_count(), "mem_mib": mem}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def fmt(x, nd=2):
+    if isinstance(x, str):
+        return x
+    if x >= 100:
+        return "%.0f" % x
+    if x >= 10:
+        return "%.1f" % x
+    return ("%%.%df" % nd) % x
+
+
+def render_md(r):
+    s = r["summary"]
+    hp = r["host_path"]
+    lib = r["libtmem"]
+    L = []
+    L.append("# virtio-tmem benchmark: latest result")
+    L.append("")
+    L.append("Produced by `scripts/bench.sh` on %s UTC (%.0f s). "
+             % (r["started"], r["seconds"]))
+    acc = r["accel"].upper()
+    L.append("")
+    if r["accel"] == "tcg":
+        L.append("> **Warning: accelerator TCG.** Everything the guest does "
+                 "(its kernel, its zram LZ4, the workload) is emulated, so "
+                 "guest-side times and rates are far slower than on real "
+                 "KVM and only the ratios between the three options are "
+                 "meaningful.  The QEMU-side per-request times (table 1) "
+                 "are native host code measured with the host clock.")
+        L.append("")
+    L.append("- Machine: %s; %s, %d CPUs, %d MiB RAM; load average "
+             "(1/5/15 min) %s at start, %s at end"
+             % (r["machine"]["host"], r["machine"]["cpu"],
+                r["machine"]["cpus"], r["machine"]["mem_mib"],
+                r["load_start"], r["load_end"]))
+    L.append("- Accelerator: %s; QEMU %s; guest kernel %s (Debian), "
+             "busybox initramfs" % (acc, r["qemu_version"], r["kernel"]))
+    L.append("- Guest: %d MiB RAM, 1 vCPU; each workload maps %d MiB "
+             "(%.2fx RAM), fills it in order, then touches every page "
+             "%d time(s) (verify, rewrite), all pages verified; swap "
+             "device %d MiB at priority 100, zswap off"
+             % (r["mem"], r["mb"], r["mb"] / float(r["mem"]), r["passes"],
+                2 * r["mb"]))
+    L.append("- (a) virtio-tmem: 1 queue, budget 2G (never full), "
+             "incompressible pages stored raw; (b) virtio-blk on a sparse "
+             "host file, cache=none (O_DIRECT), aio=%s%s; (c) zram, "
+             "algorithm %s, in the guest's own RAM"
+             % (r["aio"], "" if r["aio"] == "io_uring" else
+                " (this QEMU build has no io_uring" +
+                (")" if r["aio"] == "native" else " nor linux-aio)"),
+                r.get("zram_algorithm", "lz4")))
+    L.append("")
+    L.append("## 1. Host path: the device's cost per request against "
+             "libtmem")
+    L.append("")
+    L.append("Inside QEMU: the device's timing counters over the guest "
+             "benchmark (a), %d STOREs and %d LOADs, %.1f requests per "
+             "handler call.  libtmem alone: `tmem-bench --json %s` "
+             "(%d pages of files, best of %d)."
+             % (hp["store_requests"], hp["load_requests"],
+                hp["requests_per_handler_call"], " ".join(lib["args"]),
+                lib["pages"], lib["repeat"]))
+    L.append("")
+    L.append("| per request (us) | STORE | LOAD |")
+    L.append("| --- | ---: | ---: |")
+    L.append("| libtmem alone, tmem-bench corpus (fresh / recycled memory "
+             "for STORE) | %s / %s | %s |"
+             % (fmt(hp["bench_store_us"]), fmt(hp["bench_restore_us"]),
+                fmt(hp["bench_load_us"])))
+    L.append("| raw LZ4 alone, same corpus (compress / decompress) | %s | "
+             "%s |" % (fmt(hp["bench_lz4c_us"]), fmt(hp["bench_lz4d_us"])))
+    L.append("| inside libtmem in QEMU (tmem_handle_request, the guest's "
+             "pages) | %s | %s |"
+             % (fmt(hp["store_lib_us"]), fmt(hp["load_lib_us"])))
+    L.append("| device in QEMU (virtqueue_pop .. virtqueue_push) | %s | %s |"
+             % (fmt(hp["store_dev_us"]), fmt(hp["load_dev_us"])))
+    L.append("| **ratio device / libtmem, same requests** (target <= 1.2) "
+             "| **%.2f** | **%.2f** |" % (hp["store_ratio"],
+                                          hp["load_ratio"]))
+    L.append("")
+    L.append("Whole queue handler (pops, requests, pushes, notification) "
+             "per request: %s us against %s us inside libtmem: **%.2fx**."
+             % (fmt(hp["handler_us_per_request"]),
+                fmt(hp["lib_us_per_request"]), hp["handler_ratio"]))
+    L.append("")
+    L.append("## 2. Guest swap: (a) virtio-tmem, (b) virtio-blk, (c) zram")
+    L.append("")
+    L.append("Wall time and swap rates are the guest's (CLOCK_MONOTONIC, "
+             "/proc/vmstat pswpin/pswpout deltas) over fill + touch.  "
+             "x(b): speed-up over (b) for time (b/x), ratio to (b) "
+             "otherwise.  Host memory: QEMU's peak RSS during the "
+             "workload (VmHWM) minus its RSS before it (the guest's RAM "
+             "is already resident: a warm-up touched it); file: the "
+             "backing file's allocated bytes.  Footprint: peak RSS + "
+             "file.  Guest us per swapped page: (wall - the same "
+             "workload's cost without swap, from a baseline run in RAM) / "
+             "(swap-ins + swap-outs).  Each option ran %d rounds, "
+             "interleaved; each row is its workload's best round (wall "
+             "times of all rounds in latest.json)." % r["rounds"])
+    L.append("")
+    L.append("| workload | option | wall s | x(b) | swap-ins/s | x(b) | "
+             "swap-outs/s | x(b) | host RSS growth MiB | file MiB | "
+             "footprint MiB | x(b) | guest us per swapped page |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | "
+             "---: | ---: | ---: | ---: | ---: |")
+    for w in WORKLOADS:
+        tag = w.replace(":", "_")
+        b = s["blk"][tag]
+        for opt in OPTIONS:
+            x = s[opt][tag]
+            if x.get("oom") or b.get("oom"):
+                L.append("| %s | %s | killed by the guest's OOM killer |"
+                         % (WORKLOAD_NAMES[tag], OPTION_NAMES[opt]) +
+                         " |" * 10)
+                continue
+            rss = fmt(x["rss_growth_mib"], 1)
+            if opt == "zram" and "zram_mem_used_max_mib" in x:
+                rss += " (zram in guest: %s)" % fmt(
+                    x["zram_mem_used_max_mib"], 1)
+            L.append("| %s | %s | %s | %.2f | %s | %.2f | %s | %.2f | %s | "
+                     "%s | %s | %.2f | %s |" % (
+                         WORKLOAD_NAMES[tag], OPTION_NAMES[opt],
+                         fmt(x["wall_s"], 1), b["wall_s"] / x["wall_s"],
+                         fmt(x["swapins_per_s"], 0),
+                         x["swapins_per_s"] / b["swapins_per_s"]
+                         if b["swapins_per_s"] else 0,
+                         fmt(x["swapouts_per_s"], 0),
+                         x["swapouts_per_s"] / b["swapouts_per_s"]
+                         if b["swapouts_per_s"] else 0,
+                         rss, fmt(x["file_mib"], 1),
+                         fmt(x["footprint_mib"], 1),
+                         x["footprint_mib"] / b["footprint_mib"],
+                         fmt(x.get("swap_us_per_page", 0), 1)))
+    L.append("")
+    rt = s["tmem"]["random_text"]
+    rb = s["blk"]["random_text"]
+    rm = s["tmem"]["random_mixed"]
+    bm = s["blk"]["random_mixed"]
+    L.append("Targets: virtio-tmem >= 3x faster than (b) on the random "
+             "workload: **%.2fx** (text pages), **%.2fx** (mixed); QEMU "
+             "per-request cost <= 1.2x libtmem: **%.2f** (STORE), "
+             "**%.2f** (LOAD), **%.2f** (whole handler).  Analysis: "
+             "docs/performance.md."
+             % (rb["wall_s"] / rt["wall_s"], bm["wall_s"] / rm["wall_s"],
+                hp["store_ratio"], hp["load_ratio"], hp["handler_ratio"]))
+    L.append("")
+    L.append("![plot](latest.png)")
+    L.append("")
+    return "\n".join(L) + "\n"
+
+
+def plot(r, png):
+    gp = shutil.which("gnuplot")
+    if not gp:
+        log("no gnuplot: no plot")
+        return False
+    s = r["summary"]
+    tmp = tempfile.mkdtemp(prefix="vtmem-bench-plot-")
+    try:
+        dat = os.path.join(tmp, "d.dat")
+        with open(dat, "w") as f:
+            f.write("# workload tmem blk zram ftmem fblk fzram\n")
+            for w in WORKLOADS:
+                tag = w.replace(":", "_")
+                f.write('"%s" %s\n' % (
+                    tag.replace("_", " "), " ".join(
+                        ["%.2f" % s[o][tag].get("wall_s", 0)
+                         for o in OPTIONS] +
+                        ["%.1f" % s[o][tag].get("footprint_mib", 0)
+                         for o in OPTIONS])))
+        script = """
+set terminal pngcairo size 1100,480 noenhanced font ",10"
+set output '%(png)s'
+set multiplot layout 1,2 title "virtio-tmem swap benchmark (%(accel)s, guest %(mem)d MiB, %(mb)d MiB per workload, %(date)s)"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set key outside bottom center horizontal
+set grid ytics
+set yrange [0:*]
+set xrange [-0.6:2.6]
+set title "guest wall time (s), lower is better"
+plot '%(dat)s' using 2:xtic(1) title '(a) virtio-tmem', '' using 3 title '(b) virtio-blk O_DIRECT', '' using 4 title '(c) zram lz4'
+set title "host footprint: QEMU peak RSS + backing file (MiB)"
+plot '%(dat)s' using 5:xtic(1) title '(a) virtio-tmem', '' using 6 title '(b) virtio-blk O_DIRECT', '' using 7 title '(c) zram lz4'
+unset multiplot
+""" % {"png": png, "dat": dat, "accel": r["accel"].upper(),
+            "mem": r["mem"], "mb": r["mb"], "date": r["started"][:16]}
+        p = subprocess.run([gp], input=script, text=True,
+                           capture_output=True)
+        if p.returncode:
+            log("gnuplot failed: %s" % p.stderr[-1000:])
+            return False
+        return True
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--options", default=",".join(OPTIONS),
+                    help="which guests (default all: tmem,blk,zram)")
+    ap.add_argument("--out", default=RESULTS, help="results directory")
+    ap.add_argument("--no-libtmem", action="store_true",
+                    help="skip tmem-bench (testing only)")
+    args = ap.parse_args()
+    mem = env_int("VTMEM_BENCH_MEM", 256)
+    mb = env_int("VTMEM_BENCH_MB", 384)
+    passes = env_int("VTMEM_BENCH_PASSES", 1)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    t0 = time.time()
+    r = {"started": started.strftime("%Y-%m-%d %H:%M:%S"),
+         "load_start": loadavg(), "machine": machine(), "mem": mem,
+         "mb": mb, "passes": passes}
+    log("load average %s" % r["load_start"])
+
+    try:
+        # The tests' image decides the accelerator (cached probe).
+        qemu, kernel, _, accel = vmrun.prepare("6.12")
+        ko = vmrun.find_module(kernel, False)
+    except vmrun.Unavailable as e:
+        log("cannot run guests: %s" % e)
+        return 77
+    tmp = tempfile.mkdtemp(prefix="vtmem-bench-")
+    try:
+        initramfs.GUEST_DIR = guest_dir(tmp)
+        lock = vmrun.module_lock(ko)
+        try:
+            image = initramfs.build(kernel["moddir"], [ko],
+                                    extra_modules=("zram",))
+        finally:
+            if lock:
+                lock.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    r["accel"] = accel
+    r["kernel"] = kernel["release"]
+    try:
+        with open(os.path.join(vmrun.cache_root(), "qemu",
+                               "VERSION")) as f:
+            r["qemu_version"] = f.read().strip()
+    except OSError:
+        r["qemu_version"] = "?"
+    ddir = os.environ.get("VTMEM_BENCH_DIR",
+                          os.path.join(vmrun.cache_root(), "bench"))
+    os.makedirs(ddir, exist_ok=True)
+    disk = os.path.join(ddir, "swap-%d.img" % os.getpid())
+    try:
+        check_odirect(disk)
+        r["aio"] = aio_mode(qemu, disk)
+        log("virtio-blk: cache=none aio=%s, file in %s" % (r["aio"], ddir))
+
+        r["libtmem"] = ({"args": [], "pages": 0, "repeat": 0}
+                        if args.no_libtmem else run_tmem_bench())
+        r["guests"] = {}
+        timeout = env_int("VTMEM_BENCH_TIMEOUT", 1500)
+        r["rounds"] = env_int("VTMEM_BENCH_ROUNDS", 2)
+        for _ in range(r["rounds"]):
+            for opt in args.options.split(","):
+                r["guests"].setdefault(opt, []).append(run_guest(
+                    opt, qemu, kernel, image, accel, r["aio"], disk, mem,
+                    mb, passes, timeout))
+    finally:
+        try:
+            os.unlink(disk)
+        except OSError:
+            pass
+    r["summary"] = {o: summarize(o, g) for o, g in r["guests"].items()}
+    for g in r["guests"].values():
+        alg = g[0]["verdict"]["data"].get("zram_algorithm")
+        if alg:
+            m = re.search(r"\[([^]]+)\]", alg)
+            r["zram_algorithm"] = m.group(1) if m else alg
+    r["load_end"] = loadavg()
+    r["seconds"] = time.time() - t0
+    os.makedirs(args.out, exist_ok=True)
+    complete = all(o in r["summary"] for o in OPTIONS)
+    if "tmem" in r["summary"]:
+        r["host_path"] = host_path(r["libtmem"], r["guests"]["tmem"])
+    with open(os.path.join(args.out, "latest.json"), "w") as f:
+        json.dump(r, f, indent=1)
+    if not complete:
+        log("not all three options ran: wrote latest.json only")
+        return 0
+    md = render_md(r)
+    with open(os.path.join(args.out, "latest.md"), "w") as f:
+        f.write(md)
+    plot(r, os.path.join(args.out, "latest.png"))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+#!/bin/sh
+# virtio-tmem benchmark: one command for all of it (bench/vm/swapbench.py).
+#
+# Usage: scripts/bench.sh          (as root, like scripts/demo.sh)
+#
+# Sets up whatever is missing, as the demo does: apt packages
+# (scripts/install-deps.sh all, gnuplot-nox included), QEMU with the
+# device (scripts/build-qemu.sh), Debian's 6.12 guest kernel
+# (scripts/guest-kernels.sh), the module (scripts/build-guest-module.sh)
+# and tmem-bench (meson build directory ./build).  Then runs libtmem's
+# benchmark and the three guests (virtio-tmem, virtio-blk O_DIRECT, zram),
+# writes bench/results/latest.{md,png,json} and prints the table.
+#
+# About 10 minutes under TCG on 2 cores.  Sizes and other knobs: see the
+# header of bench/vm/swapbench.py (VTMEM_BENCH_MEM, VTMEM_BENCH_MB,
+# VTMEM_BENCH_ROUNDS, VTMEM_BENCH_DIR, VTMEM_ACCEL, VTMEM_CACHE...).
+# A benchmark, not a test: it never runs in CI's test suites.
+set -eu
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+step() {
+	printf 'bench: %s\n' "$*" >&2
+}
+
+if [ "$(id -u)" = 0 ]; then
+	step "installing missing packages (scripts/install-deps.sh)"
+	scripts/install-deps.sh all >&2    # gnuplot-nox included
+else
+	step "not root: skipping scripts/install-deps.sh"
+fi
+if ! scripts/build-qemu.sh --print-path > /dev/null 2>&1; then
+	step "building QEMU with virtio-tmem (first time: several minutes)"
+fi
+scripts/build-qemu.sh > /dev/null
+step "guest kernel 6.12 (scripts/guest-kernels.sh)"
+scripts/guest-kernels.sh env 6.12 > /dev/null
+step "guest module (scripts/build-guest-module.sh)"
+scripts/build-guest-module.sh -v normal 6.12 > /dev/null
+if [ -z "${TMEM_BENCH:-}" ]; then
+	step "tmem-bench (meson, ./build)"
+	[ -f build/build.ninja ] || meson setup build > /dev/null
+	ninja -C build bench/tmem-bench > /dev/null
+fi
+
+exec /usr/bin/python3 bench/vm/swapbench.py "$@"
