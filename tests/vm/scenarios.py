@@ -261,6 +261,17 @@ def check_hostile(c, res, sc):
     check_workload(c, data)
 
 
+def check_parallel(c, res, sc):
+    cp = c.cp("after-workload")
+    check_agreement(c, cp)
+    data = res.verdict.get("data", {})
+    for i in range(sc["params"]["procs"]):
+        check_workload(c, data, "workload%d" % i)
+    c.eq(data.get("num_queues"), sc["num_queues"], "queues the driver uses")
+    if cp:
+        c.expect(guest(cp, "succ_stores") > 0, "no successful stores")
+
+
 # The host halves.  params become vtmem.KEY=VALUE for the guest.
 SCENARIOS = {
     "swap-pressure": dict(
@@ -283,6 +294,11 @@ SCENARIOS = {
         guest="lifecycle", mem=192, budget="256M", reboot=True,
         check=check_lifecycle, params=dict(mb=32, mix="text"),
         doc="rmmod/insmod and a guest reboot start empty on the host"),
+    "multiqueue": dict(
+        guest="parallel", mem=192, smp=2, num_queues=2, iothread=True,
+        budget="1G", check=check_parallel,
+        params=dict(procs=2, mb=128, seq=0, random=0, disksize_mb=512),
+        doc="2 vCPUs, 2 queues, an IOThread: two workloads at once"),
     "hostile": dict(
         guest="hostile", mem=128, budget="256M", test_build=True,
         check=check_hostile, params=dict(mb=160, disksize_mb=256),
@@ -303,6 +319,8 @@ def run(name, series, verbose=True, json_out=None):
                   backing_mb=sc.get("backing_mb", 0),
                   plain_swap_mb=sc.get("plain_swap_mb", 0),
                   params=sc["params"], reboot=sc.get("reboot", False),
+                  smp=sc.get("smp", 1), num_queues=sc.get("num_queues"),
+                  iothread=sc.get("iothread", False),
                   timeout=sc.get("timeout", 420))
     t = time.time()
     try:

@@ -190,3 +190,29 @@ scn_plainswap() {
 		--random "${VT_RANDOM:-1}" --rewrite --mix "${VT_MIX:-mixed}"
 	check_workload $?
 }
+
+# vtmem.procs workloads at once (different seeds), for the multi-queue
+# device with several vCPUs: concurrent bios on different queues.
+scn_parallel() {
+	load_vtmem $(vtmem_params) || return
+	swapon_vtmem || return
+	data num_queues "$(cat "$(counter_dir vtmem0)/num_queues" 2>/dev/null || echo 0)"
+	pids=
+	i=0
+	while [ $i -lt "${VT_PROCS:-2}" ]; do
+		VT_TAG=workload$i memtest mem --mb "$VT_MB" --seq "${VT_SEQ:-1}" \
+			--random "${VT_RANDOM:-1}" \
+			--rewrite --seed $((i + 7)) &
+		pids="$pids $!"
+		i=$((i + 1))
+	done
+	i=0
+	for p in $pids; do
+		wait "$p"
+		rc=$?
+		[ $rc = 0 ] || fail "workload$i exited with status $rc"
+		i=$((i + 1))
+	done
+	settle
+	checkpoint after-workload
+}
