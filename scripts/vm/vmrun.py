@@ -608,6 +608,9 @@ def main():
     except Unavailable as e:
         log("SKIP: %s" % e)
         return SKIP
+    except VMError as e:
+        log("ERROR: %s" % e)
+        return 2
     params = dict(p.split("=", 1) for p in args.param)
     vm = VM(qemu, kernel, image, args.scenario, accel=accel, mem_mb=args.mem,
             smp=args.smp, budget=args.budget, num_queues=args.num_queues,
