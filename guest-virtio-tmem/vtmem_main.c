@@ -387,9 +387,11 @@ static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
 		vtmem_backing_io(vt, io, req, REQ_OP_READ);
 		return;
 	case VTMEM_A_SEND:
-		atomic64_inc(&vt->stats.loads);
-		if (req->resp.status == VIRTIO_TMEM_S_OK)
+		/* As frontswap's: loads counts pages brought back. */
+		if (req->resp.status == VIRTIO_TMEM_S_OK) {
+			atomic64_inc(&vt->stats.loads);
 			return;
+		}
 		break;
 	}
 	/* DRV-5: a stored page that cannot be loaded is a device error. */
