@@ -216,6 +216,21 @@ def diff_timing(a, b):
     return {k: b[k] - a[k] for k in b}
 
 
+# The workload's own cost per page without swap: the best baseline of all
+# guests (the same program in the same guest; single runs are noisy).
+BASELINE_S_PER_PAGE = 0
+
+
+def set_baseline(guests):
+    global BASELINE_S_PER_PAGE
+    best = [(b["fill_s"] + b["touch_s"]) / b["pages"]
+            for runs in guests.values() for run in runs
+            for b in [run["verdict"]["data"].get("baseline") or {}]
+            if b.get("pages")]
+    BASELINE_S_PER_PAGE = min(best) if best else 0
+    return BASELINE_S_PER_PAGE
+
+
 def summarize(opt, runs):
     """Per workload, the best round (shortest wall time)."""
     best = {}
@@ -270,10 +285,8 @@ def summarize_run(run):
         row["footprint_mib"] = row["hwm_mib"] + row["file_mib"]
         # What swapping added to the guest's time, per page swapped in or
         # out: wall minus the workload's own cost without swap (baseline).
-        base = data.get("baseline") or {}
-        if base.get("pages"):
-            own = (base["fill_s"] + base["touch_s"]) / base["pages"]
-            row["own_s"] = own * g["pages"]
+        if BASELINE_S_PER_PAGE:
+            row["own_s"] = BASELINE_S_PER_PAGE * g["pages"]
             row["swap_us_per_page"] = ((wall - row["own_s"]) / (ins + outs)
                                        * 1e6 if ins + outs else 0)
         mm = (cp.get("zram_mm_stat") or "").split()
@@ -464,9 +477,11 @@ def render_md(r):
              "backing file's allocated bytes.  Footprint: peak RSS + "
              "file.  Guest us per swapped page: (wall - the same "
              "workload's cost without swap, from a baseline run in RAM) / "
-             "(swap-ins + swap-outs).  Each option ran %d rounds, "
+             "(swap-ins + swap-outs); the baseline is the best of all "
+             "guests: %.1f us per page.  Each option ran %d rounds, "
              "interleaved; each row is its workload's best round (wall "
-             "times of all rounds in latest.json)." % r["rounds"])
+             "times of all rounds in latest.json)." % (
+                 r.get("baseline_us_per_page", 0), r["rounds"]))
     L.append("")
     L.append("| workload | option | wall s | x(b) | swap-ins/s | x(b) | "
              "swap-outs/s | x(b) | host RSS growth MiB | file MiB | "
@@ -682,6 +697,7 @@ def main():
             os.unlink(disk)
         except OSError:
             pass
+    r["baseline_us_per_page"] = set_baseline(r["guests"]) * 1e6
     r["summary"] = {o: summarize(o, g) for o, g in r["guests"].items()}
     for g in r["guests"].values():
         alg = g[0]["verdict"]["data"].get("zram_algorithm")
