@@ -8,10 +8,12 @@
 # device (scripts/build-qemu.sh), Debian's 6.12 guest kernel
 # (scripts/guest-kernels.sh), the module (scripts/build-guest-module.sh)
 # and tmem-bench (meson build directory ./build).  Then runs libtmem's
-# benchmark and the three guests (virtio-tmem, virtio-blk O_DIRECT, zram),
+# benchmark and four guests (virtio-tmem, the same with ioeventfd=off,
+# virtio-blk O_DIRECT, zram),
 # writes bench/results/latest.{md,png,json} and prints the table.
 #
-# About 10 minutes under TCG on 2 cores.  Sizes and other knobs: see the
+# About 13 minutes under TCG on 2 cores (two rounds of four guests;
+# VTMEM_BENCH_ROUNDS=1 halves it).  Sizes and other knobs: see the
 # header of bench/vm/swapbench.py (VTMEM_BENCH_MEM, VTMEM_BENCH_MB,
 # VTMEM_BENCH_ROUNDS, VTMEM_BENCH_DIR, VTMEM_ACCEL, VTMEM_CACHE...).
 # A benchmark, not a test: it never runs in CI's test suites.

@@ -6,9 +6,10 @@ Run through scripts/bench.sh, which sets up what is missing first.  One run:
 
  1. host path: build/bench/tmem-bench --json on its standard corpus (files
     under /usr/lib and /usr/share): libtmem alone.
- 2. three guests, identical but for the swap device (kernel 6.12, the same
+ 2. four guests, identical but for the swap device (kernel 6.12, the same
     initramfs, RAM, vCPUs, accelerator and devices; scripts/vm/vmrun.py):
-      tmem  swap on /dev/vtmem0 (virtio-tmem, budget far above the workload)
+      tmem  swap on /dev/vtmem0 (virtio-tmem, budget far above the workload);
+            tmem-noevfd: the same with ioeventfd=off
       blk   swap on a virtio-blk disk: a host file opened with O_DIRECT
             (cache=none; aio=io_uring, else native, else threads: whatever
             this QEMU build has)
