@@ -57,7 +57,41 @@ struct tmem_client_config {
 	 */
 	uint32_t compress_threshold;
 	enum tmem_incompressible incompressible;
+
+	/*
+	 * Disk tier (optional).  When the client's host bytes reach
+	 * @writeback_high percent of the budget, a background thread packs
+	 * the coldest compressed pages of persistent pools into segments of
+	 * @segment_size bytes and writes them to @backing_file with io_uring
+	 * (O_DIRECT where the file system allows), until @writeback_low
+	 * percent; a store that finds the budget full waits for that instead
+	 * of failing while the tier has room.  Loads read such pages back.
+	 * The file's content means nothing after tmem_client_free(): the
+	 * tier is swap space, not persistent storage.
+	 */
+	const char *backing_file;	/* NULL: no disk tier */
+	/*
+	 * Bytes of the file to use.  0: the file's size (it must exist).
+	 * Otherwise the file is created (mode 0600) if missing, and
+	 * fallocate()d to this size so that a write never meets a full
+	 * file system.  Rounded down to whole segments; at least
+	 * TMEM_TIER_MIN_SEGMENTS of them.
+	 */
+	uint64_t backing_size;
+	/* 0: TMEM_DEFAULT_SEGMENT_SIZE; else a power of two in
+	 * [TMEM_MIN_SEGMENT_SIZE, TMEM_MAX_SEGMENT_SIZE]. */
+	uint32_t segment_size;
+	/* Percent of the budget; 0 selects the defaults; low < high <= 100. */
+	uint8_t writeback_high;
+	uint8_t writeback_low;
 };
+
+#define TMEM_DEFAULT_SEGMENT_SIZE	(256u << 10)
+#define TMEM_MIN_SEGMENT_SIZE		(64u << 10)
+#define TMEM_MAX_SEGMENT_SIZE		(16u << 20)
+#define TMEM_TIER_MIN_SEGMENTS		4
+#define TMEM_DEFAULT_WRITEBACK_HIGH	90
+#define TMEM_DEFAULT_WRITEBACK_LOW	80
 
 #define TMEM_DEFAULT_MAX_POOLS		16
 #define TMEM_MAX_POOLS			1024
@@ -66,6 +100,11 @@ struct tmem_client_config {
 /**
  * tmem_client_new() - create a client with its own pools and budget.
  * Returns 0 and sets *clientp, -EINVAL for a bad config, -ENOMEM.
+ * With a disk tier also: the error of open(2) or fallocate(2) on the
+ * backing file (-ENOENT, -EACCES, -ENOSPC, ...), -EINVAL for a file too
+ * small for TMEM_TIER_MIN_SEGMENTS segments, -ENOSPC when the budget
+ * cannot hold the tier's buffers (5 segments), -ENOTSUP when libtmem
+ * was built without liburing, or the error of io_uring_queue_init().
  */
 int tmem_client_new(const struct tmem_client_config *cfg,
 		    struct tmem_client **clientp);
@@ -131,7 +170,8 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
  * tmem_load() - copy a stored page out; the pool keeps it.
  * Returns 0, -ENOENT when the key is not held (never after a successful
  * store to a persistent pool that was not invalidated), -EIO when stored
- * data could not be decoded.
+ * data could not be decoded or read back from the disk tier (the page
+ * stays stored: a later load may succeed).
  */
 int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	      uint32_t index, void *page);
@@ -197,6 +237,28 @@ struct tmem_stats {
 	uint64_t data_bytes;		/* allocator memory holding them */
 	uint64_t meta_bytes;		/* index and allocator metadata */
 	uint64_t host_bytes;		/* data_bytes + meta_bytes */
+
+	/*
+	 * Disk tier; all 0 without one.  pages and compressed_bytes above
+	 * count pages of the tier too; data_bytes does not (meta_bytes
+	 * includes the tier's segment buffers).
+	 */
+	uint64_t disk_size;		/* bytes of the file used for segments */
+	uint64_t disk_segment_size;
+	uint64_t disk_segments;		/* segments holding pages now */
+	uint64_t disk_pages;		/* stored pages kept by the tier */
+	uint64_t disk_bytes;		/* their compressed bytes; segment fill
+					 * is disk_bytes / (disk_segments *
+					 * disk_segment_size) */
+	uint64_t written_back;		/* pages written back, ever */
+	uint64_t disk_reads;		/* read and write requests issued */
+	uint64_t disk_read_bytes;
+	uint64_t disk_writes;
+	uint64_t disk_write_bytes;
+	uint64_t disk_errors;		/* failed reads and writes */
+	uint64_t cleaned_segments;	/* segments emptied by the cleaner */
+	uint64_t disk_failed;		/* 1 after a write error: the tier
+					 * takes no more pages until reset */
 };
 
 /**
@@ -204,6 +266,19 @@ struct tmem_stats {
  * is read atomically; the set is not a single atomic snapshot.  Returns 0.
  */
 int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
+
+/* Operations for tmem_client_inject_io_error(). */
+#define TMEM_IO_READ		1u
+#define TMEM_IO_WRITE		2u
+
+/**
+ * tmem_client_inject_io_error() - testing aid: make every disk tier read
+ * (TMEM_IO_READ) and/or write (TMEM_IO_WRITE) in @ops fail with @err (a
+ * negative errno) instead of being issued, as a failing disk would; @ops
+ * 0 stops.  Returns 0, or -ENODEV when the client has no disk tier.
+ */
+int tmem_client_inject_io_error(struct tmem_client *client, unsigned int ops,
+				int err);
 
 /** tmem_strerror() - a short name for a status returned by this library. */
 const char *tmem_strerror(int err);

@@ -20,6 +20,8 @@ static int config_check(const struct tmem_client_config *cfg)
 	if (cfg->incompressible != TMEM_INCOMPRESSIBLE_RAW &&
 	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
 		return -EINVAL;
+	if (cfg->backing_file)
+		return -ENOTSUP;	/* the disk tier comes next */
 	return 0;
 }
 
@@ -313,6 +315,15 @@ int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->meta_bytes = atomic_load(&c->meta_bytes);
 	st->host_bytes = st->data_bytes + st->meta_bytes;
 	return 0;
+}
+
+int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
+				int err)
+{
+	(void)c;
+	(void)ops;
+	(void)err;
+	return -ENODEV;
 }
 
 const char *tmem_strerror(int err)
