@@ -247,6 +247,10 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
      */
     trace_virtio_tmem_reset(s);
     tmem_client_reset(s->client);
+    if (s->disk_error) {
+        /* A test's failing disk stays failing until x-disk-error=none. */
+        tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
+    }
 }
 
 /* Context: BQL held */
@@ -424,6 +428,120 @@ static bool virtio_tmem_parse_incompressible(VirtIOTmem *s, Error **errp)
     return true;
 }
 
+static bool virtio_tmem_check_no_tier(VirtIOTmem *s, Error **errp)
+{
+    VirtIOTmemConf *conf = &s->conf;
+    const char *prop = conf->backing_size ? "backing-size" :
+                       conf->segment_size ? "segment-size" :
+                       conf->writeback_high ? "writeback-high" :
+                       conf->writeback_low ? "writeback-low" :
+                       s->disk_error ? "x-disk-error" : NULL;
+
+    if (prop) {
+        error_setg(errp, "virtio-tmem: '%s' needs a disk tier: set "
+                   "'backing-file' too", prop);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The disk tier's rules are libtmem's (tmem.h); checking them here lets
+ * the error name the property instead of saying "Invalid argument".
+ */
+static bool virtio_tmem_check_tier_conf(VirtIOTmem *s, Error **errp)
+{
+    VirtIOTmemConf *conf = &s->conf;
+    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
+    unsigned high = conf->writeback_high ?: TMEM_DEFAULT_WRITEBACK_HIGH;
+    unsigned low = conf->writeback_low ?: TMEM_DEFAULT_WRITEBACK_LOW;
+
+    if (!conf->backing_file) {
+        return virtio_tmem_check_no_tier(s, errp);
+    }
+    if (!conf->backing_file[0]) {
+        error_setg(errp, "virtio-tmem: 'backing-file' must name a file");
+        return false;
+    }
+    if (conf->segment_size &&
+        (!is_power_of_2(conf->segment_size) ||
+         conf->segment_size < TMEM_MIN_SEGMENT_SIZE ||
+         conf->segment_size > TMEM_MAX_SEGMENT_SIZE)) {
+        error_setg(errp, "virtio-tmem: 'segment-size' must be a power of 2 "
+                   "between %uK and %uM (0 selects %uK), not %" PRIu32,
+                   TMEM_MIN_SEGMENT_SIZE >> 10, TMEM_MAX_SEGMENT_SIZE >> 20,
+                   TMEM_DEFAULT_SEGMENT_SIZE >> 10, conf->segment_size);
+        return false;
+    }
+    if (conf->backing_size &&
+        conf->backing_size / segment < TMEM_TIER_MIN_SEGMENTS) {
+        error_setg(errp, "virtio-tmem: 'backing-size' must hold at least %d "
+                   "segments of %" PRIu64 " bytes (%" PRIu64 " bytes), not "
+                   "%" PRIu64, TMEM_TIER_MIN_SEGMENTS, segment,
+                   TMEM_TIER_MIN_SEGMENTS * segment, conf->backing_size);
+        return false;
+    }
+    if (high > 100) {
+        error_setg(errp, "virtio-tmem: 'writeback-high' must be a percentage "
+                   "of the budget, at most 100, not %u", high);
+        return false;
+    }
+    if (low >= high) {
+        error_setg(errp, "virtio-tmem: 'writeback-low' (%u%%) must be below "
+                   "'writeback-high' (%u%%); 0 selects %d%% and %d%%",
+                   low, high, TMEM_DEFAULT_WRITEBACK_LOW,
+                   TMEM_DEFAULT_WRITEBACK_HIGH);
+        return false;
+    }
+    return true;
+}
+
+/* tmem_client_new() failed: say which property or file is to blame. */
+static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
+{
+    VirtIOTmemConf *conf = &s->conf;
+    const char *path = conf->backing_file;
+    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
+
+    if (!path) {
+        error_setg_errno(errp, -r, "virtio-tmem: cannot create the page "
+                         "store");
+        return;
+    }
+    switch (r) {
+    case -ENOTSUP:
+        error_setg(errp, "virtio-tmem: backing-file '%s': libtmem built "
+                   "without disk tier support", path);
+        break;
+    case -ENOENT:
+        if (!conf->backing_size) {
+            error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s' "
+                             "(without 'backing-size' the file must exist)",
+                             path);
+            break;
+        }
+        error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
+        break;
+    case -EINVAL:
+        /* Everything else that is invalid was refused before. */
+        error_setg(errp, "virtio-tmem: backing-file '%s' is too small: the "
+                   "disk tier needs at least %d segments of %" PRIu64
+                   " bytes (%" PRIu64 " bytes)", path, TMEM_TIER_MIN_SEGMENTS,
+                   segment, TMEM_TIER_MIN_SEGMENTS * segment);
+        break;
+    case -ENOSPC:
+        error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
+                   "small for the buffers of the disk tier (5 segments of "
+                   "%" PRIu64 " bytes), or backing-file '%s' cannot be "
+                   "allocated: %s", conf->budget, segment, path,
+                   strerror(-r));
+        break;
+    default:
+        error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
+        break;
+    }
+}
+
 /* Which AioContext runs each queue: the main loop's, or IOThreads'. */
 static bool virtio_tmem_iothread_setup(VirtIOTmem *s, Error **errp)
 {
@@ -525,6 +643,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     int r;
 
     if (!virtio_tmem_check_conf(s, errp) ||
+        !virtio_tmem_check_tier_conf(s, errp) ||
         !virtio_tmem_parse_incompressible(s, errp)) {
         return;
     }
@@ -535,10 +654,20 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     cfg.incompressible = s->conf.incompressible ==
                          VIRTIO_TMEM_INCOMPRESSIBLE_REJECT ?
                          TMEM_INCOMPRESSIBLE_REJECT : TMEM_INCOMPRESSIBLE_RAW;
+    cfg.backing_file = s->conf.backing_file;
+    cfg.backing_size = s->conf.backing_size;
+    cfg.segment_size = s->conf.segment_size;
+    cfg.writeback_high = s->conf.writeback_high;
+    cfg.writeback_low = s->conf.writeback_low;
     r = tmem_client_new(&cfg, &s->client);
     if (r < 0) {
-        error_setg_errno(errp, -r, "virtio-tmem: cannot create the page store");
+        virtio_tmem_client_error(s, r, errp);
+        s->client = NULL;
         return;
+    }
+    if (s->disk_error) {
+        /* x-disk-error given with -device: cannot fail with a tier. */
+        tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
     }
 
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
@@ -592,6 +721,28 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
     s->client = NULL;
 }
 
+static TmemDiskInfo *virtio_tmem_disk_info(const struct tmem_stats *st)
+{
+    TmemDiskInfo *disk = g_new0(TmemDiskInfo, 1);
+    uint64_t capacity = st->disk_segments * st->disk_segment_size;
+
+    disk->size = st->disk_size;
+    disk->segment_size = st->disk_segment_size;
+    disk->segments = st->disk_segments;
+    disk->pages = st->disk_pages;
+    disk->bytes = st->disk_bytes;
+    disk->fill = capacity ? (double)st->disk_bytes / capacity : 0;
+    disk->written_back = st->written_back;
+    disk->reads = st->disk_reads;
+    disk->read_bytes = st->disk_read_bytes;
+    disk->writes = st->disk_writes;
+    disk->write_bytes = st->disk_write_bytes;
+    disk->errors = st->disk_errors;
+    disk->cleaned_segments = st->cleaned_segments;
+    disk->failed = st->disk_failed != 0;
+    return disk;
+}
+
 static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
 {
     struct tmem_stats st;
@@ -618,6 +769,9 @@ static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
     info->load_misses = st.load_misses;
     info->invalidates = st.invalidates;
     info->evictions = st.evictions;
+    if (s->conf.backing_file) {
+        info->disk = virtio_tmem_disk_info(&st);
+    }
 }
 
 /* tmem_client_stats() is safe against queue handlers in IOThreads. */
@@ -689,6 +843,59 @@ out:
     visit_end_struct(v, NULL);
 }
 
+/* x-disk-error values, indexed by TMEM_IO_* bits */
+static const char *const virtio_tmem_disk_errors[] = {
+    [0] = "none",
+    [TMEM_IO_READ] = "read",
+    [TMEM_IO_WRITE] = "write",
+    [TMEM_IO_READ | TMEM_IO_WRITE] = "read+write",
+};
+
+static char *virtio_tmem_get_disk_error(Object *obj, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+
+    return g_strdup(virtio_tmem_disk_errors[s->disk_error]);
+}
+
+/*
+ * A testing aid: from now on every disk tier read and/or write fails with
+ * EIO, as on a failing disk.  Before realize (-device) the value is kept
+ * for realize to apply.
+ */
+static void virtio_tmem_set_disk_error(Object *obj, const char *value,
+                                       Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    unsigned ops;
+    int r;
+
+    for (ops = 0; ops < ARRAY_SIZE(virtio_tmem_disk_errors); ops++) {
+        if (!strcmp(value, virtio_tmem_disk_errors[ops])) {
+            break;
+        }
+    }
+    if (ops == ARRAY_SIZE(virtio_tmem_disk_errors)) {
+        error_setg(errp, "virtio-tmem: 'x-disk-error' must be 'none', "
+                   "'read', 'write' or 'read+write', not '%s'", value);
+        return;
+    }
+    if (s->client) {
+        if (!s->conf.backing_file) {
+            error_setg(errp, "virtio-tmem: 'x-disk-error' needs a disk tier, "
+                       "and this device has no 'backing-file'");
+            return;
+        }
+        r = tmem_client_inject_io_error(s->client, ops, -EIO);
+        if (r < 0) {
+            error_setg_errno(errp, -r, "virtio-tmem: cannot inject disk "
+                             "errors");
+            return;
+        }
+    }
+    s->disk_error = ops;
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
     object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
@@ -700,6 +907,11 @@ static void virtio_tmem_instance_init(Object *obj)
     object_property_set_description(obj, "timing",
                                     "time spent per request kind, for "
                                     "benchmarks");
+    object_property_add_str(obj, "x-disk-error", virtio_tmem_get_disk_error,
+                            virtio_tmem_set_disk_error);
+    object_property_set_description(obj, "x-disk-error",
+                                    "testing aid: none|read|write|read+write, "
+                                    "make disk tier I/O fail with EIO");
 }
 
 /*
@@ -732,6 +944,11 @@ static const Property virtio_tmem_properties[] = {
                      IOThread *),
     DEFINE_PROP_IOTHREAD_VQ_MAPPING_LIST("iothread-vq-mapping", VirtIOTmem,
                                          conf.iothread_vq_mapping_list),
+    DEFINE_PROP_STRING("backing-file", VirtIOTmem, conf.backing_file),
+    DEFINE_PROP_SIZE("backing-size", VirtIOTmem, conf.backing_size, 0),
+    DEFINE_PROP_SIZE32("segment-size", VirtIOTmem, conf.segment_size, 0),
+    DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, conf.writeback_high, 0),
+    DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass, void *data)
@@ -762,6 +979,21 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     object_class_property_set_description(klass, "iothread-vq-mapping",
         "IOThreads for the request queues, e.g. one per queue "
         "(JSON -device syntax, as for virtio-blk)");
+    object_class_property_set_description(klass, "backing-file",
+        "file of the disk tier, for pages of persistent pools written back "
+        "over writeback-high (default: no disk tier)");
+    object_class_property_set_description(klass, "backing-size",
+        "bytes of backing-file to use; the file is created and allocated "
+        "(0: the existing file's size)");
+    object_class_property_set_description(klass, "segment-size",
+        "disk tier write unit, a power of 2 from 64K to 16M "
+        "(0: libtmem's default, 256K)");
+    object_class_property_set_description(klass, "writeback-high",
+        "percent of the budget at which writeback to the disk tier starts "
+        "(0: libtmem's default, 90)");
+    object_class_property_set_description(klass, "writeback-low",
+        "percent of the budget at which writeback stops "
+        "(0: libtmem's default, 80)");
     dc->vmsd = &vmstate_virtio_tmem;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     vdc->realize = virtio_tmem_device_realize;

@@ -40,6 +40,12 @@ typedef struct VirtIOTmemConf {
     int incompressible;
     IOThread *iothread;
     IOThreadVirtQueueMappingList *iothread_vq_mapping_list;
+    /* Disk tier: none without a backing file. */
+    char *backing_file;
+    uint64_t backing_size;
+    uint32_t segment_size;
+    uint8_t writeback_high;
+    uint8_t writeback_low;
 } VirtIOTmemConf;
 
 /*
@@ -89,6 +95,9 @@ struct VirtIOTmem {
     bool ioeventfd_started;
     bool ioeventfd_starting;
     bool ioeventfd_stopping;
+
+    /* x-disk-error: the injected disk tier failure (TMEM_IO_* bits). */
+    unsigned disk_error;
 
     Error *migration_blocker;
 };
