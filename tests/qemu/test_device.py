@@ -21,7 +21,9 @@ STAT_FIELDS = [
 ]
 PROPERTIES = [
     "budget", "num-queues", "queue-size", "max-pools", "incompressible",
-    "compress-threshold", "ephemeral", "iothread",
+    "compress-threshold", "ephemeral", "iothread", "backing-file",
+    "backing-size", "segment-size", "writeback-high", "writeback-low",
+    "x-disk-error",
 ]
 BLOCKER = "virtio-tmem: migration of stored pages is not supported yet"
 MiB = 1 << 20
@@ -45,6 +47,7 @@ def check_stats(info, budget):
               "%s is not a count: %r" % (f, info[f]))
     check(info["budget"] == budget, "budget %d != %d" % (info["budget"], budget))
     check(info["host-bytes"] <= info["budget"], "host-bytes over budget")
+    check("disk" not in info, "disk tier reported without backing-file")
     check(info["failed-stores"] == info["failed-stores-budget"] +
           info["failed-stores-incompressible"] + info["failed-stores-other"],
           "failed-stores is not the sum of its parts")
@@ -64,6 +67,8 @@ def test_device_help():
     for prop in PROPERTIES:
         check("\n  %s=" % prop in out, "property %s not listed" % prop)
     check("budget=<size>" in out, "budget is not a size")
+    check("backing-size=<size>" in out and "segment-size=<size>" in out,
+          "backing-size or segment-size is not a size")
 
 
 def test_query_tmem():

@@ -1,0 +1,418 @@
+#!/usr/bin/python3
+"""The disk tier of virtio-tmem (backing-file) in the built QEMU.
+
+Realize errors over the command line and device_add, then the data path
+through the qtest driver of test_datapath.py: a device with an 8 MiB
+budget and a 256 MiB backing file takes pages worth several budgets,
+answers every load with the stored bytes, and behaves as documented when
+x-disk-error makes the file fail.  Every figure is read with query-tmem.
+
+Usage: test_tier.py TEST     (TEST: one of the names in TESTS, or 'all')
+
+Exit 77 (SKIP) when QEMU is not built, or when its libtmem has no disk
+tier (built without liburing).
+"""
+
+import os
+import random
+import sys
+import tempfile
+
+from qmp import QEMU, Failure, check, run_qemu, run_tests, skip
+from test_datapath import (Device, QTestVM, OP_NEW_POOL, OP_STORE, OP_LOAD,
+                           PAGE, REQ, RESP, S_OK, S_REJECTED)
+from test_device import check_error, qmp_value
+
+S_IOERR = 6                     # VIRTIO_TMEM_S_IOERR
+MiB = 1 << 20
+BUDGET = 8 * MiB
+BACKING = 256 * MiB
+NO_TIER = "libtmem built without disk tier support"
+BATCH = 64                      # chains per kick: 3 descriptors each
+DISK_FIELDS = {
+    "size": int, "segment-size": int, "segments": int, "pages": int,
+    "bytes": int, "fill": float, "written-back": int, "reads": int,
+    "read-bytes": int, "writes": int, "write-bytes": int, "errors": int,
+    "cleaned-segments": int, "failed": bool,
+}
+
+
+def page_of(seed):
+    """Half random, half text: about 2.1 KiB compressed, so that pages
+    worth several budgets fit in a test.  One in eight is all random
+    (kept raw), as a guest's swap has some."""
+    rnd = random.Random(seed)
+    if seed % 8 == 7:
+        return rnd.randbytes(PAGE)
+    text = b"".join(rnd.choice([b"tmem ", b"page ", b"%06d " % seed])
+                    for _ in range(PAGE // 8))
+    return (rnd.randbytes(PAGE // 2) + text)[:PAGE]
+
+
+class TierVM(QTestVM):
+    """A QTestVM whose device tmem0 has a disk tier in a temporary
+    directory; SKIP when libtmem has none."""
+
+    def __init__(self, props=""):
+        self.tmp = tempfile.TemporaryDirectory(prefix="vtmem-tier-")
+        self.backing = os.path.join(self.tmp.name, "tier.img")
+        super().__init__("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,"
+                         "budget=%d,backing-file=%s,backing-size=%d%s"
+                         % (BUDGET, self.backing, BACKING, props))
+
+    def __enter__(self):
+        try:
+            return super().__enter__()
+        except RuntimeError as e:
+            if NO_TIER in str(e):
+                self.tmp.cleanup()
+                skip(NO_TIER)
+            raise
+
+    def close(self):
+        super().close()
+        self.tmp.cleanup()
+
+
+def info(vm):
+    infos = vm.cmd("query-tmem")
+    check(len(infos) == 1, "query-tmem: %r" % infos)
+    return infos[0]
+
+
+def disk(vm):
+    st = info(vm)
+    check("disk" in st, "query-tmem has no disk: %r" % st)
+    return st["disk"]
+
+
+def check_disk_info(d):
+    for k, kind in DISK_FIELDS.items():
+        check(k in d, "disk lacks %r: %r" % (k, d))
+        check(isinstance(d[k], kind) or (kind is float and
+                                         isinstance(d[k], int)),
+              "disk %s: %r is not a %s" % (k, d[k], kind.__name__))
+    check(set(d) == set(DISK_FIELDS), "disk fields %r" % sorted(d))
+
+
+class Store:
+    """One pool of the device and what the guest believes it holds."""
+
+    def __init__(self, vm):
+        self.vm = vm
+        self.dev = Device(vm)
+        self.dev.start(0, qsize=256)
+        self.q = self.dev.queues[0]
+        status, self.pool, _ = self.dev.request(self.q, OP_NEW_POOL)
+        check(status == S_OK, "NEW_POOL: status %d" % status)
+        self.held = {}              # index -> page, for stores answered OK
+
+    def store(self, seeds):
+        """Store page_of(seed) at index seed; return the statuses."""
+        statuses = []
+        seeds = list(seeds)
+        for i in range(0, len(seeds), BATCH):
+            batch = seeds[i:i + BATCH]
+            pages = [page_of(s) for s in batch]
+            chains = [[(REQ.pack(OP_STORE, 0, 0, self.pool, 1, s, 0), 0),
+                       (p, 0), (None, RESP.size)]
+                      for s, p in zip(batch, pages)]
+            for s, p, (_, bufs) in zip(batch, pages,
+                                       self.dev.submit(self.q, chains)):
+                status = RESP.unpack(bufs[0])[0]
+                statuses.append(status)
+                if status == S_OK:
+                    self.held[s] = p
+                else:
+                    self.held.pop(s, None)
+        return statuses
+
+    def load(self, seeds):
+        """Load the pages at these indexes; return {seed: (status, data)}."""
+        out = {}
+        seeds = list(seeds)
+        for i in range(0, len(seeds), BATCH):
+            batch = seeds[i:i + BATCH]
+            chains = [[(REQ.pack(OP_LOAD, 0, 0, self.pool, 1, s, 0), 0),
+                       (None, PAGE), (None, RESP.size)] for s in batch]
+            for s, (used, bufs) in zip(batch, self.dev.submit(self.q, chains)):
+                check(used == PAGE + RESP.size, "LOAD %d: used length %d"
+                      % (s, used))
+                out[s] = (RESP.unpack(bufs[1])[0], bufs[0])
+        return out
+
+    def check_all(self):
+        """Every page stored OK loads with its bytes."""
+        for s, (status, data) in self.load(sorted(self.held)).items():
+            check(status == S_OK, "LOAD %d: status %d" % (s, status))
+            check(data == self.held[s], "LOAD %d: different bytes" % s)
+
+    def fill_past_budget(self, start, count):
+        """Store until the tier holds pages; return the next seed."""
+        statuses = self.store(range(start, start + count))
+        check(statuses.count(S_OK) == count, "stores refused: %d of %d"
+              % (count - statuses.count(S_OK), count))
+        d = disk(self.vm)
+        check(d["pages"] > 0 and d["writes"] > 0,
+              "nothing written back after %d pages: %r" % (count, d))
+        return start + count
+
+
+TIER_PROPS = [
+    ("segment-size=64K", "'segment-size' needs a disk tier: set "
+     "'backing-file' too"),
+    ("backing-size=1G", "'backing-size' needs a disk tier"),
+    ("writeback-high=50,writeback-low=40", "'writeback-high' needs a disk "
+     "tier"),
+    ("x-disk-error=write", "'x-disk-error' needs a disk tier"),
+    ("backing-file=F,segment-size=100K", "'segment-size' must be a power "
+     "of 2 between 64K and 16M (0 selects 256K), not 102400"),
+    ("backing-file=F,segment-size=32K", "'segment-size' must be a power of 2"),
+    ("backing-file=F,segment-size=32M", "'segment-size' must be a power of 2"),
+    ("backing-file=F,backing-size=512K", "'backing-size' must hold at least "
+     "4 segments of 262144 bytes (1048576 bytes), not 524288"),
+    ("backing-file=F,segment-size=1M,backing-size=3M",
+     "'backing-size' must hold at least 4 segments of 1048576 bytes"),
+    ("backing-file=F,writeback-high=70", "'writeback-low' (80%) must be "
+     "below 'writeback-high' (70%)"),
+    ("backing-file=F,writeback-high=60,writeback-low=60",
+     "'writeback-low' (60%) must be below 'writeback-high' (60%)"),
+    ("backing-file=F,writeback-high=101", "'writeback-high' must be a "
+     "percentage of the budget, at most 100, not 101"),
+    ("backing-file=F,x-disk-error=sometimes", "'x-disk-error' must be "
+     "'none', 'read', 'write' or 'read+write', not 'sometimes'"),
+]
+
+
+def test_tier_properties():
+    """Tier properties that QEMU checks itself are refused with an error
+    naming them, on the command line and by device_add; x-disk-error
+    cannot be set on a device without a tier.  No file is touched."""
+    with tempfile.TemporaryDirectory(prefix="vtmem-tier-") as tmp:
+        backing = os.path.join(tmp, "tier.img")
+        for props, msg in TIER_PROPS:
+            props = props.replace("=F", "=" + backing)
+            rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
+                                  "-nodefaults", "-nographic", "-device",
+                                  "virtio-tmem-pci,budget=8M," + props)
+            check(rc != 0, "QEMU started with %s" % props)
+            check("virtio-tmem: " + msg in err, "stderr for %s: %r"
+                  % (props, err))
+        with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
+                  "-device", "virtio-tmem-pci,id=tmem0,budget=8M") as vm:
+            for props, msg in TIER_PROPS:
+                props = props.replace("=F", "=" + backing)
+                args = {k: qmp_value(v) for k, v in
+                        (kv.split("=", 1) for kv in props.split(","))}
+                check_error(lambda: vm.cmd("device_add",
+                                           driver="virtio-tmem-pci",
+                                           bus="rp0", id="bad",
+                                           budget=8 * MiB, **args), msg)
+            st = vm.cmd("query-tmem")
+            check(len(st) == 1 and "disk" not in st[0],
+                  "query-tmem: %r" % st)
+            check(vm.cmd("qom-get", path="/machine/peripheral/tmem0",
+                         property="x-disk-error") == "none",
+                  "x-disk-error of a device without a tier")
+            for value in ("read", "none"):
+                check_error(lambda: vm.cmd("qom-set",
+                                           path="/machine/peripheral/tmem0",
+                                           property="x-disk-error",
+                                           value=value),
+                            "'x-disk-error' needs a disk tier")
+        check(os.listdir(tmp) == [], "files created: %r" % os.listdir(tmp))
+
+
+def realize_error(props):
+    """Start QEMU with a tier device; return its error message."""
+    rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
+                          "-nodefaults", "-nographic", "-device",
+                          "virtio-tmem-pci," + props)
+    check(rc != 0, "QEMU started with %s" % props)
+    if NO_TIER in err:
+        skip(NO_TIER)
+    return err
+
+
+def test_tier_realize_errors():
+    """What libtmem refuses at realize comes back naming the file or the
+    property: a missing file without backing-size, a directory, an
+    existing file too small, a budget too small for the tier's buffers;
+    a good configuration creates and allocates the file."""
+    with tempfile.TemporaryDirectory(prefix="vtmem-tier-") as tmp:
+        missing = os.path.join(tmp, "missing.img")
+        err = realize_error("budget=8M,backing-file=" + missing)
+        check("virtio-tmem: backing-file '%s'" % missing in err and
+              "No such file or directory" in err, "missing file: %r" % err)
+        check(not os.path.exists(missing), "created without backing-size")
+
+        err = realize_error("budget=8M,backing-file=" + tmp)
+        check("virtio-tmem: backing-file '%s'" % tmp in err,
+              "directory: %r" % err)
+
+        small = os.path.join(tmp, "small.img")
+        with open(small, "wb") as f:
+            f.truncate(MiB - 4096)
+        err = realize_error("budget=8M,backing-file=" + small)
+        check("virtio-tmem: backing-file '%s' is too small: the disk tier "
+              "needs at least 4 segments of 262144 bytes" % small in err,
+              "small file: %r" % err)
+
+        err = realize_error("budget=1M,backing-size=4M,backing-file="
+                            + os.path.join(tmp, "t.img"))
+        check("'budget' (1048576 bytes) is too small for the buffers of the "
+              "disk tier" in err, "small budget: %r" % err)
+
+        # A good one: the file is created and allocated; an existing file
+        # is then used at its size with backing-size=0.
+        good = os.path.join(tmp, "good.img")
+        for props in (",backing-size=16M", ""):
+            with QEMU("-device", "virtio-tmem-pci,id=tmem0,budget=8M,"
+                      "segment-size=1M,backing-file=" + good + props) as vm:
+                d = info(vm)["disk"]
+                check_disk_info(d)
+                check(d["size"] == 16 * MiB and d["segment-size"] == MiB,
+                      "disk %r" % d)
+                check(d["pages"] == 0 and not d["failed"], "disk %r" % d)
+        st = os.stat(good)
+        check(st.st_size == 16 * MiB and st.st_blocks * 512 >= 16 * MiB,
+              "file size %d, %d blocks" % (st.st_size, st.st_blocks))
+
+
+def test_tier_store_load():
+    """Pages worth several budgets are all accepted, the coldest go to
+    the file, every load returns the stored bytes."""
+    with TierVM() as vm:
+        st = Store(vm)
+        count = 10000
+        statuses = st.store(range(count))
+        refused = len(statuses) - statuses.count(S_OK)
+        s = info(vm)
+        check(refused == 0, "%d of %d stores refused: %r" % (refused, count, s))
+        check(s["compressed-bytes"] > 2 * BUDGET, "compressed bytes %d: not "
+              "far above the budget" % s["compressed-bytes"])
+        check(s["pages"] == count and s["host-bytes"] <= BUDGET,
+              "stats %r" % s)
+        d = s["disk"]
+        check_disk_info(d)
+        check(d["size"] == BACKING and d["segment-size"] == 256 << 10,
+              "disk %r" % d)
+        check(d["pages"] > 0 and d["writes"] > 0 and d["written-back"] > 0,
+              "nothing on disk: %r" % d)
+        check(d["bytes"] > BUDGET, "disk holds only %d bytes" % d["bytes"])
+        check(d["write-bytes"] >= d["bytes"], "disk %r" % d)
+        check(0 < d["fill"] <= 1 and d["segments"] > 0, "disk %r" % d)
+        check(d["errors"] == 0 and not d["failed"], "disk %r" % d)
+        check(os.path.getsize(vm.backing) == BACKING, "backing file size")
+        print("stored %d pages: %d compressed bytes, %d on disk in %d "
+              "segments (fill %.2f), %d writes"
+              % (count, s["compressed-bytes"], d["pages"], d["segments"],
+                 d["fill"], d["writes"]))
+
+        st.check_all()
+        s = info(vm)
+        d = s["disk"]
+        check(s["loads"] == count and s["load-misses"] == 0, "stats %r" % s)
+        check(d["reads"] > 0 and d["read-bytes"] > 0, "no disk reads: %r" % d)
+        check(vm.cmd("qom-get", path="/machine/peripheral/tmem0",
+                     property="stats")["disk"]["size"] == BACKING,
+              "qom-get stats has no disk")
+        print("loaded %d pages: %d disk reads" % (count, d["reads"]))
+
+        # A device reset empties the tier too.
+        st.dev.set_status(0)
+        d = disk(vm)
+        check(d["pages"] == 0 and d["bytes"] == 0 and d["segments"] == 0,
+              "after reset: %r" % d)
+
+
+def test_tier_write_error():
+    """A failing disk (x-disk-error=write) fails the tier: stores over
+    the budget are then refused, everything stored before still loads;
+    after x-disk-error=none and a device reset the tier works again."""
+    with TierVM() as vm:
+        st = Store(vm)
+        nxt = st.fill_past_budget(0, 5000)
+        before = disk(vm)
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-error", value="write")
+        check(vm.cmd("qom-get", path="/machine/peripheral/tmem0/"
+                     "virtio-backend", property="x-disk-error") == "write",
+              "qom-get x-disk-error")
+        statuses = st.store(range(nxt, nxt + 5000))
+        s = info(vm)
+        d = s["disk"]
+        print("after x-disk-error=write: %d of 5000 stores refused; %r"
+              % (statuses.count(S_REJECTED), d))
+        check(d["failed"] and d["errors"] > 0, "tier not failed: %r" % d)
+        check(S_REJECTED in statuses, "no store refused: %r" % s)
+        check(set(statuses) <= {S_OK, S_REJECTED}, "statuses %r"
+              % sorted(set(statuses)))
+        check(statuses[-100:] == [S_REJECTED] * 100,
+              "stores accepted after the tier failed")
+        check(s["failed-stores-budget"] == statuses.count(S_REJECTED),
+              "failed-stores-budget %d" % s["failed-stores-budget"])
+        check(d["written-back"] >= before["written-back"] and
+              d["pages"] <= before["pages"] + d["written-back"] -
+              before["written-back"], "disk %r, before %r" % (d, before))
+        check(s["host-bytes"] <= BUDGET, "over budget: %r" % s)
+        st.check_all()
+
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-error", value="none")
+        check(disk(vm)["failed"], "a failed tier recovered without reset")
+        st.dev.set_status(0)
+        check(not disk(vm)["failed"], "still failed after reset")
+        st = Store(vm)
+        st.fill_past_budget(0, 5000)
+        st.check_all()
+
+
+def test_tier_read_error():
+    """x-disk-error=read: a LOAD of a page on disk answers IOERR and the
+    page stays stored; after x-disk-error=none it loads correctly."""
+    with TierVM() as vm:
+        st = Store(vm)
+        st.fill_past_budget(0, 5000)
+        errors = disk(vm)["errors"]
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-error", value="read")
+        # The coldest pages are the first stored.
+        failed = []
+        for s, (status, data) in st.load(range(0, 2000)).items():
+            check(status in (S_OK, S_IOERR), "LOAD %d: status %d"
+                  % (s, status))
+            if status == S_OK:
+                check(data == st.held[s], "LOAD %d: different bytes" % s)
+            else:
+                failed.append(s)
+        d = disk(vm)
+        print("x-disk-error=read: %d of 2000 loads answered IOERR; %r"
+              % (len(failed), d))
+        check(failed, "no load failed: %r" % d)
+        check(d["errors"] > errors, "disk errors not counted: %r" % d)
+        check(not d["failed"], "a read error failed the tier: %r" % d)
+        s = info(vm)
+        check(s["pages"] == 5000, "pages lost by read errors: %r" % s)
+
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-error", value="none")
+        for s, (status, data) in st.load(failed).items():
+            check(status == S_OK and data == st.held[s],
+                  "LOAD %d after x-disk-error=none: status %d, %s"
+                  % (s, status, "same" if data == st.held[s] else
+                     "different bytes"))
+        st.check_all()
+
+
+TESTS = {
+    "tier-properties": test_tier_properties,
+    "tier-realize-errors": test_tier_realize_errors,
+    "tier-store-load": test_tier_store_load,
+    "tier-write-error": test_tier_write_error,
+    "tier-read-error": test_tier_read_error,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(run_tests(TESTS, sys.argv))
