@@ -40,8 +40,9 @@
 #      into the tree (editing them in the repo is editing the build)
 #   6. build libtmem from this repo (static, meson) in $cache/qemu-<ver>/libtmem
 #   7. configure (when these options change; meson itself re-runs when a
-#      meson.build or the devices .mak changes), ninja qemu-system-x86_64;
-#      a newer libtmem.a relinks QEMU
+#      meson.build or the devices .mak changes, and we make it re-run when
+#      libtmem's pkg-config flags change, e.g. a new dependency such as
+#      liburing), ninja qemu-system-x86_64; a newer libtmem.a relinks QEMU
 #   8. point $cache/qemu/bin/qemu-system-x86_64 at the result
 # A new Debian point release is a new tree and a cold build (3-4 minutes);
 # older trees stay in $cache until removed by hand.  Without network, a
@@ -281,6 +282,10 @@ configure_args=(
 	-Dpkg_config_path="$pcpath"
 )
 conf_id=$(printf '%s\n' "${configure_args[@]}" | sha256sum | cut -d' ' -f1)
+# Meson asks pkg-config only when it configures: flags of libtmem that
+# changed since (a new Requires:) would otherwise be missing at link time.
+pc_flags=$(PKG_CONFIG_PATH="$pcpath" pkg-config --static --cflags --libs libtmem) ||
+	die "pkg-config cannot resolve libtmem (a library it requires is not installed?)"
 if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.vtmem-configured" 2>/dev/null)" != "$conf_id" ]; then
 	log "configuring QEMU"
 	rm -rf "$build"
@@ -290,6 +295,11 @@ if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.vtmem-configured" 2>/dev/n
 	grep -q '^CONFIG_VIRTIO_TMEM=y' "$build/x86_64-softmmu-config-devices.mak" ||
 		die "virtio-tmem is not in the configuration (libtmem not found by pkg-config?)"
 	echo "$conf_id" > "$build/.vtmem-configured"
+	echo "$pc_flags" > "$build/.vtmem-libtmem-flags"
+elif [ "$(cat "$build/.vtmem-libtmem-flags" 2>/dev/null)" != "$pc_flags" ]; then
+	log "libtmem's pkg-config flags changed: reconfiguring QEMU"
+	PKG_CONFIG_PATH="$pcpath" ninja -C "$build" reconfigure >&2
+	echo "$pc_flags" > "$build/.vtmem-libtmem-flags"
 fi
 
 # Meson does not track a static library from pkg-config as a link input.
