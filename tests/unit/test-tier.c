@@ -1,0 +1,1436 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk tier (tmem.h, struct tmem_client_config.backing_file): pages of
+ * persistent pools are written back to a backing file when the budget
+ * fills, read back on load, and never lost: not over budget, not when the
+ * tier is full, not on a write error (the tier fails, the pages stay in
+ * memory), not on a read error (the load says -EIO, the page stays).
+ * Ephemeral pages never go to disk.  Invalidation frees disk space, the
+ * cleaner compacts mostly-empty segments, reset empties the tier.
+ *
+ * Backing files live in a mkdtemp() directory under $TMPDIR (or /tmp),
+ * removed at the end.  Without liburing (libtmem then answers -ENOTSUP to
+ * a backing file) the binary exits 77 (SKIP), unless meson found liburing
+ * (TMEM_TEST_TIER_EXPECTED=1): then -ENOTSUP is a failure.
+ *
+ * Which pages are on disk is not visible through the API; a test that
+ * needs one injects TMEM_IO_READ errors and looks for a load that fails.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire-test.h"
+
+#ifndef TMEM_TEST_TIER_EXPECTED
+#define TMEM_TEST_TIER_EXPECTED 1
+#endif
+
+#define KiB		(1ULL << 10)
+#define MiB		(1ULL << 20)
+#define SEG		(64 * KiB)	/* segment size of most tests */
+#define WAIT_SECONDS	5.0		/* for the background thread */
+
+static char tier_dir[PATH_MAX / 2];	/* leaves room for file names */
+static unsigned int tier_seq;
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A fresh path in the test directory (the file does not exist). */
+static void tier_file(char *buf, const char *name)
+{
+	snprintf(buf, PATH_MAX, "%s/%s-%u", tier_dir, name, tier_seq++);
+}
+
+static void make_file(const char *path, off_t size)
+{
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	close(fd);
+}
+
+static bool file_exists(const char *path)
+{
+	struct stat sb;
+
+	return stat(path, &sb) == 0;
+}
+
+static struct tmem_client_config tier_cfg(uint64_t budget, const char *path,
+					  uint64_t size, uint32_t seg)
+{
+	struct tmem_client_config cfg = test_config(budget);
+
+	cfg.backing_file = path;
+	cfg.backing_size = size;
+	cfg.segment_size = seg;
+	return cfg;
+}
+
+struct tier {
+	struct tclient t;
+	char path[PATH_MAX];
+	uint64_t budget, disk;
+	uint32_t seg;
+};
+
+static void tier_open(struct tier *tr, const char *name, uint64_t budget,
+		      uint64_t disk, uint32_t seg)
+{
+	struct tmem_client_config cfg;
+	int ret;
+
+	memset(tr, 0, sizeof(*tr));
+	tier_file(tr->path, name);
+	tr->budget = budget;
+	tr->disk = disk;
+	tr->seg = seg;
+	cfg = tier_cfg(budget, tr->path, disk, seg);
+	ret = tmem_client_new(&cfg, &tr->t.client);
+	if (ret)
+		fail_msg("tmem_client_new(budget %llu, tier %llu, segment %u): %d (%s)",
+			 (unsigned long long)budget, (unsigned long long)disk,
+			 seg, ret, tmem_strerror(ret));
+	assert_int_equal(tmem_ctx_new(tr->t.client, &tr->t.ctx), 0);
+}
+
+static void tier_close(struct tier *tr)
+{
+	tclient_close(&tr->t);
+	unlink(tr->path);
+}
+
+static void print_stats(const char *what, const struct tmem_stats *st)
+{
+	print_message("%s: pages %llu host_bytes %llu/%llu compressed %llu "
+		      "disk: size %llu seg %llu segments %llu pages %llu bytes %llu "
+		      "written_back %llu reads %llu/%llu B writes %llu/%llu B "
+		      "errors %llu cleaned %llu failed %llu; evictions %llu "
+		      "failed_stores %llu\n", what,
+		      (unsigned long long)st->pages,
+		      (unsigned long long)st->host_bytes,
+		      (unsigned long long)st->budget_bytes,
+		      (unsigned long long)st->compressed_bytes,
+		      (unsigned long long)st->disk_size,
+		      (unsigned long long)st->disk_segment_size,
+		      (unsigned long long)st->disk_segments,
+		      (unsigned long long)st->disk_pages,
+		      (unsigned long long)st->disk_bytes,
+		      (unsigned long long)st->written_back,
+		      (unsigned long long)st->disk_reads,
+		      (unsigned long long)st->disk_read_bytes,
+		      (unsigned long long)st->disk_writes,
+		      (unsigned long long)st->disk_write_bytes,
+		      (unsigned long long)st->disk_errors,
+		      (unsigned long long)st->cleaned_segments,
+		      (unsigned long long)st->disk_failed,
+		      (unsigned long long)st->evictions,
+		      (unsigned long long)st->failed_stores);
+}
+
+/*
+ * Poll the statistics (into @st) until @cond holds; fail after
+ * WAIT_SECONDS.  For state the background thread changes on its own.
+ */
+#define WAIT_STATS(client, st, cond, what)				\
+	do {								\
+		double t0_ = now_sec();					\
+									\
+		for (;;) {						\
+			(st) = tstats(client);				\
+			if (cond)					\
+				break;					\
+			if (now_sec() - t0_ > WAIT_SECONDS) {		\
+				print_stats("timed out", &(st));	\
+				fail_msg("no %s after %.0f s", what,	\
+					 WAIT_SECONDS);			\
+			}						\
+			usleep(1000);					\
+		}							\
+	} while (0)
+
+/*
+ * Statistics once the background thread has stopped changing them (two
+ * snapshots 20 ms apart agree), so that fields can be compared with each
+ * other: tmem_client_stats() is not one atomic snapshot.
+ */
+static struct tmem_stats settled_stats(struct tmem_client *c)
+{
+	struct tmem_stats a = tstats(c), b;
+	double t0 = now_sec();
+
+	for (;;) {
+		usleep(20000);
+		b = tstats(c);
+		if (memcmp(&a, &b, sizeof(a)) == 0)
+			return b;
+		if (now_sec() - t0 > WAIT_SECONDS) {
+			print_stats("still changing", &b);
+			fail_msg("statistics did not settle in %.0f s",
+				 WAIT_SECONDS);
+		}
+		a = b;
+	}
+}
+
+/* Cross-field invariants of settled tier statistics. */
+static void check_tier_invariants(const struct tmem_stats *st, uint64_t disk,
+				  uint32_t seg)
+{
+	if (st->disk_size != disk / seg * seg ||
+	    st->disk_segment_size != seg ||
+	    st->disk_pages > st->pages ||
+	    st->disk_bytes > st->compressed_bytes ||
+	    st->disk_segments * seg > st->disk_size ||
+	    st->disk_bytes > st->disk_segments * seg ||
+	    (st->disk_pages == 0) != (st->disk_segments == 0) ||
+	    st->written_back < st->disk_pages ||
+	    st->host_bytes > st->budget_bytes) {
+		print_stats("inconsistent", st);
+		fail_msg("tier statistics inconsistent (disk %llu, segment %u)",
+			 (unsigned long long)disk, seg);
+	}
+}
+
+static void check_budget(struct tmem_client *c)
+{
+	struct tmem_stats st = tstats(c);
+
+	if (st.host_bytes > st.budget_bytes)
+		fail_msg("host_bytes %llu > budget %llu (disk_pages %llu)",
+			 (unsigned long long)st.host_bytes,
+			 (unsigned long long)st.budget_bytes,
+			 (unsigned long long)st.disk_pages);
+}
+
+/*
+ * Page contents: words of a 32-word vocabulary with 0-7% short random
+ * runs (LZ4: 1.8-2.0x), one page in 32 same-filled (index only, never on
+ * disk).  Fully determined by the seed.
+ */
+#define KEY_OBJ(k)	(1 + ((uint64_t)(k) >> 10))
+#define KEY_IDX(k)	((uint32_t)(k) & 1023)
+#define TSEED(k, ver)	(((uint64_t)(k) << 16) | (ver))
+
+static void tier_page(void *page, uint64_t seed)
+{
+	static const char *const words[32] = {
+		"the ", "swap ", "page ", "host ", "guest ", "memory ",
+		"store ", "load ", "pool ", "object ", "index ", "kernel ",
+		"virtio ", "queue ", "budget ", "compressed ", "disk ", "tier ",
+		"segment ", "cleaner ", "write ", "back ", "cold ", "ring ",
+		"file ", "block ", "sector ", "slab ", "arena ", "shard ",
+		"chunk ", "handle ",
+	};
+	unsigned char *p = page;
+	uint64_t s = seed * 0x2545f4914f6cdd1dULL + 0x7a;
+	uint64_t r = splitmix64(&s);
+	unsigned int pct = (unsigned int)(r >> 8) % 8;
+	size_t i = 0, n, j;
+
+	if (r % 32 == 0) {
+		fill_page(page, PK_WORD, seed);
+		return;
+	}
+	while (i < PAGE) {
+		r = splitmix64(&s);
+		if (r % 100 < pct) {
+			n = 4 + (r >> 8) % 8;
+			for (j = 0; j < n && i < PAGE; j++)
+				p[i++] = (unsigned char)splitmix64(&s);
+		} else {
+			const char *w = words[(r >> 8) % 32];
+
+			n = strlen(w);
+			if (n > PAGE - i)
+				n = PAGE - i;
+			memcpy(p + i, w, n);
+			i += n;
+		}
+	}
+}
+
+static int tstore(struct tclient *t, uint32_t pool, uint32_t k, uint32_t ver)
+{
+	unsigned char page[PAGE];
+
+	tier_page(page, TSEED(k, ver));
+	return tmem_store(t->ctx, pool, KEY_OBJ(k), KEY_IDX(k), page);
+}
+
+static void tstore_ok(struct tclient *t, uint32_t pool, uint32_t k,
+		      uint32_t ver)
+{
+	int ret = tstore(t, pool, k, ver);
+
+	if (ret)
+		fail_msg("store pool %u key %u: %d (%s)", pool, k, ret,
+			 tmem_strerror(ret));
+}
+
+/* Load; when it returns 0 the bytes must be version @ver's. */
+static int tload(struct tclient *t, uint32_t pool, uint32_t k, uint32_t ver)
+{
+	unsigned char page[PAGE], want[PAGE];
+	int ret = tmem_load(t->ctx, pool, KEY_OBJ(k), KEY_IDX(k), page);
+
+	if (ret == 0) {
+		tier_page(want, TSEED(k, ver));
+		if (memcmp(page, want, PAGE) != 0)
+			fail_msg("pool %u key %u: loaded bytes are not version %u",
+				 pool, k, ver);
+	}
+	return ret;
+}
+
+static void tload_ok(struct tclient *t, uint32_t pool, uint32_t k,
+		     uint32_t ver)
+{
+	int ret = tload(t, pool, k, ver);
+
+	if (ret)
+		fail_msg("load pool %u key %u: %d (%s), want 0", pool, k, ret,
+			 tmem_strerror(ret));
+}
+
+static void tload_miss(struct tclient *t, uint32_t pool, uint32_t k)
+{
+	unsigned char page[PAGE];
+	int ret = tmem_load(t->ctx, pool, KEY_OBJ(k), KEY_IDX(k), page);
+
+	if (ret != -ENOENT)
+		fail_msg("load pool %u key %u: %d (%s), want -ENOENT", pool, k,
+			 ret, tmem_strerror(ret));
+}
+
+/* Store keys [from, to) at version @ver, all must succeed, within budget. */
+static void store_range(struct tclient *t, uint32_t pool, uint32_t from,
+			uint32_t to, uint32_t ver)
+{
+	for (uint32_t k = from; k < to; k++) {
+		tstore_ok(t, pool, k, ver);
+		check_budget(t->client);
+	}
+}
+
+static void load_range(struct tclient *t, uint32_t pool, uint32_t from,
+		       uint32_t to, uint32_t ver)
+{
+	for (uint32_t k = from; k < to; k++)
+		tload_ok(t, pool, k, ver);
+}
+
+/*
+ * Store new keys from @from on until a store is refused (-ENOSPC), then
+ * @extra more; every store returns 0 or -ENOSPC and the budget holds.
+ * @held[k] records the acknowledged ones.  Returns the first refused key.
+ */
+static uint32_t store_until_enospc(struct tclient *t, uint32_t pool,
+				   uint32_t from, uint32_t limit,
+				   uint32_t extra, unsigned char *held)
+{
+	uint32_t k, first = UINT32_MAX;
+	int ret;
+
+	for (k = from; k < limit; k++) {
+		if (first != UINT32_MAX && k >= first + extra)
+			break;
+		ret = tstore(t, pool, k, 1);
+		check_budget(t->client);
+		if (ret != 0 && ret != -ENOSPC)
+			fail_msg("store key %u: %d (%s), want 0 or -ENOSPC", k,
+				 ret, tmem_strerror(ret));
+		held[k] = ret == 0;
+		if (ret == -ENOSPC && first == UINT32_MAX)
+			first = k;
+	}
+	if (first == UINT32_MAX) {
+		struct tmem_stats st = tstats(t->client);
+
+		print_stats("never refused", &st);
+		fail_msg("stores %u..%u never returned -ENOSPC", from, limit);
+	}
+	return first;
+}
+
+/* Every acknowledged key loads back, every refused one misses. */
+static void check_held(struct tclient *t, uint32_t pool, uint32_t n,
+		       const unsigned char *held)
+{
+	for (uint32_t k = 0; k < n; k++) {
+		if (held[k])
+			tload_ok(t, pool, k, 1);
+		else
+			tload_miss(t, pool, k);
+	}
+}
+
+/* One LOAD through the wire; returns the response status. */
+static uint8_t wire_load(struct tmem_ctx *ctx, uint32_t pool, uint32_t k,
+			 unsigned char *page)
+{
+	struct virtio_tmem_req req = {
+		.opcode = VIRTIO_TMEM_OP_LOAD,
+		.pool_id = htole32(pool),
+		.object_id = htole64(KEY_OBJ(k)),
+		.index = htole32(KEY_IDX(k)),
+	};
+	struct virtio_tmem_resp resp;
+	struct iovec out = { &req, sizeof(req) };
+	struct iovec in[2] = { { page, PAGE }, { &resp, sizeof(resp) } };
+
+	memset(&resp, 0xee, sizeof(resp));
+	assert_int_equal(tmem_handle_request(ctx, &out, 1, in, 2),
+			 PAGE + sizeof(resp));
+	return resp.status;
+}
+
+/* ---- no tier ---------------------------------------------------------- */
+
+static void test_no_tier(void **state)
+{
+	struct tmem_client_config cfg = test_config(4 * MiB);
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pool;
+
+	(void)state;
+	tclient_open(&t, &cfg);
+	assert_int_equal(tmem_client_inject_io_error(t.client, TMEM_IO_READ,
+						     -EIO), -ENODEV);
+	assert_int_equal(tmem_client_inject_io_error(t.client, TMEM_IO_WRITE,
+						     -EIO), -ENODEV);
+	assert_int_equal(tmem_client_inject_io_error(t.client,
+			 TMEM_IO_READ | TMEM_IO_WRITE, -EIO), -ENODEV);
+	assert_int_equal(tmem_client_inject_io_error(t.client, 0, 0), -ENODEV);
+
+	/* Over budget without a tier: -ENOSPC, no disk statistics. */
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	unsigned char *held = calloc(8192, 1);
+
+	assert_non_null(held);
+	store_until_enospc(&t, pool, 0, 8192, 8, held);
+	st = tstats(t.client);
+	assert_int_equal(st.disk_size, 0);
+	assert_int_equal(st.disk_segment_size, 0);
+	assert_int_equal(st.disk_segments, 0);
+	assert_int_equal(st.disk_pages, 0);
+	assert_int_equal(st.disk_bytes, 0);
+	assert_int_equal(st.written_back, 0);
+	assert_int_equal(st.disk_reads + st.disk_writes + st.disk_errors, 0);
+	assert_int_equal(st.cleaned_segments, 0);
+	assert_int_equal(st.disk_failed, 0);
+	free(held);
+	tclient_close(&t);
+}
+
+/* ---- configuration ---------------------------------------------------- */
+
+static int try_new(uint64_t budget, const char *path, uint64_t size,
+		   uint32_t seg, uint8_t high, uint8_t low)
+{
+	struct tmem_client_config cfg = tier_cfg(budget, path, size, seg);
+	struct tmem_client *c = NULL;
+	int ret;
+
+	cfg.writeback_high = high;
+	cfg.writeback_low = low;
+	ret = tmem_client_new(&cfg, &c);
+	if (ret == 0)
+		tmem_client_free(c);
+	return ret;
+}
+
+#define EXPECT_NEW(want, ...)						\
+	do {								\
+		int r_ = try_new(__VA_ARGS__);				\
+		if (r_ != (want))					\
+			fail_msg("tmem_client_new(%s): %d (%s), want %d", \
+				 #__VA_ARGS__, r_, tmem_strerror(r_),	\
+				 (want));				\
+	} while (0)
+
+static void test_config_errors(void **state)
+{
+	static const uint32_t bad_seg[] = {
+		100000, 3 * 65536, 65536 + 4096,	/* not powers of two */
+		32768, 4096, 1,				/* below 64 KiB */
+		32u << 20, 1u << 31,			/* above 16 MiB */
+	};
+	char big[PATH_MAX], small[PATH_MAX], ok[PATH_MAX], missing[PATH_MAX];
+	char nodir[PATH_MAX + 16];
+	const uint64_t gib = 1024 * MiB;
+
+	(void)state;
+	/* 256 MiB (sparse): room for 8 segments of 32 MiB, so only the
+	 * segment size can be what is wrong. */
+	tier_file(big, "cfg-big");
+	make_file(big, 256 * MiB);
+	for (size_t i = 0; i < sizeof(bad_seg) / sizeof(bad_seg[0]); i++)
+		EXPECT_NEW(-EINVAL, gib, big, 0, bad_seg[i], 0, 0);
+	EXPECT_NEW(0, gib, big, 0, 16u << 20, 0, 0);	/* both bounds ok */
+	EXPECT_NEW(0, gib, big, 0, 64u << 10, 0, 0);
+
+	/* Write-back thresholds: low < high <= 100. */
+	EXPECT_NEW(-EINVAL, 16 * MiB, big, 0, SEG, 50, 50);
+	EXPECT_NEW(-EINVAL, 16 * MiB, big, 0, SEG, 50, 60);
+	EXPECT_NEW(-EINVAL, 16 * MiB, big, 0, SEG, 101, 80);
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 100, 99);
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 60, 10);
+
+	/* Fewer than 4 segments: given size (rounded down) or file size. */
+	tier_file(ok, "cfg-size");
+	EXPECT_NEW(-EINVAL, 16 * MiB, ok, 3 * SEG, SEG, 0, 0);
+	EXPECT_NEW(-EINVAL, 16 * MiB, ok, 4 * SEG - 1, SEG, 0, 0);
+	EXPECT_NEW(0, 16 * MiB, ok, 4 * SEG, SEG, 0, 0);
+	tier_file(small, "cfg-small");
+	make_file(small, 3 * SEG + 4095);
+	EXPECT_NEW(-EINVAL, 16 * MiB, small, 0, SEG, 0, 0);
+	make_file(small, 4 * SEG);
+	EXPECT_NEW(0, 16 * MiB, small, 0, SEG, 0, 0);
+
+	/* backing_size 0 needs an existing file, and does not create it. */
+	tier_file(missing, "cfg-missing");
+	EXPECT_NEW(-ENOENT, 16 * MiB, missing, 0, SEG, 0, 0);
+	assert_false(file_exists(missing));
+	/* A set size creates the file, but not its directory. */
+	snprintf(nodir, sizeof(nodir), "%s/no-such-dir", missing);
+	EXPECT_NEW(-ENOENT, 16 * MiB, nodir, 8 * SEG, SEG, 0, 0);
+	assert_false(file_exists(missing));
+
+	/* The budget must hold the tier's buffers: 5 segments. */
+	EXPECT_NEW(-ENOSPC, 4 * MiB, big, 0, 1u << 20, 0, 0);
+	EXPECT_NEW(-ENOSPC, 5 * MiB - 1, big, 0, 1u << 20, 0, 0);
+	EXPECT_NEW(0, 16 * MiB, big, 0, 1u << 20, 0, 0);
+	EXPECT_NEW(-ENOSPC, 5 * SEG - 1, big, 0, SEG, 0, 0);
+
+	unlink(big);
+	unlink(ok);
+	unlink(small);
+}
+
+/* A set backing_size creates the file (0600), allocated to that size. */
+static void test_create_file(void **state)
+{
+	char path[PATH_MAX];
+	struct tmem_client_config cfg;
+	struct tmem_client *c = NULL;
+	struct tmem_stats st;
+	struct stat sb;
+	const uint64_t size = 8 * SEG + 1000;	/* 8 segments and a bit */
+
+	(void)state;
+	tier_file(path, "create");
+	assert_false(file_exists(path));
+	cfg = tier_cfg(16 * MiB, path, size, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &c), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(S_ISREG(sb.st_mode));
+	assert_int_equal(sb.st_mode & 0177, 0);	/* at most 0600 */
+	assert_int_equal(sb.st_size, size);
+	/* fallocate()d, not sparse: a write never meets a full disk. */
+	if ((uint64_t)sb.st_blocks * 512 < 8 * SEG)
+		fail_msg("backing file has %llu bytes allocated, want >= %llu",
+			 (unsigned long long)sb.st_blocks * 512,
+			 (unsigned long long)(8 * SEG));
+	st = tstats(c);
+	assert_int_equal(st.disk_size, 8 * SEG);	/* whole segments */
+	assert_int_equal(st.disk_segment_size, SEG);
+	assert_int_equal(st.disk_segments, 0);
+	assert_int_equal(st.disk_pages, 0);
+	assert_int_equal(st.disk_failed, 0);
+	tmem_client_free(c);
+
+	/* backing_size 0 now finds it: its size, rounded down. */
+	cfg = tier_cfg(16 * MiB, path, 0, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &c), 0);
+	st = tstats(c);
+	assert_int_equal(st.disk_size, 8 * SEG);
+	tmem_client_free(c);
+
+	/* A larger backing_size grows the existing file. */
+	cfg = tier_cfg(16 * MiB, path, 16 * SEG, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &c), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_size, 16 * SEG);
+	st = tstats(c);
+	assert_int_equal(st.disk_size, 16 * SEG);
+	tmem_client_free(c);
+
+	/* Segment size 0 selects the default. */
+	cfg = tier_cfg(16 * MiB, path, 0, 0);
+	assert_int_equal(tmem_client_new(&cfg, &c), 0);
+	st = tstats(c);
+	assert_int_equal(st.disk_segment_size, TMEM_DEFAULT_SEGMENT_SIZE);
+	assert_int_equal(st.disk_size, 16 * SEG / TMEM_DEFAULT_SEGMENT_SIZE *
+			 TMEM_DEFAULT_SEGMENT_SIZE);
+	tmem_client_free(c);
+	unlink(path);
+}
+
+/* ---- write-back and read-back ---------------------------------------- */
+
+/*
+ * 8000 pages (~16 MiB compressed) into a 4 MiB budget with a 64 MiB tier:
+ * every store succeeds, host_bytes stays within the budget after every
+ * store, most pages end up on disk, and every page loads back (DEV-9,
+ * DEV-16 with a tier).
+ */
+static void test_far_over_budget(void **state)
+{
+	const uint32_t n = 8000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint64_t reads0;
+	uint32_t pool;
+
+	(void)state;
+	tier_open(&tr, "far", 4 * MiB, 64 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+
+	st = settled_stats(tr.t.client);
+	print_stats("far over budget", &st);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_int_equal(st.pages, n);
+	assert_int_equal(st.succ_stores, n);
+	assert_int_equal(st.failed_stores, 0);
+	assert_int_equal(st.disk_errors, 0);
+	assert_int_equal(st.disk_failed, 0);
+	assert_true(st.disk_writes > 0);
+	assert_true(st.written_back > 0);
+	/* 4 MiB of memory holds at most ~2000 of these pages. */
+	if (st.disk_pages < n / 2)
+		fail_msg("only %llu of %u pages on disk",
+			 (unsigned long long)st.disk_pages, n);
+	/*
+	 * Write-back goes a segment at a time, not page by page: the mean
+	 * write is at least half a segment and at most one.
+	 */
+	if (st.disk_write_bytes < st.disk_writes * tr.seg / 2 ||
+	    st.disk_write_bytes > st.disk_writes * tr.seg)
+		fail_msg("%llu bytes in %llu writes: mean not in [%u, %u]",
+			 (unsigned long long)st.disk_write_bytes,
+			 (unsigned long long)st.disk_writes, tr.seg / 2,
+			 tr.seg);
+	/* Segments hold compressed pages: about 2 pages of 4 KiB per 4 KiB. */
+	assert_true(st.disk_pages * PAGE > st.disk_segments * tr.seg);
+
+	reads0 = st.disk_reads;
+	load_range(&tr.t, pool, 0, n, 1);
+	/* DEV-10: loading does not change what is held. */
+	for (uint32_t k = n; k-- > 0;)
+		if (k % 7 == 0)
+			tload_ok(&tr.t, pool, k, 1);
+	st = tstats(tr.t.client);
+	assert_true(st.disk_reads > reads0);
+	assert_true(st.disk_read_bytes > 0);
+	assert_int_equal(st.pages, n);
+	assert_int_equal(st.loads, n + (n + 6) / 7);
+	assert_int_equal(st.disk_errors, 0);
+	tier_close(&tr);
+}
+
+/* Ephemeral pages are evicted, never written back. */
+static void test_ephemeral_not_written_back(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, got = 0;
+	int ret;
+
+	(void)state;
+	tier_open(&tr, "eph", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_EPHEMERAL);
+	store_range(&tr.t, pool, 0, n, 1);
+	st = settled_stats(tr.t.client);
+	print_stats("ephemeral only", &st);
+	assert_true(st.evictions > 0);
+	assert_int_equal(st.disk_pages, 0);
+	assert_int_equal(st.disk_segments, 0);
+	assert_int_equal(st.disk_bytes, 0);
+	assert_int_equal(st.written_back, 0);
+	assert_int_equal(st.disk_writes, 0);
+	for (uint32_t k = 0; k < n; k++) {
+		ret = tload(&tr.t, pool, k, 1);
+		if (ret != 0 && ret != -ENOENT)
+			fail_msg("ephemeral load %u: %d (%s)", k, ret,
+				 tmem_strerror(ret));
+		got += ret == 0;
+	}
+	assert_true(got > 0 && got < n);
+	assert_int_equal(tstats(tr.t.client).disk_reads, 0);
+	tier_close(&tr);
+}
+
+/*
+ * Both kinds of pool over budget: only persistent pages go to disk.
+ * With reads failing, a load of an ephemeral key never says -EIO; some
+ * persistent ones do (those on disk), never more than disk_pages.
+ */
+static void test_ephemeral_and_persistent(void **state)
+{
+	const uint32_t n = 2500;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pers, eph, eio = 0;
+	int ret;
+
+	(void)state;
+	tier_open(&tr, "mixed", 2 * MiB, 16 * MiB, SEG);
+	pers = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	eph = tpool_new(&tr.t, TMEM_POOL_EPHEMERAL);
+	for (uint32_t k = 0; k < n; k++) {
+		tstore_ok(&tr.t, pers, k, 1);
+		tstore_ok(&tr.t, eph, k, 2);
+		check_budget(tr.t.client);
+	}
+	st = settled_stats(tr.t.client);
+	print_stats("mixed pools", &st);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_true(st.disk_pages > 0);
+
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, TMEM_IO_READ,
+						     -EIO), 0);
+	for (uint32_t k = 0; k < n; k++) {
+		ret = tload(&tr.t, eph, k, 2);
+		if (ret != 0 && ret != -ENOENT)
+			fail_msg("ephemeral key %u with reads failing: %d (%s): was it on disk?",
+				 k, ret, tmem_strerror(ret));
+		ret = tload(&tr.t, pers, k, 1);
+		if (ret != 0 && ret != -EIO)
+			fail_msg("persistent key %u with reads failing: %d (%s)",
+				 k, ret, tmem_strerror(ret));
+		eio += ret == -EIO;
+	}
+	if (eio == 0 || eio > st.disk_pages)
+		fail_msg("%u persistent loads failed with reads failing, %llu pages on disk",
+			 eio, (unsigned long long)st.disk_pages);
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, 0, 0), 0);
+	load_range(&tr.t, pers, 0, n, 1);
+	tier_close(&tr);
+}
+
+/*
+ * Invalidating (by page, object, pool) or destroying every pool frees the
+ * tier: no segment and no page left (DEV-12 with pages on disk); the
+ * space is usable again.
+ */
+static void test_invalidate_frees_disk(void **state)
+{
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t a, b, c, k, dropped = 0;
+	int ret;
+
+	(void)state;
+	tier_open(&tr, "inval", 2 * MiB, 16 * MiB, SEG);
+	a = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	b = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	c = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, a, 0, 3072, 1);	/* objects 1..3 */
+	store_range(&tr.t, b, 0, 1000, 1);
+	store_range(&tr.t, c, 0, 1000, 1);
+	st = settled_stats(tr.t.client);
+	print_stats("before invalidation", &st);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_true(st.disk_pages > 0);
+
+	for (k = 0; k < 1024; k++)		/* object 1 page by page */
+		assert_int_equal(tmem_invalidate_page(tr.t.ctx, a, KEY_OBJ(k),
+						      KEY_IDX(k)), 1);
+	for (k = 1024; k < 3072; k += 1024) {	/* objects 2 and 3 */
+		ret = tmem_invalidate_object(tr.t.ctx, a, KEY_OBJ(k));
+		assert_int_equal(ret, 1024);
+		dropped += ret;
+	}
+	assert_int_equal(dropped, 2048);
+	assert_int_equal(tmem_invalidate_pool(tr.t.client, b), 0);
+	assert_int_equal(tmem_pool_destroy(tr.t.client, c), 0);
+
+	WAIT_STATS(tr.t.client, st,
+		   st.pages == 0 && st.disk_pages == 0 &&
+		   st.disk_segments == 0 && st.disk_bytes == 0,
+		   "empty tier after invalidating every page");
+	for (k = 0; k < 3072; k += 97)
+		tload_miss(&tr.t, a, k);
+	for (k = 0; k < 1000; k += 97)
+		tload_miss(&tr.t, b, k);
+
+	/* The space is free again: as much again fits. */
+	store_range(&tr.t, a, 0, 5000, 2);
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	load_range(&tr.t, a, 0, 5000, 2);
+	tier_close(&tr);
+}
+
+/*
+ * Keys whose page is on disk, found by failing reads: up to @max of them
+ * among [0, n) (all at version @ver) into @out.  Loads that do not fail
+ * must return the right bytes.  Returns how many were found.
+ */
+static uint32_t find_disk_keys(struct tclient *t, uint32_t pool, uint32_t n,
+			       uint32_t ver, uint32_t *out, uint32_t max)
+{
+	uint32_t found = 0;
+	int ret;
+
+	assert_int_equal(tmem_client_inject_io_error(t->client, TMEM_IO_READ,
+						     -EIO), 0);
+	for (uint32_t k = 0; k < n && found < max; k++) {
+		ret = tload(t, pool, k, ver);
+		if (ret == -EIO)
+			out[found++] = k;
+		else if (ret != 0)
+			fail_msg("load key %u with reads failing: %d (%s)", k,
+				 ret, tmem_strerror(ret));
+	}
+	assert_int_equal(tmem_client_inject_io_error(t->client, 0, 0), 0);
+	return found;
+}
+
+/* A key whose page is on disk, stored again: the new bytes load. */
+static void test_overwrite_written_back(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, keys[64], nk, i;
+
+	(void)state;
+	tier_open(&tr, "overwrite", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	settled_stats(tr.t.client);
+	nk = find_disk_keys(&tr.t, pool, n, 1, keys, 64);
+	if (nk == 0)
+		fail_msg("no page of %u found on disk", n);
+	for (i = 0; i < nk; i++)
+		tstore_ok(&tr.t, pool, keys[i], 2);
+	for (i = 0; i < nk; i++) {
+		tload_ok(&tr.t, pool, keys[i], 2);
+		/* its neighbours keep theirs */
+		if (keys[i] + 1 < n && (i + 1 == nk || keys[i + 1] != keys[i] + 1))
+			tload_ok(&tr.t, pool, keys[i] + 1, 1);
+	}
+
+	/* Every key again (the old copies on disk die), all new bytes. */
+	store_range(&tr.t, pool, 0, n, 3);
+	st = settled_stats(tr.t.client);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_int_equal(st.pages, n);
+	load_range(&tr.t, pool, 0, n, 3);
+	tier_close(&tr);
+}
+
+/*
+ * Cleaner: fill 3/4 of the tier, invalidate 3 of 4 pages scattered over
+ * it (so no segment empties), then store more than the free segments and
+ * the budget can take: the cleaner must move the live pages out of the
+ * mostly-empty segments.  Every store succeeds, every live page loads.
+ */
+static void test_cleaner(void **state)
+{
+	const uint64_t disk = 8 * MiB;
+	const uint32_t limit = 40000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, n1, n2, k, extra;
+	uint64_t avg, free_segs, s;
+	unsigned char *keep;
+
+	(void)state;
+	keep = calloc(limit, 1);
+	assert_non_null(keep);
+	tier_open(&tr, "cleaner", 2 * MiB, disk, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (k = 0;; k++) {
+		assert_true(k < limit);
+		tstore_ok(&tr.t, pool, k, 1);
+		check_budget(tr.t.client);
+		st = tstats(tr.t.client);
+		if (st.disk_segments * SEG >= disk * 3 / 4)
+			break;
+	}
+	n1 = k + 1;
+	st = settled_stats(tr.t.client);
+	print_stats("tier 3/4 full", &st);
+	check_tier_invariants(&st, disk, SEG);
+	avg = st.disk_bytes / st.disk_pages;	/* compressed bytes per page */
+
+	for (k = 0; k < n1; k++) {
+		s = k;
+		keep[k] = splitmix64(&s) % 4 == 0;
+		if (!keep[k])
+			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+					 KEY_OBJ(k), KEY_IDX(k)), 1);
+	}
+	st = settled_stats(tr.t.client);
+	print_stats("3 of 4 invalidated", &st);
+	check_tier_invariants(&st, disk, SEG);
+	free_segs = disk / SEG - st.disk_segments;
+	/* Precondition: invalidation alone freed (almost) no segment. */
+	if (free_segs > disk / SEG / 4 + 4)
+		fail_msg("%llu segments free after invalidation: the pattern emptied segments",
+			 (unsigned long long)free_segs);
+
+	/* More than the free segments and the whole budget together. */
+	extra = (uint32_t)((free_segs * SEG + tr.budget + 16 * SEG) / avg);
+	n2 = n1 + extra;
+	assert_true(n2 <= limit);
+	for (k = n1; k < n2; k++) {
+		tstore_ok(&tr.t, pool, k, 1);
+		check_budget(tr.t.client);
+		keep[k] = 1;
+	}
+	st = settled_stats(tr.t.client);
+	print_stats("after cleaning", &st);
+	check_tier_invariants(&st, disk, SEG);
+	assert_true(st.cleaned_segments > 0);
+	assert_int_equal(st.disk_errors, 0);
+	for (k = 0; k < n2; k++) {
+		if (keep[k])
+			tload_ok(&tr.t, pool, k, 1);
+		else if (k % 13 == 0)
+			tload_miss(&tr.t, pool, k);
+	}
+	free(keep);
+	tier_close(&tr);
+}
+
+/*
+ * A full tier: stores end with -ENOSPC (in seconds, no hang), every
+ * acknowledged page loads, refused keys miss (DEV-11, DEV-16).
+ * Invalidating them all makes room again.
+ */
+static void test_tier_full(void **state)
+{
+	const uint32_t limit = 4000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, first, again = 0, nheld = 0;
+	unsigned char *held;
+	double t0, took;
+	int ret;
+
+	(void)state;
+	held = calloc(limit, 1);
+	assert_non_null(held);
+	tier_open(&tr, "full", 1 * MiB, 4 * SEG, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	t0 = now_sec();
+	first = store_until_enospc(&tr.t, pool, 0, limit, 64, held);
+	took = now_sec() - t0;
+	st = settled_stats(tr.t.client);
+	print_stats("tier full", &st);
+	print_message("first refused store: key %u, %.2f s\n", first, took);
+	check_tier_invariants(&st, 4 * SEG, SEG);
+	if (took > 20.0)
+		fail_msg("%u stores into a full tier took %.1f s", first + 64,
+			 took);
+	assert_true(st.written_back > 0);	/* the tier was used */
+	assert_true(st.failed_stores_budget > 0);
+	assert_int_equal(st.disk_failed, 0);
+	assert_int_equal(st.disk_errors, 0);
+	for (uint32_t k = 0; k < first + 64; k++)
+		nheld += held[k];
+	assert_int_equal(st.pages, nheld);
+	check_held(&tr.t, pool, first + 64, held);
+
+	/* Drop everything: the tier empties and takes pages again. */
+	for (uint32_t k = 0; k < first + 64; k++)
+		assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+				 KEY_OBJ(k), KEY_IDX(k)), held[k]);
+	WAIT_STATS(tr.t.client, st, st.disk_pages == 0 && st.disk_segments == 0,
+		   "empty tier");
+	for (uint32_t k = limit; k < 2 * limit; k++) {
+		ret = tstore(&tr.t, pool, k, 1);
+		if (ret == -ENOSPC)
+			break;
+		assert_int_equal(ret, 0);
+		again++;
+	}
+	if (again < nheld / 2)
+		fail_msg("%u stores after emptying the tier, %u before", again,
+			 nheld);
+	free(held);
+	tier_close(&tr);
+}
+
+/* ---- I/O errors ------------------------------------------------------- */
+
+/*
+ * Writes fail from the start: going over budget fails the tier
+ * (disk_failed, disk_errors), stores are refused (-ENOSPC) instead of
+ * waiting, no page is lost (DEV-15) and the tier takes nothing more, even
+ * once writes work again, until reset.
+ */
+static void test_write_error(void **state)
+{
+	const uint32_t limit = 6000;
+	struct tier tr;
+	struct tmem_stats st, st2;
+	uint32_t pool, first, refused = 0, nheld = 0, k;
+	unsigned char *held;
+	int ret;
+
+	(void)state;
+	held = calloc(limit, 1);
+	assert_non_null(held);
+	tier_open(&tr, "werr", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client,
+						     TMEM_IO_WRITE, -EIO), 0);
+	first = store_until_enospc(&tr.t, pool, 0, limit, 64, held);
+	st = settled_stats(tr.t.client);
+	print_stats("write error", &st);
+	assert_int_equal(st.disk_failed, 1);
+	assert_true(st.disk_errors >= 1);
+	assert_int_equal(st.disk_pages, 0);	/* nothing reached the disk */
+	assert_int_equal(st.disk_segments, 0);
+	assert_int_equal(st.disk_bytes, 0);
+	assert_true(st.failed_stores_budget > 0);
+	assert_true(st.host_bytes <= st.budget_bytes);
+	for (k = 0; k < first + 64; k++)
+		nheld += held[k];
+	assert_int_equal(st.pages, nheld);
+	check_held(&tr.t, pool, first + 64, held);
+
+	/* Writes work again, but the tier stays failed until reset. */
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, 0, 0), 0);
+	for (k = first + 64; k < first + 128 && k < limit; k++) {
+		ret = tstore(&tr.t, pool, k, 1);
+		assert_true(ret == 0 || ret == -ENOSPC);
+		held[k] = ret == 0;
+		refused += ret == -ENOSPC;
+		check_budget(tr.t.client);
+	}
+	assert_true(refused > 0);
+	st2 = settled_stats(tr.t.client);
+	assert_int_equal(st2.disk_failed, 1);
+	assert_int_equal(st2.disk_pages, 0);
+	assert_int_equal(st2.disk_writes, st.disk_writes);
+	assert_int_equal(st2.written_back, st.written_back);
+	check_held(&tr.t, pool, k, held);
+
+	/* Reset repairs the tier. */
+	assert_int_equal(tmem_client_reset(tr.t.client), 0);
+	st = tstats(tr.t.client);
+	assert_int_equal(st.disk_failed, 0);
+	assert_int_equal(st.disk_errors, 0);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, 3000, 2);
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	assert_int_equal(st.disk_failed, 0);
+	load_range(&tr.t, pool, 0, 3000, 2);
+	free(held);
+	tier_close(&tr);
+}
+
+/*
+ * Writes fail once pages are on disk: those keep loading (reads work),
+ * new pages stay in memory, the budget refuses the rest.
+ */
+static void test_write_error_after_writeback(void **state)
+{
+	const uint32_t limit = 8000;
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, k, first, nheld = 0;
+	unsigned char *held;
+
+	(void)state;
+	held = calloc(limit, 1);
+	assert_non_null(held);
+	tier_open(&tr, "werr2", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (k = 0; k < 2500; k++) {
+		tstore_ok(&tr.t, pool, k, 1);
+		check_budget(tr.t.client);
+		held[k] = 1;
+	}
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client,
+						     TMEM_IO_WRITE, -EIO), 0);
+	first = store_until_enospc(&tr.t, pool, 2500, limit, 64, held);
+	st = settled_stats(tr.t.client);
+	print_stats("write error after write-back", &st);
+	assert_int_equal(st.disk_failed, 1);
+	assert_true(st.disk_errors >= 1);
+	assert_true(st.disk_pages > 0);
+	for (k = 0; k < first + 64; k++)
+		nheld += held[k];
+	assert_int_equal(st.pages, nheld);
+	check_held(&tr.t, pool, first + 64, held);
+	st = tstats(tr.t.client);
+	assert_true(st.disk_reads > 0);
+	free(held);
+	tier_close(&tr);
+}
+
+/*
+ * A read error: tmem_load() says -EIO (the wire IOERR) whatever the
+ * injected errno, the page stays stored and loads once reads work again.
+ */
+static void test_read_error(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	struct tmem_stats st;
+	unsigned char page[PAGE], want[PAGE];
+	uint32_t pool, victim, nk;
+	uint64_t errors0;
+
+	(void)state;
+	tier_open(&tr, "rerr", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	errors0 = st.disk_errors;
+
+	/* The oldest pages are the coldest: look from key 0 on. */
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, TMEM_IO_READ,
+						     -EIO), 0);
+	for (victim = 0; victim < n; victim++) {
+		int ret = tload(&tr.t, pool, victim, 1);
+
+		if (ret == -EIO)
+			break;
+		if (ret != 0)
+			fail_msg("load %u with reads failing: %d (%s)", victim,
+				 ret, tmem_strerror(ret));
+	}
+	if (victim == n)
+		fail_msg("no load failed with reads failing (%llu pages on disk)",
+			 (unsigned long long)st.disk_pages);
+	st = tstats(tr.t.client);
+	assert_true(st.disk_errors > errors0);
+	assert_int_equal(st.pages, n);
+	assert_int_equal(tmem_load(tr.t.ctx, pool, KEY_OBJ(victim),
+				   KEY_IDX(victim), page), -EIO);
+	assert_int_equal(wire_load(tr.t.ctx, pool, victim, page),
+			 VIRTIO_TMEM_S_IOERR);
+	/* The documented -EIO, not the disk's errno. */
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, TMEM_IO_READ,
+						     -ENODATA), 0);
+	assert_int_equal(tmem_load(tr.t.ctx, pool, KEY_OBJ(victim),
+				   KEY_IDX(victim), page), -EIO);
+	/* Writes only: reads work. */
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, TMEM_IO_WRITE,
+						     -EIO), 0);
+	tload_ok(&tr.t, pool, victim, 1);
+
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, 0, 0), 0);
+	tload_ok(&tr.t, pool, victim, 1);
+	memset(page, 0, PAGE);
+	assert_int_equal(wire_load(tr.t.ctx, pool, victim, page),
+			 VIRTIO_TMEM_S_OK);
+	tier_page(want, TSEED(victim, 1));
+	assert_memory_equal(page, want, PAGE);
+	load_range(&tr.t, pool, 0, n, 1);
+
+	/* Invalidating a page on disk needs no read. */
+	nk = find_disk_keys(&tr.t, pool, n, 1, &victim, 1);
+	assert_int_equal(nk, 1);
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, TMEM_IO_READ,
+						     -EIO), 0);
+	assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool, KEY_OBJ(victim),
+					      KEY_IDX(victim)), 1);
+	tload_miss(&tr.t, pool, victim);
+	assert_int_equal(tmem_client_inject_io_error(tr.t.client, 0, 0), 0);
+	st = tstats(tr.t.client);
+	assert_int_equal(st.pages, n - 1);
+	assert_int_equal(st.disk_failed, 0);	/* read errors do not fail it */
+	tier_close(&tr);
+}
+
+/* ---- reset ------------------------------------------------------------ */
+
+static void test_reset(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	struct tmem_stats fresh, st;
+	uint32_t pool;
+
+	(void)state;
+	tier_open(&tr, "reset", 2 * MiB, 16 * MiB, SEG);
+	fresh = tstats(tr.t.client);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	load_range(&tr.t, pool, 0, n / 4, 1);	/* some disk reads */
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	assert_true(st.disk_reads > 0);
+
+	assert_int_equal(tmem_client_reset(tr.t.client), 0);
+	st = tstats(tr.t.client);
+	print_stats("after reset", &st);
+	assert_int_equal(st.pools, 0);
+	assert_int_equal(st.pages, 0);
+	assert_int_equal(st.compressed_bytes, 0);
+	assert_int_equal(st.data_bytes, 0);
+	assert_int_equal(st.host_bytes, fresh.host_bytes);
+	assert_int_equal(st.disk_size, 16 * MiB);
+	assert_int_equal(st.disk_segment_size, SEG);
+	assert_int_equal(st.disk_segments, 0);
+	assert_int_equal(st.disk_pages, 0);
+	assert_int_equal(st.disk_bytes, 0);
+	assert_int_equal(st.written_back, 0);
+	assert_int_equal(st.disk_reads, 0);
+	assert_int_equal(st.disk_read_bytes, 0);
+	assert_int_equal(st.disk_writes, 0);
+	assert_int_equal(st.disk_write_bytes, 0);
+	assert_int_equal(st.disk_errors, 0);
+	assert_int_equal(st.cleaned_segments, 0);
+	assert_int_equal(st.disk_failed, 0);
+
+	/* Works as before, over budget, twice the data this time. */
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	tload_miss(&tr.t, pool, 0);
+	store_range(&tr.t, pool, 0, 2 * n, 2);
+	st = settled_stats(tr.t.client);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_true(st.disk_pages > 0);
+	load_range(&tr.t, pool, 0, 2 * n, 2);
+	tier_close(&tr);
+}
+
+/* ---- threads ---------------------------------------------------------- */
+
+#define NTHREADS	3
+#define TKEYS		1500	/* keys per thread */
+#define TOPS		5000	/* operations per thread */
+
+struct tworker {
+	struct tmem_client *client;
+	struct tmem_ctx *ctx;
+	uint32_t pool, base;
+	uint32_t ver[TKEYS];	/* last version stored (never reused) */
+	unsigned char held[TKEYS];
+	char err[256];
+	pthread_t th;
+};
+
+static atomic_int workers_running;
+
+#define WCHECK(w, cond, ...)						\
+	do {								\
+		if (!(cond)) {						\
+			snprintf((w)->err, sizeof((w)->err), __VA_ARGS__); \
+			goto out;					\
+		}							\
+	} while (0)
+
+static void *tworker_main(void *arg)
+{
+	struct tworker *w = arg;
+	unsigned char page[PAGE], want[PAGE];
+	uint64_t s = 0x1234 + w->base;
+
+	for (int op = 0; op < TOPS; op++) {
+		uint64_t r = splitmix64(&s);
+		uint32_t i = (uint32_t)(r >> 16) % TKEYS, k = w->base + i;
+		int ret;
+
+		switch (r % 20) {
+		case 0 ... 10:		/* store (a new version) */
+			tier_page(page, TSEED(k, w->ver[i] + 1));
+			ret = tmem_store(w->ctx, w->pool, KEY_OBJ(k),
+					 KEY_IDX(k), page);
+			WCHECK(w, ret == 0, "store key %u: %d (%s)", k, ret,
+			       tmem_strerror(ret));
+			w->ver[i]++;
+			w->held[i] = 1;
+			break;
+		case 11 ... 16:		/* load */
+			ret = tmem_load(w->ctx, w->pool, KEY_OBJ(k),
+					KEY_IDX(k), page);
+			if (!w->held[i]) {
+				WCHECK(w, ret == -ENOENT,
+				       "load of absent key %u: %d", k, ret);
+				break;
+			}
+			WCHECK(w, ret == 0, "load key %u: %d (%s)", k, ret,
+			       tmem_strerror(ret));
+			tier_page(want, TSEED(k, w->ver[i]));
+			WCHECK(w, memcmp(page, want, PAGE) == 0,
+			       "key %u: bytes are not version %u", k,
+			       w->ver[i]);
+			break;
+		default:		/* invalidate */
+			ret = tmem_invalidate_page(w->ctx, w->pool, KEY_OBJ(k),
+						   KEY_IDX(k));
+			WCHECK(w, ret == w->held[i],
+			       "invalidate key %u: %d, held %d", k, ret,
+			       w->held[i]);
+			w->held[i] = 0;
+			break;
+		}
+	}
+out:
+	atomic_fetch_sub(&workers_running, 1);
+	return NULL;
+}
+
+/*
+ * Threads with their own contexts store, load and invalidate their own
+ * keys of one persistent pool, well over budget with the tier on: no
+ * error, every load the last stored bytes, the budget holds throughout.
+ */
+static void test_threads(void **state)
+{
+	struct tier tr;
+	struct tmem_stats st;
+	struct tworker *w;
+	uint32_t pool;
+	int i;
+
+	(void)state;
+	tier_open(&tr, "threads", 2 * MiB, 32 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	w = calloc(NTHREADS, sizeof(*w));
+	assert_non_null(w);
+	atomic_store(&workers_running, NTHREADS);
+	for (i = 0; i < NTHREADS; i++) {
+		w[i].client = tr.t.client;
+		w[i].pool = pool;
+		w[i].base = (uint32_t)i * 4096;
+		assert_int_equal(tmem_ctx_new(tr.t.client, &w[i].ctx), 0);
+	}
+	for (i = 0; i < NTHREADS; i++)
+		assert_int_equal(pthread_create(&w[i].th, NULL, tworker_main,
+						&w[i]), 0);
+	while (atomic_load(&workers_running) > 0) {
+		check_budget(tr.t.client);
+		usleep(2000);
+	}
+	for (i = 0; i < NTHREADS; i++)
+		pthread_join(w[i].th, NULL);
+	for (i = 0; i < NTHREADS; i++)
+		if (w[i].err[0])
+			fail_msg("thread %d: %s", i, w[i].err);
+
+	st = settled_stats(tr.t.client);
+	print_stats("threads", &st);
+	check_tier_invariants(&st, tr.disk, tr.seg);
+	assert_int_equal(st.failed_stores, 0);
+	assert_int_equal(st.disk_errors, 0);
+	assert_true(st.written_back > 0);
+	for (i = 0; i < NTHREADS; i++) {
+		for (uint32_t j = 0; j < TKEYS; j++) {
+			uint32_t k = w[i].base + j;
+
+			if (w[i].held[j])
+				tload_ok(&tr.t, pool, k, w[i].ver[j]);
+			else
+				tload_miss(&tr.t, pool, k);
+		}
+		tmem_ctx_free(w[i].ctx);
+	}
+	free(w);
+	tier_close(&tr);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static void remove_tier_dir(void)
+{
+	char path[PATH_MAX + 256];
+	struct dirent *de;
+	DIR *d = opendir(tier_dir);
+
+	if (d) {
+		while ((de = readdir(d))) {
+			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", tier_dir,
+				 de->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(tier_dir);
+}
+
+/* -ENOTSUP from a valid tier configuration: libtmem has no tier. */
+static int probe_tier(void)
+{
+	char path[PATH_MAX];
+	struct tmem_client_config cfg;
+	struct tmem_client *c = NULL;
+	int ret;
+
+	tier_file(path, "probe");
+	cfg = tier_cfg(16 * MiB, path, 4 * SEG, SEG);
+	ret = tmem_client_new(&cfg, &c);
+	if (ret == 0)
+		tmem_client_free(c);
+	unlink(path);
+	return ret;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_no_tier),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_create_file),
+		cmocka_unit_test(test_far_over_budget),
+		cmocka_unit_test(test_ephemeral_not_written_back),
+		cmocka_unit_test(test_ephemeral_and_persistent),
+		cmocka_unit_test(test_invalidate_frees_disk),
+		cmocka_unit_test(test_overwrite_written_back),
+		cmocka_unit_test(test_cleaner),
+		cmocka_unit_test(test_tier_full),
+		cmocka_unit_test(test_write_error),
+		cmocka_unit_test(test_write_error_after_writeback),
+		cmocka_unit_test(test_read_error),
+		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_threads),
+	};
+	const char *tmp = getenv("TMPDIR");
+	int ret;
+
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if ((size_t)snprintf(tier_dir, sizeof(tier_dir), "%s/test-tier-XXXXXX",
+			     tmp) >= sizeof(tier_dir)) {
+		fprintf(stderr, "TMPDIR too long\n");
+		return 1;
+	}
+	if (!mkdtemp(tier_dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	ret = probe_tier();
+	if (ret == -ENOTSUP && !TMEM_TEST_TIER_EXPECTED) {
+		printf("SKIP: libtmem was built without the disk tier (liburing)\n");
+		remove_tier_dir();
+		return T_EXIT_SKIP;
+	}
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	remove_tier_dir();
+	return ret;
+}
