@@ -49,6 +49,15 @@ void *tmem_zalloc_aligned(size_t size)
 	return memset(p, 0, size);
 }
 
+void *tmem_zalloc_align(size_t size, size_t align)
+{
+	void *p;
+
+	if (fault_hit() || posix_memalign(&p, align, size))
+		return NULL;
+	return memset(p, 0, size);
+}
+
 void tmem_free(void *p)
 {
 	free(p);

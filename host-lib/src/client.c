@@ -20,9 +20,7 @@ static int config_check(const struct tmem_client_config *cfg)
 	if (cfg->incompressible != TMEM_INCOMPRESSIBLE_RAW &&
 	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
 		return -EINVAL;
-	if (cfg->backing_file)
-		return -ENOTSUP;	/* the disk tier comes next */
-	return 0;
+	return tmem_tier_config_check(cfg);
 }
 
 int tmem_client_new(const struct tmem_client_config *cfg,
@@ -51,6 +49,13 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	pthread_mutex_init(&c->ctx_lock, NULL);
 	pthread_mutex_init(&c->compact_lock, NULL);
 	tmem_zs_init(&c->zs, c);
+	ret = tmem_tier_new(c);
+	/* The file name is the caller's: only tmem_tier_new() reads it. */
+	c->cfg.backing_file = NULL;
+	if (ret) {
+		tmem_client_free(c);
+		return ret;
+	}
 	*clientp = c;
 	return 0;
 }
@@ -95,18 +100,21 @@ static void client_drop_all(struct tmem_client *c)
  */
 int tmem_client_reset(struct tmem_client *c)
 {
+	tmem_tier_stop(c);
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, c);
 	c->compacted_freed = 0;
 	TMEM_WR(c->features, 0);
-	return 0;
+	return tmem_tier_restart(c);
 }
 
 void tmem_client_free(struct tmem_client *c)
 {
 	if (!c)
 		return;
+	tmem_tier_stop(c);
 	client_drop_all(c);
+	tmem_tier_free(c);
 	/* Contexts still alive are detached; tmem_ctx_free() frees them. */
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		ctx->client = NULL;
@@ -175,6 +183,7 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 		pthread_mutex_unlock(&c->ctx_lock);
 		tmem_chunk_free(c, ctx->spare);
 	}
+	tmem_tier_ctx_free(ctx);
 	tmem_free(ctx->page);
 	tmem_free(ctx->cbuf);
 	tmem_free(ctx);
@@ -225,7 +234,8 @@ int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
 		ret = pool_shards_alloc(c, pool);
 	if (!ret) {
 		tmem_shards_set_state(c, pool->shards, TMEM_POOL_OPEN,
-				      type == TMEM_POOL_EPHEMERAL);
+				      type == TMEM_POOL_EPHEMERAL,
+				      type == TMEM_POOL_EPHEMERAL || c->tier);
 		TMEM_WR(pool->type, type);
 		TMEM_WR(pool->state, TMEM_POOL_OPEN);
 		*pool_idp = id;
@@ -249,7 +259,7 @@ static int pool_close(struct tmem_client *c, uint32_t pool_id,
 		pthread_mutex_unlock(&c->pools_lock);
 		return -EBADF;
 	}
-	n = tmem_shards_set_state(c, pool->shards, state, false);
+	n = tmem_shards_set_state(c, pool->shards, state, false, false);
 	TMEM_WR(pool->state, state);
 	pthread_mutex_unlock(&c->pools_lock);
 	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
@@ -281,6 +291,8 @@ static void stats_pool(struct tmem_client *c, uint32_t id,
 		st->same_filled_pages += TMEM_RD(sh->same_filled);
 		st->raw_pages += TMEM_RD(sh->raw);
 		st->compressed_bytes += TMEM_RD(sh->compressed_bytes);
+		st->disk_pages += TMEM_RD(sh->disk_pages);
+		st->disk_bytes += TMEM_RD(sh->disk_bytes);
 	}
 }
 
@@ -314,16 +326,8 @@ int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->data_bytes = atomic_load(&c->data_bytes);
 	st->meta_bytes = atomic_load(&c->meta_bytes);
 	st->host_bytes = st->data_bytes + st->meta_bytes;
+	tmem_tier_stats(c, st);
 	return 0;
-}
-
-int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
-				int err)
-{
-	(void)c;
-	(void)ops;
-	(void)err;
-	return -ENODEV;
 }
 
 const char *tmem_strerror(int err)

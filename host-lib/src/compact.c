@@ -26,7 +26,8 @@ static void compact_chunk(struct tmem_client *c, struct tmem_chunk *ch)
 		uint64_t h = ch->h[i], loc;
 		unsigned int type = tmem_h_type(h);
 
-		if (!h || (ch->wide & 1ull << i) || type == TMEM_H_SAME)
+		if (!h || (ch->wide & 1ull << i) || type == TMEM_H_SAME ||
+		    tmem_h_on_disk(h))
 			continue;
 		if (tmem_zs_move(&c->zs, tmem_h_len(h), tmem_h_loc(h), &loc))
 			ch->h[i] = tmem_h_make(type, tmem_h_len(h), loc);
@@ -43,7 +44,10 @@ static void compact_shard(struct tmem_client *c, struct tmem_shard *sh)
 	pthread_mutex_unlock(&sh->lock);
 }
 
-/* Stored bytes and pages over all pools (relaxed, like the stats). */
+/*
+ * Bytes and pages stored in memory over all pools (relaxed, like the
+ * stats): the disk tier's are not in the allocator.
+ */
 static void stored_sum(struct tmem_client *c, uint64_t *bytesp,
 		       uint64_t *pagesp)
 {
@@ -52,19 +56,25 @@ static void stored_sum(struct tmem_client *c, uint64_t *bytesp,
 		struct tmem_shard *shards = tmem_pool_shards(c, id);
 
 		for (unsigned int s = 0; shards && s < TMEM_NR_SHARDS; s++) {
-			*bytesp += TMEM_RD(shards[s].compressed_bytes);
-			*pagesp += TMEM_RD(shards[s].pages);
+			*bytesp += TMEM_RD(shards[s].compressed_bytes) -
+				   TMEM_RD(shards[s].disk_bytes);
+			*pagesp += TMEM_RD(shards[s].pages) -
+				   TMEM_RD(shards[s].disk_pages);
 		}
 	}
 }
 
-/* Pages invalidated or evicted since creation or reset. */
+/*
+ * Pages invalidated, evicted or written back to the disk tier since
+ * creation or reset: each left a hole in a slab.
+ */
 static uint64_t freed_pages(struct tmem_client *c)
 {
 	uint64_t n;
 
 	pthread_mutex_lock(&c->ctx_lock);
-	n = TMEM_RD(c->retired.invalidates) + TMEM_RD(c->retired.evictions);
+	n = TMEM_RD(c->retired.invalidates) + TMEM_RD(c->retired.evictions) +
+	    tmem_tier_written_back(c);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		n += TMEM_RD(ctx->ops.invalidates) +
 		     TMEM_RD(ctx->ops.evictions);

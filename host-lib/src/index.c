@@ -128,7 +128,7 @@ static void lru_del(struct tmem_shard *sh, struct tmem_chunk *ch)
 	else if (sh->lru_head == ch)
 		sh->lru_head = ch->lru_next;
 	else
-		return;		/* not on the list: persistent pool */
+		return;		/* not on the list */
 	if (ch->lru_next)
 		ch->lru_next->lru_prev = ch->lru_prev;
 	else
@@ -147,6 +147,11 @@ static void lru_add(struct tmem_shard *sh, struct tmem_chunk *ch)
 	sh->lru_head = ch;
 }
 
+void tmem_lru_remove(struct tmem_shard *sh, struct tmem_chunk *ch)
+{
+	lru_del(sh, ch);
+}
+
 void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch)
 {
 	if (sh->lru_head == ch)
@@ -155,7 +160,7 @@ void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch)
 	lru_add(sh, ch);
 }
 
-/* Link a new chunk, zeroing it; @lru for ephemeral pools. */
+/* Link a new chunk, zeroing it; @lru: put it on the shard's LRU. */
 void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
 		       struct tmem_chunk *ch, bool lru)
 {
@@ -201,6 +206,10 @@ static void account(struct tmem_shard *sh, uint64_t h, bool wide,
 	TMEM_ADD(sh->compressed_bytes, sign * tmem_h_len(h));
 	if (tmem_h_type(h) == TMEM_H_RAW)
 		TMEM_ADD(sh->raw, sign);
+	if (tmem_h_on_disk(h)) {
+		TMEM_ADD(sh->disk_pages, sign);
+		TMEM_ADD(sh->disk_bytes, sign * tmem_h_len(h));
+	}
 }
 
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
@@ -260,7 +269,7 @@ static uint64_t shard_drop_all(struct tmem_client *c, struct tmem_shard *sh)
  */
 uint64_t tmem_shards_set_state(struct tmem_client *c,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral)
+			       bool ephemeral, bool lru)
 {
 	uint64_t n = 0;
 
@@ -272,6 +281,7 @@ uint64_t tmem_shards_set_state(struct tmem_client *c,
 			n += shard_drop_all(c, sh);
 		sh->state = state;
 		sh->ephemeral = ephemeral;
+		sh->lru = lru;
 		pthread_mutex_unlock(&sh->lock);
 	}
 	return n;

@@ -43,14 +43,20 @@ struct tmem_shard {
 	uint32_t mask;
 	uint32_t nchunks;
 	uint8_t state;			/* enum tmem_pool_state of its pool */
-	bool ephemeral;			/* chunks go on the LRU */
-	/* LRU of chunks, most recent at head; ephemeral pools only. */
+	bool ephemeral;			/* evictable */
+	bool lru;			/* chunks go on the LRU */
+	/*
+	 * LRU of chunks, most recent at head: ephemeral pools (eviction)
+	 * and, with a disk tier, persistent ones (write-back).
+	 */
 	struct tmem_chunk *lru_head, *lru_tail;
 	/* Current state, written under lock, read by stats without it. */
 	uint64_t pages;
 	uint64_t same_filled;
 	uint64_t raw;
 	uint64_t compressed_bytes;
+	uint64_t disk_pages;		/* of which the disk tier holds */
+	uint64_t disk_bytes;
 } __attribute__((aligned(64)));
 
 /*
@@ -60,6 +66,8 @@ struct tmem_shard {
  *   bits 13..2   stored length - 1 (LZ4_decompress_safe needs the exact
  *                length; RAW is always 4096)
  *   bits 53..14  object location (zs_i.h): slot, slab page, arena
+ *   LZ4/RAW with bit 63 set (TMEM_H_DISK): the disk tier holds the data,
+ *   bits 62..14 are its byte offset in the backing file (tier.c)
  *   SAME (the page is one 32-bit word repeated; no data is stored):
  *   bits 63..32  the word
  */
@@ -92,10 +100,33 @@ static inline uint64_t tmem_h_loc(uint64_t h)
 	return h >> 14;
 }
 
+#define TMEM_H_DISK		(1ull << 63)
+#define TMEM_DISK_OFF_BITS	49
+
+/*
+ * Only for a handle, never for the word of a wide slot.  A SAME handle's
+ * word may have its top bit set: it is never a disk handle.
+ */
+static inline bool tmem_h_on_disk(uint64_t h)
+{
+	return (h & TMEM_H_DISK) && (h & 3) != TMEM_H_SAME;
+}
+
+static inline uint64_t tmem_h_disk_off(uint64_t h)
+{
+	return (h >> 14) & ((1ull << TMEM_DISK_OFF_BITS) - 1);
+}
+
 static inline uint64_t tmem_h_make(unsigned int type, unsigned int len,
 				   uint64_t loc)
 {
 	return type | (uint64_t)((len - 1) & 0xfff) << 2 | loc << 14;
+}
+
+static inline uint64_t tmem_h_make_disk(unsigned int type, unsigned int len,
+					uint64_t off)
+{
+	return TMEM_H_DISK | tmem_h_make(type, len, off);
 }
 
 static inline uint64_t tmem_h_same(uint32_t word)
@@ -109,7 +140,7 @@ struct tmem_pool;
 void tmem_shards_init(struct tmem_shard *shards);
 uint64_t tmem_shards_set_state(struct tmem_client *c,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral);
+			       bool ephemeral, bool lru);
 void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards);
 struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
 				 uint32_t index);
@@ -128,6 +159,7 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 			uint32_t slot, uint64_t h, bool wide);
 void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch);
+void tmem_lru_remove(struct tmem_shard *sh, struct tmem_chunk *ch);
 void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch);
 /* 0, -ENOSPC (budget) or -ENOMEM. */
 int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp);

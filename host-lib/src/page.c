@@ -22,7 +22,9 @@ void tmem_handle_free(struct tmem_client *c, uint64_t h)
 {
 	unsigned int t = tmem_h_type(h);
 
-	if (t == TMEM_H_LZ4 || t == TMEM_H_RAW)
+	if (tmem_h_on_disk(h))
+		tmem_tier_put(c, h);
+	else if (t == TMEM_H_LZ4 || t == TMEM_H_RAW)
 		tmem_zs_free(&c->zs, tmem_h_len(h), tmem_h_loc(h));
 }
 
@@ -81,9 +83,17 @@ bool tmem_evict_one(struct tmem_ctx *ctx)
 }
 
 /*
- * A slot for @len bytes; while over budget, compact, else evict ephemeral
- * pages.  No lock may be held here: both take shard locks.
+ * Make room while over budget: compact, else evict ephemeral pages, else
+ * wait for the disk tier to write pages back.  No lock may be held here:
+ * all three take shard locks.
  */
+static bool make_room(struct tmem_ctx *ctx)
+{
+	return tmem_compact(ctx->client) || tmem_evict_one(ctx) ||
+	       tmem_tier_make_room(ctx);
+}
+
+/* A slot for @len bytes, making room while over budget. */
 static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 		      void **ptrp)
 {
@@ -91,8 +101,7 @@ static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 
 	do {
 		ret = tmem_zs_alloc(&ctx->client->zs, len, locp, ptrp);
-	} while (ret == -ENOSPC && (tmem_compact(ctx->client) ||
-				    tmem_evict_one(ctx)));
+	} while (ret == -ENOSPC && make_room(ctx));
 	return ret;
 }
 
@@ -104,8 +113,7 @@ static int spare_fill(struct tmem_ctx *ctx)
 		return 0;
 	do {
 		ret = tmem_chunk_alloc(ctx->client, &ctx->spare);
-	} while (ret == -ENOSPC && (tmem_compact(ctx->client) ||
-				    tmem_evict_one(ctx)));
+	} while (ret == -ENOSPC && make_room(ctx));
 	return ret;
 }
 
@@ -173,32 +181,40 @@ static void fill_word(void *page, uint64_t w)
 		memcpy((uint8_t *)page + off, &w, sizeof(w));
 }
 
-/* Rebuild the page of @slot of @ch into @page; shard lock held. */
+int tmem_decode_data(unsigned int type, const void *src, unsigned int len,
+		     void *page)
+{
+	if (type == TMEM_H_RAW) {
+		memcpy(page, src, TMEM_PAGE_SIZE);
+		return 0;
+	}
+	if (LZ4_decompress_safe(src, page, len, TMEM_PAGE_SIZE) !=
+	    TMEM_PAGE_SIZE)
+		return -EIO;
+	return 0;
+}
+
+/*
+ * Rebuild the page of @slot of @ch into @page; shard lock held.  Not for
+ * a page of the disk tier.
+ */
 static int decode(struct tmem_client *c, const struct tmem_chunk *ch,
 		  uint32_t slot, void *page)
 {
 	uint64_t h = ch->h[slot];
-	const char *src;
 
 	if (ch->wide & 1ull << slot) {
 		fill_word(page, h);
 		return 0;
 	}
-	switch (tmem_h_type(h)) {
-	case TMEM_H_SAME:
+	if (tmem_h_type(h) == TMEM_H_SAME) {
 		fill_word(page, h >> 32 | (h >> 32) << 32);
 		return 0;
-	case TMEM_H_RAW:
-		memcpy(page, tmem_zs_ptr(&c->zs, TMEM_PAGE_SIZE, tmem_h_loc(h)),
-		       TMEM_PAGE_SIZE);
-		return 0;
-	default:
-		src = tmem_zs_ptr(&c->zs, tmem_h_len(h), tmem_h_loc(h));
-		if (LZ4_decompress_safe(src, page, tmem_h_len(h),
-					TMEM_PAGE_SIZE) != TMEM_PAGE_SIZE)
-			return -EIO;
-		return 0;
 	}
+	return tmem_decode_data(tmem_h_type(h),
+				tmem_zs_ptr(&c->zs, tmem_h_len(h),
+					    tmem_h_loc(h)),
+				tmem_h_len(h), page);
 }
 
 /*
@@ -252,8 +268,8 @@ static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 		ctx->spare = NULL;
 		ch->object = object;
 		ch->base = base;
-		tmem_chunk_insert(ctx->client, sh, ch, sh->ephemeral);
-	} else if (sh->ephemeral) {
+		tmem_chunk_insert(ctx->client, sh, ch, sh->lru);
+	} else if (sh->lru) {
 		tmem_lru_touch(sh, ch);
 	}
 	*oldp = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, h, wide);
@@ -337,9 +353,10 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 
 	if (!ret)
 		ret = store_open(ctx, pool_id, object, index, page);
-	if (!ret)
+	if (!ret) {
 		TMEM_ADD(ctx->ops.succ_stores, 1);
-	else if (ret == -ENOSPC)
+		tmem_tier_kick(ctx->client);
+	} else if (ret == -ENOSPC)
 		TMEM_ADD(ctx->ops.failed_budget, 1);
 	else if (ret == -E2BIG)
 		TMEM_ADD(ctx->ops.failed_incompressible, 1);
@@ -350,26 +367,35 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 
 /*
  * The shard lock is held while decompressing: an eviction may run in
- * another thread, and it must not free the slot under our feet.  A
- * closed pool misses.
+ * another thread, and it must not free the slot under our feet.  A page
+ * of the disk tier is read without it (other keys of the shard need not
+ * wait for the disk): its segment is pinned instead, so that it cannot
+ * be reused while we read.  A closed pool misses.
  */
 int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	      uint32_t index, void *page)
 {
+	uint32_t slot = index % TMEM_CHUNK_PAGES;
 	struct tmem_chunk *ch;
 	struct tmem_shard *sh;
+	bool disk = false;
 	uint64_t h = 0;
 	int ret;
 
 	sh = key_lock(ctx->client, pool_id, object, index, &ret);
 	if (sh) {
 		ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
-		h = ch ? ch->h[index % TMEM_CHUNK_PAGES] : 0;
-		ret = h ? decode(ctx->client, ch, index % TMEM_CHUNK_PAGES,
-				 page) : -ENOENT;
-		if (h && sh->ephemeral)
+		h = ch ? ch->h[slot] : 0;
+		disk = h && !(ch->wide & 1ull << slot) && tmem_h_on_disk(h);
+		if (disk)
+			tmem_tier_pin(ctx->client, h);
+		else
+			ret = h ? decode(ctx->client, ch, slot, page) : -ENOENT;
+		if (h && sh->lru)
 			tmem_lru_touch(sh, ch);
 		pthread_mutex_unlock(&sh->lock);
+		if (disk)
+			ret = tmem_tier_read(ctx, h, page);
 	} else if (ret == -ESHUTDOWN) {
 		ret = -ENOENT;
 	}

@@ -35,6 +35,8 @@
  */
 void *tmem_malloc(size_t size);
 void *tmem_zalloc_aligned(size_t size);
+/* Zeroed and aligned to @align (a power of two), for O_DIRECT. */
+void *tmem_zalloc_align(size_t size, size_t align);
 void tmem_free(void *p);
 void *tmem_mmap(size_t len);
 void tmem_munmap(void *p, size_t len);
@@ -101,6 +103,7 @@ struct tmem_ctx {
 	struct tmem_ops ops;
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
+	struct tmem_tier_io *io;	/* disk tier reads; tier.c, lazily */
 };
 
 struct tmem_client {
@@ -127,6 +130,8 @@ struct tmem_client {
 	pthread_mutex_t compact_lock;	/* one compaction at a time */
 	uint64_t compacted_freed;	/* freed_pages() at the last one */
 
+	struct tmem_tier *tier;		/* NULL without a disk tier */
+
 	struct tmem_zs zs;
 };
 
@@ -137,8 +142,38 @@ void tmem_uncharge(struct tmem_client *c, size_t data, size_t meta);
 void tmem_handle_free(struct tmem_client *c, uint64_t h);
 bool tmem_evict_one(struct tmem_ctx *ctx);
 
+/* Turn a stored (LZ4 or RAW) object of @len bytes back into a page. */
+int tmem_decode_data(unsigned int type, const void *src, unsigned int len,
+		     void *page);
+
 /* compact.c */
 bool tmem_compact(struct tmem_client *c);
+
+/*
+ * tier.c, the disk tier.  Lock order: shard -> tier lock; the tier
+ * never takes a shard lock while it holds its own.
+ */
+int tmem_tier_config_check(const struct tmem_client_config *cfg);
+/* Open the backing file and start the writer; no-op without one. */
+int tmem_tier_new(struct tmem_client *c);
+/* Stop the writer and wait for its I/O: before dropping all pages. */
+void tmem_tier_stop(struct tmem_client *c);
+/* After every page was dropped: all segments free, counters 0, restart. */
+int tmem_tier_restart(struct tmem_client *c);
+void tmem_tier_free(struct tmem_client *c);
+/* A disk handle was dropped from the index. */
+void tmem_tier_put(struct tmem_client *c, uint64_t h);
+/* Keep the segment of a disk handle (under the shard lock holding it). */
+void tmem_tier_pin(struct tmem_client *c, uint64_t h);
+/* Read a pinned disk handle's page back and unpin it; 0 or -EIO. */
+int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page);
+/* A store found the budget full: wait for write-back; false if none. */
+bool tmem_tier_make_room(struct tmem_ctx *ctx);
+/* A store went over the high watermark: wake the writer. */
+void tmem_tier_kick(struct tmem_client *c);
+void tmem_tier_ctx_free(struct tmem_ctx *ctx);
+void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st);
+uint64_t tmem_tier_written_back(struct tmem_client *c);
 
 /* client.c: a pool id's shards, or NULL if it never had any. */
 static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,
