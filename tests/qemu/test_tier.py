@@ -173,10 +173,12 @@ TIER_PROPS = [
      "4 segments of 262144 bytes (1048576 bytes), not 524288"),
     ("backing-file=F,segment-size=1M,backing-size=3M",
      "'backing-size' must hold at least 4 segments of 1048576 bytes"),
-    ("backing-file=F,writeback-high=70", "'writeback-low' (80%) must be "
-     "below 'writeback-high' (70%)"),
+    ("backing-file=F,writeback-high=70,writeback-low=75", "'writeback-low' "
+     "(75%) must be below 'writeback-high' (70%"),
+    ("backing-file=F,writeback-low=95", "'writeback-low' (95%) must be "
+     "below 'writeback-high' (90%; 0 selects 90%)"),
     ("backing-file=F,writeback-high=60,writeback-low=60",
-     "'writeback-low' (60%) must be below 'writeback-high' (60%)"),
+     "'writeback-low' (60%) must be below 'writeback-high' (60%"),
     ("backing-file=F,writeback-high=101", "'writeback-high' must be a "
      "percentage of the budget, at most 100, not 101"),
     ("backing-file=F,x-disk-error=sometimes", "'x-disk-error' must be "
@@ -249,6 +251,10 @@ def test_tier_realize_errors():
         err = realize_error("budget=8M,backing-file=" + tmp)
         check("virtio-tmem: backing-file '%s'" % tmp in err,
               "directory: %r" % err)
+
+        err = realize_error("budget=8M,backing-file=/dev/null")
+        check("virtio-tmem: backing-file '/dev/null' is neither a regular "
+              "file nor a block device" in err, "/dev/null: %r" % err)
 
         small = os.path.join(tmp, "small.img")
         with open(small, "wb") as f:

@@ -454,7 +454,6 @@ static bool virtio_tmem_check_tier_conf(VirtIOTmem *s, Error **errp)
     VirtIOTmemConf *conf = &s->conf;
     uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
     unsigned high = conf->writeback_high ?: TMEM_DEFAULT_WRITEBACK_HIGH;
-    unsigned low = conf->writeback_low ?: TMEM_DEFAULT_WRITEBACK_LOW;
 
     if (!conf->backing_file) {
         return virtio_tmem_check_no_tier(s, errp);
@@ -486,14 +485,51 @@ static bool virtio_tmem_check_tier_conf(VirtIOTmem *s, Error **errp)
                    "of the budget, at most 100, not %u", high);
         return false;
     }
-    if (low >= high) {
+    /* An unset writeback-low is libtmem's to derive from writeback-high. */
+    if (conf->writeback_low && conf->writeback_low >= high) {
         error_setg(errp, "virtio-tmem: 'writeback-low' (%u%%) must be below "
-                   "'writeback-high' (%u%%); 0 selects %d%% and %d%%",
-                   low, high, TMEM_DEFAULT_WRITEBACK_LOW,
-                   TMEM_DEFAULT_WRITEBACK_HIGH);
+                   "'writeback-high' (%u%%; 0 selects %d%%)",
+                   conf->writeback_low, high, TMEM_DEFAULT_WRITEBACK_HIGH);
         return false;
     }
     return true;
+}
+
+/*
+ * libtmem's -EINVAL and -ENOSPC have several causes; the file tells
+ * which.  True when @path is a regular file at least @size bytes long,
+ * that is, when libtmem got past sizing it.
+ */
+static bool virtio_tmem_backing_sized(const char *path, uint64_t size)
+{
+    struct stat st;
+
+    return !stat(path, &st) && S_ISREG(st.st_mode) && st.st_size >= size;
+}
+
+static void virtio_tmem_tier_einval(VirtIOTmem *s, Error **errp)
+{
+    VirtIOTmemConf *conf = &s->conf;
+    const char *path = conf->backing_file;
+    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
+    struct stat st;
+
+    if (!stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        error_setg(errp, "virtio-tmem: backing-file '%s' is neither a "
+                   "regular file nor a block device", path);
+    } else if (!conf->backing_size) {
+        error_setg(errp, "virtio-tmem: backing-file '%s' is too small: the "
+                   "disk tier needs at least %d segments of %" PRIu64
+                   " bytes (%" PRIu64 " bytes)", path, TMEM_TIER_MIN_SEGMENTS,
+                   segment, TMEM_TIER_MIN_SEGMENTS * segment);
+    } else {
+        error_setg(errp, "virtio-tmem: libtmem refused the disk tier on "
+                   "backing-file '%s' (backing-size %" PRIu64 ", "
+                   "segment-size %" PRIu32 ", writeback-high %u, "
+                   "writeback-low %u; 0 selects libtmem's default)", path,
+                   conf->backing_size, conf->segment_size,
+                   conf->writeback_high, conf->writeback_low);
+    }
 }
 
 /* tmem_client_new() failed: say which property or file is to blame. */
@@ -523,18 +559,20 @@ static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
         error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
         break;
     case -EINVAL:
-        /* Everything else that is invalid was refused before. */
-        error_setg(errp, "virtio-tmem: backing-file '%s' is too small: the "
-                   "disk tier needs at least %d segments of %" PRIu64
-                   " bytes (%" PRIu64 " bytes)", path, TMEM_TIER_MIN_SEGMENTS,
-                   segment, TMEM_TIER_MIN_SEGMENTS * segment);
+        virtio_tmem_tier_einval(s, errp);
         break;
     case -ENOSPC:
+        if (conf->backing_size &&
+            !virtio_tmem_backing_sized(path, conf->backing_size)) {
+            error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s' "
+                             "cannot hold backing-size %" PRIu64 " bytes",
+                             path, conf->backing_size);
+            break;
+        }
         error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
                    "small for the buffers of the disk tier (5 segments of "
-                   "%" PRIu64 " bytes), or backing-file '%s' cannot be "
-                   "allocated: %s", conf->budget, segment, path,
-                   strerror(-r));
+                   "%" PRIu64 " bytes, plus what the pages need)",
+                   conf->budget, segment);
         break;
     default:
         error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
