@@ -1065,7 +1065,14 @@ void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->disk_size = (uint64_t)t->nsegs * t->seg_size;
 	st->disk_segment_size = t->seg_size;
 	pthread_mutex_lock(&t->lock);
-	st->disk_segments = t->nsegs - t->nfree;
+	for (uint32_t i = 0; i < t->nsegs; i++) {
+		const struct tier_seg *seg = &t->segs[i];
+		/* Not counting the writer's own reference. */
+		uint32_t held = atomic_load(&seg->ref) -
+				(seg->state != SEG_DISK && seg->state != SEG_FREE);
+
+		st->disk_segments += seg->state != SEG_FREE && held;
+	}
 	st->disk_failed = t->failed;
 	pthread_mutex_unlock(&t->lock);
 	st->written_back = TMEM_RD(t->written_back);
