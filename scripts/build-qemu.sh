@@ -298,6 +298,8 @@ if [ ! -f "$build/build.ninja" ] || [ "$(cat "$build/.vtmem-configured" 2>/dev/n
 	echo "$pc_flags" > "$build/.vtmem-libtmem-flags"
 elif [ "$(cat "$build/.vtmem-libtmem-flags" 2>/dev/null)" != "$pc_flags" ]; then
 	log "libtmem's pkg-config flags changed: reconfiguring QEMU"
+	# Found dependencies are cached across meson's own re-runs.
+	"$build/pyvenv/bin/meson" configure --clearcache "$build" >&2
 	PKG_CONFIG_PATH="$pcpath" ninja -C "$build" reconfigure >&2
 	echo "$pc_flags" > "$build/.vtmem-libtmem-flags"
 fi
