@@ -384,6 +384,11 @@ class VM:
         argv[argv.index("-append") + 1] = self._cmdline()
         return argv
 
+    def at_checkpoint(self, cp):
+        """Hook for subclasses: the host has read query-tmem at checkpoint
+        cp (its dict, already in the result); the guest waits until this
+        returns.  A test acts on the host here (qom-set over self.qmp)."""
+
     def query_tmem(self):
         if not self.tmem:
             return None
@@ -515,6 +520,7 @@ class VM:
                     if not self.quiet:
                         log("checkpoint %s (boot %d, %.1f s)" % (
                             msg.get("name"), boot, msg["t"]))
+                    self.at_checkpoint(msg)
                 else:
                     res.verdict = msg
                     res.host_final = host

@@ -61,7 +61,7 @@ def guest(cp, key):
     return cp["guest"].get(key)
 
 
-def check_agreement(c, cp, base=None):
+def check_agreement(c, cp, base=None, load_errors=0):
     """Guest sysfs counters and host query-tmem at one checkpoint.
 
     The guest read its counters just before (guest) and just after
@@ -69,7 +69,9 @@ def check_agreement(c, cp, base=None):
     the two readings, which are equal when the guest was quiet.  With
     base (an earlier checkpoint), only what happened since is compared:
     requests the guest sent around the block layer (the hostile test's
-    raw requests) count on the host but not in sysfs.
+    raw requests) count on the host but not in sysfs.  load_errors: the
+    guest's expected load_errors (LOADs the host answered with an error,
+    which the host may count in its loads).
     """
     if cp is None:
         return
@@ -88,6 +90,8 @@ def check_agreement(c, cp, base=None):
                  ("failed_stores", "failed-stores"),
                  ("loads", "loads")):
         lo, hi, v = pre.get(g), post.get(g), hv(h, g)
+        if g == "loads" and load_errors and lo is not None:
+            hi += load_errors
         if lo == hi:
             c.eq(lo, v, "%s: guest %s vs host %s" % (n, g, h))
         else:
@@ -110,7 +114,8 @@ def check_agreement(c, cp, base=None):
                      "[%d, %d]" % (n, v, lo, hi))
     # A persistent pool never misses a page it accepted.
     c.eq(hv("load-misses"), 0, "%s: host load-misses" % n)
-    c.eq(post.get("load_errors") or 0, 0, "%s: guest load_errors" % n)
+    c.eq(post.get("load_errors") or 0, load_errors,
+         "%s: guest load_errors" % n)
     c.expect(host(cp, "host-bytes") <= host(cp, "budget"),
              "%s: host-bytes %d over budget %d" % (
                  n, host(cp, "host-bytes"), host(cp, "budget")))
@@ -272,6 +277,187 @@ def check_parallel(c, res, sc):
         c.expect(guest(cp, "succ_stores") > 0, "no successful stores")
 
 
+def disk(cp):
+    """query-tmem's disk tier member (a dict; {} when the host has none)."""
+    return cp["host"].get("disk") or {}
+
+
+def check_tier_common(c, cp):
+    if cp is None:
+        return
+    n = cp["name"]
+    d = disk(cp)
+    if not c.expect(d, "%s: query-tmem has no disk member" % n):
+        return
+    c.expect(d.get("pages", 0) <= host(cp, "pages"),
+             "%s: disk pages %s > host pages %s" % (n, d.get("pages"),
+                                                    host(cp, "pages")))
+    c.expect(d.get("bytes", 0) <= host(cp, "compressed-bytes"),
+             "%s: disk bytes %s > compressed-bytes %s" % (
+                 n, d.get("bytes"), host(cp, "compressed-bytes")))
+    c.expect(d.get("segments", 0) * d.get("segment-size", 0) <=
+             d.get("size", 0),
+             "%s: %s segments of %s bytes in a tier of %s" % (
+                 n, d.get("segments"), d.get("segment-size"), d.get("size")))
+
+
+def check_disk_tier(c, res, sc):
+    """Far more compressed data than budget: the host writes the cold part
+    to its file and refuses nothing; everything comes back."""
+    held = c.cp("holding")
+    cp = c.cp("after-workload")
+    for x in (held, cp):
+        check_agreement(c, x)
+        check_tier_common(c, x)
+    check_workload(c, res.verdict.get("data", {}))
+    if held and disk(held):
+        d = disk(held)
+        c.expect(host(held, "pages") > 0,
+                 "host holds no pages while the workload is swapped out")
+        c.expect(d.get("pages", 0) > 0,
+                 "holding: no pages on the disk tier (%s)" % d)
+        c.expect(d.get("writes", 0) > 0, "holding: no disk writes (%s)" % d)
+        c.expect(d.get("written-back", 0) >= d.get("pages", 0),
+                 "holding: written-back %s < disk pages %s" % (
+                     d.get("written-back"), d.get("pages")))
+    if cp is None:
+        return
+    d = disk(cp)
+    c.expect(guest(cp, "succ_stores") > 0, "no successful stores")
+    c.expect(guest(cp, "loads") > 0, "no loads")
+    # While the file has room nothing is REJECTED: stores wait for
+    # write-back instead, and the guest never uses its backing disk.
+    c.eq(host(cp, "failed-stores"), 0, "host failed-stores")
+    c.eq(guest(cp, "failed_stores"), 0, "guest failed_stores (REJECTED)")
+    c.eq(guest(cp, "backing_writes"), 0, "guest backing_writes")
+    c.eq(guest(cp, "write_errors") or 0, 0, "guest write_errors")
+    if d:
+        c.expect(d.get("reads", 0) > 0,
+                 "no page came back from the disk tier (%s)" % d)
+        c.eq(d.get("errors"), 0, "disk errors")
+        c.eq(d.get("failed"), False, "disk failed")
+        c.expect(d.get("written-back", 0) > 0, "nothing written back")
+
+
+def check_tier_errors(c, res, sc):
+    """Read errors fail the read and never return other data; after a
+    write error the tier is failed and refused pages go to the backing
+    disk."""
+    data = res.verdict.get("data", {})
+    written = c.cp("blk-written")
+    failed = c.cp("read-failed")
+    discarded = c.cp("discarded")
+    cp = c.cp("after-workload")
+    check_workload(c, data, "blk_write")
+    check_agreement(c, written)
+    check_tier_common(c, written)
+    if written and disk(written):
+        c.expect(disk(written).get("pages", 0) > 0,
+                 "blk-written: no pages on the disk tier: %s"
+                 % disk(written))
+        c.eq(host(written, "failed-stores"), 0,
+             "blk-written: host failed-stores")
+    # (b) reading back with disk reads failing: an error, no wrong byte.
+    bad = data.get("blk_read_error") or {}
+    c.expect(data.get("blk_read_error_exit") not in (None, 0),
+             "reads with failing disk reads exited 0: %s" % bad)
+    c.eq(bad.get("mismatches", 0), 0, "wrong data read from a failing tier")
+    c.expect(bad.get("error") is True,
+             "failing disk reads: memtest saw no I/O error: %s" % bad)
+    c.expect(data.get("read_error_load_errors", 0) > 0,
+             "guest load_errors did not grow on failing disk reads")
+    c.expect(data.get("read_error_dmesg", 0) > 0,
+             "no 'LOAD failed' in the guest's kernel log")
+    errs = data.get("read_error_load_errors", 0)
+    for x in (failed, discarded):
+        check_agreement(c, x, load_errors=errs)
+        check_tier_common(c, x)
+    if failed and disk(failed):
+        d = disk(failed)
+        c.expect(d.get("errors", 0) >= 1, "read-failed: disk errors %s" % d)
+        c.eq(d.get("failed"), False,
+             "read-failed: a read error must not fail the tier")
+        # No miss: the pages that failed to read are still stored.
+        c.eq(host(failed, "load-misses"), 0, "read-failed: load-misses")
+        c.eq(host(failed, "pages"), host(written, "pages") if written else
+             None, "read-failed: host pages (a failed read keeps the page)")
+    # Once disk reads work again, every page reads back intact.
+    check_workload(c, data, "blk_verify")
+    if discarded:
+        for k in ("pages", "compressed-bytes"):
+            c.eq(host(discarded, k), 0, "after discard: host %s" % k)
+        c.eq(disk(discarded).get("pages"), 0, "after discard: disk pages")
+    # (a) write errors: the tier fails, the host refuses, the guest writes
+    # the refused pages to its backing disk; nothing is lost.
+    check_workload(c, data)
+    if cp is None:
+        return
+    check_agreement(c, cp, load_errors=errs)
+    check_tier_common(c, cp)
+    d = disk(cp)
+    c.expect(d.get("failed") is True, "after-workload: tier not failed: %s"
+             % d)
+    c.expect(d.get("errors", 0) >= 1 + (disk(failed).get("errors", 0)
+                                        if failed else 0),
+             "after-workload: no write error counted: %s" % d)
+    # The failed write wrote nothing and the tier writes nothing more (its
+    # stranded segment's pages stay in memory and may count as disk
+    # pages).  Writes issued before the error was injected may complete,
+    # and be counted, later: query-tmem counts a write when the tier's
+    # writer reaps it, on its next pass.  At most its 4 segment buffers.
+    d0 = disk(discarded) if discarded else {}
+    if d0:
+        c.expect(d.get("writes", 0) - d0.get("writes", 0) <= 4 and
+                 d.get("write-bytes", 0) - d0.get("write-bytes", 0) <=
+                 4 * d.get("segment-size", 0),
+                 "after-workload: a failing tier wrote %d segments (%d "
+                 "bytes) after the error was injected" % (
+                     d.get("writes", 0) - d0.get("writes", 0),
+                     d.get("write-bytes", 0) - d0.get("write-bytes", 0)))
+    c.expect(host(cp, "failed-stores") > 0,
+             "no store REJECTED after the tier failed")
+    c.expect(guest(cp, "failed_stores") > 0, "guest failed_stores is 0")
+    c.eq(guest(cp, "backing_writes"), guest(cp, "failed_stores"),
+         "every rejected store went to the backing disk")
+    c.expect(guest(cp, "backing_reads") > 0, "no backing reads")
+
+
+class TierVM(vmrun.VM):
+    """vmrun's VM with the device's disk tier in the VM's temporary
+    directory, and QOM properties set at named checkpoints."""
+
+    def __init__(self, *a, tier=None, actions=None, **kw):
+        super().__init__(*a, **kw)
+        self.tier = dict(tier or {})
+        self.actions = actions or {}
+        self.tier_path = None
+
+    def _argv(self):
+        argv = super()._argv()
+        i = [n for n, x in enumerate(argv)
+             if x.startswith("virtio-tmem-pci,")][0]
+        self.tier_path = os.path.join(self.tmp, "tier.img")
+        props = dict(self.tier, **{"backing-file": self.tier_path})
+        argv[i] += "".join(",%s=%s" % kv for kv in sorted(props.items()))
+        return argv
+
+    def _file_bytes(self):
+        try:
+            st = os.stat(self.tier_path)
+            return {"size": st.st_size, "allocated": st.st_blocks * 512}
+        except OSError:
+            return None
+
+    def at_checkpoint(self, cp):
+        cp["tier_file"] = self._file_bytes()
+        for prop, value in self.actions.get(cp["name"], {}).items():
+            self.qmp.cmd("qom-set", path="/machine/peripheral/tmem0",
+                         property=prop, value=value)
+            cp.setdefault("qom_set", {})[prop] = value
+            if not self.quiet:
+                vmrun.log("%s: qom-set %s=%s" % (cp["name"], prop, value))
+
+
 # The host halves.  params become vtmem.KEY=VALUE for the guest.
 SCENARIOS = {
     "swap-pressure": dict(
@@ -303,6 +489,21 @@ SCENARIOS = {
         guest="hostile", mem=128, budget="256M", test_build=True,
         check=check_hostile, params=dict(mb=160, disksize_mb=256),
         doc="malformed requests get error statuses; the device serves on"),
+    "disk-tier": dict(
+        guest="swap", mem=128, budget="24M", backing_mb=512,
+        tier={"backing-size": "512M"}, check=check_disk_tier,
+        params=dict(mb=256, disksize_mb=512, seq=0, random=0, hold=1),
+        doc="budget far below the workload: cold pages go to the host's "
+            "disk tier, none REJECTED"),
+    "disk-tier-errors": dict(
+        guest="tier_errors", mem=128, budget="16M", backing_mb=384,
+        tier={"backing-size": "128M"}, check=check_tier_errors,
+        actions={"blk-written": {"x-disk-error": "read"},
+                 "read-failed": {"x-disk-error": "none"},
+                 "discarded": {"x-disk-error": "write"}},
+        params=dict(blk_mb=96, mb=160, disksize_mb=384),
+        doc="disk tier read errors fail reads (no wrong data); after a "
+            "write error stores are REJECTED to the backing disk"),
 }
 
 
@@ -314,14 +515,18 @@ def run(name, series, verbose=True, json_out=None):
     except vmrun.Unavailable as e:
         print("SKIP %s on %s: %s" % (name, series, e))
         return vmrun.SKIP
-    vm = vmrun.VM(qemu, kernel, image, sc["guest"], accel=accel,
+    cls, extra = vmrun.VM, {}
+    if "tier" in sc:
+        cls, extra = TierVM, dict(tier=sc["tier"],
+                                  actions=sc.get("actions"))
+    vm = cls(qemu, kernel, image, sc["guest"], accel=accel,
                   mem_mb=sc["mem"], budget=sc["budget"],
                   backing_mb=sc.get("backing_mb", 0),
                   plain_swap_mb=sc.get("plain_swap_mb", 0),
                   params=sc["params"], reboot=sc.get("reboot", False),
                   smp=sc.get("smp", 1), num_queues=sc.get("num_queues"),
                   iothread=sc.get("iothread", False),
-                  timeout=sc.get("timeout", 420))
+                  timeout=sc.get("timeout", 420), **extra)
     t = time.time()
     try:
         res = vm.run()
@@ -373,7 +578,7 @@ def main():
     args = ap.parse_args()
     if args.list or not args.name:
         for n in sorted(SCENARIOS):
-            print("%-14s %s" % (n, SCENARIOS[n]["doc"]))
+            print("%-17s %s" % (n, SCENARIOS[n]["doc"]))
         return 0
     return run(args.name, args.kernel, verbose=not args.quiet,
                json_out=args.json)

@@ -216,3 +216,42 @@ scn_parallel() {
 	settle
 	checkpoint after-workload
 }
+
+# The host's disk tier failing under the guest.  The host half injects the
+# errors (qom-set x-disk-error) at the checkpoints named here.
+#
+# Read errors first, on the block device itself: pages written with
+# O_DIRECT, more than the host's budget holds, so that the host wrote the
+# oldest to its file; with disk reads failing, reading them back must fail
+# (EIO), never return other data; once the errors stop, every page reads
+# back intact.  Not through swap: a failed swap-in kills whichever process
+# owned the page with SIGBUS, and that could be /init, this shell.
+#
+# Then write errors, under swap: the tier fails on its first write-back, the
+# host refuses what its budget cannot hold, and the guest writes those
+# pages to its backing disk; nothing is lost.
+scn_tier_errors() {
+	load_vtmem $(vtmem_params) || return
+	VT_TAG=blk_write memtest blk /dev/vtmem0 --mb "$VT_BLK_MB" --op write
+	check_workload $?
+	settle
+	checkpoint blk-written		# the host: x-disk-error=read
+	before=$(counter load_errors)
+	VT_TAG=blk_read_error memtest blk /dev/vtmem0 --mb "$VT_BLK_MB" --op verify
+	[ $? != 0 ] || fail "reads from a failing disk tier all succeeded"
+	data read_error_load_errors $(($(counter load_errors) - before))
+	data read_error_dmesg "$(dmesg | grep -c 'LOAD failed')"
+	settle
+	checkpoint read-failed		# the host: x-disk-error=none
+	VT_TAG=blk_verify memtest blk /dev/vtmem0 --mb "$VT_BLK_MB" --op verify
+	check_workload $?
+	blkdiscard /dev/vtmem0 || fail "blkdiscard /dev/vtmem0"
+	settle
+	checkpoint discarded		# the host: x-disk-error=write
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 0 \
+		--mix "${VT_MIX:-mixed}"
+	check_workload $?
+	settle
+	checkpoint after-workload
+}
