@@ -19,8 +19,9 @@ import sys
 import tempfile
 
 from qmp import QEMU, Failure, check, run_qemu, run_tests, skip
-from test_datapath import (Device, QTestVM, OP_NEW_POOL, OP_STORE, OP_LOAD,
-                           PAGE, REQ, RESP, S_OK, S_REJECTED)
+from test_datapath import (Device, QTestVM, F_MQ, OP_NEW_POOL, OP_STORE,
+                           OP_LOAD, OP_INVALIDATE_PAGE, PAGE, REQ, RESP, S_OK,
+                           S_REJECTED)
 from test_device import check_error, qmp_value
 
 S_IOERR = 6                     # VIRTIO_TMEM_S_IOERR
@@ -28,7 +29,9 @@ MiB = 1 << 20
 BUDGET = 8 * MiB
 BACKING = 256 * MiB
 NO_TIER = "libtmem built without disk tier support"
-BATCH = 64                      # chains per kick: 3 descriptors each
+# Chains per kick, 3 descriptors and a page each: Device.start() leaves
+# 64 pages of buffers per queue.
+BATCH = 32
 DISK_FIELDS = {
     "size": int, "segment-size": int, "segments": int, "pages": int,
     "bytes": int, "fill": float, "written-back": int, "reads": int,
@@ -53,12 +56,17 @@ class TierVM(QTestVM):
     """A QTestVM whose device tmem0 has a disk tier in a temporary
     directory; SKIP when libtmem has none."""
 
-    def __init__(self, props=""):
+    def __init__(self, props="", backing_size=BACKING, dev_json=None,
+                 extra=()):
         self.tmp = tempfile.TemporaryDirectory(prefix="vtmem-tier-")
         self.backing = os.path.join(self.tmp.name, "tier.img")
-        super().__init__("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,"
-                         "budget=%d,backing-file=%s,backing-size=%d%s"
-                         % (BUDGET, self.backing, BACKING, props))
+        if dev_json:
+            dev = dev_json.replace("@FILE@", self.backing)
+        else:
+            dev = ("virtio-tmem-pci,id=tmem0,addr=04.0,budget=%d,"
+                   "backing-file=%s,backing-size=%d%s"
+                   % (BUDGET, self.backing, backing_size, props))
+        super().__init__(*extra, "-device", dev)
 
     def __enter__(self):
         try:
@@ -95,14 +103,21 @@ def check_disk_info(d):
     check(set(d) == set(DISK_FIELDS), "disk fields %r" % sorted(d))
 
 
+def started(dev):
+    dev.start(0, qsize=256)
+    return dev
+
+
 class Store:
     """One pool of the device and what the guest believes it holds."""
 
-    def __init__(self, vm):
+    def __init__(self, vm, dev=None, q=None):
         self.vm = vm
-        self.dev = Device(vm)
-        self.dev.start(0, qsize=256)
-        self.q = self.dev.queues[0]
+        if dev is None:
+            dev = Device(vm)
+            dev.start(0, qsize=256)
+        self.dev = dev
+        self.q = q or dev.queues[0]
         status, self.pool, _ = self.dev.request(self.q, OP_NEW_POOL)
         check(status == S_OK, "NEW_POOL: status %d" % status)
         self.held = {}              # index -> page, for stores answered OK
@@ -126,6 +141,36 @@ class Store:
                 else:
                     self.held.pop(s, None)
         return statuses
+
+    @staticmethod
+    def store_many(stores, seeds):
+        """store() on several queues (one Store each) at once, batch by
+        batch: each queue's chains are kicked before any answer is
+        awaited, so that queues in different IOThreads run concurrently."""
+        seeds = list(seeds)
+        for i in range(0, len(seeds), BATCH):
+            work = {}
+            for st in stores:
+                work[st.q] = [[(REQ.pack(OP_STORE, 0, 0, st.pool, 1, s, 0),
+                                0), (page_of(s), 0), (None, RESP.size)]
+                              for s in seeds[i:i + BATCH]]
+            answers = stores[0].dev.submit_many(work)
+            for st in stores:
+                for s, (_, bufs) in zip(seeds[i:i + BATCH], answers[st.q]):
+                    check(RESP.unpack(bufs[0])[0] == S_OK,
+                          "STORE %d on queue %d refused" % (s, st.q.index))
+                    st.held[s] = page_of(s)
+
+    def invalidate(self, seeds):
+        for i in range(0, len(seeds), BATCH):
+            chains = [[(REQ.pack(OP_INVALIDATE_PAGE, 0, 0, self.pool, 1, s,
+                                 0), 0), (None, RESP.size)]
+                      for s in seeds[i:i + BATCH]]
+            for s, (_, bufs) in zip(seeds[i:i + BATCH],
+                                    self.dev.submit(self.q, chains)):
+                check(RESP.unpack(bufs[0])[0] == S_OK,
+                      "INVALIDATE_PAGE %d refused" % s)
+                del self.held[s]
 
     def load(self, seeds):
         """Load the pages at these indexes; return {seed: (status, data)}."""
@@ -411,12 +456,103 @@ def test_tier_read_error():
         st.check_all()
 
 
+def test_tier_cleaner():
+    """A full tier refuses stores over the budget; once the guest drops
+    three pages of four, the cleaner packs what is left of the segments
+    together and stores are taken again; every page loads."""
+    with TierVM(backing_size=16 * MiB) as vm:
+        st = Store(vm)
+        statuses = st.store(range(12000))
+        s = info(vm)
+        d = s["disk"]
+        print("16 MiB tier: %d of 12000 stores refused; %r"
+              % (statuses.count(S_REJECTED), d))
+        check(set(statuses) == {S_OK, S_REJECTED}, "statuses %r"
+              % sorted(set(statuses)))
+        check(d["segments"] >= 16 * MiB // d["segment-size"] - 1,
+              "tier not full: %r" % d)
+        check(s["failed-stores-budget"] == statuses.count(S_REJECTED) and
+              s["host-bytes"] <= BUDGET, "stats %r" % s)
+        st.invalidate([i for i in sorted(st.held) if i % 4])
+        d = disk(vm)
+        check(d["fill"] < 0.5, "fill %r after dropping 3 pages of 4" % d)
+        statuses = st.store(range(20000, 23000))
+        d = disk(vm)
+        print("after dropping 3 pages of 4: %d of 3000 stores refused; %r"
+              % (statuses.count(S_REJECTED), d))
+        check(statuses == [S_OK] * 3000, "%d of 3000 stores refused: %r"
+              % (3000 - statuses.count(S_OK), d))
+        check(d["cleaned-segments"] > 0 and d["reads"] > 0,
+              "nothing cleaned: %r" % d)
+        st.check_all()
+
+
+def test_tier_iothreads():
+    """Two queues in two IOThreads store past the budget at the same
+    time; the writer thread keeps up with both; every page loads."""
+    dev_json = ('{"driver": "virtio-tmem-pci", "id": "tmem0", "addr": "04.0",'
+                ' "budget": %d, "backing-file": "@FILE@", "backing-size": %d,'
+                ' "num-queues": 2, "iothread-vq-mapping": [{"iothread": "io0"},'
+                ' {"iothread": "io1"}]}' % (BUDGET, BACKING))
+    with TierVM(dev_json=dev_json,
+                extra=("-object", "iothread,id=io0",
+                       "-object", "iothread,id=io1")) as vm:
+        dev = Device(vm)
+        dev.start(1 << F_MQ, nqueues=2, qsize=256)
+        stores = [Store(vm, dev, q) for q in dev.queues]
+        Store.store_many(stores, range(3000))
+        s = info(vm)
+        d = s["disk"]
+        print("2 x 3000 pages from two IOThreads: %r" % d)
+        check(s["pages"] == 6000 and s["host-bytes"] <= BUDGET,
+              "stats %r" % s)
+        check(d["pages"] > 0 and d["errors"] == 0, "disk %r" % d)
+        for st in stores:
+            st.check_all()
+
+
+def test_tier_unplug():
+    """Hot-unplug of a device whose tier holds pages, then a new device
+    on the same file (backing-size 0: the file's size) starts empty."""
+    with tempfile.TemporaryDirectory(prefix="vtmem-tier-") as tmp:
+        backing = os.path.join(tmp, "tier.img")
+        with QTestVM(machine="pc") as vm:
+            args = {"budget": BUDGET, "backing-file": backing,
+                    "backing-size": 64 * MiB, "segment-size": MiB}
+            try:
+                vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+                       addr="05.0", **args)
+            except Exception as e:
+                if NO_TIER in str(e):
+                    skip(NO_TIER)
+                raise
+            st = Store(vm, started(Device(vm, slot=5)))
+            st.fill_past_budget(0, 4000)
+            vm.cmd("device_del", id="tmem0")
+            vm.outl(0xAE08, 1 << 5)     # PIIX4 ACPI PCI hot-plug: eject
+            check(vm.wait_event("DEVICE_DELETED", 10) is not None,
+                  "no DEVICE_DELETED after eject")
+            check(vm.cmd("query-tmem") == [], "device still reported")
+            del args["backing-size"]
+            vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+                   addr="05.0", **args)
+            d = disk(vm)
+            check(d["size"] == 64 * MiB and d["pages"] == 0 and
+                  d["writes"] == 0, "new device: %r" % d)
+            st = Store(vm, started(Device(vm, slot=5)))
+            st.fill_past_budget(0, 4000)
+            st.check_all()
+
+
 TESTS = {
     "tier-properties": test_tier_properties,
     "tier-realize-errors": test_tier_realize_errors,
     "tier-store-load": test_tier_store_load,
     "tier-write-error": test_tier_write_error,
     "tier-read-error": test_tier_read_error,
+    "tier-cleaner": test_tier_cleaner,
+    "tier-iothreads": test_tier_iothreads,
+    "tier-unplug": test_tier_unplug,
 }
 
 
