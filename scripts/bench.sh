@@ -16,6 +16,15 @@
 # VTMEM_BENCH_ROUNDS=1 halves it).  Sizes and other knobs: see the
 # header of bench/vm/swapbench.py (VTMEM_BENCH_MEM, VTMEM_BENCH_MB,
 # VTMEM_BENCH_ROUNDS, VTMEM_BENCH_DIR, VTMEM_ACCEL, VTMEM_CACHE...).
+#
+# The disk tier against virtio-blk (bench/results/disk-tier.{md,json};
+# latest.* stay as they are):
+#
+#   VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk scripts/bench.sh
+#
+# VTMEM_BENCH_OPTIONS picks the guests (tmem, tmem-noevfd, blk, zram,
+# tmem-tier, tmem-tier-noevfd); VTMEM_BENCH_TIER_BUDGET (default 12M)
+# and VTMEM_BENCH_TIER_SIZE (default 1G) size the tier guests.
 # A benchmark, not a test: it never runs in CI's test suites.
 set -eu
 
@@ -40,6 +49,11 @@ step "guest kernel 6.12 (scripts/guest-kernels.sh)"
 scripts/guest-kernels.sh env 6.12 > /dev/null
 step "guest module (scripts/build-guest-module.sh)"
 scripts/build-guest-module.sh -v normal 6.12 > /dev/null
+# tmem-bench serves only guest (a)'s table: not needed without it.
+case ",${VTMEM_BENCH_OPTIONS:-tmem}," in
+*,tmem,*) ;;
+*) TMEM_BENCH=${TMEM_BENCH:-none} ;;
+esac
 if [ -z "${TMEM_BENCH:-}" ]; then
 	step "tmem-bench (meson, ./build)"
 	[ -f build/build.ninja ] || meson setup build > /dev/null

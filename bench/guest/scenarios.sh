@@ -4,6 +4,7 @@
 # bench/vm/swapbench.py.
 #
 #   vtmem.scenario=bench vtmem.opt=tmem|blk|zram vtmem.swap_mb=N
+#   [vtmem.backing=SERIAL]   (tmem: the backing device for refused pages)
 #   vtmem.workloads=seq:text,random:text,random:mixed vtmem.mb=N
 #
 # One swap device at priority 100, then each workload in turn
@@ -13,7 +14,14 @@
 bench_swapon() {
 	case $VT_OPT in
 	tmem)
-		load_vtmem disksize=$((VT_SWAP_MB * 1024 * 1024)) || return 1
+		# vtmem.backing=SERIAL: that disk takes pages the host refuses.
+		set -- disksize=$((VT_SWAP_MB * 1024 * 1024))
+		if [ -n "${VT_BACKING:-}" ]; then
+			bdev=$(disk_by_serial "$VT_BACKING") ||
+				{ fail "no disk with serial $VT_BACKING"; return 1; }
+			set -- "$@" backing_dev="$bdev"
+		fi
+		load_vtmem "$@" || return 1
 		dev=/dev/vtmem0
 		;;
 	blk)

@@ -23,6 +23,18 @@ Run through scripts/bench.sh, which sets up what is missing first.  One run:
  3. writes bench/results/latest.json, latest.md (tables) and latest.png
     (gnuplot), and prints latest.md.
 
+The disk tier (VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk):
+      tmem-tier  virtio-tmem with budget VTMEM_BENCH_TIER_BUDGET (default
+            12M: about a quarter of what the workloads keep in the host,
+            41 MiB of text pages, 72 MiB of mixed ones) and a disk tier
+            (backing-file in VTMEM_BENCH_DIR, backing-size
+            VTMEM_BENCH_TIER_SIZE, default 1G), the blk disk as the
+            guest's backing device for refused pages; tmem-tier-noevfd:
+            the same with ioeventfd=off.  Written to
+            bench/results/disk-tier.{json,md} (with blk); latest.* are
+            written only when all four options above ran, else a subset
+            without the tier goes to partial.json.
+
 Each option runs VTMEM_BENCH_ROUNDS times (default 2), the options
 interleaved (tmem, blk, zram, tmem, ...), and each workload's best round
 (shortest wall time) is reported: other work on the machine slows single
@@ -31,7 +43,8 @@ runs a lot under TCG.
 Sizes (documented in latest.md): guest RAM 256 MiB, 1 vCPU, each workload
 384 MiB (1.5x RAM; zram, which keeps its compressed pages in that RAM, is
 OOM-killed on the mixed workload at 128 MiB / 224 MiB), one touch pass.
-Environment: VTMEM_BENCH_MEM (MiB),
+Environment: VTMEM_BENCH_OPTIONS (the guests, comma-separated, in the
+order each round runs them; also --options), VTMEM_BENCH_MEM (MiB),
 VTMEM_BENCH_MB (MiB per workload), VTMEM_BENCH_PASSES, VTMEM_BENCH_DIR (where
 the virtio-blk backing file lives; must support O_DIRECT; default
 $VTMEM_CACHE/bench), TMEM_BENCH (the tmem-bench binary), TMEM_BENCH_ARGS,
@@ -57,11 +70,16 @@ import vmrun  # noqa: E402
 
 RESULTS = os.path.join(TOP, "bench", "results")
 OPTIONS = ("tmem", "tmem-noevfd", "blk", "zram")
+# The disk tier comparison (bench/results/disk-tier.*): virtio-tmem with a
+# small budget and the device's disk tier, against (b).
+TIER_OPTIONS = ("tmem-tier", "tmem-tier-noevfd")
 OPTION_NAMES = {
     "tmem": "(a) virtio-tmem",
     "tmem-noevfd": "(a') virtio-tmem, ioeventfd=off",
     "blk": "(b) virtio-blk O_DIRECT",
     "zram": "(c) zram lz4 in guest",
+    "tmem-tier": "(d) virtio-tmem + disk tier",
+    "tmem-tier-noevfd": "(d') virtio-tmem + disk tier, ioeventfd=off",
 }
 WORKLOADS = ("seq:text", "random:text", "random:mixed")
 WORKLOAD_NAMES = {
@@ -151,11 +169,13 @@ def read_status(pid):
 class BenchVM(vmrun.VM):
     """vmrun's VM plus the benchmark's swap disk and host-side readings."""
 
-    def __init__(self, *a, disk=None, aio="threads", tmem_extra="", **kw):
+    def __init__(self, *a, disk=None, aio="threads", tmem_extra="",
+                 tier=None, **kw):
         super().__init__(*a, **kw)
         self.disk = disk
         self.aio = aio
         self.tmem_extra = tmem_extra
+        self.tier = tier        # the disk tier's backing file, or None
 
     def _argv(self):
         argv = super()._argv()
@@ -182,7 +202,17 @@ class BenchVM(vmrun.VM):
         return {"tmem": tmem, "timing": timing, "rss_kb": st["VmRSS"],
                 "hwm_kb": st["VmHWM"], "cpu_s": st["cpu_s"],
                 "file_bytes": os.stat(self.disk).st_blocks * 512,
+                "tier_file_bytes": os.stat(self.tier).st_blocks * 512
+                if self.tier and os.path.exists(self.tier) else 0,
                 "time": time.time()}
+
+
+def tier_budget():
+    return os.environ.get("VTMEM_BENCH_TIER_BUDGET", "12M")
+
+
+def tier_size():
+    return os.environ.get("VTMEM_BENCH_TIER_SIZE", "1G")
 
 
 def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
@@ -191,15 +221,34 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
     # (a') tmem-noevfd: (a) with the guest's kick handled in the vCPU
     # thread itself during the exit (ioeventfd=off: no hop to the main
     # loop), which is what costs most under TCG here.
-    extra = {"tmem-noevfd": ",ioeventfd=off"}.get(opt, "")
+    extra = ",ioeventfd=off" if opt.endswith("-noevfd") else ""
+    budget = "2G"
+    params = dict(opt=opt.split("-")[0], mb=mb, swap_mb=swap_mb,
+                  passes=passes, workloads=",".join(WORKLOADS), mem_mb=mem)
+    tier = None
+    if opt in TIER_OPTIONS:
+        # (d) a budget far below what the workloads put in the host, the
+        # rest in the disk tier, a fresh file next to (b)'s; the guest
+        # keeps (b)'s disk as its backing device for pages the host
+        # refuses (it should refuse none: counted as failed_stores).
+        budget = tier_budget()
+        tier = os.path.join(os.path.dirname(disk),
+                            "tier-%d.img" % os.getpid())
+        if os.path.exists(tier):
+            os.unlink(tier)
+        extra += ",backing-file=%s,backing-size=%s" % (tier, tier_size())
+        params["backing"] = "bench-swap"
     vm = BenchVM(qemu, kernel, image, "bench", accel=accel, mem_mb=mem,
-                 budget="2G", tmem_extra=extra, params=dict(
-                     opt=opt.split("-")[0], mb=mb, swap_mb=swap_mb, passes=passes,
-                     workloads=",".join(WORKLOADS), mem_mb=mem),
-                 timeout=timeout, disk=disk, aio=aio)
-    log("%s: booting (%d MiB RAM, %d MiB per workload)" % (opt, mem, mb))
+                 budget=budget, tmem_extra=extra, params=params,
+                 timeout=timeout, disk=disk, aio=aio, tier=tier)
+    log("%s: booting (%d MiB RAM, %d MiB per workload, budget %s)"
+        % (opt, mem, mb, budget))
     try:
-        res = vm.run()
+        try:
+            res = vm.run()
+        finally:
+            if tier and os.path.exists(tier):
+                os.unlink(tier)
     except vmrun.VMError as e:
         r = getattr(e, "result", None)
         tail = r.console[-3000:] if r is not None else ""
@@ -291,6 +340,28 @@ def summarize_run(run):
             row["own_s"] = BASELINE_S_PER_PAGE * g["pages"]
             row["swap_us_per_page"] = ((wall - row["own_s"]) / (ins + outs)
                                        * 1e6 if ins + outs else 0)
+        d0 = (h0["tmem"] or {}).get("disk") or {}
+        d1 = (h1["tmem"] or {}).get("disk") or {}
+        if d1:
+            # The disk tier over this workload (counters are cumulative).
+            row["disk"] = {k: d1.get(k, 0) - d0.get(k, 0) for k in (
+                "written-back", "reads", "read-bytes", "writes",
+                "write-bytes", "errors", "cleaned-segments")}
+            row["disk"]["failed"] = d1.get("failed")
+            # Of the LOADs over the same interval (the workload and its
+            # final check, which pswpin does not cover), those read from
+            # the file.
+            loads = h1["tmem"]["loads"] - h0["tmem"]["loads"]
+            row["host_loads"] = loads
+            row["disk_reads_per_load"] = (row["disk"]["reads"] / loads
+                                          if loads else 0)
+            row["host_failed_stores"] = (h1["tmem"]["failed-stores"] -
+                                         h0["tmem"]["failed-stores"])
+            g0, g1 = prev.get("guest") or {}, cp.get("guest") or {}
+            row["guest_failed_stores"] = (g1.get("failed_stores", 0) -
+                                          g0.get("failed_stores", 0))
+            row["guest_backing_writes"] = (g1.get("backing_writes", 0) -
+                                           g0.get("backing_writes", 0))
         mm = (cp.get("zram_mm_stat") or "").split()
         if len(mm) >= 5:
             row["zram_mem_used_max_mib"] = int(mm[4]) / 1048576.0
@@ -638,16 +709,154 @@ unset multiplot
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def render_tier_md(r):
+    """bench/results/disk-tier.md: (d) virtio-tmem with a small budget and
+    the disk tier against (b) virtio-blk, plus whatever else ran."""
+    s = r["summary"]
+    opts = [o for o in ("tmem", "tmem-noevfd") + TIER_OPTIONS +
+            ("blk", "zram") if o in s]
+    cmd = "VTMEM_BENCH_OPTIONS=%s VTMEM_BENCH_ROUNDS=%d scripts/bench.sh" % (
+        ",".join(r["options"]), r["rounds"])
+    L = ["# virtio-tmem benchmark: the disk tier against virtio-blk", ""]
+    L.append("Produced by `%s` on %s UTC (%.0f s)." % (cmd, r["started"],
+                                                      r["seconds"]))
+    L.append("")
+    if r["accel"] == "tcg":
+        L.append("> **Warning: accelerator TCG.** Everything the guest does "
+                 "is emulated, so guest-side times and rates are far slower "
+                 "than on real KVM and only the ratios between the options "
+                 "are meaningful.")
+        L.append("")
+    L.append("- Machine: %s; %s, %d CPUs, %d MiB RAM; load average "
+             "(1/5/15 min) %s at start, %s at end"
+             % (r["machine"]["host"], r["machine"]["cpu"],
+                r["machine"]["cpus"], r["machine"]["mem_mib"],
+                r["load_start"], r["load_end"]))
+    L.append("- Accelerator: %s; QEMU %s; guest kernel %s (Debian), "
+             "busybox initramfs" % (r["accel"].upper(), r["qemu_version"],
+                                    r["kernel"]))
+    L.append("- Guest: %d MiB RAM, 1 vCPU; each workload maps %d MiB "
+             "(%.2fx RAM), fills it in order, then touches every page "
+             "%d time(s) (verify, rewrite), all pages verified; swap "
+             "device %d MiB at priority 100, zswap off"
+             % (r["mem"], r["mb"], r["mb"] / float(r["mem"]), r["passes"],
+                2 * r["mb"]))
+    L.append("- (d) virtio-tmem with `budget=%s` and a disk tier: "
+             "`backing-file` on the host's file system next to (b)'s file "
+             "(%s), `backing-size=%s`, segments and write-back marks at "
+             "their defaults (256K, 90%%/80%% of the budget); the guest has "
+             "(b)'s disk as its backing device for pages the host refuses "
+             "(REJECTED below).  (d') the same with `ioeventfd=off`.  (b) "
+             "virtio-blk on a sparse host file, cache=none (O_DIRECT), "
+             "aio=%s.  The same guest, kernel and workloads as latest.md."
+             % (r.get("tier_budget"), r.get("tier_dir_fs", "?"),
+                r.get("tier_size"), r["aio"]))
+    L.append("")
+    L.append("Wall time and swap rates are the guest's over fill + touch; "
+             "x(b): speed-up over (b).  Disk tier columns are the device's "
+             "query-tmem `disk` counters over the workload: pages written "
+             "back, bytes written, read requests and bytes read (one read "
+             "per page loaded from the file), and those reads per LOAD the "
+             "host answered over the same interval (which includes the "
+             "workload's final check of every page, outside its timed "
+             "fill + touch).  Host RSS growth: QEMU's peak "
+             "RSS minus its RSS before the workload.  Each row is the "
+             "workload's best of %d round(s)." % r["rounds"])
+    L.append("")
+    L.append("| workload | option | wall s | x(b) | swap-ins/s | "
+             "swap-outs/s | host RSS growth MiB | written back (pages) | "
+             "disk written MiB | disk reads | disk read MiB | disk reads "
+             "per LOAD | REJECTED | guest us per swapped page |")
+    L.append("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+             "| ---: | ---: | ---: | ---: | ---: |")
+    for w in WORKLOADS:
+        tag = w.replace(":", "_")
+        b = s.get("blk", {}).get(tag, {})
+        for opt in opts:
+            x = s[opt][tag]
+            if x.get("oom"):
+                L.append("| %s | %s | killed by the guest's OOM killer |"
+                         % (WORKLOAD_NAMES[tag], OPTION_NAMES[opt]) +
+                         " |" * 11)
+                continue
+            d = x.get("disk")
+            dcols = ["-"] * 6
+            if d:
+                dcols = [fmt(d["written-back"], 0),
+                         fmt(d["write-bytes"] / 1048576.0, 1),
+                         fmt(d["reads"], 0),
+                         fmt(d["read-bytes"] / 1048576.0, 1),
+                         fmt(x["disk_reads_per_load"], 2),
+                         "%d" % x["guest_failed_stores"]]
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                WORKLOAD_NAMES[tag], OPTION_NAMES[opt], fmt(x["wall_s"], 1),
+                "%.2f" % (b["wall_s"] / x["wall_s"]) if b.get("wall_s")
+                else "-",
+                fmt(x["swapins_per_s"], 0), fmt(x["swapouts_per_s"], 0),
+                fmt(x["rss_growth_mib"], 1), " | ".join(dcols),
+                fmt(x.get("swap_us_per_page", 0), 1)))
+    L.append("")
+    if "blk" in s:
+        parts = []
+        for opt in TIER_OPTIONS:
+            if opt not in s:
+                continue
+            xs = []
+            for tag in ("random_text", "random_mixed"):
+                x, b = s[opt][tag], s["blk"][tag]
+                xs.append("**%.2fx**" % (b["wall_s"] / x["wall_s"])
+                          if x.get("wall_s") and b.get("wall_s") else "-")
+            parts.append("%s %s (random text pages), %s (random mixed)"
+                         % (OPTION_NAMES[opt], xs[0], xs[1]))
+        L.append("Target: virtio-tmem with the disk tier >= 2x faster than "
+                 "(b) on the random workloads: " + "; ".join(parts) +
+                 ".  Analysis: docs/performance.md.")
+        L.append("")
+    errs = [(o, w) for o in TIER_OPTIONS if o in s
+            for w, x in s[o].items()
+            if (x.get("disk") or {}).get("errors") or
+            x.get("guest_failed_stores")]
+    if errs:
+        L.append("Note: disk errors or REJECTED stores in %s."
+                 % ", ".join("%s/%s" % e for e in errs))
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def fs_type(path):
+    """The file system type of the mount holding path (for the report)."""
+    best, typ = "", "?"
+    try:
+        with open("/proc/mounts") as f:
+            for line in f:
+                fld = line.split()
+                if len(fld) >= 3 and (path == fld[1] or path.startswith(
+                        fld[1].rstrip("/") + "/")) and len(fld[1]) > len(best):
+                    best, typ = fld[1], fld[2]
+    except OSError:
+        pass
+    return typ
+
+
 # ---------------------------------------------------------------- main
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--options", default=",".join(OPTIONS),
-                    help="which guests (default all: %s)" % ",".join(OPTIONS))
+    ap.add_argument("--options",
+                    default=os.environ.get("VTMEM_BENCH_OPTIONS",
+                                           ",".join(OPTIONS)),
+                    help="which guests, in this order each round (default "
+                    "$VTMEM_BENCH_OPTIONS, else %s; also: %s)"
+                    % (",".join(OPTIONS), ",".join(TIER_OPTIONS)))
     ap.add_argument("--out", default=RESULTS, help="results directory")
     ap.add_argument("--no-libtmem", action="store_true",
                     help="skip tmem-bench (testing only)")
     args = ap.parse_args()
+    options = [o for o in args.options.split(",") if o]
+    for o in options:
+        if o not in OPTION_NAMES:
+            ap.error("unknown option %r (known: %s)"
+                     % (o, ",".join(OPTION_NAMES)))
     mem = env_int("VTMEM_BENCH_MEM", 256)
     mb = env_int("VTMEM_BENCH_MB", 384)
     passes = env_int("VTMEM_BENCH_PASSES", 1)
@@ -655,7 +864,7 @@ def main():
     t0 = time.time()
     r = {"started": started.strftime("%Y-%m-%d %H:%M:%S"),
          "load_start": loadavg(), "machine": machine(), "mem": mem,
-         "mb": mb, "passes": passes}
+         "mb": mb, "passes": passes, "options": options}
     log("load average %s" % r["load_start"])
 
     try:
@@ -694,13 +903,19 @@ def main():
         r["aio"] = aio_mode(qemu, disk)
         log("virtio-blk: cache=none aio=%s, file in %s" % (r["aio"], ddir))
 
+        # libtmem alone only serves latest.md's table 1, from guest (a).
         r["libtmem"] = ({"args": [], "pages": 0, "repeat": 0}
-                        if args.no_libtmem else run_tmem_bench())
+                        if args.no_libtmem or "tmem" not in options
+                        else run_tmem_bench())
+        if any(o in TIER_OPTIONS for o in options):
+            r["tier_budget"] = tier_budget()
+            r["tier_size"] = tier_size()
+            r["tier_dir_fs"] = fs_type(os.path.realpath(ddir))
         r["guests"] = {}
         timeout = env_int("VTMEM_BENCH_TIMEOUT", 1500)
         r["rounds"] = env_int("VTMEM_BENCH_ROUNDS", 2)
         for _ in range(r["rounds"]):
-            for opt in args.options.split(","):
+            for opt in options:
                 r["guests"].setdefault(opt, []).append(run_guest(
                     opt, qemu, kernel, image, accel, r["aio"], disk, mem,
                     mb, passes, timeout))
@@ -722,11 +937,27 @@ def main():
     complete = all(o in r["summary"] for o in OPTIONS)
     if "tmem" in r["summary"]:
         r["host_path"] = host_path(r["libtmem"], r["guests"]["tmem"])
+    tier = any(o in r["summary"] for o in TIER_OPTIONS)
+    if tier:
+        # The disk tier comparison has its own files; latest.* stay.
+        with open(os.path.join(args.out, "disk-tier.json"), "w") as f:
+            json.dump(r, f, indent=1)
+        if "blk" in r["summary"]:
+            md = render_tier_md(r)
+            with open(os.path.join(args.out, "disk-tier.md"), "w") as f:
+                f.write(md)
+            print(md)
+        else:
+            log("no (b) virtio-blk guest: wrote disk-tier.json only")
+    if not complete:
+        if not tier:
+            with open(os.path.join(args.out, "partial.json"), "w") as f:
+                json.dump(r, f, indent=1)
+            log("not all of %s ran: wrote partial.json only (latest.* "
+                "unchanged)" % ",".join(OPTIONS))
+        return 0
     with open(os.path.join(args.out, "latest.json"), "w") as f:
         json.dump(r, f, indent=1)
-    if not complete:
-        log("not all three options ran: wrote latest.json only")
-        return 0
     md = render_md(r)
     with open(os.path.join(args.out, "latest.md"), "w") as f:
         f.write(md)
