@@ -469,7 +469,7 @@ def test_tier_cleaner():
               % (statuses.count(S_REJECTED), d))
         check(set(statuses) == {S_OK, S_REJECTED}, "statuses %r"
               % sorted(set(statuses)))
-        check(d["segments"] >= 16 * MiB // d["segment-size"] - 1,
+        check(d["segments"] >= 16 * MiB // d["segment-size"] - 2,
               "tier not full: %r" % d)
         check(s["failed-stores-budget"] == statuses.count(S_REJECTED) and
               s["host-bytes"] <= BUDGET, "stats %r" % s)
