@@ -81,7 +81,11 @@ struct tmem_client_config {
 	/* 0: TMEM_DEFAULT_SEGMENT_SIZE; else a power of two in
 	 * [TMEM_MIN_SEGMENT_SIZE, TMEM_MAX_SEGMENT_SIZE]. */
 	uint32_t segment_size;
-	/* Percent of the budget; 0 selects the defaults; low < high <= 100. */
+	/*
+	 * Percent of the budget, low < high <= 100.  0 selects
+	 * TMEM_DEFAULT_WRITEBACK_HIGH, and for low 10 below high (half of
+	 * high if that is 10 or less).
+	 */
 	uint8_t writeback_high;
 	uint8_t writeback_low;
 };
@@ -91,7 +95,6 @@ struct tmem_client_config {
 #define TMEM_MAX_SEGMENT_SIZE		(16u << 20)
 #define TMEM_TIER_MIN_SEGMENTS		4
 #define TMEM_DEFAULT_WRITEBACK_HIGH	90
-#define TMEM_DEFAULT_WRITEBACK_LOW	80
 
 #define TMEM_DEFAULT_MAX_POOLS		16
 #define TMEM_MAX_POOLS			1024

@@ -59,6 +59,8 @@
 #define TIER_BLOCK	4096		/* O_DIRECT alignment */
 #define TIER_BATCH	512		/* pages per pass before waking stores */
 #define CLEAN_TAG	(TIER_BUFS + 1)
+/* Live bytes under which a segment is worth cleaning: it frees 1/4 at least. */
+#define CLEAN_MAX(t)	((t)->seg_size / 4 * 3)
 
 /* Before each page in a segment; the page's handle points past it. */
 struct seg_hdr {
@@ -90,6 +92,7 @@ struct tmem_tier {
 	struct tmem_client *c;
 	int fd;
 	bool direct;
+	bool created;			/* tier_open() created the file */
 	uint32_t seg_size;
 	uint32_t nsegs;
 	uint64_t high, low;		/* watermarks, bytes */
@@ -161,13 +164,13 @@ static void seg_release(struct tmem_tier *t, uint32_t segno)
 static bool seg_put(struct tmem_tier *t, uint32_t segno, unsigned int len)
 {
 	struct tier_seg *seg = &t->segs[segno];
-	uint32_t half = t->seg_size / 2, old;
+	uint32_t old;
 
 	if (len) {
 		old = atomic_fetch_sub_explicit(&seg->live_bytes, len,
 						memory_order_relaxed);
 		/* Worth cleaning now: a full tier may have room again. */
-		if (old >= half && old - len < half)
+		if (old >= CLEAN_MAX(t) && old - len < CLEAN_MAX(t))
 			TMEM_WR(t->full, false);
 	}
 	if (atomic_fetch_sub_explicit(&seg->ref, 1, memory_order_acq_rel) != 1)
@@ -513,7 +516,7 @@ static int fill_next(struct tmem_tier *t)
 
 	if (ret != -ENOSPC)
 		return ret;
-	victim = pick_victim(t, t->seg_size * 3 / 4);
+	victim = pick_victim(t, CLEAN_MAX(t));
 	if (victim < 0 || fill_open(t, true))
 		return -ENOSPC;
 	while (clean_segment(t, victim)) {
@@ -650,7 +653,7 @@ static uint64_t writer_pass(struct tmem_tier *t)
 
 static bool writer_due(struct tmem_tier *t)
 {
-	if (t->stop || t->failed || t->full)
+	if (t->stop || TMEM_RD(t->failed) || TMEM_RD(t->full))
 		return false;
 	if (t->room_wanted)
 		return true;
@@ -681,7 +684,7 @@ static void *writer_main(void *arg)
 		t->last_moved = moved;
 		t->stalled = !moved;
 		t->draining = moved && used_bytes(t) > t->low;
-		if (!moved && t->fill < 0 && !t->failed)
+		if (!moved && t->fill < 0 && !TMEM_RD(t->failed))
 			TMEM_WR(t->full, t->nfree <= TIER_RESERVE);
 		pthread_cond_broadcast(&t->progress);
 	}
@@ -730,14 +733,14 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 	if (!t)
 		return false;
 	pthread_mutex_lock(&t->lock);
-	if (t->failed || t->full || t->stop) {
+	if (TMEM_RD(t->failed) || TMEM_RD(t->full) || t->stop) {
 		pthread_mutex_unlock(&t->lock);
 		return false;
 	}
 	gen = t->gen;
 	t->room_wanted = true;
 	pthread_cond_signal(&t->wake);
-	while (t->gen == gen && !t->failed && !t->stop)
+	while (t->gen == gen && !TMEM_RD(t->failed) && !t->stop)
 		pthread_cond_wait(&t->progress, &t->lock);
 	moved = t->gen != gen && t->last_moved;
 	pthread_mutex_unlock(&t->lock);
@@ -859,21 +862,35 @@ int tmem_tier_config_check(const struct tmem_client_config *cfg)
 	return 0;
 }
 
-/* Open (or create) and size the backing file; sets fd, direct, nsegs. */
+/* open(2) with O_DIRECT if the file system takes it; -errno on failure. */
+static int open_direct(struct tmem_tier *t, const char *path, int flags)
+{
+	int fd = open(path, flags | O_DIRECT, 0600);
+
+	t->direct = fd >= 0;
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, flags, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Open (or create) and size the backing file; sets fd, direct, nsegs,
+ * and created when the file is ours to remove if creation fails.
+ */
 static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
 {
-	int flags = O_RDWR | O_CLOEXEC | (cfg->backing_size ? O_CREAT : 0);
+	const int flags = O_RDWR | O_CLOEXEC;
 	uint64_t size, want;
 	struct stat st;
 
-	t->direct = true;
-	t->fd = open(cfg->backing_file, flags | O_DIRECT, 0600);
-	if (t->fd < 0 && errno == EINVAL) {
-		t->direct = false;
-		t->fd = open(cfg->backing_file, flags, 0600);
+	t->fd = open_direct(t, cfg->backing_file, flags);
+	if (t->fd == -ENOENT && cfg->backing_size) {
+		t->fd = open_direct(t, cfg->backing_file,
+				    flags | O_CREAT | O_EXCL);
+		t->created = t->fd >= 0;
 	}
 	if (t->fd < 0)
-		return -errno;
+		return t->fd;
 	if (fstat(t->fd, &st))
 		return -errno;
 	if (S_ISBLK(st.st_mode)) {
@@ -1018,6 +1035,8 @@ int tmem_tier_new(struct tmem_client *c)
 	c->tier = t;
 	return 0;
 fail:
+	if (t->created)
+		unlink(cfg->backing_file);
 	tier_destroy(c, t);
 	return ret;
 }
@@ -1073,7 +1092,7 @@ void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 
 		st->disk_segments += seg->state != SEG_FREE && held;
 	}
-	st->disk_failed = t->failed;
+	st->disk_failed = TMEM_RD(t->failed);
 	pthread_mutex_unlock(&t->lock);
 	st->written_back = TMEM_RD(t->written_back);
 	st->disk_reads = TMEM_RD(t->reads);
