@@ -15,6 +15,10 @@
  *
  * Which pages are on disk is not visible through the API; a test that
  * needs one injects TMEM_IO_READ errors and looks for a load that fails.
+ *
+ * TMEM_TEST_FILTER='*cleaner*' runs only the matching tests.  A test that
+ * runs for a minute is taken as hung: the statistics are printed and the
+ * binary exits 1.
  */
 #include <dirent.h>
 #include <fcntl.h>
@@ -37,7 +41,9 @@
 #define SEG		(64 * KiB)	/* segment size of most tests */
 #define WAIT_SECONDS	5.0		/* for the background thread */
 
-static char tier_dir[PATH_MAX / 2];	/* leaves room for file names */
+static char tier_dir[PATH_MAX / 2];
+/* For the watchdog: the tier client of the running test, if any. */
+static struct tmem_client *_Atomic watched_client;	/* leaves room for file names */
 static unsigned int tier_seq;
 
 /* ---- helpers ---------------------------------------------------------- */
@@ -108,10 +114,12 @@ static void tier_open(struct tier *tr, const char *name, uint64_t budget,
 			 (unsigned long long)budget, (unsigned long long)disk,
 			 seg, ret, tmem_strerror(ret));
 	assert_int_equal(tmem_ctx_new(tr->t.client, &tr->t.ctx), 0);
+	atomic_store(&watched_client, tr->t.client);
 }
 
 static void tier_close(struct tier *tr)
 {
+	atomic_store(&watched_client, NULL);
 	tclient_close(&tr->t);
 	unlink(tr->path);
 }
@@ -1361,6 +1369,59 @@ static void test_threads(void **state)
 
 /* ---- main ------------------------------------------------------------- */
 
+/*
+ * Watchdog: a test still running after WATCHDOG_SECONDS has hung (a
+ * store waiting for a write-back that never comes, say).  Print the
+ * client's statistics (twice, a second apart: counters still moving mean
+ * a livelock) and exit, rather than leave meson to kill a silent process.
+ */
+static void remove_tier_dir(void);
+
+#define WATCHDOG_SECONDS 60.0
+static _Atomic double test_started;	/* 0: between tests */
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		double t0 = atomic_load(&test_started);
+		struct tmem_client *c;
+		struct tmem_stats st;
+
+		usleep(100000);
+		if (!t0 || now_sec() - t0 < WATCHDOG_SECONDS)
+			continue;
+		fprintf(stdout, "WATCHDOG: a test has run for %.0f s\n",
+			WATCHDOG_SECONDS);
+		c = atomic_load(&watched_client);
+		for (int i = 0; c && i < 2; i++) {
+			memset(&st, 0, sizeof(st));
+			tmem_client_stats(c, &st);
+			print_stats("WATCHDOG", &st);
+			sleep(1);
+		}
+		fflush(stdout);
+		remove_tier_dir();
+		_exit(1);
+	}
+	return NULL;
+}
+
+static int test_setup(void **state)
+{
+	(void)state;
+	atomic_store(&test_started, now_sec());
+	return 0;
+}
+
+static int test_teardown(void **state)
+{
+	(void)state;
+	print_message("(%.2f s)\n", now_sec() - atomic_load(&test_started));
+	atomic_store(&test_started, 0);
+	return 0;
+}
+
 static void remove_tier_dir(void)
 {
 	char path[PATH_MAX + 256];
@@ -1397,26 +1458,30 @@ static int probe_tier(void)
 	return ret;
 }
 
+#define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_no_tier),
-		cmocka_unit_test(test_config_errors),
-		cmocka_unit_test(test_create_file),
-		cmocka_unit_test(test_far_over_budget),
-		cmocka_unit_test(test_ephemeral_not_written_back),
-		cmocka_unit_test(test_ephemeral_and_persistent),
-		cmocka_unit_test(test_invalidate_frees_disk),
-		cmocka_unit_test(test_overwrite_written_back),
-		cmocka_unit_test(test_cleaner),
-		cmocka_unit_test(test_tier_full),
-		cmocka_unit_test(test_write_error),
-		cmocka_unit_test(test_write_error_after_writeback),
-		cmocka_unit_test(test_read_error),
-		cmocka_unit_test(test_reset),
-		cmocka_unit_test(test_threads),
+		T(test_no_tier),
+		T(test_config_errors),
+		T(test_create_file),
+		T(test_far_over_budget),
+		T(test_ephemeral_not_written_back),
+		T(test_ephemeral_and_persistent),
+		T(test_invalidate_frees_disk),
+		T(test_overwrite_written_back),
+		T(test_cleaner),
+		T(test_tier_full),
+		T(test_write_error),
+		T(test_write_error_after_writeback),
+		T(test_read_error),
+		T(test_reset),
+		T(test_threads),
 	};
 	const char *tmp = getenv("TMPDIR");
+	const char *filter = getenv("TMEM_TEST_FILTER");	/* e.g. "*cleaner*" */
+	pthread_t watchdog;
 	int ret;
 
 	if (!tmp || !*tmp)
@@ -1436,6 +1501,10 @@ int main(void)
 		remove_tier_dir();
 		return T_EXIT_SKIP;
 	}
+	if (filter)
+		cmocka_set_test_filter(filter);
+	if (pthread_create(&watchdog, NULL, watchdog_main, NULL) == 0)
+		pthread_detach(watchdog);
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
 	remove_tier_dir();
 	return ret;
