@@ -849,12 +849,14 @@ static void test_overwrite_written_back(void **state)
 }
 
 /*
- * Cleaner: fill 3/4 of the tier, invalidate 3 of 4 pages scattered over
- * it (so no segment empties), then store more than the free segments and
- * the budget can take: the cleaner must move the live pages out of the
- * mostly-empty segments.  Every store succeeds, every live page loads.
+ * Cleaner: fill 3/4 of the tier, invalidate all but one page in
+ * @keep_one_in scattered over it, then store more than the free segments
+ * and the budget can take (by @margin segments): the cleaner must move
+ * the live pages out of the mostly-empty segments.  Every store
+ * succeeds, every live page loads.
  */
-static void test_cleaner(void **state)
+static void check_cleaner(const char *name, uint32_t keep_one_in,
+			  uint32_t margin)
 {
 	const uint64_t disk = 8 * MiB;
 	const uint32_t limit = 40000;
@@ -864,10 +866,9 @@ static void test_cleaner(void **state)
 	uint64_t avg, free_segs, s;
 	unsigned char *keep;
 
-	(void)state;
 	keep = calloc(limit, 1);
 	assert_non_null(keep);
-	tier_open(&tr, "cleaner", 2 * MiB, disk, SEG);
+	tier_open(&tr, name, 2 * MiB, disk, SEG);
 	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
 	for (k = 0;; k++) {
 		assert_true(k < limit);
@@ -885,22 +886,23 @@ static void test_cleaner(void **state)
 
 	for (k = 0; k < n1; k++) {
 		s = k;
-		keep[k] = splitmix64(&s) % 4 == 0;
+		keep[k] = splitmix64(&s) % keep_one_in == 0;
 		if (!keep[k])
 			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
 					 KEY_OBJ(k), KEY_IDX(k)), 1);
 	}
 	st = settled_stats(tr.t.client);
-	print_stats("3 of 4 invalidated", &st);
+	print_stats("invalidated", &st);
 	check_tier_invariants(&st, disk, SEG);
 	free_segs = disk / SEG - st.disk_segments;
-	/* Precondition: invalidation alone freed (almost) no segment. */
-	if (free_segs > disk / SEG / 4 + 4)
+	/* Precondition (1 in 4 kept): invalidation alone freed almost no
+	 * segment. */
+	if (keep_one_in <= 4 && free_segs > disk / SEG / 4 + 4)
 		fail_msg("%llu segments free after invalidation: the pattern emptied segments",
 			 (unsigned long long)free_segs);
 
 	/* More than the free segments and the whole budget together. */
-	extra = (uint32_t)((free_segs * SEG + tr.budget + 16 * SEG) / avg);
+	extra = (uint32_t)((free_segs * SEG + tr.budget + margin * SEG) / avg);
 	n2 = n1 + extra;
 	assert_true(n2 <= limit);
 	for (k = n1; k < n2; k++) {
@@ -920,6 +922,109 @@ static void test_cleaner(void **state)
 			tload_miss(&tr.t, pool, k);
 	}
 	free(keep);
+	tier_close(&tr);
+}
+
+/* 3 of 4 pages invalidated: every segment about a quarter live. */
+static void test_cleaner(void **state)
+{
+	(void)state;
+	check_cleaner("cleaner", 4, 16);
+}
+
+/*
+ * 31 of 32 invalidated: many segments with one or two live pages, so the
+ * cleaner often picks a victim whose live data just fits the room left
+ * in the segment it fills (while its dead pages do not).
+ */
+static void test_cleaner_sparse(void **state)
+{
+	(void)state;
+	check_cleaner("cleaner-sparse", 32, 8);
+}
+
+/*
+ * Pages of test_cleaner_room: keys 15 mod 16 are small (1000 random
+ * bytes, then zeros: ~1 KiB compressed), the others random (kept raw,
+ * 4 KiB).
+ */
+static void room_page(void *page, uint32_t k)
+{
+	uint64_t s = TSEED(k, 7);
+
+	if (k % 16 == 15) {
+		memset(page, 0, PAGE);
+		fill_random(page, 1000, &s);
+	} else {
+		fill_page(page, PK_RANDOM, s);
+	}
+}
+
+/*
+ * The room left in the segment the cleaner fills: segments of big dead
+ * pages with about one small live page each.  Cleaning them one after
+ * the other fills the cleaner's segment 1 KiB at a time, so its room
+ * falls below a big page's size while victims whose live page still
+ * fits remain: those must be cleaned too (their dead pages need no
+ * room), or at least skipped, never picked again and again.
+ */
+static void test_cleaner_room(void **state)
+{
+	const uint64_t disk = 16 * MiB;
+	const uint32_t limit = 40000;
+	unsigned char page[PAGE], got[PAGE];
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, n1, n2, k, extra;
+	uint64_t free_segs;
+
+	(void)state;
+	tier_open(&tr, "cleaner-room", 2 * MiB, disk, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (k = 0;; k++) {
+		assert_true(k < limit);
+		room_page(page, k);
+		assert_int_equal(tmem_store(tr.t.ctx, pool, KEY_OBJ(k),
+					    KEY_IDX(k), page), 0);
+		check_budget(tr.t.client);
+		st = tstats(tr.t.client);
+		if (st.disk_segments * SEG >= disk * 3 / 4)
+			break;
+	}
+	n1 = k + 1;
+	for (k = 0; k < n1; k++)
+		if (k % 16 != 15)
+			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+					 KEY_OBJ(k), KEY_IDX(k)), 1);
+	st = settled_stats(tr.t.client);
+	print_stats("small live pages left", &st);
+	check_tier_invariants(&st, disk, SEG);
+	free_segs = disk / SEG - st.disk_segments;
+
+	/* Big pages: more than the free segments and the budget hold. */
+	extra = (uint32_t)((free_segs * SEG + tr.budget + 16 * SEG) / PAGE);
+	n2 = n1 + extra;
+	for (k = n1; k < n2; k++) {
+		fill_page(page, PK_RANDOM, TSEED(k, 7));
+		assert_int_equal(tmem_store(tr.t.ctx, pool, KEY_OBJ(k),
+					    KEY_IDX(k), page), 0);
+		check_budget(tr.t.client);
+	}
+	st = settled_stats(tr.t.client);
+	print_stats("after cleaning", &st);
+	check_tier_invariants(&st, disk, SEG);
+	assert_true(st.cleaned_segments > 0);
+	for (k = 0; k < n2; k++) {
+		if (k < n1 && k % 16 != 15)
+			continue;
+		if (k < n1)
+			room_page(page, k);
+		else
+			fill_page(page, PK_RANDOM, TSEED(k, 7));
+		assert_int_equal(tmem_load(tr.t.ctx, pool, KEY_OBJ(k),
+					   KEY_IDX(k), got), 0);
+		assert_memory_equal(got, page, PAGE);
+	}
 	tier_close(&tr);
 }
 
@@ -1377,7 +1482,8 @@ static void test_threads(void **state)
  */
 static void remove_tier_dir(void);
 
-#define WATCHDOG_SECONDS 60.0
+#define WATCHDOG_SECONDS 60.0	/* TMEM_TEST_WATCHDOG overrides */
+static double watchdog_seconds = WATCHDOG_SECONDS;
 static _Atomic double test_started;	/* 0: between tests */
 
 static void *watchdog_main(void *arg)
@@ -1389,10 +1495,10 @@ static void *watchdog_main(void *arg)
 		struct tmem_stats st;
 
 		usleep(100000);
-		if (!t0 || now_sec() - t0 < WATCHDOG_SECONDS)
+		if (!t0 || now_sec() - t0 < watchdog_seconds)
 			continue;
 		fprintf(stdout, "WATCHDOG: a test has run for %.0f s\n",
-			WATCHDOG_SECONDS);
+			watchdog_seconds);
 		c = atomic_load(&watched_client);
 		for (int i = 0; c && i < 2; i++) {
 			memset(&st, 0, sizeof(st));
@@ -1472,6 +1578,8 @@ int main(void)
 		T(test_invalidate_frees_disk),
 		T(test_overwrite_written_back),
 		T(test_cleaner),
+		T(test_cleaner_sparse),
+		T(test_cleaner_room),
 		T(test_tier_full),
 		T(test_write_error),
 		T(test_write_error_after_writeback),
@@ -1503,6 +1611,8 @@ int main(void)
 	}
 	if (filter)
 		cmocka_set_test_filter(filter);
+	if (getenv("TMEM_TEST_WATCHDOG"))
+		watchdog_seconds = atof(getenv("TMEM_TEST_WATCHDOG"));
 	if (pthread_create(&watchdog, NULL, watchdog_main, NULL) == 0)
 		pthread_detach(watchdog);
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
