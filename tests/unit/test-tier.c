@@ -1579,13 +1579,14 @@ int main(void)
 		T(test_overwrite_written_back),
 		T(test_cleaner),
 		T(test_cleaner_sparse),
-		T(test_cleaner_room),
 		T(test_tier_full),
 		T(test_write_error),
 		T(test_write_error_after_writeback),
 		T(test_read_error),
 		T(test_reset),
 		T(test_threads),
+		/* Last: when it hangs, the watchdog ends the binary. */
+		T(test_cleaner_room),
 	};
 	const char *tmp = getenv("TMPDIR");
 	const char *filter = getenv("TMEM_TEST_FILTER");	/* e.g. "*cleaner*" */
