@@ -790,6 +790,55 @@ static void test_invalidate_frees_disk(void **state)
 }
 
 /*
+ * Pages dropped while the writer is busy with them: destroy the pool,
+ * invalidate it or its objects right after going over budget (no
+ * settling).  The tier empties all the same, and works on.
+ */
+static void test_drop_during_writeback(void **state)
+{
+	struct tier tr;
+	struct tmem_stats st;
+	uint32_t pool, k;
+
+	(void)state;
+	tier_open(&tr, "drop-busy", 2 * MiB, 16 * MiB, SEG);
+	for (int round = 0; round < 3; round++) {
+		pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+		store_range(&tr.t, pool, 0, 2500, 1);
+		switch (round) {
+		case 0:
+			assert_int_equal(tmem_pool_destroy(tr.t.client, pool),
+					 0);
+			break;
+		case 1:
+			assert_int_equal(tmem_invalidate_pool(tr.t.client,
+							      pool), 0);
+			assert_int_equal(tmem_pool_destroy(tr.t.client, pool),
+					 0);
+			break;
+		default:
+			for (k = 0; k < 2500; k += 1024)
+				assert_true(tmem_invalidate_object(tr.t.ctx,
+					    pool, KEY_OBJ(k)) > 0);
+			assert_int_equal(tmem_pool_destroy(tr.t.client, pool),
+					 0);
+			break;
+		}
+		WAIT_STATS(tr.t.client, st,
+			   st.pages == 0 && st.disk_pages == 0 &&
+			   st.disk_segments == 0 && st.disk_bytes == 0,
+			   "empty tier after dropping pages being written back");
+	}
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, 3000, 2);
+	st = settled_stats(tr.t.client);
+	assert_true(st.disk_pages > 0);
+	assert_int_equal(st.disk_errors, 0);
+	load_range(&tr.t, pool, 0, 3000, 2);
+	tier_close(&tr);
+}
+
+/*
  * Keys whose page is on disk, found by failing reads: up to @max of them
  * among [0, n) (all at version @ver) into @out.  Loads that do not fail
  * must return the right bytes.  Returns how many were found.
@@ -1325,6 +1374,19 @@ static void test_reset(void **state)
 	assert_int_equal(st.cleaned_segments, 0);
 	assert_int_equal(st.disk_failed, 0);
 
+	/* Reset while the writer is busy (no settling), a few times. */
+	for (int round = 0; round < 3; round++) {
+		pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+		store_range(&tr.t, pool, 0, 2000 + 500 * (uint32_t)round, 1);
+		assert_int_equal(tmem_client_reset(tr.t.client), 0);
+		st = tstats(tr.t.client);
+		assert_int_equal(st.pages, 0);
+		assert_int_equal(st.disk_pages, 0);
+		assert_int_equal(st.disk_segments, 0);
+		assert_int_equal(st.written_back, 0);
+		assert_int_equal(st.host_bytes, fresh.host_bytes);
+	}
+
 	/* Works as before, over budget, twice the data this time. */
 	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
 	tload_miss(&tr.t, pool, 0);
@@ -1576,6 +1638,7 @@ int main(void)
 		T(test_ephemeral_not_written_back),
 		T(test_ephemeral_and_persistent),
 		T(test_invalidate_frees_disk),
+		T(test_drop_during_writeback),
 		T(test_overwrite_written_back),
 		T(test_cleaner),
 		T(test_cleaner_sparse),
