@@ -409,6 +409,28 @@ static uint8_t wire_load(struct tmem_ctx *ctx, uint32_t pool, uint32_t k,
 	return resp.status;
 }
 
+/* One STORE through the wire; returns the response status. */
+static uint8_t wire_store(struct tmem_ctx *ctx, uint32_t pool, uint32_t k,
+			  uint32_t ver)
+{
+	struct virtio_tmem_req req = {
+		.opcode = VIRTIO_TMEM_OP_STORE,
+		.pool_id = htole32(pool),
+		.object_id = htole64(KEY_OBJ(k)),
+		.index = htole32(KEY_IDX(k)),
+	};
+	unsigned char page[PAGE];
+	struct virtio_tmem_resp resp;
+	struct iovec out[2] = { { &req, sizeof(req) }, { page, PAGE } };
+	struct iovec in = { &resp, sizeof(resp) };
+
+	tier_page(page, TSEED(k, ver));
+	memset(&resp, 0xee, sizeof(resp));
+	assert_int_equal(tmem_handle_request(ctx, out, 2, &in, 1),
+			 sizeof(resp));
+	return resp.status;
+}
+
 /* ---- no tier ---------------------------------------------------------- */
 
 static void test_no_tier(void **state)
@@ -501,6 +523,12 @@ static void test_config_errors(void **state)
 	EXPECT_NEW(-EINVAL, 16 * MiB, big, 0, SEG, 101, 80);
 	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 100, 99);
 	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 60, 10);
+	/* 0: high 90, low 10 below high (half of it if high <= 10). */
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 0, 85);
+	EXPECT_NEW(-EINVAL, 16 * MiB, big, 0, SEG, 0, 90);
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 50, 0);
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 10, 0);
+	EXPECT_NEW(0, 16 * MiB, big, 0, SEG, 4, 0);
 
 	/* Fewer than 4 segments: given size (rounded down) or file size. */
 	tier_file(ok, "cfg-size");
@@ -653,6 +681,58 @@ static void test_far_over_budget(void **state)
 	assert_int_equal(st.loads, n + (n + 6) / 7);
 	assert_int_equal(st.disk_errors, 0);
 	tier_close(&tr);
+}
+
+/*
+ * Write-back starts at writeback_high percent of the budget, in the
+ * background: at 60% of the budget nothing is written back with the
+ * default (90%), everything needed with 50/30.
+ */
+static void check_watermark(uint8_t high, uint8_t low, bool expect_wb)
+{
+	struct tmem_client_config cfg;
+	struct tclient t;
+	struct tmem_stats st;
+	char path[PATH_MAX];
+	uint32_t pool, k;
+
+	tier_file(path, "watermark");
+	cfg = tier_cfg(4 * MiB, path, 16 * MiB, SEG);
+	cfg.writeback_high = high;
+	cfg.writeback_low = low;
+	tclient_open(&t, &cfg);
+	atomic_store(&watched_client, t.client);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (k = 0;; k++) {
+		tstore_ok(&t, pool, k, 1);
+		st = tstats(t.client);
+		if (st.host_bytes >= 4 * MiB * 6 / 10 ||
+		    st.written_back > 0)
+			break;
+	}
+	if (expect_wb) {
+		WAIT_STATS(t.client, st, st.written_back > 0 &&
+			   st.disk_pages > 0, "write-back above the high mark");
+	} else {
+		st = settled_stats(t.client);
+		if (st.written_back != 0) {
+			print_stats("below the high mark", &st);
+			fail_msg("pages written back at %llu of %llu host bytes",
+				 (unsigned long long)st.host_bytes,
+				 (unsigned long long)st.budget_bytes);
+		}
+	}
+	load_range(&t, pool, 0, k + 1, 1);
+	atomic_store(&watched_client, NULL);
+	tclient_close(&t);
+	unlink(path);
+}
+
+static void test_watermarks(void **state)
+{
+	(void)state;
+	check_watermark(0, 0, false);
+	check_watermark(50, 30, true);
 }
 
 /* Ephemeral pages are evicted, never written back. */
@@ -1151,7 +1231,6 @@ static void test_write_error(void **state)
 	struct tmem_stats st, st2;
 	uint32_t pool, first, refused = 0, nheld = 0, k;
 	unsigned char *held;
-	int ret;
 
 	(void)state;
 	held = calloc(limit, 1);
@@ -1182,13 +1261,18 @@ static void test_write_error(void **state)
 	check_held(&tr.t, pool, first + 64, held);
 	assert_int_equal(tstats(tr.t.client).disk_reads, 0);
 
-	/* Writes work again, but the tier stays failed until reset. */
+	/*
+	 * Writes work again, but the tier stays failed until reset; stores
+	 * through the wire that do not fit are REJECTED (DEV-18).
+	 */
 	assert_int_equal(tmem_client_inject_io_error(tr.t.client, 0, 0), 0);
 	for (k = first + 64; k < first + 128 && k < limit; k++) {
-		ret = tstore(&tr.t, pool, k, 1);
-		assert_true(ret == 0 || ret == -ENOSPC);
-		held[k] = ret == 0;
-		refused += ret == -ENOSPC;
+		uint8_t status = wire_store(tr.t.ctx, pool, k, 1);
+
+		assert_true(status == VIRTIO_TMEM_S_OK ||
+			    status == VIRTIO_TMEM_S_REJECTED);
+		held[k] = status == VIRTIO_TMEM_S_OK;
+		refused += status == VIRTIO_TMEM_S_REJECTED;
 		check_budget(tr.t.client);
 	}
 	assert_true(refused > 0);
@@ -1635,6 +1719,7 @@ int main(void)
 		T(test_config_errors),
 		T(test_create_file),
 		T(test_far_over_budget),
+		T(test_watermarks),
 		T(test_ephemeral_not_written_back),
 		T(test_ephemeral_and_persistent),
 		T(test_invalidate_frees_disk),
