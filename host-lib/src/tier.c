@@ -404,8 +404,11 @@ static int32_t pick_victim(struct tmem_tier *t, uint64_t room)
 	return victim;
 }
 
-/* Move one page of the victim if its key still points at it. */
-static void relocate(struct tmem_tier *t, uint32_t victim,
+/*
+ * Move one page of the victim if its key still points at it.  False when
+ * it does and there is no room for it in the fill segment.
+ */
+static bool relocate(struct tmem_tier *t, uint32_t victim,
 		     const struct seg_hdr *hdr, uint64_t old, const void *data)
 {
 	struct tmem_client *c = t->c;
@@ -413,21 +416,27 @@ static void relocate(struct tmem_tier *t, uint32_t victim,
 	uint32_t slot = hdr->index % TMEM_CHUNK_PAGES;
 	struct tmem_chunk *ch;
 	struct tmem_shard *sh;
+	bool room = true;
 	uint64_t h;
 
 	if (!shards)
-		return;
+		return true;
 	sh = tmem_shard_of(shards, hdr->object, hdr->index);
 	pthread_mutex_lock(&sh->lock);
 	ch = tmem_chunk_find(sh, hdr->object, hdr->index >> TMEM_CHUNK_SHIFT);
 	if (sh->state == TMEM_POOL_OPEN && ch && !(ch->wide & 1ull << slot) &&
 	    ch->h[slot] == old) {
-		h = fill_put(t, hdr->pool, hdr->object, hdr->index,
-			     tmem_h_type(old), tmem_h_len(old), data);
-		tmem_chunk_set(sh, ch, slot, h, false);
-		seg_put(t, victim, tmem_h_len(old));	/* pinned: stays */
+		room = fill_fits(t, tmem_h_len(old));
+		if (room) {
+			h = fill_put(t, hdr->pool, hdr->object, hdr->index,
+				     tmem_h_type(old), tmem_h_len(old), data);
+			tmem_chunk_set(sh, ch, slot, h, false);
+			/* Pinned by the cleaner: this put never frees it. */
+			seg_put(t, victim, tmem_h_len(old));
+		}
 	}
 	pthread_mutex_unlock(&sh->lock);
+	return room;
 }
 
 /* Read a whole segment with the writer's ring (writes may complete). */
@@ -467,14 +476,15 @@ static int read_segment(struct tmem_tier *t, uint32_t segno, uint32_t len)
 
 /*
  * Move the live pages of @victim into the fill segment, as many as fit.
- * False when its read failed: the caller must not pick it again now.
+ * True when that freed it; false when it stays (no room for one of its
+ * pages, or its read failed): the caller must not pick it again now.
  */
 static bool clean_segment(struct tmem_tier *t, uint32_t victim)
 {
 	struct tier_seg *seg = &t->segs[victim];
 	uint32_t used, len, pos = 0;
 	struct seg_hdr hdr;
-	bool ok;
+	bool freed;
 
 	pthread_mutex_lock(&t->lock);
 	if (seg->state != SEG_DISK || !seg_tryget(seg)) {
@@ -484,25 +494,26 @@ static bool clean_segment(struct tmem_tier *t, uint32_t victim)
 	used = seg->used;
 	pthread_mutex_unlock(&t->lock);
 	len = (used + TIER_BLOCK - 1) & ~(TIER_BLOCK - 1);
-	ok = !read_segment(t, victim, len);
-	if (ok) {
+	if (!read_segment(t, victim, len)) {
 		while (pos + HDR <= used) {
 			unsigned int plen;
 
 			memcpy(&hdr, t->clean_buf + pos, HDR);
 			plen = (hdr.info >> 2) + 1;
-			if (pos + HDR + plen > used || !fill_fits(t, plen))
+			if (pos + HDR + plen > used ||
+			    !relocate(t, victim, &hdr,
+				      tmem_h_make_disk(hdr.info & 3, plen,
+						       seg_off(t, victim) +
+						       pos + HDR),
+				      t->clean_buf + pos + HDR))
 				break;
-			relocate(t, victim, &hdr,
-				 tmem_h_make_disk(hdr.info & 3, plen,
-						  seg_off(t, victim) + pos + HDR),
-				 t->clean_buf + pos + HDR);
 			pos += HDR + plen;
 		}
 	}
-	if (seg_put(t, victim, 0))
+	freed = seg_put(t, victim, 0);
+	if (freed)
 		TMEM_ADD(t->cleaned, 1);
-	return ok;
+	return freed;
 }
 
 /*
