@@ -58,6 +58,7 @@
 #define TIER_RESERVE	1		/* free segments kept for the cleaner */
 #define TIER_BLOCK	4096		/* O_DIRECT alignment */
 #define TIER_BATCH	512		/* pages per pass before waking stores */
+#define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
 #define CLEAN_TAG	(TIER_BUFS + 1)
 /* Live bytes under which a segment is worth cleaning: it frees 1/4 at least. */
 #define CLEAN_MAX(t)	((t)->seg_size / 4 * 3)
@@ -86,6 +87,7 @@ struct tier_seg {
 	uint32_t used;			/* bytes of headers and pages */
 	uint8_t state;			/* enum seg_state, under tier->lock */
 	int8_t buf;			/* its buffer unless SEG_DISK/FREE */
+	uint32_t gen;			/* bumped when freed, under tier->lock */
 };
 
 struct tmem_tier {
@@ -139,6 +141,17 @@ struct tmem_tier {
 struct tmem_tier_io {
 	struct io_uring ring;
 	uint8_t *buf;			/* 2 blocks: a page may straddle one */
+	/*
+	 * Read-ahead: when a load reads just after the previous one in the
+	 * same segment (swap-in of neighbouring slots, written back as one
+	 * chunk), TIER_RA bytes are read and kept here for the next loads.
+	 * Valid while the segment's generation is the same: a written
+	 * segment's bytes never change until it is freed.
+	 */
+	uint8_t *ra;
+	uint64_t ra_start, ra_end;	/* file offsets held in ra */
+	uint32_t ra_seg, ra_gen;
+	uint64_t last_end;		/* end of the last disk load */
 };
 
 static inline uint64_t seg_off(const struct tmem_tier *t, uint32_t segno)
@@ -154,6 +167,7 @@ static void seg_release(struct tmem_tier *t, uint32_t segno)
 	seg->state = SEG_FREE;
 	seg->buf = -1;
 	seg->used = 0;
+	seg->gen++;
 	t->free[t->nfree++] = segno;
 	TMEM_WR(t->full, false);
 	t->stalled = false;
@@ -777,35 +791,73 @@ static struct tmem_tier_io *ctx_io(struct tmem_ctx *ctx)
 	return io;
 }
 
-/* Read the blocks holding [off, off + len) into the context's buffer. */
-static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
-		     unsigned int len, const uint8_t **srcp)
+/* One read with the context's ring; 0 or -EIO. */
+static int read_blocks(struct tmem_tier *t, struct tmem_tier_io *io,
+		       uint8_t *dst, uint64_t start, uint64_t end)
 {
-	uint64_t start = off & ~(uint64_t)(TIER_BLOCK - 1);
-	uint64_t end = (off + len + TIER_BLOCK - 1) & ~(uint64_t)(TIER_BLOCK - 1);
-	struct tmem_tier_io *io;
-	struct io_uring_sqe *sqe;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&io->ring);
 	struct io_uring_cqe *cqe;
 	int res;
 
-	if (injected(t, TMEM_IO_READ))
-		goto fail;
-	io = ctx_io(ctx);
-	if (!io)
-		return -ENOMEM;
-	sqe = io_uring_get_sqe(&io->ring);
-	io_uring_prep_read(sqe, t->fd, io->buf, end - start, start);
+	io_uring_prep_read(sqe, t->fd, dst, end - start, start);
 	io_uring_submit(&io->ring);
 	while ((res = io_uring_wait_cqe(&io->ring, &cqe)) == -EINTR)
 		;
 	if (res)
-		goto fail;
+		return -EIO;
 	res = cqe->res;
 	io_uring_cqe_seen(&io->ring, cqe);
 	if (res != (int)(end - start))
-		goto fail;
+		return -EIO;
 	TMEM_ADD(t->reads, 1);
 	TMEM_ADD(t->read_bytes, end - start);
+	return 0;
+}
+
+/*
+ * The bytes [off, off + len) of written segment @segno (generation
+ * @gen, pinned): from the read-ahead buffer, or read with the context's
+ * own ring, TIER_RA bytes at once when the load follows the last one.
+ */
+static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
+		     unsigned int len, uint32_t segno, uint32_t gen,
+		     const uint8_t **srcp)
+{
+	uint64_t start = off & ~(uint64_t)(TIER_BLOCK - 1);
+	uint64_t end = (off + len + TIER_BLOCK - 1) & ~(uint64_t)(TIER_BLOCK - 1);
+	uint64_t seg_end = seg_off(t, segno + 1);
+	struct tmem_tier_io *io;
+	bool seq;
+
+	if (injected(t, TMEM_IO_READ))
+		goto fail;		/* the cache too: a failing disk */
+	io = ctx_io(ctx);
+	if (!io)
+		return -ENOMEM;
+	if (io->ra_seg == segno && io->ra_gen == gen && off >= io->ra_start &&
+	    off + len <= io->ra_end) {
+		*srcp = io->ra + (off - io->ra_start);
+		io->last_end = off + len;
+		return 0;
+	}
+	seq = off >= io->last_end && off - io->last_end < TIER_RA &&
+	      off / t->seg_size == io->last_end / t->seg_size;
+	io->last_end = off + len;
+	if (seq && (io->ra || (io->ra = tmem_zalloc_align(TIER_RA,
+							  TIER_BLOCK)))) {
+		end = start + TIER_RA < seg_end ? start + TIER_RA : seg_end;
+		io->ra_end = 0;		/* invalid if the read fails */
+		if (read_blocks(t, io, io->ra, start, end))
+			goto fail;
+		io->ra_seg = segno;
+		io->ra_gen = gen;
+		io->ra_start = start;
+		io->ra_end = end;
+		*srcp = io->ra + (off - start);
+		return 0;
+	}
+	if (read_blocks(t, io, io->buf, start, end))
+		goto fail;
 	*srcp = io->buf + (off - start);
 	return 0;
 fail:
@@ -821,6 +873,7 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page)
 	struct tier_seg *seg = &t->segs[segno];
 	unsigned int len = tmem_h_len(h);
 	const uint8_t *src = ctx->cbuf;
+	uint32_t gen;
 	int ret = 0;
 
 	pthread_mutex_lock(&t->lock);
@@ -829,8 +882,9 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page)
 		memcpy(ctx->cbuf, t->buf[seg->buf] + off % t->seg_size, len);
 		pthread_mutex_unlock(&t->lock);
 	} else {
+		gen = seg->gen;
 		pthread_mutex_unlock(&t->lock);
-		ret = read_back(ctx, t, off, len, &src);
+		ret = read_back(ctx, t, off, len, segno, gen, &src);
 	}
 	if (!ret)
 		ret = tmem_decode_data(tmem_h_type(h), src, len, page);
@@ -843,6 +897,7 @@ void tmem_tier_ctx_free(struct tmem_ctx *ctx)
 	if (!ctx->io)
 		return;
 	io_uring_queue_exit(&ctx->io->ring);
+	tmem_free(ctx->io->ra);
 	tmem_free(ctx->io->buf);
 	tmem_free(ctx->io);
 	ctx->io = NULL;
@@ -943,6 +998,7 @@ static void tier_clear(struct tmem_tier *t)
 		seg->used = 0;
 		seg->state = SEG_FREE;
 		seg->buf = -1;
+		seg->gen++;		/* contexts' read-ahead is stale */
 		t->free[i] = t->nsegs - 1 - i;	/* segment 0 first */
 	}
 	t->nfree = t->nsegs;
