@@ -978,6 +978,50 @@ static void test_overwrite_written_back(void **state)
 }
 
 /*
+ * Read-ahead: loading written-back pages in key order (swap-in of
+ * neighbouring slots) reads each extent once, not each page; and the
+ * kept bytes never outlive their segment: after every page is dropped
+ * and the same keys are stored again with new bytes (the segments
+ * freed and reused, the context's read-ahead buffer still holding the
+ * old ones), loads return the new bytes.  Random order stays right.
+ */
+static void test_readahead(void **state)
+{
+	const uint32_t n = 4000;
+	struct tier tr;
+	struct tmem_stats st0, st;
+	uint64_t reads;
+	uint32_t pool, k, ver;
+
+	(void)state;
+	tier_open(&tr, "readahead", 2 * MiB, 32 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (ver = 1; ver <= 2; ver++) {
+		store_range(&tr.t, pool, 0, n, ver);
+		st0 = settled_stats(tr.t.client);
+		assert_true(st0.disk_pages >= n / 2);
+		load_range(&tr.t, pool, 0, n, ver);
+		st = tstats(tr.t.client);
+		reads = st.disk_reads - st0.disk_reads;
+		print_stats("sequential loads", &st);
+		/* 64 KiB reads of ~2 KiB pages: far fewer reads than pages. */
+		assert_true(reads > 0);
+		assert_true(reads * 4 < st0.disk_pages);
+		for (k = 0; k < n; k++)
+			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+					 KEY_OBJ(k), KEY_IDX(k)), 1);
+		WAIT_STATS(tr.t.client, st, st.disk_segments == 0,
+			   "no empty tier after invalidating every page");
+	}
+	/* Random order, still right (mostly no read-ahead). */
+	store_range(&tr.t, pool, 0, n, 3);
+	settled_stats(tr.t.client);
+	for (uint32_t i = 0; i < n; i++)
+		tload_ok(&tr.t, pool, (i * 2654435761u) % n, 3);
+	tier_close(&tr);
+}
+
+/*
  * Cleaner: fill 3/4 of the tier, invalidate all but one page in
  * @keep_one_in scattered over it, then store more than the free segments
  * and the budget can take (by @margin segments): the cleaner must move
@@ -1725,6 +1769,7 @@ int main(void)
 		T(test_invalidate_frees_disk),
 		T(test_drop_during_writeback),
 		T(test_overwrite_written_back),
+		T(test_readahead),
 		T(test_cleaner),
 		T(test_cleaner_sparse),
 		T(test_tier_full),
