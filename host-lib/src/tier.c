@@ -695,6 +695,13 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
 		while (!t->stop && !writer_due(t)) {
+			if (t->inflight) {
+				/* Idle: finish the writes before sleeping. */
+				pthread_mutex_unlock(&t->lock);
+				reap(t, true);
+				pthread_mutex_lock(&t->lock);
+				continue;
+			}
 			TMEM_WR(t->awake, false);
 			pthread_cond_wait(&t->wake, &t->lock);
 		}
