@@ -935,6 +935,26 @@ int tmem_tier_config_check(const struct tmem_client_config *cfg)
 	return 0;
 }
 
+static uint32_t tier_nsegs(const struct tmem_tier *t, uint64_t bytes)
+{
+	return bytes / t->seg_size > UINT32_MAX / 2 ? UINT32_MAX / 2 :
+						    bytes / t->seg_size;
+}
+
+/* Charge the segment buffers and the per-segment arrays: 0 or -ENOSPC. */
+static int tier_charge(struct tmem_client *c, struct tmem_tier *t,
+		       uint32_t nsegs)
+{
+	size_t charge = (TIER_BUFS + 1) * (size_t)t->seg_size +
+			tmem_heap_cost(nsegs * sizeof(*t->segs)) +
+			tmem_heap_cost(nsegs * sizeof(*t->free));
+
+	if (tmem_charge(c, 0, charge))
+		return -ENOSPC;
+	t->charged = charge;
+	return 0;
+}
+
 /* open(2) with O_DIRECT if the file system takes it; -errno on failure. */
 static int open_direct(struct tmem_tier *t, const char *path, int flags)
 {
@@ -989,8 +1009,7 @@ static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
 	if (want / t->seg_size < TMEM_TIER_MIN_SEGMENTS ||
 	    want >> TMEM_DISK_OFF_BITS)
 		return -EINVAL;
-	t->nsegs = want / t->seg_size > UINT32_MAX / 2 ? UINT32_MAX / 2 :
-						       want / t->seg_size;
+	t->nsegs = tier_nsegs(t, want);
 	return 0;
 }
 
@@ -1054,7 +1073,6 @@ int tmem_tier_new(struct tmem_client *c)
 	const struct tmem_client_config *cfg = &c->cfg;
 	unsigned int high, low;
 	struct tmem_tier *t;
-	size_t charge;
 	int ret;
 
 	if (!cfg->backing_file)
@@ -1076,16 +1094,24 @@ int tmem_tier_new(struct tmem_client *c)
 				   high > 10 ? high - 10 : high / 2;
 	t->high = percent_of(cfg->budget_bytes, high);
 	t->low = percent_of(cfg->budget_bytes, low);
+	/*
+	 * With a size, the budget is checked before the file is touched: a
+	 * refusal for the budget then creates no file, and leaves an
+	 * existing one alone.
+	 */
+	if (cfg->backing_size) {
+		ret = tier_charge(c, t, tier_nsegs(t, cfg->backing_size));
+		if (ret)
+			goto fail;
+	}
 	ret = tier_open(t, cfg);
 	if (ret)
 		goto fail;
-	charge = (TIER_BUFS + 1) * (size_t)t->seg_size +
-		 tmem_heap_cost(t->nsegs * sizeof(*t->segs)) +
-		 tmem_heap_cost(t->nsegs * sizeof(*t->free));
-	ret = -ENOSPC;
-	if (tmem_charge(c, 0, charge))
-		goto fail;
-	t->charged = charge;
+	if (!t->charged) {
+		ret = tier_charge(c, t, t->nsegs);
+		if (ret)
+			goto fail;
+	}
 	ret = -ENOMEM;
 	t->segs = tmem_malloc(t->nsegs * sizeof(*t->segs));
 	t->free = tmem_malloc(t->nsegs * sizeof(*t->free));
