@@ -428,6 +428,9 @@ static bool virtio_tmem_parse_incompressible(VirtIOTmem *s, Error **errp)
     return true;
 }
 
+/* libtmem charges the disk tier's segment buffers to the budget. */
+#define VIRTIO_TMEM_TIER_BUFFERS 5
+
 static bool virtio_tmem_check_no_tier(VirtIOTmem *s, Error **errp)
 {
     VirtIOTmemConf *conf = &s->conf;
@@ -478,6 +481,13 @@ static bool virtio_tmem_check_tier_conf(VirtIOTmem *s, Error **errp)
                    "segments of %" PRIu64 " bytes (%" PRIu64 " bytes), not "
                    "%" PRIu64, TMEM_TIER_MIN_SEGMENTS, segment,
                    TMEM_TIER_MIN_SEGMENTS * segment, conf->backing_size);
+        return false;
+    }
+    if (s->conf.budget < VIRTIO_TMEM_TIER_BUFFERS * segment) {
+        error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
+                   "small for the buffers of the disk tier (%d segments of "
+                   "%" PRIu64 " bytes)", s->conf.budget,
+                   VIRTIO_TMEM_TIER_BUFFERS, segment);
         return false;
     }
     if (high > 100) {
@@ -562,7 +572,14 @@ static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
         virtio_tmem_tier_einval(s, errp);
         break;
     case -ENOSPC:
+        /*
+         * libtmem checks the budget before it creates or sizes the file
+         * (its segment buffers plus a few bytes per segment): only a
+         * budget that passed that leaves fallocate() to blame.
+         */
         if (conf->backing_size &&
+            conf->budget >= VIRTIO_TMEM_TIER_BUFFERS * segment +
+                            64 * (conf->backing_size / segment) &&
             !virtio_tmem_backing_sized(path, conf->backing_size)) {
             error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s' "
                              "cannot hold backing-size %" PRIu64 " bytes",
@@ -570,9 +587,9 @@ static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
             break;
         }
         error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
-                   "small for the buffers of the disk tier (5 segments of "
-                   "%" PRIu64 " bytes, plus what the pages need)",
-                   conf->budget, segment);
+                   "small for the buffers of the disk tier (%d segments of "
+                   "%" PRIu64 " bytes, plus a few bytes per segment)",
+                   conf->budget, VIRTIO_TMEM_TIER_BUFFERS, segment);
         break;
     default:
         error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
