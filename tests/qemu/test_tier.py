@@ -313,6 +313,8 @@ def test_tier_realize_errors():
                             + os.path.join(tmp, "t.img"))
         check("'budget' (1048576 bytes) is too small for the buffers of the "
               "disk tier" in err, "small budget: %r" % err)
+        check(not os.path.exists(os.path.join(tmp, "t.img")),
+              "a refused budget created the backing file")
 
         # A good one: the file is created and allocated; an existing file
         # is then used at its size with backing-size=0.
