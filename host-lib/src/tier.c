@@ -154,6 +154,11 @@ struct tmem_tier_io {
 	uint64_t last_end;		/* end of the last disk load */
 };
 
+static inline uint64_t block_up(uint64_t bytes)
+{
+	return (bytes + TIER_BLOCK - 1) & ~(uint64_t)(TIER_BLOCK - 1);
+}
+
 static inline uint64_t seg_off(const struct tmem_tier *t, uint32_t segno)
 {
 	return (uint64_t)segno * t->seg_size;
@@ -236,7 +241,7 @@ static void write_done(struct tmem_tier *t, int b, int res)
 {
 	int32_t segno = t->buf_seg[b];
 	struct tier_seg *seg = &t->segs[segno];
-	uint32_t len = (seg->used + TIER_BLOCK - 1) & ~(TIER_BLOCK - 1);
+	uint32_t len = block_up(seg->used);
 
 	if (res != (int)len) {
 		/* Stranded: the buffer keeps the pages, the tier stops. */
@@ -295,7 +300,7 @@ static struct io_uring_sqe *get_sqe(struct tmem_tier *t)
 static void seal(struct tmem_tier *t)
 {
 	struct tier_seg *seg = &t->segs[t->fill];
-	uint32_t len = (seg->used + TIER_BLOCK - 1) & ~(TIER_BLOCK - 1);
+	uint32_t len = block_up(seg->used);
 	int b = seg->buf, err = injected(t, TMEM_IO_WRITE);
 	struct io_uring_sqe *sqe;
 
@@ -507,7 +512,7 @@ static bool clean_segment(struct tmem_tier *t, uint32_t victim)
 	}
 	used = seg->used;
 	pthread_mutex_unlock(&t->lock);
-	len = (used + TIER_BLOCK - 1) & ~(TIER_BLOCK - 1);
+	len = block_up(used);
 	if (!read_segment(t, victim, len)) {
 		while (pos + HDR <= used) {
 			unsigned int plen;
@@ -831,7 +836,7 @@ static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 		     const uint8_t **srcp)
 {
 	uint64_t start = off & ~(uint64_t)(TIER_BLOCK - 1);
-	uint64_t end = (off + len + TIER_BLOCK - 1) & ~(uint64_t)(TIER_BLOCK - 1);
+	uint64_t end = block_up(off + len);
 	uint64_t seg_end = seg_off(t, segno + 1);
 	struct tmem_tier_io *io;
 	bool seq;
@@ -912,15 +917,26 @@ void tmem_tier_ctx_free(struct tmem_ctx *ctx)
 
 /* ---- Life cycle. ---- */
 
-int tmem_tier_config_check(const struct tmem_client_config *cfg)
+/* The configuration with its defaults filled in (see tmem.h). */
+static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
+			unsigned int *highp, unsigned int *lowp)
 {
-	uint32_t seg = cfg->segment_size ? cfg->segment_size :
-					   TMEM_DEFAULT_SEGMENT_SIZE;
 	unsigned int high = cfg->writeback_high ? cfg->writeback_high :
 						  TMEM_DEFAULT_WRITEBACK_HIGH;
-	unsigned int low = cfg->writeback_low ? cfg->writeback_low :
-		       high > 10 ? high - 10 : high / 2;
 
+	*segp = cfg->segment_size ? cfg->segment_size :
+				    TMEM_DEFAULT_SEGMENT_SIZE;
+	*highp = high;
+	*lowp = cfg->writeback_low ? cfg->writeback_low :
+				     high > 10 ? high - 10 : high / 2;
+}
+
+int tmem_tier_config_check(const struct tmem_client_config *cfg)
+{
+	unsigned int high, low;
+	uint32_t seg;
+
+	tier_params(cfg, &seg, &high, &low);
 	if (!cfg->backing_file)
 		return 0;
 	if (seg < TMEM_MIN_SEGMENT_SIZE || seg > TMEM_MAX_SEGMENT_SIZE ||
@@ -1086,12 +1102,7 @@ int tmem_tier_new(struct tmem_client *c)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->progress, NULL);
-	t->seg_size = cfg->segment_size ? cfg->segment_size :
-					  TMEM_DEFAULT_SEGMENT_SIZE;
-	high = cfg->writeback_high ? cfg->writeback_high :
-				     TMEM_DEFAULT_WRITEBACK_HIGH;
-	low = cfg->writeback_low ? cfg->writeback_low :
-				   high > 10 ? high - 10 : high / 2;
+	tier_params(cfg, &t->seg_size, &high, &low);
 	t->high = percent_of(cfg->budget_bytes, high);
 	t->low = percent_of(cfg->budget_bytes, low);
 	/*
