@@ -19,36 +19,74 @@
 
 APT_ETC=${APT_ETC:-/etc/apt}
 APT_KEYRING=${APT_KEYRING:-/usr/share/keyrings/debian-archive-keyring.gpg}
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
 
-# The first non-security "deb" URI of the machine's Debian entries.
+# The URI of the machine's Debian entry for its own release (Suites: names
+# the host's codename), else the first non-security "deb" URI: an entry of
+# another vendor (nodesource, cloud SDKs) is not mistaken for Debian when
+# its file sorts first.
 debian_archive_uri() {
-	for f in "$APT_ETC"/sources.list.d/*.sources; do
-		[ -f "$f" ] || continue
-		awk 'function flush() {
+	_aa_rel=$(host_codename 2>/dev/null) || _aa_rel=
+	for _aa_want in "$_aa_rel" ""; do
+		_deb822_uri "$_aa_want" && return 0
+		_oneline_uri "$_aa_want" && return 0
+	done
+	return 1
+}
+
+_deb822_uri() {
+	for _aa_f in "$APT_ETC"/sources.list.d/*.sources; do
+		[ -f "$_aa_f" ] || continue
+		awk -v want="$1" 'function flush() {
 			     if (deb && uri != "" && uri !~ /security/ &&
-			         suites !~ /-security/) { print uri; found = 1; exit }
+			         suites !~ /-security/ &&
+			         (want == "" || (" " suites " ") ~ (" " want " ")))
+			     { print uri; found = 1; exit }
 			     deb = 0; uri = ""; suites = ""
 		     }
 		     /^[ \t]*$/ { flush(); next }
 		     /^Types:/ { deb = ($0 ~ /[ \t]deb([ \t]|$)/) }
 		     /^URIs:/ { uri = $2 }
-		     /^Suites:/ { suites = $0 }
-		     END { if (!found) flush() }' "$f" | head -n 1 | grep . && return 0
+		     /^Suites:/ { suites = $0; sub(/^Suites:[ \t]*/, "", suites) }
+		     END { if (!found) flush() }' "$_aa_f" | head -n 1 | grep . && return 0
 	done
-	for f in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
-		[ -f "$f" ] || continue
+	return 1
+}
+
+_oneline_uri() {
+	for _aa_f in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
+		[ -f "$_aa_f" ] || continue
 		# deb [options] URI SUITE COMPONENTS...
-		sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$f" |
-			awk '$1 == "deb" && $2 !~ /security/ && $3 !~ /-security/ {
+		sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$_aa_f" |
+			awk -v want="$1" '$1 == "deb" && $2 !~ /security/ &&
+			         $3 !~ /-security/ && (want == "" || $3 == want) {
 			         print $2; exit }' | grep . && return 0
+	done
+	return 1
+}
+
+# The URI of the machine's security entry (deb.debian.org/debian-security
+# or a local mirror of it), empty when it has none.
+debian_security_uri() {
+	for _aa_f in "$APT_ETC"/sources.list.d/*.sources; do
+		[ -f "$_aa_f" ] || continue
+		awk '/^URIs:/ { uri = $2 }
+		     /^Suites:/ && /-security/ && uri != "" { print uri; exit }' "$_aa_f" |
+			grep . && return 0
+	done
+	for _aa_f in "$APT_ETC"/sources.list "$APT_ETC"/sources.list.d/*.list; do
+		[ -f "$_aa_f" ] || continue
+		sed -e 's/#.*//' -e 's/\[[^]]*\]//' "$_aa_f" |
+			awk '$1 == "deb" && $3 ~ /-security/ { print $2; exit }' |
+			grep . && return 0
 	done
 	return 1
 }
 
 # The host's release codename (bookworm, trixie, ...).
 host_codename() {
-	# shellcheck disable=SC1091
-	(. /etc/os-release && echo "${VERSION_CODENAME:-}") | grep . ||
+	# shellcheck disable=SC1090,SC1091
+	(. "$OS_RELEASE" && echo "${VERSION_CODENAME:-}") | grep . ||
 		{ echo "unknown"; return 1; }
 }
 
