@@ -1,74 +1,86 @@
 #!/bin/sh
-# Install, through apt, everything the project needs on a Debian 12 machine.
+# Install, through apt, everything the project needs on a Debian 12
+# (bookworm) or Debian 13 (trixie) machine.  Run as root.
 #
 # Usage: scripts/install-deps.sh [base|qemu|guest|all]   (default: all)
 #
-# Extra suites (bookworm-backports for meson >= 1.5 and the 6.12 guest kernel,
-# trixie deb-src for QEMU 10.0) reuse the URIs of the machine's own Debian
-# entry, so no mirror is ever named here.
+# The host's apt configuration is never changed.  What the host's own
+# suites lack comes through a private apt configuration under
+# ${VTMEM_CACHE:-/var/cache/virtio-tmem}/apt/ (scripts/lib/apt-archive.sh)
+# whose URI is copied from the machine's own Debian entry, deb822
+# (debian.sources) or one-line (sources.list), so no mirror is named here:
+#   bookworm  meson >= 1.5 and python3-pycotap from bookworm-backports,
+#             downloaded there and installed as local packages
+#   trixie    everything from its own suites (meson 1.7)
+# QEMU's source package (trixie) and the guest kernels are fetched by
+# scripts/build-qemu.sh and scripts/guest-kernels.sh the same way.
+#
+# A second run installs nothing and takes about a second: each
+# package is checked with dpkg-query first, and apt-get update runs only
+# when something is missing and the host's lists are older than a day.
 set -eu
 
+top=$(cd "$(dirname "$0")/.." && pwd)
+. "$top/scripts/lib/apt-archive.sh"
+
 what=${1:-all}
-src=/etc/apt/sources.list.d/debian.sources
-extra=/etc/apt/sources.list.d/virtio-tmem.sources
+cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
 
-need_root() {
-	if [ "$(id -u)" != 0 ]; then
-		echo "install-deps: must run as root (apt-get install)" >&2
-		exit 1
-	fi
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+case $what in
+base | qemu | guest | all) ;;
+*) die "unknown set '$what' (base, qemu, guest or all)" ;;
+esac
+[ "$(id -u)" = 0 ] || die "must run as root (apt-get install)"
+
+rel=$(host_codename) || die "cannot tell this machine's Debian release"
+case $rel in
+bookworm | trixie) ;;
+*) log "warning: Debian '$rel' is untested (12 bookworm, 13 trixie are)" ;;
+esac
+
+installed() {
+	dpkg-query -W -f='${Status}\n' "$1" 2>/dev/null |
+		grep -q '^install ok installed'
 }
 
-debian_uri() {
-	# First URIs: line of the entry whose Suites: names bookworm.
-	awk '/^URIs:/ { uri = $2 }
-	     /^Suites:/ && / bookworm( |$)/ { print uri; exit }' "$src"
-}
-
-add_suites() {
-	[ -f "$extra" ] && return 0
-	uri=$(debian_uri)
-	if [ -z "$uri" ]; then
-		echo "install-deps: no bookworm entry in $src" >&2
-		exit 1
-	fi
-	cat > "$extra" <<EOT
-Types: deb
-URIs: $uri
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
-Types: deb-src
-URIs: $uri
-Suites: trixie
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-EOT
-	apt-get update -q
-	touch /var/lib/apt/periodic/.vtmem-updated 2>/dev/null || true
-}
-
+# One dpkg-query for the whole list keeps a second run quick.
 missing() {
+	ok=$(dpkg-query -W -f='${Package} ${Status}\n' "$@" 2>/dev/null |
+		awk '/ install ok installed$/ { sub(/:.*/, "", $1); print $1 }')
 	for p in "$@"; do
-		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
-			grep -q '^install ok installed' || echo "$p"
+		printf '%s\n' "$ok" | grep -qxF "$p" || echo "$p"
 	done
+}
+
+# apt-get update for the host's own suites, at most once a day and only
+# when something has to be installed (a fresh debootstrap has no lists).
+updated=0
+host_update() {
+	[ "$updated" = 0 ] || return 0
+	updated=1
+	if ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1 &&
+		[ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' \
+			-mmin +1440 2>/dev/null | head -n 1)" ]; then
+		return 0
+	fi
+	apt-get update -q
 }
 
 install() {
 	pkgs=$(missing "$@")
 	[ -n "$pkgs" ] || return 0
+	host_update
 	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $pkgs
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends $pkgs
 }
 
-install_bpo() {
-	pkgs=$(missing "$@")
-	[ -n "$pkgs" ] || return 0
-	# shellcheck disable=SC2086
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-		-t bookworm-backports $pkgs
+# Is package $1 known to the host's apt?
+available() {
+	apt-cache show "$1" 2>/dev/null | grep -q '^Package:'
 }
 
 meson_new_enough() {
@@ -76,24 +88,69 @@ meson_new_enough() {
 	dpkg --compare-versions "$v" ge 1.5
 }
 
-need_root
-add_suites
+# bookworm's meson is 1.0: take meson and python3-pycotap from
+# bookworm-backports through a private apt configuration and install the
+# downloaded files, whose dependencies come from the host's own suites.
+meson_from_backports() {
+	bpo=$cache/apt/bookworm-backports
+	apt_extra_init "$bpo" bookworm-backports ||
+		die "cannot reach bookworm-backports (network?)"
+	debs=$bpo/debs
+	rm -rf "$debs"
+	mkdir -p "$debs"
+	(cd "$debs" && apt_extra "$bpo" apt-get download -q meson \
+		python3-pycotap 2>&1 | grep -v 'unsandboxed as root' >&2) || true
+	[ "$(find "$debs" -name '*.deb' | wc -l)" = 2 ] ||
+		die "apt-get download of meson from bookworm-backports failed"
+	host_update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "$debs"/*.deb
+	rm -rf "$debs"
+}
 
-# Library, tests, benchmark.
+# The compiler-rt development files of the clang that is installed
+# (libFuzzer, sanitizers): libclang-rt-14-dev on bookworm,
+# libclang-rt-19-dev on trixie, read from clang's own dependency.
+clang_rt() {
+	major=$(dpkg-query -W -f='${Depends}' clang 2>/dev/null |
+		sed -n 's/^clang-\([0-9][0-9]*\).*/\1/p')
+	for p in ${major:+libclang-rt-$major-dev} libclang-rt-dev; do
+		installed "$p" && { echo "$p"; return 0; }
+	done
+	host_update >&2
+	for p in ${major:+libclang-rt-$major-dev} libclang-rt-dev; do
+		if available "$p"; then
+			echo "$p"
+			return 0
+		fi
+	done
+	die "no libclang-rt development package for clang${major:+-$major}"
+}
+
+# Library, tests, benchmark; python3 runs every helper script, zstd
+# unpacks guest kernels (vmlinux extraction).
 install build-essential pkgconf ninja-build liblz4-dev liburing-dev \
-	libcmocka-dev clang libclang-rt-14-dev valgrind
-meson_new_enough || install_bpo meson python3-pycotap
+	libcmocka-dev clang valgrind python3 zstd xz-utils
+rt=$(clang_rt) || exit 1
+install "$rt"
+if ! meson_new_enough; then
+	case $rel in
+	bookworm) meson_from_backports ;;
+	*) install meson python3-pycotap ;;
+	esac
+	meson_new_enough || die "meson >= 1.5 is needed; apt gave an older one"
+fi
 
 case $what in
-qemu|all)
-	install dpkg-dev libglib2.0-dev zlib1g-dev python3-venv seabios \
-		qemu-system-data socat python3
+qemu | all)
+	install dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv \
+		seabios qemu-system-data socat
 	;;
 esac
 case $what in
-guest|all)
-	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison dkms \
-		libelf-dev libssl-dev
+guest | all)
+	install gcc-12 dwarves cpio kmod busybox-static bc flex bison dkms \
+		libelf-dev libssl-dev debootstrap
 	;;
 esac
 case $what in
