@@ -33,6 +33,8 @@
 # What it does, each step skipped when already done:
 #   1. scripts/install-deps.sh qemu (apt; root)
 #   2. resolve the newest qemu 10.0.x in trixie's deb-src, apt-get source it
+#      (a private apt configuration in $cache/apt/qemu-source, see
+#      scripts/lib/apt-archive.sh: the host's own apt entries stay as they are)
 #   3. dpkg-source -x (Debian's patches applied) into $cache/qemu-<ver>/src
 #   4. apply qemu-device/patches/*.patch (stamp: a hash of the patch set; a
 #      changed set is reverse-applied and the new one applied)
@@ -53,6 +55,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
 stable="$cache/qemu/bin/qemu-system-x86_64"
 python=/usr/bin/python3
+. "$repo/scripts/lib/apt-archive.sh"
+qemu_apt=$cache/apt/qemu-source
 
 log() { printf 'build-qemu: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -93,9 +97,11 @@ if [ "${VTMEM_NO_DEPS:-0}" != 1 ]; then
 fi
 
 # --- 2. source version --------------------------------------------------------
+qemu_source_apt "$qemu_apt" ||
+	log "warning: cannot update the trixie deb-src lists in $qemu_apt"
 newest_10_0() {
 	best=
-	for v in $(apt-cache showsrc qemu 2>/dev/null |
+	for v in $(apt_extra "$qemu_apt" apt-cache showsrc qemu 2>/dev/null |
 		   awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
 		   grep -E '^([0-9]+:)?10\.0\.'); do
 		if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
@@ -109,7 +115,7 @@ last_built=$(cat "$cache/qemu/VERSION" 2>/dev/null || true)
 version=${QEMU_VERSION:-$(newest_10_0)}
 if [ -z "$version" ]; then
 	[ -n "$last_built" ] ||
-		die "apt knows no qemu 10.0.x source package (scripts/install-deps.sh adds trixie deb-src)"
+		die "apt knows no qemu 10.0.x source package (no trixie deb-src lists in $qemu_apt: network?)"
 	log "apt knows no qemu 10.0 source; staying with $last_built"
 	version=$last_built
 fi
@@ -118,7 +124,8 @@ mkdir -p "$cache/dl"
 dsc_of() { echo "$cache/dl/qemu_${1#*:}.dsc"; }   # no epoch in file names
 if [ ! -f "$(dsc_of "$version")" ]; then
 	log "downloading the qemu $version source package"
-	if ! (cd "$cache/dl" && apt-get source --download-only -q "qemu=$version" >&2); then
+	if ! (cd "$cache/dl" && apt_extra "$qemu_apt" apt-get source \
+		--download-only -q "qemu=$version" >&2); then
 		if [ -n "${QEMU_VERSION:-}" ] || [ -z "$last_built" ] ||
 		   [ ! -f "$(dsc_of "$last_built")" ]; then
 			die "apt-get source qemu=$version failed"

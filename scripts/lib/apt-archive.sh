@@ -9,6 +9,8 @@
 #                                    knows only those suites (deb and
 #                                    deb-src); apt-get update runs there
 #   apt_extra DIR apt-cache policy X any apt-get/apt-cache command with it
+#   qemu_source_apt DIR [SUITE]      DIR knows QEMU's source package
+#                                    (deb-src of SUITE, default trixie)
 #
 # No mirror is ever named here: the URI is copied from the machine's own
 # entries, deb822 (/etc/apt/sources.list.d/*.sources) or one-line
@@ -115,7 +117,8 @@ apt_extra() {
 
 # apt_extra_init DIR SUITE...: (re)write DIR's sources for the suites and
 # fetch their lists, at most once a day.  Returns 1 when no Debian entry
-# can be found or apt-get update fails (no network).
+# can be found or apt-get update fails (no network).  APT_EXTRA_TYPES=deb-src
+# fetches only the source lists (enough for apt-get source).
 apt_extra_init() {
 	d=$1
 	shift
@@ -126,8 +129,9 @@ apt_extra_init() {
 	mkdir -p "$d/empty" "$d/state/lists/partial" "$d/cache/archives/partial"
 	: >"$d/state/status"
 	new=$(for s in "$@"; do
-		echo "deb [signed-by=$APT_KEYRING] $uri $s main"
-		echo "deb-src [signed-by=$APT_KEYRING] $uri $s main"
+		for t in ${APT_EXTRA_TYPES:-deb deb-src}; do
+			echo "$t [signed-by=$APT_KEYRING] $uri $s main"
+		done
 	done)
 	stamp=$d/state/updated
 	if [ "$(cat "$d/sources.list" 2>/dev/null)" = "$new" ] &&
@@ -137,4 +141,12 @@ apt_extra_init() {
 	printf '%s\n' "$new" >"$d/sources.list"
 	apt_extra "$d" apt-get update -q >&2 || return 1
 	touch "$stamp"
+}
+
+# qemu_source_apt DIR [SUITE]: a private configuration with only the
+# deb-src lists of SUITE (default trixie, whose qemu is 10.0), for
+# scripts/build-qemu.sh's `apt-cache showsrc qemu` and `apt-get source`.
+# The host needs no deb-src entry of its own, on bookworm or trixie.
+qemu_source_apt() {
+	APT_EXTRA_TYPES=deb-src apt_extra_init "$1" "${2:-trixie}"
 }
