@@ -121,7 +121,7 @@ cleanup() {
 	for m in $mounted; do
 		umount "$m" 2>/dev/null || umount -l "$m" || true
 	done
-	if grep -q " $root[/ ]" /proc/mounts; then
+	if grep -q " ${root}[/ ]" /proc/mounts; then
 		log "still mounted under $root: not removing it"
 	elif [ "$keep" = 1 ]; then
 		log "root kept in $root"
