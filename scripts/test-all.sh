@@ -1,57 +1,139 @@
 #!/bin/sh
-# Set up everything missing on a Debian 12 machine (as root) and run every
-# test suite: unit (libtmem, also under ASan/UBSan), qemu, guest, vm, plus a
-# short fuzz run.  Exits non-zero if anything failed.
+# Set up everything missing on a Debian 12 or 13 machine (as root) and run
+# every test suite: unit (libtmem, also under ASan/UBSan), qemu, guest, vm,
+# plus a short fuzz run.  Always ends with one line
+#   N passed, N failed, N skipped
+# and exits non-zero if anything failed.  A guest kernel that cannot be
+# obtained here (e.g. 6.1, which only bookworm has) is no failure: its
+# tests say SKIP, and the reason is printed with how to get it.
 #
 # Environment:
 #   VTMEM_CACHE         where QEMU, guest kernels and modules are cached
 #                       (default /var/cache/virtio-tmem)
 #   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit qemu guest vm")
-set -eu
+#   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1")
+set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
+cd "$top" || exit 1
 
-scripts/install-deps.sh all
+status=0
+extra=
+logs=
+
+say() { printf 'test-all: %s\n' "$*" >&2; }
+
+# A setup step that failed counts as one failed test in the summary; the
+# run goes on with what does not depend on it.
+failed_step() {
+	say "FAILED: $1"
+	extra="$extra --extra $2:failed"
+	status=1
+}
+
+if [ "$(id -u)" = 0 ]; then
+	scripts/install-deps.sh all ||
+		failed_step "scripts/install-deps.sh all" setup-install-deps
+else
+	say "not root: skipping scripts/install-deps.sh (packages may be missing)"
+fi
 
 setup() {
 	dir=$1
 	shift
 	if [ -f "$dir/build.ninja" ]; then
-		meson configure "$dir" "$@"
+		meson configure "$dir" "$@" || return 1
 	else
-		meson setup "$dir" "$@"
+		meson setup "$dir" "$@" || return 1
 	fi
 	meson compile -C "$dir"
 }
 
-setup build -Dwerror=true
-setup build-asan -Dwerror=true -Db_sanitize=address,undefined \
-	-Db_lundef=false
-
-# The qemu, guest and vm suites build what they test; doing it here first
-# keeps build time out of the tests' timeouts.
-scripts/build-qemu.sh
-scripts/build-guest-module.sh
-
-status=0
-suites=${VTMEM_SUITES:-unit qemu guest vm}
-args=
-for s in $suites; do
-	args="$args --suite $s"
-done
-# shellcheck disable=SC2086
-meson test -C build --print-errorlogs --num-processes 2 $args || status=1
-meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit ||
-	status=1
-
-fuzz_status=ok
-if [ "${VTMEM_FUZZ_SECONDS:-60}" != 0 ]; then
-	scripts/run-fuzz.sh || { status=1; fuzz_status=failed; }
+built=
+if setup build -Dwerror=true; then
+	built="$built build"
+else
+	failed_step "meson build of build/" setup-build
+fi
+if setup build-asan -Dwerror=true -Db_sanitize=address,undefined \
+	-Db_lundef=false; then
+	built="$built build-asan"
+else
+	failed_step "meson build of build-asan/" setup-build-asan
 fi
 
-/usr/bin/python3 scripts/test-summary.py \
-	build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-	--extra "fuzz-request:$fuzz_status" || status=1
+suites=${VTMEM_SUITES:-unit qemu guest vm}
+case " $suites " in
+*" qemu "* | *" vm "*)
+	# The qemu and vm suites build what they test; doing it here first
+	# keeps build time out of the tests' timeouts.
+	scripts/build-qemu.sh >/dev/null ||
+		failed_step "scripts/build-qemu.sh (the qemu and vm tests will skip)" \
+			setup-qemu
+	;;
+esac
+case " $suites " in
+*" guest "* | *" vm "*)
+	for k in ${VTMEM_KERNELS:-6.12 6.1}; do
+		rc=0
+		scripts/build-guest-module.sh "$k" >/dev/null || rc=$?
+		case $rc in
+		0) ;;
+		77)
+			say "SKIP: guest kernel $k cannot be obtained on this machine" \
+				"(the reason is above); the tests on $k will say SKIP." \
+				"To get it: make its Debian packages reachable through" \
+				"apt, then run scripts/guest-kernels.sh fetch $k"
+			;;
+		*) failed_step "scripts/build-guest-module.sh $k" "setup-module-$k" ;;
+		esac
+	done
+	;;
+esac
+
+case " $built " in
+*" build "*)
+	args=
+	for s in $suites; do
+		args="$args --suite $s"
+	done
+	# shellcheck disable=SC2086
+	meson test -C build --print-errorlogs --num-processes 2 $args ||
+		status=1
+	logs="$logs build/meson-logs/testlog.json"
+	;;
+esac
+case " $built " in
+*" build-asan "*)
+	case " $suites " in
+	*" unit "*)
+		meson test -C build-asan --print-errorlogs --num-processes 2 \
+			--suite unit || status=1
+		logs="$logs build-asan/meson-logs/testlog.json"
+		;;
+	esac
+	;;
+esac
+
+if [ "${VTMEM_FUZZ_SECONDS:-60}" != 0 ]; then
+	rc=0
+	scripts/run-fuzz.sh || rc=$?
+	case $rc in
+	0) extra="$extra --extra fuzz-request:ok" ;;
+	77) extra="$extra --extra fuzz-request:skipped" ;;
+	*) extra="$extra --extra fuzz-request:failed"; status=1 ;;
+	esac
+fi
+
+if [ -x /usr/bin/python3 ]; then
+	# shellcheck disable=SC2086
+	/usr/bin/python3 scripts/test-summary.py $logs $extra || status=1
+else
+	# Without python3 (install-deps failed) nothing ran but the setup.
+	# shellcheck disable=SC2086 # one word per entry
+	n=$(printf '%s\n' $extra | grep -c ':failed$')
+	echo "0 passed, $((n + 1)) failed, 0 skipped"
+	status=1
+fi
 exit $status
