@@ -23,8 +23,9 @@
 # ${VTMEM_CACHE:-/var/cache/virtio-tmem}/fresh-debian/RELEASE-root.tar.zst;
 # each run unpacks it into a new directory under ${TMPDIR:-/var/tmp}.
 # /proc, /sys, /dev and /dev/pts are bind-mounted (so /dev/kvm is there if
-# this machine has one; VTMEM_ACCEL=tcg is passed through if set) and
-# unmounted on every exit path.  JOBS is passed through too.
+# this machine has one) and unmounted on every exit path.  JOBS,
+# VTMEM_ACCEL, VTMEM_SUITES, VTMEM_KERNELS and VTMEM_FUZZ_SECONDS are
+# passed through when set (e.g. a shorter `test` run); nothing else is.
 #
 # Prints the wall time of each command and a closing line
 #   check-fresh-debian: trixie: demo passed in N s, test failed in N s
@@ -204,6 +205,9 @@ run() {
 		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 		VTMEM_CACHE=/var/cache/virtio-tmem \
 		${JOBS:+JOBS=$JOBS} ${VTMEM_ACCEL:+VTMEM_ACCEL=$VTMEM_ACCEL} \
+		${VTMEM_SUITES:+VTMEM_SUITES="$VTMEM_SUITES"} \
+		${VTMEM_KERNELS:+VTMEM_KERNELS="$VTMEM_KERNELS"} \
+		${VTMEM_FUZZ_SECONDS:+VTMEM_FUZZ_SECONDS=$VTMEM_FUZZ_SECONDS} \
 		/bin/sh -c "cd /root/virtio-tmem && $cmd" </dev/null || st=$?
 	secs=$(( $(date +%s) - t0 ))
 	if [ "$st" = 0 ]; then
