@@ -28,7 +28,7 @@ secs=${VTMEM_FUZZ_SECONDS:-60}
 jobs=${VTMEM_FUZZ_JOBS:-1}
 
 if ! command -v clang >/dev/null 2>&1; then
-	echo "run-fuzz: clang not found (apt-get install clang libclang-rt-14-dev)" >&2
+	echo "run-fuzz: clang not found (scripts/install-deps.sh base installs it)" >&2
 	exit 77
 fi
 
