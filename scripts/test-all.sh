@@ -1,7 +1,7 @@
 #!/bin/sh
 # Set up everything missing on a Debian 12 or 13 machine (as root) and run
-# every test suite: unit (libtmem, also under ASan/UBSan), qemu, guest, vm,
-# plus a short fuzz run.  Always ends with one line
+# every test suite: unit (libtmem, also under ASan/UBSan), scripts, qemu,
+# guest, vm, plus a short fuzz run.  Always ends with one line
 #   N passed, N failed, N skipped
 # and exits non-zero if anything failed.  A guest kernel that cannot be
 # obtained here (e.g. 6.1, which only bookworm has) is no failure: its
@@ -11,7 +11,7 @@
 #   VTMEM_CACHE         where QEMU, guest kernels and modules are cached
 #                       (default /var/cache/virtio-tmem)
 #   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
-#   VTMEM_SUITES        meson suites to run (default "unit qemu guest vm")
+#   VTMEM_SUITES        meson suites to run (default "unit scripts qemu guest vm")
 #   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1")
 set -u
 
@@ -63,7 +63,7 @@ else
 	failed_step "meson build of build-asan/" setup-build-asan
 fi
 
-suites=${VTMEM_SUITES:-unit qemu guest vm}
+suites=${VTMEM_SUITES:-unit scripts qemu guest vm}
 case " $suites " in
 *" qemu "* | *" vm "*)
 	# The qemu and vm suites build what they test; doing it here first
