@@ -4,9 +4,11 @@
 # repository's HEAD, and the commands run inside it as root with chroot, with
 # the chroot's own VTMEM_CACHE (nothing built on this machine is reused).
 #
-# Usage: scripts/check-fresh-debian.sh [options] [demo|test|both]
+# Usage: scripts/check-fresh-debian.sh [options] [demo|test|both|deps]
 #   demo | test | both   ./scripts/demo.sh, ./scripts/test-all.sh, or both in
 #                        that order (default: both)
+#   deps                 only ./scripts/install-deps.sh all (a quick check of
+#                        the package step)
 #   --release R          trixie (Debian 13, default) or bookworm (Debian 12)
 #   --sources F          deb822 (debian.sources, as a trixie install writes
 #                        it; the default on trixie) or oneline (a one-line
@@ -47,7 +49,7 @@ while [ $# -gt 0 ]; do
 	--sources) sources=${2:?}; shift ;;
 	--keep) keep=1 ;;
 	--new-root) new_root=1 ;;
-	demo | test | both) what=$1 ;;
+	demo | test | both | deps) what=$1 ;;
 	-h | --help)
 		sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
 		exit 0
@@ -227,6 +229,9 @@ demo | both) run demo ./scripts/demo.sh ;;
 esac
 case $what in
 test | both) run test ./scripts/test-all.sh ;;
+esac
+case $what in
+deps) run deps "./scripts/install-deps.sh all" ;;
 esac
 log "$release: $summary"
 [ "$failed" = 0 ]
