@@ -108,18 +108,16 @@ meson_from_backports() {
 	rm -rf "$debs"
 }
 
-# The compiler-rt development files of the clang that is installed
-# (libFuzzer, sanitizers): libclang-rt-14-dev on bookworm,
+# The compiler-rt development files of the clang that is (or will be)
+# installed (libFuzzer, sanitizers): libclang-rt-14-dev on bookworm,
 # libclang-rt-19-dev on trixie, read from clang's own dependency.
 clang_rt() {
-	major=$(dpkg-query -W -f='${Depends}' clang 2>/dev/null |
-		sed -n 's/^clang-\([0-9][0-9]*\).*/\1/p')
+	major=$( (dpkg-query -W -f='${Depends}\n' clang 2>/dev/null ||
+		apt-cache show --no-all-versions clang 2>/dev/null |
+			sed -n 's/^Depends: //p') |
+		sed -n 's/^clang-\([0-9][0-9]*\).*/\1/p' | head -n 1)
 	for p in ${major:+libclang-rt-$major-dev} libclang-rt-dev; do
-		installed "$p" && { echo "$p"; return 0; }
-	done
-	host_update >&2
-	for p in ${major:+libclang-rt-$major-dev} libclang-rt-dev; do
-		if available "$p"; then
+		if installed "$p" || available "$p"; then
 			echo "$p"
 			return 0
 		fi
@@ -129,32 +127,39 @@ clang_rt() {
 
 # Library, tests, benchmark; python3 runs every helper script, zstd
 # unpacks guest kernels (vmlinux extraction).
-install build-essential pkgconf ninja-build liblz4-dev liburing-dev \
-	libcmocka-dev clang valgrind python3 zstd xz-utils
-rt=$(clang_rt) || exit 1
-install "$rt"
-if ! meson_new_enough; then
-	case $rel in
-	bookworm) meson_from_backports ;;
-	*) install meson python3-pycotap ;;
-	esac
-	meson_new_enough || die "meson >= 1.5 is needed; apt gave an older one"
-fi
-
+pkgs="build-essential pkgconf ninja-build liblz4-dev liburing-dev
+	libcmocka-dev clang valgrind python3 zstd xz-utils"
 case $what in
 qemu | all)
-	install dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv \
-		seabios qemu-system-data socat
+	pkgs="$pkgs dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv
+		seabios qemu-system-data socat"
 	;;
 esac
 case $what in
 guest | all)
-	install gcc-12 dwarves cpio kmod busybox-static bc flex bison dkms \
-		libelf-dev libssl-dev debootstrap
+	pkgs="$pkgs gcc-12 dwarves cpio kmod busybox-static bc flex bison dkms
+		libelf-dev libssl-dev debootstrap"
 	;;
 esac
 case $what in
 all)
-	install gnuplot-nox
+	pkgs="$pkgs gnuplot-nox"
 	;;
 esac
+rt_ok() {
+	rt=$(clang_rt 2>/dev/null) && installed "$rt"
+}
+# shellcheck disable=SC2086 # a list of package names
+if [ -n "$(missing $pkgs)" ] || ! rt_ok || ! meson_new_enough; then
+	host_update
+	[ "$rel" = bookworm ] || meson_new_enough ||
+		pkgs="$pkgs meson python3-pycotap"
+	rt=$(clang_rt) || exit 1
+	# One apt-get run for everything: a fresh machine's first run.
+	# shellcheck disable=SC2086
+	install $pkgs "$rt"
+fi
+if ! meson_new_enough; then
+	[ "$rel" != bookworm ] || meson_from_backports
+	meson_new_enough || die "meson >= 1.5 is needed; apt gave an older one"
+fi
