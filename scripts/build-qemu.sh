@@ -200,6 +200,8 @@ link qemu-device/hw/virtio/virtio-tmem.c hw/virtio/virtio-tmem.c
 link qemu-device/hw/virtio/virtio-tmem-pci.c hw/virtio/virtio-tmem-pci.c
 link qemu-device/hw/virtio/virtio-tmem-qmp.c hw/virtio/virtio-tmem-qmp.c
 link qemu-device/include/hw/virtio/virtio-tmem.h include/hw/virtio/virtio-tmem.h
+link qemu-device/include/hw/virtio/virtio-tmem-compat.h \
+	include/hw/virtio/virtio-tmem-compat.h
 link proto/virtio_tmem.h include/standard-headers/linux/virtio_tmem.h
 link qemu-device/configs/x86_64-softmmu-vtmem.mak \
 	configs/devices/x86_64-softmmu/vtmem.mak
