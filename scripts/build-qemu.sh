@@ -1,11 +1,16 @@
 #!/bin/bash
-# Build QEMU 10.0 from Debian's source package with the virtio-tmem device.
+# Build QEMU 10.0 or 10.2 from Debian's source package with the virtio-tmem
+# device.
 #
 # Usage:
 #   scripts/build-qemu.sh               build (or bring up to date); the last
 #                                       line of output is the binary's path
 #   scripts/build-qemu.sh --print-path  print the binary's path, build nothing;
 #                                       exit 0 if it exists, 1 if not built
+#   scripts/build-qemu.sh --check-device  compile the device's objects only
+#                                       (no link, the binary's path is not
+#                                       touched): does the device still build
+#                                       against QEMU_SERIES?
 #   scripts/build-qemu.sh --help
 #
 # Other scripts find QEMU with:
@@ -23,8 +28,11 @@
 #                 live, outside the git work tree so they survive a fresh
 #                 clone (default /var/cache/virtio-tmem).  CI keeps this
 #                 directory between runs to avoid rebuilding QEMU.
+#   QEMU_SERIES   10.0 (default: Debian 13 "trixie") or 10.2 (the newest
+#                 QEMU source in Debian's archive, from sid): the newest
+#                 Debian source package of that series is built.
 #   QEMU_VERSION  build this Debian source version (e.g. 1:10.0.13+ds-0+deb13u1)
-#                 instead of the newest 10.0.x that apt knows.
+#                 instead; its series is the one of the version.
 #   JOBS          ninja parallelism (default: nproc).
 #   VTMEM_NO_DEPS=1  do not run scripts/install-deps.sh (e.g. not root).
 #   LIBTMEM_PKG_CONFIG_PATH  development only: link the libtmem whose .pc
@@ -32,10 +40,14 @@
 #
 # What it does, each step skipped when already done:
 #   1. scripts/install-deps.sh qemu (apt; root)
-#   2. resolve the newest qemu 10.0.x in trixie's deb-src, apt-get source it
+#   2. resolve the newest qemu <series>.x that apt knows (10.0: trixie's
+#      deb-src, which install-deps.sh adds; otherwise a private apt
+#      configuration in $cache/apt-<series> for the suite that has it, the
+#      host's apt left alone), apt-get source it
 #   3. dpkg-source -x (Debian's patches applied) into $cache/qemu-<ver>/src
-#   4. apply qemu-device/patches/*.patch (stamp: a hash of the patch set; a
-#      changed set is reverse-applied and the new one applied)
+#   4. apply qemu-device/patches/*.patch and qemu-device/patches/<series>/
+#      *.patch in the order of their file names (stamp: a hash of the patch
+#      set; a changed set is reverse-applied and the new one applied)
 #   5. symlink the device sources, the devices .mak and proto/virtio_tmem.h
 #      into the tree (editing them in the repo is editing the build)
 #   6. build libtmem from this repo (static, meson) in $cache/qemu-<ver>/libtmem
@@ -43,7 +55,8 @@
 #      meson.build or the devices .mak changes, and we make it re-run when
 #      libtmem's pkg-config flags change, e.g. a new dependency such as
 #      liburing), ninja qemu-system-x86_64; a newer libtmem.a relinks QEMU
-#   8. point $cache/qemu/bin/qemu-system-x86_64 at the result
+#   8. point $cache/qemu/bin/qemu-system-x86_64 at the result (the binary
+#      last built, of whichever series; $cache/qemu/VERSION says which)
 # A new Debian point release is a new tree and a cold build (3-4 minutes);
 # older trees stay in $cache until removed by hand.  Without network, a
 # version that cannot be downloaded falls back to the last one built.
@@ -71,12 +84,16 @@ case ${1:-} in
 	sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	exit 0
 	;;
+--check-device)
+	check_device=1
+	;;
 "") ;;
 *)
 	die "unknown argument '$1' (try --help)"
 	;;
 esac
 
+check_device=${check_device:-0}
 start=$(date +%s)
 mkdir -p "$cache"
 # One build at a time per cache: VM tests may call us concurrently.
@@ -93,11 +110,42 @@ if [ "${VTMEM_NO_DEPS:-0}" != 1 ]; then
 fi
 
 # --- 2. source version --------------------------------------------------------
-newest_10_0() {
+# A series and the Debian suites whose deb-src has it.  10.0 is in the host's
+# apt (install-deps.sh adds trixie deb-src); another series is looked up in a
+# private apt configuration (scripts/lib/apt-archive.sh).
+series_of() { v=${1#*:}; echo "${v%%.*}.$(echo "$v" | cut -d. -f2)"; }
+series=${QEMU_SERIES:-10.0}
+[ -z "${QEMU_VERSION:-}" ] || series=$(series_of "$QEMU_VERSION")
+case $series in
+10.0) suites= ;;
+10.2) suites=sid ;;
+*) die "QEMU_SERIES=$series: supported are 10.0 and 10.2" ;;
+esac
+[ -d "$repo/qemu-device/patches/$series" ] ||
+	die "no qemu-device/patches/$series/ for QEMU $series"
+
+aptdir=
+if [ -n "$suites" ]; then
+	# shellcheck source=lib/apt-archive.sh
+	. "$repo/scripts/lib/apt-archive.sh"
+	aptdir="$cache/apt-$series"
+	# shellcheck disable=SC2086 # a list of suites
+	apt_extra_init "$aptdir" $suites ||
+		log "cannot update the apt lists of $suites (no network?)"
+fi
+apt_src() {
+	if [ -n "$aptdir" ]; then
+		apt_extra "$aptdir" "$@"
+	else
+		"$@"
+	fi
+}
+
+newest_in_series() {
 	best=
-	for v in $(apt-cache showsrc qemu 2>/dev/null |
+	for v in $(apt_src apt-cache showsrc qemu 2>/dev/null |
 		   awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
-		   grep -E '^([0-9]+:)?10\.0\.'); do
+		   grep -E "^([0-9]+:)?${series%.*}\\.${series#*.}\\."); do
 		if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
 			best=$v
 		fi
@@ -105,12 +153,12 @@ newest_10_0() {
 	echo "$best"
 }
 
-last_built=$(cat "$cache/qemu/VERSION" 2>/dev/null || true)
-version=${QEMU_VERSION:-$(newest_10_0)}
+last_built=$(cat "$cache/qemu/VERSION-$series" 2>/dev/null || true)
+version=${QEMU_VERSION:-$(newest_in_series)}
 if [ -z "$version" ]; then
 	[ -n "$last_built" ] ||
-		die "apt knows no qemu 10.0.x source package (scripts/install-deps.sh adds trixie deb-src)"
-	log "apt knows no qemu 10.0 source; staying with $last_built"
+		die "apt knows no qemu $series.x source package (scripts/install-deps.sh adds trixie deb-src for 10.0)"
+	log "apt knows no qemu $series source; staying with $last_built"
 	version=$last_built
 fi
 
@@ -118,7 +166,7 @@ mkdir -p "$cache/dl"
 dsc_of() { echo "$cache/dl/qemu_${1#*:}.dsc"; }   # no epoch in file names
 if [ ! -f "$(dsc_of "$version")" ]; then
 	log "downloading the qemu $version source package"
-	if ! (cd "$cache/dl" && apt-get source --download-only -q "qemu=$version" >&2); then
+	if ! (cd "$cache/dl" && apt_src apt-get source --download-only -q "qemu=$version" >&2); then
 		if [ -n "${QEMU_VERSION:-}" ] || [ -z "$last_built" ] ||
 		   [ ! -f "$(dsc_of "$last_built")" ]; then
 			die "apt-get source qemu=$version failed"
@@ -145,7 +193,14 @@ if [ ! -f "$top/.unpacked" ]; then
 fi
 
 # --- 4. our patches -----------------------------------------------------------
-patches=("$repo"/qemu-device/patches/*.patch)
+# Those for every series and those of this one, in the order of their names.
+mapfile -t patches < <(
+	for p in "$repo"/qemu-device/patches/*.patch \
+		 "$repo/qemu-device/patches/$series"/*.patch; do
+		printf '%s/%s\n' "$(basename "$p")" "$p"
+	done | sort | cut -d/ -f2-)
+dup=$(printf '%s\n' "${patches[@]##*/}" | uniq -d)
+[ -z "$dup" ] || die "patches of the same name for every series and for $series: $dup"
 want=$(cat "${patches[@]}" | sha256sum | cut -d' ' -f1)
 have=$(cat "$top/.patched" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
@@ -314,6 +369,18 @@ if [ -n "$libfile" ] && [ -e "$build/qemu-system-x86_64" ] &&
 	touch -h -d @0 "$build/qemu-system-x86_64"
 fi
 
+if [ "$check_device" = 1 ]; then
+	# The device's objects and what they need (generated QAPI and trace
+	# headers), not the other 2000 objects nor the link.
+	mapfile -t objs < <(ninja -C "$build" -t targets all |
+		sed -n 's|^\([^:]*/[^/:]*virtio-tmem[^/:]*\.c\.o\):.*|\1|p' | sort -u)
+	[ ${#objs[@]} -ge 3 ] ||
+		die "the build knows ${#objs[@]} virtio-tmem objects, not 3 (device, proxy, QMP)"
+	PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" "${objs[@]}" >&2
+	log "qemu $version: ${#objs[@]} virtio-tmem objects compiled in $(( $(date +%s) - start )) s"
+	exit 0
+fi
+
 PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x86_64 >&2
 
 # --- 8. the stable path -------------------------------------------------------
@@ -326,6 +393,7 @@ done
 mkdir -p "$cache/qemu/bin"
 ln -sfn "$build/qemu-system-x86_64" "$stable"
 echo "$version" > "$cache/qemu/VERSION"
+echo "$version" > "$cache/qemu/VERSION-$series"
 echo "$repo" > "$cache/qemu/SOURCE"
 log "qemu $version with virtio-tmem, up to date in $(( $(date +%s) - start )) s"
 echo "$stable"
