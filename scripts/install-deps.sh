@@ -87,7 +87,7 @@ meson_new_enough || install_bpo meson python3-pycotap
 case $what in
 qemu|all)
 	install dpkg-dev libglib2.0-dev zlib1g-dev python3-venv seabios \
-		qemu-system-data socat python3
+		qemu-system-data socat python3 libfdt-dev
 	;;
 esac
 case $what in
