@@ -328,7 +328,7 @@ configure_args=(
 	--enable-kvm
 	--enable-tcg
 	--disable-tools
-	--disable-fdt
+	--enable-fdt=system
 	--disable-download
 	--disable-docs
 	--disable-install-blobs
