@@ -213,6 +213,17 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
+    /*
+     * A new device type has no legacy interface (the wire format is
+     * little-endian): virtio-pci forces virtio 1, virtio-mmio offers it
+     * only with force-legacy=off.
+     */
+    if (!virtio_has_feature(features, VIRTIO_F_VERSION_1)) {
+        error_setg(errp, "virtio-tmem: the transport must be virtio 1 "
+                   "(modern); for virtio-mmio set "
+                   "-global virtio-mmio.force-legacy=off");
+        return 0;
+    }
     features |= s->host_features;
     if (s->conf.num_queues > 1) {
         virtio_add_feature(&features, VIRTIO_TMEM_F_MQ);
