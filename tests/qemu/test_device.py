@@ -153,7 +153,7 @@ def test_bad_properties():
                        BAD_PROPERTIES[3]):
         rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                               "-nodefaults", "-nographic", "-device",
-                              "virtio-tmem-pci," + props)
+                              "virtio-tmem," + props)
         check(rc != 0, "QEMU started with %s" % props)
         check(msg in err, "stderr for %s: %r" % (props, err))
     with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
@@ -161,9 +161,9 @@ def test_bad_properties():
         for props, msg in BAD_PROPERTIES:
             args = {k: qmp_value(v) for k, v in
                     (kv.split("=", 1) for kv in props.split(",") if kv)}
-            check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+            check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                        bus="rp0", id="bad", **args), msg)
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    bus="rp0", id="bad", budget=MiB,
                                    iothread="io0",
                                    **{"iothread-vq-mapping":
@@ -185,13 +185,13 @@ def test_hotplug():
     DEVICE_DELETED)."""
     with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
               "-device", "pcie-root-port,id=rp1,chassis=2") as vm:
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="hp0", bus="rp0",
+        vm.cmd("device_add", driver="virtio-tmem", id="hp0", bus="rp0",
                budget=16 * MiB)
         ids = [i.get("id") for i in vm.cmd("query-tmem")]
         check(ids == ["hp0"], "query-tmem after device_add: %r" % ids)
         check_stats(vm.cmd("qom-get", path="/machine/peripheral/hp0",
                            property="stats"), 16 * MiB)
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    id="hp1", bus="pcie.0", budget=MiB),
                     "hotplug")
         # The migration blocker comes and goes with the device.
@@ -206,9 +206,9 @@ def test_hotplug():
             check(ids == ["hp0"], "pending unplug: %r" % ids)
             print("device_del pending: needs the guest's acknowledgement")
         # A second device on another port, then the same id again is refused.
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="hp2", bus="rp1",
+        vm.cmd("device_add", driver="virtio-tmem", id="hp2", bus="rp1",
                budget=MiB, **{"num-queues": 2})
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    id="hp2", bus="rp1", budget=MiB),
                     "hp2")
 
@@ -216,7 +216,7 @@ def test_hotplug():
 def test_migration_blocked():
     """migrate is refused with the blocker's message; the VM keeps
     running and answering; -only-migratable refuses the device."""
-    with QEMU("-device", "virtio-tmem-pci,id=tmem0,budget=32M",
+    with QEMU("-device", "virtio-tmem,id=tmem0,budget=32M",
               paused=False) as vm:
         check(vm.cmd("query-status")["running"], "VM is not running")
         for uri in ("exec:cat >/dev/null", "file:/dev/null"):
