@@ -8,6 +8,8 @@
 #                       (default /var/cache/virtio-tmem)
 #   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit qemu guest vm")
+#   QEMU_SERIES         the QEMU series the tests run on (default 10.0); the
+#                       device is only compiled against the other one
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -36,6 +38,17 @@ scripts/build-qemu.sh
 scripts/build-guest-module.sh
 
 status=0
+# The device must build against the supported QEMU series the tests do not
+# run on too: its objects only, in a configured tree kept in the cache.
+case ${QEMU_SERIES:-10.0} in
+10.0) other_series=10.2 ;;
+*) other_series=10.0 ;;
+esac
+other_status=ok
+QEMU_SERIES=$other_series scripts/build-qemu.sh --check-device || case $? in
+	77) other_status=skipped ;;
+	*) status=1; other_status=failed ;;
+esac
 suites=${VTMEM_SUITES:-unit qemu guest vm}
 args=
 for s in $suites; do
@@ -53,5 +66,6 @@ fi
 
 /usr/bin/python3 scripts/test-summary.py \
 	build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-	--extra "fuzz-request:$fuzz_status" || status=1
+	--extra "fuzz-request:$fuzz_status" \
+	--extra "qemu-$other_series-device-builds:$other_status" || status=1
 exit $status
