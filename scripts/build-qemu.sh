@@ -1,11 +1,17 @@
 #!/bin/bash
-# Build QEMU 10.0 from Debian's source package with the virtio-tmem device.
+# Build QEMU 10.0 or 10.2 from Debian's source package with the virtio-tmem
+# device.
 #
 # Usage:
 #   scripts/build-qemu.sh               build (or bring up to date); the last
 #                                       line of output is the binary's path
 #   scripts/build-qemu.sh --print-path  print the binary's path, build nothing;
 #                                       exit 0 if it exists, 1 if not built
+#   scripts/build-qemu.sh --check-device  compile the device's objects only
+#                                       (no link, the binary's path is not
+#                                       touched): does the device still build
+#                                       against QEMU_SERIES?  Exit 77 when
+#                                       no source of the series can be had
 #   scripts/build-qemu.sh --help
 #
 # Other scripts find QEMU with:
@@ -23,8 +29,11 @@
 #                 live, outside the git work tree so they survive a fresh
 #                 clone (default /var/cache/virtio-tmem).  CI keeps this
 #                 directory between runs to avoid rebuilding QEMU.
+#   QEMU_SERIES   10.0 (default: Debian 13 "trixie") or 10.2 (the newest
+#                 QEMU source in Debian's archive, from sid): the newest
+#                 Debian source package of that series is built.
 #   QEMU_VERSION  build this Debian source version (e.g. 1:10.0.13+ds-0+deb13u1)
-#                 instead of the newest 10.0.x that apt knows.
+#                 instead; its series is the one of the version.
 #   JOBS          ninja parallelism (default: nproc).
 #   VTMEM_NO_DEPS=1  do not run scripts/install-deps.sh (e.g. not root).
 #   LIBTMEM_PKG_CONFIG_PATH  development only: link the libtmem whose .pc
@@ -32,12 +41,14 @@
 #
 # What it does, each step skipped when already done:
 #   1. scripts/install-deps.sh qemu (apt; root)
-#   2. resolve the newest qemu 10.0.x in trixie's deb-src, apt-get source it
-#      (a private apt configuration in $cache/apt/qemu-source, see
+#   2. resolve the newest qemu <series>.x in the deb-src lists of the suite
+#      that has it (10.0: trixie, 10.2: sid), apt-get source it (a private
+#      apt configuration in $cache/apt/qemu-source-<series>, see
 #      scripts/lib/apt-archive.sh: the host's own apt entries stay as they are)
 #   3. dpkg-source -x (Debian's patches applied) into $cache/qemu-<ver>/src
-#   4. apply qemu-device/patches/*.patch (stamp: a hash of the patch set; a
-#      changed set is reverse-applied and the new one applied)
+#   4. apply qemu-device/patches/*.patch and qemu-device/patches/<series>/
+#      *.patch in the order of their file names (stamp: a hash of the patch
+#      set; a changed set is reverse-applied and the new one applied)
 #   5. symlink the device sources, the devices .mak and proto/virtio_tmem.h
 #      into the tree (editing them in the repo is editing the build)
 #   6. build libtmem from this repo (static, meson) in $cache/qemu-<ver>/libtmem
@@ -45,7 +56,8 @@
 #      meson.build or the devices .mak changes, and we make it re-run when
 #      libtmem's pkg-config flags change, e.g. a new dependency such as
 #      liburing), ninja qemu-system-x86_64; a newer libtmem.a relinks QEMU
-#   8. point $cache/qemu/bin/qemu-system-x86_64 at the result
+#   8. point $cache/qemu/bin/qemu-system-x86_64 at the result (the binary
+#      last built, of whichever series; $cache/qemu/VERSION says which)
 # A new Debian point release is a new tree and a cold build (3-4 minutes);
 # older trees stay in $cache until removed by hand.  Without network, a
 # version that cannot be downloaded falls back to the last one built.
@@ -56,7 +68,6 @@ cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
 stable="$cache/qemu/bin/qemu-system-x86_64"
 python=/usr/bin/python3
 . "$repo/scripts/lib/apt-archive.sh"
-qemu_apt=$cache/apt/qemu-source
 
 log() { printf 'build-qemu: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -75,12 +86,16 @@ case ${1:-} in
 	sed -n '2,/^set -eu/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	exit 0
 	;;
+--check-device)
+	check_device=1
+	;;
 "") ;;
 *)
 	die "unknown argument '$1' (try --help)"
 	;;
 esac
 
+check_device=${check_device:-0}
 start=$(date +%s)
 mkdir -p "$cache"
 # One build at a time per cache: VM tests may call us concurrently.
@@ -97,13 +112,28 @@ if [ "${VTMEM_NO_DEPS:-0}" != 1 ]; then
 fi
 
 # --- 2. source version --------------------------------------------------------
-qemu_source_apt "$qemu_apt" ||
-	log "warning: cannot update the trixie deb-src lists in $qemu_apt"
-newest_10_0() {
+# A series and the Debian suite whose deb-src has it, reached through a
+# private apt configuration (scripts/lib/apt-archive.sh).
+series_of() { v=${1#*:}; echo "${v%%.*}.$(echo "$v" | cut -d. -f2)"; }
+series=${QEMU_SERIES:-10.0}
+[ -z "${QEMU_VERSION:-}" ] || series=$(series_of "$QEMU_VERSION")
+case $series in
+10.0) suite=trixie ;;
+10.2) suite=sid ;;
+*) die "QEMU_SERIES=$series: supported are 10.0 and 10.2" ;;
+esac
+[ -d "$repo/qemu-device/patches/$series" ] ||
+	die "no qemu-device/patches/$series/ for QEMU $series"
+
+qemu_apt=$cache/apt/qemu-source-$series
+qemu_source_apt "$qemu_apt" "$suite" ||
+	log "warning: cannot update the $suite deb-src lists in $qemu_apt"
+
+newest_in_series() {
 	best=
 	for v in $(apt_extra "$qemu_apt" apt-cache showsrc qemu 2>/dev/null |
 		   awk '/^Package: /{p=$2} /^Version: /{ if (p == "qemu") print $2 }' |
-		   grep -E '^([0-9]+:)?10\.0\.'); do
+		   grep -E "^([0-9]+:)?${series%.*}\\.${series#*.}\\."); do
 		if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then
 			best=$v
 		fi
@@ -111,12 +141,17 @@ newest_10_0() {
 	echo "$best"
 }
 
-last_built=$(cat "$cache/qemu/VERSION" 2>/dev/null || true)
-version=${QEMU_VERSION:-$(newest_10_0)}
+last_built=$(cat "$cache/qemu/VERSION-$series" 2>/dev/null || true)
+version=${QEMU_VERSION:-$(newest_in_series)}
 if [ -z "$version" ]; then
+	if [ -z "$last_built" ] && [ "$check_device" = 1 ]; then
+		# CI's check of the other series: nothing to check against.
+		log "apt knows no qemu $series.x source package: SKIP"
+		exit 77
+	fi
 	[ -n "$last_built" ] ||
-		die "apt knows no qemu 10.0.x source package (no trixie deb-src lists in $qemu_apt: network?)"
-	log "apt knows no qemu 10.0 source; staying with $last_built"
+		die "apt knows no qemu $series.x source package (no $suite deb-src lists in $qemu_apt: network?)"
+	log "apt knows no qemu $series source; staying with $last_built"
 	version=$last_built
 fi
 
@@ -152,7 +187,14 @@ if [ ! -f "$top/.unpacked" ]; then
 fi
 
 # --- 4. our patches -----------------------------------------------------------
-patches=("$repo"/qemu-device/patches/*.patch)
+# Those for every series and those of this one, in the order of their names.
+mapfile -t patches < <(
+	for p in "$repo"/qemu-device/patches/*.patch \
+		 "$repo/qemu-device/patches/$series"/*.patch; do
+		printf '%s/%s\n' "$(basename "$p")" "$p"
+	done | sort | cut -d/ -f2-)
+dup=$(printf '%s\n' "${patches[@]##*/}" | uniq -d)
+[ -z "$dup" ] || die "patches of the same name for every series and for $series: $dup"
 want=$(cat "${patches[@]}" | sha256sum | cut -d' ' -f1)
 have=$(cat "$top/.patched" 2>/dev/null || true)
 if [ "$want" != "$have" ]; then
@@ -207,6 +249,8 @@ link qemu-device/hw/virtio/virtio-tmem.c hw/virtio/virtio-tmem.c
 link qemu-device/hw/virtio/virtio-tmem-pci.c hw/virtio/virtio-tmem-pci.c
 link qemu-device/hw/virtio/virtio-tmem-qmp.c hw/virtio/virtio-tmem-qmp.c
 link qemu-device/include/hw/virtio/virtio-tmem.h include/hw/virtio/virtio-tmem.h
+link qemu-device/include/hw/virtio/virtio-tmem-compat.h \
+	include/hw/virtio/virtio-tmem-compat.h
 link proto/virtio_tmem.h include/standard-headers/linux/virtio_tmem.h
 link qemu-device/configs/x86_64-softmmu-vtmem.mak \
 	configs/devices/x86_64-softmmu/vtmem.mak
@@ -278,7 +322,7 @@ configure_args=(
 	--enable-kvm
 	--enable-tcg
 	--disable-tools
-	--disable-fdt
+	--enable-fdt=system
 	--disable-download
 	--disable-docs
 	--disable-install-blobs
@@ -319,6 +363,18 @@ if [ -n "$libfile" ] && [ -e "$build/qemu-system-x86_64" ] &&
 	touch -h -d @0 "$build/qemu-system-x86_64"
 fi
 
+if [ "$check_device" = 1 ]; then
+	# The device's objects and what they need (generated QAPI and trace
+	# headers), not the other 2000 objects nor the link.
+	mapfile -t objs < <(ninja -C "$build" -t targets all |
+		sed -n 's|^\([^:]*/[^/:]*virtio-tmem[^/:]*\.c\.o\):.*|\1|p' | sort -u)
+	[ ${#objs[@]} -ge 3 ] ||
+		die "the build knows ${#objs[@]} virtio-tmem objects, not 3 (device, proxy, QMP)"
+	PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" "${objs[@]}" >&2
+	log "qemu $version: ${#objs[@]} virtio-tmem objects compiled in $(( $(date +%s) - start )) s"
+	exit 0
+fi
+
 PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x86_64 >&2
 
 # --- 8. the stable path -------------------------------------------------------
@@ -331,6 +387,7 @@ done
 mkdir -p "$cache/qemu/bin"
 ln -sfn "$build/qemu-system-x86_64" "$stable"
 echo "$version" > "$cache/qemu/VERSION"
+echo "$version" > "$cache/qemu/VERSION-$series"
 echo "$repo" > "$cache/qemu/SOURCE"
 log "qemu $version with virtio-tmem, up to date in $(( $(date +%s) - start )) s"
 echo "$stable"

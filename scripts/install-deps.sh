@@ -132,7 +132,7 @@ pkgs="build-essential pkgconf ninja-build liblz4-dev liburing-dev
 case $what in
 qemu | all)
 	pkgs="$pkgs dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv
-		seabios qemu-system-data socat"
+		seabios qemu-system-data socat libfdt-dev"
 	;;
 esac
 case $what in

@@ -13,6 +13,8 @@
 #   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit scripts qemu guest vm")
 #   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1")
+#   QEMU_SERIES         the QEMU series the tests run on (default 10.0); the
+#                       device is only compiled against the other one
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +75,21 @@ case " $suites " in
 			setup-qemu
 	;;
 esac
+# The device must build against the supported QEMU series the tests do not
+# run on too: its objects only, in a configured tree kept in the cache.
+case ${QEMU_SERIES:-10.0} in
+10.0) other_series=10.2 ;;
+*) other_series=10.0 ;;
+esac
+rc=0
+QEMU_SERIES=$other_series scripts/build-qemu.sh --check-device >/dev/null || rc=$?
+case $rc in
+0) extra="$extra --extra qemu-$other_series-device-builds:ok" ;;
+77) extra="$extra --extra qemu-$other_series-device-builds:skipped" ;;
+*) failed_step "QEMU_SERIES=$other_series scripts/build-qemu.sh --check-device" \
+	"qemu-$other_series-device-builds" ;;
+esac
+
 case " $suites " in
 *" guest "* | *" vm "*)
 	for k in ${VTMEM_KERNELS:-6.12 6.1}; do

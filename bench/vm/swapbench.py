@@ -180,7 +180,7 @@ class BenchVM(vmrun.VM):
     def _argv(self):
         argv = super()._argv()
         i = argv.index("-device")
-        if argv[i + 1].startswith("virtio-tmem-pci,"):
+        if argv[i + 1].startswith("virtio-tmem,"):
             argv[i + 1] += self.tmem_extra
         with open(self.disk, "wb") as f:
             f.truncate(0)

@@ -4,8 +4,11 @@
 # --without-default-devices --with-devices-x86_64=vtmem.
 
 # Boards: q35 (PCIe) and pc (i440fx); both bring the ISA serial port.
+# microvm brings virtio-mmio, the transport of virtio-tmem-device (it needs
+# libfdt: configured --enable-fdt=system).
 CONFIG_Q35=y
 CONFIG_I440FX=y
+CONFIG_MICROVM=y
 
 # q35 hot-plug needs a root port: -device pcie-root-port,id=rp0
 CONFIG_PCIE_PORT=y

@@ -350,7 +350,7 @@ class VM:
                 "-device", "virtio-blk-pci,drive=%s,serial=%s" % (name, serial)]
 
     def _argv(self):
-        tmem = "virtio-tmem-pci,id=tmem0,budget=%s" % self.budget
+        tmem = "virtio-tmem,id=tmem0,budget=%s" % self.budget
         if self.num_queues:
             tmem += ",num-queues=%d" % self.num_queues
         argv = [self.qemu, "-nodefaults", "-no-user-config",

@@ -341,7 +341,7 @@ def stats(vm, qid="tmem0"):
 
 
 def tmem_vm(props="", *extra):
-    return QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=16M"
+    return QTestVM("-device", "virtio-tmem,id=tmem0,addr=04.0,budget=16M"
                    + props, *extra)
 
 
@@ -441,7 +441,7 @@ def test_iothread_per_queue():
     """iothread-vq-mapping: four queues in two IOThreads, filled and kicked
     together so that they run concurrently, with query-tmem read
     meanwhile."""
-    dev_json = ('{"driver": "virtio-tmem-pci", "id": "tmem0", "addr": "04.0",'
+    dev_json = ('{"driver": "virtio-tmem", "id": "tmem0", "addr": "04.0",'
                 ' "budget": 16777216, "num-queues": 4, "iothread-vq-mapping":'
                 ' [{"iothread": "io0"}, {"iothread": "io1"}]}')
     with QTestVM("-object", "iothread,id=io0", "-object", "iothread,id=io1",
@@ -581,7 +581,7 @@ def test_hostile_rings():
 
 def test_budget():
     """A full budget rejects stores; host bytes never exceed it."""
-    with QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=256K,"
+    with QTestVM("-device", "virtio-tmem,id=tmem0,addr=04.0,budget=256K,"
                  "incompressible=reject") as vm:
         dev = Device(vm)
         dev.start(0)
@@ -607,7 +607,7 @@ def test_unplug():
     unrealized and gone; the VM goes on.  The pc machine's ACPI PCI
     hot-plug controller lets us play the guest's part (eject)."""
     with QTestVM("-object", "iothread,id=io0", machine="pc") as vm:
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+        vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                addr="05.0", budget=16 << 20, iothread="io0",
                **{"num-queues": 2})
         dev = Device(vm, slot=5)
@@ -621,7 +621,7 @@ def test_unplug():
               "no DEVICE_DELETED after eject")
         check(vm.cmd("query-tmem") == [], "device still reported")
         # The same id can be plugged again, and works.
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+        vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                addr="05.0", budget=16 << 20)
         dev = Device(vm, slot=5)
         dev.start(0)

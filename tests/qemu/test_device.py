@@ -10,7 +10,7 @@ unless a test needs the VM running.
 
 import sys
 
-from qmp import QEMU, QMPError, Failure, check, run_qemu, run_tests
+from qmp import QEMU, QMPError, Failure, check, run_qemu, run_tests, skip
 
 STAT_FIELDS = [
     "budget", "pools", "pages", "same-filled-pages", "raw-pages",
@@ -153,7 +153,7 @@ def test_bad_properties():
                        BAD_PROPERTIES[3]):
         rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                               "-nodefaults", "-nographic", "-device",
-                              "virtio-tmem-pci," + props)
+                              "virtio-tmem," + props)
         check(rc != 0, "QEMU started with %s" % props)
         check(msg in err, "stderr for %s: %r" % (props, err))
     with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
@@ -161,9 +161,9 @@ def test_bad_properties():
         for props, msg in BAD_PROPERTIES:
             args = {k: qmp_value(v) for k, v in
                     (kv.split("=", 1) for kv in props.split(",") if kv)}
-            check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+            check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                        bus="rp0", id="bad", **args), msg)
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    bus="rp0", id="bad", budget=MiB,
                                    iothread="io0",
                                    **{"iothread-vq-mapping":
@@ -185,13 +185,13 @@ def test_hotplug():
     DEVICE_DELETED)."""
     with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
               "-device", "pcie-root-port,id=rp1,chassis=2") as vm:
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="hp0", bus="rp0",
+        vm.cmd("device_add", driver="virtio-tmem", id="hp0", bus="rp0",
                budget=16 * MiB)
         ids = [i.get("id") for i in vm.cmd("query-tmem")]
         check(ids == ["hp0"], "query-tmem after device_add: %r" % ids)
         check_stats(vm.cmd("qom-get", path="/machine/peripheral/hp0",
                            property="stats"), 16 * MiB)
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    id="hp1", bus="pcie.0", budget=MiB),
                     "hotplug")
         # The migration blocker comes and goes with the device.
@@ -206,9 +206,9 @@ def test_hotplug():
             check(ids == ["hp0"], "pending unplug: %r" % ids)
             print("device_del pending: needs the guest's acknowledgement")
         # A second device on another port, then the same id again is refused.
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="hp2", bus="rp1",
+        vm.cmd("device_add", driver="virtio-tmem", id="hp2", bus="rp1",
                budget=MiB, **{"num-queues": 2})
-        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem-pci",
+        check_error(lambda: vm.cmd("device_add", driver="virtio-tmem",
                                    id="hp2", bus="rp1", budget=MiB),
                     "hp2")
 
@@ -216,7 +216,7 @@ def test_hotplug():
 def test_migration_blocked():
     """migrate is refused with the blocker's message; the VM keeps
     running and answering; -only-migratable refuses the device."""
-    with QEMU("-device", "virtio-tmem-pci,id=tmem0,budget=32M",
+    with QEMU("-device", "virtio-tmem,id=tmem0,budget=32M",
               paused=False) as vm:
         check(vm.cmd("query-status")["running"], "VM is not running")
         for uri in ("exec:cat >/dev/null", "file:/dev/null"):
@@ -233,12 +233,123 @@ def test_migration_blocked():
     # A VM that must stay migratable refuses the device.
     rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                           "-nodefaults", "-nographic", "-only-migratable",
-                          "-device", "virtio-tmem-pci,budget=1M")
+                          "-device", "virtio-tmem,budget=1M")
     check(rc != 0 and BLOCKER in err, "-only-migratable: %d %r" % (rc, err))
+
+
+VIRTIO_PCI_VENDOR = 0x1af4
+VIRTIO_PCI_DEVICE_MODERN = 0x1040 + 56   # 0x1040 + device ID
+VIRTIO_MMIO_MAGIC = 0x74726976           # "virt"
+MICROVM_VIRTIO_MMIO_BASE = 0xfeb00000    # include/hw/i386/microvm.h
+MICROVM_VIRTIO_MMIO_SLOTS = 24           # at most, with the second IOAPIC
+
+
+def pci_devices(buses):
+    """Every device of query-pci, behind bridges too."""
+    for bus in buses:
+        for dev in bus["devices"]:
+            yield dev
+            if "pci_bridge" in dev:
+                yield from pci_devices([dev["pci_bridge"]["bus"]])
+
+
+def test_short_name():
+    """-device virtio-tmem is virtio-tmem-pci on x86 (QEMU's qdev alias
+    table, as for virtio-rng): on the command line, in JSON -device and in
+    device_add; -device help names the alias."""
+    rc, out, err = run_qemu("-device", "help")
+    check(rc == 0, "-device help failed: %s" % err)
+    line = [ln for ln in out.splitlines()
+            if ln.startswith('name "virtio-tmem-pci"')]
+    check(line and 'alias "virtio-tmem"' in line[0],
+          "-device help: %r" % line)
+    rc, out, err = run_qemu("-device", "virtio-tmem,help")
+    check(rc == 0, "-device virtio-tmem,help failed: %s" % err)
+    for prop in PROPERTIES:
+        check("\n  %s=" % prop in out, "property %s not listed" % prop)
+    with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
+              "-device", "virtio-tmem,id=tmem0,budget=16M",
+              "-device", '{"driver": "virtio-tmem", "id": "tmem1",'
+                         ' "budget": 33554432}') as vm:
+        vm.cmd("device_add", driver="virtio-tmem", id="hp0", bus="rp0",
+               budget=MiB)
+        for dev in ("tmem0", "tmem1", "hp0"):
+            path = "/machine/peripheral/" + dev
+            typ = vm.cmd("qom-get", path=path, property="type")
+            check(typ == "virtio-tmem-pci", "%s is a %s" % (dev, typ))
+            status = vm.cmd("x-query-virtio-status",
+                            path=path + "/virtio-backend")
+            check(status["device-id"] == 56,
+                  "%s: device id %r" % (dev, status["device-id"]))
+        infos = {i.get("id"): i for i in vm.cmd("query-tmem")}
+        check(sorted(infos) == ["hp0", "tmem0", "tmem1"],
+              "query-tmem reports %r" % sorted(infos))
+        for dev, budget in (("tmem0", 16 * MiB), ("tmem1", 32 * MiB),
+                            ("hp0", MiB)):
+            check_stats(infos[dev], budget)
+        pci = {d.get("qdev_id"): d for d in pci_devices(vm.cmd("query-pci"))}
+        for dev in ("tmem0", "tmem1", "hp0"):
+            check(dev in pci, "%s is not a PCI function" % dev)
+            ids = pci[dev]["id"]
+            check((ids["vendor"], ids["device"]) ==
+                  (VIRTIO_PCI_VENDOR, VIRTIO_PCI_DEVICE_MODERN),
+                  "%s: PCI id %04x:%04x" % (dev, ids["vendor"], ids["device"]))
+
+
+def test_microvm_mmio():
+    """virtio-tmem-device on microvm's virtio-mmio: a modern transport
+    whose registers give device ID 56 and VIRTIO_F_VERSION_1; on a legacy
+    virtio-mmio transport (the default) realize fails with the fix."""
+    from test_datapath import QTestVM
+
+    rc, out, err = run_qemu("-machine", "help")
+    if rc == 0 and not any(ln.split()[:1] == ["microvm"]
+                           for ln in out.splitlines()):
+        skip("this QEMU has no microvm machine (built before CONFIG_MICROVM "
+             "was in qemu-device/configs/; run scripts/build-qemu.sh)")
+    check(rc == 0, "-machine help failed: %s" % err)
+    rc, out, err = run_qemu("-machine", "microvm", "-accel", "qtest", "-S",
+                            "-nodefaults", "-display", "none",
+                            "-device", "virtio-tmem-device,budget=16M")
+    check(rc != 0, "realized on a legacy virtio-mmio transport")
+    check("force-legacy=off" in err, "legacy transport: %r" % err)
+
+    with QTestVM("-global", "virtio-mmio.force-legacy=off",
+                 "-device", "virtio-tmem-device,id=tmem0,budget=16M",
+                 machine="microvm") as vm:
+        typ = vm.cmd("qom-get", path="/machine/peripheral/tmem0",
+                     property="type")
+        check(typ == "virtio-tmem-device", "tmem0 is a %s" % typ)
+        infos = vm.cmd("query-tmem")
+        check(len(infos) == 1 and infos[0].get("id") == "tmem0" and
+              infos[0]["qom-path"] == "/machine/peripheral/tmem0",
+              "query-tmem: %r" % infos)
+        check_stats(infos[0], 16 * MiB)
+        found = []
+        for slot in range(MICROVM_VIRTIO_MMIO_SLOTS):
+            base = MICROVM_VIRTIO_MMIO_BASE + slot * 512
+            if vm.readl(base) != VIRTIO_MMIO_MAGIC:
+                continue
+            if vm.readl(base + 0x08) != 0:      # DeviceID; 0: empty slot
+                found.append(base)
+        check(len(found) == 1, "virtio-mmio slots with a device: %r" % found)
+        base = found[0]
+        check(vm.readl(base + 0x04) == 2, "virtio-mmio version %d, not 2" %
+              vm.readl(base + 0x04))
+        check(vm.readl(base + 0x08) == 56,
+              "DeviceID %d" % vm.readl(base + 0x08))
+        vm.writel(base + 0x14, 0)               # DeviceFeaturesSel
+        low = vm.readl(base + 0x10)
+        vm.writel(base + 0x14, 1)
+        high = vm.readl(base + 0x10)
+        check(low & (1 << 1), "VIRTIO_TMEM_F_EPHEMERAL not offered: %#x" % low)
+        check(high & 1, "VIRTIO_F_VERSION_1 not offered: %#x" % high)
 
 
 TESTS = {
     "device-help": test_device_help,
+    "short-name": test_short_name,
+    "microvm-mmio": test_microvm_mmio,
     "query-tmem": test_query_tmem,
     "bad-properties": test_bad_properties,
     "hotplug": test_hotplug,

@@ -63,7 +63,7 @@ class TierVM(QTestVM):
         if dev_json:
             dev = dev_json.replace("@FILE@", self.backing)
         else:
-            dev = ("virtio-tmem-pci,id=tmem0,addr=04.0,budget=%d,"
+            dev = ("virtio-tmem,id=tmem0,addr=04.0,budget=%d,"
                    "backing-file=%s,backing-size=%d%s"
                    % (BUDGET, self.backing, backing_size, props))
         super().__init__(*extra, "-device", dev)
@@ -241,18 +241,18 @@ def test_tier_properties():
             props = props.replace("=F", "=" + backing)
             rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                                   "-nodefaults", "-nographic", "-device",
-                                  "virtio-tmem-pci,budget=8M," + props)
+                                  "virtio-tmem,budget=8M," + props)
             check(rc != 0, "QEMU started with %s" % props)
             check("virtio-tmem: " + msg in err, "stderr for %s: %r"
                   % (props, err))
         with QEMU("-device", "pcie-root-port,id=rp0,chassis=1",
-                  "-device", "virtio-tmem-pci,id=tmem0,budget=8M") as vm:
+                  "-device", "virtio-tmem,id=tmem0,budget=8M") as vm:
             for props, msg in TIER_PROPS:
                 props = props.replace("=F", "=" + backing)
                 args = {k: qmp_value(v) for k, v in
                         (kv.split("=", 1) for kv in props.split(","))}
                 check_error(lambda: vm.cmd("device_add",
-                                           driver="virtio-tmem-pci",
+                                           driver="virtio-tmem",
                                            bus="rp0", id="bad",
                                            budget=8 * MiB, **args), msg)
             st = vm.cmd("query-tmem")
@@ -274,7 +274,7 @@ def realize_error(props):
     """Start QEMU with a tier device; return its error message."""
     rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                           "-nodefaults", "-nographic", "-device",
-                          "virtio-tmem-pci," + props)
+                          "virtio-tmem," + props)
     check(rc != 0, "QEMU started with %s" % props)
     if NO_TIER in err:
         skip(NO_TIER)
@@ -320,7 +320,7 @@ def test_tier_realize_errors():
         # is then used at its size with backing-size=0.
         good = os.path.join(tmp, "good.img")
         for props in (",backing-size=16M", ""):
-            with QEMU("-device", "virtio-tmem-pci,id=tmem0,budget=8M,"
+            with QEMU("-device", "virtio-tmem,id=tmem0,budget=8M,"
                       "segment-size=1M,backing-file=" + good + props) as vm:
                 d = info(vm)["disk"]
                 check_disk_info(d)
@@ -492,7 +492,7 @@ def test_tier_cleaner():
 def test_tier_iothreads():
     """Two queues in two IOThreads store past the budget at the same
     time; the writer thread keeps up with both; every page loads."""
-    dev_json = ('{"driver": "virtio-tmem-pci", "id": "tmem0", "addr": "04.0",'
+    dev_json = ('{"driver": "virtio-tmem", "id": "tmem0", "addr": "04.0",'
                 ' "budget": %d, "backing-file": "@FILE@", "backing-size": %d,'
                 ' "num-queues": 2, "iothread-vq-mapping": [{"iothread": "io0"},'
                 ' {"iothread": "io1"}]}' % (BUDGET, BACKING))
@@ -522,7 +522,7 @@ def test_tier_unplug():
             args = {"budget": BUDGET, "backing-file": backing,
                     "backing-size": 64 * MiB, "segment-size": MiB}
             try:
-                vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+                vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                        addr="05.0", **args)
             except Exception as e:
                 if NO_TIER in str(e):
@@ -536,7 +536,7 @@ def test_tier_unplug():
                   "no DEVICE_DELETED after eject")
             check(vm.cmd("query-tmem") == [], "device still reported")
             del args["backing-size"]
-            vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+            vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                    addr="05.0", **args)
             d = disk(vm)
             check(d["size"] == 64 * MiB and d["pages"] == 0 and

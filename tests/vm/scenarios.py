@@ -435,7 +435,7 @@ class TierVM(vmrun.VM):
     def _argv(self):
         argv = super()._argv()
         i = [n for n, x in enumerate(argv)
-             if x.startswith("virtio-tmem-pci,")][0]
+             if x.startswith("virtio-tmem,")][0]
         self.tier_path = os.path.join(self.tmp, "tier.img")
         props = dict(self.tier, **{"backing-file": self.tier_path})
         argv[i] += "".join(",%s=%s" % kv for kv in sorted(props.items()))

@@ -12,6 +12,7 @@
 
 #include "hw/virtio/virtio-pci.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "hw/virtio/virtio-tmem-compat.h"
 #include "hw/qdev-properties.h"
 #include "qapi/error.h"
 #include "qemu/module.h"
@@ -52,7 +53,8 @@ static void virtio_tmem_pci_realize(VirtIOPCIProxy *vpci_dev, Error **errp)
     qdev_realize(vdev, BUS(&vpci_dev->bus), errp);
 }
 
-static void virtio_tmem_pci_class_init(ObjectClass *klass, void *data)
+static void virtio_tmem_pci_class_init(ObjectClass *klass,
+                                       VirtIOTmemClassData data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     VirtioPCIClass *k = VIRTIO_PCI_CLASS(klass);

@@ -31,6 +31,7 @@
 #include "hw/virtio/virtio-access.h"
 #include "hw/virtio/iothread-vq-mapping.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "hw/virtio/virtio-tmem-compat.h"
 #include "migration/blocker.h"
 #include "migration/vmstate.h"
 #include "system/iothread.h"
@@ -51,16 +52,6 @@ static const char *virtio_tmem_id(VirtIOTmem *s)
         return bus->parent->id;
     }
     return dev->id;
-}
-
-static void virtio_tmem_notify(VirtIODevice *vdev, VirtQueue *vq)
-{
-    /* From an IOThread the interrupt goes through the guest notifier. */
-    if (qemu_in_iothread()) {
-        virtio_notify_irqfd(vdev, vq);
-    } else {
-        virtio_notify(vdev, vq);
-    }
 }
 
 static void virtio_tmem_trace_request(VirtIOTmem *s, unsigned queue,
@@ -222,6 +213,17 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
+    /*
+     * A new device type has no legacy interface (the wire format is
+     * little-endian): virtio-pci forces virtio 1, virtio-mmio offers it
+     * only with force-legacy=off.
+     */
+    if (!virtio_has_feature(features, VIRTIO_F_VERSION_1)) {
+        error_setg(errp, "virtio-tmem: the transport must be virtio 1 "
+                   "(modern); for virtio-mmio set "
+                   "-global virtio-mmio.force-legacy=off");
+        return 0;
+    }
     features |= s->host_features;
     if (s->conf.num_queues > 1) {
         virtio_add_feature(&features, VIRTIO_TMEM_F_MQ);
@@ -1006,7 +1008,8 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
 };
 
-static void virtio_tmem_class_init(ObjectClass *klass, void *data)
+static void virtio_tmem_class_init(ObjectClass *klass,
+                                   VirtIOTmemClassData data)
 {
     DeviceClass *dc = DEVICE_CLASS(klass);
     VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);

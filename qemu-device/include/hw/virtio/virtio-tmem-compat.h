@@ -1,0 +1,54 @@
+/*
+ * Virtio transcendent memory device: differences between QEMU releases
+ *
+ * The device builds against QEMU 10.0 and 10.2 (scripts/build-qemu.sh,
+ * QEMU_SERIES).  Every API difference between them is handled here, and
+ * nowhere else, so that the device reads as code of one QEMU release.
+ *
+ * Copyright (c) 2026 The virtio-tmem authors
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#ifndef QEMU_VIRTIO_TMEM_COMPAT_H
+#define QEMU_VIRTIO_TMEM_COMPAT_H
+
+#include "hw/virtio/virtio.h"
+#include "qemu/main-loop.h"
+
+#define VIRTIO_TMEM_QEMU_AT_LEAST(major, minor) \
+    (QEMU_VERSION_MAJOR > (major) || \
+     (QEMU_VERSION_MAJOR == (major) && QEMU_VERSION_MINOR >= (minor)))
+
+/*
+ * The type of TypeInfo.class_init's data argument: const since 10.1
+ * ("qom: Make class_init's data argument const").
+ */
+#if VIRTIO_TMEM_QEMU_AT_LEAST(10, 1)
+typedef const void *VirtIOTmemClassData;
+#else
+typedef void *VirtIOTmemClassData;
+#endif
+
+/*
+ * Notify the guest about used buffers of @vq, from the main loop or from
+ * an IOThread.  Since 10.1 virtio_notify() itself takes the guest notifier
+ * (irqfd) path in an IOThread and virtio_notify_irqfd() is gone; before,
+ * a caller in an IOThread had to choose virtio_notify_irqfd().
+ */
+static inline void virtio_tmem_notify(VirtIODevice *vdev, VirtQueue *vq)
+{
+#if VIRTIO_TMEM_QEMU_AT_LEAST(10, 1)
+    virtio_notify(vdev, vq);
+#else
+    if (qemu_in_iothread()) {
+        virtio_notify_irqfd(vdev, vq);
+    } else {
+        virtio_notify(vdev, vq);
+    }
+#endif
+}
+
+#endif
