@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install, through apt, everything the project needs on a Debian 12 machine.
 #
-# Usage: scripts/install-deps.sh [base|qemu|guest|all]   (default: all)
+# Usage: scripts/install-deps.sh [base|qemu|guest|libvirt|all]   (default: all)
 #
 # Extra suites (bookworm-backports for meson >= 1.5 and the 6.12 guest kernel,
 # trixie deb-src for QEMU 10.0) reuse the URIs of the machine's own Debian
@@ -71,6 +71,22 @@ install_bpo() {
 		-t bookworm-backports $pkgs
 }
 
+# Install with every service start refused (invoke-rc.d asks policy-rc.d):
+# a package's postinst must not start a daemon on this host.
+install_no_start() {
+	policy=/usr/sbin/policy-rc.d
+	if [ -e "$policy" ]; then
+		install "$@"
+		return
+	fi
+	printf '#!/bin/sh\nexit 101\n' > "$policy"
+	chmod 755 "$policy"
+	rc=0
+	install "$@" || rc=$?
+	rm -f "$policy"
+	return $rc
+}
+
 meson_new_enough() {
 	v=$(dpkg-query -W -f='${Version}' meson 2>/dev/null) || return 1
 	dpkg --compare-versions "$v" ge 1.5
@@ -94,6 +110,20 @@ case $what in
 guest|all)
 	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison dkms \
 		libelf-dev libssl-dev
+	;;
+esac
+case $what in
+libvirt|all)
+	# The daemon and virsh without libvirt-daemon-system: no units, no
+	# default network, nothing started.  Debian's qemu driver runs as
+	# libvirt-qemu unless qemu.conf says otherwise, and refuses to start
+	# when that user does not exist; libvirt-daemon-system's postinst would
+	# make it, so do what it does.
+	install_no_start libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+	getent passwd libvirt-qemu >/dev/null ||
+		adduser --system --group --quiet --disabled-password \
+			--home /var/lib/libvirt --no-create-home \
+			--gecos "Libvirt Qemu" libvirt-qemu
 	;;
 esac
 case $what in
