@@ -32,8 +32,8 @@ import argparse
 import json
 import os
 import re
-import shutil
 import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -86,6 +86,11 @@ def readme_block(tag):
     return m.group(1)
 
 
+def tool_path(name):
+    return shutil.which(name, path=os.environ.get("PATH", "") +
+                        ":/usr/sbin:/usr/bin:/sbin:/bin")
+
+
 class Libvirtd:
     """A privileged libvirtd of our own, started and stopped by pid."""
 
@@ -102,8 +107,7 @@ class Libvirtd:
         if os.geteuid() != 0:
             raise Unavailable("not root (a privileged libvirtd is tested)")
         for tool in ("libvirtd", "virsh", "unshare"):
-            if not shutil.which(tool, path=os.environ.get("PATH", "") +
-                                ":/usr/sbin:/sbin"):
+            if not tool_path(tool):
                 raise Unavailable("%s not installed (scripts/install-deps.sh "
                                   "libvirt)" % tool)
         try:
@@ -112,7 +116,7 @@ class Libvirtd:
             raise Unavailable("no libvirt-qemu user: Debian's qemu driver "
                               "will not start (scripts/install-deps.sh "
                               "libvirt)")
-        r = subprocess.run(["unshare", "--mount", "true"],
+        r = subprocess.run([tool_path("unshare"), "--mount", "true"],
                            capture_output=True, text=True)
         if r.returncode:
             raise Unavailable("no mount namespaces: %s" % r.stderr.strip())
@@ -138,12 +142,12 @@ class Libvirtd:
             mounts.append('mount --bind "%s" "%s"'
                           % (os.path.join(self.root, name), path))
         script = " && ".join(mounts) + (
-            " && exec libvirtd -f /etc/libvirt/libvirtd.conf"
-            " -p /run/libvirt/libvirtd.pid")
+            " && exec %s -f /etc/libvirt/libvirtd.conf"
+            " -p /run/libvirt/libvirtd.pid" % tool_path("libvirtd"))
         out = open(os.path.join(self.root, "libvirtd.out"), "wb")
         # unshare and sh exec: the child's pid is libvirtd's.
         self.proc = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private",
+            [tool_path("unshare"), "--mount", "--propagation", "private",
              "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
             start_new_session=True, preexec_fn=vmrun._die_with_parent)
@@ -167,7 +171,8 @@ class Libvirtd:
                                % (pid, self.proc.pid))
 
     def virsh(self, *args, check=True, timeout=120):
-        r = subprocess.run(["virsh", "-q", "-c", self.uri] + list(args),
+        r = subprocess.run([tool_path("virsh"), "-q", "-c", self.uri] +
+                           list(args),
                            capture_output=True, text=True, timeout=timeout)
         if check and r.returncode:
             raise vmrun.VMError("virsh %s: %s" % (" ".join(args[:2]),
@@ -446,6 +451,7 @@ def run(series):
     daemon = Libvirtd(root, qemu_as_root=as_root)
     vm = None
     failures = []
+    t_daemon = t_guest = t_restart = 0
     t0 = time.time()
     try:
         daemon.start()
@@ -470,7 +476,6 @@ def run(series):
         if r is not None:
             print("--- console (tail) ---\n%s" % r.console[-6000:])
             print("--- qemu ---\n%s" % getattr(r, "qemu_stderr", ""))
-        t_guest = t_restart = t_daemon = 0
     finally:
         if vm is not None and vm.pid and pid_alive(vm.pid):
             daemon.virsh("destroy", vm.name, check=False)
