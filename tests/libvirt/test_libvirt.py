@@ -477,8 +477,11 @@ def run(series):
             print("--- console (tail) ---\n%s" % r.console[-6000:])
             print("--- qemu ---\n%s" % getattr(r, "qemu_stderr", ""))
     finally:
-        if vm is not None and vm.pid and pid_alive(vm.pid):
-            daemon.virsh("destroy", vm.name, check=False)
+        if vm is not None:
+            if vm.pid and pid_alive(vm.pid):
+                daemon.virsh("destroy", vm.name, check=False)
+            if vm.listener:
+                vm.listener.close()
         rc = daemon.stop()
         if rc != 0:
             failures.append("libvirtd did not exit cleanly on SIGTERM "
