@@ -2,7 +2,7 @@
 # Install, through apt, everything the project needs on a Debian 12
 # (bookworm) or Debian 13 (trixie) machine.  Run as root.
 #
-# Usage: scripts/install-deps.sh [base|qemu|guest|all]   (default: all)
+# Usage: scripts/install-deps.sh [base|qemu|guest|libvirt|all]   (default: all)
 #
 # The host's apt configuration is never changed.  What the host's own
 # suites lack comes through a private apt configuration under
@@ -30,8 +30,8 @@ log() { printf 'install-deps: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
 case $what in
-base | qemu | guest | all) ;;
-*) die "unknown set '$what' (base, qemu, guest or all)" ;;
+base | qemu | guest | libvirt | all) ;;
+*) die "unknown set '$what' (base, qemu, guest, libvirt or all)" ;;
 esac
 [ "$(id -u)" = 0 ] || die "must run as root (apt-get install)"
 
@@ -81,6 +81,22 @@ install() {
 # Is package $1 known to the host's apt?
 available() {
 	apt-cache show "$1" 2>/dev/null | grep -q '^Package:'
+}
+
+# Install with every service start refused (invoke-rc.d asks policy-rc.d):
+# a package's postinst must not start a daemon on this host.
+install_no_start() {
+	policy=/usr/sbin/policy-rc.d
+	if [ -e "$policy" ]; then
+		install "$@"
+		return
+	fi
+	printf '#!/bin/sh\nexit 101\n' > "$policy"
+	chmod 755 "$policy"
+	rc=0
+	install "$@" || rc=$?
+	rm -f "$policy"
+	return $rc
 }
 
 meson_new_enough() {
@@ -163,3 +179,18 @@ if ! meson_new_enough; then
 	[ "$rel" != bookworm ] || meson_from_backports
 	meson_new_enough || die "meson >= 1.5 is needed; apt gave an older one"
 fi
+
+case $what in
+libvirt | all)
+	# The daemon and virsh without libvirt-daemon-system: no units, no
+	# default network, nothing started.  Debian's qemu driver runs as
+	# libvirt-qemu unless qemu.conf says otherwise, and refuses to start
+	# when that user does not exist; libvirt-daemon-system's postinst would
+	# make it, so do what it does.
+	install_no_start libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients
+	getent passwd libvirt-qemu >/dev/null ||
+		useradd --system --user-group --home-dir /var/lib/libvirt \
+			--no-create-home --shell /usr/sbin/nologin \
+			--comment "Libvirt Qemu" libvirt-qemu
+	;;
+esac

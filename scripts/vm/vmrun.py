@@ -301,7 +301,13 @@ class Result:
 
 
 class VM:
-    """One QEMU process, one scenario; use run() once."""
+    """One QEMU process, one scenario; use run() once.
+
+    How QEMU starts and stops and how the guest's protocol channel is
+    reached are methods (_start, _channel, _send, _exit_reason, _stop, and
+    query_tmem), so that a subclass can run the same scenario with QEMU
+    under another manager (tests/libvirt/).
+    """
 
     def __init__(self, qemu, kernel, initrd, scenario, accel="tcg",
                  mem_mb=256, smp=1, budget="64M", num_queues=None,
@@ -426,18 +432,7 @@ class VM:
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
         start = time.time()
         try:
-            argv = self._argv()
-            if not self.quiet:
-                log("%s: %s" % (self.scenario, " ".join(argv)))
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=open(os.path.join(self.tmp, "qemu.stderr"), "wb"),
-                start_new_session=True, preexec_fn=_die_with_parent)
-            try:
-                self.qmp = QMP(self.qmp_path)
-            except OSError as e:
-                time.sleep(0.2)
-                raise VMError("QMP: %s%s" % (e, self._stderr_hint()))
+            self._start()
             self._loop(res, start)
         except VMError as e:
             e.result = res
@@ -446,6 +441,38 @@ class VM:
             res.seconds = time.time() - start
             self._teardown(res)
         return res
+
+    def _start(self):
+        """Start QEMU; its protocol channel and QMP are ready on return."""
+        argv = self._argv()
+        if not self.quiet:
+            log("%s: %s" % (self.scenario, " ".join(argv)))
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=open(os.path.join(self.tmp, "qemu.stderr"), "wb"),
+            start_new_session=True, preexec_fn=_die_with_parent)
+        try:
+            self.qmp = QMP(self.qmp_path)
+        except OSError as e:
+            time.sleep(0.2)
+            raise VMError("QMP: %s%s" % (e, self._stderr_hint()))
+
+    def _channel(self):
+        """The fd the guest's protocol lines arrive on."""
+        return self.proc.stdout.fileno()
+
+    def _send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _exit_reason(self, wait=0):
+        """How QEMU ended, or None while it runs (after waiting up to wait
+        seconds for it to end)."""
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
+        return "qemu exited %d" % self.proc.returncode
 
     def _watch_console(self, res):
         """Fail fast on a guest oops or panic; note warnings."""
@@ -465,7 +492,7 @@ class VM:
                 res.splats.append(line.strip())
 
     def _loop(self, res, start):
-        out = self.proc.stdout
+        fd = self._channel()
         buf = b""
         self._con_pos = 0
         boot = 0
@@ -473,20 +500,21 @@ class VM:
         while True:
             if time.time() > deadline:
                 raise VMError("timeout after %d s" % self.timeout)
-            r, _, _ = select.select([out], [], [], 0.5)
+            r, _, _ = select.select([fd], [], [], 0.5)
             self._watch_console(res)
             if not r:
-                if self.proc.poll() is not None:
-                    res.exit_reason = "qemu exited %d" % self.proc.returncode
+                reason = self._exit_reason()
+                if reason:
+                    res.exit_reason = reason
                     if res.verdict is None:
                         raise VMError("QEMU exited without a verdict%s"
                                       % self._stderr_hint())
                     return
                 continue
-            chunk = os.read(out.fileno(), 65536)
+            chunk = os.read(fd, 65536)
             if not chunk:
-                self.proc.wait(timeout=30)
-                res.exit_reason = "qemu exited %d" % self.proc.returncode
+                res.exit_reason = (self._exit_reason(wait=30) or
+                                   "protocol channel closed")
                 if res.verdict is None:
                     raise VMError("QEMU exited without a verdict%s"
                                   % self._stderr_hint())
@@ -506,8 +534,7 @@ class VM:
                 if m.group(1) == "POST":
                     if res.checkpoints:
                         res.checkpoints[-1]["guest_post"] = msg.get("guest")
-                    self.proc.stdin.write(b"VTMEM-GO %d\n" % boot)
-                    self.proc.stdin.flush()
+                    self._send(b"VTMEM-GO %d\n" % boot)
                     continue
                 host = self.query_tmem()
                 if m.group(1) == "CHECKPOINT":
@@ -524,10 +551,29 @@ class VM:
                 else:
                     res.verdict = msg
                     res.host_final = host
-                self.proc.stdin.write(b"VTMEM-GO %d\n" % boot)
-                self.proc.stdin.flush()
+                self._send(b"VTMEM-GO %d\n" % boot)
 
     def _teardown(self, res):
+        self._stop()
+        res.console = self._console_tail(400)
+        try:
+            with open(os.path.join(self.tmp, "qemu.stderr"),
+                      errors="replace") as f:
+                res.qemu_stderr = f.read()[-4000:]
+        except OSError:
+            res.qemu_stderr = ""
+        if self.console_log:
+            try:
+                shutil.copyfile(self.console_path, self.console_log)
+            except OSError:
+                pass
+        if os.environ.get("VTMEM_KEEP"):
+            log("kept %s" % self.tmp)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def _stop(self):
+        """Stop QEMU whatever state it is in."""
         p = self.proc
         if p is not None and p.poll() is None:
             try:
@@ -551,22 +597,6 @@ class VM:
                     f.close()
                 except OSError:
                     pass
-        res.console = self._console_tail(400)
-        try:
-            with open(os.path.join(self.tmp, "qemu.stderr"),
-                      errors="replace") as f:
-                res.qemu_stderr = f.read()[-4000:]
-        except OSError:
-            res.qemu_stderr = ""
-        if self.console_log:
-            try:
-                shutil.copyfile(self.console_path, self.console_log)
-            except OSError:
-                pass
-        if os.environ.get("VTMEM_KEEP"):
-            log("kept %s" % self.tmp)
-        else:
-            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 def prepare(series="6.12", test_build=False):
