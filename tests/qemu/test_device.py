@@ -308,11 +308,15 @@ def test_microvm_mmio():
         skip("this QEMU has no microvm machine (built before CONFIG_MICROVM "
              "was in qemu-device/configs/; run scripts/build-qemu.sh)")
     check(rc == 0, "-machine help failed: %s" % err)
-    rc, out, err = run_qemu("-machine", "microvm", "-accel", "qtest", "-S",
-                            "-nodefaults", "-display", "none",
-                            "-device", "virtio-tmem-device,budget=16M")
-    check(rc != 0, "realized on a legacy virtio-mmio transport")
-    check("force-legacy=off" in err, "legacy transport: %r" % err)
+    legacy = QEMU("-device", "virtio-tmem-device,budget=16M")
+    legacy.BASE = ["-machine", "microvm"] + legacy.BASE[2:]
+    try:
+        with legacy:
+            raise Failure("realized on a legacy virtio-mmio transport")
+    except RuntimeError as e:       # QEMU exited before QMP came up
+        check("force-legacy=off" in str(e), "legacy transport: %s" % e)
+    finally:
+        legacy.close()
 
     with QTestVM("-global", "virtio-mmio.force-legacy=off",
                  "-device", "virtio-tmem-device,id=tmem0,budget=16M",
