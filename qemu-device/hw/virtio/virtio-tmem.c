@@ -28,7 +28,6 @@
 #include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-bus.h"
-#include "hw/virtio/virtio-access.h"
 #include "hw/virtio/iothread-vq-mapping.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "hw/virtio/virtio-tmem-compat.h"
