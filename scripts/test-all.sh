@@ -1,7 +1,8 @@
 #!/bin/sh
 # Set up everything missing on a Debian 12 machine (as root) and run every
-# test suite: unit (libtmem, also under ASan/UBSan), qemu, guest, vm, plus a
-# short fuzz run.  Exits non-zero if anything failed.
+# test suite: unit (libtmem, also under ASan/UBSan), qemu (also against QEMU
+# built with ASan/UBSan), guest, vm, plus a short fuzz run.  Exits non-zero
+# if anything failed.
 #
 # Environment:
 #   VTMEM_CACHE         where QEMU, guest kernels and modules are cached
@@ -32,11 +33,14 @@ setup build-asan -Dwerror=true -Db_sanitize=address,undefined \
 
 # The qemu, guest and vm suites build what they test; doing it here first
 # keeps build time out of the tests' timeouts.
-scripts/build-qemu.sh
-scripts/build-guest-module.sh
-
 status=0
 suites=${VTMEM_SUITES:-unit qemu guest vm}
+scripts/build-qemu.sh
+case " $suites " in
+*" qemu "*) scripts/build-qemu.sh --sanitize ;;
+esac
+scripts/build-guest-module.sh
+
 args=
 for s in $suites; do
 	args="$args --suite $s"
@@ -45,13 +49,22 @@ done
 meson test -C build --print-errorlogs --num-processes 2 $args || status=1
 meson test -C build-asan --print-errorlogs --num-processes 2 --suite unit ||
 	status=1
+logs="build/meson-logs/testlog.json build-asan/meson-logs/testlog.json"
+case " $suites " in
+*" qemu "*)
+	# A use-after-free in the device is caught here, not by luck.
+	meson test -C build --setup qemusan --logbase qemusan \
+		--print-errorlogs --num-processes 2 --suite qemu || status=1
+	logs="$logs build/meson-logs/qemusan.json"
+	;;
+esac
 
 fuzz_status=ok
 if [ "${VTMEM_FUZZ_SECONDS:-60}" != 0 ]; then
 	scripts/run-fuzz.sh || { status=1; fuzz_status=failed; }
 fi
 
-/usr/bin/python3 scripts/test-summary.py \
-	build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+# shellcheck disable=SC2086
+/usr/bin/python3 scripts/test-summary.py $logs \
 	--extra "fuzz-request:$fuzz_status" || status=1
 exit $status
