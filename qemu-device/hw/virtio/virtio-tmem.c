@@ -151,6 +151,12 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
  * answers at most queue-size requests, then yields to its event loop and
  * continues from a bottom half: a guest that keeps its ring full cannot
  * keep the main loop or an IOThread to itself.
+ *
+ * A queue runs only in its home AioContext (vq_aio_context), and only
+ * while the driver is ready (DRIVER_OK).  Before DRIVER_OK, ioeventfd is
+ * not started and a kick reaches us in the vCPU's thread: nothing is
+ * consumed then (virtio 1.x), and set_status and the host notifier's
+ * attach take the queue up in its home context at DRIVER_OK.
  */
 static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 {
@@ -161,7 +167,9 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     bool ok = true;
     int64_t start, clock;
 
-    if (queue >= s->conf.num_queues || !s->ctxs[queue]) {
+    if (queue >= s->conf.num_queues || !s->ctxs[queue] ||
+        !qatomic_read(&s->driver_ok) || vdev->broken ||
+        qemu_get_current_aio_context() != s->vq_aio_context[queue]) {
         return;
     }
     start = clock = get_clock();
@@ -237,14 +245,69 @@ static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
     tmem_client_set_features(s->client, features);
 }
 
+/* Context: the queue's home AioContext */
+static void virtio_tmem_cancel_resume_bh(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+
+    qemu_bh_cancel(r->bh);
+}
+
+/*
+ * Context: BQL held, main loop thread.
+ * Once this returns, no queue handler runs and none starts until
+ * DRIVER_OK is set again: each queue's home context has finished what it
+ * was doing and dropped its continuation.  Whether or not ioeventfd was
+ * ever started (kicks before DRIVER_OK, ioeventfd=off), the caller may
+ * then touch libtmem.
+ */
+static void virtio_tmem_quiesce(VirtIOTmem *s)
+{
+    unsigned i;
+
+    qatomic_set(&s->driver_ok, false);
+    for (i = 0; i < s->conf.num_queues; i++) {
+        if (s->resume[i].bh) {
+            aio_wait_bh_oneshot(s->vq_aio_context[i],
+                                virtio_tmem_cancel_resume_bh, &s->resume[i]);
+        }
+    }
+}
+
+/*
+ * The device consumes no buffer before DRIVER_OK.  At DRIVER_OK the
+ * requests already made available are taken up in each queue's home
+ * context: with ioeventfd, by the kick of the host notifier's attach
+ * (virtio-pci starts ioeventfd right after this); without, by the
+ * continuation bottom half, which then lives in the main loop.
+ */
+static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    bool driver_ok = status & VIRTIO_CONFIG_S_DRIVER_OK;
+    unsigned i;
+
+    if (driver_ok == qatomic_read(&s->driver_ok)) {
+        return;
+    }
+    if (!driver_ok) {
+        virtio_tmem_quiesce(s);
+        return;
+    }
+    qatomic_set(&s->driver_ok, true);
+    if (!virtio_device_ioeventfd_enabled(vdev)) {
+        for (i = 0; i < s->conf.num_queues; i++) {
+            qemu_bh_schedule(s->resume[i].bh);
+        }
+    }
+}
+
 static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
-    /*
-     * The transport stopped ioeventfd before resetting us, so no queue
-     * handler runs: a rebooted guest starts with an empty store.
-     */
+    /* A system reset does not go through set_status(0). */
+    virtio_tmem_quiesce(s);
     trace_virtio_tmem_reset(s);
     tmem_client_reset(s->client);
     if (s->disk_error) {
@@ -313,10 +376,13 @@ static void virtio_tmem_stop_vq_bh(void *opaque)
     VirtQueue *vq = r->s->vqs[r->queue];
 
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    /*
+     * A kick that raced with the detach is taken now; whatever it leaves
+     * waits for the attach's kick (start_ioeventfd, queue_enable).
+     */
+    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
     /* No batch resumes behind the caller's back (reset, unplug). */
     qemu_bh_cancel(r->bh);
-    /* A kick that raced with the detach must not be lost. */
-    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
 }
 
 /* Context: BQL held */
@@ -362,10 +428,13 @@ static void virtio_tmem_queue_reset(VirtIODevice *vdev, uint32_t index)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
-    if (index < s->conf.num_queues && s->ioeventfd_started) {
-        aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_stop_vq_bh,
-                            &s->resume[index]);
+    if (index >= s->conf.num_queues) {
+        return;
     }
+    /* Without ioeventfd the continuation still runs in the home context. */
+    aio_wait_bh_oneshot(s->vq_aio_context[index],
+                        s->ioeventfd_started ? virtio_tmem_stop_vq_bh :
+                        virtio_tmem_cancel_resume_bh, &s->resume[index]);
 }
 
 static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
@@ -654,15 +723,17 @@ static void virtio_tmem_iothread_cleanup(VirtIOTmem *s)
 
 static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
 {
+    DeviceState *transport = qdev_get_parent_bus(DEVICE(s))->parent;
     unsigned i;
 
     for (i = 0; i < s->conf.num_queues; i++) {
         s->resume[i].s = s;
         s->resume[i].queue = i;
+        /* As virtio_bh_new_guarded(): the transport owns the MMIO. */
         s->resume[i].bh = aio_bh_new_guarded(s->vq_aio_context[i],
                                              virtio_tmem_resume_bh,
                                              &s->resume[i],
-                                             &DEVICE(s)->mem_reentrancy_guard);
+                                             &transport->mem_reentrancy_guard);
     }
 }
 
@@ -769,6 +840,7 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
     migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_quiesce(s);
     virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
     virtio_tmem_del_queues(s, s->conf.num_queues);
@@ -1056,6 +1128,7 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->get_config = virtio_tmem_get_config;
     vdc->get_features = virtio_tmem_get_features;
     vdc->set_features = virtio_tmem_set_features;
+    vdc->set_status = virtio_tmem_set_status;
     vdc->reset = virtio_tmem_reset;
     vdc->queue_reset = virtio_tmem_queue_reset;
     vdc->queue_enable = virtio_tmem_queue_enable;
