@@ -41,6 +41,13 @@
 
 #define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE 256
 
+/*
+ * A queue handler yields to its event loop after this long (or after
+ * queue-size requests), and continues from a bottom half: one guest's
+ * slow requests cannot keep the main loop or an IOThread to itself.
+ */
+#define VIRTIO_TMEM_SLICE_NS (1 * SCALE_MS)
+
 static const char *virtio_tmem_id(VirtIOTmem *s)
 {
     DeviceState *dev = DEVICE(s);
@@ -148,9 +155,10 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
 /*
  * Every request is answered synchronously, so at most one element per
  * queue is outstanding at any time, whatever the guest queues.  One call
- * answers at most queue-size requests, then yields to its event loop and
- * continues from a bottom half: a guest that keeps its ring full cannot
- * keep the main loop or an IOThread to itself.
+ * answers at most queue-size requests or runs VIRTIO_TMEM_SLICE_NS,
+ * then yields to its event loop and continues from a bottom half: a
+ * guest that keeps its ring full cannot keep the main loop or an
+ * IOThread to itself.
  *
  * A queue runs only in its home AioContext (vq_aio_context), and only
  * while the driver is ready (DRIVER_OK).  Before DRIVER_OK, ioeventfd is
@@ -184,6 +192,9 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
             batch += ok;
             quota--;
             g_free(elem);
+            if (clock - start >= VIRTIO_TMEM_SLICE_NS) {
+                quota = 0;
+            }
         }
         virtio_queue_set_notification(vq, 1);
 
