@@ -24,6 +24,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
+#include "exec/memory.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
@@ -114,6 +115,30 @@ static unsigned virtio_tmem_timing_kind(VirtQueueElement *elem)
 }
 
 /*
+ * Only guest RAM may hold a request's buffers.  Anything else (the
+ * device's own BAR, unassigned space) was copied through a bounce
+ * buffer, and writing it back would run MMIO handlers, possibly our own
+ * reset, from inside this queue's handler.
+ */
+static bool virtio_tmem_elem_in_ram(VirtQueueElement *elem)
+{
+    ram_addr_t offset;
+    unsigned i;
+
+    for (i = 0; i < elem->out_num; i++) {
+        if (!memory_region_from_host(elem->out_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    for (i = 0; i < elem->in_num; i++) {
+        if (!memory_region_from_host(elem->in_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * Answer one request.  *clock is when the previous request was answered
  * (or the handler started); the time since is charged to this request.
  * Returns false when the chain violates the
@@ -130,6 +155,12 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
     int64_t lib_start, lib_end;
     int len;
 
+    if (!virtio_tmem_elem_in_ram(elem)) {
+        virtqueue_detach_element(vq, elem, 0);
+        virtio_error(vdev, "virtio-tmem: request on queue %u has a buffer "
+                     "outside guest RAM", queue);
+        return false;
+    }
     virtio_tmem_trace_request(s, queue, elem);
     lib_start = get_clock();
     len = tmem_handle_request(s->ctxs[queue], elem->out_sg, elem->out_num,
