@@ -54,11 +54,19 @@ def probe(path, stop, out, interval=0.01):
     while not stop.is_set():
         t0 = time.monotonic()
         f.write(b'{"execute": "query-status"}\n')
-        while b'"return"' not in f.readline():
-            pass                                     # events
+        while True:
+            line = f.readline()
+            if not line:
+                return                               # QEMU is gone
+            if b'"return"' in line:
+                break                                # else an event
         out.put((t0, time.monotonic() - t0))
         time.sleep(interval)
     sock.close()
+
+
+def progress(msg):
+    sys.stderr.write("%s %s\n" % (time.strftime("%H:%M:%S"), msg))
 
 
 def percentiles(samples):
@@ -102,7 +110,8 @@ def main():
         stop = multiprocessing.Event()
         out = multiprocessing.Queue()
         child = multiprocessing.Process(target=probe,
-                                        args=(probe_path, stop, out))
+                                        args=(probe_path, stop, out),
+                                        daemon=True)
         child.start()
         marks = [("start", time.monotonic())]
 
@@ -117,19 +126,24 @@ def main():
             first += per
             if any(s == S_REJECTED for s, _ in res):
                 break
+            if first % (per * 500) == 0:
+                progress("fill: %d zero pages stored" % stored)
         marks.append(("fill", time.monotonic()))
         fill_s = marks[-1][1] - marks[-2][1]
 
         absent = 0
         end = time.monotonic() + args.seconds
+        progress("fill: %d zero pages stored, budget full" % stored)
         while time.monotonic() < end:
-            flood.post(absent_object_invalidations(pool, 512))
+            # Small batches: the phase ends close to --seconds.
+            flood.post(absent_object_invalidations(pool, 32))
             res = flood.wait(timeout=600)
             assert res is not None, "absent: no answer in 600 s"
             absent += len(res)
         marks.append(("absent", time.monotonic()))
         absent_s = marks[-1][1] - marks[-2][1]
 
+        progress("absent: %d requests" % absent)
         flood.post([REQ.pack(OP_DESTROY_POOL, 0, 0, pool, 0, 0, 0)])
         res = flood.wait(timeout=600)
         marks.append(("destroy", time.monotonic()))
