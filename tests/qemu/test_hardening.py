@@ -167,6 +167,16 @@ def test_before_driver_ok():
     reset must find no request running, and QEMU must live."""
     problems = []
     with hostile_vm() as vm:
+        try:
+            trigger(vm, problems)
+        except (OSError, RuntimeError) as e:
+            raise Failure("%s; QEMU died (%s); its output:\n%s" %
+                          ("; ".join(problems), e, vm.log()[-6000:]))
+    check(not problems, "; ".join(problems))
+
+
+def trigger(vm, problems):
+    if True:
         dev = Device(vm)
         dev.start(0, qsize=GROWN, grow=True, driver_ok=False)
         q = dev.queues[0]
@@ -194,7 +204,6 @@ def test_before_driver_ok():
         alive(vm, "1 s after the reset")
         check_empty(vm, "1 s after reset")
         recovers(vm, dev)
-    check(not problems, "; ".join(problems))
 
 
 def test_pending_at_driver_ok():
