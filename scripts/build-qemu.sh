@@ -12,6 +12,10 @@
 #                                       touched): does the device still build
 #                                       against QEMU_SERIES?  Exit 77 when
 #                                       no source of the series can be had
+#   scripts/build-qemu.sh --sanitize [--print-path]
+#                                       the same for a second build, with
+#                                       --enable-asan --enable-ubsan and an
+#                                       ASan/UBSan libtmem, beside the first
 #   scripts/build-qemu.sh --help
 #
 # Other scripts find QEMU with:
@@ -22,7 +26,9 @@
 # give concurrent checkouts their own VTMEM_CACHE.
 #
 # The binary is ${VTMEM_CACHE}/qemu/bin/qemu-system-x86_64, a symlink into the
-# build directory of the current version.  It finds its firmware in Debian's
+# build directory of the current version (with --sanitize:
+# ${VTMEM_CACHE}/qemu-sanitize/bin/qemu-system-x86_64, built in build-sanitize/
+# of the same source tree).  It finds its firmware in Debian's
 # seabios and qemu-system-data packages (configured --firmwarepath), so no -L
 # is needed.  Environment:
 #   VTMEM_CACHE   where QEMU's source, build and the libtmem build it links
@@ -65,17 +71,28 @@ set -eu
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
-stable="$cache/qemu/bin/qemu-system-x86_64"
 python=/usr/bin/python3
 . "$repo/scripts/lib/apt-archive.sh"
 
 log() { printf 'build-qemu: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# The sanitized build is a second build of the same source tree: its own
+# build and libtmem directories (suffix), its own stable path (state).
+sanitize=0
+suffix=
+if [ "${1:-}" = --sanitize ]; then
+	sanitize=1
+	suffix=-sanitize
+	shift
+fi
+state="$cache/qemu$suffix"
+stable="$state/bin/qemu-system-x86_64"
+
 case ${1:-} in
 --print-path)
 	echo "$stable"
-	from=$(cat "$cache/qemu/SOURCE" 2>/dev/null || true)
+	from=$(cat "$state/SOURCE" 2>/dev/null || true)
 	if [ -n "$from" ] && [ "$from" != "$repo" ]; then
 		log "warning: $stable was last built from $from, not $repo"
 	fi
@@ -141,7 +158,7 @@ newest_in_series() {
 	echo "$best"
 }
 
-last_built=$(cat "$cache/qemu/VERSION-$series" 2>/dev/null || true)
+last_built=$(cat "$state/VERSION-$series" 2>/dev/null || true)
 version=${QEMU_VERSION:-$(newest_in_series)}
 if [ -z "$version" ]; then
 	if [ -z "$last_built" ] && [ "$check_device" = 1 ]; then
@@ -173,8 +190,8 @@ dsc=$(dsc_of "$version")
 upstream_ver=${version#*:}
 top="$cache/qemu-$upstream_ver"
 src="$top/src"
-build="$top/build"
-libbuild="$top/libtmem"
+build="$top/build$suffix"
+libbuild="$top/libtmem$suffix"
 mkdir -p "$top"
 log "QEMU source: qemu $version in $top"
 
@@ -256,10 +273,14 @@ link qemu-device/configs/x86_64-softmmu-vtmem.mak \
 	configs/devices/x86_64-softmmu/vtmem.mak
 
 # Linked to another checkout: its files may be older than our objects, which
-# ninja's mtime check would then keep.  Drop every object built from them.
-if [ ${#relinked[@]} -gt 0 ] && [ -f "$build/build.ninja" ]; then
-	log "sources now come from $repo: rebuilding what used them"
-	ninja -C "$build" -t deps |
+# ninja's mtime check would then keep.  Drop every object built from them,
+# in both builds of the tree (the links are shared).
+for b in "$top/build" "$top/build-sanitize"; do
+	if [ ${#relinked[@]} -eq 0 ] || [ ! -f "$b/build.ninja" ]; then
+		continue
+	fi
+	log "sources now come from $repo: rebuilding what used them in $b"
+	ninja -C "$b" -t deps |
 		awk -v files="${relinked[*]}" -v src="$src" '
 			BEGIN { n = split(files, f, " ")
 				for (i = 1; i <= n; i++) {
@@ -268,10 +289,10 @@ if [ ${#relinked[@]} -gt 0 ] && [ -f "$build/build.ninja" ]; then
 				} }
 			/^[^ ].*: #deps/ { t = $1; sub(/:$/, "", t) }
 			/^    / && ($1 in want) { print t }' |
-		sort -u | (cd "$build" && xargs -r rm -f)
+		sort -u | (cd "$b" && xargs -r rm -f)
 	# The devices .mak is an input of meson's configuration.
-	ninja -C "$build" reconfigure >&2
-fi
+	ninja -C "$b" reconfigure >&2
+done
 
 # --- 6. libtmem from this repo ------------------------------------------------
 if [ -n "${LIBTMEM_PKG_CONFIG_PATH:-}" ]; then
@@ -288,7 +309,12 @@ else
 	fi
 	if [ ! -f "$libbuild/build.ninja" ]; then
 		log "configuring libtmem"
-		meson setup "$libbuild" "$repo" -Dbuildtype=debugoptimized >&2
+		libopts=(-Dbuildtype=debugoptimized)
+		if [ $sanitize = 1 ]; then
+			# shellcheck disable=SC2054 # one meson option, two sanitizers
+			libopts+=(-Db_sanitize=address,undefined -Db_lundef=false)
+		fi
+		meson setup "$libbuild" "$repo" "${libopts[@]}" >&2
 		echo "$repo" > "$libbuild/.vtmem-source"
 	fi
 	# Only the library: the project's tests are not QEMU's business.
@@ -332,6 +358,9 @@ configure_args=(
 	# Kept by meson for its own re-runs, unlike the environment.
 	-Dpkg_config_path="$pcpath"
 )
+if [ $sanitize = 1 ]; then
+	configure_args+=(--enable-asan --enable-ubsan)
+fi
 conf_id=$(printf '%s\n' "${configure_args[@]}" | sha256sum | cut -d' ' -f1)
 # Meson asks pkg-config only when it configures: flags of libtmem that
 # changed since (a new Requires:) would otherwise be missing at link time.
@@ -384,10 +413,10 @@ for dir in "${firmwarepath[@]}"; do
 	mkdir -p "$build/qemu-bundle$(dirname "$dir")"
 	ln -sfn "$dir" "$build/qemu-bundle$dir"
 done
-mkdir -p "$cache/qemu/bin"
+mkdir -p "$state/bin"
 ln -sfn "$build/qemu-system-x86_64" "$stable"
-echo "$version" > "$cache/qemu/VERSION"
-echo "$version" > "$cache/qemu/VERSION-$series"
-echo "$repo" > "$cache/qemu/SOURCE"
-log "qemu $version with virtio-tmem, up to date in $(( $(date +%s) - start )) s"
+echo "$version" > "$state/VERSION"
+echo "$version" > "$state/VERSION-$series"
+echo "$repo" > "$state/SOURCE"
+log "qemu $version with virtio-tmem${suffix:+ (ASan/UBSan)}, up to date in $(( $(date +%s) - start )) s"
 echo "$stable"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Set up everything missing on a Debian 12 or 13 machine (as root) and run
-# every test suite: unit (libtmem, also under ASan/UBSan), scripts, qemu,
-# guest, vm, plus a short fuzz run.  Always ends with one line
+# every test suite: unit (libtmem, also under ASan/UBSan), scripts, qemu
+# (also against QEMU built with ASan/UBSan), guest, vm, plus a short fuzz run.  Always ends with one line
 #   N passed, N failed, N skipped
 # and exits non-zero if anything failed.  A guest kernel that cannot be
 # obtained here (e.g. 6.1, which only bookworm has) is no failure: its
@@ -75,6 +75,12 @@ case " $suites " in
 			setup-qemu
 	;;
 esac
+case " $suites " in
+*" qemu "*)
+	scripts/build-qemu.sh --sanitize >/dev/null ||
+		failed_step "scripts/build-qemu.sh --sanitize" setup-qemu-sanitize
+	;;
+esac
 # The device must build against the supported QEMU series the tests do not
 # run on too: its objects only, in a configured tree kept in the cache.
 case ${QEMU_SERIES:-10.0} in
@@ -119,6 +125,15 @@ case " $built " in
 	meson test -C build --print-errorlogs --num-processes 2 $args ||
 		status=1
 	logs="$logs build/meson-logs/testlog.json"
+	case " $suites " in
+	*" qemu "*)
+		# A use-after-free in the device is caught here, not by luck.
+		meson test -C build --setup qemusan --logbase qemusan \
+			--print-errorlogs --num-processes 2 --suite qemu ||
+			status=1
+		logs="$logs build/meson-logs/qemusan.json"
+		;;
+	esac
 	;;
 esac
 case " $built " in

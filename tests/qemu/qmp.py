@@ -1,8 +1,11 @@
 """A minimal QMP client and QEMU launcher for the virtio-tmem tests.
 
 Standard library only.  QEMU is found through $QEMU, else through
-`scripts/build-qemu.sh --print-path`; when it is not built the tests exit
-77, which meson counts as SKIP.
+`scripts/build-qemu.sh --print-path` (with VTMEM_QEMU_SANITIZE=1:
+`--sanitize --print-path`, the ASan/UBSan build); when it is not built
+the tests exit 77, which meson counts as SKIP.  A sanitizer report makes
+that QEMU exit at once (ASAN_OPTIONS/UBSAN_OPTIONS below, unless set), so
+a test sees it die rather than a report scroll by in its log.
 """
 
 import ctypes
@@ -36,7 +39,10 @@ def find_qemu():
     qemu = os.environ.get("QEMU")
     if not qemu:
         script = os.path.join(REPO, "scripts", "build-qemu.sh")
-        res = subprocess.run([script, "--print-path"], stdout=subprocess.PIPE,
+        which = (["--sanitize"] if os.environ.get("VTMEM_QEMU_SANITIZE") == "1"
+                 else [])
+        res = subprocess.run([script] + which + ["--print-path"],
+                             stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True)
         qemu = res.stdout.strip()
         if res.stderr:
@@ -48,6 +54,15 @@ def find_qemu():
     if not os.access(qemu, os.X_OK):
         skip("QEMU=%s is not executable" % qemu)
     return qemu
+
+
+def qemu_env():
+    """The environment QEMU runs in: sanitizer reports are fatal (QEMU
+    leaks by design at exit, so leak checking is off)."""
+    env = dict(os.environ)
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
+    env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
+    return env
 
 
 class QMPError(Exception):
@@ -74,6 +89,7 @@ class QEMU:
         self.sock = None
         self.buf = b""
         self.events = []
+        self.final_log = ""
 
     def cmdline(self):
         cmd = [self.qemu] + self.BASE + ["-qmp", "unix:%s,server=on,wait=off"
@@ -89,6 +105,7 @@ class QEMU:
             self.proc = subprocess.Popen(self.cmdline(),
                                          stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
+                                         env=qemu_env(),
                                          preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self.timeout
         while True:
@@ -109,8 +126,14 @@ class QEMU:
         self.cmd("qmp_capabilities")
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         self.close()
+        log = self.final_log
+        report = [m for m in ("ERROR: AddressSanitizer", "runtime error:")
+                  if m in log]
+        if report and exc_type is None:
+            raise RuntimeError("QEMU's sanitizer reported: %s" %
+                               log[log.index(report[0]):][:4000])
 
     def close(self):
         if self.proc and self.proc.poll() is None:
@@ -125,6 +148,7 @@ class QEMU:
                 self.proc.wait()
         if self.sock:
             self.sock.close()
+        self.final_log = self.log()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def log(self):
@@ -190,6 +214,7 @@ class QEMU:
 def run_qemu(*args, timeout=30):
     """Run QEMU to completion (e.g. -device help); return (rc, out, err)."""
     res = subprocess.run([find_qemu()] + list(args), stdin=subprocess.DEVNULL,
+                         env=qemu_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          timeout=timeout, text=True)
     return res.returncode, res.stdout, res.stderr

@@ -195,7 +195,8 @@ class Device:
         vm.writel(c + 0, 1)
         return vm.readl(c + 4) << 32 | lo
 
-    def start(self, features, nqueues=1, qsize=64):
+    def start(self, features, nqueues=1, qsize=64, driver_ok=True,
+              grow=False):
         vm, c = self.vm, self.common
         self.set_status(0)
         self.set_status(S_ACK | S_DRIVER)
@@ -209,16 +210,21 @@ class Device:
         self.queues = []
         base = RAM_BASE
         for i in range(nqueues):
-            q = self.setup_queue(i, qsize, base)
+            q = self.setup_queue(i, qsize, base, grow)
             self.queues.append(q)
             base = q.bufs + 64 * PAGE
-        self.set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK)
+        if driver_ok:
+            self.set_status(S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK)
 
-    def setup_queue(self, i, qsize, base):
+    def setup_queue(self, i, qsize, base, grow=False):
+        """grow: a hostile driver sets a size above the device's maximum
+        (QEMU takes up to 1024)."""
         vm, c = self.vm, self.common
         vm.writew(c + 22, i)
-        check(vm.readw(c + 24) >= qsize, "queue %d too small" % i)
+        check(grow or vm.readw(c + 24) >= qsize, "queue %d too small" % i)
         vm.writew(c + 24, qsize)
+        check(vm.readw(c + 24) == qsize, "queue %d: size %d not taken" %
+              (i, qsize))
         q = Queue(self, i, qsize, base)
         # Rings start zeroed: the device reads avail idx 0.
         vm.write(q.avail, bytes(4))

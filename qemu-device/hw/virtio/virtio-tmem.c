@@ -24,6 +24,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
+#include "exec/memory.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
@@ -40,6 +41,13 @@
 #include <tmem.h>
 
 #define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE 256
+
+/*
+ * A queue handler yields to its event loop after this long (or after
+ * queue-size requests), and continues from a bottom half: one guest's
+ * slow requests cannot keep the main loop or an IOThread to itself.
+ */
+#define VIRTIO_TMEM_SLICE_NS (1 * SCALE_MS)
 
 static const char *virtio_tmem_id(VirtIOTmem *s)
 {
@@ -97,6 +105,30 @@ static unsigned virtio_tmem_timing_kind(VirtQueueElement *elem)
 }
 
 /*
+ * Only guest RAM may hold a request's buffers.  Anything else (the
+ * device's own BAR, unassigned space) was copied through a bounce
+ * buffer, and writing it back would run MMIO handlers, possibly our own
+ * reset, from inside this queue's handler.
+ */
+static bool virtio_tmem_elem_in_ram(VirtQueueElement *elem)
+{
+    ram_addr_t offset;
+    unsigned i;
+
+    for (i = 0; i < elem->out_num; i++) {
+        if (!memory_region_from_host(elem->out_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    for (i = 0; i < elem->in_num; i++) {
+        if (!memory_region_from_host(elem->in_sg[i].iov_base, &offset)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * Answer one request.  *clock is when the previous request was answered
  * (or the handler started); the time since is charged to this request.
  * Returns false when the chain violates the
@@ -113,6 +145,12 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
     int64_t lib_start, lib_end;
     int len;
 
+    if (!virtio_tmem_elem_in_ram(elem)) {
+        virtqueue_detach_element(vq, elem, 0);
+        virtio_error(vdev, "virtio-tmem: request on queue %u has a buffer "
+                     "outside guest RAM", queue);
+        return false;
+    }
     virtio_tmem_trace_request(s, queue, elem);
     lib_start = get_clock();
     len = tmem_handle_request(s->ctxs[queue], elem->out_sg, elem->out_num,
@@ -138,9 +176,16 @@ static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
 /*
  * Every request is answered synchronously, so at most one element per
  * queue is outstanding at any time, whatever the guest queues.  One call
- * answers at most queue-size requests, then yields to its event loop and
- * continues from a bottom half: a guest that keeps its ring full cannot
- * keep the main loop or an IOThread to itself.
+ * answers at most queue-size requests or runs VIRTIO_TMEM_SLICE_NS,
+ * then yields to its event loop and continues from a bottom half: a
+ * guest that keeps its ring full cannot keep the main loop or an
+ * IOThread to itself.
+ *
+ * A queue runs only in its home AioContext (vq_aio_context), and only
+ * while the driver is ready (DRIVER_OK).  Before DRIVER_OK, ioeventfd is
+ * not started and a kick reaches us in the vCPU's thread: nothing is
+ * consumed then (virtio 1.x), and set_status and the host notifier's
+ * attach take the queue up in its home context at DRIVER_OK.
  */
 static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 {
@@ -151,7 +196,9 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     bool ok = true;
     int64_t start, clock;
 
-    if (queue >= s->conf.num_queues || !s->ctxs[queue]) {
+    if (queue >= s->conf.num_queues || !s->ctxs[queue] ||
+        !qatomic_read(&s->driver_ok) || vdev->broken ||
+        qemu_get_current_aio_context() != s->vq_aio_context[queue]) {
         return;
     }
     start = clock = get_clock();
@@ -166,6 +213,9 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
             batch += ok;
             quota--;
             g_free(elem);
+            if (clock - start >= VIRTIO_TMEM_SLICE_NS) {
+                quota = 0;
+            }
         }
         virtio_queue_set_notification(vq, 1);
 
@@ -238,14 +288,69 @@ static void virtio_tmem_set_features(VirtIODevice *vdev, uint64_t features)
     tmem_client_set_features(s->client, features);
 }
 
+/* Context: the queue's home AioContext */
+static void virtio_tmem_cancel_resume_bh(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+
+    qemu_bh_cancel(r->bh);
+}
+
+/*
+ * Context: BQL held, main loop thread.
+ * Once this returns, no queue handler runs and none starts until
+ * DRIVER_OK is set again: each queue's home context has finished what it
+ * was doing and dropped its continuation.  Whether or not ioeventfd was
+ * ever started (kicks before DRIVER_OK, ioeventfd=off), the caller may
+ * then touch libtmem.
+ */
+static void virtio_tmem_quiesce(VirtIOTmem *s)
+{
+    unsigned i;
+
+    qatomic_set(&s->driver_ok, false);
+    for (i = 0; i < s->conf.num_queues; i++) {
+        if (s->resume[i].bh) {
+            aio_wait_bh_oneshot(s->vq_aio_context[i],
+                                virtio_tmem_cancel_resume_bh, &s->resume[i]);
+        }
+    }
+}
+
+/*
+ * The device consumes no buffer before DRIVER_OK.  At DRIVER_OK the
+ * requests already made available are taken up in each queue's home
+ * context: with ioeventfd, by the kick of the host notifier's attach
+ * (virtio-pci starts ioeventfd right after this); without, by the
+ * continuation bottom half, which then lives in the main loop.
+ */
+static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    bool driver_ok = status & VIRTIO_CONFIG_S_DRIVER_OK;
+    unsigned i;
+
+    if (driver_ok == qatomic_read(&s->driver_ok)) {
+        return;
+    }
+    if (!driver_ok) {
+        virtio_tmem_quiesce(s);
+        return;
+    }
+    qatomic_set(&s->driver_ok, true);
+    if (!virtio_device_ioeventfd_enabled(vdev)) {
+        for (i = 0; i < s->conf.num_queues; i++) {
+            qemu_bh_schedule(s->resume[i].bh);
+        }
+    }
+}
+
 static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
-    /*
-     * The transport stopped ioeventfd before resetting us, so no queue
-     * handler runs: a rebooted guest starts with an empty store.
-     */
+    /* A system reset does not go through set_status(0). */
+    virtio_tmem_quiesce(s);
     trace_virtio_tmem_reset(s);
     tmem_client_reset(s->client);
     if (s->disk_error) {
@@ -314,10 +419,13 @@ static void virtio_tmem_stop_vq_bh(void *opaque)
     VirtQueue *vq = r->s->vqs[r->queue];
 
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    /*
+     * A kick that raced with the detach is taken now; whatever it leaves
+     * waits for the attach's kick (start_ioeventfd, queue_enable).
+     */
+    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
     /* No batch resumes behind the caller's back (reset, unplug). */
     qemu_bh_cancel(r->bh);
-    /* A kick that raced with the detach must not be lost. */
-    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
 }
 
 /* Context: BQL held */
@@ -363,10 +471,13 @@ static void virtio_tmem_queue_reset(VirtIODevice *vdev, uint32_t index)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
-    if (index < s->conf.num_queues && s->ioeventfd_started) {
-        aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_stop_vq_bh,
-                            &s->resume[index]);
+    if (index >= s->conf.num_queues) {
+        return;
     }
+    /* Without ioeventfd the continuation still runs in the home context. */
+    aio_wait_bh_oneshot(s->vq_aio_context[index],
+                        s->ioeventfd_started ? virtio_tmem_stop_vq_bh :
+                        virtio_tmem_cancel_resume_bh, &s->resume[index]);
 }
 
 static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
@@ -655,15 +766,17 @@ static void virtio_tmem_iothread_cleanup(VirtIOTmem *s)
 
 static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
 {
+    DeviceState *transport = qdev_get_parent_bus(DEVICE(s))->parent;
     unsigned i;
 
     for (i = 0; i < s->conf.num_queues; i++) {
         s->resume[i].s = s;
         s->resume[i].queue = i;
+        /* As virtio_bh_new_guarded(): the transport owns the MMIO. */
         s->resume[i].bh = aio_bh_new_guarded(s->vq_aio_context[i],
                                              virtio_tmem_resume_bh,
                                              &s->resume[i],
-                                             &DEVICE(s)->mem_reentrancy_guard);
+                                             &transport->mem_reentrancy_guard);
     }
 }
 
@@ -770,6 +883,7 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
     migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_quiesce(s);
     virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
     virtio_tmem_del_queues(s, s->conf.num_queues);
@@ -1058,6 +1172,7 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     vdc->get_config = virtio_tmem_get_config;
     vdc->get_features = virtio_tmem_get_features;
     vdc->set_features = virtio_tmem_set_features;
+    vdc->set_status = virtio_tmem_set_status;
     vdc->reset = virtio_tmem_reset;
     vdc->queue_reset = virtio_tmem_queue_reset;
     vdc->queue_enable = virtio_tmem_queue_enable;

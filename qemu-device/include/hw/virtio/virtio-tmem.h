@@ -92,6 +92,11 @@ struct VirtIOTmem {
     VirtIOTmemResume resume[VIRTIO_TMEM_MAX_QUEUES];
     VirtIOTmemTiming timing[VIRTIO_TMEM_MAX_QUEUES];
 
+    /*
+     * DRIVER_OK is set: queues may run.  Written with the BQL held, read
+     * by the queue handlers in their home contexts.
+     */
+    bool driver_ok;
     bool ioeventfd_started;
     bool ioeventfd_starting;
     bool ioeventfd_stopping;
