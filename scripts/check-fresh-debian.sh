@@ -238,6 +238,6 @@ esac
 case $what in
 deps) run deps "./scripts/install-deps.sh all" ;;
 esac
-log "$release: $summary"
+[ "$what" != both ] || log "$release: $summary"
 [ "$failed" = 0 ] || exit 1
 [ "$skipped" = 0 ] || exit 77
