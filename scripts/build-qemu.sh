@@ -290,8 +290,11 @@ for b in "$top/build" "$top/build-sanitize"; do
 			/^[^ ].*: #deps/ { t = $1; sub(/:$/, "", t) }
 			/^    / && ($1 in want) { print t }' |
 		sort -u | (cd "$b" && xargs -r rm -f)
-	# The devices .mak is an input of meson's configuration.
-	ninja -C "$b" reconfigure >&2
+	# The devices .mak is an input of meson's configuration.  A build
+	# configured with older options may refuse the new .mak (a machine
+	# that needs a feature it disabled): step 7 configures that one anew.
+	ninja -C "$b" reconfigure >&2 ||
+		log "reconfiguring $b failed; configuring it anew if its options changed"
 done
 
 # --- 6. libtmem from this repo ------------------------------------------------
