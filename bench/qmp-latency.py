@@ -18,8 +18,8 @@ Phases:
 
 Usage: bench/qmp-latency.py [--budget 1G] [--pages N] [--seconds 10]
                             [--batch 512] [--iothread] [--json]
-(today's libtmem stores a zero page in a few bytes: --pages 1830000 stops
-where the issue's 576-byte chunks filled 1 GiB)
+(today's libtmem takes more than 3 million zero pages at budget=1G, so
+--pages 1830000 stops where the issue's 576-byte chunks filled 1 GiB)
 QEMU: $QEMU, else scripts/build-qemu.sh --print-path (exit 77 if absent).
 """
 
