@@ -94,6 +94,8 @@ case $what in
 guest|all)
 	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison dkms \
 		libelf-dev libssl-dev
+	# The virtio-tmem-dkms package and the Debian guest image it is tested in.
+	install debhelper dh-dkms lintian debootstrap e2fsprogs
 	;;
 esac
 case $what in
