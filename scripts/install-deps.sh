@@ -153,8 +153,10 @@ qemu | all)
 esac
 case $what in
 guest | all)
+	# debhelper, dh-dkms, lintian, e2fsprogs: the virtio-tmem-dkms package
+	# and the Debian guest image it is tested in (debootstrap).
 	pkgs="$pkgs gcc-12 dwarves cpio kmod busybox-static bc flex bison dkms
-		libelf-dev libssl-dev debootstrap"
+		libelf-dev libssl-dev debootstrap debhelper dh-dkms lintian e2fsprogs"
 	;;
 esac
 case $what in
