@@ -5,7 +5,7 @@ find swap on /dev/vtmem0 with the configured priority.
 The guest is a Debian 12 system with systemd and Linux 6.12 from
 bookworm-backports (scripts/build-debian-image.sh, cached), booted with its
 own kernel and initramfs under the project's QEMU with
--device virtio-tmem-pci.  The package is built from the work tree
+-device virtio-tmem.  The package is built from the work tree
 (scripts/build-deb.sh) and reaches the guest on a disk with serial
 vtmem-harness, together with tests/vm/debian/run.sh, which the image runs
 at the end of each boot.  Boot 1: dpkg -i (DKMS builds the module in the
@@ -104,7 +104,7 @@ class DebianVM:
                 "-device", blk % ("harness", "vtmem-harness"),
                 drive[0], drive[1] % ("backing", backing, ""),
                 "-device", blk % ("backing", BACKING_SERIAL),
-                "-device", "virtio-tmem-pci,id=tmem0,budget=256M",
+                "-device", "virtio-tmem,id=tmem0,budget=256M",
                 "-chardev", "file,id=con,path=%s" % self.console,
                 "-serial", "chardev:con",
                 "-chardev", "stdio,id=ctl,signal=off",
