@@ -81,7 +81,7 @@ add_suites
 
 # Library, tests, benchmark.
 install build-essential pkgconf ninja-build liblz4-dev liburing-dev \
-	libcmocka-dev clang libclang-rt-14-dev valgrind
+	libxxhash-dev libcmocka-dev clang libclang-rt-14-dev valgrind
 meson_new_enough || install_bpo meson python3-pycotap
 
 case $what in
