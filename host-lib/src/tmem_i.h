@@ -93,6 +93,8 @@ struct tmem_ops {
 	uint64_t load_misses;
 	uint64_t invalidates;
 	uint64_t evictions;
+	/* Not in the stats: for tests of INVALIDATE_OBJECT's cost. */
+	uint64_t object_chunks_visited;
 };
 
 struct tmem_ctx {
@@ -100,6 +102,7 @@ struct tmem_ctx {
 	struct tmem_ctx *next, *prev;	/* client->ctxs, under ctx_lock */
 	/* A chunk allocated before the shard lock is taken (see store). */
 	struct tmem_chunk *spare;
+	struct tmem_obj *spare_obj;
 	struct tmem_ops ops;
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
@@ -117,6 +120,8 @@ struct tmem_client {
 	_Atomic uint64_t used;
 	_Atomic uint64_t data_bytes;
 	_Atomic uint64_t meta_bytes;
+
+	uint64_t hash_seed;		/* of the index, from getrandom() */
 
 	pthread_mutex_t pools_lock;	/* pool operations */
 	uint32_t max_pools;
