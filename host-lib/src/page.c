@@ -403,7 +403,8 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 			tmem_lru_touch(sh, ch);
 		pthread_mutex_unlock(&sh->lock);
 		if (disk)
-			ret = tmem_tier_read(ctx, h, page);
+			ret = tmem_tier_read(ctx, pool_id, object, index, h,
+					     page);
 	} else if (ret == -ESHUTDOWN) {
 		ret = -ENOENT;
 	}

@@ -170,8 +170,13 @@ void tmem_tier_free(struct tmem_client *c);
 void tmem_tier_put(struct tmem_client *c, uint64_t h);
 /* Keep the segment of a disk handle (under the shard lock holding it). */
 void tmem_tier_pin(struct tmem_client *c, uint64_t h);
-/* Read a pinned disk handle's page back and unpin it; 0 or -EIO. */
-int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page);
+/*
+ * Read a pinned disk handle's page of key (@pool, @object, @index) back
+ * and unpin it; 0, or -EIO (unreadable, or what was read is not that
+ * key's page: checksum or key mismatch).
+ */
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page);
 /* A store found the budget full: wait for write-back; false if none. */
 bool tmem_tier_make_room(struct tmem_ctx *ctx);
 /* A store went over the high watermark: wake the writer. */
