@@ -592,13 +592,18 @@ static void test_create_file(void **state)
 	assert_int_equal(st.disk_pages, 0);
 	assert_int_equal(st.disk_failed, 0);
 	tmem_client_free(c);
+	/* Created by the client: removed with it (DEV-20). */
+	assert_false(file_exists(path));
 
-	/* backing_size 0 now finds it: its size, rounded down. */
+	/* backing_size 0 finds an existing file: its size, rounded down. */
+	make_file(path, size);
 	cfg = tier_cfg(16 * MiB, path, 0, SEG);
 	assert_int_equal(tmem_client_new(&cfg, &c), 0);
 	st = tstats(c);
 	assert_int_equal(st.disk_size, 8 * SEG);
 	tmem_client_free(c);
+	/* Not created by the client: kept. */
+	assert_true(file_exists(path));
 
 	/* A larger backing_size grows the existing file. */
 	cfg = tier_cfg(16 * MiB, path, 16 * SEG, SEG);
