@@ -1676,6 +1676,80 @@ static void test_second_user(void **state)
 	unlink(tr.path);
 }
 
+/*
+ * The cleaner moves a page with the checksum it had: a page corrupted on
+ * disk before its segment is cleaned stays -EIO after the move, never
+ * becomes "good" other bytes.
+ */
+static void test_cleaner_keeps_corruption(void **state)
+{
+	const uint64_t disk = 8 * MiB;
+	const uint32_t limit = 40000, ncor = 12;
+	uint32_t pool, n1, n2, k, cor[12], nc = 0, moved = 0;
+	uint64_t before[12], s, free_segs, avg;
+	unsigned char *keep;
+	struct tmem_stats st;
+	struct tier tr;
+
+	(void)state;
+	keep = calloc(limit, 1);
+	assert_non_null(keep);
+	tier_open(&tr, "clean-corrupt", 2 * MiB, disk, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (k = 0;; k++) {
+		assert_true(k < limit);
+		tstore_ok(&tr.t, pool, k, 1);
+		st = tstats(tr.t.client);
+		if (st.disk_segments * SEG >= disk * 3 / 4)
+			break;
+	}
+	n1 = k + 1;
+	st = settled_stats(tr.t.client);
+	avg = st.disk_bytes / st.disk_pages;
+	for (k = 0; k < n1; k++) {
+		s = k;
+		keep[k] = splitmix64(&s) % 4 == 0;
+		if (!keep[k])
+			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+					 KEY_OBJ(k), KEY_IDX(k)), 1);
+	}
+	st = settled_stats(tr.t.client);
+	/* Kept pages in old segments: corrupt one byte of each. */
+	for (k = 0; k < n1 / 2 && nc < ncor; k++) {
+		uint64_t h = key_handle(tr.t.client, pool, k);
+
+		if (!keep[k] || !handle_on_disk(h))
+			continue;
+		before[nc] = tmem_h_disk_off(h);
+		flip_byte(tr.path, before[nc] + tmem_h_len(h) / 2);
+		cor[nc++] = k;
+	}
+	assert_int_equal(nc, ncor);
+	free_segs = disk / SEG - st.disk_segments;
+	n2 = n1 + (uint32_t)((free_segs * SEG + tr.budget + 8 * SEG) / avg);
+	assert_true(n2 <= limit);
+	for (k = n1; k < n2; k++) {
+		tstore_ok(&tr.t, pool, k, 1);
+		keep[k] = 1;
+	}
+	st = settled_stats(tr.t.client);
+	assert_true(st.cleaned_segments > 0);
+	for (uint32_t i = 0; i < nc; i++) {
+		uint64_t h = key_handle(tr.t.client, pool, cor[i]);
+
+		moved += handle_on_disk(h) && tmem_h_disk_off(h) != before[i];
+		assert_int_equal(tload(&tr.t, pool, cor[i], 1), -EIO);
+		keep[cor[i]] = 0;
+	}
+	if (!moved)
+		fail_msg("the cleaner moved none of the corrupted pages");
+	for (k = 0; k < n2; k++)
+		if (keep[k])
+			tload_ok(&tr.t, pool, k, 1);
+	free(keep);
+	tier_close(&tr);
+}
+
 /* ---- hygiene of the backing file (DEV-20) ---------------------------- */
 
 static int try_path(const char *path, uint64_t size)
@@ -2183,6 +2257,7 @@ int main(void)
 		T(test_read_error),
 		T(test_corrupt_byte),
 		T(test_wrong_key),
+		T(test_cleaner_keeps_corruption),
 		T(test_second_user),
 		T(test_symlink_refused),
 		T(test_private_file),
