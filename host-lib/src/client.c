@@ -364,6 +364,9 @@ const char *tmem_strerror(int err)
 	case ENOENT:	return "ENOENT: page not held";
 	case EIO:	return "EIO: stored page unreadable";
 	case EPROTO:	return "EPROTO: malformed descriptor chain";
+	case EBUSY:	return "EBUSY: backing file in use by another client";
+	case ELOOP:	return "ELOOP: backing file is a symbolic link";
+	case EPERM:	return "EPERM: backing file not private to this user";
 	default:	return "unknown error";
 	}
 }

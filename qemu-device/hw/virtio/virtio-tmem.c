@@ -571,6 +571,21 @@ static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
     case -EINVAL:
         virtio_tmem_tier_einval(s, errp);
         break;
+    case -EBUSY:
+        error_setg(errp, "virtio-tmem: backing-file '%s' is in use by "
+                   "another virtio-tmem device or process (it is locked)",
+                   path);
+        break;
+    case -ELOOP:
+        error_setg(errp, "virtio-tmem: backing-file '%s' is a symbolic "
+                   "link: name the file itself", path);
+        break;
+    case -EPERM:
+        error_setg(errp, "virtio-tmem: backing-file '%s' must belong to "
+                   "QEMU's user and not be readable or writable by others "
+                   "(nor by its group, for a regular file: chmod 0600)",
+                   path);
+        break;
     case -ENOSPC:
         /*
          * libtmem checks the budget before it creates or sizes the file
