@@ -131,6 +131,17 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 void tmem_client_free(struct tmem_client *client);
 
 /**
+ * tmem_client_release_backing() - for a process that exits without
+ * tmem_client_free() (QEMU does not unrealize devices at exit): stop the
+ * disk tier's writer and remove the backing file if the client created
+ * it, or discard the used range of a block device, as tmem_client_free()
+ * would.  Loads of pages already on disk still work (the file stays
+ * open); stores over the budget are refused.  Afterwards the only call
+ * allowed is tmem_client_free().  No-op without a disk tier.
+ */
+void tmem_client_release_backing(struct tmem_client *client);
+
+/**
  * tmem_client_reset() - drop every pool and free every stored byte; the
  * client is as new (statistics counters included).  Returns 0.
  */

@@ -144,6 +144,11 @@ void tmem_client_free(struct tmem_client *c)
 	tmem_free(c);
 }
 
+void tmem_client_release_backing(struct tmem_client *c)
+{
+	tmem_tier_release(c);
+}
+
 int tmem_client_set_features(struct tmem_client *c, uint64_t features)
 {
 	TMEM_WR(c->features, features);

@@ -1355,6 +1355,14 @@ void tmem_tier_free(struct tmem_client *c)
 	c->tier = NULL;
 }
 
+void tmem_tier_release(struct tmem_client *c)
+{
+	if (!c->tier)
+		return;
+	tmem_tier_stop(c);
+	tier_scrub(c->tier);
+}
+
 void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 {
 	struct tmem_tier *t = c->tier;
@@ -1418,6 +1426,7 @@ int tmem_tier_new(struct tmem_client *c)
 void tmem_tier_stop(struct tmem_client *c) { (void)c; }
 int tmem_tier_restart(struct tmem_client *c) { (void)c; return 0; }
 void tmem_tier_free(struct tmem_client *c) { (void)c; }
+void tmem_tier_release(struct tmem_client *c) { (void)c; }
 void tmem_tier_put(struct tmem_client *c, uint64_t h) { (void)c; (void)h; }
 void tmem_tier_pin(struct tmem_client *c, uint64_t h) { (void)c; (void)h; }
 int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,

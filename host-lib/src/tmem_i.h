@@ -166,6 +166,8 @@ void tmem_tier_stop(struct tmem_client *c);
 /* After every page was dropped: all segments free, counters 0, restart. */
 int tmem_tier_restart(struct tmem_client *c);
 void tmem_tier_free(struct tmem_client *c);
+/* Stop the writer, remove or discard the file now (tier.c). */
+void tmem_tier_release(struct tmem_client *c);
 /* A disk handle was dropped from the index. */
 void tmem_tier_put(struct tmem_client *c, uint64_t h);
 /* Keep the segment of a disk handle (under the shard lock holding it). */
