@@ -1824,6 +1824,49 @@ static void test_private_file(void **state)
 }
 
 /*
+ * tmem_client_release_backing() (a process exiting without freeing the
+ * client): the created file is gone at once, pages already on disk still
+ * load, stores over the budget are refused rather than wait; free after.
+ */
+static void test_release_backing(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	uint32_t pool, k;
+
+	(void)state;
+	tier_open(&tr, "release", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	settled_stats(tr.t.client);
+	assert_int_equal(old_disk_keys(&tr.t, pool, n, SEG, &k, 1), 1);
+	tmem_client_release_backing(tr.t.client);
+	assert_false(file_exists(tr.path));
+	tload_ok(&tr.t, pool, k, 1);
+	load_range(&tr.t, pool, 0, n, 1);
+	for (k = n; k < 2 * n && tstore(&tr.t, pool, k, 1) == 0; k++)
+		;
+	assert_true(k < 2 * n);		/* refused, not waiting forever */
+	tier_close(&tr);
+
+	/* An existing file is kept. */
+	make_file(tr.path, 16 * MiB);
+	assert_int_equal(try_path(tr.path, 0), 0);
+	{
+		struct tmem_client_config cfg = tier_cfg(2 * MiB, tr.path, 0,
+							 SEG);
+		struct tmem_client *c;
+
+		assert_int_equal(tmem_client_new(&cfg, &c), 0);
+		tmem_client_release_backing(c);
+		assert_true(file_exists(tr.path));
+		tmem_client_free(c);
+	}
+	assert_true(file_exists(tr.path));
+	unlink(tr.path);
+}
+
+/*
  * A loop device of @sector-byte sectors over a new file of @size bytes;
  * its path in @dev and the file's in @file.  False (the test skips) when
  * this process may not make one.
@@ -2262,6 +2305,7 @@ int main(void)
 		T(test_symlink_refused),
 		T(test_private_file),
 		T(test_block_device),
+		T(test_release_backing),
 		T(test_reset),
 		T(test_threads),
 		/* Last: when it hangs, the watchdog ends the binary. */
