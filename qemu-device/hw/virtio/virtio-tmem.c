@@ -34,6 +34,7 @@
 #include "migration/blocker.h"
 #include "migration/vmstate.h"
 #include "system/iothread.h"
+#include "system/system.h"
 #include "standard-headers/linux/virtio_tmem.h"
 #include "trace.h"
 
@@ -704,6 +705,14 @@ static void virtio_tmem_del_queues(VirtIOTmem *s, unsigned n)
     virtio_cleanup(vdev);
 }
 
+/* No guest memory stays on the host's disk after QEMU (DEV-20). */
+static void virtio_tmem_exit_notify(Notifier *n, void *data)
+{
+    VirtIOTmem *s = container_of(n, VirtIOTmem, exit_notifier);
+
+    tmem_client_release_backing(s->client);
+}
+
 static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -766,6 +775,11 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
         goto fail_bhs;
     }
 
+    if (s->conf.backing_file) {
+        s->exit_notifier.notify = virtio_tmem_exit_notify;
+        qemu_add_exit_notifier(&s->exit_notifier);
+    }
+
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);
     return;
@@ -783,6 +797,10 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
+    if (s->exit_notifier.notify) {
+        qemu_remove_exit_notifier(&s->exit_notifier);
+        s->exit_notifier.notify = NULL;
+    }
     migrate_del_blocker(&s->migration_blocker);
     virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
