@@ -34,6 +34,7 @@ struct opts {
 	uint64_t budget;
 	int repeat;
 	bool json;
+	bool invalidate_object;
 };
 
 struct corpus_fill {
@@ -456,6 +457,10 @@ static void usage(FILE *f)
 "                    (default 2 x the page set)\n"
 "  --repeat=N        repetitions per measurement, best kept (default 3)\n"
 "  --json            print one JSON object instead of a table\n"
+"  --invalidate-object  instead: fill the budget (default 1G) with zero\n"
+"                    pages one per chunk (the metadata a guest gets for\n"
+"                    the least data), then time INVALIDATE_OBJECT of an\n"
+"                    absent object (--repeat x 256 calls; mean and max)\n"
 "  --help            this text\n", FILE_PAGES);
 }
 
@@ -484,12 +489,13 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "budget", required_argument, NULL, 'b' },
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "invalidate-object", no_argument, NULL, 'i' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	*o = (struct opts){ CORPUS_FILES, 65536, 0, 3, false };
+	*o = (struct opts){ CORPUS_FILES, 65536, 0, 3, false, false };
 	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -506,13 +512,15 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'b': o->budget = parse_size(optarg); break;
 		case 'r': o->repeat = (int)parse_size(optarg); break;
 		case 'j': o->json = true; break;
+		case 'i': o->invalidate_object = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: goto bad;
 		}
 	}
 	if (optind == argc) {
 		if (!o->budget)
-			o->budget = (uint64_t)o->pages * PAGE * 2;
+			o->budget = o->invalidate_object ? 1ull << 30 :
+				    (uint64_t)o->pages * PAGE * 2;
 		return;
 	}
 bad:
@@ -637,6 +645,74 @@ static uint64_t lz4_total(const struct lz4_ref *ref, size_t n)
 }
 
 /*
+ * The worst case of INVALIDATE_OBJECT the guest can build: a budget
+ * filled with sparse zero pages (a chunk each, no data), then an object
+ * it never stored.  Its cost must not grow with what the pool holds.
+ */
+static int bench_invalidate_object(const struct opts *o)
+{
+	struct tmem_client_config cfg = {
+		.budget_bytes = o->budget,
+		.incompressible = TMEM_INCOMPRESSIBLE_RAW,
+	};
+	static const uint8_t zero[PAGE];
+	struct tmem_client *client;
+	struct tmem_ctx *ctx;
+	struct tmem_stats st;
+	double t0, fill, sum = 0, max = 0;
+	uint64_t n = 0, calls = 0;
+	uint32_t pool;
+	int ret;
+
+	if ((ret = tmem_client_new(&cfg, &client)) ||
+	    (ret = tmem_ctx_new(client, &ctx)) ||
+	    (ret = tmem_pool_new(client, TMEM_POOL_PERSISTENT, &pool)))
+		die("client", -ret);
+	t0 = now();
+	while (!(ret = tmem_store(ctx, pool, n % 16, (uint32_t)(n / 16) << 6,
+				  zero)))
+		n++;
+	fill = now() - t0;
+	if (ret != -ENOSPC)
+		die("store", -ret);
+	for (int r = 0; r < o->repeat; r++) {
+		for (int i = 0; i < 256; i++, calls++) {
+			t0 = now();
+			ret = tmem_invalidate_object(ctx, pool, 1000 + calls);
+			t0 = now() - t0;
+			if (ret)
+				die("invalidate_object", ret < 0 ? -ret : EIO);
+			sum += t0;
+			max = t0 > max ? t0 : max;
+		}
+	}
+	tmem_client_stats(client, &st);
+	if (o->json)
+		printf("{\"budget\": %llu, \"sparse_pages\": %llu, "
+		       "\"fill_s\": %.3f, \"meta_bytes_per_page\": %.1f, "
+		       "\"invalidate_object_absent_us\": %.3f, "
+		       "\"invalidate_object_absent_max_us\": %.3f}\n",
+		       (unsigned long long)o->budget,
+		       (unsigned long long)st.pages, fill,
+		       ratio(st.meta_bytes, st.pages), sum / calls * 1e6,
+		       max * 1e6);
+	else
+		printf("%-36s %12llu\n%-36s %12llu  until the budget refused\n"
+		       "%-36s %12.3f\n%-36s %12.1f\n%-36s %12.3f  mean of %llu\n"
+		       "%-36s %12.3f\n",
+		       "budget", (unsigned long long)o->budget,
+		       "sparse_pages", (unsigned long long)st.pages,
+		       "fill_s", fill,
+		       "meta_bytes_per_page", ratio(st.meta_bytes, st.pages),
+		       "invalidate_object_absent_us", sum / calls * 1e6,
+		       (unsigned long long)calls,
+		       "invalidate_object_absent_max_us", max * 1e6);
+	tmem_ctx_free(ctx);
+	tmem_client_free(client);
+	return 0;
+}
+
+/*
  * The measurements are interleaved, one repetition of each in turn, so
  * that a disturbance from the rest of the machine hits all of them alike.
  */
@@ -648,6 +724,8 @@ int main(int argc, char **argv)
 	struct opts o;
 
 	parse_args(argc, argv, &o);
+	if (o.invalidate_object)
+		return bench_invalidate_object(&o);
 	proto.pages = corpus_load(&o);
 	ref.cbuf = malloc(o.pages * LZ4_COMPRESSBOUND(PAGE));
 	ref.clen = calloc(o.pages, sizeof(int));

@@ -144,7 +144,7 @@ clang_rt() {
 # Library, tests, benchmark; python3 runs every helper script, zstd
 # unpacks guest kernels (vmlinux extraction).
 pkgs="build-essential pkgconf ninja-build liblz4-dev liburing-dev
-	libcmocka-dev clang valgrind python3 zstd xz-utils"
+	libxxhash-dev libcmocka-dev clang valgrind python3 zstd xz-utils"
 case $what in
 qemu | all)
 	pkgs="$pkgs dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv

@@ -68,6 +68,17 @@ struct tmem_client_config {
 	 * of failing while the tier has room.  Loads read such pages back.
 	 * The file's content means nothing after tmem_client_free(): the
 	 * tier is swap space, not persistent storage.
+	 *
+	 * The file (a regular file or a block device) is opened with
+	 * O_NOFOLLOW, must belong to the process's effective user and not
+	 * be readable or writable by others (nor by its group, for a regular
+	 * file), and is locked with an exclusive open file description lock
+	 * for the client's life: one client per file.  Each page on it has
+	 * its key and an XXH3 checksum beside it; a load that finds other
+	 * bytes answers -EIO.  A file the client created is removed by
+	 * tmem_client_free(); the range of a block device is discarded.
+	 * O_DIRECT alignment is the device's logical block size or the file
+	 * system's direct I/O alignment (statx), not a fixed 4096.
 	 */
 	const char *backing_file;	/* NULL: no disk tier */
 	/*
@@ -104,8 +115,12 @@ struct tmem_client_config {
  * tmem_client_new() - create a client with its own pools and budget.
  * Returns 0 and sets *clientp, -EINVAL for a bad config, -ENOMEM.
  * With a disk tier also: the error of open(2) or fallocate(2) on the
- * backing file (-ENOENT, -EACCES, -ENOSPC, ...), -EINVAL for a file too
- * small for TMEM_TIER_MIN_SEGMENTS segments, -ENOSPC when the budget
+ * backing file (-ENOENT, -EACCES, -ENOSPC, ...), -ELOOP for a symbolic
+ * link, -EPERM for a file of another user or one others may read or
+ * write, -EBUSY when another client (in any process) holds the file,
+ * -EINVAL for a file too small for TMEM_TIER_MIN_SEGMENTS segments, for
+ * one that is neither a regular file nor a block device, or for a
+ * direct I/O alignment over 64 KiB, -ENOSPC when the budget
  * cannot hold the tier's buffers (5 segments), -ENOTSUP when libtmem
  * was built without liburing, or the error of io_uring_queue_init().
  */
@@ -114,6 +129,17 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 
 /** tmem_client_free() - drop every pool and free the client.  NULL is ok. */
 void tmem_client_free(struct tmem_client *client);
+
+/**
+ * tmem_client_release_backing() - for a process that exits without
+ * tmem_client_free() (QEMU does not unrealize devices at exit): stop the
+ * disk tier's writer and remove the backing file if the client created
+ * it, or discard the used range of a block device, as tmem_client_free()
+ * would.  Loads of pages already on disk still work (the file stays
+ * open); stores over the budget are refused.  Afterwards the only call
+ * allowed is tmem_client_free().  No-op without a disk tier.
+ */
+void tmem_client_release_backing(struct tmem_client *client);
 
 /**
  * tmem_client_reset() - drop every pool and free every stored byte; the

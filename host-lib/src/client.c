@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <lz4.h>
 
@@ -23,6 +24,17 @@ static int config_check(const struct tmem_client_config *cfg)
 	return tmem_tier_config_check(cfg);
 }
 
+/* The index's hash seed: a guest must not be able to guess it. */
+static int seed_draw(struct tmem_client *c)
+{
+	ssize_t n;
+
+	do {
+		n = getrandom(&c->hash_seed, sizeof(c->hash_seed), 0);
+	} while (n < 0 && errno == EINTR);
+	return n == sizeof(c->hash_seed) ? 0 : n < 0 ? -errno : -EIO;
+}
+
 int tmem_client_new(const struct tmem_client_config *cfg,
 		    struct tmem_client **clientp)
 {
@@ -35,6 +47,11 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	if (!c)
 		return -ENOMEM;
 	c->cfg = *cfg;
+	ret = seed_draw(c);
+	if (ret) {
+		tmem_free(c);
+		return ret;
+	}
 	if (!c->cfg.max_pools)
 		c->cfg.max_pools = TMEM_DEFAULT_MAX_POOLS;
 	if (!c->cfg.compress_threshold)
@@ -88,6 +105,8 @@ static void client_drop_all(struct tmem_client *c)
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next) {
 		tmem_chunk_free(c, ctx->spare);
 		ctx->spare = NULL;
+		tmem_obj_free(c, ctx->spare_obj);
+		ctx->spare_obj = NULL;
 		ops_clear(&ctx->ops);
 	}
 	ops_clear(&c->retired);
@@ -123,6 +142,11 @@ void tmem_client_free(struct tmem_client *c)
 	pthread_mutex_destroy(&c->compact_lock);
 	tmem_free(c->pools);
 	tmem_free(c);
+}
+
+void tmem_client_release_backing(struct tmem_client *c)
+{
+	tmem_tier_release(c);
 }
 
 int tmem_client_set_features(struct tmem_client *c, uint64_t features)
@@ -182,6 +206,7 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 		ops_fold(&c->retired, &ctx->ops);
 		pthread_mutex_unlock(&c->ctx_lock);
 		tmem_chunk_free(c, ctx->spare);
+		tmem_obj_free(c, ctx->spare_obj);
 	}
 	tmem_tier_ctx_free(ctx);
 	tmem_free(ctx->page);
@@ -208,7 +233,7 @@ static int pool_shards_alloc(struct tmem_client *c, struct tmem_pool *pool)
 		tmem_uncharge(c, 0, SHARDS_COST);
 		return -ENOMEM;
 	}
-	tmem_shards_init(shards);
+	tmem_shards_init(shards, c->hash_seed);
 	__atomic_store_n(&pool->shards, shards, __ATOMIC_RELEASE);
 	return 0;
 }
@@ -344,6 +369,9 @@ const char *tmem_strerror(int err)
 	case ENOENT:	return "ENOENT: page not held";
 	case EIO:	return "EIO: stored page unreadable";
 	case EPROTO:	return "EPROTO: malformed descriptor chain";
+	case EBUSY:	return "EBUSY: backing file in use by another client";
+	case ELOOP:	return "ELOOP: backing file is a symbolic link";
+	case EPERM:	return "EPERM: backing file not private to this user";
 	default:	return "unknown error";
 	}
 }

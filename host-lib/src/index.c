@@ -7,24 +7,35 @@
 #include <errno.h>
 #include <string.h>
 
+/* Header-only use of libxxhash: the hash is on every page operation. */
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
 #include "tmem_i.h"
 
 #define CHUNK_COST	tmem_heap_cost(sizeof(struct tmem_chunk))
+#define OBJ_COST	tmem_heap_cost(sizeof(struct tmem_obj))
 #define TABLE_MIN	16
 
-/* A 64-bit mixer (splitmix64's finalizer): cheap and well spread. */
-static inline uint64_t key_hash(uint64_t object, uint32_t base)
+/*
+ * Keyed by the client's random seed: XXH3 mixes the seed into every
+ * input, so chains stay short for keys a guest picks without it.
+ */
+static inline uint64_t key_hash(uint64_t seed, uint64_t object, uint32_t base)
 {
-	uint64_t x = object * 0x9e3779b97f4a7c15ull + base;
+	uint8_t key[12];
 
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
+	memcpy(key, &object, 8);
+	memcpy(key + 8, &base, 4);
+	return XXH3_64bits_withSeed(key, sizeof(key), seed);
 }
 
-void tmem_shards_init(struct tmem_shard *shards)
+static inline uint64_t obj_hash(uint64_t seed, uint64_t object)
+{
+	return XXH3_64bits_withSeed(&object, sizeof(object), seed);
+}
+
+void tmem_shards_init(struct tmem_shard *shards, uint64_t seed)
 {
 	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
 		struct tmem_shard *sh = &shards[i];
@@ -32,6 +43,8 @@ void tmem_shards_init(struct tmem_shard *shards)
 		memset(sh, 0, sizeof(*sh));
 		pthread_mutex_init(&sh->lock, NULL);
 		sh->buckets = &sh->bucket0;
+		sh->obuckets = &sh->obucket0;
+		sh->seed = seed;
 	}
 }
 
@@ -39,7 +52,8 @@ void tmem_shards_init(struct tmem_shard *shards)
 struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
 				 uint32_t index)
 {
-	uint64_t h = key_hash(object, index >> TMEM_CHUNK_SHIFT);
+	uint64_t h = key_hash(shards[0].seed, object,
+			      index >> TMEM_CHUNK_SHIFT);
 
 	return &shards[h >> (64 - 6)];
 }
@@ -48,7 +62,8 @@ _Static_assert(TMEM_NR_SHARDS == 64, "shard_of takes the top 6 bits");
 struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
 				   uint32_t base)
 {
-	struct tmem_chunk *ch = sh->buckets[key_hash(object, base) & sh->mask];
+	struct tmem_chunk *ch =
+		sh->buckets[key_hash(sh->seed, object, base) & sh->mask];
 
 	while (ch && (ch->base != base || ch->object != object))
 		ch = ch->hnext;
@@ -76,6 +91,29 @@ void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch)
 		return;
 	tmem_free(ch);
 	tmem_uncharge(c, 0, CHUNK_COST);
+}
+
+int tmem_obj_alloc(struct tmem_client *c, struct tmem_obj **objp)
+{
+	struct tmem_obj *obj;
+
+	if (tmem_charge(c, 0, OBJ_COST))
+		return -ENOSPC;
+	obj = tmem_malloc(sizeof(*obj));
+	if (!obj) {
+		tmem_uncharge(c, 0, OBJ_COST);
+		return -ENOMEM;
+	}
+	*objp = obj;
+	return 0;
+}
+
+void tmem_obj_free(struct tmem_client *c, struct tmem_obj *obj)
+{
+	if (!obj)
+		return;
+	tmem_free(obj);
+	tmem_uncharge(c, 0, OBJ_COST);
 }
 
 static size_t table_cost(uint32_t mask)
@@ -106,7 +144,8 @@ static void table_grow(struct tmem_client *c, struct tmem_shard *sh)
 		struct tmem_chunk *ch = sh->buckets[b], *next;
 
 		for (; ch; ch = next) {
-			uint64_t i = key_hash(ch->object, ch->base) & (nsize - 1);
+			uint64_t i = key_hash(sh->seed, ch->object, ch->base) &
+				     (nsize - 1);
 
 			next = ch->hnext;
 			ch->hnext = nb[i];
@@ -119,6 +158,98 @@ static void table_grow(struct tmem_client *c, struct tmem_shard *sh)
 	sh->bucket0 = NULL;
 	sh->buckets = nb;
 	sh->mask = nsize - 1;
+}
+
+/* The same for the object table; the load factor counts objects. */
+static void otable_grow(struct tmem_client *c, struct tmem_shard *sh)
+{
+	uint32_t nsize = sh->omask ? (sh->omask + 1) * 2 : TABLE_MIN;
+	struct tmem_obj **nb;
+
+	if (nsize > (1u << 26) ||
+	    tmem_charge(c, 0, table_cost(nsize - 1)))
+		return;
+	nb = tmem_malloc(nsize * sizeof(*nb));
+	if (!nb) {
+		tmem_uncharge(c, 0, table_cost(nsize - 1));
+		return;
+	}
+	memset(nb, 0, nsize * sizeof(*nb));
+	for (uint32_t b = 0; b <= sh->omask; b++) {
+		struct tmem_obj *obj = sh->obuckets[b], *next;
+
+		for (; obj; obj = next) {
+			uint64_t i = obj_hash(sh->seed, obj->object) &
+				     (nsize - 1);
+
+			next = obj->hnext;
+			obj->hnext = nb[i];
+			nb[i] = obj;
+		}
+	}
+	if (sh->obuckets != &sh->obucket0)
+		tmem_free(sh->obuckets);
+	tmem_uncharge(c, 0, table_cost(sh->omask));
+	sh->obucket0 = NULL;
+	sh->obuckets = nb;
+	sh->omask = nsize - 1;
+}
+
+static struct tmem_obj **obj_slot(struct tmem_shard *sh, uint64_t object)
+{
+	struct tmem_obj **pp =
+		&sh->obuckets[obj_hash(sh->seed, object) & sh->omask];
+
+	while (*pp && (*pp)->object != object)
+		pp = &(*pp)->hnext;
+	return pp;
+}
+
+/* Put @ch on the list of its object, taking *@objp for a new object. */
+static int obj_link(struct tmem_client *c, struct tmem_shard *sh,
+		    struct tmem_chunk *ch, struct tmem_obj **objp)
+{
+	struct tmem_obj **pp = obj_slot(sh, ch->object), *obj = *pp;
+
+	if (!obj) {
+		if (!*objp)
+			return -ENOSPC;
+		obj = *objp;
+		*objp = NULL;
+		obj->object = ch->object;
+		obj->chunks = NULL;
+		if (sh->nobjs > sh->omask) {
+			otable_grow(c, sh);
+			pp = obj_slot(sh, ch->object);
+		}
+		obj->hnext = *pp;
+		*pp = obj;
+		sh->nobjs++;
+	}
+	ch->onext = obj->chunks;
+	ch->opprev = &obj->chunks;
+	if (ch->onext)
+		ch->onext->opprev = &ch->onext;
+	obj->chunks = ch;
+	return 0;
+}
+
+/* Take @ch off its object's list; the last chunk frees the object. */
+static void obj_unlink(struct tmem_client *c, struct tmem_shard *sh,
+		       struct tmem_chunk *ch)
+{
+	struct tmem_obj **pp, *obj;
+
+	*ch->opprev = ch->onext;
+	if (ch->onext)
+		ch->onext->opprev = ch->opprev;
+	pp = obj_slot(sh, ch->object);
+	obj = *pp;
+	if (obj->chunks)
+		return;
+	*pp = obj->hnext;
+	sh->nobjs--;
+	tmem_obj_free(c, obj);
 }
 
 static void lru_del(struct tmem_shard *sh, struct tmem_chunk *ch)
@@ -160,36 +291,41 @@ void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch)
 	lru_add(sh, ch);
 }
 
-/* Link a new chunk, zeroing it; @lru: put it on the shard's LRU. */
-void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
-		       struct tmem_chunk *ch, bool lru)
+int tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+		      struct tmem_chunk *ch, struct tmem_obj **objp, bool lru)
 {
 	uint64_t b;
 
+	if (obj_link(c, sh, ch, objp))
+		return -ENOSPC;
 	memset(ch->h, 0, sizeof(ch->h));
 	ch->wide = 0;
 	ch->count = 0;
 	ch->lru_prev = ch->lru_next = NULL;
 	if (sh->nchunks > sh->mask)
 		table_grow(c, sh);
-	b = key_hash(ch->object, ch->base) & sh->mask;
+	b = key_hash(sh->seed, ch->object, ch->base) & sh->mask;
 	ch->hnext = sh->buckets[b];
 	sh->buckets[b] = ch;
 	sh->nchunks++;
 	if (lru)
 		lru_add(sh, ch);
+	return 0;
 }
 
-static void chunk_unlink(struct tmem_shard *sh, struct tmem_chunk *ch)
+static void chunk_unlink(struct tmem_client *c, struct tmem_shard *sh,
+			 struct tmem_chunk *ch)
 {
 	struct tmem_chunk **pp =
-		&sh->buckets[key_hash(ch->object, ch->base) & sh->mask];
+		&sh->buckets[key_hash(sh->seed, ch->object, ch->base) &
+			     sh->mask];
 
 	while (*pp != ch)
 		pp = &(*pp)->hnext;
 	*pp = ch->hnext;
 	sh->nchunks--;
 	lru_del(sh, ch);
+	obj_unlink(c, sh, ch);
 }
 
 /* Keep the shard's state counters in step with one handle or word. */
@@ -240,8 +376,25 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 			n++;
 		}
 	}
-	chunk_unlink(sh, ch);
+	chunk_unlink(c, sh, ch);
 	tmem_chunk_free(c, ch);
+	return n;
+}
+
+uint64_t tmem_object_drop(struct tmem_client *c, struct tmem_shard *sh,
+			  uint64_t object, uint64_t *visitedp)
+{
+	struct tmem_obj *obj = *obj_slot(sh, object);
+	struct tmem_chunk *ch;
+	uint64_t n = 0;
+	bool last;
+
+	/* The object goes with its last chunk: do not look at it after. */
+	for (ch = obj ? obj->chunks : NULL; ch; ch = last ? NULL : obj->chunks) {
+		last = !ch->onext;
+		n += tmem_chunk_drop(c, sh, ch);
+		(*visitedp)++;
+	}
 	return n;
 }
 
@@ -259,6 +412,13 @@ static uint64_t shard_drop_all(struct tmem_client *c, struct tmem_shard *sh)
 	sh->bucket0 = NULL;
 	sh->buckets = &sh->bucket0;
 	sh->mask = 0;
+	/* Every object went with its last chunk. */
+	if (sh->obuckets != &sh->obucket0)
+		tmem_free(sh->obuckets);
+	tmem_uncharge(c, 0, table_cost(sh->omask));
+	sh->obucket0 = NULL;
+	sh->obuckets = &sh->obucket0;
+	sh->omask = 0;
 	return n;
 }
 

@@ -7,7 +7,14 @@
  * chunks, a chunk holding the handles of 64 consecutive indices of one
  * object.  Swap slots are allocated in clusters, so chunks are dense and
  * the index costs about 9 bytes per page; a lone page in a chunk costs a
- * whole chunk (576 bytes), the price of not having a per-page node.
+ * whole chunk (592 bytes), the price of not having a per-page node.
+ *
+ * Each shard also keeps, per object it holds chunks of, a tmem_obj that
+ * lists those chunks, in a second hash table keyed by the object alone:
+ * so INVALIDATE_OBJECT visits the object's own chunks, never the pool's.
+ *
+ * Both tables hash with XXH3 under a random seed drawn for each client
+ * (getrandom()), so that a guest cannot choose keys that fill one chain.
  */
 #ifndef TMEM_INDEX_I_H
 #define TMEM_INDEX_I_H
@@ -23,6 +30,8 @@
 struct tmem_chunk {
 	struct tmem_chunk *hnext;		/* hash chain */
 	struct tmem_chunk *lru_prev, *lru_next;	/* ephemeral pools only */
+	/* The chunks of one object in this shard (tmem_obj.chunks). */
+	struct tmem_chunk *onext, **opprev;
 	uint64_t object;
 	uint32_t base;				/* index >> TMEM_CHUNK_SHIFT */
 	uint32_t count;				/* non-empty handles */
@@ -36,12 +45,24 @@ struct tmem_chunk {
 	uint64_t h[TMEM_CHUNK_PAGES];
 };
 
+/* The chunks one shard holds of one object. */
+struct tmem_obj {
+	struct tmem_obj *hnext;			/* hash chain */
+	struct tmem_chunk *chunks;		/* never empty */
+	uint64_t object;
+};
+
 struct tmem_shard {
 	pthread_mutex_t lock;
 	struct tmem_chunk **buckets;	/* &bucket0 until the first growth */
 	struct tmem_chunk *bucket0;
 	uint32_t mask;
 	uint32_t nchunks;
+	struct tmem_obj **obuckets;	/* &obucket0 until the first growth */
+	struct tmem_obj *obucket0;
+	uint32_t omask;
+	uint32_t nobjs;
+	uint64_t seed;			/* of the hash: the client's */
 	uint8_t state;			/* enum tmem_pool_state of its pool */
 	bool ephemeral;			/* evictable */
 	bool lru;			/* chunks go on the LRU */
@@ -137,7 +158,7 @@ static inline uint64_t tmem_h_same(uint32_t word)
 struct tmem_client;
 struct tmem_pool;
 
-void tmem_shards_init(struct tmem_shard *shards);
+void tmem_shards_init(struct tmem_shard *shards, uint64_t seed);
 uint64_t tmem_shards_set_state(struct tmem_client *c,
 			       struct tmem_shard *shards, int state,
 			       bool ephemeral, bool lru);
@@ -146,8 +167,20 @@ struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
 				 uint32_t index);
 struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
 				   uint32_t base);
-void tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
-		       struct tmem_chunk *ch, bool lru);
+/*
+ * Link a new chunk for (ch->object, ch->base), zeroing it.  If the shard
+ * holds nothing of that object yet, *@objp (allocated before the lock)
+ * becomes its tmem_obj and is set to NULL; -ENOSPC when it is needed and
+ * NULL (nothing done), else 0.
+ */
+int tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+		      struct tmem_chunk *ch, struct tmem_obj **objp, bool lru);
+/*
+ * Drop every chunk of @object in @sh; returns pages dropped, and adds the
+ * chunks visited to *@visitedp.
+ */
+uint64_t tmem_object_drop(struct tmem_client *c, struct tmem_shard *sh,
+			  uint64_t object, uint64_t *visitedp);
 /* Drop the pages of @ch, unlink and free it; returns pages dropped. */
 uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 			 struct tmem_chunk *ch);
@@ -163,5 +196,8 @@ void tmem_lru_remove(struct tmem_shard *sh, struct tmem_chunk *ch);
 void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch);
 /* 0, -ENOSPC (budget) or -ENOMEM. */
 int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp);
+void tmem_obj_free(struct tmem_client *c, struct tmem_obj *obj);
+/* 0, -ENOSPC (budget) or -ENOMEM. */
+int tmem_obj_alloc(struct tmem_client *c, struct tmem_obj **objp);
 
 #endif /* TMEM_INDEX_I_H */

@@ -105,15 +105,21 @@ static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 	return ret;
 }
 
+/* A spare chunk and object for index_set(); 0, -ENOSPC or -ENOMEM. */
 static int spare_fill(struct tmem_ctx *ctx)
 {
-	int ret;
+	int ret = 0;
 
-	if (ctx->spare)
-		return 0;
-	do {
-		ret = tmem_chunk_alloc(ctx->client, &ctx->spare);
-	} while (ret == -ENOSPC && make_room(ctx));
+	while (!ctx->spare &&
+	       (ret = tmem_chunk_alloc(ctx->client, &ctx->spare)) == -ENOSPC &&
+	       make_room(ctx))
+		;
+	if (ret)
+		return ret;
+	while (!ctx->spare_obj &&
+	       (ret = tmem_obj_alloc(ctx->client, &ctx->spare_obj)) == -ENOSPC &&
+	       make_room(ctx))
+		;
 	return ret;
 }
 
@@ -242,9 +248,9 @@ static struct tmem_shard *key_lock(struct tmem_client *c, uint32_t pool_id,
 
 /*
  * Put @h under the key; *oldp gets the handle it replaces.  A missing
- * chunk is taken from ctx->spare, allocated before the lock; without
- * one the store fails with @spare_err and, there being no chunk, no old
- * copy exists.
+ * chunk is taken from ctx->spare (and a missing object from
+ * ctx->spare_obj), allocated before the lock; without one the store
+ * fails with @spare_err and, there being no chunk, no old copy exists.
  */
 static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 		     uint64_t object, uint32_t index, uint64_t h, bool wide,
@@ -260,15 +266,17 @@ static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 		return ret;
 	ch = tmem_chunk_find(sh, object, base);
 	if (!ch) {
-		if (!ctx->spare) {
+		ch = ctx->spare;
+		if (ch) {
+			ch->object = object;
+			ch->base = base;
+		}
+		if (!ch || tmem_chunk_insert(ctx->client, sh, ch,
+					     &ctx->spare_obj, sh->lru)) {
 			pthread_mutex_unlock(&sh->lock);
 			return spare_err ? spare_err : -ENOSPC;
 		}
-		ch = ctx->spare;
 		ctx->spare = NULL;
-		ch->object = object;
-		ch->base = base;
-		tmem_chunk_insert(ctx->client, sh, ch, sh->lru);
 	} else if (sh->lru) {
 		tmem_lru_touch(sh, ch);
 	}
@@ -395,7 +403,8 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 			tmem_lru_touch(sh, ch);
 		pthread_mutex_unlock(&sh->lock);
 		if (disk)
-			ret = tmem_tier_read(ctx, h, page);
+			ret = tmem_tier_read(ctx, pool_id, object, index, h,
+					     page);
 	} else if (ret == -ESHUTDOWN) {
 		ret = -ENOENT;
 	}
@@ -418,30 +427,24 @@ int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
 	return ret;
 }
 
-static uint64_t drop_object(struct tmem_client *c, struct tmem_shard *sh,
+static uint64_t drop_object(struct tmem_ctx *ctx, struct tmem_shard *sh,
 			    uint64_t object)
 {
 	uint64_t n = 0;
 
 	pthread_mutex_lock(&sh->lock);
-	for (uint32_t b = 0; sh->state == TMEM_POOL_OPEN && b <= sh->mask;
-	     b++) {
-		struct tmem_chunk *ch = sh->buckets[b], *next;
-
-		for (; ch; ch = next) {
-			next = ch->hnext;
-			if (ch->object == object)
-				n += tmem_chunk_drop(c, sh, ch);
-		}
-	}
+	if (sh->state == TMEM_POOL_OPEN)
+		n = tmem_object_drop(ctx->client, sh, object,
+				     &ctx->ops.object_chunks_visited);
 	pthread_mutex_unlock(&sh->lock);
 	return n;
 }
 
 /*
- * Chunks are keyed by (object, index >> 6) and spread over all shards,
- * so this walks every chunk of the pool: O(pages / 64), each shard
- * locked in turn.  Swap (the one user today) never sends it.
+ * An object's chunks are spread over all shards (so that one object's
+ * pages do not all wait for one lock), and each shard lists its chunks
+ * of the object: this visits the object's chunks and one object-table
+ * chain per shard, whatever else the pool holds.
  */
 int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
 			   uint64_t object)
@@ -453,7 +456,7 @@ int tmem_invalidate_object(struct tmem_ctx *ctx, uint32_t pool_id,
 		       TMEM_POOL_FREE)
 		return -EBADF;
 	for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++)
-		n += drop_object(ctx->client, &shards[s], object);
+		n += drop_object(ctx, &shards[s], object);
 	TMEM_ADD(ctx->ops.invalidates, n);
 	return n > INT_MAX ? INT_MAX : (int)n;
 }

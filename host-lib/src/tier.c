@@ -9,7 +9,8 @@
  * each persistent shard in turn (the shard's LRU tail: 64 consecutive
  * swap slots, stored about the same time) and, under that shard's lock,
  * copies each compressed page into the segment being filled, behind a
- * 16-byte header naming its key, and points the index at the page's
+ * 24-byte header naming its key and holding a checksum (XXH3) of the key
+ * and the bytes, and points the index at the page's
  * byte offset in the file (a TMEM_H_DISK handle).  Its allocator slot is
  * freed at once: from then on the segment's buffer holds the bytes, and
  * loads of such pages copy them from the buffer.  A full segment is
@@ -22,7 +23,9 @@
  *
  * Space: each segment counts references (its live pages, loads reading
  * it, and the writer while it fills or writes it); the last put frees
- * it.  Swap invalidates a page when it is loaded, so segments empty
+ * it.  A load reads the header with the page and answers -EIO unless the
+ * key is its own and the checksum matches: never other bytes (DEV-18).
+ * Swap invalidates a page when it is loaded, so segments empty
  * out on their own; when none is free, the cleaner reads the segment
  * with the least live data, walks its headers and moves each page whose
  * key still points at it into the segment being filled (one free
@@ -45,9 +48,14 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <linux/fs.h>
+
+#include <lz4.h>
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 #include "tmem_i.h"
 
@@ -56,7 +64,7 @@
 
 #define TIER_BUFS	4		/* one filling, the rest in flight */
 #define TIER_RESERVE	1		/* free segments kept for the cleaner */
-#define TIER_BLOCK	4096		/* O_DIRECT alignment */
+#define TIER_BLOCK_MAX	(64u << 10)	/* O_DIRECT alignment we take */
 #define TIER_BATCH	512		/* pages per pass before waking stores */
 #define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
 #define CLEAN_TAG	(TIER_BUFS + 1)
@@ -69,9 +77,14 @@ struct seg_hdr {
 	uint32_t index;
 	uint16_t pool;
 	uint16_t info;			/* handle type | (length - 1) << 2 */
+	uint64_t check;			/* seg_check() */
 };
-_Static_assert(sizeof(struct seg_hdr) == 16, "segment header is 16 bytes");
+_Static_assert(sizeof(struct seg_hdr) == 24, "segment header is 24 bytes");
 #define HDR	sizeof(struct seg_hdr)
+#define HDR_KEY	offsetof(struct seg_hdr, check)
+/* A load stages the header and the page in ctx->cbuf. */
+_Static_assert(HDR + TMEM_PAGE_SIZE <= LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE),
+	       "header and page fit in a context's cbuf");
 
 enum seg_state {
 	SEG_FREE,
@@ -95,6 +108,9 @@ struct tmem_tier {
 	int fd;
 	bool direct;
 	bool created;			/* tier_open() created the file */
+	bool blkdev;
+	char *path;			/* to remove the file we created */
+	uint32_t block;			/* O_DIRECT alignment of offsets */
 	uint32_t seg_size;
 	uint32_t nsegs;
 	uint64_t high, low;		/* watermarks, bytes */
@@ -140,7 +156,7 @@ struct tmem_tier {
 /* A context's reads: its own ring and an aligned bounce buffer. */
 struct tmem_tier_io {
 	struct io_uring ring;
-	uint8_t *buf;			/* 2 blocks: a page may straddle one */
+	uint8_t *buf;			/* header and page, and a block more */
 	/*
 	 * Read-ahead: when a load reads just after the previous one in the
 	 * same segment (swap-in of neighbouring slots, written back as one
@@ -154,9 +170,36 @@ struct tmem_tier_io {
 	uint64_t last_end;		/* end of the last disk load */
 };
 
-static inline uint64_t block_up(uint64_t bytes)
+static inline uint64_t block_up(const struct tmem_tier *t, uint64_t bytes)
 {
-	return (bytes + TIER_BLOCK - 1) & ~(uint64_t)(TIER_BLOCK - 1);
+	return (bytes + t->block - 1) & ~(uint64_t)(t->block - 1);
+}
+
+/*
+ * XXH3 of the key and info (seeding) and of the page's bytes: a torn or
+ * misdirected write, a flipped bit, another process writing the file, or
+ * a slot reused for another key all show up as a mismatch.
+ */
+static uint64_t seg_check(const struct seg_hdr *hdr, const void *data,
+			  unsigned int len)
+{
+	return XXH3_64bits_withSeed(data, len, XXH3_64bits(hdr, HDR_KEY));
+}
+
+/*
+ * The header at @p (unaligned) belongs to the page of key (@pool,
+ * @object, @index) and handle @h, and the bytes after it are intact.
+ */
+static bool seg_page_ok(const uint8_t *p, uint32_t pool, uint64_t object,
+			uint32_t index, uint64_t h)
+{
+	unsigned int len = tmem_h_len(h);
+	struct seg_hdr hdr;
+
+	memcpy(&hdr, p, HDR);
+	return hdr.object == object && hdr.index == index && hdr.pool == pool &&
+	       hdr.info == (tmem_h_type(h) | (len - 1) << 2) &&
+	       hdr.check == seg_check(&hdr, p + HDR, len);
 }
 
 static inline uint64_t seg_off(const struct tmem_tier *t, uint32_t segno)
@@ -241,7 +284,7 @@ static void write_done(struct tmem_tier *t, int b, int res)
 {
 	int32_t segno = t->buf_seg[b];
 	struct tier_seg *seg = &t->segs[segno];
-	uint32_t len = block_up(seg->used);
+	uint32_t len = block_up(t, seg->used);
 
 	if (res != (int)len) {
 		/* Stranded: the buffer keeps the pages, the tier stops. */
@@ -300,7 +343,7 @@ static struct io_uring_sqe *get_sqe(struct tmem_tier *t)
 static void seal(struct tmem_tier *t)
 {
 	struct tier_seg *seg = &t->segs[t->fill];
-	uint32_t len = block_up(seg->used);
+	uint32_t len = block_up(t, seg->used);
 	int b = seg->buf, err = injected(t, TMEM_IO_WRITE);
 	struct io_uring_sqe *sqe;
 
@@ -363,10 +406,14 @@ static int fill_open(struct tmem_tier *t, bool cleaner)
 	return 0;
 }
 
-/* Append a page to the fill segment; its new handle. */
+/*
+ * Append a page to the fill segment; its new handle.  @check: the
+ * checksum it had in the segment it moves from (the cleaner's: so that a
+ * page corrupted on disk stays detectably corrupt), or NULL.
+ */
 static uint64_t fill_put(struct tmem_tier *t, uint32_t pool, uint64_t object,
 			 uint32_t index, unsigned int type, unsigned int len,
-			 const void *data)
+			 const void *data, const uint64_t *check)
 {
 	struct tier_seg *seg = &t->segs[t->fill];
 	uint8_t *dst = t->buf[seg->buf] + seg->used;
@@ -378,6 +425,7 @@ static uint64_t fill_put(struct tmem_tier *t, uint32_t pool, uint64_t object,
 	};
 	uint64_t off = seg_off(t, t->fill) + seg->used + HDR;
 
+	hdr.check = check ? *check : seg_check(&hdr, data, len);
 	memcpy(dst, &hdr, HDR);
 	memcpy(dst + HDR, data, len);
 	seg->used += HDR + len;
@@ -448,7 +496,8 @@ static bool relocate(struct tmem_tier *t, uint32_t victim,
 		room = fill_fits(t, tmem_h_len(old));
 		if (room) {
 			h = fill_put(t, hdr->pool, hdr->object, hdr->index,
-				     tmem_h_type(old), tmem_h_len(old), data);
+				     tmem_h_type(old), tmem_h_len(old), data,
+				     &hdr->check);
 			tmem_chunk_set(sh, ch, slot, h, false);
 			/* Pinned by the cleaner: this put never frees it. */
 			seg_put(t, victim, tmem_h_len(old));
@@ -512,7 +561,7 @@ static bool clean_segment(struct tmem_tier *t, uint32_t victim)
 	}
 	used = seg->used;
 	pthread_mutex_unlock(&t->lock);
-	len = block_up(used);
+	len = block_up(t, used);
 	if (!read_segment(t, victim, len)) {
 		while (pos + HDR <= used) {
 			unsigned int plen;
@@ -581,7 +630,7 @@ static bool move_chunk(struct tmem_tier *t, uint32_t pool,
 			return false;
 		nh = fill_put(t, pool, ch->object,
 			      ch->base << TMEM_CHUNK_SHIFT | i, type, len,
-			      tmem_zs_ptr(&c->zs, len, tmem_h_loc(h)));
+			      tmem_zs_ptr(&c->zs, len, tmem_h_loc(h)), NULL);
 		tmem_chunk_set(sh, ch, i, nh, false);
 		tmem_zs_free(&c->zs, len, tmem_h_loc(h));
 		(*movedp)++;
@@ -784,7 +833,7 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 	return moved;
 }
 
-static struct tmem_tier_io *ctx_io(struct tmem_ctx *ctx)
+static struct tmem_tier_io *ctx_io(struct tmem_ctx *ctx, struct tmem_tier *t)
 {
 	struct tmem_tier_io *io = ctx->io;
 
@@ -793,7 +842,8 @@ static struct tmem_tier_io *ctx_io(struct tmem_ctx *ctx)
 	io = tmem_zalloc_aligned(sizeof(*io));
 	if (!io)
 		return NULL;
-	io->buf = tmem_zalloc_align(2 * TIER_BLOCK, TIER_BLOCK);
+	io->buf = tmem_zalloc_align(block_up(t, HDR + TMEM_PAGE_SIZE) + t->block,
+				    t->block);
 	if (!io->buf || io_uring_queue_init(2, &io->ring, 0)) {
 		tmem_free(io->buf);
 		tmem_free(io);
@@ -835,15 +885,15 @@ static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 		     unsigned int len, uint32_t segno, uint32_t gen,
 		     const uint8_t **srcp)
 {
-	uint64_t start = off & ~(uint64_t)(TIER_BLOCK - 1);
-	uint64_t end = block_up(off + len);
+	uint64_t start = off & ~(uint64_t)(t->block - 1);
+	uint64_t end = block_up(t, off + len);
 	uint64_t seg_end = seg_off(t, segno + 1);
 	struct tmem_tier_io *io;
 	bool seq;
 
 	if (injected(t, TMEM_IO_READ))
 		goto fail;		/* the cache too: a failing disk */
-	io = ctx_io(ctx);
+	io = ctx_io(ctx, t);
 	if (!io)
 		return -ENOMEM;
 	if (io->ra_seg == segno && io->ra_gen == gen && off >= io->ra_start &&
@@ -856,7 +906,7 @@ static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 	      off / t->seg_size == io->last_end / t->seg_size;
 	io->last_end = off + len;
 	if (seq && (io->ra || (io->ra = tmem_zalloc_align(TIER_RA,
-							  TIER_BLOCK)))) {
+							  t->block)))) {
 		end = start + TIER_RA < seg_end ? start + TIER_RA : seg_end;
 		io->ra_end = 0;		/* invalid if the read fails */
 		if (read_blocks(t, io, io->ra, start, end))
@@ -877,10 +927,11 @@ fail:
 	return -EIO;
 }
 
-int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page)
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page)
 {
 	struct tmem_tier *t = ctx->client->tier;
-	uint64_t off = tmem_h_disk_off(h);
+	uint64_t off = tmem_h_disk_off(h) - HDR;	/* its header */
 	uint32_t segno = off / t->seg_size;
 	struct tier_seg *seg = &t->segs[segno];
 	unsigned int len = tmem_h_len(h);
@@ -891,15 +942,20 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page)
 	pthread_mutex_lock(&t->lock);
 	if (seg->state != SEG_DISK) {
 		/* Filling, being written or stranded: the buffer has it. */
-		memcpy(ctx->cbuf, t->buf[seg->buf] + off % t->seg_size, len);
+		memcpy(ctx->cbuf, t->buf[seg->buf] + off % t->seg_size,
+		       HDR + len);
 		pthread_mutex_unlock(&t->lock);
 	} else {
 		gen = seg->gen;
 		pthread_mutex_unlock(&t->lock);
-		ret = read_back(ctx, t, off, len, segno, gen, &src);
+		ret = read_back(ctx, t, off, HDR + len, segno, gen, &src);
+	}
+	if (!ret && !seg_page_ok(src, pool, object, index, h)) {
+		__atomic_fetch_add(&t->errors, 1, __ATOMIC_RELAXED);
+		ret = -EIO;
 	}
 	if (!ret)
-		ret = tmem_decode_data(tmem_h_type(h), src, len, page);
+		ret = tmem_decode_data(tmem_h_type(h), src + HDR, len, page);
 	seg_put(t, segno, 0);
 	return ret == -ENOMEM ? -EIO : ret;
 }
@@ -971,11 +1027,17 @@ static int tier_charge(struct tmem_client *c, struct tmem_tier *t,
 	return 0;
 }
 
-/* open(2) with O_DIRECT if the file system takes it; -errno on failure. */
+/*
+ * open(2) with O_DIRECT if the file system takes it; -errno on failure.
+ * O_NOFOLLOW: a symbolic link is refused (-ELOOP), so that whoever may
+ * write the directory cannot point the tier at another file.
+ */
 static int open_direct(struct tmem_tier *t, const char *path, int flags)
 {
-	int fd = open(path, flags | O_DIRECT, 0600);
+	int fd;
 
+	flags |= O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+	fd = open(path, flags | O_DIRECT, 0600);
 	t->direct = fd >= 0;
 	if (fd < 0 && errno == EINVAL)
 		fd = open(path, flags, 0600);
@@ -983,33 +1045,113 @@ static int open_direct(struct tmem_tier *t, const char *path, int flags)
 }
 
 /*
- * Open (or create) and size the backing file; sets fd, direct, nsegs,
- * and created when the file is ours to remove if creation fails.
+ * Guest memory lands in the file: it must be ours alone.  Owned by the
+ * process's user and, for a regular file, neither readable nor writable
+ * by group or others; a block device may be its group's (disk), never
+ * others'.  -EPERM otherwise.
+ */
+static int check_private(const struct stat *st)
+{
+	mode_t shared = S_ISBLK(st->st_mode) ? S_IROTH | S_IWOTH :
+			S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
+
+	if (st->st_uid != geteuid() || (st->st_mode & shared))
+		return -EPERM;
+	return 0;
+}
+
+/*
+ * One user per file: an exclusive open file description lock over the
+ * whole file, as QEMU locks its images (it conflicts with another open
+ * of the file in this process too).  -EBUSY when someone holds one.
+ */
+static int lock_file(int fd)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	if (!fcntl(fd, F_OFD_SETLK, &fl))
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+}
+
+/*
+ * The alignment O_DIRECT wants of offsets, lengths and buffers: the
+ * device's logical block size, or what statx() says of the file (Linux
+ * 6.1+), else the file system's block size (a multiple of it).  Without
+ * O_DIRECT any will do; the file system's block is still the unit it
+ * reads in.  -EINVAL for one larger than we take.
+ */
+static int block_size(struct tmem_tier *t, const struct stat *st)
+{
+	struct statvfs vfs;
+	struct statx stx;
+	int sector;
+
+	if (S_ISBLK(st->st_mode)) {
+		if (ioctl(t->fd, BLKSSZGET, &sector))
+			return -errno;
+		t->block = sector;
+	} else if (t->direct &&
+		   !statx(t->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) &&
+		   (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+		t->block = stx.stx_dio_offset_align > stx.stx_dio_mem_align ?
+			   stx.stx_dio_offset_align : stx.stx_dio_mem_align;
+	} else {
+		if (fstatvfs(t->fd, &vfs))
+			return -errno;
+		t->block = vfs.f_bsize;
+	}
+	if (t->block < 512 || t->block > TIER_BLOCK_MAX ||
+	    (t->block & (t->block - 1)))
+		return -EINVAL;
+	return 0;
+}
+
+/* Bytes the file or device holds; -EINVAL for anything else. */
+static int file_size(struct tmem_tier *t, const struct stat *st,
+		     uint64_t *sizep)
+{
+	if (S_ISBLK(st->st_mode)) {
+		t->blkdev = true;
+		return ioctl(t->fd, BLKGETSIZE64, sizep) ? -errno : 0;
+	}
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	*sizep = st->st_size;
+	return 0;
+}
+
+/*
+ * Open (or create) and size the backing file; sets fd, direct, block,
+ * nsegs, and created when the file is ours to remove.
  */
 static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
 {
-	const int flags = O_RDWR | O_CLOEXEC;
 	uint64_t size, want;
 	struct stat st;
+	int ret;
 
-	t->fd = open_direct(t, cfg->backing_file, flags);
+	t->fd = open_direct(t, cfg->backing_file, 0);
 	if (t->fd == -ENOENT && cfg->backing_size) {
-		t->fd = open_direct(t, cfg->backing_file,
-				    flags | O_CREAT | O_EXCL);
+		t->fd = open_direct(t, cfg->backing_file, O_CREAT | O_EXCL);
 		t->created = t->fd >= 0;
 	}
 	if (t->fd < 0)
 		return t->fd;
 	if (fstat(t->fd, &st))
 		return -errno;
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(t->fd, BLKGETSIZE64, &size))
-			return -errno;
-	} else if (S_ISREG(st.st_mode)) {
-		size = st.st_size;
-	} else {
-		return -EINVAL;
-	}
+	ret = file_size(t, &st, &size);
+	if (!ret)
+		ret = check_private(&st);
+	if (!ret)
+		ret = lock_file(t->fd);
+	if (!ret)
+		ret = block_size(t, &st);
+	if (ret)
+		return ret;
 	want = cfg->backing_size ? cfg->backing_size : size;
 	if (want > size) {
 		if (!S_ISREG(st.st_mode))
@@ -1027,6 +1169,26 @@ static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
 		return -EINVAL;
 	t->nsegs = tier_nsegs(t, want);
 	return 0;
+}
+
+/*
+ * Guest memory must not stay on the host's disk after the client: a file
+ * we created is removed (if its name still names it), the range of a
+ * block device we used is discarded (best effort: a device without
+ * discard keeps the bytes).  A regular file the caller gave is the
+ * caller's and stays as it is.
+ */
+static void tier_scrub(struct tmem_tier *t)
+{
+	uint64_t range[2] = { 0, (uint64_t)t->nsegs * t->seg_size };
+	struct stat a, b;
+
+	if (t->created && t->path && !fstat(t->fd, &a) &&
+	    !fstatat(AT_FDCWD, t->path, &b, AT_SYMLINK_NOFOLLOW) &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlink(t->path);
+	if (t->blkdev && range[1])
+		ioctl(t->fd, BLKDISCARD, range);
 }
 
 /* Every segment free, the writer idle and its counters at 0. */
@@ -1064,8 +1226,11 @@ static void tier_destroy(struct tmem_client *c, struct tmem_tier *t)
 {
 	if (t->ring.ring_fd >= 0)
 		io_uring_queue_exit(&t->ring);
-	if (t->fd >= 0)
+	if (t->fd >= 0) {
+		tier_scrub(t);
 		close(t->fd);
+	}
+	tmem_free(t->path);
 	for (int b = 0; b < TIER_BUFS; b++)
 		tmem_free(t->buf[b]);
 	tmem_free(t->clean_buf);
@@ -1102,6 +1267,12 @@ int tmem_tier_new(struct tmem_client *c)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->progress, NULL);
+	t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
+	if (!t->path) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	strcpy(t->path, cfg->backing_file);
 	tier_params(cfg, &t->seg_size, &high, &low);
 	t->high = percent_of(cfg->budget_bytes, high);
 	t->low = percent_of(cfg->budget_bytes, low);
@@ -1126,9 +1297,9 @@ int tmem_tier_new(struct tmem_client *c)
 	ret = -ENOMEM;
 	t->segs = tmem_malloc(t->nsegs * sizeof(*t->segs));
 	t->free = tmem_malloc(t->nsegs * sizeof(*t->free));
-	t->clean_buf = tmem_zalloc_align(t->seg_size, TIER_BLOCK);
+	t->clean_buf = tmem_zalloc_align(t->seg_size, t->block);
 	for (int b = 0; b < TIER_BUFS; b++)
-		t->buf[b] = tmem_zalloc_align(t->seg_size, TIER_BLOCK);
+		t->buf[b] = tmem_zalloc_align(t->seg_size, t->block);
 	if (!t->segs || !t->free || !t->clean_buf)
 		goto fail;
 	for (int b = 0; b < TIER_BUFS; b++)
@@ -1146,8 +1317,6 @@ int tmem_tier_new(struct tmem_client *c)
 	c->tier = t;
 	return 0;
 fail:
-	if (t->created)
-		unlink(cfg->backing_file);
 	tier_destroy(c, t);
 	return ret;
 }
@@ -1184,6 +1353,14 @@ void tmem_tier_free(struct tmem_client *c)
 	tmem_tier_stop(c);
 	tier_destroy(c, c->tier);
 	c->tier = NULL;
+}
+
+void tmem_tier_release(struct tmem_client *c)
+{
+	if (!c->tier)
+		return;
+	tmem_tier_stop(c);
+	tier_scrub(c->tier);
 }
 
 void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
@@ -1249,11 +1426,13 @@ int tmem_tier_new(struct tmem_client *c)
 void tmem_tier_stop(struct tmem_client *c) { (void)c; }
 int tmem_tier_restart(struct tmem_client *c) { (void)c; return 0; }
 void tmem_tier_free(struct tmem_client *c) { (void)c; }
+void tmem_tier_release(struct tmem_client *c) { (void)c; }
 void tmem_tier_put(struct tmem_client *c, uint64_t h) { (void)c; (void)h; }
 void tmem_tier_pin(struct tmem_client *c, uint64_t h) { (void)c; (void)h; }
-int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page)
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page)
 {
-	(void)ctx; (void)h; (void)page;
+	(void)ctx; (void)pool; (void)object; (void)index; (void)h; (void)page;
 	return -EIO;
 }
 bool tmem_tier_make_room(struct tmem_ctx *ctx) { (void)ctx; return false; }

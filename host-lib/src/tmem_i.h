@@ -93,6 +93,8 @@ struct tmem_ops {
 	uint64_t load_misses;
 	uint64_t invalidates;
 	uint64_t evictions;
+	/* Not in the stats: for tests of INVALIDATE_OBJECT's cost. */
+	uint64_t object_chunks_visited;
 };
 
 struct tmem_ctx {
@@ -100,6 +102,7 @@ struct tmem_ctx {
 	struct tmem_ctx *next, *prev;	/* client->ctxs, under ctx_lock */
 	/* A chunk allocated before the shard lock is taken (see store). */
 	struct tmem_chunk *spare;
+	struct tmem_obj *spare_obj;
 	struct tmem_ops ops;
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
@@ -117,6 +120,8 @@ struct tmem_client {
 	_Atomic uint64_t used;
 	_Atomic uint64_t data_bytes;
 	_Atomic uint64_t meta_bytes;
+
+	uint64_t hash_seed;		/* of the index, from getrandom() */
 
 	pthread_mutex_t pools_lock;	/* pool operations */
 	uint32_t max_pools;
@@ -161,12 +166,19 @@ void tmem_tier_stop(struct tmem_client *c);
 /* After every page was dropped: all segments free, counters 0, restart. */
 int tmem_tier_restart(struct tmem_client *c);
 void tmem_tier_free(struct tmem_client *c);
+/* Stop the writer, remove or discard the file now (tier.c). */
+void tmem_tier_release(struct tmem_client *c);
 /* A disk handle was dropped from the index. */
 void tmem_tier_put(struct tmem_client *c, uint64_t h);
 /* Keep the segment of a disk handle (under the shard lock holding it). */
 void tmem_tier_pin(struct tmem_client *c, uint64_t h);
-/* Read a pinned disk handle's page back and unpin it; 0 or -EIO. */
-int tmem_tier_read(struct tmem_ctx *ctx, uint64_t h, void *page);
+/*
+ * Read a pinned disk handle's page of key (@pool, @object, @index) back
+ * and unpin it; 0, or -EIO (unreadable, or what was read is not that
+ * key's page: checksum or key mismatch).
+ */
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page);
 /* A store found the budget full: wait for write-back; false if none. */
 bool tmem_tier_make_room(struct tmem_ctx *ctx);
 /* A store went over the high watermark: wake the writer. */

@@ -15,6 +15,7 @@ tier (built without liburing).
 
 import os
 import random
+import struct
 import sys
 import tempfile
 
@@ -270,6 +271,14 @@ def test_tier_properties():
         check(os.listdir(tmp) == [], "files created: %r" % os.listdir(tmp))
 
 
+def private_file(path, size):
+    """An existing backing file as libtmem takes it: ours, mode 0600."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.ftruncate(fd, size)
+    os.close(fd)
+    return path
+
+
 def realize_error(props):
     """Start QEMU with a tier device; return its error message."""
     rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
@@ -301,9 +310,7 @@ def test_tier_realize_errors():
         check("virtio-tmem: backing-file '/dev/null' is neither a regular "
               "file nor a block device" in err, "/dev/null: %r" % err)
 
-        small = os.path.join(tmp, "small.img")
-        with open(small, "wb") as f:
-            f.truncate(MiB - 4096)
+        small = private_file(os.path.join(tmp, "small.img"), MiB - 4096)
         err = realize_error("budget=8M,backing-file=" + small)
         check("virtio-tmem: backing-file '%s' is too small: the disk tier "
               "needs at least 4 segments of 262144 bytes" % small in err,
@@ -316,10 +323,13 @@ def test_tier_realize_errors():
         check(not os.path.exists(os.path.join(tmp, "t.img")),
               "a refused budget created the backing file")
 
-        # A good one: the file is created and allocated; an existing file
-        # is then used at its size with backing-size=0.
+        # A good one: the file is created and allocated, and removed when
+        # QEMU is done with it; an existing file is used at its size with
+        # backing-size=0, and kept.
         good = os.path.join(tmp, "good.img")
         for props in (",backing-size=16M", ""):
+            if not props:
+                private_file(good, 16 * MiB)
             with QEMU("-device", "virtio-tmem,id=tmem0,budget=8M,"
                       "segment-size=1M,backing-file=" + good + props) as vm:
                 d = info(vm)["disk"]
@@ -327,9 +337,46 @@ def test_tier_realize_errors():
                 check(d["size"] == 16 * MiB and d["segment-size"] == MiB,
                       "disk %r" % d)
                 check(d["pages"] == 0 and not d["failed"], "disk %r" % d)
-        st = os.stat(good)
-        check(st.st_size == 16 * MiB and st.st_blocks * 512 >= 16 * MiB,
-              "file size %d, %d blocks" % (st.st_size, st.st_blocks))
+                st = os.stat(good)
+                check(st.st_size == 16 * MiB and
+                      (props == "" or st.st_blocks * 512 >= 16 * MiB),
+                      "file size %d, %d blocks" % (st.st_size, st.st_blocks))
+            check(os.path.exists(good) == (props == ""),
+                  "after QEMU (%s): exists %s" % (props or "existing file",
+                                                  os.path.exists(good)))
+
+
+def test_tier_file_rules():
+    """The backing file must be the device's alone: a symbolic link, a
+    file others or its group may read, and a file another device holds
+    are refused with an error naming the file, and left as they were."""
+    with tempfile.TemporaryDirectory(prefix="vtmem-tier-") as tmp:
+        target = private_file(os.path.join(tmp, "target.img"), 16 * MiB)
+        link = os.path.join(tmp, "link.img")
+        os.symlink(target, link)
+        err = realize_error("budget=8M,backing-size=32M,backing-file=" + link)
+        check("virtio-tmem: backing-file '%s' is a symbolic link" % link
+              in err, "symlink: %r" % err)
+        check(os.path.getsize(target) == 16 * MiB, "the link's target grew")
+
+        os.chmod(target, 0o644)
+        err = realize_error("budget=8M,backing-file=" + target)
+        check("virtio-tmem: backing-file '%s' must belong to QEMU's user "
+              "and not be readable or writable by others" % target in err,
+              "0644: %r" % err)
+        os.chmod(target, 0o600)
+
+        dev = "virtio-tmem-pci,budget=8M,backing-file=" + target
+        rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
+                              "-nodefaults", "-nographic",
+                              "-device", dev + ",id=a",
+                              "-device", dev + ",id=b")
+        if NO_TIER in err:
+            skip(NO_TIER)
+        check(rc != 0 and "virtio-tmem: backing-file '%s' is in use by "
+              "another virtio-tmem device or process" % target in err,
+              "two devices on one file: rc %d, %r" % (rc, err))
+        check(os.path.exists(target), "the refusal removed the file")
 
 
 def test_tier_store_load():
@@ -514,8 +561,8 @@ def test_tier_iothreads():
 
 
 def test_tier_unplug():
-    """Hot-unplug of a device whose tier holds pages, then a new device
-    on the same file (backing-size 0: the file's size) starts empty."""
+    """Hot-unplug of a device whose tier holds pages removes the file it
+    created; a new device on the same name starts empty."""
     with tempfile.TemporaryDirectory(prefix="vtmem-tier-") as tmp:
         backing = os.path.join(tmp, "tier.img")
         with QTestVM(machine="pc") as vm:
@@ -535,7 +582,8 @@ def test_tier_unplug():
             check(vm.wait_event("DEVICE_DELETED", 10) is not None,
                   "no DEVICE_DELETED after eject")
             check(vm.cmd("query-tmem") == [], "device still reported")
-            del args["backing-size"]
+            # The device created the file: it went with the device.
+            check(not os.path.exists(backing), "backing file left behind")
             vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                    addr="05.0", **args)
             d = disk(vm)
@@ -546,12 +594,77 @@ def test_tier_unplug():
             st.check_all()
 
 
+# libtmem's segment layout (host-lib/src/tier.c): each page follows a
+# header of its key, its handle's type and length, and an XXH3 checksum.
+SEG_HDR = struct.Struct("<QIHHQ")       # object, index, pool, info, check
+
+
+def segment_pages(path, seg_size, pool):
+    """(index, offset of its header, length) of the pages written to the
+    first segment of the file, in order."""
+    with open(path, "rb") as f:
+        data = os.pread(f.fileno(), seg_size, 0)
+    pages, pos = [], 0
+    while pos + SEG_HDR.size <= seg_size:
+        obj, index, hpool, info_, _ = SEG_HDR.unpack_from(data, pos)
+        length = (info_ >> 2) + 1
+        if obj != 1 or hpool != pool or info_ & 3 not in (1, 2) or \
+           pos + SEG_HDR.size + length > seg_size:
+            break
+        pages.append((index, pos, length))
+        pos += SEG_HDR.size + length
+    return pages
+
+
+def flip_byte(path, off):
+    fd = os.open(path, os.O_RDWR)
+    b = os.pread(fd, 1, off)
+    os.pwrite(fd, bytes([b[0] ^ 0x40]), off)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def test_tier_corrupt():
+    """A byte of the backing file changed under the running device (in a
+    page's bytes, its key, its checksum): that LOAD answers IOERR, never
+    other bytes; every other page loads intact; the page stays stored."""
+    with TierVM() as vm:
+        st = Store(vm)
+        st.fill_past_budget(0, 5000)
+        errors = disk(vm)["errors"]
+        pages = segment_pages(vm.backing, 256 << 10, st.pool)
+        check(len(pages) >= 8, "segment 0 holds %d pages" % len(pages))
+        bad = {}
+        for n, (index, pos, length) in enumerate(pages[1:7]):
+            off = (pos + SEG_HDR.size + length // 2, pos + 8,
+                   pos + 16)[n % 3]     # bytes, key (index), checksum
+            flip_byte(vm.backing, off)
+            bad[index] = off
+        answers = st.load(sorted(st.held))
+        for s, (status, data) in answers.items():
+            if s in bad:
+                check(status == S_IOERR, "LOAD %d (byte %d flipped): "
+                      "status %d" % (s, bad[s], status))
+            else:
+                check(status == S_OK and data == st.held[s],
+                      "LOAD %d: status %d, %s" % (s, status, "same" if
+                      data == st.held[s] else "different bytes"))
+        d = disk(vm)
+        check(d["errors"] >= errors + len(bad), "disk %r" % d)
+        check(not d["failed"], "corruption failed the tier: %r" % d)
+        check(info(vm)["pages"] == 5000, "pages lost: %r" % info(vm))
+        print("%d corrupted pages of segment 0 answered IOERR, %d others "
+              "intact" % (len(bad), len(answers) - len(bad)))
+
+
 TESTS = {
     "tier-properties": test_tier_properties,
     "tier-realize-errors": test_tier_realize_errors,
     "tier-store-load": test_tier_store_load,
     "tier-write-error": test_tier_write_error,
     "tier-read-error": test_tier_read_error,
+    "tier-corrupt": test_tier_corrupt,
+    "tier-file-rules": test_tier_file_rules,
     "tier-cleaner": test_tier_cleaner,
     "tier-iothreads": test_tier_iothreads,
     "tier-unplug": test_tier_unplug,

@@ -5,6 +5,7 @@
  * versus ephemeral pools, and a large byte-for-byte round trip.
  */
 #include "tmem-test.h"
+#include "tmem_i.h"		/* index internals: chunks visited, seed */
 
 #define BUDGET (256ULL << 20)
 
@@ -211,6 +212,136 @@ static void test_invalidate_object(void **state)
 }
 
 /* Same-filled pages keep no data at all. */
+static uint64_t chunks_visited(struct tclient *t)
+{
+	return t->ctx->ops.object_chunks_visited;
+}
+
+/*
+ * INVALIDATE_OBJECT of an object the pool does not hold looks at no
+ * chunk, however many the pool has; of one it holds, at its own chunks
+ * only.  Counted, not timed.
+ */
+static void test_invalidate_object_cost(void **state)
+{
+	const uint32_t nobj = 512, sparse = 64 * 1024;
+	struct tclient t;
+	uint32_t pool, i;
+	uint64_t v;
+
+	(void)state;
+	open_default(&t);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	/* A sparse zero page per chunk: the guest's cheapest chunk. */
+	for (i = 0; i < sparse; i++)
+		assert_int_equal(store_gen(&t, pool, i % nobj,
+					   (i / nobj) * TMEM_CHUNK_PAGES,
+					   PK_ZERO, 0), 0);
+	/* Object 'nobj': 10 dense chunks. */
+	for (i = 0; i < 10 * TMEM_CHUNK_PAGES; i++)
+		assert_int_equal(store_gen(&t, pool, nobj, i, PK_ZERO, 0), 0);
+	v = chunks_visited(&t);
+	for (uint64_t obj = nobj + 1; obj < nobj + 1000; obj++)
+		assert_int_equal(tmem_invalidate_object(t.ctx, pool, obj), 0);
+	assert_int_equal(chunks_visited(&t) - v, 0);
+	assert_int_equal(tmem_invalidate_object(t.ctx, pool, nobj),
+			 10 * TMEM_CHUNK_PAGES);
+	assert_int_equal(chunks_visited(&t) - v, 10);
+	assert_int_equal(tmem_invalidate_object(t.ctx, pool, 3),
+			 sparse / nobj);
+	assert_int_equal(chunks_visited(&t) - v, 10 + sparse / nobj);
+	assert_int_equal(tstats(t.client).pages, sparse - sparse / nobj);
+	tclient_close(&t);
+}
+
+/*
+ * Many objects, interleaved in the same chunks' shards, some dense, some
+ * sparse; invalidating every third one leaves the others whole, and the
+ * objects can be stored again afterwards.
+ */
+static void test_invalidate_object_many(void **state)
+{
+	const uint32_t nobj = 300;
+	struct tclient t;
+	uint32_t pool, o, i;
+	uint64_t want = 0;
+
+	(void)state;
+	open_default(&t);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	for (i = 0; i < 200; i++)
+		for (o = 0; o < nobj; o++)
+			assert_int_equal(store_gen(&t, pool, o * 0x9e3779b9ull,
+						   o % 2 ? i : i * 97,
+						   kind_for(i + o), o * 1000 + i),
+					 0);
+	for (o = 0; o < nobj; o += 3)
+		assert_int_equal(tmem_invalidate_object(t.ctx, pool,
+							o * 0x9e3779b9ull),
+				 200);
+	for (o = 0; o < nobj; o++) {
+		for (i = 0; i < 200; i += 7) {
+			uint32_t idx = o % 2 ? i : i * 97;
+
+			if (o % 3 == 0)
+				load_expect_miss(&t, pool, o * 0x9e3779b9ull,
+						 idx);
+			else
+				load_expect(&t, pool, o * 0x9e3779b9ull, idx,
+					    kind_for(i + o), o * 1000 + i);
+		}
+		want += o % 3 ? 200 : 0;
+	}
+	assert_int_equal(tstats(t.client).pages, want);
+	/* Object 1's pages dropped one by one leave nothing of it. */
+	for (i = 0; i < 200; i++)
+		assert_int_equal(tmem_invalidate_page(t.ctx, pool,
+						      0x9e3779b9ull, i), 1);
+	assert_int_equal(tmem_invalidate_object(t.ctx, pool, 0x9e3779b9ull),
+			 0);
+	assert_int_equal(store_gen(&t, pool, 0, 5, PK_TEXT, 5), 0);
+	load_expect(&t, pool, 0, 5, PK_TEXT, 5);
+	assert_int_equal(tmem_invalidate_object(t.ctx, pool, 0), 1);
+	tclient_close(&t);
+}
+
+/*
+ * The index hash is keyed per client from getrandom(): two clients (and
+ * their pools' shards) do not share a seed, so a guest cannot carry
+ * colliding keys from one to another.
+ */
+static void test_hash_seed_per_client(void **state)
+{
+	struct tclient a, b;
+	uint32_t pa, pb;
+
+	(void)state;
+	open_default(&a);
+	open_default(&b);
+	assert_true(a.client->hash_seed != b.client->hash_seed);
+	pa = tpool_new(&a, TMEM_POOL_PERSISTENT);
+	pb = tpool_new(&b, TMEM_POOL_PERSISTENT);
+	assert_true(tmem_pool_shards(a.client, pa)[0].seed ==
+		    a.client->hash_seed);
+	assert_true(tmem_pool_shards(b.client, pb)[TMEM_NR_SHARDS - 1].seed ==
+		    b.client->hash_seed);
+	/* The same key lands in different shards for some of 64 keys. */
+	{
+		unsigned int differ = 0;
+
+		for (uint32_t i = 0; i < 64; i++)
+			differ += (tmem_shard_of(tmem_pool_shards(a.client, pa),
+						 1, i << TMEM_CHUNK_SHIFT) -
+				   tmem_pool_shards(a.client, pa)) !=
+				  (tmem_shard_of(tmem_pool_shards(b.client, pb),
+						 1, i << TMEM_CHUNK_SHIFT) -
+				   tmem_pool_shards(b.client, pb));
+		assert_true(differ > 0);
+	}
+	tclient_close(&a);
+	tclient_close(&b);
+}
+
 static void test_same_filled(void **state)
 {
 	struct tclient t;
@@ -588,6 +719,9 @@ int main(void)
 		cmocka_unit_test(test_failed_duplicate_invalidates),
 		cmocka_unit_test(test_invalidate_page),
 		cmocka_unit_test(test_invalidate_object),
+		cmocka_unit_test(test_invalidate_object_cost),
+		cmocka_unit_test(test_invalidate_object_many),
+		cmocka_unit_test(test_hash_seed_per_client),
 		cmocka_unit_test(test_same_filled),
 		cmocka_unit_test(test_same_filled_edges),
 		cmocka_unit_test(test_incompressible_raw),

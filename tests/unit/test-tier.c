@@ -26,11 +26,15 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/loop.h>
+
 #include "wire-test.h"
+#include "tmem_i.h"		/* handles and disk offsets of keys */
 
 #ifndef TMEM_TEST_TIER_EXPECTED
 #define TMEM_TEST_TIER_EXPECTED 1
@@ -592,13 +596,18 @@ static void test_create_file(void **state)
 	assert_int_equal(st.disk_pages, 0);
 	assert_int_equal(st.disk_failed, 0);
 	tmem_client_free(c);
+	/* Created by the client: removed with it (DEV-22). */
+	assert_false(file_exists(path));
 
-	/* backing_size 0 now finds it: its size, rounded down. */
+	/* backing_size 0 finds an existing file: its size, rounded down. */
+	make_file(path, size);
 	cfg = tier_cfg(16 * MiB, path, 0, SEG);
 	assert_int_equal(tmem_client_new(&cfg, &c), 0);
 	st = tstats(c);
 	assert_int_equal(st.disk_size, 8 * SEG);
 	tmem_client_free(c);
+	/* Not created by the client: kept. */
+	assert_true(file_exists(path));
 
 	/* A larger backing_size grows the existing file. */
 	cfg = tier_cfg(16 * MiB, path, 16 * SEG, SEG);
@@ -1461,6 +1470,533 @@ static void test_read_error(void **state)
 	tier_close(&tr);
 }
 
+/* ---- integrity: checksums, keys, one user (DEV-18, DEV-21) ----------- */
+
+#define SEG_HDR		24	/* tier.c's struct seg_hdr before each page */
+
+/* The handle under key @k, read under its shard's lock; 0 if none. */
+static uint64_t key_handle(struct tmem_client *c, uint32_t pool, uint32_t k)
+{
+	struct tmem_shard *sh = tmem_shard_of(tmem_pool_shards(c, pool),
+					      KEY_OBJ(k), KEY_IDX(k));
+	uint32_t slot = KEY_IDX(k) % TMEM_CHUNK_PAGES;
+	struct tmem_chunk *ch;
+	uint64_t h = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	ch = tmem_chunk_find(sh, KEY_OBJ(k), KEY_IDX(k) >> TMEM_CHUNK_SHIFT);
+	if (ch && !(ch->wide & 1ull << slot))
+		h = ch->h[slot];
+	pthread_mutex_unlock(&sh->lock);
+	return h;
+}
+
+static bool handle_on_disk(uint64_t h)
+{
+	return h && tmem_h_on_disk(h);
+}
+
+static void flip_byte(const char *path, uint64_t off)
+{
+	int fd = open(path, O_RDWR);
+	uint8_t b;
+
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, &b, 1, off), 1);
+	b ^= 0x40;
+	assert_int_equal(pwrite(fd, &b, 1, off), 1);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+}
+
+/*
+ * Keys among [0, n) whose page is in a segment written long ago (so the
+ * load reads the file, not a segment buffer): segments fill in order, and
+ * at most TIER_BUFS (4) of the newest can still be in buffers.
+ */
+static uint32_t old_disk_keys(struct tclient *t, uint32_t pool, uint32_t n,
+			      uint32_t seg, uint32_t *out, uint32_t max)
+{
+	uint64_t top = 0, h;
+	uint32_t found = 0;
+
+	for (uint32_t k = 0; k < n; k++) {
+		h = key_handle(t->client, pool, k);
+		if (handle_on_disk(h) && tmem_h_disk_off(h) > top)
+			top = tmem_h_disk_off(h);
+	}
+	for (uint32_t k = 0; k < n && found < max; k++) {
+		h = key_handle(t->client, pool, k);
+		if (handle_on_disk(h) && tmem_h_disk_off(h) / seg + 6 <
+					 top / seg)
+			out[found++] = k;
+	}
+	return found;
+}
+
+/*
+ * One byte flipped in the file, under a live client, in the page's bytes,
+ * its header's key or its checksum: that load answers -EIO (and IOERR on
+ * the wire), never other bytes; every other page loads intact; the page
+ * stays stored (DEV-18).
+ */
+static void test_corrupt_byte(void **state)
+{
+	const uint32_t n = 3000, want = 30;
+	uint32_t keys[30], nk, pool, k, m = 0;
+	unsigned char page[PAGE];
+	bool bad[3000] = { false };
+	struct tmem_stats st;
+	struct tier tr;
+	uint64_t errors0;
+
+	(void)state;
+	tier_open(&tr, "corrupt", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	st = settled_stats(tr.t.client);
+	errors0 = st.disk_errors;
+	nk = old_disk_keys(&tr.t, pool, n, SEG, keys, want);
+	assert_int_equal(nk, want);
+	for (uint32_t i = 0; i < nk; i++) {
+		uint64_t h = key_handle(tr.t.client, pool, keys[i]);
+		uint64_t off = tmem_h_disk_off(h);
+
+		switch (i % 3) {
+		case 0:		/* the compressed bytes */
+			off += (i * 37) % tmem_h_len(h);
+			break;
+		case 1:		/* the key: object, index, pool, info */
+			off -= SEG_HDR - (i % 16);
+			break;
+		default:	/* the checksum */
+			off -= 8 - (i % 8);
+			break;
+		}
+		flip_byte(tr.path, off);
+		bad[keys[i]] = true;
+	}
+	for (k = 0; k < n; k++) {
+		int ret = tload(&tr.t, pool, k, 1);	/* checks the bytes */
+
+		if (bad[k] && ret != -EIO)
+			fail_msg("corrupted key %u loaded: %d", k, ret);
+		if (!bad[k] && ret)
+			fail_msg("intact key %u: %d (%s)", k, ret,
+				 tmem_strerror(ret));
+		m += bad[k];
+	}
+	assert_int_equal(m, want);
+	assert_int_equal(wire_load(tr.t.ctx, pool, keys[0], page),
+			 VIRTIO_TMEM_S_IOERR);
+	st = tstats(tr.t.client);
+	assert_true(st.disk_errors >= errors0 + want);
+	assert_int_equal(st.pages, n);
+	assert_int_equal(st.disk_failed, 0);
+	/* Stored again, the key has good bytes. */
+	tstore_ok(&tr.t, pool, keys[0], 2);
+	tload_ok(&tr.t, pool, keys[0], 2);
+	tier_close(&tr);
+}
+
+/*
+ * A handle read for another key (a stale slot: the segment was reused,
+ * or the index is wrong) is -EIO, even with intact bytes.
+ */
+static void test_wrong_key(void **state)
+{
+	const uint32_t n = 3000;
+	unsigned char page[PAGE], want[PAGE];
+	struct tmem_client *c;
+	struct tier tr;
+	uint32_t pool, k;
+	uint64_t h;
+
+	(void)state;
+	tier_open(&tr, "wrongkey", 2 * MiB, 16 * MiB, SEG);
+	c = tr.t.client;
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	settled_stats(c);
+	assert_int_equal(old_disk_keys(&tr.t, pool, n, SEG, &k, 1), 1);
+	h = key_handle(c, pool, k);
+	tmem_tier_pin(c, h);
+	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k) + 1,
+					KEY_IDX(k), h, page), -EIO);
+	tmem_tier_pin(c, h);
+	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k),
+					KEY_IDX(k) ^ 1, h, page), -EIO);
+	tmem_tier_pin(c, h);
+	assert_int_equal(tmem_tier_read(tr.t.ctx, pool + 1, KEY_OBJ(k),
+					KEY_IDX(k), h, page), -EIO);
+	/* The right key reads the right bytes through the same path. */
+	tmem_tier_pin(c, h);
+	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k),
+					KEY_IDX(k), h, page), 0);
+	tier_page(want, TSEED(k, 1));
+	assert_memory_equal(page, want, PAGE);
+	load_range(&tr.t, pool, 0, n, 1);
+	tier_close(&tr);
+}
+
+/*
+ * A file in use by one client is refused to another (-EBUSY), whether
+ * the first created it or not, and the refusal leaves the first
+ * client's file and pages alone; once the first is gone, the file can be
+ * used again (DEV-21).
+ */
+static void test_second_user(void **state)
+{
+	struct tmem_client_config cfg;
+	struct tmem_client *c2 = NULL;
+	struct tier tr;
+	uint32_t pool;
+
+	(void)state;
+	tier_open(&tr, "locked", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, 2000, 1);
+	cfg = tier_cfg(2 * MiB, tr.path, 16 * MiB, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &c2), -EBUSY);
+	cfg = tier_cfg(2 * MiB, tr.path, 0, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &c2), -EBUSY);
+	assert_true(file_exists(tr.path));
+	settled_stats(tr.t.client);
+	load_range(&tr.t, pool, 0, 2000, 1);
+	tier_close(&tr);
+
+	/* An existing file: the same, and it is usable after. */
+	make_file(tr.path, 16 * MiB);
+	assert_int_equal(tmem_client_new(&cfg, &tr.t.client), 0);
+	assert_int_equal(tmem_client_new(&cfg, &c2), -EBUSY);
+	tmem_client_free(tr.t.client);
+	assert_int_equal(tmem_client_new(&cfg, &c2), 0);
+	tmem_client_free(c2);
+	assert_true(file_exists(tr.path));
+	unlink(tr.path);
+}
+
+/*
+ * The cleaner moves a page with the checksum it had: a page corrupted on
+ * disk before its segment is cleaned stays -EIO after the move, never
+ * becomes "good" other bytes.
+ */
+static void test_cleaner_keeps_corruption(void **state)
+{
+	const uint64_t disk = 8 * MiB;
+	const uint32_t limit = 40000, ncor = 12;
+	uint32_t pool, n1, n2, k, cor[12], nc = 0, moved = 0;
+	uint64_t before[12], s, free_segs, avg;
+	unsigned char *keep;
+	struct tmem_stats st;
+	struct tier tr;
+
+	(void)state;
+	keep = calloc(limit, 1);
+	assert_non_null(keep);
+	tier_open(&tr, "clean-corrupt", 2 * MiB, disk, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	for (k = 0;; k++) {
+		assert_true(k < limit);
+		tstore_ok(&tr.t, pool, k, 1);
+		st = tstats(tr.t.client);
+		if (st.disk_segments * SEG >= disk * 3 / 4)
+			break;
+	}
+	n1 = k + 1;
+	st = settled_stats(tr.t.client);
+	avg = st.disk_bytes / st.disk_pages;
+	for (k = 0; k < n1; k++) {
+		s = k;
+		keep[k] = splitmix64(&s) % 4 == 0;
+		if (!keep[k])
+			assert_int_equal(tmem_invalidate_page(tr.t.ctx, pool,
+					 KEY_OBJ(k), KEY_IDX(k)), 1);
+	}
+	st = settled_stats(tr.t.client);
+	/* Kept pages in old segments: corrupt one byte of each. */
+	for (k = 0; k < n1 / 2 && nc < ncor; k++) {
+		uint64_t h = key_handle(tr.t.client, pool, k);
+
+		if (!keep[k] || !handle_on_disk(h))
+			continue;
+		before[nc] = tmem_h_disk_off(h);
+		flip_byte(tr.path, before[nc] + tmem_h_len(h) / 2);
+		cor[nc++] = k;
+	}
+	assert_int_equal(nc, ncor);
+	free_segs = disk / SEG - st.disk_segments;
+	n2 = n1 + (uint32_t)((free_segs * SEG + tr.budget + 8 * SEG) / avg);
+	assert_true(n2 <= limit);
+	for (k = n1; k < n2; k++) {
+		tstore_ok(&tr.t, pool, k, 1);
+		keep[k] = 1;
+	}
+	st = settled_stats(tr.t.client);
+	assert_true(st.cleaned_segments > 0);
+	for (uint32_t i = 0; i < nc; i++) {
+		uint64_t h = key_handle(tr.t.client, pool, cor[i]);
+
+		moved += handle_on_disk(h) && tmem_h_disk_off(h) != before[i];
+		assert_int_equal(tload(&tr.t, pool, cor[i], 1), -EIO);
+		keep[cor[i]] = 0;
+	}
+	if (!moved)
+		fail_msg("the cleaner moved none of the corrupted pages");
+	for (k = 0; k < n2; k++)
+		if (keep[k])
+			tload_ok(&tr.t, pool, k, 1);
+	free(keep);
+	tier_close(&tr);
+}
+
+/* ---- hygiene of the backing file (DEV-22) ---------------------------- */
+
+static int try_path(const char *path, uint64_t size)
+{
+	struct tmem_client_config cfg = tier_cfg(2 * MiB, path, size, SEG);
+	struct tmem_client *c = NULL;
+	int ret = tmem_client_new(&cfg, &c);
+
+	if (!ret)
+		tmem_client_free(c);
+	return ret;
+}
+
+/* A symbolic link is refused, dangling or not, and nothing is created. */
+static void test_symlink_refused(void **state)
+{
+	char target[PATH_MAX], link[PATH_MAX];
+	struct stat sb;
+
+	(void)state;
+	tier_file(target, "target");
+	tier_file(link, "link");
+	make_file(target, 16 * MiB);
+	assert_int_equal(symlink(target, link), 0);
+	assert_int_equal(try_path(link, 0), -ELOOP);
+	assert_int_equal(try_path(link, 32 * MiB), -ELOOP);
+	assert_int_equal(stat(target, &sb), 0);
+	assert_int_equal(sb.st_size, 16 * MiB);	/* not grown */
+	unlink(target);
+	/* Dangling: O_CREAT does not follow it either. */
+	assert_int_equal(try_path(link, 16 * MiB), -ELOOP);
+	assert_false(file_exists(target));
+	unlink(link);
+	assert_int_equal(try_path(target, 16 * MiB), 0);
+	assert_false(file_exists(target));	/* created, then removed */
+}
+
+/*
+ * A file others may read or write, or that belongs to another user, is
+ * refused (-EPERM) and left as it was; 0600 of our own is taken.
+ */
+static void test_private_file(void **state)
+{
+	static const mode_t shared[] = { 0644, 0640, 0620, 0604, 0602, 0666 };
+	char path[PATH_MAX];
+	struct stat sb;
+
+	(void)state;
+	tier_file(path, "mode");
+	make_file(path, 16 * MiB);
+	for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++) {
+		assert_int_equal(chmod(path, shared[i]), 0);
+		if (try_path(path, 0) != -EPERM)
+			fail_msg("mode %04o was not refused", shared[i]);
+		assert_int_equal(stat(path, &sb), 0);
+		assert_int_equal(sb.st_mode & 07777, shared[i]);
+	}
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(try_path(path, 0), 0);
+	assert_int_equal(chmod(path, 0700), 0);	/* x bits are no leak */
+	assert_int_equal(try_path(path, 0), 0);
+	if (geteuid() == 0) {
+		/* Another user's file, even 0600. */
+		assert_int_equal(chmod(path, 0600), 0);
+		assert_int_equal(chown(path, 65534, (gid_t)-1), 0);
+		assert_int_equal(try_path(path, 0), -EPERM);
+	} else {
+		print_message("not root: the owner check is not tested\n");
+	}
+	assert_true(file_exists(path));
+	unlink(path);
+}
+
+/*
+ * tmem_client_release_backing() (a process exiting without freeing the
+ * client): the created file is gone at once, pages already on disk still
+ * load, stores over the budget are refused rather than wait; free after.
+ */
+static void test_release_backing(void **state)
+{
+	const uint32_t n = 3000;
+	struct tier tr;
+	uint32_t pool, k;
+
+	(void)state;
+	tier_open(&tr, "release", 2 * MiB, 16 * MiB, SEG);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	settled_stats(tr.t.client);
+	assert_int_equal(old_disk_keys(&tr.t, pool, n, SEG, &k, 1), 1);
+	tmem_client_release_backing(tr.t.client);
+	assert_false(file_exists(tr.path));
+	tload_ok(&tr.t, pool, k, 1);
+	load_range(&tr.t, pool, 0, n, 1);
+	for (k = n; k < 2 * n && tstore(&tr.t, pool, k, 1) == 0; k++)
+		;
+	assert_true(k < 2 * n);		/* refused, not waiting forever */
+	tier_close(&tr);
+
+	/* An existing file is kept. */
+	make_file(tr.path, 16 * MiB);
+	assert_int_equal(try_path(tr.path, 0), 0);
+	{
+		struct tmem_client_config cfg = tier_cfg(2 * MiB, tr.path, 0,
+							 SEG);
+		struct tmem_client *c;
+
+		assert_int_equal(tmem_client_new(&cfg, &c), 0);
+		tmem_client_release_backing(c);
+		assert_true(file_exists(tr.path));
+		tmem_client_free(c);
+	}
+	assert_true(file_exists(tr.path));
+	unlink(tr.path);
+}
+
+/*
+ * A loop device of @sector-byte sectors over a new file of @size bytes;
+ * its path in @dev and the file's in @file.  False (the test skips) when
+ * this process may not make one.  It detaches itself (autoclear) when
+ * loop_fd, held open until loop_detach(), closes: also if the test fails
+ * or the process dies.
+ */
+static int loop_fd = -1;
+
+static bool loop_attach(char *dev, char *file, uint64_t size,
+			unsigned int sector)
+{
+	struct loop_config lc = {
+		.block_size = sector,
+		.info.lo_flags = LO_FLAGS_AUTOCLEAR,
+	};
+	int ctl, n, fd, lfd;
+
+	tier_file(file, "loop-backing");
+	make_file(file, size);
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0)
+		goto no;
+	n = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (n < 0)
+		goto no;
+	snprintf(dev, PATH_MAX, "/dev/loop%d", n);
+	lfd = open(dev, O_RDWR | O_CLOEXEC);
+	fd = open(file, O_RDWR | O_CLOEXEC);
+	if (lfd < 0 || fd < 0) {
+		if (lfd >= 0)
+			close(lfd);
+		if (fd >= 0)
+			close(fd);
+		goto no;
+	}
+	lc.fd = fd;
+	n = ioctl(lfd, LOOP_CONFIGURE, &lc);
+	close(fd);
+	if (n) {
+		close(lfd);
+		goto no;
+	}
+	if (loop_fd >= 0)
+		close(loop_fd);		/* a failed test's */
+	loop_fd = lfd;
+	return true;
+no:
+	print_message("no loop device (%s): skipped\n", strerror(errno));
+	unlink(file);
+	return false;
+}
+
+static void loop_detach(const char *file)
+{
+	close(loop_fd);
+	loop_fd = -1;
+	unlink(file);
+}
+
+/* Bytes of @path in [0, @len) that are not 0. */
+static uint64_t nonzero_bytes(const char *path, uint64_t len)
+{
+	static uint8_t buf[64 * 1024];
+	uint64_t n = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	for (uint64_t off = 0; off < len; off += sizeof(buf)) {
+		assert_int_equal(pread(fd, buf, sizeof(buf), off), sizeof(buf));
+		for (size_t i = 0; i < sizeof(buf); i++)
+			n += buf[i] != 0;
+	}
+	close(fd);
+	return n;
+}
+
+/*
+ * A block device: its logical block size (512 here) is what loads align
+ * to, not 4096: one load of a ~2 KiB page reads less than 4 KiB.  When
+ * the client goes, the range it used is discarded (the loop device punches
+ * it out of its file: zeros) and the device stays.
+ */
+static void test_block_device(void **state)
+{
+	const uint64_t size = 8 * MiB;
+	const uint32_t n = 3000;
+	char dev[PATH_MAX], file[PATH_MAX];
+	struct tmem_client_config cfg;
+	struct tmem_stats st;
+	struct tier tr;
+	uint64_t h, reads, len;
+	uint32_t pool, k, keys[64], nk, i;
+
+	(void)state;
+	if (!loop_attach(dev, file, size, 512))
+		skip();
+	memset(&tr, 0, sizeof(tr));
+	cfg = tier_cfg(2 * MiB, dev, 0, SEG);
+	assert_int_equal(tmem_client_new(&cfg, &tr.t.client), 0);
+	assert_int_equal(tmem_ctx_new(tr.t.client, &tr.t.ctx), 0);
+	pool = tpool_new(&tr.t, TMEM_POOL_PERSISTENT);
+	store_range(&tr.t, pool, 0, n, 1);
+	st = settled_stats(tr.t.client);
+	assert_int_equal(st.disk_size, size);
+	assert_true(st.disk_writes > 6);
+	/* Past the first segment: a first load near offset 0 reads ahead. */
+	nk = old_disk_keys(&tr.t, pool, n, SEG, keys, 64);
+	for (i = 0; i < nk; i++)
+		if (tmem_h_disk_off(key_handle(tr.t.client, pool, keys[i])) >
+		    2 * SEG)
+			break;
+	assert_true(i < nk);
+	k = keys[i];
+	h = key_handle(tr.t.client, pool, k);
+	len = tmem_h_len(h);
+	assert_true(len + SEG_HDR <= 3072);	/* tier_page(): ~2.1 KiB */
+	reads = st.disk_read_bytes;
+	tload_ok(&tr.t, pool, k, 1);
+	reads = tstats(tr.t.client).disk_read_bytes - reads;
+	if (reads % 512 || reads > (len + SEG_HDR + 511) / 512 * 512 + 512)
+		fail_msg("one load of %llu bytes read %llu bytes",
+			 (unsigned long long)len, (unsigned long long)reads);
+	assert_true(nonzero_bytes(dev, size) > 0);
+	tclient_close(&tr.t);
+	assert_true(file_exists(dev));
+	assert_int_equal(nonzero_bytes(dev, size), 0);
+	loop_detach(file);
+}
+
 /* ---- reset ------------------------------------------------------------ */
 
 static void test_reset(void **state)
@@ -1776,6 +2312,14 @@ int main(void)
 		T(test_write_error),
 		T(test_write_error_after_writeback),
 		T(test_read_error),
+		T(test_corrupt_byte),
+		T(test_wrong_key),
+		T(test_cleaner_keeps_corruption),
+		T(test_second_user),
+		T(test_symlink_refused),
+		T(test_private_file),
+		T(test_block_device),
+		T(test_release_backing),
 		T(test_reset),
 		T(test_threads),
 		/* Last: when it hangs, the watchdog ends the binary. */

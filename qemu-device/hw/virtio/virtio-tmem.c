@@ -35,6 +35,7 @@
 #include "migration/blocker.h"
 #include "migration/vmstate.h"
 #include "system/iothread.h"
+#include "system/system.h"
 #include "standard-headers/linux/virtio_tmem.h"
 #include "trace.h"
 
@@ -683,6 +684,21 @@ static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
     case -EINVAL:
         virtio_tmem_tier_einval(s, errp);
         break;
+    case -EBUSY:
+        error_setg(errp, "virtio-tmem: backing-file '%s' is in use by "
+                   "another virtio-tmem device or process (it is locked)",
+                   path);
+        break;
+    case -ELOOP:
+        error_setg(errp, "virtio-tmem: backing-file '%s' is a symbolic "
+                   "link: name the file itself", path);
+        break;
+    case -EPERM:
+        error_setg(errp, "virtio-tmem: backing-file '%s' must belong to "
+                   "QEMU's user and not be readable or writable by others "
+                   "(nor by its group, for a regular file: chmod 0600)",
+                   path);
+        break;
     case -ENOSPC:
         /*
          * libtmem checks the budget before it creates or sizes the file
@@ -803,6 +819,14 @@ static void virtio_tmem_del_queues(VirtIOTmem *s, unsigned n)
     virtio_cleanup(vdev);
 }
 
+/* No guest memory stays on the host's disk after QEMU (DEV-22). */
+static void virtio_tmem_exit_notify(Notifier *n, void *data)
+{
+    VirtIOTmem *s = container_of(n, VirtIOTmem, exit_notifier);
+
+    tmem_client_release_backing(s->client);
+}
+
 static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -865,6 +889,11 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
         goto fail_bhs;
     }
 
+    if (s->conf.backing_file) {
+        s->exit_notifier.notify = virtio_tmem_exit_notify;
+        qemu_add_exit_notifier(&s->exit_notifier);
+    }
+
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);
     return;
@@ -882,6 +911,10 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
+    if (s->exit_notifier.notify) {
+        qemu_remove_exit_notifier(&s->exit_notifier);
+        s->exit_notifier.notify = NULL;
+    }
     migrate_del_blocker(&s->migration_blocker);
     virtio_tmem_quiesce(s);
     virtio_tmem_del_resume_bhs(s);

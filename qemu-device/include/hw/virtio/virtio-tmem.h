@@ -105,6 +105,8 @@ struct VirtIOTmem {
     unsigned disk_error;
 
     Error *migration_blocker;
+    /* QEMU does not unrealize at exit: the disk tier's file goes then. */
+    Notifier exit_notifier;
 };
 
 #endif
