@@ -127,7 +127,7 @@ esac
 
 aptdir=
 if [ -n "$suites" ]; then
-	# shellcheck source=lib/apt-archive.sh
+	# shellcheck source=SCRIPTDIR/lib/apt-archive.sh
 	. "$repo/scripts/lib/apt-archive.sh"
 	aptdir="$cache/apt-$series"
 	# shellcheck disable=SC2086 # a list of suites
