@@ -98,7 +98,7 @@ def main():
 
     extra = ("-object", "iothread,id=io0") if args.iothread else ()
     props = ",iothread=io0" if args.iothread else ""
-    vm = QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,budget=%s%s"
+    vm = QTestVM("-device", "virtio-tmem,id=tmem0,addr=04.0,budget=%s%s"
                  % (args.budget, props), *extra)
     probe_path = os.path.join(vm.dir, "probe.sock")
     vm.args += ["-qmp", "unix:%s,server=on,wait=off" % probe_path]

@@ -72,6 +72,7 @@ set -eu
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=${VTMEM_CACHE:-/var/cache/virtio-tmem}
 python=/usr/bin/python3
+# shellcheck source=SCRIPTDIR/lib/apt-archive.sh
 . "$repo/scripts/lib/apt-archive.sh"
 
 log() { printf 'build-qemu: %s\n' "$*" >&2; }

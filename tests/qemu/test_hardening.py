@@ -34,7 +34,7 @@ RAM_END = 64 << 20          # a descriptor from here runs past the 128 MiB
 
 def hostile_vm(props="", *extra, machine="q35"):
     return QTestVM("-object", "iothread,id=io0", "-device",
-                   "virtio-tmem-pci,id=tmem0,addr=04.0,iothread=io0,"
+                   "virtio-tmem,id=tmem0,addr=04.0,iothread=io0,"
                    "budget=256M" + props, *extra, machine=machine)
 
 
@@ -214,7 +214,7 @@ def test_pending_at_driver_ok():
     the device itself must pick them up)."""
     for props, extra in ((",iothread=io0", ("-object", "iothread,id=io0")),
                          ("", ()), (",ioeventfd=off", ())):
-        with QTestVM("-device", "virtio-tmem-pci,id=tmem0,addr=04.0,"
+        with QTestVM("-device", "virtio-tmem,id=tmem0,addr=04.0,"
                      "budget=64M" + props, *extra) as vm:
             dev = Device(vm)
             dev.start(0, qsize=GROWN, grow=True, driver_ok=False)
@@ -286,7 +286,7 @@ def test_unplug_mid_batch():
     """Hot-unplug while the IOThread works through 512 slow requests: the
     device goes away, QEMU lives and can plug it again."""
     with QTestVM("-object", "iothread,id=io0", machine="pc") as vm:
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+        vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                addr="05.0", budget=256 << 20, iothread="io0")
         dev = Device(vm, slot=5)
         flood, pool = big_pool(vm, dev, MID_BATCH_PAGES)
@@ -298,7 +298,7 @@ def test_unplug_mid_batch():
               "no DEVICE_DELETED after eject")
         alive(vm, "unplug mid-batch")
         check(vm.cmd("query-tmem") == [], "device still reported")
-        vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
+        vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
                addr="05.0", budget=16 << 20, iothread="io0")
         recovers(vm, Device(vm, slot=5))
 

@@ -366,7 +366,7 @@ def test_tier_file_rules():
               "0644: %r" % err)
         os.chmod(target, 0o600)
 
-        dev = "virtio-tmem-pci,budget=8M,backing-file=" + target
+        dev = "virtio-tmem,budget=8M,backing-file=" + target
         rc, _, err = run_qemu("-machine", "q35", "-accel", "tcg", "-S",
                               "-nodefaults", "-nographic",
                               "-device", dev + ",id=a",
