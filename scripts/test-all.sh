@@ -6,7 +6,7 @@
 # Environment:
 #   VTMEM_CACHE         where QEMU, guest kernels and modules are cached
 #                       (default /var/cache/virtio-tmem)
-#   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
+#   VTMEM_FUZZ_SECONDS  length of the fuzz run of each target (default 40; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit qemu guest vm")
 set -eu
 
@@ -53,5 +53,5 @@ fi
 
 /usr/bin/python3 scripts/test-summary.py \
 	build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
-	--extra "fuzz-request:$fuzz_status" || status=1
+	--extra "fuzz-request+fuzz-stateful:$fuzz_status" || status=1
 exit $status
