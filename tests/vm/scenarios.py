@@ -289,7 +289,7 @@ def check_hostile_host(c, res, sc):
         c.expect(host(w, "pages") >= 512, "short-written: pages not in host")
     # DRV-9: no answer fails the device after io_timeout (3 s), no hang.
     c.eq(data.get("hold_dmesg"), 1, "device-failed messages")
-    c.expect(data.get("hold_pool_seconds", 99) <= 30,
+    c.expect(data.get("hold_pool_seconds", 99) <= 20,
              "pool operation took %s s" % data.get("hold_pool_seconds"))
     c.expect(data.get("dead_write_exit") not in (0, None),
              "a write to the failed device succeeded")
