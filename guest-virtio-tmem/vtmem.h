@@ -8,6 +8,7 @@
 
 #include <linux/atomic.h>
 #include <linux/blkdev.h>
+#include <linux/cache.h>
 #include <linux/completion.h>
 #include <linux/mempool.h>
 #include <linux/mutex.h>
@@ -32,21 +33,41 @@
 
 /* resp.status of a request the device never answered (reset, lost). */
 #define VTMEM_S_NO_ANSWER	0xff
+/* Status of an answer shorter than the request's writable part (DRV-5). */
+#define VTMEM_S_SHORT		0xfe
+
+/*
+ * The capacity hint (config capacity_pages) sizes the disk when no size
+ * is given, and the slot maps (3 bits a slot) are allocated from it: a
+ * hint is taken up to this many slots per page of guest RAM (a disk of
+ * 64 times the RAM, maps of 0.6% of it) and never above the 32-bit key
+ * index.
+ */
+#define VTMEM_MAX_SLOTS_PER_RAM_PAGE	64
+/* Default of the io_timeout parameter, in seconds. */
+#define VTMEM_IO_TIMEOUT	30
 
 struct vtmem_batch;
 
 /*
  * One request in flight; also the virtqueue token.  hdr and resp are
  * device-visible, so they live in kmalloc'ed memory, never on a stack.
+ * The device writes resp while the CPU writes the other fields of this
+ * request and of its neighbours in the batch: without coherent DMA resp
+ * needs cache lines of its own (the DMA API's ARCH_DMA_MINALIGN), and a
+ * line of its own anywhere keeps the device's writes off the CPU's.  So
+ * it is last, aligned to both (of two aligned attributes the larger
+ * applies).
  */
 struct vtmem_req {
 	struct virtio_tmem_req hdr;
-	struct virtio_tmem_resp resp;
 	struct vtmem_batch *batch;
 	struct page *page;
 	u32 slot;
 	u32 used_len;
 	u8 action;
+	struct virtio_tmem_resp resp __aligned(ARCH_DMA_MINALIGN)
+		____cacheline_aligned;
 };
 
 /* Up to VTMEM_BATCH requests that are sent together and waited for. */
@@ -133,6 +154,9 @@ void vtmem_test_exit(struct vtmem *vt);
 void vtmem_test_free(struct vtmem *vt);
 void vtmem_test_module_init(void);
 void vtmem_test_module_exit(void);
+bool vtmem_test_hold_answers(struct vtmem *vt);
+unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
+				 unsigned int len);
 #else
 static inline void vtmem_test_init(struct vtmem *vt)
 {
@@ -152,6 +176,18 @@ static inline void vtmem_test_module_init(void)
 
 static inline void vtmem_test_module_exit(void)
 {
+}
+
+static inline bool vtmem_test_hold_answers(struct vtmem *vt)
+{
+	return false;
+}
+
+static inline unsigned int vtmem_test_used_len(struct vtmem *vt,
+					       struct vtmem_req *req,
+					       unsigned int len)
+{
+	return len;
 }
 #endif
 

@@ -51,6 +51,7 @@ struct vtmem_io {
 
 static u64 disksize;
 static char *backing_dev;
+static unsigned int io_timeout = VTMEM_IO_TIMEOUT;
 static int vtmem_major;
 static DEFINE_IDA(vtmem_index_ida);
 static struct workqueue_struct *vtmem_wq;
@@ -83,6 +84,9 @@ MODULE_PARM_DESC(disksize,
 module_param(backing_dev, charp, 0444);
 MODULE_PARM_DESC(backing_dev,
 		 "Block device for pages the host rejects, for vtmem0");
+module_param(io_timeout, uint, 0644);
+MODULE_PARM_DESC(io_timeout,
+		 "Seconds to wait for the device's answer before failing the device (0: forever)");
 
 /* --- requests and queues ------------------------------------------------ */
 
@@ -135,11 +139,14 @@ static void vtmem_vq_done(struct virtqueue *vq)
 	unsigned long flags;
 	unsigned int len;
 
+	/* Test build: a host that never answers. */
+	if (vtmem_test_hold_answers(vt))
+		return;
 	spin_lock_irqsave(&q->lock, flags);
 	do {
 		virtqueue_disable_cb(vq);
 		while ((req = virtqueue_get_buf(vq, &len)) != NULL)
-			vtmem_req_done(req, len);
+			vtmem_req_done(req, vtmem_test_used_len(vt, req, len));
 		if (unlikely(virtqueue_is_broken(vq)))
 			break;
 	} while (!virtqueue_enable_cb(vq));
@@ -181,6 +188,32 @@ static int vtmem_add_req(struct vtmem_queue *q, struct vtmem_req *req)
 	return virtqueue_add_sgs(q->vq, sgs, out, in, req, GFP_ATOMIC);
 }
 
+static void vtmem_kill(struct vtmem *vt);
+
+/* The io_timeout parameter in jiffies; MAX_SCHEDULE_TIMEOUT for 0. */
+static unsigned long vtmem_io_timeout(void)
+{
+	unsigned int secs = READ_ONCE(io_timeout);
+
+	return secs ? secs * HZ : MAX_SCHEDULE_TIMEOUT;
+}
+
+/*
+ * The device did not answer within io_timeout: it is broken.  Fail what
+ * it holds and every later request (vtmem_kill()) rather than hang the
+ * block layer, probe, remove or a pool operation.  Idempotent: several
+ * waiters may time out at once.
+ */
+static void vtmem_timed_out(struct vtmem *vt, const char *what)
+{
+	if (READ_ONCE(vt->dead))
+		return;
+	dev_err(&vt->vdev->dev,
+		"no answer from the device to %s in %u s: failing it, all I/O fails from now on\n",
+		what, READ_ONCE(io_timeout));
+	vtmem_kill(vt);
+}
+
 /* Enough descriptors for any request, indirect or not. */
 static bool vtmem_queue_has_room(struct vtmem *vt, struct vtmem_queue *q)
 {
@@ -203,7 +236,9 @@ static bool vtmem_send_one(struct vtmem *vt, struct vtmem_queue *q,
 		spin_unlock_irq(&q->lock);
 		if (notify)
 			virtqueue_notify(q->vq);
-		wait_event(q->room, vtmem_queue_has_room(vt, q));
+		if (!wait_event_timeout(q->room, vtmem_queue_has_room(vt, q),
+					vtmem_io_timeout()))
+			vtmem_timed_out(vt, "a full queue");
 		spin_lock_irq(&q->lock);
 	}
 	req->action = decide(vt, req);
@@ -236,8 +271,13 @@ static void vtmem_batch_send(struct vtmem *vt, struct vtmem_batch *b,
 		used &= used - 1;
 		vtmem_queue_kick(&vt->queues[qi]);
 	}
-	if (!atomic_dec_and_test(&b->pending))
+	if (atomic_dec_and_test(&b->pending))
+		return;
+	if (!wait_for_completion_io_timeout(&b->done, vtmem_io_timeout())) {
+		vtmem_timed_out(vt, "a batch of requests");
+		/* vtmem_kill() completed every request the device had. */
 		wait_for_completion_io(&b->done);
+	}
 }
 
 /* After a reset: complete every request the device had with no answer. */
@@ -266,6 +306,8 @@ static void vtmem_detach_all(struct vtmem *vt)
 static void vtmem_kill(struct vtmem *vt)
 {
 	WRITE_ONCE(vt->dead, true);
+	/* No request is added or collected from here on. */
+	virtio_break_device(vt->vdev);
 	virtio_reset_device(vt->vdev);
 	vtmem_detach_all(vt);
 }
@@ -278,6 +320,26 @@ static bool vtmem_clear_in_host(struct vtmem *vt, u32 slot)
 		return false;
 	atomic64_dec(&vt->stats.pages_in_host);
 	return true;
+}
+
+/*
+ * The device's answer, or VTMEM_S_SHORT when it says it wrote less than
+ * the request's writable part (DRV-5): a LOAD answered OK without the
+ * page would hand the caller whatever the buffer held before.
+ */
+static u8 vtmem_req_status(struct vtmem *vt, struct vtmem_req *req)
+{
+	u32 want = sizeof(req->resp);
+
+	if (req->hdr.opcode == VIRTIO_TMEM_OP_LOAD)
+		want += PAGE_SIZE;
+	if (likely(req->used_len >= want) ||
+	    req->resp.status == VTMEM_S_NO_ANSWER)
+		return req->resp.status;
+	dev_err_ratelimited(&vt->vdev->dev,
+			    "opcode %u slot %u: answer of %u bytes, %u expected: device error\n",
+			    req->hdr.opcode, req->slot, req->used_len, want);
+	return VTMEM_S_SHORT;
 }
 
 static u8 vtmem_decide_send(struct vtmem *vt, struct vtmem_req *req)
@@ -349,7 +411,8 @@ static void vtmem_backing_io(struct vtmem *vt, struct vtmem_io *io,
 static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 			       struct vtmem_io *io)
 {
-	u8 status = req->resp.status;
+	u8 status = req->action == VTMEM_A_SEND ? vtmem_req_status(vt, req) :
+		    VTMEM_S_NO_ANSWER;
 
 	if (req->action == VTMEM_A_SEND && status == VIRTIO_TMEM_S_OK) {
 		atomic64_inc(&vt->stats.succ_stores);
@@ -378,6 +441,8 @@ static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
 			      struct vtmem_io *io)
 {
+	u8 status = VTMEM_S_NO_ANSWER;
+
 	switch (req->action) {
 	case VTMEM_A_ZERO:
 		clear_highpage(req->page);
@@ -388,7 +453,8 @@ static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
 		return;
 	case VTMEM_A_SEND:
 		/* As frontswap's: loads counts pages brought back. */
-		if (req->resp.status == VIRTIO_TMEM_S_OK) {
+		status = vtmem_req_status(vt, req);
+		if (status == VIRTIO_TMEM_S_OK) {
 			atomic64_inc(&vt->stats.loads);
 			return;
 		}
@@ -398,7 +464,7 @@ static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
 	atomic64_inc(&vt->stats.load_errors);
 	io->status = BLK_STS_IOERR;
 	pr_err_ratelimited("%s: slot %u: LOAD failed (status %u)\n",
-			   vt->disk->disk_name, req->slot, req->resp.status);
+			   vt->disk->disk_name, req->slot, status);
 }
 
 static void vtmem_run_pages(struct vtmem *vt, struct vtmem_batch *b,
@@ -588,16 +654,18 @@ static int vtmem_pool_request(struct vtmem *vt, u8 opcode)
 {
 	struct vtmem_batch *b = vtmem_batch_get(vt);
 	struct vtmem_req *req;
+	u8 status = VTMEM_S_NO_ANSWER;
 	int err = 0;
 
 	/* Slot 0: on queue 0, like every request not for a page. */
 	req = vtmem_batch_add(vt, b, opcode, 0, NULL);
 	vtmem_batch_send(vt, b, vtmem_decide_send);
-	if (req->action != VTMEM_A_SEND ||
-	    req->resp.status != VIRTIO_TMEM_S_OK) {
+	if (req->action == VTMEM_A_SEND)
+		status = vtmem_req_status(vt, req);
+	if (status != VIRTIO_TMEM_S_OK) {
 		dev_err(&vt->vdev->dev, "pool request %u failed (status %u)\n",
-			opcode, req->resp.status);
-		err = req->resp.status == VIRTIO_TMEM_S_REJECTED ? -ENOSPC : -EIO;
+			opcode, status);
+		err = status == VIRTIO_TMEM_S_REJECTED ? -ENOSPC : -EIO;
 	} else if (opcode == VIRTIO_TMEM_OP_NEW_POOL) {
 		vt->pool_id = le32_to_cpu(req->resp.pool_id);
 	}
@@ -692,15 +760,25 @@ static void vtmem_del_vqs(struct vtmem *vt)
 	vt->have_vqs = false;
 }
 
+/*
+ * The configuration comes from the host and is checked like any other
+ * input (DRV-8): what the driver cannot work with fails the probe, what
+ * is merely large is clamped, each with a message saying so.
+ */
 static int vtmem_read_config(struct vtmem *vt)
 {
 	struct virtio_device *vdev = vt->vdev;
 	u32 page_size, max_batch;
-	u16 nr_queues = 1;
+	u16 nr_queues = 1, max_pools;
 
 	virtio_cread_le(vdev, struct virtio_tmem_config, page_size, &page_size);
 	if (page_size != VIRTIO_TMEM_PAGE_SIZE) {
 		dev_err(&vdev->dev, "unsupported page size %u\n", page_size);
+		return -EINVAL;
+	}
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_pools, &max_pools);
+	if (!max_pools) {
+		dev_err(&vdev->dev, "device offers no pool (max_pools 0)\n");
 		return -EINVAL;
 	}
 	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_MQ)) {
@@ -711,6 +789,9 @@ static int vtmem_read_config(struct vtmem *vt)
 			return -EINVAL;
 		}
 	}
+	if (nr_queues > VTMEM_MAX_QUEUES)
+		dev_info(&vdev->dev, "device offers %u queues, using %u\n",
+			 nr_queues, VTMEM_MAX_QUEUES);
 	vt->nr_queues = min_t(unsigned int, nr_queues, nr_cpu_ids);
 	vt->nr_queues = min_t(unsigned int, vt->nr_queues, VTMEM_MAX_QUEUES);
 	virtio_cread_le(vdev, struct virtio_tmem_config, max_batch, &max_batch);
@@ -719,15 +800,28 @@ static int vtmem_read_config(struct vtmem *vt)
 	return 0;
 }
 
+/*
+ * The disk's size: the disksize parameter, else the device's capacity
+ * hint, which sizes the slot maps allocated here: a hint beyond
+ * VTMEM_MAX_SLOTS_PER_RAM_PAGE slots per page of RAM is clamped to that.
+ */
 static u64 vtmem_initial_slots(struct vtmem *vt)
 {
-	u64 pages;
+	u64 pages, max;
 
 	if (disksize)
 		return vtmem_bytes_to_slots(disksize);
 	virtio_cread_le(vt->vdev, struct virtio_tmem_config, capacity_pages,
 			&pages);
-	return min_t(u64, pages, U32_MAX);
+	max = min_t(u64, (u64)totalram_pages() * VTMEM_MAX_SLOTS_PER_RAM_PAGE,
+		    U32_MAX);
+	if (pages > max) {
+		dev_err(&vt->vdev->dev,
+			"capacity hint of %llu pages is beyond %llu (%u per page of RAM): using %llu; set disksize for more\n",
+			pages, max, VTMEM_MAX_SLOTS_PER_RAM_PAGE, max);
+		pages = max;
+	}
+	return pages;
 }
 
 /* --- configuration: size and backing device ---------------------------------------- */

@@ -11,6 +11,14 @@
  *                read: the last answer, see README.md.
  *   raw_in_len   size of the device-writable part (default 8, may be 0)
  *   raw_queue    request queue to use (default 0)
+ *
+ * and two faults of a hostile host, simulated at the one place where the
+ * driver takes the device's answers (vtmem_vq_done()):
+ *   fault_hold_answers  Y: answers are left in the used ring, as if the
+ *                       host never gave them: io_timeout must end the wait
+ *   fault_short_loads   the next N LOAD answers report a used length of
+ *                       the response alone, as a host that answers OK
+ *                       without writing the page: each must fail (DRV-5)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -38,6 +46,8 @@ struct vtmem_raw {
 	u32 sent_in_len;	/* in_len of the last request sent */
 	bool sent;		/* a request was sent */
 	bool busy;		/* its buffers are still the device's */
+	bool hold_answers;	/* debugfs fault_hold_answers */
+	atomic_t short_loads;	/* debugfs fault_short_loads */
 };
 
 static struct dentry *vtmem_debugfs_root;
@@ -220,7 +230,25 @@ void vtmem_test_init(struct vtmem *vt)
 	debugfs_create_file("raw_request", 0600, raw->dir, vt, &vtmem_raw_fops);
 	debugfs_create_u32("raw_in_len", 0600, raw->dir, &raw->in_len);
 	debugfs_create_u32("raw_queue", 0600, raw->dir, &raw->queue);
+	debugfs_create_bool("fault_hold_answers", 0600, raw->dir,
+			    &raw->hold_answers);
+	debugfs_create_atomic_t("fault_short_loads", 0600, raw->dir,
+				&raw->short_loads);
 	vt->raw = raw;
+}
+
+bool vtmem_test_hold_answers(struct vtmem *vt)
+{
+	return vt->raw && READ_ONCE(vt->raw->hold_answers);
+}
+
+unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
+				 unsigned int len)
+{
+	if (!vt->raw || req->hdr.opcode != VIRTIO_TMEM_OP_LOAD ||
+	    !atomic_add_unless(&vt->raw->short_loads, -1, 0))
+		return len;
+	return min_t(unsigned int, len, sizeof(req->resp));
 }
 
 /* Remove: no new raw requests; a writer waits at most the timeout. */

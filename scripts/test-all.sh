@@ -10,7 +10,7 @@
 # Environment:
 #   VTMEM_CACHE         where QEMU, guest kernels and modules are cached
 #                       (default /var/cache/virtio-tmem)
-#   VTMEM_FUZZ_SECONDS  length of the fuzz run (default 60; 0 skips it)
+#   VTMEM_FUZZ_SECONDS  length of the fuzz run of each target (default 40; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit scripts qemu guest vm")
 #   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1")
 #   QEMU_SERIES         the QEMU series the tests run on (default 10.0); the
@@ -155,13 +155,13 @@ case " $built " in
 	;;
 esac
 
-if [ "${VTMEM_FUZZ_SECONDS:-60}" != 0 ]; then
+if [ "${VTMEM_FUZZ_SECONDS:-40}" != 0 ]; then
 	rc=0
 	scripts/run-fuzz.sh || rc=$?
 	case $rc in
-	0) extra="$extra --extra fuzz-request:ok" ;;
-	77) extra="$extra --extra fuzz-request:skipped" ;;
-	*) extra="$extra --extra fuzz-request:failed"; status=1 ;;
+	0) extra="$extra --extra fuzz-request+fuzz-stateful:ok" ;;
+	77) extra="$extra --extra fuzz-request+fuzz-stateful:skipped" ;;
+	*) extra="$extra --extra fuzz-request+fuzz-stateful:failed"; status=1 ;;
 	esac
 fi
 

@@ -328,24 +328,50 @@ static void chunk_unlink(struct tmem_client *c, struct tmem_shard *sh,
 	obj_unlink(c, sh, ch);
 }
 
-/* Keep the shard's state counters in step with one handle or word. */
-static void account(struct tmem_shard *sh, uint64_t h, bool wide,
+/* Changes to a shard's state counters, summed over the handles of one change. */
+struct shard_delta {
+	int64_t pages, same_filled, raw, compressed_bytes;
+	int64_t disk_pages, disk_bytes;
+};
+
+static void account(struct shard_delta *d, uint64_t h, bool wide,
 		    int64_t sign)
 {
 	if (!h)
 		return;
-	TMEM_ADD(sh->pages, sign);
+	d->pages += sign;
 	if (wide || tmem_h_type(h) == TMEM_H_SAME) {
-		TMEM_ADD(sh->same_filled, sign);
+		d->same_filled += sign;
 		return;
 	}
-	TMEM_ADD(sh->compressed_bytes, sign * tmem_h_len(h));
+	d->compressed_bytes += sign * tmem_h_len(h);
 	if (tmem_h_type(h) == TMEM_H_RAW)
-		TMEM_ADD(sh->raw, sign);
+		d->raw += sign;
 	if (tmem_h_on_disk(h)) {
-		TMEM_ADD(sh->disk_pages, sign);
-		TMEM_ADD(sh->disk_bytes, sign * tmem_h_len(h));
+		d->disk_pages += sign;
+		d->disk_bytes += sign * tmem_h_len(h);
 	}
+}
+
+/*
+ * Each counter moves once, by the net change: tmem_client_stats() reads
+ * them without the shard lock, and a handle replaced by another (a page
+ * written back to the tier) must not show there as one page less.
+ */
+static void account_apply(struct tmem_shard *sh, const struct shard_delta *d)
+{
+	if (d->pages)
+		TMEM_ADD(sh->pages, d->pages);
+	if (d->same_filled)
+		TMEM_ADD(sh->same_filled, d->same_filled);
+	if (d->raw)
+		TMEM_ADD(sh->raw, d->raw);
+	if (d->compressed_bytes)
+		TMEM_ADD(sh->compressed_bytes, d->compressed_bytes);
+	if (d->disk_pages)
+		TMEM_ADD(sh->disk_pages, d->disk_pages);
+	if (d->disk_bytes)
+		TMEM_ADD(sh->disk_bytes, d->disk_bytes);
 }
 
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
@@ -354,12 +380,14 @@ uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 	uint64_t bit = 1ull << slot;
 	bool old_wide = ch->wide & bit;
 	uint64_t old = ch->h[slot];
+	struct shard_delta d = { 0 };
 
 	ch->h[slot] = h;
 	ch->wide = wide ? ch->wide | bit : ch->wide & ~bit;
 	ch->count += (h != 0) - (old != 0);
-	account(sh, old, old_wide, -1);
-	account(sh, h, wide, 1);
+	account(&d, old, old_wide, -1);
+	account(&d, h, wide, 1);
+	account_apply(sh, &d);
 	return old && old_wide ? tmem_h_same(0) : old;
 }
 

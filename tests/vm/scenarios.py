@@ -266,6 +266,49 @@ def check_hostile(c, res, sc):
     check_workload(c, data)
 
 
+def check_hostile_host(c, res, sc):
+    data = res.verdict.get("data", {})
+    slots = data.get("disksize", 0) // 4096
+    ram_pages = data.get("mem_total_kb", 0) // 4
+    # DRV-8: a capacity hint of 2^34 pages is clamped to 64 slots per page
+    # of RAM, with a message; the disk still appears.
+    c.expect(0 < slots <= 64 * ram_pages,
+             "disk of %d slots for a guest of %d pages (hint 2^34)" %
+             (slots, ram_pages))
+    c.eq(data.get("clamp_dmesg"), 1, "capacity clamp messages")
+    # DRV-5: every LOAD answered with a used length of 8 fails.
+    short = data.get("short_read") or {}
+    c.expect(data.get("short_read_exit") not in (0, None),
+             "reads answered without the page succeeded: %s" % short)
+    c.expect(data.get("short_load_errors", 0) >= 1,
+             "no load_errors from short answers")
+    c.expect(data.get("short_dmesg", 0) >= 1, "no short-answer message")
+    check_workload(c, data, "short_verify")
+    w = c.cp("short-written")
+    if w:
+        c.expect(host(w, "pages") >= 512, "short-written: pages not in host")
+    # DRV-9: no answer fails the device after io_timeout (3 s), no hang.
+    c.eq(data.get("hold_dmesg"), 1, "device-failed messages")
+    c.expect(data.get("hold_pool_seconds", 99) <= 20,
+             "pool operation took %s s" % data.get("hold_pool_seconds"))
+    c.expect(data.get("dead_write_exit") not in (0, None),
+             "a write to the failed device succeeded")
+    c.expect(data.get("dead_io_seconds", 99) <= 10,
+             "I/O to the failed device took %s s" %
+             data.get("dead_io_seconds"))
+    f = c.cp("failed")
+    if f:
+        # The driver reset the device: it holds nothing.
+        c.eq(host(f, "pools"), 0, "failed: host pools")
+        c.eq(host(f, "pages"), 0, "failed: host pages")
+    check_workload(c, data, "after_write")
+    check_workload(c, data, "after_verify")
+    r = c.cp("reloaded")
+    if r:
+        c.eq(host(r, "pools"), 1, "reloaded: host pools")
+        c.expect(host(r, "pages") >= 512, "reloaded: pages not in host")
+
+
 def check_parallel(c, res, sc):
     cp = c.cp("after-workload")
     check_agreement(c, cp)
@@ -489,6 +532,11 @@ SCENARIOS = {
         guest="hostile", mem=128, budget="256M", test_build=True,
         check=check_hostile, params=dict(mb=160, disksize_mb=256),
         doc="malformed requests get error statuses; the device serves on"),
+    "hostile-host": dict(
+        guest="hostile_host", mem=128, budget="64T", test_build=True,
+        check=check_hostile_host, params=dict(),
+        doc="a host with an absurd capacity hint, short answers and no "
+            "answers: clamped, failed loads, a failed device, no hang"),
     "disk-tier": dict(
         guest="swap", mem=128, budget="24M", backing_mb=512,
         tier={"backing-size": "512M"}, check=check_disk_tier,

@@ -180,6 +180,60 @@ scn_hostile() {
 	checkpoint after-reset-io
 }
 
+# A host the driver must not trust (proto/SPEC.md DRV-5, DRV-8, DRV-9).
+# The device's capacity hint is absurd (the host half sets budget=64T):
+# the module must clamp it, not fail to allocate its slot maps.  The test
+# build's fault knobs (vtmem_test.c) then make the host answer LOADs
+# without the page, which must fail, and answer nothing at all, which
+# must fail the device after io_timeout instead of hanging a pool
+# operation, I/O or rmmod.
+scn_hostile_host() {
+	load_vtmem io_timeout=3 || return
+	dir=$(counter_dir vtmem0)
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	data disksize "$(cat "$dir/disksize")"
+	data mem_total_kb "$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
+	data clamp_dmesg "$(dmesg | grep -c 'capacity hint of .* is beyond')"
+
+	VT_TAG=short_write memtest blk /dev/vtmem0 --mb 2 --op write --mix text
+	check_workload $?
+	settle
+	checkpoint short-written
+	before=$(counter load_errors)
+	echo 100000 > "$knobs/fault_short_loads" || fail "no fault_short_loads knob"
+	VT_TAG=short_read memtest blk /dev/vtmem0 --mb 2 --op verify --mix text
+	[ $? != 0 ] || fail "LOADs answered without their page read back without error"
+	echo 0 > "$knobs/fault_short_loads"
+	data short_load_errors $(($(counter load_errors) - before))
+	data short_dmesg "$(dmesg | grep -c 'answer of 8 bytes, 4104 expected')"
+	# The host did write the pages: with honest answers they read back.
+	VT_TAG=short_verify memtest blk /dev/vtmem0 --mb 2 --op verify --mix text
+	check_workload $?
+
+	echo Y > "$knobs/fault_hold_answers" || fail "no fault_hold_answers knob"
+	t0=$(date +%s)
+	if echo 64M > "$dir/disksize"; then
+		fail "resizing with a host that never answers succeeded"
+	fi
+	data hold_pool_seconds $(($(date +%s) - t0))
+	data hold_dmesg "$(dmesg | grep -c 'no answer from the device')"
+	t0=$(date +%s)
+	VT_TAG=dead_write memtest blk /dev/vtmem0 --mb 1 --op write
+	[ $? != 0 ] || fail "writes to a failed device succeeded"
+	data dead_io_seconds $(($(date +%s) - t0))
+	settle
+	checkpoint failed
+	rmmod virtio_tmem || fail "rmmod virtio_tmem after the device failed"
+	# A new probe resets the device: it works again.
+	load_vtmem || return
+	VT_TAG=after_write memtest blk /dev/vtmem0 --mb 2 --op write
+	check_workload $?
+	VT_TAG=after_verify memtest blk /dev/vtmem0 --mb 2 --op verify
+	check_workload $?
+	settle
+	checkpoint reloaded
+}
+
 # The same workload with swap on a plain virtio-blk disk only: the
 # comparison baseline (no virtio-tmem involved).
 scn_plainswap() {
