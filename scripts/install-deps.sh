@@ -94,6 +94,7 @@ case $what in
 guest|all)
 	install gcc-12 dwarves cpio kmod busybox-static xz-utils bc flex bison dkms \
 		libelf-dev libssl-dev
+	install debootstrap zstd	# 7.x build chroot; vmlinux from vmlinuz
 	;;
 esac
 case $what in
