@@ -20,8 +20,9 @@
 # The modules live in ${VTMEM_CACHE:-/var/cache/virtio-tmem}/build/<krel>/<variant>/.
 #
 # Exit status: 0 when every build succeeded, 77 when the kernel packages or
-# the build environment cannot be obtained (see guest-kernels.sh and
-# kbuild-chroot.sh), 1 when a build failed.
+# the build environment of a series cannot be obtained (see guest-kernels.sh
+# and kbuild-chroot.sh; the other series are still built), 1 when a build
+# failed.
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -119,12 +120,23 @@ build_one() {
 	echo "$series $KREL $variant $dir/guest-virtio-tmem/virtio_tmem.ko"
 }
 
+# A series that cannot be had does not stop the others from being built.
+missing=
 for series in "$@"; do
 	for variant in $variants; do
 		case $variant in
 		normal | test) ;;
 		*) echo "build-guest-module: unknown variant $variant" >&2; exit 1 ;;
 		esac
-		build_one "$series" "$variant"
+		rc=0
+		(build_one "$series" "$variant") || rc=$?
+		[ "$rc" = 0 ] && continue
+		[ "$rc" = 77 ] || exit "$rc"
+		missing="$missing $series"
+		break
 	done
 done
+if [ -n "$missing" ]; then
+	echo "build-guest-module: not built (unavailable):$missing" >&2
+	exit 77
+fi
