@@ -7,7 +7,7 @@ guest's verdict and every checkpoint, where guest sysfs counters and the
 host's query-tmem were read at the same quiet moment.  Any wrong byte,
 any counter that disagrees, any host figure out of bounds fails the test.
 
-  tests/vm/scenarios.py NAME [--kernel 6.12|6.1]   exit 0 / 1 / 77 (skip)
+  tests/vm/scenarios.py NAME [--kernel 6.12|6.1|7.3]   exit 0 / 1 / 77 (skip)
   tests/vm/scenarios.py --list
 
 Sizes are chosen for TCG on 2 cores: the whole vm suite stays within
@@ -574,7 +574,7 @@ def run(name, series, verbose=True, json_out=None):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("name", nargs="?", choices=sorted(SCENARIOS))
-    ap.add_argument("--kernel", default="6.12", help="6.12 or 6.1")
+    ap.add_argument("--kernel", default="6.12", help="6.12, 6.1 or 7.3")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("-q", "--quiet", action="store_true",
                     help="print checkpoints only on failure")
