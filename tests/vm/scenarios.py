@@ -11,7 +11,9 @@ any counter that disagrees, any host figure out of bounds fails the test.
   tests/vm/scenarios.py --list
 
 Sizes are chosen for TCG on 2 cores: the whole vm suite stays within
-about 15 minutes (see tests/vm/meson.build).
+about 15 minutes (see tests/vm/meson.build).  On a machine loaded by other
+jobs, VTMEM_VM_TIMEOUT_SCALE=N multiplies each scenario's timeout (with
+meson, add -t N for its own).
 """
 
 import argparse
@@ -507,6 +509,13 @@ SCENARIOS = {
 }
 
 
+def timeout_scale():
+    try:
+        return max(1.0, float(os.environ.get("VTMEM_VM_TIMEOUT_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
 def run(name, series, verbose=True, json_out=None):
     sc = SCENARIOS[name]
     try:
@@ -526,7 +535,7 @@ def run(name, series, verbose=True, json_out=None):
                   params=sc["params"], reboot=sc.get("reboot", False),
                   smp=sc.get("smp", 1), num_queues=sc.get("num_queues"),
                   iothread=sc.get("iothread", False),
-                  timeout=sc.get("timeout", 420), **extra)
+                  timeout=sc.get("timeout", 420) * timeout_scale(), **extra)
     t = time.time()
     try:
         res = vm.run()
