@@ -187,8 +187,8 @@ def _term_to_exit(signum, frame):
 FATAL_RE = re.compile(r"Kernel panic|BUG: (?!soft lockup)|kernel BUG at|"
                       r"Oops|general protection fault|"
                       r"Fixing recursive fault")
-# 7.x's workqueue warning is a plain pr_warn: a module that names neither
-# WQ_PERCPU nor WQ_UNBOUND.
+# 7.x warns (a WARN splat after a pr_warn line naming the queue) when a
+# module's alloc_workqueue() names neither WQ_PERCPU nor WQ_UNBOUND.
 SPLAT_RE = re.compile(r"WARNING: |INFO: task .* blocked for more than|"
                       r"soft lockup|hard LOCKUP|rcu_sched self-detected stall|"
                       r"is using neither WQ_PERCPU")
