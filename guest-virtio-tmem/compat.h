@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The few kernel APIs virtio_tmem uses that differ between the kernels it
- * supports: 6.1 LTS (Debian bookworm) and 6.9 or later (6.12 LTS, Debian
- * bookworm-backports).  Everything else in the driver is the same on both.
+ * supports: 6.1 LTS (Debian bookworm), 6.12 LTS (bookworm-backports,
+ * trixie) and 7.x (trixie-backports).  Everything else in the driver is the
+ * same on all of them.
  *
  * Kbuild looks for each API in the kernel's headers and defines
  * VTMEM_HAVE_*, so this file tests features, not version numbers.
@@ -10,11 +11,17 @@
 #ifndef VTMEM_COMPAT_H
 #define VTMEM_COMPAT_H
 
+#include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/err.h>
 #include <linux/fs.h>
+#ifdef VTMEM_HAVE_HEX_H
+#include <linux/hex.h>		/* bin2hex(); in kernel.h before */
+#endif
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
+#include <linux/workqueue.h>
 
 /*
  * VTMEM_HAVE_RW_PAGE (before 6.4): swap marks a device SWP_SYNCHRONOUS_IO
@@ -149,5 +156,76 @@ static inline int vtmem_find_vqs(struct virtio_device *vdev, unsigned int n,
 	return err;
 #endif
 }
+
+/*
+ * Since 6.14 freezing a queue also enters a memalloc_noio scope, whose
+ * flags blk_mq_freeze_queue() returns and blk_mq_unfreeze_queue() takes
+ * (VTMEM_HAVE_FREEZE_MEMFLAGS).
+ */
+static inline unsigned int vtmem_freeze_queue(struct request_queue *q)
+{
+#ifdef VTMEM_HAVE_FREEZE_MEMFLAGS
+	return blk_mq_freeze_queue(q);
+#else
+	blk_mq_freeze_queue(q);
+	return 0;
+#endif
+}
+
+static inline void vtmem_unfreeze_queue(struct request_queue *q,
+					unsigned int memflags)
+{
+#ifdef VTMEM_HAVE_FREEZE_MEMFLAGS
+	blk_mq_unfreeze_queue(q, memflags);
+#else
+	blk_mq_unfreeze_queue(q);
+#endif
+}
+
+/*
+ * A queue frozen across suspend (freeze to restore) must not keep the
+ * freezing task in a noio scope: the _nomemsave pair (6.15 and later,
+ * VTMEM_HAVE_FREEZE_NOMEMSAVE), or on 6.14 the scope left at once.
+ */
+static inline void vtmem_freeze_queue_nomemsave(struct request_queue *q)
+{
+#if defined(VTMEM_HAVE_FREEZE_NOMEMSAVE)
+	blk_mq_freeze_queue_nomemsave(q);
+#elif defined(VTMEM_HAVE_FREEZE_MEMFLAGS)
+	memalloc_noio_restore(blk_mq_freeze_queue(q));
+#else
+	blk_mq_freeze_queue(q);
+#endif
+}
+
+static inline void vtmem_unfreeze_queue_nomemrestore(struct request_queue *q)
+{
+#if defined(VTMEM_HAVE_FREEZE_NOMEMSAVE)
+	blk_mq_unfreeze_queue_nomemrestore(q);
+#elif defined(VTMEM_HAVE_FREEZE_MEMFLAGS)
+	blk_mq_unfreeze_queue(q, memalloc_noio_save());
+#else
+	blk_mq_unfreeze_queue(q);
+#endif
+}
+
+/*
+ * A workqueue bound to the CPU that queues the work, as alloc_workqueue()
+ * made one by default before 7.x asked for WQ_PERCPU or WQ_UNBOUND to be
+ * named (WQ_PERCPU exists since 6.17, VTMEM_HAVE_WQ_PERCPU).
+ */
+#ifdef VTMEM_HAVE_WQ_PERCPU
+#define VTMEM_WQ_PERCPU WQ_PERCPU
+#else
+#define VTMEM_WQ_PERCPU 0
+#endif
+
+/*
+ * kzalloc_obj(): the allocation sized by its own type, as checkpatch asks
+ * for since 7.x; older kernels lack the macro.
+ */
+#ifndef kzalloc_obj
+#define kzalloc_obj(P, GFP) kzalloc(sizeof(P), GFP)
+#endif
 
 #endif /* VTMEM_COMPAT_H */

@@ -905,10 +905,11 @@ static void vtmem_swap_maps(struct vtmem *a, struct vtmem *b)
 static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
 {
 	struct request_queue *q = vt->disk->queue;
+	unsigned int memflags;
 	struct vtmem *next;
 	int err;
 
-	next = kzalloc(sizeof(*next), GFP_KERNEL);
+	next = kzalloc_obj(*next, GFP_KERNEL);
 	if (!next)
 		return -ENOMEM;
 	mutex_lock(&vt->ctl_lock);
@@ -922,7 +923,7 @@ static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
 	if (err)
 		goto out_unlock;
 
-	blk_mq_freeze_queue(q);
+	memflags = vtmem_freeze_queue(q);
 	down_write(&vt->vq_sem);
 	vtmem_pool_destroy(vt);
 	vtmem_swap_maps(vt, next);
@@ -934,7 +935,7 @@ static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
 	err = vtmem_pool_open(vt);
 	up_write(&vt->vq_sem);
 	set_capacity_and_notify(vt->disk, vt->nr_slots << VTMEM_SLOT_SHIFT);
-	blk_mq_unfreeze_queue(q);
+	vtmem_unfreeze_queue(q, memflags);
 	vtmem_free_maps(next);
 out_unlock:
 	mutex_unlock(&vt->ctl_lock);
@@ -1300,13 +1301,13 @@ static int vtmem_freeze(struct virtio_device *vdev)
 	struct vtmem *vt = vdev->priv;
 	s64 held;
 
-	blk_mq_freeze_queue(vt->disk->queue);
+	vtmem_freeze_queue_nomemsave(vt->disk->queue);
 	flush_work(&vt->inval_work);
 	held = atomic64_read(&vt->stats.pages_in_host);
 	if (held && !vt->recovering) {
 		dev_warn(&vdev->dev, "%s: %lld pages in the host, not suspending\n",
 			 vt->disk->disk_name, (long long)held);
-		blk_mq_unfreeze_queue(vt->disk->queue);
+		vtmem_unfreeze_queue_nomemrestore(vt->disk->queue);
 		return -EBUSY;
 	}
 	down_write(&vt->vq_sem);
@@ -1337,7 +1338,7 @@ static int vtmem_restore(struct virtio_device *vdev)
 	/* Without a pool every request fails at once: never leave I/O hung. */
 	if (err)
 		WRITE_ONCE(vt->dead, true);
-	blk_mq_unfreeze_queue(vt->disk->queue);
+	vtmem_unfreeze_queue_nomemrestore(vt->disk->queue);
 	/* Slots freed meanwhile still hold an invalidate to send. */
 	if (!err)
 		queue_work(vtmem_wq, &vt->inval_work);
@@ -1377,7 +1378,8 @@ static int __init vtmem_init(void)
 			  BIOSET_NEED_BVECS | BIOSET_NEED_RESCUER);
 	if (err)
 		return err;
-	vtmem_wq = alloc_workqueue("vtmem", WQ_MEM_RECLAIM, 0);
+	vtmem_wq = alloc_workqueue("vtmem", WQ_MEM_RECLAIM | VTMEM_WQ_PERCPU,
+				   0);
 	if (!vtmem_wq) {
 		err = -ENOMEM;
 		goto err_exit_bioset;

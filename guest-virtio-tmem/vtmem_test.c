@@ -215,10 +215,10 @@ void vtmem_test_init(struct vtmem *vt)
 {
 	struct vtmem_raw *raw;
 
-	raw = kzalloc(sizeof(*raw), GFP_KERNEL);
+	raw = kzalloc_obj(*raw, GFP_KERNEL);
 	if (!raw)
 		return;
-	raw->batch = kzalloc(sizeof(*raw->batch), GFP_KERNEL);
+	raw->batch = kzalloc_obj(*raw->batch, GFP_KERNEL);
 	if (!raw->batch) {
 		kfree(raw);
 		return;

@@ -154,7 +154,8 @@ esac
 case $what in
 guest | all)
 	# debhelper, dh-dkms, lintian, e2fsprogs: the virtio-tmem-dkms package
-	# and the Debian guest image it is tested in (debootstrap).
+	# and the Debian guest image it is tested in (debootstrap, which
+	# also makes the chroot that builds for 7.x kernels on Debian 12).
 	pkgs="$pkgs gcc-12 dwarves cpio kmod busybox-static bc flex bison dkms
 		libelf-dev libssl-dev debootstrap debhelper dh-dkms lintian e2fsprogs"
 	;;

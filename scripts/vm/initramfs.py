@@ -2,8 +2,9 @@
 """Build the busybox initramfs that every virtio-tmem VM test boots.
 
 The image holds busybox-static, the kernel modules the guest needs (taken
-from the guest kernel's own lib/modules tree, dependencies resolved from
-modules.dep and decompressed, since busybox insmod cannot read .ko.xz),
+from the guest kernel's own lib/modules or usr/lib/modules tree,
+dependencies resolved from modules.dep and decompressed, since busybox
+insmod cannot read .ko.xz or .ko.zst),
 the project's module (virtio_tmem.ko), the static test programs from
 tests/vm/guest/ and tests/vm/guest/init.sh as /init.
 
@@ -13,7 +14,7 @@ is left uncompressed because under TCG decompressing costs more boot time
 than reading a few extra MB.
 
 Usage (also imported by vmrun.py):
-  initramfs.py --moddir KROOT/lib/modules/KREL --ko virtio_tmem.ko [--ko ...]
+  initramfs.py --moddir KMODDIR --ko virtio_tmem.ko [--ko ...]
                [--cache DIR]   -> prints the image path
 """
 
@@ -32,7 +33,8 @@ TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 GUEST_DIR = os.path.join(TOP, "tests", "vm", "guest")
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 # Modules a guest needs from the kernel tree besides ours: virtio-pci and
-# virtio-blk (built in on 6.12, modules on 6.1; builtins are skipped).
+# virtio-blk (virtio-pci built in on 6.12 and 7.x, modules on 6.1; builtins
+# are skipped).
 BASE_MODULES = ("virtio_pci", "virtio_blk")
 
 
@@ -81,7 +83,7 @@ def _ko_depends(data):
 
 
 class KernelModules:
-    """lib/modules/KREL of an unpacked guest kernel.
+    """lib/modules/KREL (usr/lib/modules/KREL) of an unpacked guest kernel.
 
     Debian's package ships no modules.dep (depmod runs at install time), so
     dependencies come from each needed module's own depends= field.

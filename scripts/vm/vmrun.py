@@ -22,7 +22,7 @@ Environment:
   VTMEM_ACCEL         kvm or tcg (default: probe whether KVM really boots
                       the guest, once, cached; else tcg)
   VTMEM_CACHE         cache root (default /var/cache/virtio-tmem)
-  VTMEM_KO_<SERIES>   virtio_tmem.ko to use for kernel SERIES (6_12, 6_1);
+  VTMEM_KO_<SERIES>   virtio_tmem.ko to use for kernel SERIES (6_12, 6_1, 7_3);
                       VTMEM_KO_<SERIES>_TEST for the test build
   VTMEM_KEEP          keep the temporary directory (serial logs, disks)
 """
@@ -187,8 +187,11 @@ def _term_to_exit(signum, frame):
 FATAL_RE = re.compile(r"Kernel panic|BUG: (?!soft lockup)|kernel BUG at|"
                       r"Oops|general protection fault|"
                       r"Fixing recursive fault")
+# 7.x warns (a WARN splat after a pr_warn line naming the queue) when a
+# module's alloc_workqueue() names neither WQ_PERCPU nor WQ_UNBOUND.
 SPLAT_RE = re.compile(r"WARNING: |INFO: task .* blocked for more than|"
-                      r"soft lockup|hard LOCKUP|rcu_sched self-detected stall")
+                      r"soft lockup|hard LOCKUP|rcu_sched self-detected stall|"
+                      r"is using neither WQ_PERCPU")
 
 
 class QMP:
