@@ -12,7 +12,7 @@
 #                       (default /var/cache/virtio-tmem)
 #   VTMEM_FUZZ_SECONDS  length of the fuzz run of each target (default 40; 0 skips it)
 #   VTMEM_SUITES        meson suites to run (default "unit scripts qemu guest vm")
-#   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1")
+#   VTMEM_KERNELS       guest kernel series to prepare (default "6.12 6.1 7.3")
 #   QEMU_SERIES         the QEMU series the tests run on (default 10.0); the
 #                       device is only compiled against the other one
 set -u
@@ -105,7 +105,7 @@ esac
 
 case " $suites " in
 *" guest "* | *" vm "*)
-	for k in ${VTMEM_KERNELS:-6.12 6.1}; do
+	for k in ${VTMEM_KERNELS:-6.12 6.1 7.3}; do
 		rc=0
 		scripts/build-guest-module.sh "$k" >/dev/null || rc=$?
 		case $rc in
