@@ -22,6 +22,13 @@
     (QEMU_VERSION_MAJOR > (major) || \
      (QEMU_VERSION_MAJOR == (major) && QEMU_VERSION_MINOR >= (minor)))
 
+/* The memory API moved from exec/ to system/ in 10.1. */
+#if VIRTIO_TMEM_QEMU_AT_LEAST(10, 1)
+#include "system/memory.h"
+#else
+#include "exec/memory.h"
+#endif
+
 /*
  * The type of TypeInfo.class_init's data argument: const since 10.1
  * ("qom: Make class_init's data argument const").
