@@ -135,10 +135,11 @@ case " $built " in
 	case " $suites " in
 	*" qemu "*)
 		# A use-after-free in the device is caught here, not by luck.
-		meson test -C build --setup qemusan --logbase qemusan \
+		# meson names the log testlog-<setup>.json.
+		meson test -C build --setup qemusan \
 			--print-errorlogs --num-processes 2 --suite qemu ||
 			status=1
-		logs="$logs build/meson-logs/qemusan.json"
+		logs="$logs build/meson-logs/testlog-qemusan.json"
 		;;
 	esac
 	;;
