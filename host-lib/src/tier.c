@@ -905,8 +905,12 @@ static int read_back(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 	seq = off >= io->last_end && off - io->last_end < TIER_RA &&
 	      off / t->seg_size == io->last_end / t->seg_size;
 	io->last_end = off + len;
-	if (seq && (io->ra || (io->ra = tmem_zalloc_align(TIER_RA,
-							  t->block)))) {
+	/*
+	 * Only when the whole page falls inside the window: with a 64 KiB
+	 * O_DIRECT block, start may sit up to a block below off.
+	 */
+	if (seq && off + len <= start + TIER_RA &&
+	    (io->ra || (io->ra = tmem_zalloc_align(TIER_RA, t->block)))) {
 		end = start + TIER_RA < seg_end ? start + TIER_RA : seg_end;
 		io->ra_end = 0;		/* invalid if the read fails */
 		if (read_blocks(t, io, io->ra, start, end))
