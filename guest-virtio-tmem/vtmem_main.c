@@ -195,7 +195,10 @@ static unsigned long vtmem_io_timeout(void)
 {
 	unsigned int secs = READ_ONCE(io_timeout);
 
-	return secs ? secs * HZ : MAX_SCHEDULE_TIMEOUT;
+	if (!secs)
+		return MAX_SCHEDULE_TIMEOUT;
+	/* Never wraps: a huge value waits as long as a jiffies count can. */
+	return min_t(unsigned long, secs, MAX_SCHEDULE_TIMEOUT / HZ) * HZ;
 }
 
 /*
