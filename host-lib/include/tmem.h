@@ -135,8 +135,9 @@ void tmem_client_free(struct tmem_client *client);
  * tmem_client_free() (QEMU does not unrealize devices at exit): stop the
  * disk tier's writer and remove the backing file if the client created
  * it, or discard the used range of a block device, as tmem_client_free()
- * would.  Loads of pages already on disk still work (the file stays
- * open); stores over the budget are refused.  Afterwards the only call
+ * would.  Loads of pages already in a created file still work (it
+ * stays open); a block device's discarded pages answer -EIO; stores
+ * over the budget are refused.  Afterwards the only call
  * allowed is tmem_client_free().  No-op without a disk tier.
  */
 void tmem_client_release_backing(struct tmem_client *client);
