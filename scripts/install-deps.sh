@@ -12,7 +12,8 @@
 #   bookworm  meson >= 1.5 and python3-pycotap from bookworm-backports,
 #             downloaded there and installed as local packages
 #   trixie    everything from its own suites (meson 1.7)
-# QEMU's source package (trixie) and the guest kernels are fetched by
+# QEMU's source package (trixie for 10.0, sid for 10.2) and the guest
+# kernels are fetched by
 # scripts/build-qemu.sh and scripts/guest-kernels.sh the same way.
 #
 # A second run installs nothing and takes about a second: each
