@@ -785,13 +785,22 @@ static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
     unsigned i;
 
     for (i = 0; i < s->conf.num_queues; i++) {
+        /*
+         * As virtio_bh_new_guarded(): the transport owns the MMIO.  Only
+         * in the main loop, though: the guard is not per thread, so a BH
+         * running in an IOThread under it would make the main thread drop
+         * the guest's MMIO to the transport ("Blocked re-entrant IO"),
+         * a status write among them.
+         */
+        MemReentrancyGuard *guard =
+            s->vq_aio_context[i] == qemu_get_aio_context() ?
+            &transport->mem_reentrancy_guard : NULL;
+
         s->resume[i].s = s;
         s->resume[i].queue = i;
-        /* As virtio_bh_new_guarded(): the transport owns the MMIO. */
         s->resume[i].bh = aio_bh_new_guarded(s->vq_aio_context[i],
                                              virtio_tmem_resume_bh,
-                                             &s->resume[i],
-                                             &transport->mem_reentrancy_guard);
+                                             &s->resume[i], guard);
     }
 }
 
