@@ -40,6 +40,9 @@
 #include "virtio_tmem.h"
 
 #define PAGE		VIRTIO_TMEM_PAGE_SIZE
+
+#include "fuzz-input.h"
+
 #define REQ_LEN		sizeof(struct virtio_tmem_req)
 #define RESP_LEN	sizeof(struct virtio_tmem_resp)
 #define MAX_POOLS	4
@@ -75,41 +78,6 @@ struct mclient {
 	uint64_t features;
 	struct mpool pool[MAX_POOLS];
 };
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t next(struct input *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint64_t hash_page(const uint8_t *p)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t i;
-
-	for (i = 0; i < PAGE; i++)
-		h = (h ^ p[i]) * 0x100000001b3ULL;
-	return h;
-}
-
-static uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 /* Pages of every compressibility class, from two fuzz bytes. */
 static void make_page(uint8_t *p, uint8_t kind, uint8_t seed,
