@@ -19,7 +19,9 @@
 #   6.1    bookworm                            6.1.0-N-amd64
 #   6.12   bookworm-backports, trixie          6.12.N+deb12-amd64,
 #          (trixie first on a trixie host)     6.12.N+deb13[.M]-amd64
-#   7.N    trixie-backports                    7.3.N+deb13-amd64
+#   7.2    sid, trixie-backports               7.2.N+deb14-amd64 (gcc-16),
+#                                              7.2.N+deb13-amd64
+#   7.N    trixie-backports, sid               7.3.N+deb13-amd64
 # Each suite is reached through a private apt configuration under
 # ${VTMEM_CACHE:-/var/cache/virtio-tmem}/apt/<suite>/ whose archive URI is
 # copied from the machine's own entries (scripts/lib/apt-archive.sh): the
@@ -94,7 +96,10 @@ suites_for() {
 			echo trixie bookworm-backports
 		fi
 		;;
-	7.*) echo trixie-backports ;;
+	# sid's kernel is the 7.2 series (its compiler gcc-16, newer than
+	# trixie's); trixie-backports has 7.2 and 7.3 built with gcc-14.
+	7.2) echo sid trixie-backports ;;
+	7.*) echo trixie-backports sid ;;
 	*) die "unknown series '$1' (6.1, 6.12 or 7.N)" ;;
 	esac
 }
