@@ -3,8 +3,8 @@
 
 Usage: test_device.py TEST     (TEST: one of the names in TESTS, or 'all')
 
-QEMU comes from $QEMU, else from `scripts/build-qemu.sh --print-path`; if it
-is not built every test exits 77 (SKIP).  QEMU runs under TCG, paused (-S)
+QEMU comes from $VTMEM_QEMU, else from `scripts/build-qemu.sh --print-path`
+(python/vtmem/qemu.py); if it is not built every test exits 77 (SKIP).  QEMU runs under TCG, paused (-S)
 unless a test needs the VM running.
 """
 

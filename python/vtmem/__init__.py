@@ -1,0 +1,14 @@
+"""The Python helpers the project's tests, scripts and benchmarks share.
+
+Standard library only, importable from a fresh clone without installing
+anything: a caller puts the repository's python/ directory on sys.path
+(as QEMU's own tree does with python/qemu/).
+
+  vtmem.qemu   where the project's QEMU is, and how it runs and stops
+  vtmem.qmp    one QMP client
+"""
+
+import os
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
