@@ -21,11 +21,10 @@ import tempfile
 
 from qmp import QEMU, Failure, check, run_qemu, run_tests, skip
 from test_datapath import (Device, QTestVM, F_MQ, OP_NEW_POOL, OP_STORE,
-                           OP_LOAD, OP_INVALIDATE_PAGE, PAGE, REQ, RESP, S_OK,
-                           S_REJECTED)
+                           OP_LOAD, OP_INVALIDATE_PAGE, PAGE, REQ, RESP,
+                           S_IOERR, S_OK, S_REJECTED)
 from test_device import check_error, qmp_value
 
-S_IOERR = 6                     # VIRTIO_TMEM_S_IOERR
 MiB = 1 << 20
 BUDGET = 8 * MiB
 BACKING = 256 * MiB
