@@ -7,6 +7,7 @@ anything: a caller puts the repository's python/ directory on sys.path
   vtmem.qemu   where the project's QEMU is, and how it runs and stops
   vtmem.qmp    one QMP client
   vtmem.wire   proto/virtio_tmem.h's constants and structs, read from it
+  vtmem.pages  page contents for the Python tests (C: tests/common/)
 """
 
 import os

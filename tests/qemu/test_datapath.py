@@ -14,7 +14,6 @@ Exit 77 (SKIP) when QEMU is not built; see qmp.py.
 """
 
 import os
-import random
 import socket
 import struct
 import sys
@@ -22,6 +21,7 @@ import time
 
 from qmp import QEMU, Failure, check, run_tests
 from vtmem import wire
+from vtmem.pages import page_of  # noqa: F401 (test_hardening takes it too)
 # proto/virtio_tmem.h, read by vtmem.wire (REQ, RESP, CONFIG: its structs)
 from vtmem.wire import (CONFIG, F_EPHEMERAL, F_MQ, OP_DESTROY_POOL,  # noqa
                         OP_INVALIDATE_OBJECT, OP_INVALIDATE_PAGE,
@@ -335,15 +335,6 @@ class Device:
         check(used_len == (PAGE if load else 0) + RESP.size,
               "used length %d" % used_len)
         return status, pool_id, bufs[0] if load else None
-
-
-def page_of(seed, compressible=True):
-    rnd = random.Random(seed)
-    if compressible:
-        words = [b"tmem", b"page", b"%08d" % seed, b"swap", b"    "]
-        data = b"".join(rnd.choice(words) for _ in range(PAGE // 4))
-        return data[:PAGE]
-    return bytes(rnd.getrandbits(8) for _ in range(PAGE))
 
 
 def stats(vm, qid="tmem0"):
