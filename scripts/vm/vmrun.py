@@ -57,6 +57,15 @@ def log(msg):
     print("vmrun: %s" % msg, file=sys.stderr, flush=True)
 
 
+def file_tail(path, n):
+    """The last @n lines of a log file, "" if it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
+
+
 def cache_root():
     return os.environ.get("VTMEM_CACHE", "/var/cache/virtio-tmem")
 
@@ -345,11 +354,7 @@ class VM:
             return ""
 
     def _console_tail(self, n=60):
-        try:
-            with open(self.console_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return file_tail(self.console_path, n)
 
     def run(self):
         res = Result()

@@ -182,11 +182,7 @@ class DebianVM:
         vmrun.vqemu.stop(self.proc, self.qmp, quit_timeout=3, group=True)
 
     def console_tail(self, n=80):
-        try:
-            with open(self.console, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return vmrun.file_tail(self.console, n)
 
 
 def values(reports, boot, key):
