@@ -20,19 +20,22 @@ Usage: bench/qmp-latency.py [--budget 1G] [--pages N] [--seconds 10]
                             [--batch 512] [--iothread] [--json]
 (today's libtmem takes more than 3 million zero pages at budget=1G, so
 --pages 1830000 stops where the issue's 576-byte chunks filled 1 GiB)
-QEMU: $QEMU, else scripts/build-qemu.sh --print-path (exit 77 if absent).
+QEMU: $VTMEM_QEMU, else scripts/build-qemu.sh --print-path (exit 77 if
+absent; python/vtmem/qemu.py).
 """
 
 import argparse
 import json
 import multiprocessing
 import os
-import socket
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests", "qemu"))
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(TOP, "python"))
+sys.path.insert(0, os.path.join(TOP, "tests", "qemu"))
+
+from vtmem.qmp import QMP, QMPClosed  # noqa: E402
 
 from test_datapath import (OP_DESTROY_POOL, OP_NEW_POOL, REQ, S_OK,  # noqa
                            S_REJECTED, Device, QTestVM, stats)
@@ -42,29 +45,16 @@ from test_hardening import (GROWN, Flood, absent_object_invalidations,  # noqa
 
 def probe(path, stop, out, interval=0.01):
     """Child process: query-status every @interval; latencies to @out."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    for _ in range(500):
-        try:
-            sock.connect(path)
-            break
-        except OSError:
-            time.sleep(0.01)
-    f = sock.makefile("rwb", buffering=0)
-    f.readline()                                     # greeting
-    f.write(b'{"execute": "qmp_capabilities"}\n')
-    f.readline()
+    qmp = QMP(path, timeout=600)
     while not stop.is_set():
         t0 = time.monotonic()
-        f.write(b'{"execute": "query-status"}\n')
-        while True:
-            line = f.readline()
-            if not line:
-                return                               # QEMU is gone
-            if b'"return"' in line:
-                break                                # else an event
+        try:
+            qmp.cmd("query-status")
+        except QMPClosed:
+            return                                   # QEMU is gone
         out.put((t0, time.monotonic() - t0))
         time.sleep(interval)
-    sock.close()
+    qmp.close()
 
 
 def progress(msg):

@@ -26,6 +26,8 @@
 #define MAX_THREADS	2
 #define FILE_PAGES	32	/* pages taken from one file at most */
 
+#include "vtmem-pages.h"
+
 enum corpus { CORPUS_FILES, CORPUS_RANDOM, CORPUS_ZERO };
 
 struct opts {
@@ -118,16 +120,13 @@ static void walk(struct corpus_fill *cf, const char *dir)
 static uint8_t *corpus_load(const struct opts *o)
 {
 	struct corpus_fill cf = { .want = o->pages };
-	uint64_t x = 0x9e3779b97f4a7c15ull;
+	uint64_t seed = 0;
 
 	cf.buf = calloc(o->pages, PAGE);
 	if (!cf.buf)
 		die("corpus", ENOMEM);
 	if (o->corpus == CORPUS_RANDOM) {
-		for (size_t i = 0; i < o->pages * PAGE / 8; i++) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			memcpy(cf.buf + i * 8, &x, 8);
-		}
+		fill_random(cf.buf, o->pages * PAGE, &seed);
 	} else if (o->corpus == CORPUS_FILES) {
 		walk(&cf, "/usr/lib");
 		walk(&cf, "/usr/share");
@@ -333,16 +332,14 @@ static void punch_holes(struct worker *w, size_t n, struct tmem_stats *st)
 static size_t fill_budget(struct tmem_ctx *ctx, uint32_t pool, uint64_t obj,
 			  const uint8_t *pages, size_t n, uint8_t *gen)
 {
-	uint64_t x = 0x9e3779b97f4a7c15ull + obj;
+	uint64_t seed = obj;
 	size_t i;
 
 	for (i = 0; i < n; i++) {
 		const uint8_t *p = pages ? pages + i * PAGE : gen;
 
-		for (size_t k = 0; !pages && k < PAGE; k += 8) {
-			x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-			memcpy(gen + k, &x, 8);
-		}
+		if (!pages)
+			fill_random(gen, PAGE, &seed);
 		if (tmem_store(ctx, pool, obj, i, p))
 			break;
 	}

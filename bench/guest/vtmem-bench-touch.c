@@ -26,18 +26,11 @@
 #include <time.h>
 
 #define PAGE 4096u
-#define WORDS (PAGE / 8)
+
+#include "vtmem-pages.h"	/* tests/common/: the pages' content */
 
 static int mixed;
 static uint64_t seed = 1;
-
-static uint64_t splitmix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
 
 static double now(void)
 {
@@ -66,27 +59,12 @@ static void vmstat(unsigned long long *in, unsigned long long *out)
 }
 
 /* Words 0 and 1 name the page and its generation: no two pages alike. */
+#define BENCH_MAGIC 0x48434e4542540000ULL	/* "\0\0TBENCH" */
+
 static void fill(uint64_t *w, unsigned long idx, unsigned int gen)
 {
-	uint64_t key = splitmix(seed * 31 + gen) ^ (idx * 0x100000001b3ULL);
-	unsigned int kind = mixed ? splitmix(seed ^ idx) % 16 : 4;
-	unsigned int i;
-
-	if (kind == 0) {		/* same-filled, never zero */
-		for (i = 0; i < WORDS; i++)
-			w[i] = key | 1;
-		return;
-	}
-	for (i = 0; i < WORDS; i++) {
-		if (kind <= 3)		/* random */
-			w[i] = splitmix(key + i);
-		else if (i % 8 == 0)	/* text: 64-byte records */
-			w[i] = splitmix(key + i) & 0x0f0f0f0f0f0f0f0fULL;
-		else
-			w[i] = 0x2e6d656d74762d20ULL + (i % 8);
-	}
-	w[0] = 0x48434e4542540000ULL | (gen & 0xffff);
-	w[1] = idx;
+	fill_record_page(w, mixed ? record_kind_mixed(seed, idx) : REC_TEXT,
+			 seed, idx, gen, BENCH_MAGIC);
 }
 
 struct phase {
@@ -162,7 +140,7 @@ int main(int argc, char **argv)
 
 	begin(&pt);
 	for (p = 0; p < passes; p++) {
-		uint64_t r = splitmix(seed + 1000 + p);
+		uint64_t r = splitmix64_of(seed + 1000 + p);
 		/* LCG with a % 4 == 1 and odd c: a full permutation mod 2^k. */
 		unsigned long a = (r & ~3ul) | 1, cc = (r >> 32) | 1;
 

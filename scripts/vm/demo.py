@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 sys.path.insert(0, os.path.join(TOP, "tests", "vm"))
 import vmrun  # noqa: E402
 import scenarios  # noqa: E402
+from vtmem.wire import PAGE  # noqa: E402
 
 
 def mib(n):
@@ -54,8 +55,8 @@ def report(args, res, kernel):
     hg, hh = held["guest"], held["host"]
     pages = hh["pages"]
     comp = hh["compressed-bytes"]
-    ratio = (pages * 4096.0 / hh["host-bytes"]) if hh["host-bytes"] else 0
-    cratio = (pages * 4096.0 / comp) if comp else 0
+    ratio = (pages * PAGE / hh["host-bytes"]) if hh["host-bytes"] else 0
+    cratio = (pages * PAGE / comp) if comp else 0
 
     print()
     print("virtio-tmem demo: guest kernel %s, %d MiB RAM, QEMU %s, budget %s"
@@ -85,7 +86,7 @@ def report(args, res, kernel):
         ("  same-filled (no data) / kept raw", "",
          "%d / %d" % (hh.get("same-filled-pages", 0),
                       hh.get("raw-pages", 0))),
-        ("  original size", "", mib(pages * 4096)),
+        ("  original size", "", mib(pages * PAGE)),
         ("  compressed bytes", "", mib(comp)),
         ("  host bytes (data + metadata)", "", mib(hh["host-bytes"])),
         ("  compression ratio (orig / compressed)", "", "%.2fx" % cratio),

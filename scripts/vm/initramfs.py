@@ -124,22 +124,42 @@ class KernelModules:
         return order
 
 
+# The headers the guest programs include: the wire format and the pages'
+# content (shared with the host-side tests and tmem-bench).
+PROGRAM_INCLUDES = (os.path.join(TOP, "proto"),
+                    os.path.join(TOP, "tests", "common"))
+
+
+def _headers_digest():
+    h = hashlib.sha256()
+    for d in PROGRAM_INCLUDES:
+        for n in sorted(os.listdir(d)):
+            if n.endswith(".h"):
+                with open(os.path.join(d, n), "rb") as f:
+                    h.update(n.encode() + b"\0" + f.read())
+    return h.digest()
+
+
 def _compile_programs(cache):
-    """gcc -static every tests/vm/guest/*.c; cached by source hash."""
+    """gcc -static every tests/vm/guest/*.c; cached by the hash of the
+    source and the headers it may include."""
     out = {}
+    headers = _headers_digest()
     for src in sorted(os.listdir(GUEST_DIR)):
         if not src.endswith(".c"):
             continue
         path = os.path.join(GUEST_DIR, src)
         with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()[:16]
+            digest = hashlib.sha256(headers + f.read()).hexdigest()[:16]
         name = src[:-2]
         binary = os.path.join(cache, "bin", "%s-%s" % (name, digest))
         if not os.path.exists(binary):
             os.makedirs(os.path.dirname(binary), exist_ok=True)
             tmp = binary + ".tmp%d" % os.getpid()
-            cmd = ["gcc", "-static", "-O2", "-Wall", "-Wextra",
-                   "-I", os.path.join(TOP, "proto"), "-o", tmp, path]
+            cmd = ["gcc", "-static", "-O2", "-Wall", "-Wextra"]
+            for d in PROGRAM_INCLUDES:
+                cmd += ["-I", d]
+            cmd += ["-o", tmp, path]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode:
                 raise BuildError("%s failed:\n%s" % (" ".join(cmd), r.stderr))

@@ -16,9 +16,9 @@ Exit status of the command line: 0 when the guest's verdict is ok, 1 when
 not, 77 when QEMU, the kernel or the module is not available (a skip), 2
 on a usage or infrastructure error.
 
-Environment:
+Environment (QEMU is found as every test finds it, python/vtmem/qemu.py):
   VTMEM_QEMU          qemu-system-x86_64 to use (default: build-qemu.sh
-                      --print-path)
+                      --print-path; VTMEM_QEMU_SANITIZE=1: --sanitize)
   VTMEM_ACCEL         kvm or tcg (default: probe whether KVM really boots
                       the guest, once, cached; else tcg)
   VTMEM_CACHE         cache root (default /var/cache/virtio-tmem)
@@ -28,7 +28,6 @@ Environment:
 """
 
 import argparse
-import ctypes
 import fcntl
 import json
 import os
@@ -36,7 +35,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,12 +44,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import initramfs  # noqa: E402
 
 TOP = initramfs.TOP
-SKIP = 77
-
-
-class Unavailable(Exception):
-    """Something the VM needs is not built or cannot be obtained: skip."""
-
+sys.path.insert(0, os.path.join(TOP, "python"))
+from vtmem import qemu as vqemu  # noqa: E402
+from vtmem.qemu import SKIP, Unavailable, find_qemu  # noqa: E402,F401
+from vtmem.qmp import QMP, QMPClosed, QMPError  # noqa: E402
 
 class VMError(Exception):
     """The VM misbehaved: timeout, crash, protocol error."""
@@ -59,6 +55,15 @@ class VMError(Exception):
 
 def log(msg):
     print("vmrun: %s" % msg, file=sys.stderr, flush=True)
+
+
+def file_tail(path, n):
+    """The last @n lines of a log file, "" if it cannot be read."""
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return ""
 
 
 def cache_root():
@@ -87,21 +92,6 @@ def _assignments(text):
         if m:
             out[m.group(1)] = m.group(2).strip("'\"")
     return out
-
-
-def find_qemu():
-    q = os.environ.get("VTMEM_QEMU")
-    if not q:
-        path = os.path.join(TOP, "scripts", "build-qemu.sh")
-        if not os.path.exists(path):
-            raise Unavailable("scripts/build-qemu.sh does not exist yet")
-        r = subprocess.run([path, "--print-path"], capture_output=True,
-                           text=True)
-        q = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
-    if not q or not os.access(q, os.X_OK):
-        raise Unavailable("QEMU not built (%s); run scripts/build-qemu.sh"
-                          % (q or "no path"))
-    return q
 
 
 def find_kernel(series):
@@ -170,14 +160,6 @@ def module_lock(ko):
     return f
 
 
-def _die_with_parent():
-    """In the child: SIGKILL QEMU if the runner dies (PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _term_to_exit(signum, frame):
     # meson's timeout and ^C: unwind through the finally that kills QEMU.
     raise SystemExit(128 + signum)
@@ -192,53 +174,6 @@ FATAL_RE = re.compile(r"Kernel panic|BUG: (?!soft lockup)|kernel BUG at|"
 SPLAT_RE = re.compile(r"WARNING: |INFO: task .* blocked for more than|"
                       r"soft lockup|hard LOCKUP|rcu_sched self-detected stall|"
                       r"is using neither WQ_PERCPU")
-
-
-class QMP:
-    def __init__(self, path, timeout=30):
-        deadline = time.time() + timeout
-        while True:
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.time() > deadline:
-                    raise VMError("QMP socket %s never came up" % path)
-                time.sleep(0.05)
-        self.sock.settimeout(timeout)
-        self.buf = b""
-        self._recv()  # greeting
-        self.cmd("qmp_capabilities")
-
-    def _recv(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise VMError("QMP connection closed")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
-
-    def cmd(self, name, **args):
-        msg = {"execute": name}
-        if args:
-            msg["arguments"] = args
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            r = self._recv()
-            if "return" in r:
-                return r["return"]
-            if "error" in r:
-                raise VMError("QMP %s: %s" % (name, r["error"]))
-            # an event: ignore
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
 
 
 def probe_accel(qemu, kernel, image):
@@ -419,11 +354,7 @@ class VM:
             return ""
 
     def _console_tail(self, n=60):
-        try:
-            with open(self.console_path, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return file_tail(self.console_path, n)
 
     def run(self):
         res = Result()
@@ -435,8 +366,11 @@ class VM:
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
         start = time.time()
         try:
-            self._start()
-            self._loop(res, start)
+            try:
+                self._start()
+                self._loop(res, start)
+            except (QMPError, QMPClosed, TimeoutError) as e:
+                raise VMError("QMP: %s%s" % (e, self._stderr_hint()))
         except VMError as e:
             e.result = res
             raise
@@ -453,10 +387,11 @@ class VM:
         self.proc = subprocess.Popen(
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=open(os.path.join(self.tmp, "qemu.stderr"), "wb"),
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=vqemu.die_with_parent)
         try:
-            self.qmp = QMP(self.qmp_path)
-        except OSError as e:
+            self.qmp = QMP(self.qmp_path,
+                           alive=lambda: self.proc.poll() is None)
+        except (QMPClosed, OSError) as e:
             time.sleep(0.2)
             raise VMError("QMP: %s%s" % (e, self._stderr_hint()))
 
@@ -577,25 +512,9 @@ class VM:
 
     def _stop(self):
         """Stop QEMU whatever state it is in."""
-        p = self.proc
-        if p is not None and p.poll() is None:
-            try:
-                if self.qmp:
-                    self.qmp.sock.settimeout(3)
-                    self.qmp.cmd("quit")
-                p.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - tear down whatever happens
-                pass
-        if p is not None and p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-        if self.qmp:
-            self.qmp.close()
-        if p is not None:
-            for f in (p.stdin, p.stdout):
+        vqemu.stop(self.proc, self.qmp, quit_timeout=3, group=True)
+        if self.proc is not None:
+            for f in (self.proc.stdin, self.proc.stdout):
                 try:
                     f.close()
                 except OSError:

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What the libFuzzer targets of tests/fuzz/ share: reading the fuzz input a
- * byte at a time, a page's hash for the model, and a seeded generator.
+ * byte at a time, a page's hash for the model, and (from
+ * tests/common/vtmem-pages.h) the seeded generator of page contents.
  * Define PAGE before including it.
  */
 #ifndef FUZZ_INPUT_H
@@ -9,6 +10,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "vtmem-pages.h"
 
 struct input {
 	const uint8_t *p;
@@ -36,16 +39,6 @@ static inline uint64_t hash_page(const uint8_t *p)
 	for (i = 0; i < PAGE; i++)
 		h = (h ^ p[i]) * 0x100000001b3ULL;
 	return h;
-}
-
-/* splitmix64: page contents from a seed. */
-static inline uint64_t mix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 #endif

@@ -94,19 +94,15 @@ static void make_page(uint8_t *p, uint8_t kind, uint8_t seed,
 		memset(p, seed, PAGE);
 		break;
 	case 2:
-		for (i = 0; i < PAGE; i += 8) {
-			uint64_t v = mix(&s);
-
-			memcpy(p + i, &v, 8);
-		}
+		fill_random(p, PAGE, &s);
 		break;
 	case 3:
 		for (i = 0; i < PAGE; i++)
-			p[i] = "tmem swap page "[(mix(&s) % 15)];
+			p[i] = "tmem swap page "[(splitmix64(&s) % 15)];
 		break;
 	case 4:		/* half random */
 		for (i = 0; i < PAGE / 2; i++)
-			p[i] = (uint8_t)mix(&s);
+			p[i] = (uint8_t)splitmix64(&s);
 		memset(p + PAGE / 2, 0, PAGE / 2);
 		break;
 	default:	/* the rest of the input, tiled */

@@ -100,19 +100,15 @@ static void make_page(uint8_t *p, uint8_t kind, uint8_t seed)
 		memset(p, seed & 1 ? seed : 0, PAGE);
 		break;
 	case 1:
-		for (i = 0; i < PAGE; i += 8) {
-			uint64_t v = mix(&s);
-
-			memcpy(p + i, &v, 8);
-		}
+		fill_random(p, PAGE, &s);
 		break;
 	case 2:
 		for (i = 0; i < PAGE; i++)
-			p[i] = "tmem swap page "[(mix(&s) % 15)];
+			p[i] = "tmem swap page "[(splitmix64(&s) % 15)];
 		break;
 	case 3:		/* random head, zero tail: compresses to about half */
 		for (i = 0; i < PAGE; i++)
-			p[i] = i < (size_t)(kind >> 3) * 128 ? (uint8_t)mix(&s) : 0;
+			p[i] = i < (size_t)(kind >> 3) * 128 ? (uint8_t)splitmix64(&s) : 0;
 		break;
 	default:	/* compressible, differing in one byte per seed */
 		memset(p, 0x5a, PAGE);

@@ -150,7 +150,7 @@ class Libvirtd:
             [tool_path("unshare"), "--mount", "--propagation", "private",
              "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-            start_new_session=True, preexec_fn=vmrun._die_with_parent)
+            start_new_session=True, preexec_fn=vmrun.vqemu.die_with_parent)
         deadline = time.time() + timeout
         while True:
             if self.proc.poll() is not None:

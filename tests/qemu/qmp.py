@@ -1,33 +1,26 @@
-"""A minimal QMP client and QEMU launcher for the virtio-tmem tests.
+"""The harness of the virtio-tmem device tests: QEMU under a test.
 
-Standard library only.  QEMU is found through $QEMU, else through
-`scripts/build-qemu.sh --print-path` (with VTMEM_QEMU_SANITIZE=1:
-`--sanitize --print-path`, the ASan/UBSan build); when it is not built
-the tests exit 77, which meson counts as SKIP.  A sanitizer report makes
-that QEMU exit at once (ASAN_OPTIONS/UBSAN_OPTIONS below, unless set), so
-a test sees it die rather than a report scroll by in its log.
+The QMP client and the way QEMU is found are the project's one copy in
+python/vtmem/ (vtmem.qmp, vtmem.qemu: VTMEM_QEMU, else the build of
+scripts/build-qemu.sh --print-path, with VTMEM_QEMU_SANITIZE=1 the
+ASan/UBSan build); when QEMU is not built the tests exit 77, which meson
+counts as SKIP.  A sanitizer report makes that QEMU exit at once
+(vtmem.qemu.qemu_env), so a test sees it die rather than a report scroll
+by in its log.
 """
 
-import ctypes
-import json
 import os
-import select
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-SKIP = 77
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "python"))
 
-
-def _die_with_parent():
-    """QEMU must not outlive a test killed by meson's timeout."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+from vtmem import qemu as vqemu  # noqa: E402
+from vtmem.qemu import SKIP, qemu_env  # noqa: E402,F401
+from vtmem.qmp import QMP, QMPError  # noqa: E402,F401
 
 
 def skip(reason):
@@ -36,40 +29,10 @@ def skip(reason):
 
 
 def find_qemu():
-    qemu = os.environ.get("QEMU")
-    if not qemu:
-        script = os.path.join(REPO, "scripts", "build-qemu.sh")
-        which = (["--sanitize"] if os.environ.get("VTMEM_QEMU_SANITIZE") == "1"
-                 else [])
-        res = subprocess.run([script] + which + ["--print-path"],
-                             stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
-        qemu = res.stdout.strip()
-        if res.stderr:
-            # e.g. the binary was built from another checkout
-            sys.stderr.write(res.stderr)
-        if res.returncode != 0:
-            skip("QEMU with virtio-tmem is not built (%s missing); run "
-                 "scripts/build-qemu.sh" % qemu)
-    if not os.access(qemu, os.X_OK):
-        skip("QEMU=%s is not executable" % qemu)
-    return qemu
-
-
-def qemu_env():
-    """The environment QEMU runs in: sanitizer reports are fatal (QEMU
-    leaks by design at exit, so leak checking is off)."""
-    env = dict(os.environ)
-    env.setdefault("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1")
-    env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1")
-    return env
-
-
-class QMPError(Exception):
-    def __init__(self, reply):
-        self.cls = reply["error"].get("class")
-        self.desc = reply["error"].get("desc", "")
-        super().__init__("%s: %s" % (self.cls, self.desc))
+    try:
+        return vqemu.find_qemu()
+    except vqemu.Unavailable as e:
+        skip(str(e))
 
 
 class QEMU:
@@ -86,9 +49,7 @@ class QEMU:
         self.paused = paused
         self.timeout = timeout
         self.proc = None
-        self.sock = None
-        self.buf = b""
-        self.events = []
+        self.qmp = None
         self.final_log = ""
 
     def cmdline(self):
@@ -106,24 +67,15 @@ class QEMU:
                                          stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
                                          env=qemu_env(),
-                                         preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + self.timeout
-        while True:
+                                         preexec_fn=vqemu.die_with_parent)
+        try:
+            self.qmp = QMP(self.sock_path, self.timeout,
+                           alive=lambda: self.proc.poll() is None)
+        except RuntimeError as e:
             if self.proc.poll() is not None:
                 raise RuntimeError("QEMU exited with %d: %s" %
                                    (self.proc.returncode, self.log()))
-            try:
-                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                self.sock.connect(self.sock_path)
-                break
-            except OSError:
-                self.sock.close()
-                if time.monotonic() > deadline:
-                    raise RuntimeError("no QMP socket after %ds" % self.timeout)
-                time.sleep(0.05)
-        greeting = self._read()
-        assert "QMP" in greeting, greeting
-        self.cmd("qmp_capabilities")
+            raise RuntimeError(str(e))
         return self
 
     def __exit__(self, exc_type, *exc):
@@ -136,18 +88,8 @@ class QEMU:
                                log[log.index(report[0]):][:4000])
 
     def close(self):
-        if self.proc and self.proc.poll() is None:
-            try:
-                self.cmd("quit")
-            except Exception:
-                pass
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.send_signal(signal.SIGKILL)
-                self.proc.wait()
-        if self.sock:
-            self.sock.close()
+        vqemu.stop(self.proc, self.qmp, wait=10)
+        self.qmp = None
         self.final_log = self.log()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -159,56 +101,16 @@ class QEMU:
         except OSError:
             return ""
 
-    def _read(self, timeout=None):
-        timeout = self.timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("QMP: no answer in %ss" % timeout)
-            r, _, _ = select.select([self.sock], [], [], left)
-            if not r:
-                continue
-            data = self.sock.recv(65536)
-            if not data:
-                raise RuntimeError("QMP connection closed")
-            self.buf += data
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
     def cmd_raw(self, name, **arguments):
-        msg = {"execute": name}
-        if arguments:
-            msg["arguments"] = arguments
-        self.sock.sendall(json.dumps(msg).encode() + b"\n")
-        while True:
-            reply = self._read()
-            if "event" in reply:
-                self.events.append(reply)
-                continue
-            return reply
+        return self.qmp.cmd_raw(name, **arguments)
 
     def cmd(self, name, **arguments):
         """Run a command; return its result or raise QMPError."""
-        reply = self.cmd_raw(name, **arguments)
-        if "error" in reply:
-            raise QMPError(reply)
-        return reply["return"]
+        return self.qmp.cmd(name, **arguments)
 
     def wait_event(self, name, timeout):
         """The first event called name within timeout seconds, else None."""
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, ev in enumerate(self.events):
-                if ev["event"] == name:
-                    return self.events.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                self.events.append(self._read(timeout=left))
-            except TimeoutError:
-                return None
+        return self.qmp.wait_event(name, timeout)
 
 
 def run_qemu(*args, timeout=30):

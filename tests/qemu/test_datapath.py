@@ -14,30 +14,37 @@ Exit 77 (SKIP) when QEMU is not built; see qmp.py.
 """
 
 import os
-import random
 import socket
 import struct
 import sys
 import time
 
 from qmp import QEMU, Failure, check, run_tests
+from vtmem import wire
+from vtmem.pages import page_of  # noqa: F401 (test_hardening takes it too)
+# proto/virtio_tmem.h, read by vtmem.wire (REQ, RESP, CONFIG: its structs)
+from vtmem.wire import (CONFIG, F_EPHEMERAL, F_MQ, OP_DESTROY_POOL,  # noqa
+                        OP_INVALIDATE_OBJECT, OP_INVALIDATE_PAGE,
+                        OP_INVALIDATE_POOL, OP_LOAD, OP_NEW_POOL, OP_STORE,
+                        PAGE, REQ, RESP, S_INVALID, S_IOERR, S_NO_POOL,
+                        S_NOT_FOUND, S_OK, S_REJECTED, S_UNSUPP,
+                        VIRTIO_ID_TMEM)
 
-# proto/virtio_tmem.h
-VIRTIO_ID_TMEM = 56
-F_MQ, F_EPHEMERAL = 0, 1
-OP_NEW_POOL, OP_DESTROY_POOL, OP_STORE, OP_LOAD = 1, 2, 3, 4
-OP_INVALIDATE_PAGE, OP_INVALIDATE_OBJECT, OP_INVALIDATE_POOL = 5, 6, 7
-S_OK, S_REJECTED, S_NOT_FOUND, S_INVALID, S_NO_POOL, S_UNSUPP = range(6)
-PAGE = 4096
-REQ = struct.Struct("<BBHIQII")         # virtio_tmem_req, 24 bytes
-RESP = struct.Struct("<B3xI")           # virtio_tmem_resp, 8 bytes
-CONFIG = struct.Struct("<HHIQII")       # virtio_tmem_config, 24 bytes
-
-# virtio 1.x
-VIRTIO_F_VERSION_1 = 32
-S_ACK, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK, S_NEEDS_RESET = 1, 2, 4, 8, 0x40
-VRING_DESC_F_NEXT, VRING_DESC_F_WRITE = 1, 2
-PCI_CAP_COMMON, PCI_CAP_NOTIFY, PCI_CAP_DEVICE = 1, 2, 4
+# virtio 1.x, from <linux/virtio_config.h>, <linux/virtio_ring.h> and
+# <linux/virtio_pci.h>
+_VIRTIO = {**wire.virtio_header("virtio_config.h"),
+           **wire.virtio_header("virtio_ring.h"),
+           **wire.virtio_header("virtio_pci.h")}
+VIRTIO_F_VERSION_1 = _VIRTIO["VIRTIO_F_VERSION_1"]
+S_ACK, S_DRIVER, S_DRIVER_OK, S_FEATURES_OK, S_NEEDS_RESET = (
+    _VIRTIO["VIRTIO_CONFIG_S_" + n] for n in
+    ("ACKNOWLEDGE", "DRIVER", "DRIVER_OK", "FEATURES_OK", "NEEDS_RESET"))
+VRING_DESC_F_NEXT, VRING_DESC_F_WRITE, VRING_DESC_F_INDIRECT = (
+    _VIRTIO["VRING_DESC_F_" + n] for n in ("NEXT", "WRITE", "INDIRECT"))
+VIRTIO_RING_F_INDIRECT_DESC = _VIRTIO["VIRTIO_RING_F_INDIRECT_DESC"]
+PCI_CAP_COMMON, PCI_CAP_NOTIFY, PCI_CAP_DEVICE = (
+    _VIRTIO["VIRTIO_PCI_CAP_%s_CFG" % n] for n in ("COMMON", "NOTIFY",
+                                                   "DEVICE"))
 
 SLOT = 4                    # -device ...,addr=04.0 on pcie.0
 BAR_ADDR = 0xE0000000       # where libqos puts PCI MMIO on x86 too
@@ -184,9 +191,7 @@ class Device:
 
     def config(self):
         data = self.vm.read(self.caps[PCI_CAP_DEVICE][0], CONFIG.size)
-        keys = ("num_queues", "max_pools", "page_size", "capacity_pages",
-                "max_batch", "reserved")
-        return dict(zip(keys, CONFIG.unpack(data)))
+        return dict(zip(CONFIG.fields, CONFIG.unpack(data)))
 
     def host_features(self):
         vm, c = self.vm, self.common
@@ -330,15 +335,6 @@ class Device:
         check(used_len == (PAGE if load else 0) + RESP.size,
               "used length %d" % used_len)
         return status, pool_id, bufs[0] if load else None
-
-
-def page_of(seed, compressible=True):
-    rnd = random.Random(seed)
-    if compressible:
-        words = [b"tmem", b"page", b"%08d" % seed, b"swap", b"    "]
-        data = b"".join(rnd.choice(words) for _ in range(PAGE // 4))
-        return data[:PAGE]
-    return bytes(rnd.getrandbits(8) for _ in range(PAGE))
 
 
 def stats(vm, qid="tmem0"):
@@ -568,7 +564,7 @@ def test_hostile_rings():
                 addr = q.bufs if what == "descriptor loop" else 1 << 40
                 vm.write(q.desc, struct.pack("<QIHH", addr, REQ.size,
                                              VRING_DESC_F_NEXT, nxt))
-                vm.write(q.desc + 16, struct.pack("<QIHH", q.bufs, 8,
+                vm.write(q.desc + 16, struct.pack("<QIHH", q.bufs, RESP.size,
                                                   VRING_DESC_F_WRITE, 0))
                 vm.writew(q.avail + 4 + 2 * (q.avail_idx % q.size), 0)
                 vm.writew(q.avail + 2, q.avail_idx + 1)

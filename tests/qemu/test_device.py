@@ -3,14 +3,15 @@
 
 Usage: test_device.py TEST     (TEST: one of the names in TESTS, or 'all')
 
-QEMU comes from $QEMU, else from `scripts/build-qemu.sh --print-path`; if it
-is not built every test exits 77 (SKIP).  QEMU runs under TCG, paused (-S)
-unless a test needs the VM running.
+QEMU comes from $VTMEM_QEMU, else from `scripts/build-qemu.sh --print-path`
+(python/vtmem/qemu.py); if it is not built every test exits 77 (SKIP).
+QEMU runs under TCG, paused (-S) unless a test needs the VM running.
 """
 
 import sys
 
 from qmp import QEMU, QMPError, Failure, check, run_qemu, run_tests, skip
+from vtmem.wire import VIRTIO_ID_TMEM
 
 STAT_FIELDS = [
     "budget", "pools", "pages", "same-filled-pages", "raw-pages",
@@ -107,7 +108,8 @@ def test_query_tmem():
 
         status = vm.cmd("x-query-virtio-status",
                         path="/machine/peripheral/tmem1/virtio-backend")
-        check(status["device-id"] == 56, "device id %r" % status["device-id"])
+        check(status["device-id"] == VIRTIO_ID_TMEM,
+              "device id %r" % status["device-id"])
         check(status["num-vqs"] == 4, "num-vqs %r" % status["num-vqs"])
         feats = " ".join(status["host-features"]["dev-features"])
         check("VIRTIO_TMEM_F_MQ" in feats and "VIRTIO_TMEM_F_EPHEMERAL" in feats,
@@ -238,7 +240,7 @@ def test_migration_blocked():
 
 
 VIRTIO_PCI_VENDOR = 0x1af4
-VIRTIO_PCI_DEVICE_MODERN = 0x1040 + 56   # 0x1040 + device ID
+VIRTIO_PCI_DEVICE_MODERN = 0x1040 + VIRTIO_ID_TMEM   # 0x1040 + device ID
 VIRTIO_MMIO_MAGIC = 0x74726976           # "virt"
 MICROVM_VIRTIO_MMIO_BASE = 0xfeb00000    # include/hw/i386/microvm.h
 MICROVM_VIRTIO_MMIO_SLOTS = 24           # at most, with the second IOAPIC
@@ -270,7 +272,7 @@ def test_short_name():
             check(typ == "virtio-tmem-pci", "%s is a %s" % (dev, typ))
             status = vm.cmd("x-query-virtio-status",
                             path=path + "/virtio-backend")
-            check(status["device-id"] == 56,
+            check(status["device-id"] == VIRTIO_ID_TMEM,
                   "%s: device id %r" % (dev, status["device-id"]))
         infos = {i.get("id"): i for i in vm.cmd("query-tmem")}
         check(sorted(infos) == ["hp0", "tmem0", "tmem1"],
@@ -337,7 +339,7 @@ def test_microvm_mmio():
         base = found[0]
         check(vm.readl(base + 0x04) == 2, "virtio-mmio version %d, not 2" %
               vm.readl(base + 0x04))
-        check(vm.readl(base + 0x08) == 56,
+        check(vm.readl(base + 0x08) == VIRTIO_ID_TMEM,
               "DeviceID %d" % vm.readl(base + 0x08))
         vm.writel(base + 0x14, 0)               # DeviceFeaturesSel
         low = vm.readl(base + 0x10)

@@ -21,12 +21,11 @@ from qmp import Failure, check, run_tests
 from test_datapath import (BAR_ADDR, F_MQ, OP_INVALIDATE_OBJECT, OP_LOAD,
                            OP_NEW_POOL, OP_STORE, PAGE, REQ, RESP, S_ACK,
                            S_DRIVER, S_DRIVER_OK, S_FEATURES_OK,
-                           S_NEEDS_RESET, S_OK, VRING_DESC_F_NEXT,
+                           S_NEEDS_RESET, S_OK, VIRTIO_RING_F_INDIRECT_DESC,
+                           VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
                            VRING_DESC_F_WRITE, Device, QTestVM, page_of,
                            stats)
 
-VRING_DESC_F_INDIRECT = 4
-VIRTIO_RING_F_INDIRECT_DESC = 28
 GROWN = 1024                # VIRTQUEUE_MAX_SIZE: what QEMU lets a guest set
 GUARD = bytes([0xA5]) * PAGE
 RAM_END = 64 << 20          # a descriptor from here runs past the 128 MiB
@@ -424,12 +423,12 @@ def case_indirect_nested(a, q, pool):
     inner = a.buf(size=64)
     h = a.buf(hdr(OP_STORE, pool))
     page = a.buf(page_of(1))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     a.vm.write(inner, struct.pack("<QIHH", h, REQ.size, 0, 0))
     table = a.buf(size=64)
     a.vm.write(table, struct.pack("<QIHH", inner, 16, I | N, 1) +
                struct.pack("<QIHH", page, PAGE, N, 2) +
-               struct.pack("<QIHH", resp, 8, W, 0))
+               struct.pack("<QIHH", resp, RESP.size, W, 0))
     post_chain(a.vm, q, [(table, 48, I, 0)])
     return resp
 
@@ -442,10 +441,10 @@ def case_indirect_zero(a, q, pool):
 
 def case_indirect_odd(a, q, pool):
     h = a.buf(hdr(OP_NEW_POOL, 0))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     table = a.buf(size=64)
     a.vm.write(table, struct.pack("<QIHH", h, REQ.size, N, 1) +
-               struct.pack("<QIHH", resp, 8, W, 0))
+               struct.pack("<QIHH", resp, RESP.size, W, 0))
     post_chain(a.vm, q, [(table, 33, I, 0)])
     return resp
 
@@ -464,7 +463,7 @@ def case_indirect_long(a, q, pool):
     table = a.buf(size=16 * n)
     a.vm.write(table, b"".join(struct.pack("<QIHH", h, 1, N, i + 1)
                                for i in range(n - 1)) +
-               struct.pack("<QIHH", h, 8, W, 0))
+               struct.pack("<QIHH", h, RESP.size, W, 0))
     post_chain(a.vm, q, [(table, 16 * n, I, 0)])
     return None
 
@@ -472,14 +471,15 @@ def case_indirect_long(a, q, pool):
 def case_zero_header(a, q, pool):
     h = a.buf(hdr(OP_STORE, pool))
     page = a.buf(page_of(2))
-    resp = a.buf(bytes(8))
-    post_chain(a.vm, q, [(h, 0, N, 1), (page, PAGE, N, 2), (resp, 8, W, 0)])
+    resp = a.buf(bytes(RESP.size))
+    post_chain(a.vm, q, [(h, 0, N, 1), (page, PAGE, N, 2),
+                         (resp, RESP.size, W, 0)])
     return resp
 
 
 def case_zero_response(a, q, pool):
     h = a.buf(hdr(OP_NEW_POOL, 0))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     post_chain(a.vm, q, [(h, REQ.size, N, 1), (resp, 0, W, 0)])
     return None
 
@@ -487,8 +487,8 @@ def case_zero_response(a, q, pool):
 def case_write_before_read(a, q, pool):
     h = a.buf(hdr(OP_STORE, pool))
     page = a.buf(page_of(3))
-    resp = a.buf(bytes(8))
-    post_chain(a.vm, q, [(resp, 8, W | N, 1), (h, REQ.size, N, 2),
+    resp = a.buf(bytes(RESP.size))
+    post_chain(a.vm, q, [(resp, RESP.size, W | N, 1), (h, REQ.size, N, 2),
                          (page, PAGE, 0, 0)])
     return None
 
@@ -513,18 +513,18 @@ def case_overlap_load(a, q, pool):
 def case_bar_page(a, q, pool):
     """STORE whose page is the device's own BAR (common configuration)."""
     h = a.buf(hdr(OP_STORE, pool, 1, 5))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     post_chain(a.vm, q, [(h, REQ.size, N, 1), (BAR_ADDR, PAGE, N, 2),
-                         (resp, 8, W, 0)])
+                         (resp, RESP.size, W, 0)])
     return resp
 
 
 def case_bar_response(a, q, pool):
     """A LOAD that would write a page into the device's own BAR."""
     h = a.buf(hdr(OP_LOAD, pool, 1, 5))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     post_chain(a.vm, q, [(h, REQ.size, N, 1), (BAR_ADDR, PAGE, W | N, 2),
-                         (resp, 8, W, 0)])
+                         (resp, RESP.size, W, 0)])
     return resp
 
 
@@ -533,12 +533,12 @@ def case_int_max(a, q, pool):
     18 descriptors of 126 MiB over the same memory (above 1 MiB, where
     the 128 MiB of RAM have no holes)."""
     h = a.buf(hdr(OP_LOAD, pool, 1, 0))
-    resp = a.buf(bytes(8))
+    resp = a.buf(bytes(RESP.size))
     big = 126 << 20
     descs = [(h, REQ.size, N, 1)]
     for i in range(18):
         descs.append((1 << 20, big, W | N, len(descs) + 1))
-    descs.append((resp, 8, W, 0))
+    descs.append((resp, RESP.size, W, 0))
     post_chain(a.vm, q, descs)
     return None
 
@@ -553,8 +553,8 @@ def case_near_int_max(a, q, pool):
 def case_repeated_head(a, q, pool):
     """One NEW_POOL chain made available three times."""
     h = a.buf(hdr(OP_NEW_POOL, 0))
-    resp = a.buf(bytes(8))
-    post_chain(a.vm, q, [(h, REQ.size, N, 1), (resp, 8, W, 0)],
+    resp = a.buf(bytes(RESP.size))
+    post_chain(a.vm, q, [(h, REQ.size, N, 1), (resp, RESP.size, W, 0)],
                heads=[0, 0, 0])
     return resp
 

@@ -14,18 +14,18 @@ tier (built without liburing).
 """
 
 import os
-import random
 import struct
 import sys
 import tempfile
 
 from qmp import QEMU, Failure, check, run_qemu, run_tests, skip
 from test_datapath import (Device, QTestVM, F_MQ, OP_NEW_POOL, OP_STORE,
-                           OP_LOAD, OP_INVALIDATE_PAGE, PAGE, REQ, RESP, S_OK,
-                           S_REJECTED)
+                           OP_LOAD, OP_INVALIDATE_PAGE, PAGE, REQ, RESP,
+                           S_IOERR, S_OK, S_REJECTED)
 from test_device import check_error, qmp_value
+# Half random, half text: about 2.1 KiB compressed, one in eight random.
+from vtmem.pages import tier_page as page_of
 
-S_IOERR = 6                     # VIRTIO_TMEM_S_IOERR
 MiB = 1 << 20
 BUDGET = 8 * MiB
 BACKING = 256 * MiB
@@ -39,18 +39,6 @@ DISK_FIELDS = {
     "read-bytes": int, "writes": int, "write-bytes": int, "errors": int,
     "cleaned-segments": int, "failed": bool,
 }
-
-
-def page_of(seed):
-    """Half random, half text: about 2.1 KiB compressed, so that pages
-    worth several budgets fit in a test.  One in eight is all random
-    (kept raw), as a guest's swap has some."""
-    rnd = random.Random(seed)
-    if seed % 8 == 7:
-        return rnd.randbytes(PAGE)
-    text = b"".join(rnd.choice([b"tmem ", b"page ", b"%06d " % seed])
-                    for _ in range(PAGE // 8))
-    return (rnd.randbytes(PAGE // 2) + text)[:PAGE]
 
 
 class TierVM(QTestVM):

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Helpers shared by the libtmem unit tests: deterministic page contents
- * (so a page can be regenerated instead of kept), client setup, and
- * guarded buffers for the wire tests.
+ * (tests/common/vtmem-pages.h, so a page can be regenerated instead of
+ * kept), client setup, and guarded buffers for the wire tests.
  */
 #ifndef TMEM_TEST_H
 #define TMEM_TEST_H
@@ -24,100 +24,13 @@
 /* liburing's convention: a test that cannot run here exits 77. */
 #define T_EXIT_SKIP 77
 
-enum page_kind {
-	PK_RANDOM,		/* incompressible */
-	PK_TEXT,		/* English-like words: compresses ~2-3x */
-	PK_ZERO,		/* same-filled, 0 */
-	PK_BYTE,		/* same-filled, one nonzero byte value */
-	PK_WORD,		/* one 8-byte word repeated */
-	PK_HALF,		/* first half random, second half zero */
-	PK_SPARSE,		/* zero page with a few random bytes */
-	PK_NR,
-};
+#include "vtmem-pages.h"
 
-static inline uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-static inline void fill_random(unsigned char *p, size_t len, uint64_t *s)
-{
-	size_t i;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t v = splitmix64(s);
-
-		memcpy(p + i, &v, 8);
-	}
-	for (; i < len; i++)
-		p[i] = (unsigned char)splitmix64(s);
-}
-
-/* Fill @p with page content of @kind, fully determined by @seed. */
+/* Fill @page with content of @kind, fully determined by @seed. */
 static inline void fill_page(void *page, enum page_kind kind, uint64_t seed)
 {
-	static const char *const words[] = {
-		"the ", "swap ", "page ", "host ", "guest ", "memory ",
-		"store ", "load ", "pool ", "object ", "index ", "kernel ",
-		"virtio ", "queue ", "budget ", "compressed ",
-	};
-	unsigned char *p = page;
-	uint64_t s = seed * 0x2545f4914f6cdd1dULL + kind;
-	size_t i, n;
-	uint64_t w;
-
-	switch (kind) {
-	case PK_RANDOM:
-		fill_random(p, PAGE, &s);
-		break;
-	case PK_TEXT:
-		for (i = 0; i < PAGE; i += n) {
-			const char *word = words[splitmix64(&s) % 16];
-
-			n = strlen(word);
-			if (n > PAGE - i)
-				n = PAGE - i;
-			memcpy(p + i, word, n);
-		}
-		break;
-	case PK_ZERO:
-		memset(p, 0, PAGE);
-		break;
-	case PK_BYTE:
-		memset(p, (int)(splitmix64(&s) % 255) + 1, PAGE);
-		break;
-	case PK_WORD:
-		w = splitmix64(&s) | 1;
-		for (i = 0; i < PAGE; i += 8)
-			memcpy(p + i, &w, 8);
-		break;
-	case PK_HALF:
-		fill_random(p, PAGE / 2, &s);
-		memset(p + PAGE / 2, 0, PAGE / 2);
-		break;
-	case PK_SPARSE:
-		memset(p, 0, PAGE);
-		for (i = 0; i < 16; i++)
-			p[splitmix64(&s) % PAGE] = (unsigned char)splitmix64(&s);
-		break;
-	default:
+	if (fill_page_kind(page, kind, seed))
 		fail_msg("bad page kind %d", kind);
-	}
-}
-
-/* A mixed workload: mostly compressible, some random, some same-filled. */
-static inline enum page_kind kind_for(uint64_t n)
-{
-	static const enum page_kind mix[10] = {
-		PK_TEXT, PK_TEXT, PK_RANDOM, PK_ZERO, PK_WORD,
-		PK_HALF, PK_TEXT, PK_SPARSE, PK_BYTE, PK_RANDOM,
-	};
-
-	return mix[splitmix64(&n) % 10];
 }
 
 static inline void assert_page_is(const void *page, enum page_kind kind,

@@ -27,7 +27,6 @@ import os
 import re
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -116,9 +115,10 @@ class DebianVM:
             self.proc = subprocess.Popen(
                 self.argv(harness), stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=err, start_new_session=True,
-                preexec_fn=vmrun._die_with_parent)
+                preexec_fn=vmrun.vqemu.die_with_parent)
         try:
-            self.qmp = vmrun.QMP(self.qmp_path)
+            self.qmp = vmrun.QMP(self.qmp_path,
+                                 alive=lambda: self.proc.poll() is None)
             self.loop()
         finally:
             self.teardown()
@@ -179,29 +179,10 @@ class DebianVM:
         return pos + end
 
     def teardown(self):
-        p = self.proc
-        if p.poll() is None:
-            try:
-                self.qmp.sock.settimeout(3)
-                self.qmp.cmd("quit")
-                p.wait(timeout=5)
-            except Exception:  # noqa: BLE001 - tear down whatever happens
-                pass
-        if p.poll() is None:
-            try:
-                os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            p.wait()
-        if self.qmp:
-            self.qmp.close()
+        vmrun.vqemu.stop(self.proc, self.qmp, quit_timeout=3, group=True)
 
     def console_tail(self, n=80):
-        try:
-            with open(self.console, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return vmrun.file_tail(self.console, n)
 
 
 def values(reports, boot, key):
@@ -306,7 +287,8 @@ def main():
     err = None
     try:
         vm.run(harness_disk(tmp, deb))
-    except vmrun.VMError as e:
+    except (vmrun.VMError, vmrun.QMPError, vmrun.QMPClosed,
+            TimeoutError) as e:
         err = str(e)
     t_vm = time.time() - t1
     fail = [err] if err else check(vm)

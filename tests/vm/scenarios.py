@@ -25,6 +25,7 @@ import time
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import vmrun  # noqa: E402
+from vtmem.wire import PAGE  # noqa: E402
 
 MiB = 1 << 20
 
@@ -270,7 +271,7 @@ def check_hostile(c, res, sc):
 
 def check_hostile_host(c, res, sc):
     data = res.verdict.get("data", {})
-    slots = data.get("disksize", 0) // 4096
+    slots = data.get("disksize", 0) // PAGE
     ram_pages = data.get("mem_total_kb", 0) // 4
     # DRV-8: a capacity hint of 2^34 pages is clamped to 64 slots per page
     # of RAM, with a message; the disk still appears.

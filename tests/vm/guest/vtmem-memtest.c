@@ -30,10 +30,9 @@
 #include <unistd.h>
 
 #define PAGE 4096u
-#define WORDS (PAGE / 8)
 #define MAX_REPORTS 10
 
-enum page_kind { KIND_TEXT, KIND_SAME, KIND_RANDOM };
+#include "vtmem-pages.h"	/* tests/common/: the pages' content */
 
 struct opts {
 	unsigned long mb;
@@ -59,14 +58,6 @@ struct stats {
 	double verify_s;
 };
 
-static uint64_t splitmix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
 static double now(void)
 {
 	struct timespec ts;
@@ -75,55 +66,22 @@ static double now(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static enum page_kind kind_of(const struct opts *o, unsigned long idx)
+static enum record_kind kind_of(const struct opts *o, unsigned long idx)
 {
 	if (!strcmp(o->mix, "text"))
-		return KIND_TEXT;
+		return REC_TEXT;
 	if (!strcmp(o->mix, "random"))
-		return KIND_RANDOM;
-	/* mixed: 1/16 same-filled, 3/16 random, the rest compressible. */
-	switch (splitmix(o->seed ^ idx) % 16) {
-	case 0:
-		return KIND_SAME;
-	case 1: case 2: case 3:
-		return KIND_RANDOM;
-	default:
-		return KIND_TEXT;
-	}
+		return REC_RANDOM;
+	return record_kind_mixed(o->seed, idx);
 }
 
-/*
- * Fill one page.  Word 0 and word 1 name the page and the generation, so
- * a page returned for the wrong key differs from the first bytes on.
- */
+/* Word 0 of every page: "\0\0MVTMEM" and the generation. */
+#define MEMTEST_MAGIC 0x4d454d54564d0000ULL
+
 static void fill_page(const struct opts *o, uint64_t *w, unsigned long idx,
 		      unsigned int gen)
 {
-	uint64_t key = splitmix(o->seed * 31 + gen) ^ (idx * 0x100000001b3ULL);
-	unsigned int i;
-
-	switch (kind_of(o, idx)) {
-	case KIND_SAME:
-		/* Never zero: the 6.12 swap layer keeps zero pages itself. */
-		for (i = 0; i < WORDS; i++)
-			w[i] = key | 1;
-		return;
-	case KIND_RANDOM:
-		for (i = 0; i < WORDS; i++)
-			w[i] = splitmix(key + i);
-		break;
-	case KIND_TEXT:
-		/* Repeating 64-byte records with a varying field: LZ4 ~4:1. */
-		for (i = 0; i < WORDS; i++) {
-			if (i % 8 == 0)
-				w[i] = splitmix(key + i) & 0x0f0f0f0f0f0f0f0fULL;
-			else
-				w[i] = 0x2e6d656d74762d20ULL + (i % 8);
-		}
-		break;
-	}
-	w[0] = 0x4d454d54564d0000ULL | (gen & 0xffff);	/* "\0\0MVTMEM" */
-	w[1] = idx;
+	fill_record_page(w, kind_of(o, idx), o->seed, idx, gen, MEMTEST_MAGIC);
 }
 
 static void report(struct stats *st, unsigned long idx, const void *got,
@@ -178,7 +136,7 @@ static void verify_random(const struct opts *o, struct stats *st,
 			  unsigned int pass, uint64_t *buf)
 {
 	unsigned long n = 1, i, x, done = 0;
-	uint64_t r = splitmix(o->seed + 1000 + pass);
+	uint64_t r = splitmix64_of(o->seed + 1000 + pass);
 	unsigned long a = (r & ~3ul) | 1, c = (r >> 32) | 1;
 
 	while (n < st->pages)

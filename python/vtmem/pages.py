@@ -1,0 +1,32 @@
+"""Page contents for the Python tests and benchmarks, each a pure function
+of its seed (so a page is regenerated to check it, not kept).  The C
+side's generator is tests/common/vtmem-pages.h.
+
+  page_of(seed)            text of a few words: compresses well
+  page_of(seed, False)     random: incompressible, kept raw
+  tier_page(seed)          half random, half text (about 2.1 KiB
+                           compressed), one in eight all random: pages
+                           worth several budgets fit a disk tier test
+"""
+
+import random
+
+from .wire import PAGE
+
+
+def page_of(seed, compressible=True):
+    rnd = random.Random(seed)
+    if compressible:
+        words = [b"tmem", b"page", b"%08d" % seed, b"swap", b"    "]
+        data = b"".join(rnd.choice(words) for _ in range(PAGE // 4))
+        return data[:PAGE]
+    return bytes(rnd.getrandbits(8) for _ in range(PAGE))
+
+
+def tier_page(seed):
+    rnd = random.Random(seed)
+    if seed % 8 == 7:
+        return rnd.randbytes(PAGE)
+    text = b"".join(rnd.choice([b"tmem ", b"page ", b"%06d " % seed])
+                    for _ in range(PAGE // 8))
+    return (rnd.randbytes(PAGE // 2) + text)[:PAGE]
