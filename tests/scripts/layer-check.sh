@@ -7,7 +7,9 @@
 #  - the layers below the client (alloc, codec, zs, tier space, handle,
 #    index) never include the client's header tmem_i.h, not even
 #    through another;
-#  - no source file over 600 lines.
+#  - no source file over 600 lines;
+#  - the layer map of host-lib/README.md names every file of host-lib/src
+#    and no other.
 # Usage: layer-check.sh LIBTMEM.A HOST-LIB-DIR
 set -eu
 lib=$1
@@ -104,5 +106,19 @@ for f in "$src"/*.c "$src"/*.h "$inc"/*.h; do
 done
 echo "# largest: $(wc -l "$src"/*.c "$src"/*.h "$inc"/*.h | sort -n |
 	tail -n 2 | head -n 1)"
+
+# --- The README's layer map: the table rows between "### Layers" and
+# the next heading name the files in backquotes.
+sed -n '/^### Layers$/,/^### /p' "$2/README.md" | grep '^|' |
+	grep -o '`[a-z_]*\(\.c\|_i\.h\)`' | tr -d '`' | sort -u >"$t/map"
+(cd "$src" && ls -- *.c *.h) | sort -u >"$t/files"
+if [ ! -s "$t/map" ]; then
+	fail "no layer map in $2/README.md"
+elif cmp -s "$t/map" "$t/files"; then
+	echo "ok - host-lib/README.md's layer map names every source file"
+else
+	fail "host-lib/README.md's layer map and host-lib/src differ:"
+	diff "$t/map" "$t/files" | sed -n 's/^</#   only in the map:/p; s/^>/#   only in src:/p'
+fi
 
 [ "$fails" -eq 0 ]
