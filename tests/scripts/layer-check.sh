@@ -25,6 +25,7 @@ fail() {
 
 # --- Calls: "object symbol" for definitions and for references.
 # nm -A names a member "lib.a:member.o:"; keep the source's name.
+# shellcheck disable=SC2016	# awk's $1, not the shell's
 obj='{ n = split($1, p, ":"); o = p[n - 1]; sub(/.*\//, "", o);
 	sub(/^.*_src_/, "", o); sub(/\.o$/, "", o); print o, $NF }'
 nm -A -g --defined-only "$lib" | awk "$obj" | sort -k2 >"$t/def"
@@ -109,6 +110,7 @@ echo "# largest: $(wc -l "$src"/*.c "$src"/*.h "$inc"/*.h | sort -n |
 
 # --- The README's layer map: the table rows between "### Layers" and
 # the next heading name the files in backquotes.
+# shellcheck disable=SC2016	# backquotes of markdown, not the shell's
 sed -n '/^### Layers$/,/^### /p' "$2/README.md" | grep '^|' |
 	grep -o '`[a-z_]*\(\.c\|_i\.h\)`' | tr -d '`' | sort -u >"$t/map"
 (cd "$src" && ls -- *.c *.h) | sort -u >"$t/files"
