@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "tmem_i.h"
+#include "alloc_i.h"
 
 static _Atomic long fault_nth = -1;
 static _Atomic long fault_count;
@@ -86,39 +86,39 @@ void tmem_munmap(void *p, size_t len)
 
 /*
  * Charge @data + @meta bytes to the budget.  The compare-and-swap never
- * lets the total pass budget_bytes, even for a moment, so concurrent
- * stores cannot overshoot together.  Called per slab, chunk or table,
- * never per page.
+ * lets the total pass the limit (budget_bytes), even for a moment, so
+ * concurrent stores cannot overshoot together.  Called per slab, chunk
+ * or table, never per page.
  */
-int tmem_charge(struct tmem_client *c, size_t data, size_t meta)
+int tmem_charge(struct tmem_budget *b, size_t data, size_t meta)
 {
 	uint64_t add = (uint64_t)data + meta;
-	uint64_t cur = atomic_load_explicit(&c->used, memory_order_relaxed);
+	uint64_t cur = atomic_load_explicit(&b->used, memory_order_relaxed);
 
 	do {
-		if (add > c->cfg.budget_bytes - cur)
+		if (add > b->limit - cur)
 			return -ENOSPC;
-	} while (!atomic_compare_exchange_weak_explicit(&c->used, &cur,
+	} while (!atomic_compare_exchange_weak_explicit(&b->used, &cur,
 							cur + add,
 							memory_order_relaxed,
 							memory_order_relaxed));
 	if (data)
-		atomic_fetch_add_explicit(&c->data_bytes, data,
+		atomic_fetch_add_explicit(&b->data_bytes, data,
 					  memory_order_relaxed);
 	if (meta)
-		atomic_fetch_add_explicit(&c->meta_bytes, meta,
+		atomic_fetch_add_explicit(&b->meta_bytes, meta,
 					  memory_order_relaxed);
 	return 0;
 }
 
-void tmem_uncharge(struct tmem_client *c, size_t data, size_t meta)
+void tmem_uncharge(struct tmem_budget *b, size_t data, size_t meta)
 {
 	if (data)
-		atomic_fetch_sub_explicit(&c->data_bytes, data,
+		atomic_fetch_sub_explicit(&b->data_bytes, data,
 					  memory_order_relaxed);
 	if (meta)
-		atomic_fetch_sub_explicit(&c->meta_bytes, meta,
+		atomic_fetch_sub_explicit(&b->meta_bytes, meta,
 					  memory_order_relaxed);
-	atomic_fetch_sub_explicit(&c->used, (uint64_t)data + meta,
+	atomic_fetch_sub_explicit(&b->used, (uint64_t)data + meta,
 				  memory_order_relaxed);
 }

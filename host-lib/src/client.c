@@ -8,6 +8,7 @@
 
 #include <lz4.h>
 
+#include "tier_i.h"
 #include "tmem_i.h"
 
 #define SHARDS_SIZE	(TMEM_NR_SHARDS * sizeof(struct tmem_shard))
@@ -47,6 +48,7 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	if (!c)
 		return -ENOMEM;
 	c->cfg = *cfg;
+	c->budget.limit = cfg->budget_bytes;
 	ret = seed_draw(c);
 	if (ret) {
 		tmem_free(c);
@@ -65,7 +67,7 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->ctx_lock, NULL);
 	pthread_mutex_init(&c->compact_lock, NULL);
-	tmem_zs_init(&c->zs, c);
+	tmem_zs_init(&c->zs, &c->budget);
 	ret = tmem_tier_new(c);
 	/* The file name is the caller's: only tmem_tier_new() reads it. */
 	c->cfg.backing_file = NULL;
@@ -80,10 +82,12 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 /* Free a pool's shards; no other call may be in progress. */
 static void pool_teardown(struct tmem_client *c, struct tmem_pool *pool)
 {
+	const struct tmem_drop drop = tmem_client_drop(c);
+
 	if (pool->shards) {
-		tmem_shards_fini(c, pool->shards);
+		tmem_shards_fini(&c->budget, pool->shards, &drop);
 		tmem_free(pool->shards);
-		tmem_uncharge(c, 0, SHARDS_COST);
+		tmem_uncharge(&c->budget, 0, SHARDS_COST);
 		pool->shards = NULL;
 	}
 	pool->state = TMEM_POOL_FREE;
@@ -103,13 +107,14 @@ static void client_drop_all(struct tmem_client *c)
 	for (uint32_t i = 0; i < c->max_pools; i++)
 		pool_teardown(c, &c->pools[i]);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next) {
-		tmem_chunk_free(c, ctx->spare);
+		tmem_chunk_free(&c->budget, ctx->spare);
 		ctx->spare = NULL;
-		tmem_obj_free(c, ctx->spare_obj);
+		tmem_obj_free(&c->budget, ctx->spare_obj);
 		ctx->spare_obj = NULL;
 		ops_clear(&ctx->ops);
 	}
 	ops_clear(&c->retired);
+	TMEM_WR(c->written_back, 0);
 	tmem_zs_fini(&c->zs);
 }
 
@@ -121,7 +126,7 @@ int tmem_client_reset(struct tmem_client *c)
 {
 	tmem_tier_stop(c);
 	client_drop_all(c);
-	tmem_zs_init(&c->zs, c);
+	tmem_zs_init(&c->zs, &c->budget);
 	c->compacted_freed = 0;
 	TMEM_WR(c->features, 0);
 	return tmem_tier_restart(c);
@@ -205,8 +210,8 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 			ctx->next->prev = ctx->prev;
 		ops_fold(&c->retired, &ctx->ops);
 		pthread_mutex_unlock(&c->ctx_lock);
-		tmem_chunk_free(c, ctx->spare);
-		tmem_obj_free(c, ctx->spare_obj);
+		tmem_chunk_free(&c->budget, ctx->spare);
+		tmem_obj_free(&c->budget, ctx->spare_obj);
 	}
 	tmem_tier_ctx_free(ctx);
 	tmem_free(ctx->page);
@@ -226,11 +231,11 @@ static int pool_shards_alloc(struct tmem_client *c, struct tmem_pool *pool)
 
 	if (pool->shards)
 		return 0;
-	if (tmem_charge(c, 0, SHARDS_COST))
+	if (tmem_charge(&c->budget, 0, SHARDS_COST))
 		return -ENOSPC;
 	shards = tmem_zalloc_aligned(SHARDS_SIZE);
 	if (!shards) {
-		tmem_uncharge(c, 0, SHARDS_COST);
+		tmem_uncharge(&c->budget, 0, SHARDS_COST);
 		return -ENOMEM;
 	}
 	tmem_shards_init(shards, c->hash_seed);
@@ -242,6 +247,7 @@ static int pool_shards_alloc(struct tmem_client *c, struct tmem_pool *pool)
 int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
 		  uint32_t *pool_idp)
 {
+	const struct tmem_drop drop = tmem_client_drop(c);
 	struct tmem_pool *pool = NULL;
 	int ret = -ENOSPC;
 	uint32_t id;
@@ -258,9 +264,10 @@ int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
 	if (pool)
 		ret = pool_shards_alloc(c, pool);
 	if (!ret) {
-		tmem_shards_set_state(c, pool->shards, TMEM_POOL_OPEN,
+		tmem_shards_set_state(&c->budget, pool->shards, TMEM_POOL_OPEN,
 				      type == TMEM_POOL_EPHEMERAL,
-				      type == TMEM_POOL_EPHEMERAL || c->tier);
+				      type == TMEM_POOL_EPHEMERAL || c->tier,
+				      &drop);
 		TMEM_WR(pool->type, type);
 		TMEM_WR(pool->state, TMEM_POOL_OPEN);
 		*pool_idp = id;
@@ -273,6 +280,7 @@ int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
 static int pool_close(struct tmem_client *c, uint32_t pool_id,
 		      enum tmem_pool_state state)
 {
+	const struct tmem_drop drop = tmem_client_drop(c);
 	struct tmem_pool *pool;
 	uint64_t n;
 
@@ -284,7 +292,8 @@ static int pool_close(struct tmem_client *c, uint32_t pool_id,
 		pthread_mutex_unlock(&c->pools_lock);
 		return -EBADF;
 	}
-	n = tmem_shards_set_state(c, pool->shards, state, false, false);
+	n = tmem_shards_set_state(&c->budget, pool->shards, state, false,
+				  false, &drop);
 	TMEM_WR(pool->state, state);
 	pthread_mutex_unlock(&c->pools_lock);
 	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
@@ -348,8 +357,9 @@ int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->failed_stores = st->failed_stores_budget +
 			    st->failed_stores_incompressible +
 			    st->failed_stores_other;
-	st->data_bytes = atomic_load(&c->data_bytes);
-	st->meta_bytes = atomic_load(&c->meta_bytes);
+	st->data_bytes = atomic_load(&c->budget.data_bytes);
+	st->meta_bytes = atomic_load(&c->budget.meta_bytes);
+	st->written_back = TMEM_RD(c->written_back);
 	st->host_bytes = st->data_bytes + st->meta_bytes;
 	tmem_tier_stats(c, st);
 	return 0;

@@ -15,32 +15,31 @@
  * edge cannot make every store rescan (amortised: at most 16 handles
  * looked at per page freed).
  */
+#include "compact_i.h"
 #include "tmem_i.h"
 
 #define COMPACT_MIN_HOLES	(64u << 10)
 
-/* Move the sparse-slab objects of one chunk; shard lock held. */
-static void compact_chunk(struct tmem_client *c, struct tmem_chunk *ch)
+/* Move an object of a sparse slab into a fuller one of its class. */
+static bool compact_one(void *arg, uint64_t object, uint32_t index,
+			uint64_t *hp)
 {
-	for (uint32_t i = 0; i < TMEM_CHUNK_PAGES; i++) {
-		uint64_t h = ch->h[i], loc;
-		unsigned int type = tmem_h_type(h);
+	struct tmem_zs *zs = arg;
+	uint64_t h = *hp, loc;
 
-		if (!h || (ch->wide & 1ull << i) || type == TMEM_H_SAME ||
-		    tmem_h_on_disk(h))
-			continue;
-		if (tmem_zs_move(&c->zs, tmem_h_len(h), tmem_h_loc(h), &loc))
-			ch->h[i] = tmem_h_make(type, tmem_h_len(h), loc);
-	}
+	(void)object;
+	(void)index;
+	if (tmem_h_in_memory(h) &&
+	    tmem_zs_move(zs, tmem_h_len(h), tmem_h_loc(h), &loc))
+		*hp = tmem_h_make(tmem_h_type(h), tmem_h_len(h), loc);
+	return true;
 }
 
 /* Loads read objects under the shard lock, so moving them here is safe. */
 static void compact_shard(struct tmem_client *c, struct tmem_shard *sh)
 {
 	pthread_mutex_lock(&sh->lock);
-	for (uint32_t b = 0; b <= sh->mask; b++)
-		for (struct tmem_chunk *ch = sh->buckets[b]; ch; ch = ch->hnext)
-			compact_chunk(c, ch);
+	tmem_shard_for_each(sh, compact_one, &c->zs);
 	pthread_mutex_unlock(&sh->lock);
 }
 
@@ -74,7 +73,7 @@ static uint64_t freed_pages(struct tmem_client *c)
 
 	pthread_mutex_lock(&c->ctx_lock);
 	n = TMEM_RD(c->retired.invalidates) + TMEM_RD(c->retired.evictions) +
-	    tmem_tier_written_back(c);
+	    TMEM_RD(c->written_back);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		n += TMEM_RD(ctx->ops.invalidates) +
 		     TMEM_RD(ctx->ops.evictions);
@@ -85,7 +84,7 @@ static uint64_t freed_pages(struct tmem_client *c)
 /* Worth a scan: enough holes, and enough freed since the last scan. */
 static bool compact_due(struct tmem_client *c, uint64_t *freedp)
 {
-	uint64_t data = atomic_load_explicit(&c->data_bytes,
+	uint64_t data = atomic_load_explicit(&c->budget.data_bytes,
 					     memory_order_relaxed);
 	uint64_t stored, pages, holes;
 
@@ -97,10 +96,7 @@ static bool compact_due(struct tmem_client *c, uint64_t *freedp)
 	return *freedp - c->compacted_freed >= pages / 16 + 1;
 }
 
-/*
- * Called by a store that is over budget, holding no lock.  Returns true
- * if at least one slab went back (the store should retry).
- */
+/* Returns true if at least one slab went back (the store should retry). */
 bool tmem_compact(struct tmem_client *c)
 {
 	uint64_t released, freed;

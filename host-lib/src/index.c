@@ -2,7 +2,9 @@
 /*
  * The sharded chunk index of a pool; the layout is in index_i.h.  Every
  * function here runs with the shard's mutex held (or the pool's lock
- * held exclusive), except allocation and freeing of whole chunks.
+ * held exclusive), except allocation and freeing of whole chunks.  It is
+ * a map and nothing more: the handles it drops go back to its caller
+ * (struct tmem_drop), which frees what they hold.
  */
 #include <errno.h>
 #include <string.h>
@@ -11,7 +13,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
-#include "tmem_i.h"
+#include "index_i.h"
 
 #define CHUNK_COST	tmem_heap_cost(sizeof(struct tmem_chunk))
 #define OBJ_COST	tmem_heap_cost(sizeof(struct tmem_obj))
@@ -70,50 +72,50 @@ struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
 	return ch;
 }
 
-int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp)
+int tmem_chunk_alloc(struct tmem_budget *budget, struct tmem_chunk **chp)
 {
 	struct tmem_chunk *ch;
 
-	if (tmem_charge(c, 0, CHUNK_COST))
+	if (tmem_charge(budget, 0, CHUNK_COST))
 		return -ENOSPC;
 	ch = tmem_malloc(sizeof(*ch));
 	if (!ch) {
-		tmem_uncharge(c, 0, CHUNK_COST);
+		tmem_uncharge(budget, 0, CHUNK_COST);
 		return -ENOMEM;
 	}
 	*chp = ch;
 	return 0;
 }
 
-void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch)
+void tmem_chunk_free(struct tmem_budget *budget, struct tmem_chunk *ch)
 {
 	if (!ch)
 		return;
 	tmem_free(ch);
-	tmem_uncharge(c, 0, CHUNK_COST);
+	tmem_uncharge(budget, 0, CHUNK_COST);
 }
 
-int tmem_obj_alloc(struct tmem_client *c, struct tmem_obj **objp)
+int tmem_obj_alloc(struct tmem_budget *budget, struct tmem_obj **objp)
 {
 	struct tmem_obj *obj;
 
-	if (tmem_charge(c, 0, OBJ_COST))
+	if (tmem_charge(budget, 0, OBJ_COST))
 		return -ENOSPC;
 	obj = tmem_malloc(sizeof(*obj));
 	if (!obj) {
-		tmem_uncharge(c, 0, OBJ_COST);
+		tmem_uncharge(budget, 0, OBJ_COST);
 		return -ENOMEM;
 	}
 	*objp = obj;
 	return 0;
 }
 
-void tmem_obj_free(struct tmem_client *c, struct tmem_obj *obj)
+void tmem_obj_free(struct tmem_budget *budget, struct tmem_obj *obj)
 {
 	if (!obj)
 		return;
 	tmem_free(obj);
-	tmem_uncharge(c, 0, OBJ_COST);
+	tmem_uncharge(budget, 0, OBJ_COST);
 }
 
 static size_t table_cost(uint32_t mask)
@@ -126,17 +128,17 @@ static size_t table_cost(uint32_t mask)
  * memory or budget is short the table stays as it is and chains grow,
  * so an insert never fails for the table's sake.
  */
-static void table_grow(struct tmem_client *c, struct tmem_shard *sh)
+static void table_grow(struct tmem_budget *budget, struct tmem_shard *sh)
 {
 	uint32_t nsize = sh->mask ? (sh->mask + 1) * 2 : TABLE_MIN;
 	struct tmem_chunk **nb;
 
 	if (nsize > (1u << 26) ||
-	    tmem_charge(c, 0, table_cost(nsize - 1)))
+	    tmem_charge(budget, 0, table_cost(nsize - 1)))
 		return;
 	nb = tmem_malloc(nsize * sizeof(*nb));
 	if (!nb) {
-		tmem_uncharge(c, 0, table_cost(nsize - 1));
+		tmem_uncharge(budget, 0, table_cost(nsize - 1));
 		return;
 	}
 	memset(nb, 0, nsize * sizeof(*nb));
@@ -154,24 +156,24 @@ static void table_grow(struct tmem_client *c, struct tmem_shard *sh)
 	}
 	if (sh->buckets != &sh->bucket0)
 		tmem_free(sh->buckets);
-	tmem_uncharge(c, 0, table_cost(sh->mask));
+	tmem_uncharge(budget, 0, table_cost(sh->mask));
 	sh->bucket0 = NULL;
 	sh->buckets = nb;
 	sh->mask = nsize - 1;
 }
 
 /* The same for the object table; the load factor counts objects. */
-static void otable_grow(struct tmem_client *c, struct tmem_shard *sh)
+static void otable_grow(struct tmem_budget *budget, struct tmem_shard *sh)
 {
 	uint32_t nsize = sh->omask ? (sh->omask + 1) * 2 : TABLE_MIN;
 	struct tmem_obj **nb;
 
 	if (nsize > (1u << 26) ||
-	    tmem_charge(c, 0, table_cost(nsize - 1)))
+	    tmem_charge(budget, 0, table_cost(nsize - 1)))
 		return;
 	nb = tmem_malloc(nsize * sizeof(*nb));
 	if (!nb) {
-		tmem_uncharge(c, 0, table_cost(nsize - 1));
+		tmem_uncharge(budget, 0, table_cost(nsize - 1));
 		return;
 	}
 	memset(nb, 0, nsize * sizeof(*nb));
@@ -189,7 +191,7 @@ static void otable_grow(struct tmem_client *c, struct tmem_shard *sh)
 	}
 	if (sh->obuckets != &sh->obucket0)
 		tmem_free(sh->obuckets);
-	tmem_uncharge(c, 0, table_cost(sh->omask));
+	tmem_uncharge(budget, 0, table_cost(sh->omask));
 	sh->obucket0 = NULL;
 	sh->obuckets = nb;
 	sh->omask = nsize - 1;
@@ -206,7 +208,7 @@ static struct tmem_obj **obj_slot(struct tmem_shard *sh, uint64_t object)
 }
 
 /* Put @ch on the list of its object, taking *@objp for a new object. */
-static int obj_link(struct tmem_client *c, struct tmem_shard *sh,
+static int obj_link(struct tmem_budget *budget, struct tmem_shard *sh,
 		    struct tmem_chunk *ch, struct tmem_obj **objp)
 {
 	struct tmem_obj **pp = obj_slot(sh, ch->object), *obj = *pp;
@@ -219,7 +221,7 @@ static int obj_link(struct tmem_client *c, struct tmem_shard *sh,
 		obj->object = ch->object;
 		obj->chunks = NULL;
 		if (sh->nobjs > sh->omask) {
-			otable_grow(c, sh);
+			otable_grow(budget, sh);
 			pp = obj_slot(sh, ch->object);
 		}
 		obj->hnext = *pp;
@@ -235,7 +237,7 @@ static int obj_link(struct tmem_client *c, struct tmem_shard *sh,
 }
 
 /* Take @ch off its object's list; the last chunk frees the object. */
-static void obj_unlink(struct tmem_client *c, struct tmem_shard *sh,
+static void obj_unlink(struct tmem_budget *budget, struct tmem_shard *sh,
 		       struct tmem_chunk *ch)
 {
 	struct tmem_obj **pp, *obj;
@@ -249,7 +251,7 @@ static void obj_unlink(struct tmem_client *c, struct tmem_shard *sh,
 		return;
 	*pp = obj->hnext;
 	sh->nobjs--;
-	tmem_obj_free(c, obj);
+	tmem_obj_free(budget, obj);
 }
 
 static void lru_del(struct tmem_shard *sh, struct tmem_chunk *ch)
@@ -291,19 +293,19 @@ void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch)
 	lru_add(sh, ch);
 }
 
-int tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+int tmem_chunk_insert(struct tmem_budget *budget, struct tmem_shard *sh,
 		      struct tmem_chunk *ch, struct tmem_obj **objp, bool lru)
 {
 	uint64_t b;
 
-	if (obj_link(c, sh, ch, objp))
+	if (obj_link(budget, sh, ch, objp))
 		return -ENOSPC;
 	memset(ch->h, 0, sizeof(ch->h));
 	ch->wide = 0;
 	ch->count = 0;
 	ch->lru_prev = ch->lru_next = NULL;
 	if (sh->nchunks > sh->mask)
-		table_grow(c, sh);
+		table_grow(budget, sh);
 	b = key_hash(sh->seed, ch->object, ch->base) & sh->mask;
 	ch->hnext = sh->buckets[b];
 	sh->buckets[b] = ch;
@@ -313,7 +315,7 @@ int tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
 	return 0;
 }
 
-static void chunk_unlink(struct tmem_client *c, struct tmem_shard *sh,
+static void chunk_unlink(struct tmem_budget *budget, struct tmem_shard *sh,
 			 struct tmem_chunk *ch)
 {
 	struct tmem_chunk **pp =
@@ -325,7 +327,7 @@ static void chunk_unlink(struct tmem_client *c, struct tmem_shard *sh,
 	*pp = ch->hnext;
 	sh->nchunks--;
 	lru_del(sh, ch);
-	obj_unlink(c, sh, ch);
+	obj_unlink(budget, sh, ch);
 }
 
 /* Changes to a shard's state counters, summed over the handles of one change. */
@@ -391,8 +393,8 @@ uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 	return old && old_wide ? tmem_h_same(0) : old;
 }
 
-uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
-			 struct tmem_chunk *ch)
+uint32_t tmem_chunk_drop(struct tmem_budget *budget, struct tmem_shard *sh,
+			 struct tmem_chunk *ch, const struct tmem_drop *drop)
 {
 	uint32_t n = 0;
 
@@ -400,17 +402,44 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
 		uint64_t h = tmem_chunk_set(sh, ch, i, 0, false);
 
 		if (h) {
-			tmem_handle_free(c, h);
+			drop->fn(drop->arg, h);
 			n++;
 		}
 	}
-	chunk_unlink(c, sh, ch);
-	tmem_chunk_free(c, ch);
+	chunk_unlink(budget, sh, ch);
+	tmem_chunk_free(budget, ch);
 	return n;
 }
 
-uint64_t tmem_object_drop(struct tmem_client *c, struct tmem_shard *sh,
-			  uint64_t object, uint64_t *visitedp)
+bool tmem_chunk_for_each(struct tmem_shard *sh, struct tmem_chunk *ch,
+			 tmem_replace_fn *fn, void *arg)
+{
+	for (uint32_t i = 0; i < TMEM_CHUNK_PAGES; i++) {
+		uint64_t h = ch->h[i], nh = h;
+
+		if (!h || (ch->wide & 1ull << i))
+			continue;
+		if (!fn(arg, ch->object, ch->base << TMEM_CHUNK_SHIFT | i, &nh))
+			return false;
+		if (nh != h)
+			tmem_chunk_set(sh, ch, i, nh, false);
+	}
+	return true;
+}
+
+bool tmem_shard_for_each(struct tmem_shard *sh, tmem_replace_fn *fn,
+			 void *arg)
+{
+	for (uint32_t b = 0; b <= sh->mask; b++)
+		for (struct tmem_chunk *ch = sh->buckets[b]; ch; ch = ch->hnext)
+			if (!tmem_chunk_for_each(sh, ch, fn, arg))
+				return false;
+	return true;
+}
+
+uint64_t tmem_object_drop(struct tmem_budget *budget, struct tmem_shard *sh,
+			  uint64_t object, uint64_t *visitedp,
+			  const struct tmem_drop *drop)
 {
 	struct tmem_obj *obj = *obj_slot(sh, object);
 	struct tmem_chunk *ch;
@@ -420,30 +449,31 @@ uint64_t tmem_object_drop(struct tmem_client *c, struct tmem_shard *sh,
 	/* The object goes with its last chunk: do not look at it after. */
 	for (ch = obj ? obj->chunks : NULL; ch; ch = last ? NULL : obj->chunks) {
 		last = !ch->onext;
-		n += tmem_chunk_drop(c, sh, ch);
+		n += tmem_chunk_drop(budget, sh, ch, drop);
 		(*visitedp)++;
 	}
 	return n;
 }
 
 /* Drop every page of one shard and free its table; lock held. */
-static uint64_t shard_drop_all(struct tmem_client *c, struct tmem_shard *sh)
+static uint64_t shard_drop_all(struct tmem_budget *budget, struct tmem_shard *sh,
+			       const struct tmem_drop *drop)
 {
 	uint64_t n = 0;
 
 	for (uint32_t b = 0; b <= sh->mask; b++)
 		while (sh->buckets[b])
-			n += tmem_chunk_drop(c, sh, sh->buckets[b]);
+			n += tmem_chunk_drop(budget, sh, sh->buckets[b], drop);
 	if (sh->buckets != &sh->bucket0)
 		tmem_free(sh->buckets);
-	tmem_uncharge(c, 0, table_cost(sh->mask));
+	tmem_uncharge(budget, 0, table_cost(sh->mask));
 	sh->bucket0 = NULL;
 	sh->buckets = &sh->bucket0;
 	sh->mask = 0;
 	/* Every object went with its last chunk. */
 	if (sh->obuckets != &sh->obucket0)
 		tmem_free(sh->obuckets);
-	tmem_uncharge(c, 0, table_cost(sh->omask));
+	tmem_uncharge(budget, 0, table_cost(sh->omask));
 	sh->obucket0 = NULL;
 	sh->obuckets = &sh->obucket0;
 	sh->omask = 0;
@@ -455,9 +485,10 @@ static uint64_t shard_drop_all(struct tmem_client *c, struct tmem_shard *sh)
  * page operations on other shards go on; a page operation that gets its
  * shard afterwards sees the new state.  Returns the pages dropped.
  */
-uint64_t tmem_shards_set_state(struct tmem_client *c,
+uint64_t tmem_shards_set_state(struct tmem_budget *budget,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral, bool lru)
+			       bool ephemeral, bool lru,
+			       const struct tmem_drop *drop)
 {
 	uint64_t n = 0;
 
@@ -466,7 +497,7 @@ uint64_t tmem_shards_set_state(struct tmem_client *c,
 
 		pthread_mutex_lock(&sh->lock);
 		if (state != TMEM_POOL_OPEN)
-			n += shard_drop_all(c, sh);
+			n += shard_drop_all(budget, sh, drop);
 		sh->state = state;
 		sh->ephemeral = ephemeral;
 		sh->lru = lru;
@@ -476,10 +507,11 @@ uint64_t tmem_shards_set_state(struct tmem_client *c,
 }
 
 /* Free everything; no other thread may use the shards. */
-void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards)
+void tmem_shards_fini(struct tmem_budget *budget, struct tmem_shard *shards,
+		      const struct tmem_drop *drop)
 {
 	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
-		shard_drop_all(c, &shards[i]);
+		shard_drop_all(budget, &shards[i], drop);
 		pthread_mutex_destroy(&shards[i].lock);
 	}
 }

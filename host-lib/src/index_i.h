@@ -23,9 +23,19 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc_i.h"
+#include "handle_i.h"
+
 #define TMEM_CHUNK_SHIFT	6
 #define TMEM_CHUNK_PAGES	(1u << TMEM_CHUNK_SHIFT)
 #define TMEM_NR_SHARDS		64
+
+/* Pool states; a pool id is an index into client->pools. */
+enum tmem_pool_state {
+	TMEM_POOL_FREE = 0,	/* id not open: -EBADF */
+	TMEM_POOL_OPEN,
+	TMEM_POOL_CLOSED,	/* invalidated: stores -ESHUTDOWN, loads miss */
+};
 
 struct tmem_chunk {
 	struct tmem_chunk *hnext;		/* hash chain */
@@ -81,88 +91,33 @@ struct tmem_shard {
 } __attribute__((aligned(64)));
 
 /*
- * A handle is 8 bytes, 0 when the slot of a chunk is empty:
- *   bits  1..0   type: TMEM_H_LZ4, TMEM_H_RAW or TMEM_H_SAME
- *   LZ4/RAW:
- *   bits 13..2   stored length - 1 (LZ4_decompress_safe needs the exact
- *                length; RAW is always 4096)
- *   bits 53..14  object location (zs_i.h): slot, slab page, arena
- *   LZ4/RAW with bit 63 set (TMEM_H_DISK): the disk tier holds the data,
- *   bits 62..14 are its byte offset in the backing file (tier.c)
- *   SAME (the page is one 32-bit word repeated; no data is stored):
- *   bits 63..32  the word
+ * The index is a pure map: it frees no handle.  Whatever it drops (a
+ * chunk, an object, a whole pool) it hands to @fn one handle at a time
+ * (a wide slot's word as tmem_h_same(0), which holds nothing), and the
+ * caller gives back what the handle holds (tmem_handle_free()).
  */
-enum {
-	TMEM_H_LZ4 = 1,
-	TMEM_H_RAW = 2,
-	TMEM_H_SAME = 3,
+struct tmem_drop {
+	void (*fn)(void *arg, uint64_t h);
+	void *arg;
 };
 
-static inline unsigned int tmem_h_type(uint64_t h)
-{
-	return h & 3;
-}
-
-/* Bytes the allocator holds for @h: 0 for a same-filled page. */
-static inline unsigned int tmem_h_len(uint64_t h)
-{
-	switch (tmem_h_type(h)) {
-	case TMEM_H_LZ4:
-		return ((h >> 2) & 0xfff) + 1;
-	case TMEM_H_RAW:
-		return 4096;
-	default:
-		return 0;
-	}
-}
-
-static inline uint64_t tmem_h_loc(uint64_t h)
-{
-	return h >> 14;
-}
-
-#define TMEM_H_DISK		(1ull << 63)
-#define TMEM_DISK_OFF_BITS	49
-
 /*
- * Only for a handle, never for the word of a wide slot.  A SAME handle's
- * word may have its top bit set: it is never a disk handle.
+ * The iterator's callback: the handle of key (@object, @index) is *@hp;
+ * it may put another handle of the same page there (a page moved by
+ * compaction or written back), which the index then accounts.  Returns
+ * false to stop the walk.  Empty slots and wide words are not offered.
  */
-static inline bool tmem_h_on_disk(uint64_t h)
-{
-	return (h & TMEM_H_DISK) && (h & 3) != TMEM_H_SAME;
-}
-
-static inline uint64_t tmem_h_disk_off(uint64_t h)
-{
-	return (h >> 14) & ((1ull << TMEM_DISK_OFF_BITS) - 1);
-}
-
-static inline uint64_t tmem_h_make(unsigned int type, unsigned int len,
-				   uint64_t loc)
-{
-	return type | (uint64_t)((len - 1) & 0xfff) << 2 | loc << 14;
-}
-
-static inline uint64_t tmem_h_make_disk(unsigned int type, unsigned int len,
-					uint64_t off)
-{
-	return TMEM_H_DISK | tmem_h_make(type, len, off);
-}
-
-static inline uint64_t tmem_h_same(uint32_t word)
-{
-	return TMEM_H_SAME | (uint64_t)word << 32;
-}
-
-struct tmem_client;
-struct tmem_pool;
+typedef bool tmem_replace_fn(void *arg, uint64_t object, uint32_t index,
+			     uint64_t *hp);
 
 void tmem_shards_init(struct tmem_shard *shards, uint64_t seed);
-uint64_t tmem_shards_set_state(struct tmem_client *c,
+/* Returns the pages dropped (all of them unless @state is open). */
+uint64_t tmem_shards_set_state(struct tmem_budget *budget,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral, bool lru);
-void tmem_shards_fini(struct tmem_client *c, struct tmem_shard *shards);
+			       bool ephemeral, bool lru,
+			       const struct tmem_drop *drop);
+void tmem_shards_fini(struct tmem_budget *budget, struct tmem_shard *shards,
+		      const struct tmem_drop *drop);
 struct tmem_shard *tmem_shard_of(struct tmem_shard *shards, uint64_t object,
 				 uint32_t index);
 struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
@@ -173,17 +128,26 @@ struct tmem_chunk *tmem_chunk_find(struct tmem_shard *sh, uint64_t object,
  * becomes its tmem_obj and is set to NULL; -ENOSPC when it is needed and
  * NULL (nothing done), else 0.
  */
-int tmem_chunk_insert(struct tmem_client *c, struct tmem_shard *sh,
+int tmem_chunk_insert(struct tmem_budget *budget, struct tmem_shard *sh,
 		      struct tmem_chunk *ch, struct tmem_obj **objp, bool lru);
 /*
  * Drop every chunk of @object in @sh; returns pages dropped, and adds the
  * chunks visited to *@visitedp.
  */
-uint64_t tmem_object_drop(struct tmem_client *c, struct tmem_shard *sh,
-			  uint64_t object, uint64_t *visitedp);
+uint64_t tmem_object_drop(struct tmem_budget *budget, struct tmem_shard *sh,
+			  uint64_t object, uint64_t *visitedp,
+			  const struct tmem_drop *drop);
 /* Drop the pages of @ch, unlink and free it; returns pages dropped. */
-uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
-			 struct tmem_chunk *ch);
+uint32_t tmem_chunk_drop(struct tmem_budget *budget, struct tmem_shard *sh,
+			 struct tmem_chunk *ch, const struct tmem_drop *drop);
+/*
+ * Offer each handle of @ch, then of every chunk of @sh, to @fn (see
+ * tmem_replace_fn); false when @fn stopped the walk.  Shard lock held.
+ */
+bool tmem_chunk_for_each(struct tmem_shard *sh, struct tmem_chunk *ch,
+			 tmem_replace_fn *fn, void *arg);
+bool tmem_shard_for_each(struct tmem_shard *sh, tmem_replace_fn *fn,
+			 void *arg);
 /*
  * Set one handle (0 to clear), or with @wide a 64-bit word; returns the
  * old handle, tmem_h_same(0) for an old word (nothing to free).  Frees
@@ -191,13 +155,24 @@ uint32_t tmem_chunk_drop(struct tmem_client *c, struct tmem_shard *sh,
  */
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 			uint32_t slot, uint64_t h, bool wide);
+/*
+ * The entry of @slot of @ch: a handle, 0 when empty, or with *@widep
+ * set a 64-bit word (not a handle).
+ */
+static inline uint64_t tmem_chunk_get(const struct tmem_chunk *ch,
+				      uint32_t slot, bool *widep)
+{
+	*widep = ch->wide & 1ull << slot;
+	return ch->h[slot];
+}
+
 void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch);
 void tmem_lru_remove(struct tmem_shard *sh, struct tmem_chunk *ch);
-void tmem_chunk_free(struct tmem_client *c, struct tmem_chunk *ch);
+void tmem_chunk_free(struct tmem_budget *budget, struct tmem_chunk *ch);
 /* 0, -ENOSPC (budget) or -ENOMEM. */
-int tmem_chunk_alloc(struct tmem_client *c, struct tmem_chunk **chp);
-void tmem_obj_free(struct tmem_client *c, struct tmem_obj *obj);
+int tmem_chunk_alloc(struct tmem_budget *budget, struct tmem_chunk **chp);
+void tmem_obj_free(struct tmem_budget *budget, struct tmem_obj *obj);
 /* 0, -ENOSPC (budget) or -ENOMEM. */
-int tmem_obj_alloc(struct tmem_client *c, struct tmem_obj **objp);
+int tmem_obj_alloc(struct tmem_budget *budget, struct tmem_obj **objp);
 
 #endif /* TMEM_INDEX_I_H */

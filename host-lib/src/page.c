@@ -14,18 +14,14 @@
 #include <limits.h>
 #include <string.h>
 
-#include <lz4.h>
-
+#include "codec_i.h"
+#include "compact_i.h"
+#include "tier_i.h"
 #include "tmem_i.h"
 
-void tmem_handle_free(struct tmem_client *c, uint64_t h)
+static void handle_free(struct tmem_client *c, uint64_t h)
 {
-	unsigned int t = tmem_h_type(h);
-
-	if (tmem_h_on_disk(h))
-		tmem_tier_put(c, h);
-	else if (t == TMEM_H_LZ4 || t == TMEM_H_RAW)
-		tmem_zs_free(&c->zs, tmem_h_len(h), tmem_h_loc(h));
+	tmem_handle_free(&c->zs, c->tier, h);
 }
 
 /*
@@ -37,6 +33,8 @@ void tmem_handle_free(struct tmem_client *c, uint64_t h)
 static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 			   uint32_t start)
 {
+	const struct tmem_drop drop = tmem_client_drop(c);
+
 	for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++) {
 		struct tmem_shard *sh = &shards[(start + s) % TMEM_NR_SHARDS];
 		uint32_t n = 0;
@@ -46,7 +44,8 @@ static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 		pthread_mutex_lock(&sh->lock);
 		if (sh->state == TMEM_POOL_OPEN && sh->ephemeral &&
 		    sh->lru_tail)
-			n = tmem_chunk_drop(c, sh, sh->lru_tail);
+			n = tmem_chunk_drop(&c->budget, sh, sh->lru_tail,
+					    &drop);
 		pthread_mutex_unlock(&sh->lock);
 		if (n)
 			return n;
@@ -60,7 +59,7 @@ static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
  * and shards: LRU is per shard, so this is only an approximation of a
  * global LRU, which is all ephemeral pages promise.
  */
-bool tmem_evict_one(struct tmem_ctx *ctx)
+static bool evict_one(struct tmem_ctx *ctx)
 {
 	struct tmem_client *c = ctx->client;
 	uint32_t start = atomic_fetch_add_explicit(&c->evict_cursor, 1,
@@ -89,7 +88,7 @@ bool tmem_evict_one(struct tmem_ctx *ctx)
  */
 static bool make_room(struct tmem_ctx *ctx)
 {
-	return tmem_compact(ctx->client) || tmem_evict_one(ctx) ||
+	return tmem_compact(ctx->client) || evict_one(ctx) ||
 	       tmem_tier_make_room(ctx);
 }
 
@@ -108,34 +107,20 @@ static int slot_alloc(struct tmem_ctx *ctx, unsigned int len, uint64_t *locp,
 /* A spare chunk and object for index_set(); 0, -ENOSPC or -ENOMEM. */
 static int spare_fill(struct tmem_ctx *ctx)
 {
+	struct tmem_budget *b = &ctx->client->budget;
 	int ret = 0;
 
 	while (!ctx->spare &&
-	       (ret = tmem_chunk_alloc(ctx->client, &ctx->spare)) == -ENOSPC &&
+	       (ret = tmem_chunk_alloc(b, &ctx->spare)) == -ENOSPC &&
 	       make_room(ctx))
 		;
 	if (ret)
 		return ret;
 	while (!ctx->spare_obj &&
-	       (ret = tmem_obj_alloc(ctx->client, &ctx->spare_obj)) == -ENOSPC &&
+	       (ret = tmem_obj_alloc(b, &ctx->spare_obj)) == -ENOSPC &&
 	       make_room(ctx))
 		;
 	return ret;
-}
-
-/* True when @page is one 64-bit word repeated; *wordp gets it. */
-static bool same_filled(const uint8_t *page, uint64_t *wordp)
-{
-	uint64_t first, w;
-
-	memcpy(&first, page, sizeof(first));
-	for (size_t off = 8; off < TMEM_PAGE_SIZE; off += 8) {
-		memcpy(&w, page + off, sizeof(w));
-		if (w != first)
-			return false;
-	}
-	*wordp = first;
-	return true;
 }
 
 /*
@@ -154,19 +139,13 @@ static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp,
 	int len, ret;
 
 	*widep = false;
-	if (same_filled(page, &word)) {
+	if (tmem_same_filled(page, &word)) {
 		*widep = (uint32_t)word != (uint32_t)(word >> 32);
 		*hp = *widep ? word : tmem_h_same((uint32_t)word);
 		return 0;
 	}
-	/*
-	 * Capping the output at the threshold makes LZ4 give up early on an
-	 * incompressible page, and keeps it in its bounds-checked mode: the
-	 * page may be guest memory that the guest changes under us.
-	 */
-	len = LZ4_compress_default(page, (char *)ctx->cbuf, TMEM_PAGE_SIZE,
-				   c->cfg.compress_threshold);
-	if (len <= 0) {
+	len = tmem_compress(page, ctx->cbuf, c->cfg.compress_threshold);
+	if (!len) {
 		if (c->cfg.incompressible == TMEM_INCOMPRESSIBLE_REJECT)
 			return -E2BIG;
 		type = TMEM_H_RAW;
@@ -179,48 +158,6 @@ static int encode(struct tmem_ctx *ctx, const void *page, uint64_t *hp,
 	memcpy(dst, src, len);
 	*hp = tmem_h_make(type, len, loc);
 	return 0;
-}
-
-static void fill_word(void *page, uint64_t w)
-{
-	for (size_t off = 0; off < TMEM_PAGE_SIZE; off += 8)
-		memcpy((uint8_t *)page + off, &w, sizeof(w));
-}
-
-int tmem_decode_data(unsigned int type, const void *src, unsigned int len,
-		     void *page)
-{
-	if (type == TMEM_H_RAW) {
-		memcpy(page, src, TMEM_PAGE_SIZE);
-		return 0;
-	}
-	if (LZ4_decompress_safe(src, page, len, TMEM_PAGE_SIZE) !=
-	    TMEM_PAGE_SIZE)
-		return -EIO;
-	return 0;
-}
-
-/*
- * Rebuild the page of @slot of @ch into @page; shard lock held.  Not for
- * a page of the disk tier.
- */
-static int decode(struct tmem_client *c, const struct tmem_chunk *ch,
-		  uint32_t slot, void *page)
-{
-	uint64_t h = ch->h[slot];
-
-	if (ch->wide & 1ull << slot) {
-		fill_word(page, h);
-		return 0;
-	}
-	if (tmem_h_type(h) == TMEM_H_SAME) {
-		fill_word(page, h >> 32 | (h >> 32) << 32);
-		return 0;
-	}
-	return tmem_decode_data(tmem_h_type(h),
-				tmem_zs_ptr(&c->zs, tmem_h_len(h),
-					    tmem_h_loc(h)),
-				tmem_h_len(h), page);
 }
 
 /*
@@ -271,7 +208,7 @@ static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 			ch->object = object;
 			ch->base = base;
 		}
-		if (!ch || tmem_chunk_insert(ctx->client, sh, ch,
+		if (!ch || tmem_chunk_insert(&ctx->client->budget, sh, ch,
 					     &ctx->spare_obj, sh->lru)) {
 			pthread_mutex_unlock(&sh->lock);
 			return spare_err ? spare_err : -ENOSPC;
@@ -289,6 +226,7 @@ static int index_set(struct tmem_ctx *ctx, uint32_t pool_id,
 static int drop_key(struct tmem_client *c, uint32_t pool_id,
 		    uint64_t object, uint32_t index)
 {
+	const struct tmem_drop drop = tmem_client_drop(c);
 	struct tmem_chunk *ch;
 	struct tmem_shard *sh;
 	uint64_t old = 0;
@@ -302,12 +240,12 @@ static int drop_key(struct tmem_client *c, uint32_t pool_id,
 		old = tmem_chunk_set(sh, ch, index % TMEM_CHUNK_PAGES, 0,
 				     false);
 		if (!ch->count)
-			tmem_chunk_drop(c, sh, ch);
+			tmem_chunk_drop(&c->budget, sh, ch, &drop);
 	}
 	pthread_mutex_unlock(&sh->lock);
 	if (!old)
 		return 0;
-	tmem_handle_free(c, old);
+	handle_free(c, old);
 	return 1;
 }
 
@@ -324,7 +262,7 @@ static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 		ret = index_set(ctx, pool_id, object, index, h, wide, &old,
 				spare_err);
 		if (ret && !wide)
-			tmem_handle_free(ctx->client, h);
+			handle_free(ctx->client, h);
 	}
 	if (ret) {
 		/* Never leave a stale copy behind a failed store. */
@@ -332,7 +270,7 @@ static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 		return ret;
 	}
 	if (old)
-		tmem_handle_free(ctx->client, old);
+		handle_free(ctx->client, old);
 	return 0;
 }
 
@@ -386,19 +324,20 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	uint32_t slot = index % TMEM_CHUNK_PAGES;
 	struct tmem_chunk *ch;
 	struct tmem_shard *sh;
-	bool disk = false;
+	bool disk = false, wide = false;
 	uint64_t h = 0;
 	int ret;
 
 	sh = key_lock(ctx->client, pool_id, object, index, &ret);
 	if (sh) {
 		ch = tmem_chunk_find(sh, object, index >> TMEM_CHUNK_SHIFT);
-		h = ch ? ch->h[slot] : 0;
-		disk = h && !(ch->wide & 1ull << slot) && tmem_h_on_disk(h);
+		h = ch ? tmem_chunk_get(ch, slot, &wide) : 0;
+		disk = h && !wide && tmem_h_on_disk(h);
 		if (disk)
-			tmem_tier_pin(ctx->client, h);
+			tmem_tier_pin(ctx->client->tier, tmem_h_disk_off(h));
 		else
-			ret = h ? decode(ctx->client, ch, slot, page) : -ENOENT;
+			ret = h ? tmem_handle_load(&ctx->client->zs, h, wide,
+						   page) : -ENOENT;
 		if (h && sh->lru)
 			tmem_lru_touch(sh, ch);
 		pthread_mutex_unlock(&sh->lock);
@@ -430,12 +369,13 @@ int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
 static uint64_t drop_object(struct tmem_ctx *ctx, struct tmem_shard *sh,
 			    uint64_t object)
 {
+	const struct tmem_drop drop = tmem_client_drop(ctx->client);
 	uint64_t n = 0;
 
 	pthread_mutex_lock(&sh->lock);
 	if (sh->state == TMEM_POOL_OPEN)
-		n = tmem_object_drop(ctx->client, sh, object,
-				     &ctx->ops.object_chunks_visited);
+		n = tmem_object_drop(&ctx->client->budget, sh, object,
+				     &ctx->ops.object_chunks_visited, &drop);
 	pthread_mutex_unlock(&sh->lock);
 	return n;
 }

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
-#include "tmem_i.h"
+#include "zs_i.h"
 
 #define SLOT_NONE	0xffffu
 #define PAGE_SHIFT	12
@@ -66,10 +66,10 @@ static void class_geometry(struct tmem_class *cls, uint32_t size)
 	cls->nslots = (best_k * PAGE_SZ - SLAB_HDR) / size;
 }
 
-void tmem_zs_init(struct tmem_zs *zs, struct tmem_client *client)
+void tmem_zs_init(struct tmem_zs *zs, struct tmem_budget *budget)
 {
 	memset(zs, 0, sizeof(*zs));
-	zs->client = client;
+	zs->budget = budget;
 	pthread_mutex_init(&zs->lock, NULL);
 	for (unsigned int c = 0; c < TMEM_NR_CLASSES; c++) {
 		pthread_mutex_init(&zs->classes[c].lock, NULL);
@@ -84,7 +84,7 @@ void tmem_zs_fini(struct tmem_zs *zs)
 	for (unsigned int k = 0; k <= TMEM_SLAB_MAX_PAGES; k++) {
 		struct tmem_extents *fx = &zs->free[k];
 
-		tmem_uncharge(zs->client, 0, fx->cap ?
+		tmem_uncharge(zs->budget, 0, fx->cap ?
 			      tmem_heap_cost(fx->cap * sizeof(uint32_t)) : 0);
 		tmem_free(fx->v);
 	}
@@ -114,18 +114,18 @@ static int extents_reserve(struct tmem_zs *zs, unsigned int k)
 
 	if (fx->carved < fx->cap)
 		return 0;
-	ret = tmem_charge(zs->client, 0, new_cost);
+	ret = tmem_charge(zs->budget, 0, new_cost);
 	if (ret)
 		return ret;
 	v = tmem_malloc((size_t)ncap * 4);
 	if (!v) {
-		tmem_uncharge(zs->client, 0, new_cost);
+		tmem_uncharge(zs->budget, 0, new_cost);
 		return -ENOMEM;
 	}
 	if (fx->n)
 		memcpy(v, fx->v, fx->n * sizeof(*v));
 	tmem_free(fx->v);
-	tmem_uncharge(zs->client, 0, old_cost);
+	tmem_uncharge(zs->budget, 0, old_cost);
 	fx->v = v;
 	fx->cap = ncap;
 	return 0;
@@ -165,7 +165,7 @@ static int slab_new(struct tmem_zs *zs, struct tmem_class *cls,
 	uint32_t ext;
 	int ret;
 
-	ret = tmem_charge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+	ret = tmem_charge(zs->budget, bytes - SLAB_HDR, SLAB_HDR);
 	if (ret)
 		return ret;
 	pthread_mutex_lock(&zs->lock);
@@ -175,7 +175,7 @@ static int slab_new(struct tmem_zs *zs, struct tmem_class *cls,
 		ret = extent_carve(zs, cls->pages, &ext);
 	pthread_mutex_unlock(&zs->lock);
 	if (ret) {
-		tmem_uncharge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+		tmem_uncharge(zs->budget, bytes - SLAB_HDR, SLAB_HDR);
 		return ret;
 	}
 	slab = (struct tmem_slab *)ext_ptr(zs, ext);
@@ -201,7 +201,7 @@ static void slab_release(struct tmem_zs *zs, struct tmem_class *cls,
 	fx->v[fx->n++] = ext;	/* room reserved by extents_reserve() */
 	pthread_mutex_unlock(&zs->lock);
 	atomic_fetch_add_explicit(&zs->released, 1, memory_order_relaxed);
-	tmem_uncharge(zs->client, bytes - SLAB_HDR, SLAB_HDR);
+	tmem_uncharge(zs->budget, bytes - SLAB_HDR, SLAB_HDR);
 }
 
 static void partial_add(struct tmem_class *cls, struct tmem_slab *slab)

@@ -23,6 +23,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "alloc_i.h"
+
 #define TMEM_CLASS_SHIFT	4
 #define TMEM_NR_CLASSES		256
 #define TMEM_ARENA_SHIFT	26		/* 64 MiB */
@@ -34,7 +36,7 @@
 
 /*
  * Location of an object: slot (14 bits) | first page of its slab in the
- * arena (14 bits) | arena (12 bits).  40 bits; see the handle in page.c.
+ * arena (14 bits) | arena (12 bits).  40 bits; a handle holds it (handle_i.h).
  */
 #define TMEM_LOC_BITS		40
 
@@ -55,11 +57,9 @@ struct tmem_extents {
 	uint32_t carved;		/* extents of this length ever made */
 };
 
-struct tmem_client;
-
 struct tmem_zs {
 	struct tmem_class classes[TMEM_NR_CLASSES];
-	struct tmem_client *client;	/* charged for slabs */
+	struct tmem_budget *budget;	/* charged for slabs */
 	pthread_mutex_t lock;		/* arenas and free extents */
 	uint32_t nr_arenas;
 	uint32_t bump;			/* first uncarved page, last arena */
@@ -73,7 +73,7 @@ static inline unsigned int tmem_zs_class(unsigned int len)
 	return (len + (1u << TMEM_CLASS_SHIFT) - 1) / (1u << TMEM_CLASS_SHIFT) - 1;
 }
 
-void tmem_zs_init(struct tmem_zs *zs, struct tmem_client *client);
+void tmem_zs_init(struct tmem_zs *zs, struct tmem_budget *budget);
 /* Frees the arenas; every object must have been freed before. */
 void tmem_zs_fini(struct tmem_zs *zs);
 /* 0, -ENOSPC (budget) or -ENOMEM; *locp and *ptrp on success. */

@@ -582,7 +582,7 @@ def test_tier_unplug():
             st.check_all()
 
 
-# libtmem's segment layout (host-lib/src/tier.c): each page follows a
+# libtmem's segment layout (host-lib/src/tier_impl_i.h): each page follows a
 # header of its key, its handle's type and length, and an XXH3 checksum.
 SEG_HDR = struct.Struct("<QIHHQ")       # object, index, pool, info, check
 

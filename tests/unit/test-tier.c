@@ -34,6 +34,7 @@
 #include <linux/loop.h>
 
 #include "wire-test.h"
+#include "tier_i.h"		/* tmem_tier_pin(), tmem_tier_read() */
 #include "tmem_i.h"		/* handles and disk offsets of keys */
 
 #ifndef TMEM_TEST_TIER_EXPECTED
@@ -1472,7 +1473,7 @@ static void test_read_error(void **state)
 
 /* ---- integrity: checksums, keys, one user (DEV-18, DEV-21) ----------- */
 
-#define SEG_HDR		24	/* tier.c's struct seg_hdr before each page */
+#define SEG_HDR		24	/* struct seg_hdr (tier_impl_i.h) before each page */
 
 /* The handle under key @k, read under its shard's lock; 0 if none. */
 static uint64_t key_handle(struct tmem_client *c, uint32_t pool, uint32_t k)
@@ -1620,17 +1621,17 @@ static void test_wrong_key(void **state)
 	settled_stats(c);
 	assert_int_equal(old_disk_keys(&tr.t, pool, n, SEG, &k, 1), 1);
 	h = key_handle(c, pool, k);
-	tmem_tier_pin(c, h);
+	tmem_tier_pin(c->tier, tmem_h_disk_off(h));
 	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k) + 1,
 					KEY_IDX(k), h, page), -EIO);
-	tmem_tier_pin(c, h);
+	tmem_tier_pin(c->tier, tmem_h_disk_off(h));
 	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k),
 					KEY_IDX(k) ^ 1, h, page), -EIO);
-	tmem_tier_pin(c, h);
+	tmem_tier_pin(c->tier, tmem_h_disk_off(h));
 	assert_int_equal(tmem_tier_read(tr.t.ctx, pool + 1, KEY_OBJ(k),
 					KEY_IDX(k), h, page), -EIO);
 	/* The right key reads the right bytes through the same path. */
-	tmem_tier_pin(c, h);
+	tmem_tier_pin(c->tier, tmem_h_disk_off(h));
 	assert_int_equal(tmem_tier_read(tr.t.ctx, pool, KEY_OBJ(k),
 					KEY_IDX(k), h, page), 0);
 	tier_page(want, TSEED(k, 1));

@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk tier's backing file and life cycle: the configuration's
+ * defaults and checks, opening, checking and locking the file, sizing
+ * and scrubbing it, creating, stopping, restarting and freeing the
+ * tier, its statistics and the fault-injection switch for tests.
+ */
+#define _GNU_SOURCE		/* O_DIRECT, fallocate() */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <linux/fs.h>
+
+#include "tier_impl_i.h"
+#include "tmem_i.h"
+
+/* The configuration with its defaults filled in (see tmem.h). */
+static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
+			unsigned int *highp, unsigned int *lowp)
+{
+	unsigned int high = cfg->writeback_high ? cfg->writeback_high :
+						  TMEM_DEFAULT_WRITEBACK_HIGH;
+
+	*segp = cfg->segment_size ? cfg->segment_size :
+				    TMEM_DEFAULT_SEGMENT_SIZE;
+	*highp = high;
+	*lowp = cfg->writeback_low ? cfg->writeback_low :
+				     high > 10 ? high - 10 : high / 2;
+}
+
+int tmem_tier_config_check(const struct tmem_client_config *cfg)
+{
+	unsigned int high, low;
+	uint32_t seg;
+
+	tier_params(cfg, &seg, &high, &low);
+	if (!cfg->backing_file)
+		return 0;
+	if (seg < TMEM_MIN_SEGMENT_SIZE || seg > TMEM_MAX_SEGMENT_SIZE ||
+	    (seg & (seg - 1)))
+		return -EINVAL;
+	if (high > 100 || low >= high)
+		return -EINVAL;
+	if (cfg->backing_size &&
+	    (cfg->backing_size / seg < TMEM_TIER_MIN_SEGMENTS ||
+	     cfg->backing_size >> TMEM_DISK_OFF_BITS))
+		return -EINVAL;
+	return 0;
+}
+
+static uint32_t tier_nsegs(const struct tmem_tier *t, uint64_t bytes)
+{
+	return bytes / t->seg_size > UINT32_MAX / 2 ? UINT32_MAX / 2 :
+						    bytes / t->seg_size;
+}
+
+/* Charge the segment buffers and the per-segment arrays: 0 or -ENOSPC. */
+static int tier_charge(struct tmem_client *c, struct tmem_tier *t,
+		       uint32_t nsegs)
+{
+	size_t charge = (TIER_BUFS + 1) * (size_t)t->seg_size +
+			tmem_heap_cost(nsegs * sizeof(*t->segs)) +
+			tmem_heap_cost(nsegs * sizeof(*t->free));
+
+	if (tmem_charge(&c->budget, 0, charge))
+		return -ENOSPC;
+	t->charged = charge;
+	return 0;
+}
+
+/*
+ * open(2) with O_DIRECT if the file system takes it; -errno on failure.
+ * O_NOFOLLOW: a symbolic link is refused (-ELOOP), so that whoever may
+ * write the directory cannot point the tier at another file.
+ */
+static int open_direct(struct tmem_tier *t, const char *path, int flags)
+{
+	int fd;
+
+	flags |= O_RDWR | O_CLOEXEC | O_NOFOLLOW;
+	fd = open(path, flags | O_DIRECT, 0600);
+	t->direct = fd >= 0;
+	if (fd < 0 && errno == EINVAL)
+		fd = open(path, flags, 0600);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * Guest memory lands in the file: it must be ours alone.  Owned by the
+ * process's user and, for a regular file, neither readable nor writable
+ * by group or others; a block device may be its group's (disk), never
+ * others'.  -EPERM otherwise.
+ */
+static int check_private(const struct stat *st)
+{
+	mode_t shared = S_ISBLK(st->st_mode) ? S_IROTH | S_IWOTH :
+			S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
+
+	if (st->st_uid != geteuid() || (st->st_mode & shared))
+		return -EPERM;
+	return 0;
+}
+
+/*
+ * One user per file: an exclusive open file description lock over the
+ * whole file, as QEMU locks its images (it conflicts with another open
+ * of the file in this process too).  -EBUSY when someone holds one.
+ */
+static int lock_file(int fd)
+{
+	struct flock fl = {
+		.l_type = F_WRLCK,
+		.l_whence = SEEK_SET,
+	};
+
+	if (!fcntl(fd, F_OFD_SETLK, &fl))
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+}
+
+/*
+ * The alignment O_DIRECT wants of offsets, lengths and buffers: the
+ * device's logical block size, or what statx() says of the file (Linux
+ * 6.1+), else the file system's block size (a multiple of it).  Without
+ * O_DIRECT any will do; the file system's block is still the unit it
+ * reads in.  -EINVAL for one larger than we take.
+ */
+static int block_size(struct tmem_tier *t, const struct stat *st)
+{
+	struct statvfs vfs;
+	struct statx stx;
+	int sector;
+
+	if (S_ISBLK(st->st_mode)) {
+		if (ioctl(t->fd, BLKSSZGET, &sector))
+			return -errno;
+		t->block = sector;
+	} else if (t->direct &&
+		   !statx(t->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) &&
+		   (stx.stx_mask & STATX_DIOALIGN) && stx.stx_dio_offset_align) {
+		t->block = stx.stx_dio_offset_align > stx.stx_dio_mem_align ?
+			   stx.stx_dio_offset_align : stx.stx_dio_mem_align;
+	} else {
+		if (fstatvfs(t->fd, &vfs))
+			return -errno;
+		t->block = vfs.f_bsize;
+	}
+	if (t->block < 512 || t->block > TIER_BLOCK_MAX ||
+	    (t->block & (t->block - 1)))
+		return -EINVAL;
+	return 0;
+}
+
+/* Bytes the file or device holds; -EINVAL for anything else. */
+static int file_size(struct tmem_tier *t, const struct stat *st,
+		     uint64_t *sizep)
+{
+	if (S_ISBLK(st->st_mode)) {
+		t->blkdev = true;
+		return ioctl(t->fd, BLKGETSIZE64, sizep) ? -errno : 0;
+	}
+	if (!S_ISREG(st->st_mode))
+		return -EINVAL;
+	*sizep = st->st_size;
+	return 0;
+}
+
+/*
+ * Open (or create) and size the backing file; sets fd, direct, block,
+ * nsegs, and created when the file is ours to remove.
+ */
+static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
+{
+	uint64_t size, want;
+	struct stat st;
+	int ret;
+
+	t->fd = open_direct(t, cfg->backing_file, 0);
+	if (t->fd == -ENOENT && cfg->backing_size) {
+		t->fd = open_direct(t, cfg->backing_file, O_CREAT | O_EXCL);
+		t->created = t->fd >= 0;
+	}
+	if (t->fd < 0)
+		return t->fd;
+	if (fstat(t->fd, &st))
+		return -errno;
+	ret = file_size(t, &st, &size);
+	if (!ret)
+		ret = check_private(&st);
+	if (!ret)
+		ret = lock_file(t->fd);
+	if (!ret)
+		ret = block_size(t, &st);
+	if (ret)
+		return ret;
+	want = cfg->backing_size ? cfg->backing_size : size;
+	if (want > size) {
+		if (!S_ISREG(st.st_mode))
+			return -ENOSPC;
+		/* Reserve the blocks now: a write never meets a full disk. */
+		if (fallocate(t->fd, 0, 0, want)) {
+			if (errno != EOPNOTSUPP)
+				return -errno;
+			if (ftruncate(t->fd, want))
+				return -errno;
+		}
+	}
+	if (want / t->seg_size < TMEM_TIER_MIN_SEGMENTS ||
+	    want >> TMEM_DISK_OFF_BITS)
+		return -EINVAL;
+	t->nsegs = tier_nsegs(t, want);
+	return 0;
+}
+
+/*
+ * Guest memory must not stay on the host's disk after the client: a file
+ * we created is removed (if its name still names it), the range of a
+ * block device we used is discarded (best effort: a device without
+ * discard keeps the bytes).  A regular file the caller gave is the
+ * caller's and stays as it is.
+ */
+static void tier_scrub(struct tmem_tier *t)
+{
+	uint64_t range[2] = { 0, (uint64_t)t->nsegs * t->seg_size };
+	struct stat a, b;
+
+	if (t->created && t->path && !fstat(t->fd, &a) &&
+	    !fstatat(AT_FDCWD, t->path, &b, AT_SYMLINK_NOFOLLOW) &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		unlink(t->path);
+	if (t->blkdev && range[1])
+		ioctl(t->fd, BLKDISCARD, range);
+}
+
+/* Every segment free, the writer idle and its counters at 0. */
+static void tier_clear(struct tmem_tier *t)
+{
+	for (uint32_t i = 0; i < t->nsegs; i++) {
+		struct tier_seg *seg = &t->segs[i];
+
+		atomic_store(&seg->ref, 0);
+		atomic_store(&seg->live_bytes, 0);
+		seg->used = 0;
+		seg->state = SEG_FREE;
+		seg->buf = -1;
+		seg->gen++;		/* contexts' read-ahead is stale */
+		t->free[i] = t->nsegs - 1 - i;	/* segment 0 first */
+	}
+	t->nfree = t->nsegs;
+	for (int b = 0; b < TIER_BUFS; b++)
+		t->buf_seg[b] = -1;
+	t->fill = -1;
+	t->cursor = 0;
+	t->gen = 0;
+	t->last_moved = t->room_wanted = t->draining = false;
+	t->stalled = t->full = t->failed = t->stop = false;
+	TMEM_WR(t->reads, 0);
+	TMEM_WR(t->read_bytes, 0);
+	TMEM_WR(t->writes, 0);
+	TMEM_WR(t->write_bytes, 0);
+	TMEM_WR(t->errors, 0);
+	TMEM_WR(t->cleaned, 0);
+}
+
+static void tier_destroy(struct tmem_client *c, struct tmem_tier *t)
+{
+	if (t->ring.ring_fd >= 0)
+		io_uring_queue_exit(&t->ring);
+	if (t->fd >= 0) {
+		tier_scrub(t);
+		close(t->fd);
+	}
+	tmem_free(t->path);
+	for (int b = 0; b < TIER_BUFS; b++)
+		tmem_free(t->buf[b]);
+	tmem_free(t->clean_buf);
+	tmem_free(t->segs);
+	tmem_free(t->free);
+	if (t->charged)
+		tmem_uncharge(&c->budget, 0, t->charged);
+	pthread_mutex_destroy(&t->lock);
+	pthread_cond_destroy(&t->wake);
+	pthread_cond_destroy(&t->progress);
+	tmem_free(t);
+}
+
+static uint64_t percent_of(uint64_t v, unsigned int pct)
+{
+	return v / 100 * pct + v % 100 * pct / 100;
+}
+
+int tmem_tier_new(struct tmem_client *c)
+{
+	const struct tmem_client_config *cfg = &c->cfg;
+	unsigned int high, low;
+	struct tmem_tier *t;
+	int ret;
+
+	if (!cfg->backing_file)
+		return 0;
+	t = tmem_zalloc_aligned(sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->c = c;
+	t->fd = -1;
+	t->ring.ring_fd = -1;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->wake, NULL);
+	pthread_cond_init(&t->progress, NULL);
+	t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
+	if (!t->path) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	strcpy(t->path, cfg->backing_file);
+	tier_params(cfg, &t->seg_size, &high, &low);
+	t->high = percent_of(cfg->budget_bytes, high);
+	t->low = percent_of(cfg->budget_bytes, low);
+	/*
+	 * With a size, the budget is checked before the file is touched: a
+	 * refusal for the budget then creates no file, and leaves an
+	 * existing one alone.
+	 */
+	if (cfg->backing_size) {
+		ret = tier_charge(c, t, tier_nsegs(t, cfg->backing_size));
+		if (ret)
+			goto fail;
+	}
+	ret = tier_open(t, cfg);
+	if (ret)
+		goto fail;
+	if (!t->charged) {
+		ret = tier_charge(c, t, t->nsegs);
+		if (ret)
+			goto fail;
+	}
+	ret = -ENOMEM;
+	t->segs = tmem_malloc(t->nsegs * sizeof(*t->segs));
+	t->free = tmem_malloc(t->nsegs * sizeof(*t->free));
+	t->clean_buf = tmem_zalloc_align(t->seg_size, t->block);
+	for (int b = 0; b < TIER_BUFS; b++)
+		t->buf[b] = tmem_zalloc_align(t->seg_size, t->block);
+	if (!t->segs || !t->free || !t->clean_buf)
+		goto fail;
+	for (int b = 0; b < TIER_BUFS; b++)
+		if (!t->buf[b])
+			goto fail;
+	ret = io_uring_queue_init(2 * TIER_BUFS, &t->ring, 0);
+	if (ret) {
+		t->ring.ring_fd = -1;
+		goto fail;
+	}
+	tier_clear(t);
+	ret = tmem_tier_writer_start(t);
+	if (ret)
+		goto fail;
+	c->tier = t;
+	return 0;
+fail:
+	tier_destroy(c, t);
+	return ret;
+}
+
+void tmem_tier_stop(struct tmem_client *c)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t || !t->running)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->wake);
+	pthread_cond_broadcast(&t->progress);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->thread, NULL);
+	t->running = false;
+}
+
+int tmem_tier_restart(struct tmem_client *c)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t)
+		return 0;
+	tier_clear(t);
+	return tmem_tier_writer_start(t);
+}
+
+void tmem_tier_free(struct tmem_client *c)
+{
+	if (!c->tier)
+		return;
+	tmem_tier_stop(c);
+	tier_destroy(c, c->tier);
+	c->tier = NULL;
+}
+
+void tmem_tier_release(struct tmem_client *c)
+{
+	if (!c->tier)
+		return;
+	tmem_tier_stop(c);
+	tier_scrub(c->tier);
+}
+
+void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t)
+		return;
+	st->disk_size = (uint64_t)t->nsegs * t->seg_size;
+	st->disk_segment_size = t->seg_size;
+	pthread_mutex_lock(&t->lock);
+	for (uint32_t i = 0; i < t->nsegs; i++) {
+		const struct tier_seg *seg = &t->segs[i];
+		/* Not counting the writer's own reference. */
+		uint32_t held = atomic_load(&seg->ref) -
+				(seg->state != SEG_DISK && seg->state != SEG_FREE);
+
+		st->disk_segments += seg->state != SEG_FREE && held;
+	}
+	st->disk_failed = TMEM_RD(t->failed);
+	pthread_mutex_unlock(&t->lock);
+	st->disk_reads = TMEM_RD(t->reads);
+	st->disk_read_bytes = TMEM_RD(t->read_bytes);
+	st->disk_writes = TMEM_RD(t->writes);
+	st->disk_write_bytes = TMEM_RD(t->write_bytes);
+	st->disk_errors = TMEM_RD(t->errors);
+	st->cleaned_segments = TMEM_RD(t->cleaned);
+}
+
+int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
+				int err)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t)
+		return -ENODEV;
+	if ((ops & ~(TMEM_IO_READ | TMEM_IO_WRITE)) || (ops && err >= 0))
+		return -EINVAL;
+	__atomic_store_n(&t->inject_err, err, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->inject_ops, ops, __ATOMIC_RELAXED);
+	return 0;
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk tier as the layers above it see it: its life cycle (client
+ * layer), and the read path, room and wake-up calls of the page
+ * operations.  Built from tier_*.c with liburing, from tier_none.c
+ * without (where a backing file is refused with -ENOTSUP).
+ *
+ * Lock order: shard -> tier lock; the tier never takes a shard lock
+ * while it holds its own.
+ */
+#ifndef TMEM_TIER_I_H
+#define TMEM_TIER_I_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tier_space_i.h"
+
+struct tmem_client;
+struct tmem_client_config;
+struct tmem_ctx;
+struct tmem_stats;
+
+int tmem_tier_config_check(const struct tmem_client_config *cfg);
+/* Open the backing file and start the writer; no-op without one. */
+int tmem_tier_new(struct tmem_client *c);
+/* Stop the writer and wait for its I/O: before dropping all pages. */
+void tmem_tier_stop(struct tmem_client *c);
+/* After every page was dropped: all segments free, counters 0, restart. */
+int tmem_tier_restart(struct tmem_client *c);
+void tmem_tier_free(struct tmem_client *c);
+/* Stop the writer, remove or discard the file now. */
+void tmem_tier_release(struct tmem_client *c);
+/*
+ * Read a pinned (tmem_tier_pin()) disk handle's page of key (@pool,
+ * @object, @index) back and unpin it; 0, or -EIO (unreadable, or what
+ * was read is not that key's page: checksum or key mismatch).
+ */
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page);
+/* A store found the budget full: wait for write-back; false if none. */
+bool tmem_tier_make_room(struct tmem_ctx *ctx);
+/* A store went over the high watermark: wake the writer. */
+void tmem_tier_kick(struct tmem_client *c);
+void tmem_tier_ctx_free(struct tmem_ctx *ctx);
+void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st);
+
+#endif /* TMEM_TIER_I_H */

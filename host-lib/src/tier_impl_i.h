@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The disk tier: cold compressed pages of persistent pools, written back
+ * to a file in large segments with io_uring.
+ *
+ * The backing file is cut into segments of segment_size bytes.  A writer
+ * thread, woken when the client's host bytes reach the high watermark
+ * (or by a store that found the budget full), takes the coldest chunk of
+ * each persistent shard in turn (the shard's LRU tail: 64 consecutive
+ * swap slots, stored about the same time) and, under that shard's lock,
+ * copies each compressed page into the segment being filled, behind a
+ * 24-byte header naming its key and holding a checksum (XXH3) of the key
+ * and the bytes, and points the index at the page's
+ * byte offset in the file (a TMEM_H_DISK handle).  Its allocator slot is
+ * freed at once: from then on the segment's buffer holds the bytes, and
+ * loads of such pages copy them from the buffer.  A full segment is
+ * written with one io_uring write (O_DIRECT where the file system
+ * allows); the buffer is reused only after that write completed, and
+ * loads then read the page back with the loading thread's own ring: a
+ * load waits for its own read only, never for another page's.
+ * TIER_BUFS segment buffers, plus one for the cleaner, are charged to
+ * the budget once, so host_bytes stays under it.
+ *
+ * Space: each segment counts references (its live pages, loads reading
+ * it, and the writer while it fills or writes it); the last put frees
+ * it.  A load reads the header with the page and answers -EIO unless the
+ * key is its own and the checksum matches: never other bytes (DEV-18).
+ * Swap invalidates a page when it is loaded, so segments empty
+ * out on their own; when none is free, the cleaner reads the segment
+ * with the least live data, walks its headers and moves each page whose
+ * key still points at it into the segment being filled (one free
+ * segment is kept in reserve for this), which frees the victim.
+ *
+ * Errors: a failed write strands its segment in memory (its pages stay
+ * readable from the buffer) and fails the tier: nothing is written back
+ * any more, and stores over budget are refused as without a tier.  A
+ * failed read fails that load with -EIO; the page stays stored.  The
+ * file's content means nothing across a restart of the client.
+ *
+ * Locks: shard -> tier->lock.  The writer never holds tier->lock while it
+ * takes a shard lock; what only the writer touches (its ring, the fill
+ * segment's used bytes, buf_seg[]) needs no lock.
+ *
+ * The files of the tier, bottom up (each calls only those before it):
+ *   tier_space.c   segment references, checksums, fault injection
+ *   tier_seg.c     the writer's ring: filling, sealing and writing
+ *                  segments, reaping their completions
+ *   tier_clean.c   the cleaner: a victim's live pages into the reserve
+ *   tier_writer.c  write-back policy and the writer thread, and what a
+ *                  store calls (kick, make_room)
+ *   tier_read.c    the read path of a load, and its read-ahead
+ *   tier_file.c    the backing file (open, checks, scrub), life cycle,
+ *                  stats
+ * This header is theirs alone; the layers above see tier_i.h.
+ */
+#ifndef TMEM_TIER_IMPL_I_H
+#define TMEM_TIER_IMPL_I_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <liburing.h>
+#include <lz4.h>
+
+#include "tmem.h"
+#include "alloc_i.h"
+#include "tier_i.h"
+
+#define TIER_BUFS	4		/* one filling, the rest in flight */
+#define TIER_RESERVE	1		/* free segments kept for the cleaner */
+#define TIER_BLOCK_MAX	(64u << 10)	/* O_DIRECT alignment we take */
+#define TIER_BATCH	512		/* pages per pass before waking stores */
+#define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
+#define CLEAN_TAG	(TIER_BUFS + 1)
+/* Live bytes under which a segment is worth cleaning: it frees 1/4 at least. */
+#define CLEAN_MAX(t)	((t)->seg_size / 4 * 3)
+
+/* Before each page in a segment; the page's handle points past it. */
+struct seg_hdr {
+	uint64_t object;
+	uint32_t index;
+	uint16_t pool;
+	uint16_t info;			/* handle type | (length - 1) << 2 */
+	uint64_t check;			/* tmem_seg_check() */
+};
+_Static_assert(sizeof(struct seg_hdr) == 24, "segment header is 24 bytes");
+#define HDR	sizeof(struct seg_hdr)
+#define HDR_KEY	offsetof(struct seg_hdr, check)
+/* A load stages the header and the page in ctx->cbuf. */
+_Static_assert(HDR + TMEM_PAGE_SIZE <= LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE),
+	       "header and page fit in a context's cbuf");
+
+enum seg_state {
+	SEG_FREE,
+	SEG_FILLING,			/* in a buffer, taking pages */
+	SEG_WRITING,			/* in a buffer, being written */
+	SEG_DISK,
+	SEG_STRANDED,			/* its write failed: the buffer stays */
+};
+
+struct tier_seg {
+	_Atomic uint32_t ref;		/* live pages + readers + writer */
+	_Atomic uint32_t live_bytes;	/* compressed bytes of live pages */
+	uint32_t used;			/* bytes of headers and pages */
+	uint8_t state;			/* enum seg_state, under tier->lock */
+	int8_t buf;			/* its buffer unless SEG_DISK/FREE */
+	uint32_t gen;			/* bumped when freed, under tier->lock */
+};
+
+struct tmem_tier {
+	struct tmem_client *c;
+	int fd;
+	bool direct;
+	bool created;			/* tier_open() created the file */
+	bool blkdev;
+	char *path;			/* to remove the file we created */
+	uint32_t block;			/* O_DIRECT alignment of offsets */
+	uint32_t seg_size;
+	uint32_t nsegs;
+	uint64_t high, low;		/* watermarks, bytes */
+	size_t charged;
+	struct tier_seg *segs;
+	uint8_t *buf[TIER_BUFS];
+	uint8_t *clean_buf;
+
+	pthread_mutex_t lock;
+	uint32_t *free;			/* stack of free segments */
+	uint32_t nfree;
+	pthread_cond_t wake;		/* the writer waits for work */
+	pthread_cond_t progress;	/* stores wait for a pass */
+	uint64_t gen;			/* passes done */
+	bool last_moved;		/* the last pass moved pages */
+	bool room_wanted;		/* a store waits */
+	bool draining;			/* above low after a high mark */
+	bool stalled;			/* nothing to write back */
+	bool full;			/* no segment, nothing to clean */
+	bool failed;			/* a write failed */
+	bool stop;
+	bool running;
+	bool awake;			/* atomic: the writer is in a pass */
+	unsigned int inject_ops;	/* atomic */
+	int inject_err;			/* atomic */
+
+	/* The writer's own. */
+	pthread_t thread;
+	struct io_uring ring;
+	unsigned int inflight;
+	int32_t fill;			/* segment being filled, or -1 */
+	int32_t buf_seg[TIER_BUFS];	/* segment in each buffer, or -1 */
+	uint32_t cursor;		/* next (pool, shard) to visit */
+
+	/* Counters, relaxed (written_back is the client's: compaction's). */
+	uint64_t reads, read_bytes;
+	uint64_t writes, write_bytes;
+	uint64_t errors;
+	uint64_t cleaned;
+};
+
+/* A context's reads: its own ring and an aligned bounce buffer. */
+struct tmem_tier_io {
+	struct io_uring ring;
+	uint8_t *buf;			/* header and page, and a block more */
+	/*
+	 * Read-ahead: when a load reads just after the previous one in the
+	 * same segment (swap-in of neighbouring slots, written back as one
+	 * chunk), TIER_RA bytes are read and kept here for the next loads.
+	 * Valid while the segment's generation is the same: a written
+	 * segment's bytes never change until it is freed.
+	 */
+	uint8_t *ra;
+	uint64_t ra_start, ra_end;	/* file offsets held in ra */
+	uint32_t ra_seg, ra_gen;
+	uint64_t last_end;		/* end of the last disk load */
+};
+
+static inline uint64_t block_up(const struct tmem_tier *t, uint64_t bytes)
+{
+	return (bytes + t->block - 1) & ~(uint64_t)(t->block - 1);
+}
+
+static inline uint64_t seg_off(const struct tmem_tier *t, uint32_t segno)
+{
+	return (uint64_t)segno * t->seg_size;
+}
+
+/* tier_space.c: segment references and checksums. */
+uint64_t tmem_seg_check(const struct seg_hdr *hdr, const void *data,
+			unsigned int len);
+/* Drop one reference (and @len live bytes); true if it freed the segment. */
+bool tmem_seg_put(struct tmem_tier *t, uint32_t segno, unsigned int len);
+/* A reference on a segment that may be about to go: fails if it has. */
+bool tmem_seg_tryget(struct tier_seg *seg);
+/* The error injected for @op (TMEM_IO_READ/WRITE), or 0. */
+int tmem_tier_injected(struct tmem_tier *t, unsigned int op);
+
+/* tier_seg.c: the writer's ring and the segment being filled. */
+void tmem_seg_cqe_done(struct tmem_tier *t, struct io_uring_cqe *cqe);
+/* Handle completed writes; with @wait, wait for one first. */
+void tmem_seg_reap(struct tmem_tier *t, bool wait);
+struct io_uring_sqe *tmem_seg_get_sqe(struct tmem_tier *t);
+/* Write the fill segment out; its buffer stays busy until that is done. */
+void tmem_seg_seal(struct tmem_tier *t);
+/* Start filling a free segment; 0, or -ENOSPC / -EIO. */
+int tmem_seg_fill_open(struct tmem_tier *t, bool cleaner);
+uint64_t tmem_seg_fill_put(struct tmem_tier *t, uint32_t pool,
+			   uint64_t object, uint32_t index, unsigned int type,
+			   unsigned int len, const void *data,
+			   const uint64_t *check);
+bool tmem_seg_fill_fits(struct tmem_tier *t, unsigned int len);
+
+/* tier_clean.c: a new fill segment, cleaning for it; 0, -ENOSPC, -EIO. */
+int tmem_tier_fill_next(struct tmem_tier *t);
+
+/* tier_writer.c: start the writer thread; 0 or -errno. */
+int tmem_tier_writer_start(struct tmem_tier *t);
+
+#endif /* TMEM_TIER_IMPL_I_H */

@@ -1,0 +1,243 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Write-back: a writer thread, woken when the client's host bytes reach
+ * the high watermark (or by a store that found the budget full), takes
+ * the coldest chunk of each persistent shard in turn and, through the
+ * index's iterator, moves its compressed pages into the fill segment,
+ * down to the low watermark.  Stores wait here for a pass when they
+ * must.
+ */
+#include <errno.h>
+#include <signal.h>
+
+#include "compact_i.h"
+#include "tier_impl_i.h"
+#include "tmem_i.h"
+
+/* Where move_page() appends a chunk's pages. */
+struct wb_walk {
+	struct tmem_tier *t;
+	uint32_t pool;
+	uint32_t moved;
+};
+
+/*
+ * The index's iterator hands over each handle of the chunk: a page in
+ * memory moves into the fill segment; false when it did not fit.  Shard
+ * lock held.
+ */
+static bool move_page(void *arg, uint64_t object, uint32_t index,
+		      uint64_t *hp)
+{
+	struct wb_walk *wb = arg;
+	struct tmem_tier *t = wb->t;
+	struct tmem_zs *zs = &t->c->zs;
+	uint64_t h = *hp;
+	unsigned int len;
+
+	if (!tmem_h_in_memory(h))
+		return true;
+	len = tmem_h_len(h);
+	if (!tmem_seg_fill_fits(t, len))
+		return false;
+	*hp = tmem_seg_fill_put(t, wb->pool, object, index, tmem_h_type(h),
+				len, tmem_zs_ptr(zs, len, tmem_h_loc(h)), NULL);
+	tmem_zs_free(zs, len, tmem_h_loc(h));
+	wb->moved++;
+	return true;
+}
+
+/*
+ * Write back the coldest chunk of one shard that has pages in memory.
+ * Pages moved, or -EAGAIN when the fill segment is full.
+ */
+static int writeback_shard(struct tmem_tier *t, uint32_t pool,
+			   struct tmem_shard *sh)
+{
+	struct wb_walk wb = { .t = t, .pool = pool };
+	struct tmem_chunk *ch;
+	bool done = true;
+
+	pthread_mutex_lock(&sh->lock);
+	while (sh->state == TMEM_POOL_OPEN && !sh->ephemeral &&
+	       (ch = sh->lru_tail)) {
+		done = tmem_chunk_for_each(sh, ch, move_page, &wb);
+		if (!done)
+			break;
+		tmem_lru_remove(sh, ch);	/* nothing left in memory */
+		if (wb.moved)
+			break;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	TMEM_ADD(t->c->written_back, wb.moved);
+	return wb.moved ? (int)wb.moved : done ? 0 : -EAGAIN;
+}
+
+/* Pages in memory with data: the shard's candidates (a hint). */
+static uint64_t shard_mem_pages(struct tmem_shard *sh)
+{
+	return TMEM_RD(sh->pages) - TMEM_RD(sh->same_filled) -
+	       TMEM_RD(sh->disk_pages);
+}
+
+/* One chunk's worth; pages moved, or -1 when nothing can be. */
+static int writeback_some(struct tmem_tier *t)
+{
+	struct tmem_client *c = t->c;
+	uint32_t npos = c->max_pools * TMEM_NR_SHARDS;
+
+	if (t->fill < 0 && tmem_tier_fill_next(t))
+		return -1;
+	for (uint32_t i = 0; i < npos; i++) {
+		uint32_t pos = t->cursor, id = pos / TMEM_NR_SHARDS;
+		struct tmem_shard *shards = tmem_pool_shards(c, id);
+		int n;
+
+		if (!shards ||
+		    TMEM_RD(c->pools[id].type) != TMEM_POOL_PERSISTENT ||
+		    !shard_mem_pages(&shards[pos % TMEM_NR_SHARDS])) {
+			t->cursor = (pos + 1) % npos;
+			continue;
+		}
+		n = writeback_shard(t, id, &shards[pos % TMEM_NR_SHARDS]);
+		if (n == -EAGAIN) {
+			/* Same shard again, in a new segment. */
+			tmem_seg_seal(t);
+			if (tmem_tier_fill_next(t))
+				return -1;
+			i--;
+			continue;
+		}
+		t->cursor = (pos + 1) % npos;
+		if (n > 0)
+			return n;
+	}
+	return -1;
+}
+
+static uint64_t used_bytes(struct tmem_tier *t)
+{
+	return tmem_budget_used(&t->c->budget);
+}
+
+/* One pass: down to the low watermark, TIER_BATCH pages at most. */
+static uint64_t writer_pass(struct tmem_tier *t)
+{
+	uint64_t moved = 0;
+	int n;
+
+	do {
+		n = writeback_some(t);
+		if (n > 0)
+			moved += n;
+		tmem_seg_reap(t, false);
+	} while (n > 0 && moved < TIER_BATCH && used_bytes(t) > t->low &&
+		 !TMEM_RD(t->failed));
+	/* Holes left in slabs go back to the system only by compaction. */
+	if (moved && used_bytes(t) > t->low)
+		tmem_compact(t->c);
+	return moved;
+}
+
+static bool writer_due(struct tmem_tier *t)
+{
+	if (t->stop || TMEM_RD(t->failed) || TMEM_RD(t->full))
+		return false;
+	if (t->room_wanted)
+		return true;
+	return !t->stalled &&
+	       (used_bytes(t) >= t->high || (t->draining &&
+					     used_bytes(t) > t->low));
+}
+
+static void *writer_main(void *arg)
+{
+	struct tmem_tier *t = arg;
+	uint64_t moved;
+
+	pthread_mutex_lock(&t->lock);
+	for (;;) {
+		while (!t->stop && !writer_due(t)) {
+			if (t->inflight) {
+				/* Idle: finish the writes before sleeping. */
+				pthread_mutex_unlock(&t->lock);
+				tmem_seg_reap(t, true);
+				pthread_mutex_lock(&t->lock);
+				continue;
+			}
+			TMEM_WR(t->awake, false);
+			pthread_cond_wait(&t->wake, &t->lock);
+		}
+		if (t->stop)
+			break;
+		TMEM_WR(t->awake, true);
+		t->room_wanted = false;
+		pthread_mutex_unlock(&t->lock);
+		moved = writer_pass(t);
+		pthread_mutex_lock(&t->lock);
+		t->gen++;
+		t->last_moved = moved;
+		t->stalled = !moved;
+		t->draining = moved && used_bytes(t) > t->low;
+		if (!moved && t->fill < 0 && !TMEM_RD(t->failed))
+			TMEM_WR(t->full, t->nfree <= TIER_RESERVE);
+		pthread_cond_broadcast(&t->progress);
+	}
+	TMEM_WR(t->awake, false);
+	pthread_mutex_unlock(&t->lock);
+	while (t->inflight)
+		tmem_seg_reap(t, true);
+	return NULL;
+}
+
+int tmem_tier_writer_start(struct tmem_tier *t)
+{
+	sigset_t all, old;
+	int ret;
+
+	/* No signal of the application's may land on the writer. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	ret = pthread_create(&t->thread, NULL, writer_main, t);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	t->running = !ret;
+	return -ret;
+}
+
+/* ---- What the page operations call. ---- */
+
+void tmem_tier_kick(struct tmem_client *c)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t || TMEM_RD(t->awake) || TMEM_RD(t->failed) ||
+	    TMEM_RD(t->full) || used_bytes(t) < t->high)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stalled = false;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+}
+
+bool tmem_tier_make_room(struct tmem_ctx *ctx)
+{
+	struct tmem_tier *t = ctx->client->tier;
+	bool moved;
+	uint64_t gen;
+
+	if (!t)
+		return false;
+	pthread_mutex_lock(&t->lock);
+	if (TMEM_RD(t->failed) || TMEM_RD(t->full) || t->stop) {
+		pthread_mutex_unlock(&t->lock);
+		return false;
+	}
+	gen = t->gen;
+	t->room_wanted = true;
+	pthread_cond_signal(&t->wake);
+	while (t->gen == gen && !TMEM_RD(t->failed) && !t->stop)
+		pthread_cond_wait(&t->progress, &t->lock);
+	moved = t->gen != gen && t->last_moved;
+	pthread_mutex_unlock(&t->lock);
+	return moved;
+}
