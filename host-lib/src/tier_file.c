@@ -18,6 +18,9 @@
 
 #include "tier_impl_i.h"
 
+#define TMEM_XSTR(x)	#x
+#define TMEM_STR(x)	TMEM_XSTR(x)
+
 /* The configuration with its defaults filled in (see tmem.h). */
 static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
 			unsigned int *highp, unsigned int *lowp)
@@ -56,7 +59,8 @@ int tmem_tier_config_check(const struct tmem_client_config *cfg,
 		return tmem_refuse(why, -EINVAL, "writeback_low %u is not below "
 				   "writeback_high %u%s", low, high,
 				   cfg->writeback_high ? "" :
-				   " (0 selects that)");
+				   " (0 selects " TMEM_STR(TMEM_DEFAULT_WRITEBACK_HIGH)
+				   ")");
 	if (cfg->backing_size &&
 	    cfg->backing_size / seg < TMEM_TIER_MIN_SEGMENTS)
 		return tmem_refuse(why, -EINVAL, "backing_size %llu is smaller "

@@ -225,7 +225,7 @@ TIER_PROPS = [
     ("backing-file=F,writeback-high=70,writeback-low=75", "'writeback-low' "
      "75 is not below 'writeback-high' 70"),
     ("backing-file=F,writeback-low=95", "'writeback-low' 95 is not below "
-     "'writeback-high' 90 (0 selects that)"),
+     "'writeback-high' 90 (0 selects 90)"),
     ("backing-file=F,writeback-high=60,writeback-low=60",
      "'writeback-low' 60 is not below 'writeback-high' 60"),
     ("backing-file=F,writeback-high=101", "'writeback-high' 101 is over "

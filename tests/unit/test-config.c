@@ -175,7 +175,7 @@ static void test_tier_field_reasons(void **state)
 	cfg = tier_config(64 * MiB, path, 0);
 	cfg.writeback_low = 95;
 	expect_refusal(&cfg, sizeof(cfg), -EINVAL, "writeback_low 95 ",
-		       "writeback_high 90 (0 selects that)", NULL);
+		       "writeback_high 90 (0 selects 90)", NULL);
 	cfg = tier_config(64 * MiB, path, 12345);
 	expect_refusal(&cfg, sizeof(cfg), -EINVAL, "backing_size 12345 ",
 		       "smaller than 4 segments of 262144 bytes (1048576 "
