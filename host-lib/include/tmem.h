@@ -29,6 +29,25 @@
 extern "C" {
 #endif
 
+/*
+ * Version, as lz4.h has it.  MAJOR.MINOR names the newest symbol version
+ * node of libtmem.map (LIBTMEM_0.2): a minor release adds entry points
+ * and struct fields, never changes what an existing one does.
+ */
+#define TMEM_VERSION_MAJOR		0
+#define TMEM_VERSION_MINOR		2
+#define TMEM_VERSION_RELEASE		0
+#define TMEM_VERSION_NUMBER		(TMEM_VERSION_MAJOR * 100 * 100 + \
+					 TMEM_VERSION_MINOR * 100 + \
+					 TMEM_VERSION_RELEASE)
+
+/**
+ * tmem_version_number() - TMEM_VERSION_NUMBER of the library running,
+ * which may be newer than the header the caller was compiled with.
+ * Since LIBTMEM_0.2.
+ */
+unsigned int tmem_version_number(void);
+
 #define TMEM_PAGE_SIZE			4096
 
 struct tmem_client;
@@ -45,6 +64,22 @@ enum tmem_incompressible {
 	TMEM_INCOMPRESSIBLE_REJECT = 1,	/* refuse it (-E2BIG) */
 };
 
+/*
+ * Structs that grow: struct tmem_client_config and struct tmem_stats get
+ * new fields at their end only, and the calls that take them
+ * (tmem_client_new2(), tmem_client_stats2()) are also given the size the
+ * caller was compiled with, sizeof(*cfg), as openat2(2) and clone3(2)
+ * are.  The library reads only the bytes the caller's size covers, and
+ * fields beyond it take the value 0 (their default); it writes only
+ * those bytes, and zero-fills what the caller has beyond its own struct.
+ * So a caller built against an older tmem.h runs on a newer library and
+ * the other way round.  A size below TMEM_CONFIG_SIZE_VER0 (or
+ * TMEM_STATS_SIZE_VER0) is refused with -EINVAL, and a configuration
+ * larger than the library's with a non-zero byte in the part it does
+ * not know with -E2BIG: the caller asked for something this library
+ * cannot do.  tmem_client_new() and tmem_client_stats(), of LIBTMEM_0.1,
+ * take the VER0 layout without a size.
+ */
 struct tmem_client_config {
 	/* Hard cap on host bytes, data plus metadata.  Required, > 0. */
 	uint64_t budget_bytes;
@@ -99,7 +134,16 @@ struct tmem_client_config {
 	 */
 	uint8_t writeback_high;
 	uint8_t writeback_low;
+	/*
+	 * No padding the library could not see: a field added later takes
+	 * these bytes or goes after them.  Must be 0.
+	 */
+	uint16_t reserved;
 };
+
+/* The layouts of LIBTMEM_0.1 (the first sizes the library knows). */
+#define TMEM_CONFIG_SIZE_VER0		48
+#define TMEM_STATS_SIZE_VER0		248
 
 #define TMEM_DEFAULT_SEGMENT_SIZE	(256u << 10)
 #define TMEM_MIN_SEGMENT_SIZE		(64u << 10)
@@ -111,18 +155,50 @@ struct tmem_client_config {
 #define TMEM_MAX_POOLS			1024
 #define TMEM_DEFAULT_COMPRESS_THRESHOLD	3584
 
+/* Room for any reason tmem_client_new2() gives, with its NUL. */
+#define TMEM_ERRBUF_SIZE		256
+
 /**
- * tmem_client_new() - create a client with its own pools and budget.
- * Returns 0 and sets *clientp, -EINVAL for a bad config, -ENOMEM.
- * With a disk tier also: the error of open(2) or fallocate(2) on the
- * backing file (-ENOENT, -EACCES, -ENOSPC, ...), -ELOOP for a symbolic
- * link, -EPERM for a file of another user or one others may read or
- * write, -EBUSY when another client (in any process) holds the file,
- * -EINVAL for a file too small for TMEM_TIER_MIN_SEGMENTS segments, for
- * one that is neither a regular file nor a block device, or for a
- * direct I/O alignment over 64 KiB, -ENOSPC when the budget
- * cannot hold the tier's buffers (5 segments), -ENOTSUP when libtmem
- * was built without liburing, or the error of io_uring_queue_init().
+ * tmem_client_new2() - create a client with its own pools and budget.
+ * @cfg:	the configuration, of @cfg_size bytes (sizeof(*cfg))
+ * @clientp:	set to the client on success
+ * @errbuf:	NULL, or @errlen bytes for the reason of a refusal
+ *
+ * Returns 0 and sets *clientp, or a negative errno; then, when @errbuf
+ * is given, it holds one sentence (NUL-terminated, cut to @errlen) that
+ * says which field or file is refused and by what rule, for a human.
+ * When one field of @cfg is to blame the sentence starts with its name
+ * and a space ("segment_size 100000 is not a power of 2 ..."; for the
+ * file: "backing_file /x: in use by another process (locked)"), so that
+ * a caller may replace the name with its own for that setting.
+ *
+ *   -EINVAL	a field out of its range, @cfg_size below
+ *		TMEM_CONFIG_SIZE_VER0; with a disk tier also a file too
+ *		small for TMEM_TIER_MIN_SEGMENTS segments, neither a
+ *		regular file nor a block device, or with a direct I/O
+ *		alignment over 64 KiB; tier fields without a backing_file
+ *   -E2BIG	@cfg_size larger than this library's struct, with a
+ *		non-zero byte beyond it
+ *   -ENOMEM	the host could not allocate memory
+ *   -ENOSPC	the budget cannot hold the disk tier's buffers, or the
+ *		file system or device cannot hold backing_size
+ *   -ENOENT, -EACCES, ...	open(2) or fallocate(2) of the backing file
+ *   -ELOOP	the backing file is a symbolic link
+ *   -EPERM	a backing file of another user, or one others may read or
+ *		write (for a regular file, its group too)
+ *   -EBUSY	another client (in any process) holds the backing file
+ *   -ENOTSUP	a backing file, and libtmem was built without liburing
+ *   or the error of io_uring_queue_init().
+ *
+ * Since LIBTMEM_0.2.
+ */
+int tmem_client_new2(const struct tmem_client_config *cfg, size_t cfg_size,
+		     struct tmem_client **clientp, char *errbuf,
+		     size_t errlen);
+
+/**
+ * tmem_client_new() - tmem_client_new2() of a TMEM_CONFIG_SIZE_VER0
+ * configuration, without a reason.  LIBTMEM_0.1.
  */
 int tmem_client_new(const struct tmem_client_config *cfg,
 		    struct tmem_client **clientp);
@@ -292,8 +368,17 @@ struct tmem_stats {
 };
 
 /**
- * tmem_client_stats() - a snapshot of the client's counters.  Each field
- * is read atomically; the set is not a single atomic snapshot.  Returns 0.
+ * tmem_client_stats2() - a snapshot of the client's counters into
+ * @stats, of @size bytes (sizeof(*stats)).  Each field is read
+ * atomically; the set is not a single atomic snapshot.  Returns 0, or
+ * -EINVAL for a @size below TMEM_STATS_SIZE_VER0.  Since LIBTMEM_0.2.
+ */
+int tmem_client_stats2(struct tmem_client *client, struct tmem_stats *stats,
+		       size_t size);
+
+/**
+ * tmem_client_stats() - tmem_client_stats2() into a TMEM_STATS_SIZE_VER0
+ * struct.  Returns 0.  LIBTMEM_0.1.
  */
 int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
 

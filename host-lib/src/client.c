@@ -14,15 +14,84 @@
 #define SHARDS_SIZE	(TMEM_NR_SHARDS * sizeof(struct tmem_shard))
 #define SHARDS_COST	tmem_heap_cost(SHARDS_SIZE)
 
-static int config_check(const struct tmem_client_config *cfg)
+/* The 0.1 layouts are frozen: a field added later goes after them. */
+_Static_assert(sizeof(struct tmem_client_config) >= TMEM_CONFIG_SIZE_VER0 &&
+	       offsetof(struct tmem_client_config, reserved) + 2 ==
+	       TMEM_CONFIG_SIZE_VER0, "struct tmem_client_config VER0");
+_Static_assert(offsetof(struct tmem_stats, disk_failed) + 8 ==
+	       TMEM_STATS_SIZE_VER0, "struct tmem_stats VER0");
+
+/*
+ * The caller's configuration of @size bytes into @cfg, as the kernel's
+ * copy_struct_from_user() does it: a shorter one leaves our later fields
+ * 0, a longer one must have nothing but zeroes where we know no field.
+ */
+static int config_in(struct tmem_client_config *cfg,
+		     const struct tmem_client_config *ucfg, size_t size,
+		     struct tmem_why *why)
 {
-	if (!cfg || !cfg->budget_bytes || cfg->max_pools > TMEM_MAX_POOLS ||
-	    cfg->compress_threshold > TMEM_PAGE_SIZE)
-		return -EINVAL;
+	const unsigned char *tail = (const unsigned char *)ucfg;
+
+	if (!ucfg)
+		return tmem_refuse(why, -EINVAL, "no configuration (NULL)");
+	if (size < TMEM_CONFIG_SIZE_VER0)
+		return tmem_refuse(why, -EINVAL, "the configuration's size, %zu "
+				   "bytes, is below TMEM_CONFIG_SIZE_VER0 (%d)",
+				   size, TMEM_CONFIG_SIZE_VER0);
+	for (size_t i = sizeof(*cfg); i < size; i++)
+		if (tail[i])
+			return tmem_refuse(why, -E2BIG, "the configuration has "
+					   "%zu bytes and byte %zu is not 0, but "
+					   "this libtmem knows only %zu (a "
+					   "field of a newer tmem.h)",
+					   size, i, sizeof(*cfg));
+	memset(cfg, 0, sizeof(*cfg));
+	memcpy(cfg, ucfg, size < sizeof(*cfg) ? size : sizeof(*cfg));
+	return 0;
+}
+
+/* A disk tier setting without a backing_file is a mistake, not a no-op. */
+static int tier_fields_unused(const struct tmem_client_config *cfg,
+			      struct tmem_why *why)
+{
+	const char *field = cfg->backing_size ? "backing_size" :
+			    cfg->segment_size ? "segment_size" :
+			    cfg->writeback_high ? "writeback_high" :
+			    cfg->writeback_low ? "writeback_low" : NULL;
+
+	if (field)
+		return tmem_refuse(why, -EINVAL, "%s needs a disk tier: set "
+				   "backing_file too", field);
+	return 0;
+}
+
+static int config_check(const struct tmem_client_config *cfg,
+			struct tmem_why *why)
+{
+	if (!cfg->budget_bytes)
+		return tmem_refuse(why, -EINVAL, "budget_bytes must be set to "
+				   "more than 0 bytes");
+	if (cfg->max_pools > TMEM_MAX_POOLS)
+		return tmem_refuse(why, -EINVAL, "max_pools %u is over the "
+				   "limit of %d (0 selects %d)", cfg->max_pools,
+				   TMEM_MAX_POOLS, TMEM_DEFAULT_MAX_POOLS);
+	if (cfg->compress_threshold > TMEM_PAGE_SIZE)
+		return tmem_refuse(why, -EINVAL, "compress_threshold %u is over "
+				   "the page size, %d bytes (0 selects %d)",
+				   cfg->compress_threshold, TMEM_PAGE_SIZE,
+				   TMEM_DEFAULT_COMPRESS_THRESHOLD);
 	if (cfg->incompressible != TMEM_INCOMPRESSIBLE_RAW &&
 	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
-		return -EINVAL;
-	return tmem_tier_config_check(cfg);
+		return tmem_refuse(why, -EINVAL, "incompressible %d is neither "
+				   "TMEM_INCOMPRESSIBLE_RAW nor "
+				   "TMEM_INCOMPRESSIBLE_REJECT",
+				   (int)cfg->incompressible);
+	if (cfg->reserved)
+		return tmem_refuse(why, -EINVAL, "reserved must be 0, not %u",
+				   cfg->reserved);
+	if (!cfg->backing_file)
+		return tier_fields_unused(cfg, why);
+	return tmem_tier_config_check(cfg, why);
 }
 
 /* The index's hash seed: a guest must not be able to guess it. */
@@ -36,23 +105,24 @@ static int seed_draw(struct tmem_client *c)
 	return n == sizeof(c->hash_seed) ? 0 : n < 0 ? -errno : -EIO;
 }
 
-int tmem_client_new(const struct tmem_client_config *cfg,
-		    struct tmem_client **clientp)
+static int client_new(const struct tmem_client_config *cfg,
+		      struct tmem_client **clientp, struct tmem_why *why)
 {
 	struct tmem_client *c;
-	int ret = config_check(cfg);
+	int ret = config_check(cfg, why);
 
 	if (ret)
 		return ret;
 	c = tmem_zalloc_aligned(sizeof(*c));
 	if (!c)
-		return -ENOMEM;
+		return tmem_refuse(why, -ENOMEM, "out of memory");
 	c->cfg = *cfg;
 	c->budget.limit = cfg->budget_bytes;
 	ret = seed_draw(c);
 	if (ret) {
 		tmem_free(c);
-		return ret;
+		return tmem_refuse(why, ret, "getrandom() for the index's hash "
+				   "seed: %s", strerror(-ret));
 	}
 	if (!c->cfg.max_pools)
 		c->cfg.max_pools = TMEM_DEFAULT_MAX_POOLS;
@@ -62,13 +132,13 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	c->pools = tmem_zalloc_aligned(c->max_pools * sizeof(*c->pools));
 	if (!c->pools) {
 		tmem_free(c);
-		return -ENOMEM;
+		return tmem_refuse(why, -ENOMEM, "out of memory");
 	}
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->ctx_lock, NULL);
 	pthread_mutex_init(&c->compact_lock, NULL);
 	tmem_zs_init(&c->zs, &c->budget);
-	ret = tmem_tier_new(c);
+	ret = tmem_tier_new(c, why);
 	/* The file name is the caller's: only tmem_tier_new() reads it. */
 	c->cfg.backing_file = NULL;
 	if (ret) {
@@ -77,6 +147,42 @@ int tmem_client_new(const struct tmem_client_config *cfg,
 	}
 	*clientp = c;
 	return 0;
+}
+
+int tmem_client_new2(const struct tmem_client_config *ucfg, size_t cfg_size,
+		     struct tmem_client **clientp, char *errbuf, size_t errlen)
+{
+	struct tmem_why why = { .buf = errbuf, .len = errlen };
+	struct tmem_client_config cfg;
+	int ret;
+
+	if (errbuf && errlen)
+		errbuf[0] = '\0';
+	ret = config_in(&cfg, ucfg, cfg_size, &why);
+	if (ret)
+		return ret;
+	return client_new(&cfg, clientp, &why);
+}
+
+/*
+ * LIBTMEM_0.1's callers did not know of @reserved: theirs is padding,
+ * whatever bytes it holds.
+ */
+int tmem_client_new(const struct tmem_client_config *ucfg,
+		    struct tmem_client **clientp)
+{
+	struct tmem_client_config cfg;
+	int ret = config_in(&cfg, ucfg, TMEM_CONFIG_SIZE_VER0, NULL);
+
+	if (ret)
+		return ret;
+	cfg.reserved = 0;
+	return client_new(&cfg, clientp, NULL);
+}
+
+unsigned int tmem_version_number(void)
+{
+	return TMEM_VERSION_NUMBER;
 }
 
 /* Free a pool's shards; no other call may be in progress. */
@@ -343,7 +449,7 @@ static void stats_ops(struct tmem_stats *st, const struct tmem_ops *ops)
 	st->evictions += TMEM_RD(ops->evictions);
 }
 
-int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
+static void client_stats(struct tmem_client *c, struct tmem_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->budget_bytes = c->cfg.budget_bytes;
@@ -362,7 +468,28 @@ int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->written_back = TMEM_RD(c->written_back);
 	st->host_bytes = st->data_bytes + st->meta_bytes;
 	tmem_tier_stats(c, st);
+}
+
+/* Only the caller's @size bytes are written; ours beyond them are lost. */
+int tmem_client_stats2(struct tmem_client *c, struct tmem_stats *ust,
+		       size_t size)
+{
+	struct tmem_stats st;
+
+	if (size < TMEM_STATS_SIZE_VER0)
+		return -EINVAL;
+	client_stats(c, &st);
+	if (size > sizeof(st)) {
+		memset((char *)ust + sizeof(st), 0, size - sizeof(st));
+		size = sizeof(st);
+	}
+	memcpy(ust, &st, size);
 	return 0;
+}
+
+int tmem_client_stats(struct tmem_client *c, struct tmem_stats *st)
+{
+	return tmem_client_stats2(c, st, TMEM_STATS_SIZE_VER0);
 }
 
 const char *tmem_strerror(int err)

@@ -19,6 +19,9 @@
 #include "tier_impl_i.h"
 #include "tmem_i.h"
 
+#define TMEM_XSTR(x)	#x
+#define TMEM_STR(x)	TMEM_XSTR(x)
+
 /* The configuration with its defaults filled in (see tmem.h). */
 static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
 			unsigned int *highp, unsigned int *lowp)
@@ -33,23 +36,45 @@ static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
 				     high > 10 ? high - 10 : high / 2;
 }
 
-int tmem_tier_config_check(const struct tmem_client_config *cfg)
+int tmem_tier_config_check(const struct tmem_client_config *cfg,
+			   struct tmem_why *why)
 {
 	unsigned int high, low;
 	uint32_t seg;
 
 	tier_params(cfg, &seg, &high, &low);
-	if (!cfg->backing_file)
-		return 0;
+	if (!cfg->backing_file[0])
+		return tmem_refuse(why, -EINVAL, "backing_file is empty: name "
+				   "a file, or give NULL for no disk tier");
 	if (seg < TMEM_MIN_SEGMENT_SIZE || seg > TMEM_MAX_SEGMENT_SIZE ||
 	    (seg & (seg - 1)))
-		return -EINVAL;
-	if (high > 100 || low >= high)
-		return -EINVAL;
+		return tmem_refuse(why, -EINVAL, "segment_size %u is not a "
+				   "power of 2 between %u and %u bytes (0 "
+				   "selects %u)", seg, TMEM_MIN_SEGMENT_SIZE,
+				   TMEM_MAX_SEGMENT_SIZE,
+				   TMEM_DEFAULT_SEGMENT_SIZE);
+	if (high > 100)
+		return tmem_refuse(why, -EINVAL, "writeback_high %u is over "
+				   "100 (a percentage of budget_bytes)", high);
+	if (low >= high)
+		return tmem_refuse(why, -EINVAL, "writeback_low %u is not below "
+				   "writeback_high %u%s", low, high,
+				   cfg->writeback_high ? "" :
+				   " (0 selects " TMEM_STR(TMEM_DEFAULT_WRITEBACK_HIGH)
+				   ")");
 	if (cfg->backing_size &&
-	    (cfg->backing_size / seg < TMEM_TIER_MIN_SEGMENTS ||
-	     cfg->backing_size >> TMEM_DISK_OFF_BITS))
-		return -EINVAL;
+	    cfg->backing_size / seg < TMEM_TIER_MIN_SEGMENTS)
+		return tmem_refuse(why, -EINVAL, "backing_size %llu is smaller "
+				   "than %d segments of %u bytes (%llu bytes)",
+				   (unsigned long long)cfg->backing_size,
+				   TMEM_TIER_MIN_SEGMENTS, seg,
+				   TMEM_TIER_MIN_SEGMENTS *
+				   (unsigned long long)seg);
+	if (cfg->backing_size >> TMEM_DISK_OFF_BITS)
+		return tmem_refuse(why, -EINVAL, "backing_size %llu is over the "
+				   "disk tier's limit of %llu bytes",
+				   (unsigned long long)cfg->backing_size,
+				   (1ull << TMEM_DISK_OFF_BITS) - 1);
 	return 0;
 }
 
@@ -61,17 +86,27 @@ static uint32_t tier_nsegs(const struct tmem_tier *t, uint64_t bytes)
 
 /* Charge the segment buffers and the per-segment arrays: 0 or -ENOSPC. */
 static int tier_charge(struct tmem_client *c, struct tmem_tier *t,
-		       uint32_t nsegs)
+		       uint32_t nsegs, struct tmem_why *why)
 {
 	size_t charge = (TIER_BUFS + 1) * (size_t)t->seg_size +
 			tmem_heap_cost(nsegs * sizeof(*t->segs)) +
 			tmem_heap_cost(nsegs * sizeof(*t->free));
 
 	if (tmem_charge(&c->budget, 0, charge))
-		return -ENOSPC;
+		return tmem_refuse(why, -ENOSPC, "budget_bytes %llu cannot "
+				   "hold the disk tier's buffers (%d segments "
+				   "of %u bytes) and its table of %u segments: "
+				   "%zu bytes",
+				   (unsigned long long)c->cfg.budget_bytes,
+				   TIER_BUFS + 1, t->seg_size, nsegs, charge);
 	t->charged = charge;
 	return 0;
 }
+
+/* Say why the backing file was refused: "backing_file PATH: ...". */
+#define file_refuse(t, why, err, fmt, ...)				\
+	tmem_refuse(why, err, "backing_file %s: " fmt, (t)->path,	\
+		    ##__VA_ARGS__)
 
 /*
  * open(2) with O_DIRECT if the file system takes it; -errno on failure.
@@ -90,19 +125,40 @@ static int open_direct(struct tmem_tier *t, const char *path, int flags)
 	return fd < 0 ? -errno : fd;
 }
 
+static int open_refuse(struct tmem_tier *t, bool sized, int err,
+		       struct tmem_why *why)
+{
+	if (err == -ELOOP)
+		return file_refuse(t, why, err, "a symbolic link (opened with "
+				   "O_NOFOLLOW): name the file itself");
+	return file_refuse(t, why, err, "%s%s", strerror(-err),
+			   err == -ENOENT && !sized ?
+			   " (without backing_size the file must exist)" : "");
+}
+
 /*
  * Guest memory lands in the file: it must be ours alone.  Owned by the
  * process's user and, for a regular file, neither readable nor writable
  * by group or others; a block device may be its group's (disk), never
  * others'.  -EPERM otherwise.
  */
-static int check_private(const struct stat *st)
+static int check_private(struct tmem_tier *t, const struct stat *st,
+			 struct tmem_why *why)
 {
 	mode_t shared = S_ISBLK(st->st_mode) ? S_IROTH | S_IWOTH :
 			S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH;
 
-	if (st->st_uid != geteuid() || (st->st_mode & shared))
-		return -EPERM;
+	if (st->st_uid != geteuid())
+		return file_refuse(t, why, -EPERM, "owned by uid %u, not by "
+				   "this process (euid %u)",
+				   (unsigned int)st->st_uid,
+				   (unsigned int)geteuid());
+	if (st->st_mode & shared)
+		return file_refuse(t, why, -EPERM, "mode %04o lets %s read or "
+				   "write it (chmod 0600)",
+				   (unsigned int)(st->st_mode & 07777),
+				   S_ISBLK(st->st_mode) ? "others" :
+				   "its group or others");
 	return 0;
 }
 
@@ -111,16 +167,20 @@ static int check_private(const struct stat *st)
  * whole file, as QEMU locks its images (it conflicts with another open
  * of the file in this process too).  -EBUSY when someone holds one.
  */
-static int lock_file(int fd)
+static int lock_file(struct tmem_tier *t, struct tmem_why *why)
 {
 	struct flock fl = {
 		.l_type = F_WRLCK,
 		.l_whence = SEEK_SET,
 	};
 
-	if (!fcntl(fd, F_OFD_SETLK, &fl))
+	if (!fcntl(t->fd, F_OFD_SETLK, &fl))
 		return 0;
-	return errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+	if (errno == EAGAIN || errno == EACCES)
+		return file_refuse(t, why, -EBUSY, "in use by another process "
+				   "or client (locked)");
+	return file_refuse(t, why, -errno, "fcntl(F_OFD_SETLK): %s",
+			   strerror(errno));
 }
 
 /*
@@ -130,7 +190,8 @@ static int lock_file(int fd)
  * O_DIRECT any will do; the file system's block is still the unit it
  * reads in.  -EINVAL for one larger than we take.
  */
-static int block_size(struct tmem_tier *t, const struct stat *st)
+static int block_size(struct tmem_tier *t, const struct stat *st,
+		      struct tmem_why *why)
 {
 	struct statvfs vfs;
 	struct statx stx;
@@ -138,7 +199,8 @@ static int block_size(struct tmem_tier *t, const struct stat *st)
 
 	if (S_ISBLK(st->st_mode)) {
 		if (ioctl(t->fd, BLKSSZGET, &sector))
-			return -errno;
+			return file_refuse(t, why, -errno, "BLKSSZGET: %s",
+					   strerror(errno));
 		t->block = sector;
 	} else if (t->direct &&
 		   !statx(t->fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &stx) &&
@@ -147,34 +209,61 @@ static int block_size(struct tmem_tier *t, const struct stat *st)
 			   stx.stx_dio_offset_align : stx.stx_dio_mem_align;
 	} else {
 		if (fstatvfs(t->fd, &vfs))
-			return -errno;
+			return file_refuse(t, why, -errno, "fstatvfs: %s",
+					   strerror(errno));
 		t->block = vfs.f_bsize;
 	}
 	if (t->block < 512 || t->block > TIER_BLOCK_MAX ||
 	    (t->block & (t->block - 1)))
-		return -EINVAL;
+		return file_refuse(t, why, -EINVAL, "its I/O alignment, %u "
+				   "bytes, is not a power of 2 between 512 and "
+				   "%u", t->block, TIER_BLOCK_MAX);
 	return 0;
 }
 
 /* Bytes the file or device holds; -EINVAL for anything else. */
 static int file_size(struct tmem_tier *t, const struct stat *st,
-		     uint64_t *sizep)
+		     uint64_t *sizep, struct tmem_why *why)
 {
 	if (S_ISBLK(st->st_mode)) {
 		t->blkdev = true;
-		return ioctl(t->fd, BLKGETSIZE64, sizep) ? -errno : 0;
+		if (ioctl(t->fd, BLKGETSIZE64, sizep))
+			return file_refuse(t, why, -errno, "BLKGETSIZE64: %s",
+					   strerror(errno));
+		return 0;
 	}
 	if (!S_ISREG(st->st_mode))
-		return -EINVAL;
+		return file_refuse(t, why, -EINVAL, "neither a regular file "
+				   "nor a block device");
 	*sizep = st->st_size;
 	return 0;
+}
+
+/* Make a regular file @want bytes long, its blocks reserved. */
+static int file_grow(struct tmem_tier *t, const struct stat *st,
+		     uint64_t size, uint64_t want, struct tmem_why *why)
+{
+	if (!S_ISREG(st->st_mode))
+		return file_refuse(t, why, -ENOSPC, "the device holds %llu "
+				   "bytes, fewer than backing_size %llu",
+				   (unsigned long long)size,
+				   (unsigned long long)want);
+	/* Reserve the blocks now: a write never meets a full disk. */
+	if (!fallocate(t->fd, 0, 0, want))
+		return 0;
+	if (errno == EOPNOTSUPP && !ftruncate(t->fd, want))
+		return 0;
+	return file_refuse(t, why, -errno, "cannot allocate backing_size "
+			   "%llu bytes: %s", (unsigned long long)want,
+			   strerror(errno));
 }
 
 /*
  * Open (or create) and size the backing file; sets fd, direct, block,
  * nsegs, and created when the file is ours to remove.
  */
-static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
+static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg,
+		     struct tmem_why *why)
 {
 	uint64_t size, want;
 	struct stat st;
@@ -186,33 +275,37 @@ static int tier_open(struct tmem_tier *t, const struct tmem_client_config *cfg)
 		t->created = t->fd >= 0;
 	}
 	if (t->fd < 0)
-		return t->fd;
+		return open_refuse(t, cfg->backing_size, t->fd, why);
 	if (fstat(t->fd, &st))
-		return -errno;
-	ret = file_size(t, &st, &size);
+		return file_refuse(t, why, -errno, "fstat: %s",
+				   strerror(errno));
+	ret = file_size(t, &st, &size, why);
 	if (!ret)
-		ret = check_private(&st);
+		ret = check_private(t, &st, why);
 	if (!ret)
-		ret = lock_file(t->fd);
+		ret = lock_file(t, why);
 	if (!ret)
-		ret = block_size(t, &st);
+		ret = block_size(t, &st, why);
 	if (ret)
 		return ret;
 	want = cfg->backing_size ? cfg->backing_size : size;
 	if (want > size) {
-		if (!S_ISREG(st.st_mode))
-			return -ENOSPC;
-		/* Reserve the blocks now: a write never meets a full disk. */
-		if (fallocate(t->fd, 0, 0, want)) {
-			if (errno != EOPNOTSUPP)
-				return -errno;
-			if (ftruncate(t->fd, want))
-				return -errno;
-		}
+		ret = file_grow(t, &st, size, want, why);
+		if (ret)
+			return ret;
 	}
-	if (want / t->seg_size < TMEM_TIER_MIN_SEGMENTS ||
-	    want >> TMEM_DISK_OFF_BITS)
-		return -EINVAL;
+	if (want / t->seg_size < TMEM_TIER_MIN_SEGMENTS)
+		return file_refuse(t, why, -EINVAL, "its %llu bytes are fewer "
+				   "than %d segments of %u bytes (%llu bytes)",
+				   (unsigned long long)want,
+				   TMEM_TIER_MIN_SEGMENTS, t->seg_size,
+				   TMEM_TIER_MIN_SEGMENTS *
+				   (unsigned long long)t->seg_size);
+	if (want >> TMEM_DISK_OFF_BITS)
+		return file_refuse(t, why, -EINVAL, "its %llu bytes are over "
+				   "the disk tier's limit of %llu",
+				   (unsigned long long)want,
+				   (1ull << TMEM_DISK_OFF_BITS) - 1);
 	t->nsegs = tier_nsegs(t, want);
 	return 0;
 }
@@ -294,7 +387,23 @@ static uint64_t percent_of(uint64_t v, unsigned int pct)
 	return v / 100 * pct + v % 100 * pct / 100;
 }
 
-int tmem_tier_new(struct tmem_client *c)
+/* The segment table and buffers; -ENOMEM (tier_destroy() frees them). */
+static int tier_alloc(struct tmem_tier *t)
+{
+	t->segs = tmem_malloc(t->nsegs * sizeof(*t->segs));
+	t->free = tmem_malloc(t->nsegs * sizeof(*t->free));
+	t->clean_buf = tmem_zalloc_align(t->seg_size, t->block);
+	for (int b = 0; b < TIER_BUFS; b++)
+		t->buf[b] = tmem_zalloc_align(t->seg_size, t->block);
+	if (!t->segs || !t->free || !t->clean_buf)
+		return -ENOMEM;
+	for (int b = 0; b < TIER_BUFS; b++)
+		if (!t->buf[b])
+			return -ENOMEM;
+	return 0;
+}
+
+int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 {
 	const struct tmem_client_config *cfg = &c->cfg;
 	unsigned int high, low;
@@ -305,7 +414,7 @@ int tmem_tier_new(struct tmem_client *c)
 		return 0;
 	t = tmem_zalloc_aligned(sizeof(*t));
 	if (!t)
-		return -ENOMEM;
+		return tmem_refuse(why, -ENOMEM, "out of memory");
 	t->c = c;
 	t->fd = -1;
 	t->ring.ring_fd = -1;
@@ -314,7 +423,7 @@ int tmem_tier_new(struct tmem_client *c)
 	pthread_cond_init(&t->progress, NULL);
 	t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
 	if (!t->path) {
-		ret = -ENOMEM;
+		ret = tmem_refuse(why, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	strcpy(t->path, cfg->backing_file);
@@ -327,38 +436,38 @@ int tmem_tier_new(struct tmem_client *c)
 	 * existing one alone.
 	 */
 	if (cfg->backing_size) {
-		ret = tier_charge(c, t, tier_nsegs(t, cfg->backing_size));
+		ret = tier_charge(c, t, tier_nsegs(t, cfg->backing_size), why);
 		if (ret)
 			goto fail;
 	}
-	ret = tier_open(t, cfg);
+	ret = tier_open(t, cfg, why);
 	if (ret)
 		goto fail;
 	if (!t->charged) {
-		ret = tier_charge(c, t, t->nsegs);
+		ret = tier_charge(c, t, t->nsegs, why);
 		if (ret)
 			goto fail;
 	}
-	ret = -ENOMEM;
-	t->segs = tmem_malloc(t->nsegs * sizeof(*t->segs));
-	t->free = tmem_malloc(t->nsegs * sizeof(*t->free));
-	t->clean_buf = tmem_zalloc_align(t->seg_size, t->block);
-	for (int b = 0; b < TIER_BUFS; b++)
-		t->buf[b] = tmem_zalloc_align(t->seg_size, t->block);
-	if (!t->segs || !t->free || !t->clean_buf)
+	ret = tier_alloc(t);
+	if (ret) {
+		tmem_refuse(why, ret, "out of memory for the disk tier's "
+			    "buffers");
 		goto fail;
-	for (int b = 0; b < TIER_BUFS; b++)
-		if (!t->buf[b])
-			goto fail;
+	}
 	ret = io_uring_queue_init(2 * TIER_BUFS, &t->ring, 0);
 	if (ret) {
 		t->ring.ring_fd = -1;
+		tmem_refuse(why, ret, "the disk tier's io_uring_queue_init(): "
+			    "%s", strerror(-ret));
 		goto fail;
 	}
 	tier_clear(t);
 	ret = tmem_tier_writer_start(t);
-	if (ret)
+	if (ret) {
+		tmem_refuse(why, ret, "the disk tier's writer thread: %s",
+			    strerror(-ret));
 		goto fail;
+	}
 	c->tier = t;
 	return 0;
 fail:

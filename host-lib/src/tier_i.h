@@ -15,15 +15,18 @@
 #include <stdint.h>
 
 #include "tier_space_i.h"
+#include "why_i.h"
 
 struct tmem_client;
 struct tmem_client_config;
 struct tmem_ctx;
 struct tmem_stats;
 
-int tmem_tier_config_check(const struct tmem_client_config *cfg);
+/* A configuration with a backing_file: 0, or -errno and why. */
+int tmem_tier_config_check(const struct tmem_client_config *cfg,
+			   struct tmem_why *why);
 /* Open the backing file and start the writer; no-op without one. */
-int tmem_tier_new(struct tmem_client *c);
+int tmem_tier_new(struct tmem_client *c, struct tmem_why *why);
 /* Stop the writer and wait for its I/O: before dropping all pages. */
 void tmem_tier_stop(struct tmem_client *c);
 /* After every page was dropped: all segments free, counters 0, restart. */

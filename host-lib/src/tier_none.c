@@ -9,13 +9,17 @@
 #include "tier_i.h"
 #include "tmem_i.h"
 
-int tmem_tier_config_check(const struct tmem_client_config *cfg)
+int tmem_tier_config_check(const struct tmem_client_config *cfg,
+			   struct tmem_why *why)
 {
-	return cfg->backing_file ? -ENOTSUP : 0;
+	return tmem_refuse(why, -ENOTSUP, "backing_file %s: libtmem built "
+			   "without disk tier support (no liburing)",
+			   cfg->backing_file);
 }
 
-int tmem_tier_new(struct tmem_client *c)
+int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 {
+	(void)why;
 	return c->cfg.backing_file ? -ENOTSUP : 0;
 }
 

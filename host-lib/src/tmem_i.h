@@ -19,6 +19,7 @@
 #include "zs_i.h"
 #include "handle_i.h"
 #include "index_i.h"
+#include "why_i.h"
 
 /*
  * A pool has no lock of its own on the page path: its state is repeated

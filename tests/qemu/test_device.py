@@ -121,15 +121,20 @@ def test_query_tmem():
 
 
 BAD_PROPERTIES = [
-    ("", "'budget' must be set"),
-    ("budget=0", "'budget' must be set"),
+    # libtmem's refusals, with the property named for its field.
+    ("", "virtio-tmem: 'budget' must be set to more than 0 bytes"),
+    ("budget=0", "virtio-tmem: 'budget' must be set to more than 0 bytes"),
     ("budget=garbage", "budget"),
     ("budget=1G,queue-size=3", "'queue-size' must be a power of 2"),
     ("budget=1G,queue-size=2048", "'queue-size' must be a power of 2"),
     ("budget=1G,num-queues=0", "'num-queues' must be between 1 and 16"),
     ("budget=1G,num-queues=17", "'num-queues' must be between 1 and 16"),
-    ("budget=1G,max-pools=100000", "'max-pools' must be at most"),
-    ("budget=1G,compress-threshold=4097", "'compress-threshold' must be at most"),
+    ("budget=1G,max-pools=100000", "'max-pools' must be at most 65535 "
+     "(the config space's max_pools has 16 bits), not 100000"),
+    ("budget=1G,max-pools=2000", "virtio-tmem: 'max-pools' 2000 is over the "
+     "limit of 1024 (0 selects 16)"),
+    ("budget=1G,compress-threshold=4097", "virtio-tmem: 'compress-threshold' "
+     "4097 is over the page size, 4096 bytes (0 selects 3584)"),
     ("budget=1G,incompressible=maybe", "'incompressible' must be 'raw' or"),
     ("budget=1G,iothread=nosuch", "nosuch"),
     ("budget=1G,iothread=io0,ioeventfd=off", "ioeventfd is required"),

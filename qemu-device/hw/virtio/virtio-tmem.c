@@ -490,15 +490,15 @@ static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
     }
 }
 
+/*
+ * What only the device knows: its queues and its config space.  The
+ * page store's rules are libtmem's, and it names what it refuses
+ * (virtio_tmem_reason()).
+ */
 static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
 {
     VirtIOTmemConf *conf = &s->conf;
 
-    if (conf->budget == 0) {
-        error_setg(errp, "virtio-tmem: 'budget' must be set to a size "
-                   "greater than 0 (e.g. budget=2G)");
-        return false;
-    }
     if (conf->num_queues < 1 || conf->num_queues > VIRTIO_TMEM_MAX_QUEUES) {
         error_setg(errp, "virtio-tmem: 'num-queues' must be between 1 and %d, "
                    "not %" PRIu16, VIRTIO_TMEM_MAX_QUEUES, conf->num_queues);
@@ -511,16 +511,16 @@ static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
                    conf->queue_size);
         return false;
     }
-    if (conf->max_pools > UINT16_MAX || conf->max_pools > TMEM_MAX_POOLS) {
-        error_setg(errp, "virtio-tmem: 'max-pools' must be at most %d "
-                   "(0 selects %d), not %" PRIu32, TMEM_MAX_POOLS,
-                   TMEM_DEFAULT_MAX_POOLS, conf->max_pools);
+    if (conf->max_pools > UINT16_MAX) {
+        error_setg(errp, "virtio-tmem: 'max-pools' must be at most %d (the "
+                   "config space's max_pools has 16 bits), not %" PRIu32,
+                   UINT16_MAX, conf->max_pools);
         return false;
     }
-    if (conf->compress_threshold > TMEM_PAGE_SIZE) {
-        error_setg(errp, "virtio-tmem: 'compress-threshold' must be at most "
-                   "%d bytes (0 selects %d), not %" PRIu32, TMEM_PAGE_SIZE,
-                   TMEM_DEFAULT_COMPRESS_THRESHOLD, conf->compress_threshold);
+    /* x-disk-error is the device's: it injects through the library. */
+    if (s->disk_error && !conf->backing_file) {
+        error_setg(errp, "virtio-tmem: 'x-disk-error' needs a disk tier: set "
+                   "'backing-file' too");
         return false;
     }
     return true;
@@ -540,188 +540,58 @@ static bool virtio_tmem_parse_incompressible(VirtIOTmem *s, Error **errp)
     return true;
 }
 
-/* libtmem charges the disk tier's segment buffers to the budget. */
-#define VIRTIO_TMEM_TIER_BUFFERS 5
+/* libtmem's names (struct tmem_client_config) of what properties set. */
+static const struct {
+    const char *field;
+    const char *prop;
+} virtio_tmem_fields[] = {
+    { "budget_bytes", "budget" },
+    { "max_pools", "max-pools" },
+    { "compress_threshold", "compress-threshold" },
+    { "incompressible", "incompressible" },
+    { "backing_file", "backing-file" },
+    { "backing_size", "backing-size" },
+    { "segment_size", "segment-size" },
+    { "writeback_high", "writeback-high" },
+    { "writeback_low", "writeback-low" },
+};
 
-static bool virtio_tmem_check_no_tier(VirtIOTmem *s, Error **errp)
+/* Part of a word or a path: a field name inside one is not that field. */
+static bool virtio_tmem_word_char(char c)
 {
-    VirtIOTmemConf *conf = &s->conf;
-    const char *prop = conf->backing_size ? "backing-size" :
-                       conf->segment_size ? "segment-size" :
-                       conf->writeback_high ? "writeback-high" :
-                       conf->writeback_low ? "writeback-low" :
-                       s->disk_error ? "x-disk-error" : NULL;
-
-    if (prop) {
-        error_setg(errp, "virtio-tmem: '%s' needs a disk tier: set "
-                   "'backing-file' too", prop);
-        return false;
-    }
-    return true;
+    return g_ascii_isalnum(c) || c == '_' || c == '/' || c == '.' || c == '-';
 }
 
 /*
- * The disk tier's rules are libtmem's (tmem.h); checking them here lets
- * the error name the property instead of saying "Invalid argument".
+ * libtmem says which field of its configuration it refuses, and by what
+ * rule; the user set that field with a property: name the property.
  */
-static bool virtio_tmem_check_tier_conf(VirtIOTmem *s, Error **errp)
+static char *virtio_tmem_reason(const char *why)
 {
-    VirtIOTmemConf *conf = &s->conf;
-    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
-    unsigned high = conf->writeback_high ?: TMEM_DEFAULT_WRITEBACK_HIGH;
+    GString *out = g_string_new(NULL);
+    const char *p = why;
 
-    if (!conf->backing_file) {
-        return virtio_tmem_check_no_tier(s, errp);
-    }
-    if (!conf->backing_file[0]) {
-        error_setg(errp, "virtio-tmem: 'backing-file' must name a file");
-        return false;
-    }
-    if (conf->segment_size &&
-        (!is_power_of_2(conf->segment_size) ||
-         conf->segment_size < TMEM_MIN_SEGMENT_SIZE ||
-         conf->segment_size > TMEM_MAX_SEGMENT_SIZE)) {
-        error_setg(errp, "virtio-tmem: 'segment-size' must be a power of 2 "
-                   "between %uK and %uM (0 selects %uK), not %" PRIu32,
-                   TMEM_MIN_SEGMENT_SIZE >> 10, TMEM_MAX_SEGMENT_SIZE >> 20,
-                   TMEM_DEFAULT_SEGMENT_SIZE >> 10, conf->segment_size);
-        return false;
-    }
-    if (conf->backing_size &&
-        conf->backing_size / segment < TMEM_TIER_MIN_SEGMENTS) {
-        error_setg(errp, "virtio-tmem: 'backing-size' must hold at least %d "
-                   "segments of %" PRIu64 " bytes (%" PRIu64 " bytes), not "
-                   "%" PRIu64, TMEM_TIER_MIN_SEGMENTS, segment,
-                   TMEM_TIER_MIN_SEGMENTS * segment, conf->backing_size);
-        return false;
-    }
-    if (s->conf.budget < VIRTIO_TMEM_TIER_BUFFERS * segment) {
-        error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
-                   "small for the buffers of the disk tier (%d segments of "
-                   "%" PRIu64 " bytes)", s->conf.budget,
-                   VIRTIO_TMEM_TIER_BUFFERS, segment);
-        return false;
-    }
-    if (high > 100) {
-        error_setg(errp, "virtio-tmem: 'writeback-high' must be a percentage "
-                   "of the budget, at most 100, not %u", high);
-        return false;
-    }
-    /* An unset writeback-low is libtmem's to derive from writeback-high. */
-    if (conf->writeback_low && conf->writeback_low >= high) {
-        error_setg(errp, "virtio-tmem: 'writeback-low' (%u%%) must be below "
-                   "'writeback-high' (%u%%; 0 selects %d%%)",
-                   conf->writeback_low, high, TMEM_DEFAULT_WRITEBACK_HIGH);
-        return false;
-    }
-    return true;
-}
+    while (*p) {
+        bool named = false;
+        unsigned i;
 
-/*
- * libtmem's -EINVAL and -ENOSPC have several causes; the file tells
- * which.  True when @path is a regular file at least @size bytes long,
- * that is, when libtmem got past sizing it.
- */
-static bool virtio_tmem_backing_sized(const char *path, uint64_t size)
-{
-    struct stat st;
+        for (i = 0; !named && i < ARRAY_SIZE(virtio_tmem_fields) &&
+                    (p == why || !virtio_tmem_word_char(p[-1])); i++) {
+            size_t n = strlen(virtio_tmem_fields[i].field);
 
-    return !stat(path, &st) && S_ISREG(st.st_mode) && st.st_size >= size;
-}
-
-static void virtio_tmem_tier_einval(VirtIOTmem *s, Error **errp)
-{
-    VirtIOTmemConf *conf = &s->conf;
-    const char *path = conf->backing_file;
-    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
-    struct stat st;
-
-    if (!stat(path, &st) && !S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
-        error_setg(errp, "virtio-tmem: backing-file '%s' is neither a "
-                   "regular file nor a block device", path);
-    } else if (!conf->backing_size) {
-        error_setg(errp, "virtio-tmem: backing-file '%s' is too small: the "
-                   "disk tier needs at least %d segments of %" PRIu64
-                   " bytes (%" PRIu64 " bytes)", path, TMEM_TIER_MIN_SEGMENTS,
-                   segment, TMEM_TIER_MIN_SEGMENTS * segment);
-    } else {
-        error_setg(errp, "virtio-tmem: libtmem refused the disk tier on "
-                   "backing-file '%s' (backing-size %" PRIu64 ", "
-                   "segment-size %" PRIu32 ", writeback-high %u, "
-                   "writeback-low %u; 0 selects libtmem's default)", path,
-                   conf->backing_size, conf->segment_size,
-                   conf->writeback_high, conf->writeback_low);
-    }
-}
-
-/* tmem_client_new() failed: say which property or file is to blame. */
-static void virtio_tmem_client_error(VirtIOTmem *s, int r, Error **errp)
-{
-    VirtIOTmemConf *conf = &s->conf;
-    const char *path = conf->backing_file;
-    uint64_t segment = conf->segment_size ?: TMEM_DEFAULT_SEGMENT_SIZE;
-
-    if (!path) {
-        error_setg_errno(errp, -r, "virtio-tmem: cannot create the page "
-                         "store");
-        return;
-    }
-    switch (r) {
-    case -ENOTSUP:
-        error_setg(errp, "virtio-tmem: backing-file '%s': libtmem built "
-                   "without disk tier support", path);
-        break;
-    case -ENOENT:
-        if (!conf->backing_size) {
-            error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s' "
-                             "(without 'backing-size' the file must exist)",
-                             path);
-            break;
+            if (!strncmp(p, virtio_tmem_fields[i].field, n) &&
+                !virtio_tmem_word_char(p[n])) {
+                g_string_append_printf(out, "'%s'",
+                                       virtio_tmem_fields[i].prop);
+                p += n;
+                named = true;
+            }
         }
-        error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
-        break;
-    case -EINVAL:
-        virtio_tmem_tier_einval(s, errp);
-        break;
-    case -EBUSY:
-        error_setg(errp, "virtio-tmem: backing-file '%s' is in use by "
-                   "another virtio-tmem device or process (it is locked)",
-                   path);
-        break;
-    case -ELOOP:
-        error_setg(errp, "virtio-tmem: backing-file '%s' is a symbolic "
-                   "link: name the file itself", path);
-        break;
-    case -EPERM:
-        error_setg(errp, "virtio-tmem: backing-file '%s' must belong to "
-                   "QEMU's user and not be readable or writable by others "
-                   "(nor by its group, for a regular file: chmod 0600)",
-                   path);
-        break;
-    case -ENOSPC:
-        /*
-         * libtmem checks the budget before it creates or sizes the file
-         * (its segment buffers plus a few bytes per segment): only a
-         * budget that passed that leaves fallocate() to blame.
-         */
-        if (conf->backing_size &&
-            conf->budget >= VIRTIO_TMEM_TIER_BUFFERS * segment +
-                            64 * (conf->backing_size / segment) &&
-            !virtio_tmem_backing_sized(path, conf->backing_size)) {
-            error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s' "
-                             "cannot hold backing-size %" PRIu64 " bytes",
-                             path, conf->backing_size);
-            break;
+        if (!named) {
+            g_string_append_c(out, *p++);
         }
-        error_setg(errp, "virtio-tmem: 'budget' (%" PRIu64 " bytes) is too "
-                   "small for the buffers of the disk tier (%d segments of "
-                   "%" PRIu64 " bytes, plus a few bytes per segment)",
-                   conf->budget, VIRTIO_TMEM_TIER_BUFFERS, segment);
-        break;
-    default:
-        error_setg_errno(errp, -r, "virtio-tmem: backing-file '%s'", path);
-        break;
     }
+    return g_string_free(out, false);
 }
 
 /* Which AioContext runs each queue: the main loop's, or IOThreads'. */
@@ -840,11 +710,11 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     struct tmem_client_config cfg = { 0 };
+    char why[TMEM_ERRBUF_SIZE];
     unsigned i;
     int r;
 
     if (!virtio_tmem_check_conf(s, errp) ||
-        !virtio_tmem_check_tier_conf(s, errp) ||
         !virtio_tmem_parse_incompressible(s, errp)) {
         return;
     }
@@ -860,9 +730,16 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     cfg.segment_size = s->conf.segment_size;
     cfg.writeback_high = s->conf.writeback_high;
     cfg.writeback_low = s->conf.writeback_low;
-    r = tmem_client_new(&cfg, &s->client);
+    r = tmem_client_new2(&cfg, sizeof(cfg), &s->client, why, sizeof(why));
     if (r < 0) {
-        virtio_tmem_client_error(s, r, errp);
+        g_autofree char *reason = virtio_tmem_reason(why);
+
+        if (reason[0]) {
+            error_setg(errp, "virtio-tmem: %s", reason);
+        } else {
+            error_setg_errno(errp, -r, "virtio-tmem: cannot create the page "
+                             "store");
+        }
         s->client = NULL;
         return;
     }
@@ -959,7 +836,7 @@ static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
     struct tmem_stats st;
     const char *id = virtio_tmem_id(s);
 
-    tmem_client_stats(s->client, &st);
+    tmem_client_stats2(s->client, &st, sizeof(st));
     info->id = g_strdup(id);
     info->qom_path = object_get_canonical_path(OBJECT(s));
     info->budget = st.budget_bytes;
