@@ -17,7 +17,6 @@
 #include <linux/fs.h>
 
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 /* The configuration with its defaults filled in (see tmem.h). */
 static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
