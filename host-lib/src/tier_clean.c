@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 /* Bytes a segment's live pages take, headers included (an upper bound). */
 static uint64_t seg_live(struct tier_seg *seg)

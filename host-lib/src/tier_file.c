@@ -17,7 +17,6 @@
 #include <linux/fs.h>
 
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 #define TMEM_XSTR(x)	#x
 #define TMEM_STR(x)	TMEM_XSTR(x)

@@ -65,9 +65,8 @@
 #include <liburing.h>
 #include <lz4.h>
 
-#include "tmem.h"
-#include "alloc_i.h"
 #include "tier_i.h"
+#include "tmem_i.h"
 
 #define TIER_BUFS	4		/* one filling, the rest in flight */
 #define TIER_RESERVE	1		/* free segments kept for the cleaner */

@@ -10,7 +10,6 @@
 
 #include "codec_i.h"
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 /*
  * The header at @p (unaligned) belongs to the page of key (@pool,

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 static void write_done(struct tmem_tier *t, int b, int res)
 {

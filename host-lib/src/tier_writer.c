@@ -12,7 +12,6 @@
 
 #include "compact_i.h"
 #include "tier_impl_i.h"
-#include "tmem_i.h"
 
 /* Where move_page() appends a chunk's pages. */
 struct wb_walk {

@@ -58,7 +58,7 @@ struct tmem_ctx {
 	struct tmem_ops ops;
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
-	struct tmem_tier_io *io;	/* disk tier reads; tier_read.c, lazily */
+	struct tmem_tier_io *io;	/* disk tier reads; tier.c, lazily */
 };
 
 struct tmem_client {
