@@ -204,24 +204,44 @@ static void slab_release(struct tmem_zs *zs, struct tmem_class *cls,
 	tmem_uncharge(zs->budget, bytes - SLAB_HDR, SLAB_HDR);
 }
 
-static void partial_add(struct tmem_class *cls, struct tmem_slab *slab)
+/* The fullness group of a partial slab holding @inuse objects. */
+static inline unsigned int slab_group(const struct tmem_class *cls,
+				      uint32_t inuse)
 {
-	slab->prev = NULL;
-	slab->next = cls->partial;
-	if (cls->partial)
-		cls->partial->prev = slab;
-	cls->partial = slab;
+	return inuse * TMEM_FULLNESS_GROUPS / cls->nslots;
 }
 
+/* Link @slab into the group of its current inuse; class lock held. */
+static void partial_add(struct tmem_class *cls, struct tmem_slab *slab)
+{
+	struct tmem_slab **head = &cls->partial[slab_group(cls, slab->inuse)];
+
+	slab->prev = NULL;
+	slab->next = *head;
+	if (*head)
+		(*head)->prev = slab;
+	*head = slab;
+}
+
+/* Unlink @slab; its inuse must still be the one it was linked with. */
 static void partial_del(struct tmem_class *cls, struct tmem_slab *slab)
 {
 	if (slab->prev)
 		slab->prev->next = slab->next;
 	else
-		cls->partial = slab->next;
+		cls->partial[slab_group(cls, slab->inuse)] = slab->next;
 	if (slab->next)
 		slab->next->prev = slab->prev;
 	slab->next = slab->prev = NULL;
+}
+
+/* The fullest partial slab of @cls, or NULL; class lock held. */
+static struct tmem_slab *partial_fullest(struct tmem_class *cls)
+{
+	for (int g = TMEM_FULLNESS_GROUPS - 1; g >= 0; g--)
+		if (cls->partial[g])
+			return cls->partial[g];
+	return NULL;
 }
 
 static inline uint8_t *slot_ptr(struct tmem_class *cls,
@@ -230,18 +250,30 @@ static inline uint8_t *slot_ptr(struct tmem_class *cls,
 	return (uint8_t *)slab + SLAB_HDR + (size_t)slot * cls->size;
 }
 
-/* Take a slot from @slab; class lock held and the slab not full. */
+/*
+ * Take a slot from @slab, a partial slab; class lock held.  The slab
+ * changes group only when its fullness crosses a group's bound.
+ */
 static uint32_t slab_take(struct tmem_class *cls, struct tmem_slab *slab)
 {
 	uint32_t slot = slab->free_head;
+	bool full = slab->inuse + 1 == cls->nslots;
 
 	if (slot != SLOT_NONE)
 		memcpy(&slab->free_head, slot_ptr(cls, slab, slot),
 		       sizeof(slab->free_head));
 	else
 		slot = slab->carved++;
-	if (++slab->inuse == cls->nslots)
+	__atomic_store_n(&cls->inuse, cls->inuse + 1, __ATOMIC_RELAXED);
+	if (full || slab_group(cls, slab->inuse) !=
+		    slab_group(cls, slab->inuse + 1)) {
 		partial_del(cls, slab);
+		slab->inuse++;
+		if (!full)
+			partial_add(cls, slab);
+	} else {
+		slab->inuse++;
+	}
 	return slot;
 }
 
@@ -254,7 +286,7 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 	int ret;
 
 	pthread_mutex_lock(&cls->lock);
-	slab = cls->partial;
+	slab = partial_fullest(cls);
 	if (!slab) {
 		/* Creating a slab may mmap or madvise: not under the lock. */
 		pthread_mutex_unlock(&cls->lock);
@@ -263,6 +295,8 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 			return ret;
 		pthread_mutex_lock(&cls->lock);
 		partial_add(cls, slab);
+		__atomic_store_n(&cls->nslabs, cls->nslabs + 1,
+				 __ATOMIC_RELAXED);
 	}
 	slot = slab_take(cls, slab);
 	pthread_mutex_unlock(&cls->lock);
@@ -283,13 +317,23 @@ static bool slab_put(struct tmem_class *cls, struct tmem_slab *slab,
 	memcpy(slot_ptr(cls, slab, slot), &slab->free_head,
 	       sizeof(slab->free_head));
 	slab->free_head = slot;
-	if (--slab->inuse == 0) {
-		if (!was_full)
-			partial_del(cls, slab);
+	__atomic_store_n(&cls->inuse, cls->inuse - 1, __ATOMIC_RELAXED);
+	if (was_full) {
+		slab->inuse--;
+	} else if (slab->inuse == 1 || slab_group(cls, slab->inuse) !=
+		   slab_group(cls, slab->inuse - 1)) {
+		partial_del(cls, slab);
+		slab->inuse--;
+	} else {
+		slab->inuse--;
+		return false;
+	}
+	if (slab->inuse == 0) {
+		__atomic_store_n(&cls->nslabs, cls->nslabs - 1,
+				 __ATOMIC_RELAXED);
 		return true;
 	}
-	if (was_full)
-		partial_add(cls, slab);
+	partial_add(cls, slab);
 	return false;
 }
 
@@ -309,18 +353,23 @@ void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc)
 
 /*
  * A slab of the class with room and at least as many objects as @from,
- * or NULL; class lock held.  Only the first few partial slabs are looked
- * at, so a long list costs nothing.  "At least as many" makes every move
- * widen the gap between the two slabs: compaction cannot ping-pong.
+ * or NULL; class lock held.  The fullest groups are looked at first, and
+ * only the first few slabs of each, so a long list costs nothing.  "At
+ * least as many" makes every move widen the gap between the two slabs:
+ * compaction cannot ping-pong.
  */
 static struct tmem_slab *fuller_slab(struct tmem_class *cls,
 				     struct tmem_slab *from)
 {
-	struct tmem_slab *s = cls->partial;
+	int low = slab_group(cls, from->inuse);
 
-	for (int n = 0; s && n < 16; s = s->next, n++)
-		if (s != from && s->inuse >= from->inuse)
-			return s;
+	for (int g = TMEM_FULLNESS_GROUPS - 1; g >= low; g--) {
+		struct tmem_slab *s = cls->partial[g];
+
+		for (int n = 0; s && n < 16; s = s->next, n++)
+			if (s != from && s->inuse >= from->inuse)
+				return s;
+	}
 	return NULL;
 }
 
@@ -355,6 +404,24 @@ bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 		slab_release(zs, cls, from);
 	*newlocp = slot | (uint64_t)to->ext << 14;
 	return true;
+}
+
+uint64_t tmem_zs_slack(struct tmem_zs *zs)
+{
+	uint64_t bytes = 0;
+
+	for (unsigned int c = 0; c < TMEM_NR_CLASSES; c++) {
+		struct tmem_class *cls = &zs->classes[c];
+		uint64_t cap = (uint64_t)__atomic_load_n(&cls->nslabs,
+							 __ATOMIC_RELAXED) *
+			       cls->nslots;
+		uint32_t inuse = __atomic_load_n(&cls->inuse,
+						 __ATOMIC_RELAXED);
+
+		if (cap > inuse)
+			bytes += (cap - inuse) * cls->size;
+	}
+	return bytes;
 }
 
 void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc)

@@ -33,6 +33,12 @@
 #define TMEM_SLAB_MAX_PAGES	16
 /* A slab may waste (header and tail) 1/TMEM_SLAB_WASTE of itself. */
 #define TMEM_SLAB_WASTE		32
+/*
+ * Partial slabs of a class are kept in groups by how full they are
+ * (inuse * TMEM_FULLNESS_GROUPS / nslots), as zsmalloc's fullness groups:
+ * a slot is taken from the fullest, so the emptiest drain and go back.
+ */
+#define TMEM_FULLNESS_GROUPS	4
 
 /*
  * Location of an object: slot (14 bits) | first page of its slab in the
@@ -44,10 +50,14 @@ struct tmem_slab;
 
 struct tmem_class {
 	pthread_mutex_t lock;
-	struct tmem_slab *partial;	/* slabs with a free slot */
+	/* Slabs with a free slot, by fullness group, fullest last. */
+	struct tmem_slab *partial[TMEM_FULLNESS_GROUPS];
 	uint32_t size;			/* bytes per slot */
 	uint16_t nslots;		/* slots per slab */
 	uint16_t pages;			/* pages per slab */
+	/* Written under the lock, read without it by tmem_zs_slack(). */
+	uint32_t nslabs;		/* slabs of the class */
+	uint32_t inuse;			/* objects in them */
 } __attribute__((aligned(64)));
 
 /* Free extents of one length: a stack sized when extents are carved. */
@@ -83,5 +93,10 @@ void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc);
 void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc);
 bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 		  uint64_t *newlocp);
+/*
+ * Bytes of free slots in partly used slabs, over all classes: what
+ * compaction can give back (relaxed reads, a snapshot).
+ */
+uint64_t tmem_zs_slack(struct tmem_zs *zs);
 
 #endif /* TMEM_ZS_I_H */
