@@ -19,7 +19,8 @@ struct tmem_slab {
 	uint16_t free_head;		/* first freed slot, or SLOT_NONE */
 	uint16_t inuse;
 	uint16_t carved;		/* slots [carved, nslots) never used */
-	uint16_t pad[3];
+	uint8_t sparse;			/* its bit in the arena's map is set */
+	uint8_t pad[5];
 };
 
 #define SLAB_HDR	sizeof(struct tmem_slab)
@@ -79,8 +80,10 @@ void tmem_zs_init(struct tmem_zs *zs, struct tmem_budget *budget)
 
 void tmem_zs_fini(struct tmem_zs *zs)
 {
-	for (uint32_t a = 0; a < zs->nr_arenas; a++)
-		tmem_munmap(zs->arenas[a], (size_t)1 << TMEM_ARENA_SHIFT);
+	for (uint32_t a = 0; a < zs->nr_arenas; a++) {
+		tmem_munmap(zs->arenas[a], TMEM_ARENA_MAP);
+		tmem_uncharge(zs->budget, 0, PAGE_SZ);
+	}
 	for (unsigned int k = 0; k <= TMEM_SLAB_MAX_PAGES; k++) {
 		struct tmem_extents *fx = &zs->free[k];
 
@@ -143,9 +146,14 @@ static int extent_carve(struct tmem_zs *zs, unsigned int k, uint32_t *extp)
 
 		if (zs->nr_arenas == TMEM_MAX_ARENAS)
 			return -ENOMEM;
-		a = tmem_mmap((size_t)1 << TMEM_ARENA_SHIFT);
-		if (!a)
+		ret = tmem_charge(zs->budget, 0, PAGE_SZ);
+		if (ret)
+			return ret;
+		a = tmem_mmap(TMEM_ARENA_MAP);
+		if (!a) {
+			tmem_uncharge(zs->budget, 0, PAGE_SZ);
 			return -ENOMEM;
+		}
 		zs->arenas[zs->nr_arenas++] = a;
 		zs->bump = 0;
 	}
@@ -184,6 +192,7 @@ static int slab_new(struct tmem_zs *zs, struct tmem_class *cls,
 	slab->free_head = SLOT_NONE;
 	slab->inuse = 0;
 	slab->carved = 0;
+	slab->sparse = false;	/* a released slab's bit was cleared */
 	*slabp = slab;
 	return 0;
 }
@@ -211,10 +220,46 @@ static inline unsigned int slab_group(const struct tmem_class *cls,
 	return inuse * TMEM_FULLNESS_GROUPS / cls->nslots;
 }
 
+/* The word of the sparse-slab bitmap holding @ext's bit, and the bit. */
+static inline uint64_t *sparse_word(struct tmem_zs *zs, uint32_t ext,
+				    uint64_t *bitp)
+{
+	uint64_t *map = (uint64_t *)(zs->arenas[EXT_ARENA(ext)] +
+				     ((size_t)1 << TMEM_ARENA_SHIFT));
+
+	*bitp = 1ull << (EXT_PAGE(ext) % 64);
+	return &map[EXT_PAGE(ext) / 64];
+}
+
+/*
+ * Slabs of other classes share the word, under other locks: atomic.  A
+ * slab changes group rarely, so this is not on every allocation.
+ */
+static void sparse_mark(struct tmem_zs *zs, struct tmem_slab *slab, bool on)
+{
+	uint64_t bit, *w = sparse_word(zs, slab->ext, &bit);
+
+	if (slab->sparse == on)
+		return;
+	if (on)
+		__atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
+	slab->sparse = on;
+}
+
+static inline bool slab_sparse(const struct tmem_class *cls, uint32_t inuse)
+{
+	return slab_group(cls, inuse) < TMEM_FULLNESS_GROUPS - 1;
+}
+
 /* Link @slab into the group of its current inuse; class lock held. */
-static void partial_add(struct tmem_class *cls, struct tmem_slab *slab)
+static void partial_add(struct tmem_zs *zs, struct tmem_class *cls,
+			struct tmem_slab *slab)
 {
 	struct tmem_slab **head = &cls->partial[slab_group(cls, slab->inuse)];
+
+	sparse_mark(zs, slab, slab_sparse(cls, slab->inuse));
 
 	slab->prev = NULL;
 	slab->next = *head;
@@ -254,7 +299,8 @@ static inline uint8_t *slot_ptr(struct tmem_class *cls,
  * Take a slot from @slab, a partial slab; class lock held.  The slab
  * changes group only when its fullness crosses a group's bound.
  */
-static uint32_t slab_take(struct tmem_class *cls, struct tmem_slab *slab)
+static uint32_t slab_take(struct tmem_zs *zs, struct tmem_class *cls,
+			  struct tmem_slab *slab)
 {
 	uint32_t slot = slab->free_head;
 	bool full = slab->inuse + 1 == cls->nslots;
@@ -270,7 +316,9 @@ static uint32_t slab_take(struct tmem_class *cls, struct tmem_slab *slab)
 		partial_del(cls, slab);
 		slab->inuse++;
 		if (!full)
-			partial_add(cls, slab);
+			partial_add(zs, cls, slab);
+		else
+			sparse_mark(zs, slab, false);
 	} else {
 		slab->inuse++;
 	}
@@ -294,11 +342,11 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 		if (ret)
 			return ret;
 		pthread_mutex_lock(&cls->lock);
-		partial_add(cls, slab);
+		partial_add(zs, cls, slab);
 		__atomic_store_n(&cls->nslabs, cls->nslabs + 1,
 				 __ATOMIC_RELAXED);
 	}
-	slot = slab_take(cls, slab);
+	slot = slab_take(zs, cls, slab);
 	pthread_mutex_unlock(&cls->lock);
 	*locp = slot | (uint64_t)slab->ext << 14;
 	*ptrp = slot_ptr(cls, slab, slot);
@@ -309,8 +357,8 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
  * Return a slot to its slab; class lock held.  True when the slab is now
  * empty and off the lists: the caller releases it once unlocked.
  */
-static bool slab_put(struct tmem_class *cls, struct tmem_slab *slab,
-		     uint32_t slot)
+static bool slab_put(struct tmem_zs *zs, struct tmem_class *cls,
+		     struct tmem_slab *slab, uint32_t slot)
 {
 	bool was_full = slab->inuse == cls->nslots;
 
@@ -331,9 +379,10 @@ static bool slab_put(struct tmem_class *cls, struct tmem_slab *slab,
 	if (slab->inuse == 0) {
 		__atomic_store_n(&cls->nslabs, cls->nslabs - 1,
 				 __ATOMIC_RELAXED);
+		sparse_mark(zs, slab, false);
 		return true;
 	}
-	partial_add(cls, slab);
+	partial_add(zs, cls, slab);
 	return false;
 }
 
@@ -345,7 +394,7 @@ void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc)
 	bool empty;
 
 	pthread_mutex_lock(&cls->lock);
-	empty = slab_put(cls, slab, LOC_SLOT(loc));
+	empty = slab_put(zs, cls, slab, LOC_SLOT(loc));
 	pthread_mutex_unlock(&cls->lock);
 	if (empty)
 		slab_release(zs, cls, slab);
@@ -375,7 +424,7 @@ static struct tmem_slab *fuller_slab(struct tmem_class *cls,
 
 /*
  * Compaction: move the object at @loc out of its slab if the slab is at
- * most half full and a fuller slab of the class has room.  The caller
+ * less than half full and a fuller slab of the class has room.  The caller
  * holds the index shard lock that owns the object, so nobody reads it
  * meanwhile; it then stores *newlocp in the handle.
  */
@@ -386,19 +435,23 @@ bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 	struct tmem_slab *from =
 		(struct tmem_slab *)ext_ptr(zs, LOC_EXT(loc));
 	struct tmem_slab *to;
+	uint64_t bit, *w = sparse_word(zs, LOC_EXT(loc), &bit);
 	uint32_t slot;
 	bool empty;
 
+	/* Most objects are in slabs that stay: do not touch those. */
+	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
+		return false;
 	pthread_mutex_lock(&cls->lock);
-	to = from->inuse * 2 <= cls->nslots ? fuller_slab(cls, from) : NULL;
+	to = slab_sparse(cls, from->inuse) ? fuller_slab(cls, from) : NULL;
 	if (!to) {
 		pthread_mutex_unlock(&cls->lock);
 		return false;
 	}
-	slot = slab_take(cls, to);
+	slot = slab_take(zs, cls, to);
 	memcpy(slot_ptr(cls, to, slot), slot_ptr(cls, from, LOC_SLOT(loc)),
 	       len);
-	empty = slab_put(cls, from, LOC_SLOT(loc));
+	empty = slab_put(zs, cls, from, LOC_SLOT(loc));
 	pthread_mutex_unlock(&cls->lock);
 	if (empty)
 		slab_release(zs, cls, from);

@@ -39,6 +39,14 @@
  * a slot is taken from the fullest, so the emptiest drain and go back.
  */
 #define TMEM_FULLNESS_GROUPS	4
+/*
+ * Behind each arena's slab pages, one page holds a bit per slab page:
+ * set on the first page of a slab in the lower half of the groups (at
+ * most half full), the slabs compaction empties.  tmem_zs_move() reads
+ * it before touching the slab, so compaction walking the index touches
+ * only the slabs it moves objects out of.  Charged as metadata.
+ */
+#define TMEM_ARENA_MAP		((1ul << TMEM_ARENA_SHIFT) + 4096)
 
 /*
  * Location of an object: slot (14 bits) | first page of its slab in the
