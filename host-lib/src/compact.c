@@ -19,11 +19,12 @@
  * a swap device's steady state (random swap-ins freeing slots, swap-outs
  * filling the fullest slabs) keeps about 8% of the data memory as free
  * slots of slabs that drain slowly.  So compaction also runs in small
- * steps, one shard at a time, paid for by the pages freed: a context
- * that freed COMPACT_STEP_PAGES pages credits them, and a step compacts
- * the next shard once the credit covers a sixteenth of its pages (the
- * same 16 handles per freed page as above) and the free slots exceed
- * COMPACT_SLACK_DIV-th of the data.  A step never waits for another.
+ * steps, a shard at a time, paid for by the pages freed: a context that
+ * freed COMPACT_STEP_PAGES pages credits them, and a step compacts the
+ * next shards while the credit covers a sixteenth of their pages each
+ * (the same 16 handles per freed page as above) and the free slots
+ * exceed COMPACT_SLACK_DIV-th of the data.  A step never waits for
+ * another.
  */
 #include "compact_i.h"
 #include "tmem_i.h"
@@ -141,29 +142,48 @@ static struct tmem_shard *cursor_shard(struct tmem_client *c)
 	return shards ? &shards[c->compact_cursor % TMEM_NR_SHARDS] : NULL;
 }
 
-/* One step: the next shard, if the credit pays for it; compact_lock held. */
+/* The next shard of an open pool id, or NULL if there is none. */
+static struct tmem_shard *next_shard(struct tmem_client *c)
+{
+	for (uint32_t n = 0; n <= c->max_pools; n++) {
+		struct tmem_shard *sh = cursor_shard(c);
+
+		if (sh)
+			return sh;
+		c->compact_cursor = (c->compact_cursor / TMEM_NR_SHARDS + 1) *
+				    TMEM_NR_SHARDS;
+	}
+	return NULL;
+}
+
+/*
+ * One step: the next shards, as many as the credit pays for (a
+ * sixteenth of a shard's pages each, so 16 handles per freed page
+ * whatever the shards hold); compact_lock held.
+ */
 static void compact_step(struct tmem_client *c)
 {
 	uint64_t data = atomic_load_explicit(&c->budget.data_bytes,
 					     memory_order_relaxed);
 	uint64_t slack = tmem_zs_slack(&c->zs);
-	struct tmem_shard *sh = NULL;
 
 	if (slack < COMPACT_MIN_HOLES || slack < data / COMPACT_SLACK_DIV) {
 		c->compact_credit = 0;	/* no debt for later */
 		return;
 	}
-	for (uint32_t n = 0; !sh && n < c->max_pools; n++) {
-		sh = cursor_shard(c);
+	for (uint32_t n = 0; n < c->max_pools * TMEM_NR_SHARDS; n++) {
+		struct tmem_shard *sh = next_shard(c);
+		uint64_t cost;
+
 		if (!sh)
-			c->compact_cursor = (c->compact_cursor /
-					     TMEM_NR_SHARDS + 1) * TMEM_NR_SHARDS;
+			return;
+		cost = TMEM_RD(sh->pages) / 16 + 1;
+		if (c->compact_credit < cost)
+			return;
+		c->compact_credit -= cost;
+		c->compact_cursor++;
+		compact_shard(c, sh);
 	}
-	if (!sh || c->compact_credit * 16 < TMEM_RD(sh->pages))
-		return;
-	c->compact_credit = 0;
-	c->compact_cursor++;
-	compact_shard(c, sh);
 }
 
 void tmem_compact_freed(struct tmem_ctx *ctx)
