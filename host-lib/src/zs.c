@@ -8,23 +8,29 @@
 
 #include "zs_i.h"
 
-#define SLOT_NONE	0xffffu
+#define SLOT_NONE	0xfffu		/* also the bound on slots per slab */
+#define EXT_NONE	0x3ffffffu	/* arena 4095 is never made */
 #define PAGE_SHIFT	12
 #define PAGE_SZ		(1u << PAGE_SHIFT)
 
-/* In-slab header; its 32 bytes are counted as metadata. */
+/*
+ * In-slab header; its 16 bytes are counted as metadata (a slab holds
+ * about 2.5 pages' data, so each byte here is 0.05 byte per page).  The
+ * neighbours on class->partial are extents, EXT_NONE for none.
+ */
 struct tmem_slab {
-	struct tmem_slab *next, *prev;	/* class->partial */
-	uint32_t ext;			/* page | arena << 14 */
-	uint16_t free_head;		/* first freed slot, or SLOT_NONE */
-	uint16_t inuse;
-	uint16_t carved;		/* slots [carved, nslots) never used */
-	uint8_t sparse;			/* its bit in the arena's map is set */
-	uint8_t pad[5];
+	uint64_t next : 26;
+	uint64_t prev : 26;
+	uint64_t inuse : 12;
+	uint64_t ext : 26;		/* page | arena << 14 */
+	uint64_t free_head : 12;	/* first freed slot, or SLOT_NONE */
+	uint64_t carved : 12;		/* slots [carved, nslots) never used */
+	uint64_t sparse : 1;		/* its bit in the arena's map is set */
 };
 
 #define SLAB_HDR	sizeof(struct tmem_slab)
-_Static_assert(sizeof(struct tmem_slab) == 32, "slab header is 32 bytes");
+_Static_assert(sizeof(struct tmem_slab) == 16, "slab header is 16 bytes");
+_Static_assert(TMEM_MAX_ARENAS < 4096, "EXT_NONE names no slab");
 
 #define LOC_SLOT(loc)	((uint32_t)(loc) & 0x3fff)
 #define LOC_EXT(loc)	((uint32_t)((loc) >> 14) & 0x3ffffff)
@@ -49,7 +55,7 @@ static void class_geometry(struct tmem_class *cls, uint32_t size)
 		uint32_t n = (bytes - SLAB_HDR) / size;
 		uint32_t waste = bytes - n * size;
 
-		if (n == 0 || n >= SLOT_NONE || n > 0x3fff)
+		if (n == 0 || n >= SLOT_NONE)
 			continue;
 		if ((uint64_t)waste * TMEM_SLAB_WASTE <= bytes) {
 			best_k = k;
@@ -187,7 +193,7 @@ static int slab_new(struct tmem_zs *zs, struct tmem_class *cls,
 		return ret;
 	}
 	slab = (struct tmem_slab *)ext_ptr(zs, ext);
-	slab->next = slab->prev = NULL;
+	slab->next = slab->prev = EXT_NONE;
 	slab->ext = ext;
 	slab->free_head = SLOT_NONE;
 	slab->inuse = 0;
@@ -260,24 +266,32 @@ static void partial_add(struct tmem_zs *zs, struct tmem_class *cls,
 	struct tmem_slab **head = &cls->partial[slab_group(cls, slab->inuse)];
 
 	sparse_mark(zs, slab, slab_sparse(cls, slab->inuse));
-
-	slab->prev = NULL;
-	slab->next = *head;
+	slab->prev = EXT_NONE;
+	slab->next = *head ? (*head)->ext : EXT_NONE;
 	if (*head)
-		(*head)->prev = slab;
+		(*head)->prev = slab->ext;
 	*head = slab;
 }
 
-/* Unlink @slab; its inuse must still be the one it was linked with. */
-static void partial_del(struct tmem_class *cls, struct tmem_slab *slab)
+static inline struct tmem_slab *slab_at(struct tmem_zs *zs, uint32_t ext)
 {
-	if (slab->prev)
-		slab->prev->next = slab->next;
+	return ext == EXT_NONE ? NULL : (struct tmem_slab *)ext_ptr(zs, ext);
+}
+
+/* Unlink @slab; its inuse must still be the one it was linked with. */
+static void partial_del(struct tmem_zs *zs, struct tmem_class *cls,
+			struct tmem_slab *slab)
+{
+	struct tmem_slab *prev = slab_at(zs, slab->prev);
+	struct tmem_slab *next = slab_at(zs, slab->next);
+
+	if (prev)
+		prev->next = slab->next;
 	else
-		cls->partial[slab_group(cls, slab->inuse)] = slab->next;
-	if (slab->next)
-		slab->next->prev = slab->prev;
-	slab->next = slab->prev = NULL;
+		cls->partial[slab_group(cls, slab->inuse)] = next;
+	if (next)
+		next->prev = slab->prev;
+	slab->next = slab->prev = EXT_NONE;
 }
 
 /* The fullest partial slab of @cls, or NULL; class lock held. */
@@ -304,16 +318,18 @@ static uint32_t slab_take(struct tmem_zs *zs, struct tmem_class *cls,
 {
 	uint32_t slot = slab->free_head;
 	bool full = slab->inuse + 1 == cls->nslots;
+	uint16_t link;
 
-	if (slot != SLOT_NONE)
-		memcpy(&slab->free_head, slot_ptr(cls, slab, slot),
-		       sizeof(slab->free_head));
-	else
+	if (slot != SLOT_NONE) {
+		memcpy(&link, slot_ptr(cls, slab, slot), sizeof(link));
+		slab->free_head = link;
+	} else {
 		slot = slab->carved++;
+	}
 	__atomic_store_n(&cls->inuse, cls->inuse + 1, __ATOMIC_RELAXED);
 	if (full || slab_group(cls, slab->inuse) !=
 		    slab_group(cls, slab->inuse + 1)) {
-		partial_del(cls, slab);
+		partial_del(zs, cls, slab);
 		slab->inuse++;
 		if (!full)
 			partial_add(zs, cls, slab);
@@ -347,8 +363,9 @@ int tmem_zs_alloc(struct tmem_zs *zs, unsigned int len, uint64_t *locp,
 				 __ATOMIC_RELAXED);
 	}
 	slot = slab_take(zs, cls, slab);
-	pthread_mutex_unlock(&cls->lock);
+	/* The header's words change under the lock: read ext under it. */
 	*locp = slot | (uint64_t)slab->ext << 14;
+	pthread_mutex_unlock(&cls->lock);
 	*ptrp = slot_ptr(cls, slab, slot);
 	return 0;
 }
@@ -361,16 +378,16 @@ static bool slab_put(struct tmem_zs *zs, struct tmem_class *cls,
 		     struct tmem_slab *slab, uint32_t slot)
 {
 	bool was_full = slab->inuse == cls->nslots;
+	uint16_t link = slab->free_head;
 
-	memcpy(slot_ptr(cls, slab, slot), &slab->free_head,
-	       sizeof(slab->free_head));
+	memcpy(slot_ptr(cls, slab, slot), &link, sizeof(link));
 	slab->free_head = slot;
 	__atomic_store_n(&cls->inuse, cls->inuse - 1, __ATOMIC_RELAXED);
 	if (was_full) {
 		slab->inuse--;
 	} else if (slab->inuse == 1 || slab_group(cls, slab->inuse) !=
 		   slab_group(cls, slab->inuse - 1)) {
-		partial_del(cls, slab);
+		partial_del(zs, cls, slab);
 		slab->inuse--;
 	} else {
 		slab->inuse--;
@@ -407,7 +424,8 @@ void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc)
  * least as many" makes every move widen the gap between the two slabs:
  * compaction cannot ping-pong.
  */
-static struct tmem_slab *fuller_slab(struct tmem_class *cls,
+static struct tmem_slab *fuller_slab(struct tmem_zs *zs,
+				     struct tmem_class *cls,
 				     struct tmem_slab *from)
 {
 	int low = slab_group(cls, from->inuse);
@@ -415,7 +433,7 @@ static struct tmem_slab *fuller_slab(struct tmem_class *cls,
 	for (int g = TMEM_FULLNESS_GROUPS - 1; g >= low; g--) {
 		struct tmem_slab *s = cls->partial[g];
 
-		for (int n = 0; s && n < 16; s = s->next, n++)
+		for (int n = 0; s && n < 16; s = slab_at(zs, s->next), n++)
 			if (s != from && s->inuse >= from->inuse)
 				return s;
 	}
@@ -443,7 +461,8 @@ bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 	if (!(__atomic_load_n(w, __ATOMIC_RELAXED) & bit))
 		return false;
 	pthread_mutex_lock(&cls->lock);
-	to = slab_sparse(cls, from->inuse) ? fuller_slab(cls, from) : NULL;
+	to = slab_sparse(cls, from->inuse) ? fuller_slab(zs, cls, from) :
+					     NULL;
 	if (!to) {
 		pthread_mutex_unlock(&cls->lock);
 		return false;
@@ -452,10 +471,10 @@ bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 	memcpy(slot_ptr(cls, to, slot), slot_ptr(cls, from, LOC_SLOT(loc)),
 	       len);
 	empty = slab_put(zs, cls, from, LOC_SLOT(loc));
+	*newlocp = slot | (uint64_t)to->ext << 14;
 	pthread_mutex_unlock(&cls->lock);
 	if (empty)
 		slab_release(zs, cls, from);
-	*newlocp = slot | (uint64_t)to->ext << 14;
 	return true;
 }
 

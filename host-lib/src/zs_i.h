@@ -5,7 +5,7 @@
  * Objects are rounded up to 16 bytes: class c holds objects of
  * (c + 1) * 16 bytes, so 256 classes cover 16..4096.  A slab of a class
  * is k contiguous 4 KiB pages (k per class, chosen to waste the least)
- * carved from 64 MiB anonymous arenas; a 32-byte header at its start
+ * carved from 64 MiB anonymous arenas; a 16-byte header at its start
  * keeps the free list, whose links live in the free slots themselves.
  * An object never crosses a slab, so it is one memcpy to store and one
  * pointer to decompress from.  A slab whose last object is freed goes
@@ -29,7 +29,7 @@
 #define TMEM_NR_CLASSES		256
 #define TMEM_ARENA_SHIFT	26		/* 64 MiB */
 #define TMEM_ARENA_PAGES	(1u << (TMEM_ARENA_SHIFT - 12))
-#define TMEM_MAX_ARENAS		4096		/* 256 GiB of slabs */
+#define TMEM_MAX_ARENAS		4095		/* 256 GiB of slabs */
 #define TMEM_SLAB_MAX_PAGES	16
 /* A slab may waste (header and tail) 1/TMEM_SLAB_WASTE of itself. */
 #define TMEM_SLAB_WASTE		32
