@@ -15,7 +15,7 @@
 
 /*
  * In-slab header; its 16 bytes are counted as metadata (a slab holds
- * about 2.5 pages' data, so each byte here is 0.05 byte per page).  The
+ * about 9 stored pages, so each byte here is 0.1 byte per page).  The
  * neighbours on class->partial are extents, EXT_NONE for none.
  */
 struct tmem_slab {
@@ -441,10 +441,11 @@ static struct tmem_slab *fuller_slab(struct tmem_zs *zs,
 }
 
 /*
- * Compaction: move the object at @loc out of its slab if the slab is at
- * less than half full and a fuller slab of the class has room.  The caller
- * holds the index shard lock that owns the object, so nobody reads it
- * meanwhile; it then stores *newlocp in the handle.
+ * Compaction: move the object at @loc out of its slab if the slab is
+ * under three quarters full (its bit says so) and a fuller slab of the
+ * class has room.  The caller holds the index shard lock that owns the
+ * object, so nobody reads it meanwhile; it then stores *newlocp in the
+ * handle.
  */
 bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 		  uint64_t *newlocp)
