@@ -37,6 +37,8 @@ struct opts {
 	int repeat;
 	bool json;
 	bool invalidate_object;
+	unsigned int churn;		/* churn steps per live page */
+	unsigned int churn_free;	/* free keys, % of the live pages */
 };
 
 struct corpus_fill {
@@ -273,6 +275,214 @@ struct best {
 	double wall, cpu;
 };
 
+/*
+ * Steady-state churn, the way a swap device lives: a fixed number of live
+ * pages (the page set's size) over a key space somewhat larger (the swap
+ * area's free slots, --churn-free).  A step takes a random live key,
+ * loads it (a swap-in), and either stores a new page over it or
+ * invalidates it and stores the new page at the next free key after the
+ * last one taken (a swap-out elsewhere: Linux's swap allocator also takes
+ * slots in ascending order, cluster by cluster, wrapping around).  New
+ * pages are random pages of the set, so the mix of sizes stays that of
+ * the fresh store.  Steps go in rounds of CHURN_BATCH distinct keys: the
+ * loads of a round, its invalidations and its stores are timed apart.
+ */
+#define CHURN_BATCH	1024
+
+struct churn_result {
+	struct best store, load, inval;	/* per round, summed */
+	uint64_t stores, loads, invals;
+	struct tmem_stats st;		/* at the end: steady state */
+	int failed;
+};
+
+struct churn {
+	struct tmem_ctx *ctx;
+	uint32_t pool;
+	const uint8_t *pages;
+	size_t npages;			/* pages in the set */
+	uint32_t *live;			/* keys with a page */
+	uint32_t *content;		/* key -> page of the set, or FREE */
+	size_t nlive, nkeys;
+	uint32_t cursor;		/* where the next free key is looked for */
+	uint64_t x;			/* xorshift state */
+};
+
+#define CHURN_KEY_FREE	UINT32_MAX
+
+/* The next free key from the cursor on; there is one (nkeys > nlive). */
+static uint32_t churn_free_key(struct churn *ch)
+{
+	while (ch->content[ch->cursor] != CHURN_KEY_FREE)
+		ch->cursor = (ch->cursor + 1) % ch->nkeys;
+	return ch->cursor;
+}
+
+static uint64_t churn_rand(struct churn *ch)
+{
+	ch->x ^= ch->x << 13, ch->x ^= ch->x >> 7, ch->x ^= ch->x << 17;
+	return ch->x;
+}
+
+static int churn_store(struct churn *ch, uint32_t key)
+{
+	uint32_t p = churn_rand(ch) % ch->npages;
+
+	ch->content[key] = p;
+	return tmem_store(ch->ctx, ch->pool, 0, key, ch->pages + p * PAGE) != 0;
+}
+
+/* One round; adds its times and counts to @cr. */
+/* Adds the wall and CPU time since @since to @acc. */
+static void churn_time(struct best *acc, const struct best *since)
+{
+	acc->wall += now() - since->wall;
+	acc->cpu += thread_cpu() - since->cpu;
+}
+
+static struct best churn_now(void)
+{
+	return (struct best){ now(), thread_cpu() };
+}
+
+static void churn_round(struct churn *ch, struct churn_result *cr,
+			struct best t[3])
+{
+	static uint8_t out[PAGE];
+	uint32_t *v = ch->live + ch->nlive - CHURN_BATCH;
+	uint32_t key[CHURN_BATCH];
+	bool moved[CHURN_BATCH];
+	struct best t0;
+
+	/* Pick CHURN_BATCH distinct live keys into the tail of live[]. */
+	for (size_t j = 0; j < CHURN_BATCH; j++) {
+		size_t i = churn_rand(ch) % (ch->nlive - j);
+		uint32_t k = ch->live[i];
+
+		ch->live[i] = ch->live[ch->nlive - 1 - j];
+		ch->live[ch->nlive - 1 - j] = k;
+	}
+	t0 = churn_now();
+	for (size_t j = 0; j < CHURN_BATCH; j++)
+		cr->failed += tmem_load(ch->ctx, ch->pool, 0, v[j], out) != 0;
+	churn_time(&t[1], &t0);
+	for (size_t j = 0; j < CHURN_BATCH; j++) {
+		moved[j] = churn_rand(ch) & 1;
+		key[j] = v[j];
+		if (moved[j]) {
+			key[j] = churn_free_key(ch);
+			ch->content[key[j]] = 0;	/* taken */
+		}
+	}
+	t0 = churn_now();
+	for (size_t j = 0; j < CHURN_BATCH; j++)
+		if (moved[j])
+			cr->failed += tmem_invalidate_page(ch->ctx, ch->pool, 0,
+							   v[j]) != 1;
+	churn_time(&t[2], &t0);
+	for (size_t j = 0; j < CHURN_BATCH; j++)
+		if (moved[j])
+			ch->content[v[j]] = CHURN_KEY_FREE;
+	t0 = churn_now();
+	for (size_t j = 0; j < CHURN_BATCH; j++)
+		cr->failed += churn_store(ch, key[j]);
+	churn_time(&t[0], &t0);
+	for (size_t j = 0; j < CHURN_BATCH; j++) {
+		cr->invals += moved[j];
+		v[j] = key[j];
+	}
+	cr->loads += CHURN_BATCH;
+	cr->stores += CHURN_BATCH;
+}
+
+/* Every live key must hold its page, byte for byte (not timed). */
+static void churn_verify(struct churn *ch)
+{
+	static uint8_t out[PAGE];
+
+	for (size_t i = 0; i < ch->nlive; i++) {
+		uint32_t k = ch->live[i];
+		int ret = tmem_load(ch->ctx, ch->pool, 0, k, out);
+
+		if (ret) {
+			fprintf(stderr, "tmem-bench: churn key %u: ", k);
+			die("tmem_load", ret);
+		}
+		if (memcmp(out, ch->pages + (size_t)ch->content[k] * PAGE, PAGE))
+			die("churn: page differs", EIO);
+	}
+}
+
+static void churn_keep(struct best *b, const struct best *t)
+{
+	if (b->wall == 0 || t->wall < b->wall)
+		*b = *t;
+}
+
+/*
+ * Fill o->pages keys in order (a fresh store, not timed), then churn
+ * o->churn steps per live page; only the second half of the steps is
+ * timed, when the store has reached its steady state.
+ */
+static void bench_churn(const struct opts *o, const uint8_t *pages,
+			bool check, struct churn_result *cr)
+{
+	struct tmem_client_config cfg = { .budget_bytes = o->budget };
+	size_t keys = o->pages + o->pages * o->churn_free / 100;
+	size_t rounds = o->pages * o->churn / CHURN_BATCH;
+	struct churn_result run = { 0 };
+	struct tmem_client *client;
+	struct churn ch = {
+		.pages = pages, .npages = o->pages, .nlive = o->pages,
+		.nkeys = keys, .x = 0x853c49e6748fea9bull,
+	};
+	struct best t[3] = { 0 };
+	int ret;
+
+	ch.live = malloc(o->pages * sizeof(uint32_t));
+	ch.content = malloc(keys * sizeof(uint32_t));
+	if (!ch.live || !ch.content)
+		die("churn", ENOMEM);
+	ret = tmem_client_new(&cfg, &client);
+	if (!ret)
+		ret = tmem_pool_new(client, TMEM_POOL_PERSISTENT, &ch.pool);
+	if (!ret)
+		ret = tmem_ctx_new(client, &ch.ctx);
+	if (ret)
+		die("churn client", ret);
+	for (uint32_t k = 0; k < keys; k++) {
+		ch.content[k] = CHURN_KEY_FREE;
+		if (k < o->pages) {
+			ch.live[k] = k;
+			ch.content[k] = k;
+			run.failed += tmem_store(ch.ctx, ch.pool, 0, k,
+						 pages + (size_t)k * PAGE) != 0;
+		}
+	}
+	for (size_t r = 0; r < rounds; r++) {
+		if (r == rounds / 2) {
+			memset(t, 0, sizeof(t));
+			run.stores = run.loads = run.invals = 0;
+		}
+		churn_round(&ch, &run, t);
+	}
+	tmem_client_stats(client, &run.st);
+	if (check)
+		churn_verify(&ch);
+	churn_keep(&cr->store, &t[0]);
+	churn_keep(&cr->load, &t[1]);
+	churn_keep(&cr->inval, &t[2]);
+	cr->stores = run.stores;
+	cr->loads = run.loads;
+	cr->invals = run.invals;
+	cr->st = run.st;
+	cr->failed += run.failed;
+	tmem_ctx_free(ch.ctx);
+	tmem_client_free(client);
+	free(ch.live);
+	free(ch.content);
+}
+
 struct result {
 	/* Per op and thread count; [OP_STORE][0] is the re-store. */
 	struct best t[NR_OPS][MAX_THREADS + 1];
@@ -280,6 +490,7 @@ struct result {
 	struct tmem_stats st;		/* after the 1-thread store */
 	struct tmem_stats holes;	/* then half the keys invalidated */
 	double refill;			/* bench_holes() */
+	struct churn_result churn;
 	int failed;
 };
 
@@ -441,6 +652,15 @@ static void usage(FILE *f)
 "  and half its pages invalidated; then incompressible pages are stored\n"
 "  until it is full again: their bytes over the compressed bytes freed\n"
 "  (near 0 if freed slots served only their own size class).\n"
+"  *_churn and churn_*: the swap-like steady state.  A client holds as\n"
+"  many live pages as the set has, over a key space --churn-free\n"
+"  percent larger; each step loads a random live key (a swap-in), then\n"
+"  stores a random page of the set over it or, half the time,\n"
+"  invalidates it and stores the page at the next free key (as swap\n"
+"  allocates slots).  Steps go in rounds of %d distinct\n"
+"  keys, loads, invalidations and stores timed apart; the figures are\n"
+"  those of the second half of the steps, density at the end.  The\n"
+"  live pages are verified byte for byte once (not timed).\n"
 "  *_cpu ratios divide CPU time instead of wall time: robust when other\n"
 "  work shares the CPUs.  Raw LZ4 with 2 threads (lz4_2t_vs_1t) shows\n"
 "  what the machine gives 2 threads at all.  Loads are verified byte for\n"
@@ -449,16 +669,21 @@ static void usage(FILE *f)
 "  --corpus=files|random|zero  page set (default files: up to %d pages\n"
 "                    of each regular file under /usr/lib then /usr/share,\n"
 "                    sorted walk, tails zero-padded, every 10th page zero)\n"
-"  --pages=N         pages in the set (default 65536 = 256 MiB)\n"
+"  --pages=N         pages in the set (default 65536 = 256 MiB, at\n"
+"                    least 2048)\n"
 "  --budget=BYTES    client budget, suffix K/M/G allowed\n"
 "                    (default 2 x the page set)\n"
 "  --repeat=N        repetitions per measurement, best kept (default 3)\n"
 "  --json            print one JSON object instead of a table\n"
+"  --churn=N         steps per live page of the churn run (default 4;\n"
+"                    the second half is measured)\n"
+"  --churn-free=P    free keys of the churn run, percent of the live\n"
+"                    pages (default 12)\n"
 "  --invalidate-object  instead: fill the budget (default 1G) with zero\n"
 "                    pages one per chunk (the metadata a guest gets for\n"
 "                    the least data), then time INVALIDATE_OBJECT of an\n"
 "                    absent object (--repeat x 256 calls; mean and max)\n"
-"  --help            this text\n", FILE_PAGES);
+"  --help            this text\n", CHURN_BATCH, FILE_PAGES);
 }
 
 static uint64_t parse_size(const char *s)
@@ -487,12 +712,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "invalidate-object", no_argument, NULL, 'i' },
+		{ "churn", required_argument, NULL, 'C' },
+		{ "churn-free", required_argument, NULL, 'F' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	*o = (struct opts){ CORPUS_FILES, 65536, 0, 3, false, false };
+	*o = (struct opts){ CORPUS_FILES, 65536, 0, 3, false, false, 4, 12 };
 	while ((c = getopt_long(argc, argv, "h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
@@ -510,11 +737,14 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		case 'r': o->repeat = (int)parse_size(optarg); break;
 		case 'j': o->json = true; break;
 		case 'i': o->invalidate_object = true; break;
+		case 'C': o->churn = (unsigned int)parse_size(optarg); break;
+		case 'F': o->churn_free = (unsigned int)parse_size(optarg); break;
 		case 'h': usage(stdout); exit(0);
 		default: goto bad;
 		}
 	}
-	if (optind == argc) {
+	if (optind == argc && o->pages >= 2 * CHURN_BATCH &&
+	    o->pages <= UINT32_MAX / 2) {
 		if (!o->budget)
 			o->budget = o->invalidate_object ? 1ull << 30 :
 				    (uint64_t)o->pages * PAGE * 2;
@@ -543,6 +773,12 @@ static double gbps(const struct opts *o, double seconds)
 	return ratio((double)o->pages * PAGE / 1e9, seconds);
 }
 
+/* GB/s of @n pages in @seconds. */
+static double cgbps(uint64_t n, double seconds)
+{
+	return ratio((double)n * PAGE / 1e9, seconds);
+}
+
 /* GB/s of wall time, and of CPU time (what one thread per core gives). */
 #define WALL(op, n)	gbps(o, r->t[op][n].wall)
 #define CPU(op, n)	gbps(o, r->t[op][n].cpu)
@@ -550,6 +786,8 @@ static double gbps(const struct opts *o, double seconds)
 static void report(const struct opts *o, const struct result *r)
 {
 	const struct tmem_stats *st = &r->st;
+	const struct churn_result *cr = &r->churn;
+	const struct tmem_stats *cs = &cr->st;
 	double s1 = WALL(OP_STORE, 1), s2 = WALL(OP_STORE, 2);
 	double l1 = WALL(OP_LOAD, 1), l2 = WALL(OP_LOAD, 2);
 	double c1 = WALL(OP_LZ4_C, 1), c2 = WALL(OP_LZ4_C, 2);
@@ -597,6 +835,38 @@ static void report(const struct opts *o, const struct result *r)
 		  ratio(r->holes.meta_bytes, r->holes.pages), "" },
 		{ "refill_after_holes", r->refill,
 		  "freed bytes that other classes reuse (compaction)" },
+		{ "host_bytes_per_compressed_byte_churn",
+		  ratio(cs->data_bytes, cs->compressed_bytes),
+		  "data_bytes / compressed_bytes, steady churn, target <= 1.15" },
+		{ "meta_bytes_per_page_churn",
+		  ratio(cs->meta_bytes, cs->pages), "steady churn, target <= 16" },
+		{ "churn_store_gbps", cgbps(cr->stores, cr->store.wall),
+		  "tmem_store during churn, 1 thread" },
+		{ "churn_load_gbps", cgbps(cr->loads, cr->load.wall),
+		  "tmem_load during churn, 1 thread" },
+		{ "churn_store_pages_per_s", ratio(cr->stores, cr->store.wall),
+		  "" },
+		{ "churn_load_pages_per_s", ratio(cr->loads, cr->load.wall), "" },
+		{ "churn_store_mbps", cgbps(cr->stores, cr->store.wall) * 1e3,
+		  "MB/s of pages" },
+		{ "churn_load_mbps", cgbps(cr->loads, cr->load.wall) * 1e3,
+		  "MB/s of pages" },
+		{ "churn_invalidate_pages_per_s",
+		  ratio(cr->invals, cr->inval.wall), "" },
+		{ "churn_store_vs_fresh",
+		  ratio(cgbps(cr->stores, cr->store.wall), s1),
+		  "churn_store_gbps / store_gbps, target >= 0.9" },
+		{ "churn_store_vs_fresh_cpu",
+		  ratio(cgbps(cr->stores, cr->store.cpu), CPU(OP_STORE, 1)),
+		  "the same per CPU second" },
+		{ "churn_store_vs_lz4",
+		  ratio(cgbps(cr->stores, cr->store.wall), c1), "" },
+		{ "churn_load_vs_lz4",
+		  ratio(cgbps(cr->loads, cr->load.wall), d1), "" },
+		{ "churn_pages", cs->pages, "live pages at the end" },
+		{ "churn_compressed_bytes", cs->compressed_bytes, "" },
+		{ "churn_data_bytes", cs->data_bytes, "" },
+		{ "churn_meta_bytes", cs->meta_bytes, "" },
 		{ "lz4_ratio", ratio((double)o->pages * PAGE, r->lz4_bytes),
 		  "uncompressed / raw LZ4 bytes" },
 		{ "stored_pages", st->pages, "" },
@@ -736,9 +1006,11 @@ int main(int argc, char **argv)
 			bench_lz4(&o, &proto, t, &r);
 			bench_tmem(&o, &proto, t, i == 0 && t == 1, &r);
 		}
+		bench_churn(&o, proto.pages, i == 0, &r.churn);
 	}
 	r.lz4_bytes = lz4_total(&ref, o.pages);
 	r.refill = bench_holes(&o, proto.pages, r.lz4_bytes);
+	r.failed += r.churn.failed;
 	report(&o, &r);
 	free(ref.cbuf);
 	free(ref.clen);

@@ -234,6 +234,8 @@ int tmem_client_reset(struct tmem_client *c)
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, &c->budget);
 	c->compacted_freed = 0;
+	c->compact_cursor = 0;
+	c->compact_credit = 0;
 	TMEM_WR(c->features, 0);
 	return tmem_tier_restart(c);
 }

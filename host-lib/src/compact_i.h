@@ -10,7 +10,13 @@
 #include <stdbool.h>
 
 struct tmem_client;
+struct tmem_ctx;
 
 bool tmem_compact(struct tmem_client *c);
+/*
+ * @ctx freed a page's slot (invalidated or replaced): now and then this
+ * compacts one shard, holding no lock on entry.
+ */
+void tmem_compact_freed(struct tmem_ctx *ctx);
 
 #endif /* TMEM_COMPACT_I_H */

@@ -269,8 +269,10 @@ static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 		drop_key(ctx->client, pool_id, object, index);
 		return ret;
 	}
-	if (old)
+	if (old) {
 		handle_free(ctx->client, old);
+		tmem_compact_freed(ctx);
+	}
 	return 0;
 }
 
@@ -361,8 +363,10 @@ int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,
 
 	if (ret == -ESHUTDOWN)
 		return 0;
-	if (ret > 0)
+	if (ret > 0) {
 		TMEM_ADD(ctx->ops.invalidates, ret);
+		tmem_compact_freed(ctx);
+	}
 	return ret;
 }
 

@@ -58,6 +58,7 @@ struct tmem_ctx {
 	struct tmem_ops ops;
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
+	uint32_t freed;			/* since the last compaction step */
 	struct tmem_tier_io *io;	/* disk tier reads; tier.c, lazily */
 };
 
@@ -82,6 +83,9 @@ struct tmem_client {
 	uint64_t compacted_freed;	/* freed_pages() at the last one */
 	/* Pages the disk tier's writer moved out of memory; relaxed. */
 	uint64_t written_back;
+	/* Incremental compaction (compact.c), under compact_lock. */
+	uint32_t compact_cursor;	/* next pool id * 64 + shard */
+	uint64_t compact_credit;	/* pages freed, not yet paid for */
 
 	struct tmem_tier *tier;		/* NULL without a disk tier */
 

@@ -5,7 +5,7 @@
  * Objects are rounded up to 16 bytes: class c holds objects of
  * (c + 1) * 16 bytes, so 256 classes cover 16..4096.  A slab of a class
  * is k contiguous 4 KiB pages (k per class, chosen to waste the least)
- * carved from 64 MiB anonymous arenas; a 32-byte header at its start
+ * carved from 64 MiB anonymous arenas; a 16-byte header at its start
  * keeps the free list, whose links live in the free slots themselves.
  * An object never crosses a slab, so it is one memcpy to store and one
  * pointer to decompress from.  A slab whose last object is freed goes
@@ -29,10 +29,24 @@
 #define TMEM_NR_CLASSES		256
 #define TMEM_ARENA_SHIFT	26		/* 64 MiB */
 #define TMEM_ARENA_PAGES	(1u << (TMEM_ARENA_SHIFT - 12))
-#define TMEM_MAX_ARENAS		4096		/* 256 GiB of slabs */
+#define TMEM_MAX_ARENAS		4095		/* 256 GiB of slabs */
 #define TMEM_SLAB_MAX_PAGES	16
 /* A slab may waste (header and tail) 1/TMEM_SLAB_WASTE of itself. */
 #define TMEM_SLAB_WASTE		32
+/*
+ * Partial slabs of a class are kept in groups by how full they are
+ * (inuse * TMEM_FULLNESS_GROUPS / nslots), as zsmalloc's fullness groups:
+ * a slot is taken from the fullest, so the emptiest drain and go back.
+ */
+#define TMEM_FULLNESS_GROUPS	4
+/*
+ * Behind each arena's slab pages, one page holds a bit per slab page:
+ * set on the first page of a slab in the lower half of the groups (at
+ * most half full), the slabs compaction empties.  tmem_zs_move() reads
+ * it before touching the slab, so compaction walking the index touches
+ * only the slabs it moves objects out of.  Charged as metadata.
+ */
+#define TMEM_ARENA_MAP		((1ul << TMEM_ARENA_SHIFT) + 4096)
 
 /*
  * Location of an object: slot (14 bits) | first page of its slab in the
@@ -44,10 +58,14 @@ struct tmem_slab;
 
 struct tmem_class {
 	pthread_mutex_t lock;
-	struct tmem_slab *partial;	/* slabs with a free slot */
+	/* Slabs with a free slot, by fullness group, fullest last. */
+	struct tmem_slab *partial[TMEM_FULLNESS_GROUPS];
 	uint32_t size;			/* bytes per slot */
 	uint16_t nslots;		/* slots per slab */
 	uint16_t pages;			/* pages per slab */
+	/* Written under the lock, read without it by tmem_zs_slack(). */
+	uint32_t nslabs;		/* slabs of the class */
+	uint32_t inuse;			/* objects in them */
 } __attribute__((aligned(64)));
 
 /* Free extents of one length: a stack sized when extents are carved. */
@@ -83,5 +101,10 @@ void tmem_zs_free(struct tmem_zs *zs, unsigned int len, uint64_t loc);
 void *tmem_zs_ptr(struct tmem_zs *zs, unsigned int len, uint64_t loc);
 bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
 		  uint64_t *newlocp);
+/*
+ * Bytes of free slots in partly used slabs, over all classes: what
+ * compaction can give back (relaxed reads, a snapshot).
+ */
+uint64_t tmem_zs_slack(struct tmem_zs *zs);
 
 #endif /* TMEM_ZS_I_H */
