@@ -23,8 +23,20 @@ make -s -C "$top/guest-virtio-tmem" dkms-src DKMS_SRC="$tmp/want" >/dev/null
 diff -r "$tmp/want" "$tmp/root/usr/src/virtio_tmem-$ver" ||
 	fail "the package's DKMS tree differs from make dkms-src's"
 
-for f in lib/udev/rules.d/60-virtio-tmem.rules \
-	lib/systemd/system/vtmem-swap@.service \
+# The unit and the rule are where this release's debhelper puts them:
+# lib/ on Debian 12, usr/lib/ on Debian 13; in one of the two, not both.
+lib=
+for d in lib usr/lib; do
+	[ -e "$tmp/root/$d/systemd/system/vtmem-swap@.service" ] || continue
+	[ -z "$lib" ] || fail "the unit is in both lib/ and usr/lib/"
+	lib=$d
+done
+[ -n "$lib" ] || fail "no vtmem-swap@.service in lib/ or usr/lib/systemd/system"
+[ -e "$tmp/root/$lib/udev/rules.d/60-virtio-tmem.rules" ] ||
+	fail "no 60-virtio-tmem.rules beside the unit, in $lib/udev/rules.d"
+
+for f in $lib/udev/rules.d/60-virtio-tmem.rules \
+	$lib/systemd/system/vtmem-swap@.service \
 	usr/lib/modules-load.d/virtio-tmem.conf \
 	etc/default/virtio-tmem; do
 	cmp "$tmp/root/$f" "$top/guest-virtio-tmem/boot/$(basename "$f" |
@@ -40,5 +52,5 @@ grep -q 'common.postinst' "$tmp/control/postinst" ||
 dpkg-deb -f "$deb" Depends | grep -q dkms || fail "the package does not depend on dkms"
 # The unit's ExecStart must name the helper where the package puts it.
 grep -q '^ExecStart=/usr/libexec/virtio-tmem/vtmem-swap start %i$' \
-	"$tmp/root/lib/systemd/system/vtmem-swap@.service" || fail "unit's ExecStart"
+	"$tmp/root/$lib/systemd/system/vtmem-swap@.service" || fail "unit's ExecStart"
 echo "ok: $deb"
