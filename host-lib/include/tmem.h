@@ -268,7 +268,9 @@ int tmem_handle_request(struct tmem_ctx *ctx,
  * (TMEM_DEFAULT_ROOM_WAIT_MS), measured with an io_uring timeout on
  * the context's own ring, so the bound holds even when the writer is
  * stuck in I/O; then it is answered REJECTED and, as any failed store,
- * leaves no copy of the key.
+ * leaves no copy of the key.  Until the writer finishes the pass that
+ * wait timed out in, the context's later stores that need room are
+ * REJECTED at once: a stuck writer costs one bound, not one per page.
  */
 #define TMEM_DEFAULT_ROOM_WAIT_MS	500
 #define TMEM_MAX_ROOM_WAIT_MS		60000

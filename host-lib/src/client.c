@@ -207,6 +207,7 @@ void tmem_async_drop(struct tmem_ctx *ctx)
 		tmem_tier_timer(ctx, 0);
 	tmem_tier_unwait(ctx);
 	ctx->req.op = 0;
+	ctx->stuck = false;
 }
 
 int tmem_ctx_completion_fd(struct tmem_ctx *ctx)

@@ -233,6 +233,11 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 		return false;
 	}
 	if (ctx->nowait) {
+		if (ctx->stuck && t->gen == ctx->stuck_gen) {
+			pthread_mutex_unlock(&t->lock);
+			return false;
+		}
+		ctx->stuck = false;
 		/* Asynchronous: the writer's pass wakes the context. */
 		if (!ctx->room_wait) {
 			ctx->room_gen = t->gen;

@@ -77,6 +77,13 @@ struct tmem_ctx {
 	bool nowait;			/* this call must not wait */
 	bool room_wait;			/* a nowait store asked for room */
 	uint64_t room_gen;		/* the writer's pass it waits behind */
+	/*
+	 * A wait for room timed out in the writer's pass @stuck_gen: until
+	 * that pass ends, stores that need room are refused at once rather
+	 * than each waiting the whole bound behind a stuck writer.
+	 */
+	bool stuck;
+	uint64_t stuck_gen;
 	/* The tier's list of contexts to wake (tier_space.c, tier lock). */
 	struct tmem_ctx *wait_next;
 	bool waiting;
