@@ -247,6 +247,10 @@ int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
  * its end (for the used ring), or -EPROTO when @in_sg cannot even hold a
  * response or is longer than INT_MAX (a transport violation the caller
  * reports, e.g. with virtio_error()).
+ *
+ * It is tmem_submit_request() followed, when the request is pending, by
+ * a wait on the completion fd: it blocks for a disk read, and a STORE
+ * waits for room at most room_wait_ms.  For callers that may block.
  */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
@@ -268,11 +272,12 @@ int tmem_handle_request(struct tmem_ctx *ctx,
  * (TMEM_DEFAULT_ROOM_WAIT_MS), measured with an io_uring timeout on
  * the context's own ring, so the bound holds even when the writer is
  * stuck in I/O; then it is answered REJECTED and, as any failed store,
- * leaves no copy of the key.  Until the writer finishes the pass that
- * wait timed out in, the context's later stores that need room are
- * REJECTED at once: a stuck writer costs one bound, not one per page.
+ * leaves no copy of the key.  When the writer was then waiting for its
+ * own I/O, the context's later stores that need room are REJECTED at
+ * once until that pass of the writer ends: a hung disk costs one bound,
+ * not one per page.
  */
-#define TMEM_DEFAULT_ROOM_WAIT_MS	500
+#define TMEM_DEFAULT_ROOM_WAIT_MS	1000
 #define TMEM_MAX_ROOM_WAIT_MS		60000
 
 struct tmem_completion {

@@ -311,7 +311,7 @@ static uint8_t store_retry(struct tmem_ctx *ctx, const struct chain *ch)
 	if (!late && now_ns() < req->deadline)
 		return S_PENDING;
 	/* The bound: the guest keeps the page, as frontswap allows. */
-	ctx->stuck = true;
+	ctx->stuck = tmem_tier_writer_in_io(ctx->client);
 	ctx->stuck_gen = ctx->room_gen;
 	tmem_store_account(ctx, -ENOSPC);
 	return VIRTIO_TMEM_S_REJECTED;

@@ -51,6 +51,8 @@ void tmem_tier_read_cancel(struct tmem_ctx *ctx);
 bool tmem_tier_make_room(struct tmem_ctx *ctx);
 /* A nowait store's room: the writer finished a pass, or never will. */
 bool tmem_tier_room_ready(struct tmem_ctx *ctx);
+/* The writer waits for its own I/O (not merely slow at its work). */
+bool tmem_tier_writer_in_io(struct tmem_client *c);
 /* Arm the context's timer at @deadline_ns (0: disarm); 0 or -errno. */
 int tmem_tier_timer(struct tmem_ctx *ctx, uint64_t deadline_ns);
 /* The context no longer waits for the tier: it is not woken any more. */

@@ -148,6 +148,7 @@ struct tmem_tier {
 	int inject_err;			/* atomic */
 	unsigned int hang_ops;		/* atomic; changes under lock */
 	pthread_cond_t unhang;		/* hung I/O waits for the end */
+	bool io_wait;			/* atomic: the writer waits for I/O */
 	/* Contexts whose pending request waits for the tier (wait_next). */
 	struct tmem_ctx *waiters;
 

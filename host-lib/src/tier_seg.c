@@ -50,8 +50,10 @@ void tmem_seg_reap(struct tmem_tier *t, bool wait)
 	struct io_uring_cqe *cqe;
 
 	if (wait && t->inflight) {
+		TMEM_WR(t->io_wait, true);
 		while (io_uring_wait_cqe(&t->ring, &cqe) == -EINTR)
 			;
+		TMEM_WR(t->io_wait, false);
 	}
 	while (io_uring_peek_cqe(&t->ring, &cqe) == 0)
 		tmem_seg_cqe_done(t, cqe);

@@ -100,8 +100,10 @@ void tmem_tier_hang_wait(struct tmem_tier *t, unsigned int op)
 	if (!tmem_tier_hung(t, op))
 		return;
 	pthread_mutex_lock(&t->lock);
+	TMEM_WR(t->io_wait, true);
 	while (tmem_tier_hung(t, op) && !t->stop)
 		pthread_cond_wait(&t->unhang, &t->lock);
+	TMEM_WR(t->io_wait, false);
 	pthread_mutex_unlock(&t->lock);
 }
 

@@ -270,3 +270,8 @@ bool tmem_tier_room_ready(struct tmem_ctx *ctx)
 	pthread_mutex_unlock(&t->lock);
 	return ready;
 }
+
+bool tmem_tier_writer_in_io(struct tmem_client *c)
+{
+	return c->tier && TMEM_RD(c->tier->io_wait);
+}

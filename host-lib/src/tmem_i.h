@@ -78,9 +78,10 @@ struct tmem_ctx {
 	bool room_wait;			/* a nowait store asked for room */
 	uint64_t room_gen;		/* the writer's pass it waits behind */
 	/*
-	 * A wait for room timed out in the writer's pass @stuck_gen: until
-	 * that pass ends, stores that need room are refused at once rather
-	 * than each waiting the whole bound behind a stuck writer.
+	 * A wait for room timed out in the writer's pass @stuck_gen while
+	 * the writer waited for its I/O: until that pass ends, stores that
+	 * need room are refused at once rather than each waiting the whole
+	 * bound behind a stuck disk.
 	 */
 	bool stuck;
 	uint64_t stuck_gen;
