@@ -669,14 +669,24 @@ def qmp_latencies(vm, n=40):
     return sorted(out)
 
 
-def test_tier_hang():
+def test_tier_hang(iothreads=False):
     """x-disk-hang=read+write, as a hung backing device, with both
-    queues in the main loop: a LOAD of a page on disk stays pending (its
+    queues in the main loop (or each in its IOThread): a LOAD of a page on disk stays pending (its
     queue waits behind it), STOREs over the budget on the other queue
     are answered within the bound (REJECTED once no room comes), QMP
     keeps answering; after x-disk-hang=none the loads complete and every
     page stored OK reads back byte for byte."""
-    with TierVM(props=",num-queues=2") as vm:
+    if not iothreads:
+        vm = TierVM(props=",num-queues=2")
+    else:
+        vm = TierVM(dev_json=(
+            '{"driver": "virtio-tmem", "id": "tmem0", "addr": "04.0",'
+            ' "budget": %d, "backing-file": "@FILE@", "backing-size": %d,'
+            ' "num-queues": 2, "iothread-vq-mapping": [{"iothread": "io0"},'
+            ' {"iothread": "io1"}]}' % (BUDGET, BACKING)),
+            extra=("-object", "iothread,id=io0",
+                   "-object", "iothread,id=io1"))
+    with vm:
         dev = Device(vm)
         dev.start(1 << F_MQ, nqueues=2, qsize=256)
         loads, stores = Store(vm, dev, dev.queues[0]), \
@@ -787,6 +797,7 @@ TESTS = {
     "tier-iothreads": test_tier_iothreads,
     "tier-unplug": test_tier_unplug,
     "tier-hang": test_tier_hang,
+    "tier-hang-iothreads": lambda: test_tier_hang(iothreads=True),
     "tier-hang-reset": test_tier_hang_reset,
 }
 
