@@ -378,7 +378,7 @@ void tmem_tier_stop(struct tmem_client *c)
 	pthread_cond_signal(&t->wake);
 	pthread_cond_broadcast(&t->progress);
 	pthread_cond_broadcast(&t->unhang);
-	tmem_tier_wake_locked(t);
+	tmem_tier_wake_locked(t, TIER_WAKE_ALL);
 	pthread_mutex_unlock(&t->lock);
 	pthread_join(t->thread, NULL);
 	t->running = false;
@@ -464,7 +464,7 @@ int tmem_client_inject_io_hang(struct tmem_client *c, unsigned int ops)
 	__atomic_store_n(&t->hang_ops, ops, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&t->unhang);
 	/* Held reads of asynchronous loads are issued by their reap. */
-	tmem_tier_wake_locked(t);
+	tmem_tier_wake_locked(t, TIER_WAKE_HANG);
 	pthread_mutex_unlock(&t->lock);
 	return 0;
 }

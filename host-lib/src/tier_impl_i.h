@@ -228,13 +228,18 @@ int tmem_tier_injected(struct tmem_tier *t, unsigned int op);
 bool tmem_tier_hung(struct tmem_tier *t, unsigned int op);
 /* I/O of a hung @op waits here until it is let go or the tier stops. */
 void tmem_tier_hang_wait(struct tmem_tier *t, unsigned int op);
-/* Under t->lock: wake @ctx at the next tmem_tier_wake_locked(). */
-void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx);
+/* What a waiting context waits for. */
+#define TIER_WAKE_PASS	1u		/* a writer's pass: room */
+#define TIER_WAKE_HANG	2u		/* the end of a hang: its read */
+#define TIER_WAKE_ALL	(TIER_WAKE_PASS | TIER_WAKE_HANG)
+/* Under t->lock: wake @ctx at the next tmem_tier_wake_locked(@why). */
+void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx,
+			   unsigned int why);
 /*
- * Under t->lock: make the completion fd of every waiting context
- * readable (after a pass, a failure, the end of a hang, a stop).
+ * Under t->lock: make the completion fd of every context waiting for
+ * one of @why readable (TIER_WAKE_ALL: a failure, a stop).
  */
-void tmem_tier_wake_locked(struct tmem_tier *t);
+void tmem_tier_wake_locked(struct tmem_tier *t, unsigned int why);
 
 /* tier_seg.c: the writer's ring and the segment being filled. */
 void tmem_seg_cqe_done(struct tmem_tier *t, struct io_uring_cqe *cqe);

@@ -83,7 +83,7 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	if (tmem_tier_hung(t, TMEM_IO_READ)) {
 		io->rstate = RD_HELD;
 		pthread_mutex_lock(&t->lock);
-		tmem_tier_wait_locked(t, ctx);
+		tmem_tier_wait_locked(t, ctx, TIER_WAKE_HANG);
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}

@@ -22,7 +22,7 @@ static void write_done(struct tmem_tier *t, int b, int res)
 		seg->state = SEG_STRANDED;
 		TMEM_WR(t->failed, true);
 		pthread_cond_broadcast(&t->progress);
-		tmem_tier_wake_locked(t);
+		tmem_tier_wake_locked(t, TIER_WAKE_ALL);
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}

@@ -112,8 +112,10 @@ void tmem_tier_hang_wait(struct tmem_tier *t, unsigned int op)
  * the list until its request is finished (tmem_tier_unwait()), so that
  * a wakeup for another reason does not lose it.
  */
-void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx)
+void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx,
+			   unsigned int why)
 {
+	ctx->wait_why |= why;
 	if (ctx->waiting)
 		return;
 	ctx->waiting = true;
@@ -121,10 +123,11 @@ void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx)
 	t->waiters = ctx;
 }
 
-void tmem_tier_wake_locked(struct tmem_tier *t)
+void tmem_tier_wake_locked(struct tmem_tier *t, unsigned int why)
 {
 	for (struct tmem_ctx *ctx = t->waiters; ctx; ctx = ctx->wait_next)
-		eventfd_write(ctx->efd, 1);
+		if (ctx->wait_why & why)
+			eventfd_write(ctx->efd, 1);
 }
 
 void tmem_tier_unwait(struct tmem_ctx *ctx)
@@ -142,5 +145,6 @@ void tmem_tier_unwait(struct tmem_ctx *ctx)
 		}
 	}
 	ctx->waiting = false;
+	ctx->wait_why = 0;
 	pthread_mutex_unlock(&t->lock);
 }

@@ -181,7 +181,7 @@ static void *writer_main(void *arg)
 		if (!moved && t->fill < 0 && !TMEM_RD(t->failed))
 			TMEM_WR(t->full, t->nfree <= TIER_RESERVE);
 		pthread_cond_broadcast(&t->progress);
-		tmem_tier_wake_locked(t);
+		tmem_tier_wake_locked(t, TIER_WAKE_PASS);
 	}
 	TMEM_WR(t->awake, false);
 	pthread_mutex_unlock(&t->lock);
@@ -243,7 +243,7 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 			ctx->room_gen = t->gen;
 			ctx->room_wait = true;
 			t->room_wanted = true;
-			tmem_tier_wait_locked(t, ctx);
+			tmem_tier_wait_locked(t, ctx, TIER_WAKE_PASS);
 			pthread_cond_signal(&t->wake);
 		}
 		pthread_mutex_unlock(&t->lock);

@@ -88,6 +88,7 @@ struct tmem_ctx {
 	/* The tier's list of contexts to wake (tier_space.c, tier lock). */
 	struct tmem_ctx *wait_next;
 	bool waiting;
+	uint8_t wait_why;		/* TIER_WAKE_* it waits for */
 	struct tmem_async req;		/* the pending request */
 };
 
