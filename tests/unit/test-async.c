@@ -143,7 +143,11 @@ static struct tclient tier_client(char *path, uint64_t budget,
 	return t;
 }
 
-/* Store NKEYS text pages synchronously: the early ones go to disk. */
+/*
+ * Store NKEYS text pages synchronously: the early ones go to disk.  The
+ * tests that fill this way use a long bound (LONG_MS): a loaded machine
+ * may starve the writer for longer than the default.
+ */
 static uint32_t fill_tier(struct tclient *t)
 {
 	uint32_t pool = tpool_new(t, TMEM_POOL_PERSISTENT);
@@ -204,7 +208,7 @@ static void test_no_io_at_once(void **state)
 static void test_load_hung_then_done(void **state)
 {
 	char path[PATH_MAX];
-	struct tclient t = tier_client(path, 1 * MiB, 0);
+	struct tclient t = tier_client(path, 1 * MiB, LONG_MS);
 	uint32_t pool = fill_tier(&t), k;
 	struct areq a, b;
 	struct tmem_stats st;
@@ -244,7 +248,7 @@ static void test_load_hung_then_done(void **state)
 static void test_load_split_page(void **state)
 {
 	char path[PATH_MAX];
-	struct tclient t = tier_client(path, 1 * MiB, 0);
+	struct tclient t = tier_client(path, 1 * MiB, LONG_MS);
 	uint32_t pool = fill_tier(&t), k;
 	unsigned char page[PAGE];
 	struct areq a;
@@ -272,7 +276,7 @@ static void test_load_split_page(void **state)
 static void test_cancel_load(void **state)
 {
 	char path[PATH_MAX];
-	struct tclient t = tier_client(path, 1 * MiB, 0);
+	struct tclient t = tier_client(path, 1 * MiB, LONG_MS);
 	uint32_t pool = fill_tier(&t), k;
 	void *opaque = NULL;
 	struct areq a;
