@@ -59,15 +59,19 @@ class TierVM(QTestVM):
     directory; SKIP when libtmem has none."""
 
     def __init__(self, props="", backing_size=BACKING, dev_json=None,
-                 extra=()):
+                 extra=(), room_wait_ms=30000):
         self.tmp = tempfile.TemporaryDirectory(prefix="vtmem-tier-")
         self.backing = os.path.join(self.tmp.name, "tier.img")
         if dev_json:
             dev = dev_json.replace("@FILE@", self.backing)
         else:
+            # A long wait for room: a loaded machine may starve the
+            # writer past the 1 s default, and most tests expect no
+            # refusal while the tier has room (tier-hang sets its own).
             dev = ("virtio-tmem,id=tmem0,addr=04.0,budget=%d,"
-                   "backing-file=%s,backing-size=%d%s"
-                   % (BUDGET, self.backing, backing_size, props))
+                   "backing-file=%s,backing-size=%d,room-wait-ms=%d%s"
+                   % (BUDGET, self.backing, backing_size, room_wait_ms,
+                      props))
         super().__init__(*extra, "-device", dev)
 
     def __enter__(self):
@@ -542,6 +546,7 @@ def test_tier_iothreads():
     time; the writer thread keeps up with both; every page loads."""
     dev_json = ('{"driver": "virtio-tmem", "id": "tmem0", "addr": "04.0",'
                 ' "budget": %d, "backing-file": "@FILE@", "backing-size": %d,'
+                ' "room-wait-ms": 30000,'
                 ' "num-queues": 2, "iothread-vq-mapping": [{"iothread": "io0"},'
                 ' {"iothread": "io1"}]}' % (BUDGET, BACKING))
     with TierVM(dev_json=dev_json,
@@ -677,7 +682,7 @@ def test_tier_hang(iothreads=False):
     keeps answering; after x-disk-hang=none the loads complete and every
     page stored OK reads back byte for byte."""
     if not iothreads:
-        vm = TierVM(props=",num-queues=2")
+        vm = TierVM(props=",num-queues=2", room_wait_ms=1000)
     else:
         vm = TierVM(dev_json=(
             '{"driver": "virtio-tmem", "id": "tmem0", "addr": "04.0",'

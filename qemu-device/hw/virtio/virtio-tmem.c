@@ -1018,6 +1018,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     cfg.segment_size = s->conf.segment_size;
     cfg.writeback_high = s->conf.writeback_high;
     cfg.writeback_low = s->conf.writeback_low;
+    cfg.room_wait_ms = s->conf.room_wait_ms;
     r = tmem_client_new(&cfg, &s->client);
     if (r < 0) {
         virtio_tmem_client_error(s, r, errp);
@@ -1367,6 +1368,7 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_SIZE32("segment-size", VirtIOTmem, conf.segment_size, 0),
     DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, conf.writeback_high, 0),
     DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
+    DEFINE_PROP_UINT32("room-wait-ms", VirtIOTmem, conf.room_wait_ms, 0),
     DEFINE_PROP_BOOL("x-timing", VirtIOTmem, timing_enabled, false),
 };
 
@@ -1414,6 +1416,9 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     object_class_property_set_description(klass, "writeback-low",
         "percent of the budget at which writeback stops "
         "(0: libtmem's default, 80)");
+    object_class_property_set_description(klass, "room-wait-ms",
+        "how long a store over the budget may wait for writeback to the "
+        "disk tier before it is refused (0: libtmem's default, 1000)");
     object_class_property_set_description(klass, "x-timing",
         "count where request time goes, for the 'timing' property "
         "(benchmarks; two clock reads per request)");

@@ -46,6 +46,7 @@ typedef struct VirtIOTmemConf {
     uint32_t segment_size;
     uint8_t writeback_high;
     uint8_t writeback_low;
+    uint32_t room_wait_ms;      /* a STORE's wait for room; 0: libtmem's */
 } VirtIOTmemConf;
 
 /*
