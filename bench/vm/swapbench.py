@@ -221,7 +221,9 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
     # (a') tmem-noevfd: (a) with the guest's kick handled in the vCPU
     # thread itself during the exit (ioeventfd=off: no hop to the main
     # loop), which is what costs most under TCG here.
-    extra = ",ioeventfd=off" if opt.endswith("-noevfd") else ""
+    # x-timing=on: the device's "timing" counters, off by default.
+    extra = ",x-timing=on"
+    extra += ",ioeventfd=off" if opt.endswith("-noevfd") else ""
     budget = "2G"
     params = dict(opt=opt.split("-")[0], mb=mb, swap_mb=swap_mb,
                   passes=passes, workloads=",".join(WORKLOADS), mem_mb=mem)

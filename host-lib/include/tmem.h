@@ -139,10 +139,20 @@ struct tmem_client_config {
 	 * these bytes or goes after them.  Must be 0.
 	 */
 	uint16_t reserved;
+	/*
+	 * From 0.2 (TMEM_CONFIG_SIZE_VER1).  How long an asynchronous STORE
+	 * (tmem_submit_request()) waits for the writer to make room before
+	 * it is REJECTED; 0 selects TMEM_DEFAULT_ROOM_WAIT_MS, at most
+	 * TMEM_MAX_ROOM_WAIT_MS.
+	 */
+	uint32_t room_wait_ms;
+	uint32_t reserved2;		/* must be 0 */
 };
 
 /* The layouts of LIBTMEM_0.1 (the first sizes the library knows). */
 #define TMEM_CONFIG_SIZE_VER0		48
+/* And of LIBTMEM_0.2: room_wait_ms. */
+#define TMEM_CONFIG_SIZE_VER1		56
 #define TMEM_STATS_SIZE_VER0		248
 
 #define TMEM_DEFAULT_SEGMENT_SIZE	(256u << 10)
@@ -317,10 +327,82 @@ int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
  * its end (for the used ring), or -EPROTO when @in_sg cannot even hold a
  * response or is longer than INT_MAX (a transport violation the caller
  * reports, e.g. with virtio_error()).
+ *
+ * It is tmem_submit_request() followed, when the request is pending, by
+ * a wait on the completion fd: it blocks for a disk read, and a STORE
+ * waits for room at most room_wait_ms.  For callers that may block.
  */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
 			const struct iovec *in_sg, unsigned int in_num);
+
+/*
+ * Asynchronous requests: the wire entry point for a caller that must
+ * never block (QEMU's main loop or an IOThread).  A request that needs
+ * neither disk I/O nor the disk tier's writer is answered at once, at
+ * the cost of tmem_handle_request().  One that does (a LOAD of a page on
+ * the disk tier, a STORE that found the budget full while the writer
+ * can make room) stays pending: the context's completion fd becomes
+ * readable when it may be finished, and tmem_ctx_reap() finishes it.
+ *
+ * A context has at most one pending request; the caller submits nothing
+ * to it until that one was reaped or cancelled.  That is how requests
+ * keep their order (SPEC DEV-14): a queue waits behind its pending
+ * request.  A STORE waits for room at most the client's room_wait_ms
+ * (TMEM_DEFAULT_ROOM_WAIT_MS), measured with an io_uring timeout on
+ * the context's own ring, so the bound holds even when the writer is
+ * stuck in I/O; then it is answered REJECTED and, as any failed store,
+ * leaves no copy of the key.  When the writer was then waiting for its
+ * own I/O, the context's later stores that need room are REJECTED at
+ * once until that pass of the writer ends: a hung disk costs one bound,
+ * not one per page.
+ */
+#define TMEM_DEFAULT_ROOM_WAIT_MS	1000
+#define TMEM_MAX_ROOM_WAIT_MS		60000
+
+struct tmem_completion {
+	void *opaque;		/* as given to tmem_submit_request() */
+	int len;		/* as tmem_handle_request() returns */
+};
+
+/**
+ * tmem_ctx_completion_fd() - an fd (an eventfd) that polls readable when
+ * tmem_ctx_reap() may have something to finish; the context owns it.
+ * Readiness may be spurious: reaping then finds nothing.  Returns the fd.
+ */
+int tmem_ctx_completion_fd(struct tmem_ctx *ctx);
+
+/**
+ * tmem_submit_request() - tmem_handle_request() that does not wait.
+ *
+ * Returns what tmem_handle_request() returns when the request was
+ * answered at once; -EINPROGRESS when it is pending: its answer comes
+ * from tmem_ctx_reap() with @opaque, and until then the buffers (and the
+ * iovec arrays) must stay valid and be left alone; -EBUSY, without
+ * looking at the request, while another request of @ctx is pending.
+ */
+int tmem_submit_request(struct tmem_ctx *ctx,
+			const struct iovec *out_sg, unsigned int out_num,
+			const struct iovec *in_sg, unsigned int in_num,
+			void *opaque);
+
+/**
+ * tmem_ctx_reap() - finish what can be finished of @ctx's pending
+ * request, without waiting.  Writes up to @max completions to @done,
+ * each request once, its response written as tmem_handle_request()
+ * would.  Returns the number written (0 when nothing finished).
+ */
+int tmem_ctx_reap(struct tmem_ctx *ctx, struct tmem_completion *done,
+		  unsigned int max);
+
+/**
+ * tmem_ctx_cancel() - drop @ctx's pending request unanswered (a device
+ * reset): its buffers are not touched afterwards, a pending STORE leaves
+ * no copy of its key, a LOAD changes nothing.  A read already issued to
+ * the disk is waited for (into the context's own buffer).  Returns 1
+ * and sets *@opaquep when a request was pending, else 0.
+ */
+int tmem_ctx_cancel(struct tmem_ctx *ctx, void **opaquep);
 
 struct tmem_stats {
 	uint64_t budget_bytes;
@@ -394,6 +476,17 @@ int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
  */
 int tmem_client_inject_io_error(struct tmem_client *client, unsigned int ops,
 				int err);
+
+/**
+ * tmem_client_inject_io_hang() - testing aid: hold every disk tier read
+ * (TMEM_IO_READ) and/or write (TMEM_IO_WRITE) in @ops, as a hung disk
+ * would, until called again without them; held I/O is then issued.  A
+ * pending asynchronous load stays pending, the writer stops in its
+ * write (so asynchronous stores over the budget time out), a
+ * synchronous call that needs the I/O waits.  Returns 0, -EINVAL for an
+ * unknown bit, or -ENODEV when the client has no disk tier.
+ */
+int tmem_client_inject_io_hang(struct tmem_client *client, unsigned int ops);
 
 /** tmem_strerror() - a short name for a status returned by this library. */
 const char *tmem_strerror(int err);

@@ -4,10 +4,13 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include <lz4.h>
 
+#include "virtio_tmem.h"
 #include "tier_i.h"
 #include "tmem_i.h"
 
@@ -18,6 +21,9 @@
 _Static_assert(sizeof(struct tmem_client_config) >= TMEM_CONFIG_SIZE_VER0 &&
 	       offsetof(struct tmem_client_config, reserved) + 2 ==
 	       TMEM_CONFIG_SIZE_VER0, "struct tmem_client_config VER0");
+_Static_assert(sizeof(struct tmem_client_config) == TMEM_CONFIG_SIZE_VER1 &&
+	       offsetof(struct tmem_client_config, reserved2) + 4 ==
+	       TMEM_CONFIG_SIZE_VER1, "struct tmem_client_config VER1");
 _Static_assert(offsetof(struct tmem_stats, disk_failed) + 8 ==
 	       TMEM_STATS_SIZE_VER0, "struct tmem_stats VER0");
 
@@ -80,15 +86,21 @@ static int config_check(const struct tmem_client_config *cfg,
 				   "the page size, %d bytes (0 selects %d)",
 				   cfg->compress_threshold, TMEM_PAGE_SIZE,
 				   TMEM_DEFAULT_COMPRESS_THRESHOLD);
+	if (cfg->room_wait_ms > TMEM_MAX_ROOM_WAIT_MS)
+		return tmem_refuse(why, -EINVAL, "room_wait_ms %u is over the "
+				   "limit of %d ms (0 selects %d)",
+				   cfg->room_wait_ms, TMEM_MAX_ROOM_WAIT_MS,
+				   TMEM_DEFAULT_ROOM_WAIT_MS);
 	if (cfg->incompressible != TMEM_INCOMPRESSIBLE_RAW &&
 	    cfg->incompressible != TMEM_INCOMPRESSIBLE_REJECT)
 		return tmem_refuse(why, -EINVAL, "incompressible %d is neither "
 				   "TMEM_INCOMPRESSIBLE_RAW nor "
 				   "TMEM_INCOMPRESSIBLE_REJECT",
 				   (int)cfg->incompressible);
-	if (cfg->reserved)
-		return tmem_refuse(why, -EINVAL, "reserved must be 0, not %u",
-				   cfg->reserved);
+	if (cfg->reserved || cfg->reserved2)
+		return tmem_refuse(why, -EINVAL, "reserved and reserved2 must be "
+				   "0, not %u and %u", cfg->reserved,
+				   cfg->reserved2);
 	if (!cfg->backing_file)
 		return tier_fields_unused(cfg, why);
 	return tmem_tier_config_check(cfg, why);
@@ -128,6 +140,8 @@ static int client_new(const struct tmem_client_config *cfg,
 		c->cfg.max_pools = TMEM_DEFAULT_MAX_POOLS;
 	if (!c->cfg.compress_threshold)
 		c->cfg.compress_threshold = TMEM_DEFAULT_COMPRESS_THRESHOLD;
+	if (!c->cfg.room_wait_ms)
+		c->cfg.room_wait_ms = TMEM_DEFAULT_ROOM_WAIT_MS;
 	c->max_pools = c->cfg.max_pools;
 	c->pools = tmem_zalloc_aligned(c->max_pools * sizeof(*c->pools));
 	if (!c->pools) {
@@ -213,6 +227,7 @@ static void client_drop_all(struct tmem_client *c)
 	for (uint32_t i = 0; i < c->max_pools; i++)
 		pool_teardown(c, &c->pools[i]);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next) {
+		tmem_async_drop(ctx);
 		tmem_chunk_free(&c->budget, ctx->spare);
 		ctx->spare = NULL;
 		tmem_obj_free(&c->budget, ctx->spare_obj);
@@ -277,10 +292,14 @@ int tmem_ctx_new(struct tmem_client *c, struct tmem_ctx **ctxp)
 	ctx->client = c;
 	ctx->cbuf = tmem_malloc(LZ4_COMPRESSBOUND(TMEM_PAGE_SIZE));
 	ctx->page = ctx->cbuf ? tmem_malloc(TMEM_PAGE_SIZE) : NULL;
-	if (!ctx->page) {
+	ctx->efd = ctx->page ? eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC) : -1;
+	if (ctx->efd < 0) {
+		int ret = ctx->page ? -errno : -ENOMEM;
+
+		tmem_free(ctx->page);
 		tmem_free(ctx->cbuf);
 		tmem_free(ctx);
-		return -ENOMEM;
+		return ret;
 	}
 	pthread_mutex_lock(&c->ctx_lock);
 	ctx->next = c->ctxs;
@@ -290,6 +309,26 @@ int tmem_ctx_new(struct tmem_client *c, struct tmem_ctx **ctxp)
 	pthread_mutex_unlock(&c->ctx_lock);
 	*ctxp = ctx;
 	return 0;
+}
+
+/*
+ * A pending request's tier state goes (its read waited for, its timer
+ * disarmed); the wire layer's part is only the op.
+ */
+void tmem_async_drop(struct tmem_ctx *ctx)
+{
+	if (ctx->req.op == VIRTIO_TMEM_OP_LOAD)
+		tmem_tier_read_cancel(ctx);
+	else if (ctx->req.op)
+		tmem_tier_timer(ctx, 0);
+	tmem_tier_unwait(ctx);
+	ctx->req.op = 0;
+	ctx->stuck = false;
+}
+
+int tmem_ctx_completion_fd(struct tmem_ctx *ctx)
+{
+	return ctx->efd;
 }
 
 static void ops_fold(struct tmem_ops *dst, const struct tmem_ops *src)
@@ -309,6 +348,7 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 		return;
 	c = ctx->client;
 	if (c) {
+		tmem_async_drop(ctx);
 		pthread_mutex_lock(&c->ctx_lock);
 		if (ctx->prev)
 			ctx->prev->next = ctx->next;
@@ -322,6 +362,7 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 		tmem_obj_free(&c->budget, ctx->spare_obj);
 	}
 	tmem_tier_ctx_free(ctx);
+	close(ctx->efd);
 	tmem_free(ctx->page);
 	tmem_free(ctx->cbuf);
 	tmem_free(ctx);

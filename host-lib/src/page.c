@@ -301,6 +301,14 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 
 	if (!ret)
 		ret = store_open(ctx, pool_id, object, index, page);
+	if (ret == -ENOSPC && ctx->room_wait)
+		return -EAGAIN;		/* nowait: the writer will tell */
+	tmem_store_account(ctx, ret);
+	return ret;
+}
+
+void tmem_store_account(struct tmem_ctx *ctx, int ret)
+{
 	if (!ret) {
 		TMEM_ADD(ctx->ops.succ_stores, 1);
 		tmem_tier_kick(ctx->client);
@@ -310,7 +318,6 @@ int tmem_store(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 		TMEM_ADD(ctx->ops.failed_incompressible, 1);
 	else
 		TMEM_ADD(ctx->ops.failed_other, 1);
-	return ret;
 }
 
 /*
@@ -349,11 +356,17 @@ int tmem_load(struct tmem_ctx *ctx, uint32_t pool_id, uint64_t object,
 	} else if (ret == -ESHUTDOWN) {
 		ret = -ENOENT;
 	}
+	if (ret != -EINPROGRESS)
+		tmem_load_account(ctx, ret);
+	return ret;
+}
+
+void tmem_load_account(struct tmem_ctx *ctx, int ret)
+{
 	if (!ret)
 		TMEM_ADD(ctx->ops.loads, 1);
 	else if (ret == -ENOENT)
 		TMEM_ADD(ctx->ops.load_misses, 1);
-	return ret;
 }
 
 int tmem_invalidate_page(struct tmem_ctx *ctx, uint32_t pool_id,

@@ -7,13 +7,19 @@
 #include <endian.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
 
 #include "virtio_tmem.h"
+#include "tier_i.h"
 #include "tmem_i.h"
 
 #define REQ_LEN		sizeof(struct virtio_tmem_req)
 #define RESP_LEN	sizeof(struct virtio_tmem_resp)
+/* Not a wire status: the request waits (tmem_submit_request()). */
+#define S_PENDING	0xff
 
 /* Sum of the lengths; false if it does not fit in a size_t. */
 static bool iov_total(const struct iovec *iov, unsigned int n, size_t *lenp)
@@ -101,19 +107,30 @@ struct chain {
 	unsigned int out_num, in_num;
 };
 
-/* STORE: a page in one iovec is compressed in place, else gathered. */
+/*
+ * STORE: a page in one iovec is compressed in place, else gathered.
+ * Asynchronously (ctx->nowait) a store that must wait for the writer is
+ * pending; the key has no copy meanwhile (as after any failed store).
+ */
 static uint8_t do_store(struct tmem_ctx *ctx, const struct chain *ch,
 			uint32_t pool, uint64_t object, uint32_t index)
 {
 	const void *page = iov_contig(ch->out, ch->out_num, REQ_LEN,
 				      TMEM_PAGE_SIZE);
+	int ret;
 
 	if (!page) {
 		iov_to_buf(ch->out, ch->out_num, REQ_LEN, ctx->page,
 			   TMEM_PAGE_SIZE);
 		page = ctx->page;
 	}
-	return store_status(tmem_store(ctx, pool, object, index, page));
+	ctx->room_wait = false;
+	ret = tmem_store(ctx, pool, object, index, page);
+	if (ret == -EAGAIN) {
+		ctx->req.op = VIRTIO_TMEM_OP_STORE;
+		return S_PENDING;
+	}
+	return store_status(ret);
 }
 
 /* LOAD: decompress straight into the guest page when it is contiguous. */
@@ -124,6 +141,11 @@ static uint8_t do_load(struct tmem_ctx *ctx, const struct chain *ch,
 	int ret;
 
 	ret = tmem_load(ctx, pool, object, index, page ? page : ctx->page);
+	if (ret == -EINPROGRESS) {
+		ctx->req.op = VIRTIO_TMEM_OP_LOAD;
+		ctx->req.page = page ? page : ctx->page;
+		return S_PENDING;
+	}
 	if (!ret && !page)
 		buf_to_iov(ch->in, ch->in_num, 0, ctx->page, TMEM_PAGE_SIZE);
 	return load_status(ret);
@@ -165,6 +187,9 @@ static uint8_t dispatch(struct tmem_ctx *ctx, const struct chain *ch,
 	uint32_t index = le32toh(req->index);
 	int ret;
 
+	ctx->req.pool = pool;
+	ctx->req.object = object;
+	ctx->req.index = index;
 	if (req->opcode == VIRTIO_TMEM_OP_NEW_POOL)
 		return do_new_pool(ctx, req->flags, pool_idp);
 	if (req->flags)
@@ -207,23 +232,154 @@ static uint8_t handle(struct tmem_ctx *ctx, const struct chain *ch,
 	return dispatch(ctx, ch, &req, pool_idp);
 }
 
-int tmem_handle_request(struct tmem_ctx *ctx,
+static void respond(const struct chain *ch, size_t in_len, uint8_t status,
+		    uint32_t pool_id)
+{
+	struct virtio_tmem_resp resp;
+
+	memset(&resp, 0, sizeof(resp));
+	resp.status = status;
+	if (status == VIRTIO_TMEM_S_OK)
+		resp.pool_id = htole32(pool_id);
+	buf_to_iov(ch->in, ch->in_num, in_len - RESP_LEN, &resp, RESP_LEN);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int tmem_submit_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
-			const struct iovec *in_sg, unsigned int in_num)
+			const struct iovec *in_sg, unsigned int in_num,
+			void *opaque)
 {
 	struct chain ch = { out_sg, in_sg, out_num, in_num };
-	struct virtio_tmem_resp resp;
+	struct tmem_async *req = &ctx->req;
 	uint32_t pool_id = 0;
 	size_t in_len;
+	uint8_t status;
 
+	if (req->op)
+		return -EBUSY;
 	/* The used length is an int: a longer in_sg is a transport bug. */
 	if (!iov_total(in_sg, in_num, &in_len) || in_len < RESP_LEN ||
 	    in_len > INT_MAX)
 		return -EPROTO;
-	memset(&resp, 0, sizeof(resp));
-	resp.status = handle(ctx, &ch, in_len, &pool_id);
-	if (resp.status == VIRTIO_TMEM_S_OK)
-		resp.pool_id = htole32(pool_id);
-	buf_to_iov(in_sg, in_num, in_len - RESP_LEN, &resp, RESP_LEN);
-	return (int)in_len;
+	ctx->nowait = true;
+	status = handle(ctx, &ch, in_len, &pool_id);
+	ctx->nowait = false;
+	if (status != S_PENDING) {
+		respond(&ch, in_len, status, pool_id);
+		return (int)in_len;
+	}
+	req->opaque = opaque;
+	req->out = out_sg;
+	req->out_num = out_num;
+	req->in = in_sg;
+	req->in_num = in_num;
+	req->in_len = in_len;
+	if (req->op == VIRTIO_TMEM_OP_STORE) {
+		req->deadline = now_ns() +
+				ctx->client->cfg.room_wait_ms * 1000000ull;
+		if (tmem_tier_timer(ctx, req->deadline)) {
+			/* No timer, no bound: the next reap rejects it. */
+			req->deadline = 0;
+			eventfd_write(ctx->efd, 1);
+		}
+	}
+	return -EINPROGRESS;
+}
+
+/* The pending store again; S_PENDING while it still waits in time. */
+static uint8_t store_retry(struct tmem_ctx *ctx, const struct chain *ch)
+{
+	struct tmem_async *req = &ctx->req;
+	bool late = now_ns() >= req->deadline;
+	uint8_t status;
+
+	if (!late && !tmem_tier_room_ready(ctx))
+		return S_PENDING;
+	ctx->nowait = true;
+	status = do_store(ctx, ch, req->pool, req->object, req->index);
+	ctx->nowait = false;
+	if (status != S_PENDING)
+		return status;
+	if (!late && now_ns() < req->deadline)
+		return S_PENDING;
+	/* The bound: the guest keeps the page, as frontswap allows. */
+	ctx->stuck = tmem_tier_writer_in_io(ctx->client);
+	ctx->stuck_gen = ctx->room_gen;
+	tmem_store_account(ctx, -ENOSPC);
+	return VIRTIO_TMEM_S_REJECTED;
+}
+
+static uint8_t load_poll(struct tmem_ctx *ctx, const struct chain *ch)
+{
+	struct tmem_async *req = &ctx->req;
+	int ret = tmem_tier_read_poll(ctx);
+
+	if (ret == -EINPROGRESS)
+		return S_PENDING;
+	tmem_load_account(ctx, ret);
+	if (!ret && req->page == ctx->page)
+		buf_to_iov(ch->in, ch->in_num, 0, ctx->page, TMEM_PAGE_SIZE);
+	return load_status(ret);
+}
+
+int tmem_ctx_reap(struct tmem_ctx *ctx, struct tmem_completion *done,
+		  unsigned int max)
+{
+	struct tmem_async *req = &ctx->req;
+	struct chain ch = { req->out, req->in, req->out_num, req->in_num };
+	eventfd_t n;
+	uint8_t status;
+
+	eventfd_read(ctx->efd, &n);	/* nonblocking: clears it */
+	if (!req->op || !max)
+		return 0;
+	if (req->op == VIRTIO_TMEM_OP_STORE)
+		status = store_retry(ctx, &ch);
+	else
+		status = load_poll(ctx, &ch);
+	if (status == S_PENDING)
+		return 0;
+	if (req->op == VIRTIO_TMEM_OP_STORE)
+		tmem_tier_timer(ctx, 0);
+	tmem_tier_unwait(ctx);
+	req->op = 0;
+	respond(&ch, req->in_len, status, 0);
+	done[0].opaque = req->opaque;
+	done[0].len = (int)req->in_len;
+	return 1;
+}
+
+int tmem_ctx_cancel(struct tmem_ctx *ctx, void **opaquep)
+{
+	if (!ctx->req.op)
+		return 0;
+	/* A pending store already dropped its key's older copy. */
+	tmem_async_drop(ctx);
+	*opaquep = ctx->req.opaque;
+	return 1;
+}
+
+/* Synchronously: submit, then wait on the completion fd. */
+int tmem_handle_request(struct tmem_ctx *ctx,
+			const struct iovec *out_sg, unsigned int out_num,
+			const struct iovec *in_sg, unsigned int in_num)
+{
+	struct pollfd pfd = { .fd = ctx->efd, .events = POLLIN };
+	struct tmem_completion done;
+	int ret;
+
+	ret = tmem_submit_request(ctx, out_sg, out_num, in_sg, in_num, NULL);
+	if (ret != -EINPROGRESS)
+		return ret;
+	while (!tmem_ctx_reap(ctx, &done, 1))
+		poll(&pfd, 1, -1);
+	return done.len;
 }

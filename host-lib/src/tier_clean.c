@@ -85,6 +85,7 @@ static int read_segment(struct tmem_tier *t, uint32_t segno, uint32_t len)
 	int res = tmem_tier_injected(t, TMEM_IO_READ);
 
 	if (!res) {
+		tmem_tier_hang_wait(t, TMEM_IO_READ);
 		sqe = tmem_seg_get_sqe(t);
 		io_uring_prep_read(sqe, t->fd, t->clean_buf, len,
 				   seg_off(t, segno));

@@ -378,6 +378,7 @@ static void tier_destroy(struct tmem_client *c, struct tmem_tier *t)
 	pthread_mutex_destroy(&t->lock);
 	pthread_cond_destroy(&t->wake);
 	pthread_cond_destroy(&t->progress);
+	pthread_cond_destroy(&t->unhang);
 	tmem_free(t);
 }
 
@@ -420,6 +421,7 @@ int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->progress, NULL);
+	pthread_cond_init(&t->unhang, NULL);
 	t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
 	if (!t->path) {
 		ret = tmem_refuse(why, -ENOMEM, "out of memory");
@@ -484,6 +486,8 @@ void tmem_tier_stop(struct tmem_client *c)
 	t->stop = true;
 	pthread_cond_signal(&t->wake);
 	pthread_cond_broadcast(&t->progress);
+	pthread_cond_broadcast(&t->unhang);
+	tmem_tier_wake_locked(t, TIER_WAKE_ALL);
 	pthread_mutex_unlock(&t->lock);
 	pthread_join(t->thread, NULL);
 	t->running = false;
@@ -554,5 +558,22 @@ int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
 		return -EINVAL;
 	__atomic_store_n(&t->inject_err, err, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->inject_ops, ops, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int tmem_client_inject_io_hang(struct tmem_client *c, unsigned int ops)
+{
+	struct tmem_tier *t = c->tier;
+
+	if (!t)
+		return -ENODEV;
+	if (ops & ~(TMEM_IO_READ | TMEM_IO_WRITE))
+		return -EINVAL;
+	pthread_mutex_lock(&t->lock);
+	__atomic_store_n(&t->hang_ops, ops, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&t->unhang);
+	/* Held reads of asynchronous loads are issued by their reap. */
+	tmem_tier_wake_locked(t, TIER_WAKE_HANG);
+	pthread_mutex_unlock(&t->lock);
 	return 0;
 }

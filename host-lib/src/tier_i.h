@@ -37,12 +37,29 @@ void tmem_tier_release(struct tmem_client *c);
 /*
  * Read a pinned (tmem_tier_pin()) disk handle's page of key (@pool,
  * @object, @index) back and unpin it; 0, or -EIO (unreadable, or what
- * was read is not that key's page: checksum or key mismatch).
+ * was read is not that key's page: checksum or key mismatch).  With
+ * ctx->nowait, a read it had to issue makes it answer -EINPROGRESS:
+ * tmem_tier_read_poll() finishes it.
  */
 int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 		   uint32_t index, uint64_t h, void *page);
-/* A store found the budget full: wait for write-back; false if none. */
+/* The nowait load's read: -EINPROGRESS, or tmem_tier_read()'s result. */
+int tmem_tier_read_poll(struct tmem_ctx *ctx);
+void tmem_tier_read_cancel(struct tmem_ctx *ctx);
+/*
+ * A store found the budget full: wait for write-back; false if none.
+ * With ctx->nowait it only asks (ctx->room_wait, and the context is
+ * woken after the writer's next pass) and returns false.
+ */
 bool tmem_tier_make_room(struct tmem_ctx *ctx);
+/* A nowait store's room: the writer finished a pass, or never will. */
+bool tmem_tier_room_ready(struct tmem_ctx *ctx);
+/* The writer waits for its own I/O (not merely slow at its work). */
+bool tmem_tier_writer_in_io(struct tmem_client *c);
+/* Arm the context's timer at @deadline_ns (0: disarm); 0 or -errno. */
+int tmem_tier_timer(struct tmem_ctx *ctx, uint64_t deadline_ns);
+/* The context no longer waits for the tier: it is not woken any more. */
+void tmem_tier_unwait(struct tmem_ctx *ctx);
 /* A store went over the high watermark: wake the writer. */
 void tmem_tier_kick(struct tmem_client *c);
 void tmem_tier_ctx_free(struct tmem_ctx *ctx);

@@ -74,6 +74,10 @@
 #define TIER_BATCH	512		/* pages per pass before waking stores */
 #define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
 #define CLEAN_TAG	(TIER_BUFS + 1)
+/* user_data on a context's ring: its load's read, its room timer. */
+#define IO_READ_TAG	1
+#define IO_TIMER_TAG	2		/* | sequence << 8 */
+#define IO_TIMER_RM_TAG	3
 /* Live bytes under which a segment is worth cleaning: it frees 1/4 at least. */
 #define CLEAN_MAX(t)	((t)->seg_size / 4 * 3)
 
@@ -142,6 +146,11 @@ struct tmem_tier {
 	bool awake;			/* atomic: the writer is in a pass */
 	unsigned int inject_ops;	/* atomic */
 	int inject_err;			/* atomic */
+	unsigned int hang_ops;		/* atomic; changes under lock */
+	pthread_cond_t unhang;		/* hung I/O waits for the end */
+	bool io_wait;			/* atomic: the writer waits for I/O */
+	/* Contexts whose pending request waits for the tier (wait_next). */
+	struct tmem_ctx *waiters;
 
 	/* The writer's own. */
 	pthread_t thread;
@@ -173,6 +182,27 @@ struct tmem_tier_io {
 	uint64_t ra_start, ra_end;	/* file offsets held in ra */
 	uint32_t ra_seg, ra_gen;
 	uint64_t last_end;		/* end of the last disk load */
+
+	/* The context's asynchronous load, if any (one at a time). */
+	uint8_t rstate;			/* enum io_read_state */
+	int rres;			/* the read's cqe->res */
+	bool into_ra;
+	uint32_t pool, index, segno, gen;
+	uint64_t object, h, off, start, end;
+	uint8_t *dst;
+	void *page;
+
+	/* The room timer of an asynchronous store (IORING_OP_TIMEOUT). */
+	struct __kernel_timespec ts;
+	uint64_t timer_tag;		/* armed, or 0 */
+	uint32_t timer_seq;
+};
+
+enum io_read_state {
+	RD_IDLE,
+	RD_HELD,			/* tmem_client_inject_io_hang() */
+	RD_ISSUED,
+	RD_DONE,
 };
 
 static inline uint64_t block_up(const struct tmem_tier *t, uint64_t bytes)
@@ -194,6 +224,22 @@ bool tmem_seg_put(struct tmem_tier *t, uint32_t segno, unsigned int len);
 bool tmem_seg_tryget(struct tier_seg *seg);
 /* The error injected for @op (TMEM_IO_READ/WRITE), or 0. */
 int tmem_tier_injected(struct tmem_tier *t, unsigned int op);
+/* tmem_client_inject_io_hang() holds @op's I/O. */
+bool tmem_tier_hung(struct tmem_tier *t, unsigned int op);
+/* I/O of a hung @op waits here until it is let go or the tier stops. */
+void tmem_tier_hang_wait(struct tmem_tier *t, unsigned int op);
+/* What a waiting context waits for. */
+#define TIER_WAKE_PASS	1u		/* a writer's pass: room */
+#define TIER_WAKE_HANG	2u		/* the end of a hang: its read */
+#define TIER_WAKE_ALL	(TIER_WAKE_PASS | TIER_WAKE_HANG)
+/* Under t->lock: wake @ctx at the next tmem_tier_wake_locked(@why). */
+void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx,
+			   unsigned int why);
+/*
+ * Under t->lock: make the completion fd of every context waiting for
+ * one of @why readable (TIER_WAKE_ALL: a failure, a stop).
+ */
+void tmem_tier_wake_locked(struct tmem_tier *t, unsigned int why);
 
 /* tier_seg.c: the writer's ring and the segment being filled. */
 void tmem_seg_cqe_done(struct tmem_tier *t, struct io_uring_cqe *cqe);

@@ -57,3 +57,21 @@ int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
 	(void)c; (void)ops; (void)err;
 	return -ENODEV;
 }
+
+int tmem_tier_read_poll(struct tmem_ctx *ctx) { (void)ctx; return -EIO; }
+void tmem_tier_read_cancel(struct tmem_ctx *ctx) { (void)ctx; }
+bool tmem_tier_room_ready(struct tmem_ctx *ctx) { (void)ctx; return true; }
+bool tmem_tier_writer_in_io(struct tmem_client *c) { (void)c; return false; }
+void tmem_tier_unwait(struct tmem_ctx *ctx) { (void)ctx; }
+
+int tmem_tier_timer(struct tmem_ctx *ctx, uint64_t deadline_ns)
+{
+	(void)ctx; (void)deadline_ns;
+	return -ENOTSUP;
+}
+
+int tmem_client_inject_io_hang(struct tmem_client *c, unsigned int ops)
+{
+	(void)c; (void)ops;
+	return -ENODEV;
+}

@@ -22,6 +22,7 @@ static void write_done(struct tmem_tier *t, int b, int res)
 		seg->state = SEG_STRANDED;
 		TMEM_WR(t->failed, true);
 		pthread_cond_broadcast(&t->progress);
+		tmem_tier_wake_locked(t, TIER_WAKE_ALL);
 		pthread_mutex_unlock(&t->lock);
 		return;
 	}
@@ -49,8 +50,10 @@ void tmem_seg_reap(struct tmem_tier *t, bool wait)
 	struct io_uring_cqe *cqe;
 
 	if (wait && t->inflight) {
+		TMEM_WR(t->io_wait, true);
 		while (io_uring_wait_cqe(&t->ring, &cqe) == -EINTR)
 			;
+		TMEM_WR(t->io_wait, false);
 	}
 	while (io_uring_peek_cqe(&t->ring, &cqe) == 0)
 		tmem_seg_cqe_done(t, cqe);
@@ -83,6 +86,7 @@ void tmem_seg_seal(struct tmem_tier *t)
 		write_done(t, b, err);
 		return;
 	}
+	tmem_tier_hang_wait(t, TMEM_IO_WRITE);
 	sqe = tmem_seg_get_sqe(t);
 	io_uring_prep_write(sqe, t->fd, t->buf[b], len, seg_off(t, seg - t->segs));
 	sqe->user_data = b + 1;

@@ -6,6 +6,7 @@
  * tier: the handle layer's put and pin land here.  See tier_impl_i.h.
  */
 #include <string.h>
+#include <sys/eventfd.h>
 
 #define XXH_INLINE_ALL
 #include <xxhash.h>
@@ -87,4 +88,63 @@ int tmem_tier_injected(struct tmem_tier *t, unsigned int op)
 	if (!(__atomic_load_n(&t->inject_ops, __ATOMIC_RELAXED) & op))
 		return 0;
 	return __atomic_load_n(&t->inject_err, __ATOMIC_RELAXED);
+}
+
+bool tmem_tier_hung(struct tmem_tier *t, unsigned int op)
+{
+	return __atomic_load_n(&t->hang_ops, __ATOMIC_ACQUIRE) & op;
+}
+
+void tmem_tier_hang_wait(struct tmem_tier *t, unsigned int op)
+{
+	if (!tmem_tier_hung(t, op))
+		return;
+	pthread_mutex_lock(&t->lock);
+	TMEM_WR(t->io_wait, true);
+	while (tmem_tier_hung(t, op) && !t->stop)
+		pthread_cond_wait(&t->unhang, &t->lock);
+	TMEM_WR(t->io_wait, false);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * Waiting contexts are woken through their completion fd; each stays on
+ * the list until its request is finished (tmem_tier_unwait()), so that
+ * a wakeup for another reason does not lose it.
+ */
+void tmem_tier_wait_locked(struct tmem_tier *t, struct tmem_ctx *ctx,
+			   unsigned int why)
+{
+	ctx->wait_why |= why;
+	if (ctx->waiting)
+		return;
+	ctx->waiting = true;
+	ctx->wait_next = t->waiters;
+	t->waiters = ctx;
+}
+
+void tmem_tier_wake_locked(struct tmem_tier *t, unsigned int why)
+{
+	for (struct tmem_ctx *ctx = t->waiters; ctx; ctx = ctx->wait_next)
+		if (ctx->wait_why & why)
+			eventfd_write(ctx->efd, 1);
+}
+
+void tmem_tier_unwait(struct tmem_ctx *ctx)
+{
+	struct tmem_tier *t = ctx->client->tier;
+	struct tmem_ctx **pp;
+
+	if (!ctx->waiting)
+		return;		/* only this context's thread sets it */
+	pthread_mutex_lock(&t->lock);
+	for (pp = &t->waiters; *pp; pp = &(*pp)->wait_next) {
+		if (*pp == ctx) {
+			*pp = ctx->wait_next;
+			break;
+		}
+	}
+	ctx->waiting = false;
+	ctx->wait_why = 0;
+	pthread_mutex_unlock(&t->lock);
 }

@@ -181,6 +181,7 @@ static void *writer_main(void *arg)
 		if (!moved && t->fill < 0 && !TMEM_RD(t->failed))
 			TMEM_WR(t->full, t->nfree <= TIER_RESERVE);
 		pthread_cond_broadcast(&t->progress);
+		tmem_tier_wake_locked(t, TIER_WAKE_PASS);
 	}
 	TMEM_WR(t->awake, false);
 	pthread_mutex_unlock(&t->lock);
@@ -231,6 +232,23 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 		pthread_mutex_unlock(&t->lock);
 		return false;
 	}
+	if (ctx->nowait) {
+		if (ctx->stuck && t->gen == ctx->stuck_gen) {
+			pthread_mutex_unlock(&t->lock);
+			return false;
+		}
+		ctx->stuck = false;
+		/* Asynchronous: the writer's pass wakes the context. */
+		if (!ctx->room_wait) {
+			ctx->room_gen = t->gen;
+			ctx->room_wait = true;
+			t->room_wanted = true;
+			tmem_tier_wait_locked(t, ctx, TIER_WAKE_PASS);
+			pthread_cond_signal(&t->wake);
+		}
+		pthread_mutex_unlock(&t->lock);
+		return false;
+	}
 	gen = t->gen;
 	t->room_wanted = true;
 	pthread_cond_signal(&t->wake);
@@ -239,4 +257,21 @@ bool tmem_tier_make_room(struct tmem_ctx *ctx)
 	moved = t->gen != gen && t->last_moved;
 	pthread_mutex_unlock(&t->lock);
 	return moved;
+}
+
+bool tmem_tier_room_ready(struct tmem_ctx *ctx)
+{
+	struct tmem_tier *t = ctx->client->tier;
+	bool ready;
+
+	pthread_mutex_lock(&t->lock);
+	ready = t->gen != ctx->room_gen || TMEM_RD(t->failed) ||
+		TMEM_RD(t->full) || t->stop;
+	pthread_mutex_unlock(&t->lock);
+	return ready;
+}
+
+bool tmem_tier_writer_in_io(struct tmem_client *c)
+{
+	return c->tier && TMEM_RD(c->tier->io_wait);
 }

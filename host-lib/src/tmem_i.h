@@ -49,6 +49,19 @@ struct tmem_ops {
 	uint64_t object_chunks_visited;
 };
 
+/* A context's pending request (at most one; request.c). */
+struct tmem_async {
+	void *opaque;
+	const struct iovec *out, *in;
+	unsigned int out_num, in_num;
+	size_t in_len;
+	uint8_t op;			/* 0: none pending */
+	uint32_t pool, index;
+	uint64_t object;
+	void *page;			/* a LOAD's page: the guest's or ctx->page */
+	uint64_t deadline;		/* a STORE's, CLOCK_MONOTONIC ns */
+};
+
 struct tmem_ctx {
 	struct tmem_client *client;
 	struct tmem_ctx *next, *prev;	/* client->ctxs, under ctx_lock */
@@ -60,6 +73,25 @@ struct tmem_ctx {
 	uint8_t *page;			/* gather/scatter of split pages */
 	uint32_t freed;			/* since the last compaction step */
 	struct tmem_tier_io *io;	/* disk tier reads; tier.c, lazily */
+
+	/* Asynchronous requests (request.c). */
+	int efd;			/* the completion fd, an eventfd */
+	bool nowait;			/* this call must not wait */
+	bool room_wait;			/* a nowait store asked for room */
+	uint64_t room_gen;		/* the writer's pass it waits behind */
+	/*
+	 * A wait for room timed out in the writer's pass @stuck_gen while
+	 * the writer waited for its I/O: until that pass ends, stores that
+	 * need room are refused at once rather than each waiting the whole
+	 * bound behind a stuck disk.
+	 */
+	bool stuck;
+	uint64_t stuck_gen;
+	/* The tier's list of contexts to wake (tier_space.c, tier lock). */
+	struct tmem_ctx *wait_next;
+	bool waiting;
+	uint8_t wait_why;		/* TIER_WAKE_* it waits for */
+	struct tmem_async req;		/* the pending request */
 };
 
 struct tmem_client {
@@ -104,6 +136,18 @@ static inline struct tmem_drop tmem_client_drop(struct tmem_client *c)
 {
 	return (struct tmem_drop){ .fn = tmem_client_drop_fn, .arg = c };
 }
+
+/* client.c: drop a context's pending request (reset, free, cancel). */
+void tmem_async_drop(struct tmem_ctx *ctx);
+
+/*
+ * page.c.  With ctx->nowait, tmem_store() answers -EAGAIN when it must
+ * wait for the writer (ctx->room_wait) and tmem_load() -EINPROGRESS when
+ * it issued a read; neither counts that in the statistics, which these
+ * do once the request is finished.
+ */
+void tmem_store_account(struct tmem_ctx *ctx, int ret);
+void tmem_load_account(struct tmem_ctx *ctx, int ret);
 
 /* client.c: a pool id's shards, or NULL if it never had any. */
 static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,

@@ -630,7 +630,34 @@ def test_unplug():
         roundtrip(vm, dev, dev.queues[0], range(2))
 
 
+def timing(vm):
+    return vm.cmd("qom-get", path="/machine/peripheral/tmem0/virtio-backend",
+                  property="timing")
+
+
+def test_timing():
+    """The "timing" property bench/ reads: all 0 by default (no clock
+    reads per request on the hot path), counted with x-timing=on."""
+    for props, on in (("", False), (",x-timing=on", True)):
+        with tmem_vm(props) as vm:
+            dev = Device(vm)
+            dev.start(0)
+            roundtrip(vm, dev, dev.queues[0], range(8))
+            tm = timing(vm)
+            if not on:
+                check(set(tm.values()) == {0}, "timing counted with "
+                      "x-timing off: %r" % tm)
+                continue
+            check(tm["store-requests"] == 8 and tm["load-requests"] == 8 and
+                  tm["other-requests"] == 1, "requests %r" % tm)
+            check(tm["handler-calls"] > 0 and
+                  tm["handler-ns"] >= tm["store-ns"] > 0 and
+                  tm["store-ns"] >= tm["store-lib-ns"] > 0 and
+                  tm["load-lib-ns"] > 0, "times %r" % tm)
+
+
 TESTS = {
+    "timing": test_timing,
     "config": test_config,
     "store-load": test_store_load,
     "multiqueue-iothread": test_multiqueue_iothread,

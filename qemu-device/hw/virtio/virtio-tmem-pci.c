@@ -76,6 +76,8 @@ static void virtio_tmem_pci_instance_init(Object *obj)
     object_property_add_alias(obj, "stats", OBJECT(&dev->vdev), "stats");
     object_property_add_alias(obj, "x-disk-error", OBJECT(&dev->vdev),
                               "x-disk-error");
+    object_property_add_alias(obj, "x-disk-hang", OBJECT(&dev->vdev),
+                              "x-disk-hang");
 }
 
 static const VirtioPCIDeviceTypeInfo virtio_tmem_pci_info = {

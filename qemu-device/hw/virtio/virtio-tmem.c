@@ -128,55 +128,124 @@ static bool virtio_tmem_elem_in_ram(VirtQueueElement *elem)
     return true;
 }
 
+/* x-timing: a request answered, charged the time since *clock. */
+static void virtio_tmem_timing_request(VirtIOTmem *s, unsigned queue,
+                                       unsigned kind, int64_t *clock)
+{
+    VirtIOTmemTiming *tm = &s->timing[queue];
+    int64_t now = get_clock();
+
+    virtio_tmem_timing_add(&tm->requests[kind], 1);
+    virtio_tmem_timing_add(&tm->request_ns[kind], now - *clock);
+    *clock = now;
+}
+
 /*
- * Answer one request.  *clock is when the previous request was answered
- * (or the handler started); the time since is charged to this request.
- * Returns false when the chain violates the
+ * Hand one request to libtmem.  Returns 1 when it was answered (pushed),
+ * 0 when libtmem keeps it pending (r->pending holds it until the
+ * completion fd says it is done), and -1 when the chain violates the
  * transport (no room for a response): the device is then broken and
- * the queue must not be processed further.
+ * the queue must not be processed further.  *clock: see x-timing.
  */
-static bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
-                                       unsigned queue, VirtQueueElement *elem,
-                                       int64_t *clock)
+static int virtio_tmem_handle_request(VirtIOTmem *s, VirtQueue *vq,
+                                      unsigned queue, VirtQueueElement *elem,
+                                      int64_t *clock)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
-    VirtIOTmemTiming *tm = &s->timing[queue];
-    unsigned kind = virtio_tmem_timing_kind(elem);
-    int64_t lib_start, lib_end;
+    VirtIOTmemResume *r = &s->resume[queue];
+    unsigned kind = 0;
+    int64_t lib_start = 0;
     int len;
 
     if (!virtio_tmem_elem_in_ram(elem)) {
         virtqueue_detach_element(vq, elem, 0);
         virtio_error(vdev, "virtio-tmem: request on queue %u has a buffer "
                      "outside guest RAM", queue);
-        return false;
+        return -1;
     }
     virtio_tmem_trace_request(s, queue, elem);
-    lib_start = get_clock();
-    len = tmem_handle_request(s->ctxs[queue], elem->out_sg, elem->out_num,
-                              elem->in_sg, elem->in_num);
-    lib_end = get_clock();
-    virtio_tmem_timing_add(&tm->lib_ns[kind], lib_end - lib_start);
+    if (s->timing_enabled) {
+        kind = virtio_tmem_timing_kind(elem);
+        lib_start = get_clock();
+    }
+    len = tmem_submit_request(s->ctxs[queue], elem->out_sg, elem->out_num,
+                              elem->in_sg, elem->in_num, elem);
+    if (s->timing_enabled) {
+        virtio_tmem_timing_add(&s->timing[queue].lib_ns[kind],
+                               get_clock() - lib_start);
+    }
+    if (len == -EINPROGRESS) {
+        trace_virtio_tmem_pending(s, queue);
+        r->pending = elem;
+        r->submitted = *clock;
+        return 0;
+    }
     if (len < 0) {
         trace_virtio_tmem_bad_request(s, queue, elem->out_num, elem->in_num);
         virtqueue_detach_element(vq, elem, 0);
         virtio_error(vdev, "virtio-tmem: request on queue %u has no room "
                      "for a response (%s)", queue, tmem_strerror(len));
-        return false;
+        return -1;
     }
     virtio_tmem_trace_response(s, queue, elem, len);
     virtqueue_push(vq, elem, len);
-    lib_end = get_clock();
-    virtio_tmem_timing_add(&tm->requests[kind], 1);
-    virtio_tmem_timing_add(&tm->request_ns[kind], lib_end - *clock);
-    *clock = lib_end;
+    if (s->timing_enabled) {
+        virtio_tmem_timing_request(s, queue, kind, clock);
+    }
+    return 1;
+}
+
+/*
+ * Push the pending request if libtmem answered it.  False while it is
+ * still pending: the queue waits behind it (DEV-14).
+ */
+static bool virtio_tmem_finish_pending(VirtIOTmem *s, VirtQueue *vq,
+                                       unsigned queue)
+{
+    VirtIOTmemResume *r = &s->resume[queue];
+    VirtQueueElement *elem = r->pending;
+
+    if (!elem) {
+        return true;
+    }
+    if (!r->answered) {
+        return false;
+    }
+    r->pending = NULL;
+    r->answered = false;
+    virtio_tmem_trace_response(s, queue, elem, r->len);
+    virtqueue_push(vq, elem, r->len);
+    if (s->timing_enabled) {
+        virtio_tmem_timing_request(s, queue, virtio_tmem_timing_kind(elem),
+                                   &r->submitted);
+    }
+    g_free(elem);
+    virtio_tmem_notify(VIRTIO_DEVICE(s), vq);
     return true;
 }
 
 /*
- * Every request is answered synchronously, so at most one element per
- * queue is outstanding at any time, whatever the guest queues.  One call
- * answers at most queue-size requests or runs VIRTIO_TMEM_SLICE_NS,
+ * Has this handler call used its time slice?  The clock is read only
+ * every 16 requests (x-timing reads it anyway, at each push).
+ */
+static bool virtio_tmem_slice_over(VirtIOTmem *s, unsigned quota,
+                                   int64_t start, int64_t clock)
+{
+    if (!s->timing_enabled) {
+        if (quota % 16) {
+            return false;
+        }
+        clock = get_clock();
+    }
+    return clock - start >= VIRTIO_TMEM_SLICE_NS;
+}
+
+/*
+ * libtmem answers at once whatever needs no I/O; a load from the disk
+ * tier or a store waiting for room stays pending, and the queue takes no
+ * other request until it is answered (DEV-14): at most one element per
+ * queue is outstanding at any time, whatever the guest queues.  One
+ * call answers at most queue-size requests or runs VIRTIO_TMEM_SLICE_NS,
  * then yields to its event loop and continues from a bottom half: a
  * guest that keeps its ring full cannot keep the main loop or an
  * IOThread to itself.
@@ -193,12 +262,15 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
     unsigned queue = virtio_get_queue_index(vq);
     unsigned quota = s->conf.queue_size;
     VirtQueueElement *elem;
-    bool ok = true;
+    int ret = 1;
     int64_t start, clock;
 
     if (queue >= s->conf.num_queues || !s->ctxs[queue] ||
         !qatomic_read(&s->driver_ok) || vdev->broken ||
         qemu_get_current_aio_context() != s->vq_aio_context[queue]) {
+        return;
+    }
+    if (!virtio_tmem_finish_pending(s, vq, queue)) {
         return;
     }
     start = clock = get_clock();
@@ -207,13 +279,15 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         unsigned batch = 0;
 
         virtio_queue_set_notification(vq, 0);
-        while (ok && quota &&
+        while (ret > 0 && quota &&
                (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
-            ok = virtio_tmem_handle_request(s, vq, queue, elem, &clock);
-            batch += ok;
+            ret = virtio_tmem_handle_request(s, vq, queue, elem, &clock);
+            batch += ret > 0;
             quota--;
-            g_free(elem);
-            if (clock - start >= VIRTIO_TMEM_SLICE_NS) {
+            if (ret) {
+                g_free(elem);
+            }
+            if (virtio_tmem_slice_over(s, quota, start, clock)) {
                 quota = 0;
             }
         }
@@ -223,13 +297,19 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
             trace_virtio_tmem_batch(s, queue, batch);
             virtio_tmem_notify(vdev, vq);
         }
+        if (!ret) {
+            break;      /* the completion fd resumes the queue */
+        }
         if (!quota) {
             qemu_bh_schedule(s->resume[queue].bh);
             break;
         }
-    } while (ok && !virtio_queue_empty(vq));
-    virtio_tmem_timing_add(&s->timing[queue].handler_calls, 1);
-    virtio_tmem_timing_add(&s->timing[queue].handler_ns, get_clock() - start);
+    } while (ret > 0 && !virtio_queue_empty(vq));
+    if (s->timing_enabled) {
+        virtio_tmem_timing_add(&s->timing[queue].handler_calls, 1);
+        virtio_tmem_timing_add(&s->timing[queue].handler_ns,
+                               get_clock() - start);
+    }
 }
 
 static void virtio_tmem_resume_bh(void *opaque)
@@ -237,6 +317,62 @@ static void virtio_tmem_resume_bh(void *opaque)
     VirtIOTmemResume *r = opaque;
 
     virtio_tmem_handle_output(VIRTIO_DEVICE(r->s), r->s->vqs[r->queue]);
+}
+
+/*
+ * Context: the queue's home AioContext.  libtmem's completion fd is
+ * readable: reap, then push the answer and go on with the queue, as
+ * QEMU's block drivers do with libnfs' and libiscsi's fds.
+ */
+static void virtio_tmem_completion_read(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+    VirtIOTmem *s = r->s;
+    struct tmem_completion done;
+
+    if (tmem_ctx_reap(s->ctxs[r->queue], &done, 1) != 1) {
+        return;         /* nothing pending, or not yet done */
+    }
+    assert(done.opaque == r->pending);
+    r->answered = true;
+    r->len = done.len;
+    trace_virtio_tmem_completed(s, r->queue, done.len);
+    if (!qatomic_read(&r->paused)) {
+        virtio_tmem_handle_output(VIRTIO_DEVICE(s), s->vqs[r->queue]);
+    }
+}
+
+/* Context: the queue's home AioContext; no handler runs after it. */
+static void virtio_tmem_unwatch_bh(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+
+    aio_set_fd_handler(qemu_get_current_aio_context(),
+                       tmem_ctx_completion_fd(r->s->ctxs[r->queue]),
+                       NULL, NULL, NULL, NULL, NULL);
+}
+
+/*
+ * Context: the queue's home AioContext.  A reset drops the queue's
+ * pending request unanswered (the driver forgets it too); libtmem lets
+ * go of its buffers first.
+ */
+static void virtio_tmem_cancel_pending(VirtIOTmemResume *r)
+{
+    VirtIOTmem *s = r->s;
+    void *opaque;
+
+    if (!r->pending) {
+        return;
+    }
+    if (!r->answered) {
+        tmem_ctx_cancel(s->ctxs[r->queue], &opaque);
+    }
+    trace_virtio_tmem_cancelled(s, r->queue);
+    virtqueue_detach_element(s->vqs[r->queue], r->pending, 0);
+    g_free(r->pending);
+    r->pending = NULL;
+    r->answered = false;
 }
 
 static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
@@ -294,13 +430,14 @@ static void virtio_tmem_cancel_resume_bh(void *opaque)
     VirtIOTmemResume *r = opaque;
 
     qemu_bh_cancel(r->bh);
+    virtio_tmem_cancel_pending(r);
 }
 
 /*
  * Context: BQL held, main loop thread.
  * Once this returns, no queue handler runs and none starts until
  * DRIVER_OK is set again: each queue's home context has finished what it
- * was doing and dropped its continuation.  Whether or not ioeventfd was
+ * was doing, dropped its continuation and its pending request.  Whether or not ioeventfd was
  * ever started (kicks before DRIVER_OK, ioeventfd=off), the caller may
  * then touch libtmem.
  */
@@ -338,6 +475,9 @@ static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
         return;
     }
     qatomic_set(&s->driver_ok, true);
+    for (i = 0; i < s->conf.num_queues; i++) {
+        qatomic_set(&s->resume[i].paused, false);
+    }
     if (!virtio_device_ioeventfd_enabled(vdev)) {
         for (i = 0; i < s->conf.num_queues; i++) {
             qemu_bh_schedule(s->resume[i].bh);
@@ -356,6 +496,9 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     if (s->disk_error) {
         /* A test's failing disk stays failing until x-disk-error=none. */
         tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
+    }
+    if (s->disk_hang) {
+        tmem_client_inject_io_hang(s->client, s->disk_hang);
     }
 }
 
@@ -401,6 +544,7 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     smp_wmb(); /* paired with aio_notify_accept() */
 
     for (i = 0; i < nvqs; i++) {
+        qatomic_set(&s->resume[i].paused, false);
         virtio_queue_aio_attach_host_notifier(s->vqs[i], s->vq_aio_context[i]);
     }
     return 0;
@@ -426,6 +570,8 @@ static void virtio_tmem_stop_vq_bh(void *opaque)
     virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
     /* No batch resumes behind the caller's back (reset, unplug). */
     qemu_bh_cancel(r->bh);
+    /* A pending request's answer waits for the restart's kick. */
+    qatomic_set(&r->paused, true);
 }
 
 /* Context: BQL held */
@@ -474,9 +620,12 @@ static void virtio_tmem_queue_reset(VirtIODevice *vdev, uint32_t index)
     if (index >= s->conf.num_queues) {
         return;
     }
+    if (s->ioeventfd_started) {
+        aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_stop_vq_bh,
+                            &s->resume[index]);
+    }
     /* Without ioeventfd the continuation still runs in the home context. */
     aio_wait_bh_oneshot(s->vq_aio_context[index],
-                        s->ioeventfd_started ? virtio_tmem_stop_vq_bh :
                         virtio_tmem_cancel_resume_bh, &s->resume[index]);
 }
 
@@ -485,6 +634,7 @@ static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
     if (index < s->conf.num_queues && s->ioeventfd_started) {
+        qatomic_set(&s->resume[index].paused, false);
         virtio_queue_aio_attach_host_notifier(s->vqs[index],
                                               s->vq_aio_context[index]);
     }
@@ -518,9 +668,10 @@ static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
         return false;
     }
     /* x-disk-error is the device's: it injects through the library. */
-    if (s->disk_error && !conf->backing_file) {
-        error_setg(errp, "virtio-tmem: 'x-disk-error' needs a disk tier: set "
-                   "'backing-file' too");
+    if ((s->disk_error || s->disk_hang) && !conf->backing_file) {
+        error_setg(errp, "virtio-tmem: '%s' needs a disk tier: set "
+                   "'backing-file' too",
+                   s->disk_error ? "x-disk-error" : "x-disk-hang");
         return false;
     }
     return true;
@@ -554,6 +705,7 @@ static const struct {
     { "segment_size", "segment-size" },
     { "writeback_high", "writeback-high" },
     { "writeback_low", "writeback-low" },
+    { "room_wait_ms", "room-wait-ms" },
 };
 
 /* Part of a word or a path: a field name inside one is not that field. */
@@ -671,6 +823,11 @@ static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
         s->resume[i].bh = aio_bh_new_guarded(s->vq_aio_context[i],
                                              virtio_tmem_resume_bh,
                                              &s->resume[i], guard);
+        /* Nothing is pending yet: no handler can run before this. */
+        aio_set_fd_handler(s->vq_aio_context[i],
+                           tmem_ctx_completion_fd(s->ctxs[i]),
+                           virtio_tmem_completion_read, NULL, NULL, NULL,
+                           &s->resume[i]);
     }
 }
 
@@ -679,6 +836,8 @@ static void virtio_tmem_del_resume_bhs(VirtIOTmem *s)
     unsigned i;
 
     for (i = 0; i < s->conf.num_queues; i++) {
+        aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_unwatch_bh,
+                            &s->resume[i]);
         qemu_bh_delete(s->resume[i].bh);
         s->resume[i].bh = NULL;
     }
@@ -730,6 +889,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     cfg.segment_size = s->conf.segment_size;
     cfg.writeback_high = s->conf.writeback_high;
     cfg.writeback_low = s->conf.writeback_low;
+    cfg.room_wait_ms = s->conf.room_wait_ms;
     r = tmem_client_new2(&cfg, sizeof(cfg), &s->client, why, sizeof(why));
     if (r < 0) {
         g_autofree char *reason = virtio_tmem_reason(why);
@@ -746,6 +906,9 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     if (s->disk_error) {
         /* x-disk-error given with -device: cannot fail with a tier. */
         tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
+    }
+    if (s->disk_hang) {
+        tmem_client_inject_io_hang(s->client, s->disk_hang);
     }
 
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
@@ -881,7 +1044,7 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
 
 /*
  * "timing": where the device's time went since realize, summed over the
- * queues (for bench/, not a stable interface): handler-ns is all time in
+ * queues (for bench/, not a stable interface; all 0 unless x-timing=on): handler-ns is all time in
  * the queue handlers (pops, requests, pushes, notifications); per kind
  * (store, load, other) the requests answered, their time from the end of
  * the previous answer (or the handler's start) to their own push, and
@@ -984,6 +1147,47 @@ static void virtio_tmem_set_disk_error(Object *obj, const char *value,
     s->disk_error = ops;
 }
 
+static char *virtio_tmem_get_disk_hang(Object *obj, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+
+    return g_strdup(virtio_tmem_disk_errors[s->disk_hang]);
+}
+
+/*
+ * A testing aid: from now on disk tier reads and/or writes are held, as
+ * on a hung disk, until x-disk-hang=none issues them.  Loads of pages on
+ * the disk and stores that wait for room stay pending meanwhile; the
+ * queue waits, QEMU does not.
+ */
+static void virtio_tmem_set_disk_hang(Object *obj, const char *value,
+                                      Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    unsigned ops;
+    int r;
+
+    for (ops = 0; ops < ARRAY_SIZE(virtio_tmem_disk_errors); ops++) {
+        if (!strcmp(value, virtio_tmem_disk_errors[ops])) {
+            break;
+        }
+    }
+    if (ops == ARRAY_SIZE(virtio_tmem_disk_errors)) {
+        error_setg(errp, "virtio-tmem: 'x-disk-hang' must be 'none', "
+                   "'read', 'write' or 'read+write', not '%s'", value);
+        return;
+    }
+    if (s->client) {
+        r = tmem_client_inject_io_hang(s->client, ops);
+        if (r < 0) {
+            error_setg_errno(errp, -r, "virtio-tmem: cannot hang disk I/O "
+                             "(x-disk-hang needs a 'backing-file')");
+            return;
+        }
+    }
+    s->disk_hang = ops;
+}
+
 static void virtio_tmem_instance_init(Object *obj)
 {
     object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
@@ -1000,6 +1204,11 @@ static void virtio_tmem_instance_init(Object *obj)
     object_property_set_description(obj, "x-disk-error",
                                     "testing aid: none|read|write|read+write, "
                                     "make disk tier I/O fail with EIO");
+    object_property_add_str(obj, "x-disk-hang", virtio_tmem_get_disk_hang,
+                            virtio_tmem_set_disk_hang);
+    object_property_set_description(obj, "x-disk-hang",
+                                    "testing aid: none|read|write|read+write, "
+                                    "hold disk tier I/O as a hung disk");
 }
 
 /*
@@ -1037,6 +1246,8 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_SIZE32("segment-size", VirtIOTmem, conf.segment_size, 0),
     DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, conf.writeback_high, 0),
     DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
+    DEFINE_PROP_UINT32("room-wait-ms", VirtIOTmem, conf.room_wait_ms, 0),
+    DEFINE_PROP_BOOL("x-timing", VirtIOTmem, timing_enabled, false),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass,
@@ -1083,6 +1294,12 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     object_class_property_set_description(klass, "writeback-low",
         "percent of the budget at which writeback stops "
         "(0: libtmem's default, 80)");
+    object_class_property_set_description(klass, "room-wait-ms",
+        "how long a store over the budget may wait for writeback to the "
+        "disk tier before it is refused (0: libtmem's default, 1000)");
+    object_class_property_set_description(klass, "x-timing",
+        "count where request time goes, for the 'timing' property "
+        "(benchmarks; two clock reads per request)");
     dc->vmsd = &vmstate_virtio_tmem;
     set_bit(DEVICE_CATEGORY_MISC, dc->categories);
     vdc->realize = virtio_tmem_device_realize;

@@ -46,13 +46,14 @@ typedef struct VirtIOTmemConf {
     uint32_t segment_size;
     uint8_t writeback_high;
     uint8_t writeback_low;
+    uint32_t room_wait_ms;      /* a STORE's wait for room; 0: libtmem's */
 } VirtIOTmemConf;
 
 /*
- * Where a queue's time goes, for benchmarks (the "timing" QOM property):
- * cumulative nanoseconds since realize, written only by the thread that
- * runs the queue, read by anyone.  Index: VIRTIO_TMEM_TIMING_STORE, _LOAD,
- * _OTHER.
+ * Where a queue's time goes, for benchmarks (the "timing" QOM property,
+ * counted only with x-timing=on): cumulative nanoseconds since realize,
+ * written only by the thread that runs the queue, read by anyone.
+ * Index: VIRTIO_TMEM_TIMING_STORE, _LOAD, _OTHER.
  */
 enum {
     VIRTIO_TMEM_TIMING_STORE,
@@ -74,6 +75,19 @@ typedef struct VirtIOTmemResume {
     unsigned queue;
     /* Continues a batch cut at queue-size requests, in the queue's thread. */
     QEMUBH *bh;
+    /*
+     * The request libtmem is still working on (a load from the disk
+     * tier, a store waiting for room), or NULL.  While there is one, the
+     * queue takes no other (DEV-14); libtmem's completion fd, watched in
+     * the queue's AioContext, says when it is answered (@answered, @len).
+     * Only the queue's home context touches these.
+     */
+    VirtQueueElement *pending;
+    bool answered;
+    int len;
+    int64_t submitted;          /* x-timing: get_clock() at submit */
+    /* ioeventfd stopped (vm stop, reset): answers wait for the restart. */
+    bool paused;
 } VirtIOTmemResume;
 
 struct VirtIOTmem {
@@ -103,6 +117,10 @@ struct VirtIOTmem {
 
     /* x-disk-error: the injected disk tier failure (TMEM_IO_* bits). */
     unsigned disk_error;
+    /* x-disk-hang: the disk tier I/O held as by a hung disk (TMEM_IO_*). */
+    unsigned disk_hang;
+    /* x-timing: count the "timing" property's figures (benchmarks). */
+    bool timing_enabled;
 
     Error *migration_blocker;
     /* QEMU does not unrealize at exit: the disk tier's file goes then. */
