@@ -461,18 +461,19 @@ static void virtio_tmem_quiesce(VirtIOTmem *s)
  * (virtio-pci starts ioeventfd right after this); without, by the
  * continuation bottom half, which then lives in the main loop.
  */
-static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
+static VirtIOTmemSetStatusRet virtio_tmem_set_status(VirtIODevice *vdev,
+                                                     uint8_t status)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     bool driver_ok = status & VIRTIO_CONFIG_S_DRIVER_OK;
     unsigned i;
 
     if (driver_ok == qatomic_read(&s->driver_ok)) {
-        return;
+        return VIRTIO_TMEM_STATUS_SET;
     }
     if (!driver_ok) {
         virtio_tmem_quiesce(s);
-        return;
+        return VIRTIO_TMEM_STATUS_SET;
     }
     qatomic_set(&s->driver_ok, true);
     for (i = 0; i < s->conf.num_queues; i++) {
@@ -483,6 +484,7 @@ static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
             qemu_bh_schedule(s->resume[i].bh);
         }
     }
+    return VIRTIO_TMEM_STATUS_SET;
 }
 
 static void virtio_tmem_reset(VirtIODevice *vdev)

@@ -40,6 +40,19 @@ typedef void *VirtIOTmemClassData;
 #endif
 
 /*
+ * VirtioDeviceClass.set_status returns an int since 10.1 (non-zero: the
+ * status could not be set, which virtio_set_status() logs); before, void.
+ * The device always succeeds: it returns VIRTIO_TMEM_STATUS_SET.
+ */
+#if VIRTIO_TMEM_QEMU_AT_LEAST(10, 1)
+typedef int VirtIOTmemSetStatusRet;
+#define VIRTIO_TMEM_STATUS_SET 0
+#else
+typedef void VirtIOTmemSetStatusRet;
+#define VIRTIO_TMEM_STATUS_SET
+#endif
+
+/*
  * Notify the guest about used buffers of @vq, from the main loop or from
  * an IOThread.  Since 10.1 virtio_notify() itself takes the guest notifier
  * (irqfd) path in an IOThread and virtio_notify_irqfd() is gone; before,
