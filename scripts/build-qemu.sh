@@ -403,8 +403,17 @@ if [ "$check_device" = 1 ]; then
 		sed -n 's|^\([^:]*/[^/:]*virtio-tmem[^/:]*\.c\.o\):.*|\1|p' | sort -u)
 	[ ${#objs[@]} -ge 3 ] ||
 		die "the build knows ${#objs[@]} virtio-tmem objects, not 3 (device, proxy, QMP)"
-	PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" "${objs[@]}" >&2
-	log "qemu $version: ${#objs[@]} virtio-tmem objects compiled in $(( $(date +%s) - start )) s"
+	# Compiled anew each time, so that their warnings are seen: a
+	# warning is an error here (an API that changed its type, as
+	# set_status's did in 10.1, compiles with one).
+	(cd "$build" && rm -f "${objs[@]}")
+	out=$(PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" \
+		"${objs[@]}" 2>&1) || { printf '%s\n' "$out" >&2; die "the device does not compile against qemu $version"; }
+	printf '%s\n' "$out" >&2
+	if printf '%s\n' "$out" | grep -q 'warning:'; then
+		die "the device compiles with warnings against qemu $version (above)"
+	fi
+	log "qemu $version: ${#objs[@]} virtio-tmem objects compiled in $(( $(date +%s) - start )) s, no warning"
 	exit 0
 fi
 
