@@ -72,7 +72,7 @@ struct tmem_ctx {
 	uint8_t *cbuf;			/* LZ4 output, compressBound(4096) */
 	uint8_t *page;			/* gather/scatter of split pages */
 	uint32_t freed;			/* since the last compaction step */
-	struct tmem_tier_io *io;	/* disk tier reads; tier.c, lazily */
+	struct tmem_tier_io *io;	/* disk tier reads; tier_read.c, lazily */
 
 	/* Asynchronous requests (request.c). */
 	int efd;			/* the completion fd, an eventfd */
