@@ -1104,6 +1104,20 @@ static const char *const virtio_tmem_disk_errors[] = {
     [TMEM_IO_READ | TMEM_IO_WRITE] = "read+write",
 };
 
+/* The value of x-disk-error or x-disk-hang: which tier I/O it affects. */
+static bool virtio_tmem_parse_disk_ops(const char *prop, const char *value,
+                                       unsigned *ops, Error **errp)
+{
+    for (*ops = 0; *ops < ARRAY_SIZE(virtio_tmem_disk_errors); (*ops)++) {
+        if (!strcmp(value, virtio_tmem_disk_errors[*ops])) {
+            return true;
+        }
+    }
+    error_setg(errp, "virtio-tmem: '%s' must be 'none', 'read', 'write' or "
+               "'read+write', not '%s'", prop, value);
+    return false;
+}
+
 static char *virtio_tmem_get_disk_error(Object *obj, Error **errp)
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
@@ -1123,14 +1137,7 @@ static void virtio_tmem_set_disk_error(Object *obj, const char *value,
     unsigned ops;
     int r;
 
-    for (ops = 0; ops < ARRAY_SIZE(virtio_tmem_disk_errors); ops++) {
-        if (!strcmp(value, virtio_tmem_disk_errors[ops])) {
-            break;
-        }
-    }
-    if (ops == ARRAY_SIZE(virtio_tmem_disk_errors)) {
-        error_setg(errp, "virtio-tmem: 'x-disk-error' must be 'none', "
-                   "'read', 'write' or 'read+write', not '%s'", value);
+    if (!virtio_tmem_parse_disk_ops("x-disk-error", value, &ops, errp)) {
         return;
     }
     if (s->client) {
@@ -1169,14 +1176,7 @@ static void virtio_tmem_set_disk_hang(Object *obj, const char *value,
     unsigned ops;
     int r;
 
-    for (ops = 0; ops < ARRAY_SIZE(virtio_tmem_disk_errors); ops++) {
-        if (!strcmp(value, virtio_tmem_disk_errors[ops])) {
-            break;
-        }
-    }
-    if (ops == ARRAY_SIZE(virtio_tmem_disk_errors)) {
-        error_setg(errp, "virtio-tmem: 'x-disk-hang' must be 'none', "
-                   "'read', 'write' or 'read+write', not '%s'", value);
+    if (!virtio_tmem_parse_disk_ops("x-disk-hang", value, &ops, errp)) {
         return;
     }
     if (s->client) {
