@@ -70,6 +70,10 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 CACHE=${VTMEM_CACHE:-/var/cache/virtio-tmem}
 KDIR_ROOT=$CACHE/kernels
+# The headers' Makefiles get absolute paths under it (fixup): those of its
+# real place, so that they hold where only that is mounted (kbuild-chroot)
+# when kernels/ is a symbolic link into another cache.
+[ ! -d "$KDIR_ROOT" ] || KDIR_ROOT=$(cd -P "$KDIR_ROOT" && pwd)
 # shellcheck source=lib/apt-archive.sh
 . "$top/scripts/lib/apt-archive.sh"
 
