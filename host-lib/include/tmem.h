@@ -467,12 +467,16 @@ int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
 /* Operations for tmem_client_inject_io_error(). */
 #define TMEM_IO_READ		1u
 #define TMEM_IO_WRITE		2u
+#define TMEM_IO_READ_SUBMIT	4u	/* a read's io_uring_submit() */
 
 /**
  * tmem_client_inject_io_error() - testing aid: make every disk tier read
  * (TMEM_IO_READ) and/or write (TMEM_IO_WRITE) in @ops fail with @err (a
- * negative errno) instead of being issued, as a failing disk would; @ops
- * 0 stops.  Returns 0, or -ENODEV when the client has no disk tier.
+ * negative errno) instead of being issued, as a failing disk would; with
+ * TMEM_IO_READ_SUBMIT a read is prepared on the loading context's ring,
+ * then its submission fails with @err, as io_uring_submit() can.  @ops 0
+ * stops.  Returns 0, -EINVAL for an unknown bit or @err >= 0 with @ops,
+ * or -ENODEV when the client has no disk tier.
  */
 int tmem_client_inject_io_error(struct tmem_client *client, unsigned int ops,
 				int err);

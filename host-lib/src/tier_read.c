@@ -71,6 +71,14 @@ static void io_poll(struct tmem_tier_io *io)
 	}
 }
 
+/* io_uring_submit(), or the failure tmem_client_inject_io_error() asks. */
+static int read_submit(struct tmem_tier *t, struct tmem_tier_io *io)
+{
+	int err = tmem_tier_injected(t, TMEM_IO_READ_SUBMIT);
+
+	return err ? err : io_uring_submit(&io->ring);
+}
+
 /*
  * Issue the load's read, or hold it while the disk "hangs": the end of
  * the hang wakes the context, whose reap issues it then.
@@ -100,7 +108,7 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	io_uring_prep_read(sqe, t->fd, io->dst, io->end - io->start, io->start);
 	sqe->user_data = IO_READ_TAG;
 	io->rstate = RD_ISSUED;
-	if (io_uring_submit(&io->ring) < 0) {
+	if (read_submit(t, io) < 0) {
 		io->rres = -EIO;
 		io->rstate = RD_DONE;
 	}
