@@ -109,6 +109,15 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	sqe->user_data = IO_READ_TAG;
 	io->rstate = RD_ISSUED;
 	if (read_submit(t, io) < 0) {
+		/*
+		 * Not issued, but the SQE may still sit in the submission
+		 * queue (io_uring_enter() failed before taking it; no
+		 * SQPOLL): a NOP in its place, so that the next submit
+		 * starts no read whose completion a later load would take
+		 * for its own.
+		 */
+		io_uring_prep_nop(sqe);
+		sqe->user_data = IO_NOP_TAG;
 		io->rres = -EIO;
 		io->rstate = RD_DONE;
 	}
@@ -257,7 +266,8 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 		return read_finish(t, src, ret, pool, object, index, h, page);
 	io = ctx->io;
 	read_issue(ctx, t, io);
-	if (ctx->nowait) {
+	/* A read that could not be issued ends now: no completion will. */
+	if (ctx->nowait && io->rstate != RD_DONE) {
 		/* tmem_tier_read_poll() finishes it. */
 		io->pool = pool;
 		io->object = object;
