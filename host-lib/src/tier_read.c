@@ -89,11 +89,18 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	struct io_uring_sqe *sqe;
 
 	if (tmem_tier_hung(t, TMEM_IO_READ)) {
-		io->rstate = RD_HELD;
 		pthread_mutex_lock(&t->lock);
-		tmem_tier_wait_locked(t, ctx, TIER_WAKE_HANG);
+		/*
+		 * Again under the lock, which the hang's end takes to wake
+		 * the waiters: had it ended since, no wakeup would come.
+		 */
+		if (tmem_tier_hung(t, TMEM_IO_READ)) {
+			io->rstate = RD_HELD;
+			tmem_tier_wait_locked(t, ctx, TIER_WAKE_HANG);
+			pthread_mutex_unlock(&t->lock);
+			return;
+		}
 		pthread_mutex_unlock(&t->lock);
-		return;
 	}
 	sqe = io_uring_get_sqe(&io->ring);
 	if (!sqe) {
