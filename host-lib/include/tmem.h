@@ -388,9 +388,11 @@ int tmem_submit_request(struct tmem_ctx *ctx,
 
 /**
  * tmem_ctx_reap() - finish what can be finished of @ctx's pending
- * request, without waiting.  Writes up to @max completions to @done,
- * each request once, its response written as tmem_handle_request()
- * would.  Returns the number written (0 when nothing finished).
+ * request, without waiting.  Writes up to @max (at least 1) completions
+ * to @done, each request once, its response written as
+ * tmem_handle_request() would.  Returns the number written (0 when
+ * nothing finished); @max 0 returns 0 and leaves the completion fd as it
+ * was.
  */
 int tmem_ctx_reap(struct tmem_ctx *ctx, struct tmem_completion *done,
 		  unsigned int max);
