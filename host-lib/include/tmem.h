@@ -230,7 +230,11 @@ void tmem_client_release_backing(struct tmem_client *client);
 
 /**
  * tmem_client_reset() - drop every pool and free every stored byte; the
- * client is as new (statistics counters included).  Returns 0.
+ * client is as new (statistics counters included).  A request pending on
+ * any of the client's contexts is dropped without a completion, as
+ * tmem_ctx_cancel() would (its buffers are not touched afterwards), so
+ * no call may be running on any of them meanwhile: QEMU quiesces each
+ * queue first.  Returns 0.
  */
 int tmem_client_reset(struct tmem_client *client);
 
@@ -324,13 +328,15 @@ int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
  * the given buffers is touched, whatever they contain.
  *
  * Returns the total length of @in_sg, which the device writes through to
- * its end (for the used ring), or -EPROTO when @in_sg cannot even hold a
+ * its end (for the used ring), -EPROTO when @in_sg cannot even hold a
  * response or is longer than INT_MAX (a transport violation the caller
- * reports, e.g. with virtio_error()).
+ * reports, e.g. with virtio_error()), or -EBUSY, without looking at the
+ * request, while an asynchronous request of @ctx is pending.
  *
  * It is tmem_submit_request() followed, when the request is pending, by
  * a wait on the completion fd: it blocks for a disk read, and a STORE
- * waits for room at most room_wait_ms.  For callers that may block.
+ * waits for room at most room_wait_ms, then is answered REJECTED (0.1
+ * waited without a limit).  For callers that may block.
  */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
@@ -358,6 +364,11 @@ int tmem_handle_request(struct tmem_ctx *ctx,
  * not one per page.
  */
 #define TMEM_DEFAULT_ROOM_WAIT_MS	1000
+/*
+ * Keep room_wait_ms below the time the guest driver waits for an answer
+ * (io_timeout, 30 s by default; SPEC DRV-9): past it the guest resets
+ * the device instead of receiving REJECTED.
+ */
 #define TMEM_MAX_ROOM_WAIT_MS		60000
 
 struct tmem_completion {
