@@ -78,7 +78,8 @@ enum tmem_incompressible {
  * larger than the library's with a non-zero byte in the part it does
  * not know with -E2BIG: the caller asked for something this library
  * cannot do.  tmem_client_new() and tmem_client_stats(), of LIBTMEM_0.1,
- * take the VER0 layout without a size.
+ * take the VER0 layout without a size.  The sizes and offsets are those
+ * of LP64 (x86_64, aarch64), the only ABI the library builds for.
  */
 struct tmem_client_config {
 	/* Hard cap on host bytes, data plus metadata.  Required, > 0. */
@@ -92,6 +93,8 @@ struct tmem_client_config {
 	 */
 	uint32_t compress_threshold;
 	enum tmem_incompressible incompressible;
+	/* The hole before the pointer, named (LP64).  Must be 0. */
+	uint32_t reserved0;
 
 	/*
 	 * Disk tier (optional).  When the client's host bytes reach
