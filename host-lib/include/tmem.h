@@ -78,7 +78,8 @@ enum tmem_incompressible {
  * larger than the library's with a non-zero byte in the part it does
  * not know with -E2BIG: the caller asked for something this library
  * cannot do.  tmem_client_new() and tmem_client_stats(), of LIBTMEM_0.1,
- * take the VER0 layout without a size.
+ * take the VER0 layout without a size.  The sizes and offsets are those
+ * of LP64 (x86_64, aarch64), the only ABI the library builds for.
  */
 struct tmem_client_config {
 	/* Hard cap on host bytes, data plus metadata.  Required, > 0. */
@@ -92,6 +93,8 @@ struct tmem_client_config {
 	 */
 	uint32_t compress_threshold;
 	enum tmem_incompressible incompressible;
+	/* The hole before the pointer, named (LP64).  Must be 0. */
+	uint32_t reserved0;
 
 	/*
 	 * Disk tier (optional).  When the client's host bytes reach
@@ -230,7 +233,11 @@ void tmem_client_release_backing(struct tmem_client *client);
 
 /**
  * tmem_client_reset() - drop every pool and free every stored byte; the
- * client is as new (statistics counters included).  Returns 0.
+ * client is as new (statistics counters included).  A request pending on
+ * any of the client's contexts is dropped without a completion, as
+ * tmem_ctx_cancel() would (its buffers are not touched afterwards), so
+ * no call may be running on any of them meanwhile: QEMU quiesces each
+ * queue first.  Returns 0.
  */
 int tmem_client_reset(struct tmem_client *client);
 
@@ -324,13 +331,15 @@ int tmem_invalidate_pool(struct tmem_client *client, uint32_t pool_id);
  * the given buffers is touched, whatever they contain.
  *
  * Returns the total length of @in_sg, which the device writes through to
- * its end (for the used ring), or -EPROTO when @in_sg cannot even hold a
+ * its end (for the used ring), -EPROTO when @in_sg cannot even hold a
  * response or is longer than INT_MAX (a transport violation the caller
- * reports, e.g. with virtio_error()).
+ * reports, e.g. with virtio_error()), or -EBUSY, without looking at the
+ * request, while an asynchronous request of @ctx is pending.
  *
  * It is tmem_submit_request() followed, when the request is pending, by
  * a wait on the completion fd: it blocks for a disk read, and a STORE
- * waits for room at most room_wait_ms.  For callers that may block.
+ * waits for room at most room_wait_ms, then is answered REJECTED (0.1
+ * waited without a limit).  For callers that may block.
  */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,
@@ -358,6 +367,11 @@ int tmem_handle_request(struct tmem_ctx *ctx,
  * not one per page.
  */
 #define TMEM_DEFAULT_ROOM_WAIT_MS	1000
+/*
+ * Keep room_wait_ms below the time the guest driver waits for an answer
+ * (io_timeout, 30 s by default; SPEC DRV-9): past it the guest resets
+ * the device instead of receiving REJECTED.
+ */
 #define TMEM_MAX_ROOM_WAIT_MS		60000
 
 struct tmem_completion {
@@ -388,9 +402,11 @@ int tmem_submit_request(struct tmem_ctx *ctx,
 
 /**
  * tmem_ctx_reap() - finish what can be finished of @ctx's pending
- * request, without waiting.  Writes up to @max completions to @done,
- * each request once, its response written as tmem_handle_request()
- * would.  Returns the number written (0 when nothing finished).
+ * request, without waiting.  Writes up to @max (at least 1) completions
+ * to @done, each request once, its response written as
+ * tmem_handle_request() would.  Returns the number written (0 when
+ * nothing finished); @max 0 returns 0 and leaves the completion fd as it
+ * was.
  */
 int tmem_ctx_reap(struct tmem_ctx *ctx, struct tmem_completion *done,
 		  unsigned int max);
@@ -467,12 +483,16 @@ int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
 /* Operations for tmem_client_inject_io_error(). */
 #define TMEM_IO_READ		1u
 #define TMEM_IO_WRITE		2u
+#define TMEM_IO_READ_SUBMIT	4u	/* a read's io_uring_submit() */
 
 /**
  * tmem_client_inject_io_error() - testing aid: make every disk tier read
  * (TMEM_IO_READ) and/or write (TMEM_IO_WRITE) in @ops fail with @err (a
- * negative errno) instead of being issued, as a failing disk would; @ops
- * 0 stops.  Returns 0, or -ENODEV when the client has no disk tier.
+ * negative errno) instead of being issued, as a failing disk would; with
+ * TMEM_IO_READ_SUBMIT a read is prepared on the loading context's ring,
+ * then its submission fails with @err, as io_uring_submit() can.  @ops 0
+ * stops.  Returns 0, -EINVAL for an unknown bit or @err >= 0 with @ops,
+ * or -ENODEV when the client has no disk tier.
  */
 int tmem_client_inject_io_error(struct tmem_client *client, unsigned int ops,
 				int err);

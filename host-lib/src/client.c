@@ -18,6 +18,9 @@
 #define SHARDS_COST	tmem_heap_cost(SHARDS_SIZE)
 
 /* The 0.1 layouts are frozen: a field added later goes after them. */
+_Static_assert(offsetof(struct tmem_client_config, reserved0) == 20 &&
+	       offsetof(struct tmem_client_config, backing_file) == 24,
+	       "reserved0 is the 0.1 layout's hole, nothing more");
 _Static_assert(sizeof(struct tmem_client_config) >= TMEM_CONFIG_SIZE_VER0 &&
 	       offsetof(struct tmem_client_config, reserved) + 2 ==
 	       TMEM_CONFIG_SIZE_VER0, "struct tmem_client_config VER0");
@@ -97,9 +100,12 @@ static int config_check(const struct tmem_client_config *cfg,
 				   "TMEM_INCOMPRESSIBLE_RAW nor "
 				   "TMEM_INCOMPRESSIBLE_REJECT",
 				   (int)cfg->incompressible);
-	if (cfg->reserved || cfg->reserved2)
-		return tmem_refuse(why, -EINVAL, "reserved and reserved2 must be "
-				   "0, not %u and %u", cfg->reserved,
+	if (cfg->reserved0 || cfg->reserved || cfg->reserved2)
+		return tmem_refuse(why, -EINVAL, "%s must be 0, not %u",
+				   cfg->reserved0 ? "reserved0" :
+				   cfg->reserved ? "reserved" : "reserved2",
+				   cfg->reserved0 ? cfg->reserved0 :
+				   cfg->reserved ? cfg->reserved :
 				   cfg->reserved2);
 	if (!cfg->backing_file)
 		return tier_fields_unused(cfg, why);
@@ -190,6 +196,8 @@ int tmem_client_new(const struct tmem_client_config *ucfg,
 
 	if (ret)
 		return ret;
+	/* Padding in 0.1's tmem.h: whatever the caller's stack held. */
+	cfg.reserved0 = 0;
 	cfg.reserved = 0;
 	return client_new(&cfg, clientp, NULL);
 }

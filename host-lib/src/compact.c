@@ -4,9 +4,10 @@
  * stores of the same size class refill them, but until then the slabs
  * hold memory (and budget) that stores of other classes cannot use.
  * When a store finds the budget short and at least an eighth of the data
- * memory is such holes, the objects of half-empty slabs are moved into
- * fuller slabs of their class, so that whole slabs go back to the system
- * before any ephemeral page is evicted or a store refused.
+ * memory is such holes, the objects of slabs under three quarters full
+ * are moved into fuller slabs of their class, so that whole slabs go
+ * back to the system before any ephemeral page is evicted or a store
+ * refused.
  *
  * It walks every handle of the client (O(pages), one shard locked at a
  * time), so it runs again only after a sixteenth of the pages have been

@@ -338,8 +338,10 @@ int tmem_ctx_reap(struct tmem_ctx *ctx, struct tmem_completion *done,
 	eventfd_t n;
 	uint8_t status;
 
+	if (!max)
+		return 0;	/* leaves the fd readable: nothing is lost */
 	eventfd_read(ctx->efd, &n);	/* nonblocking: clears it */
-	if (!req->op || !max)
+	if (!req->op)
 		return 0;
 	if (req->op == VIRTIO_TMEM_OP_STORE)
 		status = store_retry(ctx, &ch);

@@ -91,16 +91,19 @@ static int read_segment(struct tmem_tier *t, uint32_t segno, uint32_t len)
 				   seg_off(t, segno));
 		sqe->user_data = CLEAN_TAG;
 		io_uring_submit(&t->ring);
+		/* Stores that time out meanwhile: one bound, not one each. */
+		TMEM_WR(t->io_wait, true);
 		for (;;) {
 			res = io_uring_wait_cqe(&t->ring, &cqe);
 			if (res == -EINTR)
 				continue;
-			if (res)
-				return -EIO;	/* the ring itself failed */
-			if (cqe->user_data == CLEAN_TAG)
+			if (res || cqe->user_data == CLEAN_TAG)
 				break;
 			tmem_seg_cqe_done(t, cqe);
 		}
+		TMEM_WR(t->io_wait, false);
+		if (res)
+			return -EIO;	/* the ring itself failed */
 		res = cqe->res;
 		io_uring_cqe_seen(&t->ring, cqe);
 	}

@@ -554,7 +554,8 @@ int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
 
 	if (!t)
 		return -ENODEV;
-	if ((ops & ~(TMEM_IO_READ | TMEM_IO_WRITE)) || (ops && err >= 0))
+	if ((ops & ~(TMEM_IO_READ | TMEM_IO_WRITE | TMEM_IO_READ_SUBMIT)) ||
+	    (ops && err >= 0))
 		return -EINVAL;
 	__atomic_store_n(&t->inject_err, err, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->inject_ops, ops, __ATOMIC_RELAXED);

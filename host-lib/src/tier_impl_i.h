@@ -78,6 +78,7 @@
 #define IO_READ_TAG	1
 #define IO_TIMER_TAG	2		/* | sequence << 8 */
 #define IO_TIMER_RM_TAG	3
+#define IO_NOP_TAG	4		/* a read that was never submitted */
 /* Live bytes under which a segment is worth cleaning: it frees 1/4 at least. */
 #define CLEAN_MAX(t)	((t)->seg_size / 4 * 3)
 

@@ -71,6 +71,14 @@ static void io_poll(struct tmem_tier_io *io)
 	}
 }
 
+/* io_uring_submit(), or the failure tmem_client_inject_io_error() asks. */
+static int read_submit(struct tmem_tier *t, struct tmem_tier_io *io)
+{
+	int err = tmem_tier_injected(t, TMEM_IO_READ_SUBMIT);
+
+	return err ? err : io_uring_submit(&io->ring);
+}
+
 /*
  * Issue the load's read, or hold it while the disk "hangs": the end of
  * the hang wakes the context, whose reap issues it then.
@@ -81,11 +89,18 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	struct io_uring_sqe *sqe;
 
 	if (tmem_tier_hung(t, TMEM_IO_READ)) {
-		io->rstate = RD_HELD;
 		pthread_mutex_lock(&t->lock);
-		tmem_tier_wait_locked(t, ctx, TIER_WAKE_HANG);
+		/*
+		 * Again under the lock, which the hang's end takes to wake
+		 * the waiters: had it ended since, no wakeup would come.
+		 */
+		if (tmem_tier_hung(t, TMEM_IO_READ)) {
+			io->rstate = RD_HELD;
+			tmem_tier_wait_locked(t, ctx, TIER_WAKE_HANG);
+			pthread_mutex_unlock(&t->lock);
+			return;
+		}
 		pthread_mutex_unlock(&t->lock);
-		return;
 	}
 	sqe = io_uring_get_sqe(&io->ring);
 	if (!sqe) {
@@ -100,7 +115,16 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	io_uring_prep_read(sqe, t->fd, io->dst, io->end - io->start, io->start);
 	sqe->user_data = IO_READ_TAG;
 	io->rstate = RD_ISSUED;
-	if (io_uring_submit(&io->ring) < 0) {
+	if (read_submit(t, io) < 0) {
+		/*
+		 * Not issued, but the SQE may still sit in the submission
+		 * queue (io_uring_enter() failed before taking it; no
+		 * SQPOLL): a NOP in its place, so that the next submit
+		 * starts no read whose completion a later load would take
+		 * for its own.
+		 */
+		io_uring_prep_nop(sqe);
+		sqe->user_data = IO_NOP_TAG;
 		io->rres = -EIO;
 		io->rstate = RD_DONE;
 	}
@@ -249,7 +273,8 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 		return read_finish(t, src, ret, pool, object, index, h, page);
 	io = ctx->io;
 	read_issue(ctx, t, io);
-	if (ctx->nowait) {
+	/* A read that could not be issued ends now: no completion will. */
+	if (ctx->nowait && io->rstate != RD_DONE) {
 		/* tmem_tier_read_poll() finishes it. */
 		io->pool = pool;
 		io->object = object;

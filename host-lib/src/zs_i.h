@@ -41,8 +41,8 @@
 #define TMEM_FULLNESS_GROUPS	4
 /*
  * Behind each arena's slab pages, one page holds a bit per slab page:
- * set on the first page of a slab in the lower half of the groups (at
- * most half full), the slabs compaction empties.  tmem_zs_move() reads
+ * set on the first page of a slab in any group but the fullest (under
+ * three quarters full), the slabs compaction empties.  tmem_zs_move() reads
  * it before touching the slab, so compaction walking the index touches
  * only the slabs it moves objects out of.  Charged as metadata.
  */

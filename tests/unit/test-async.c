@@ -8,14 +8,16 @@
  * pointer, a store's wait for room is bounded (then REJECTED), and a
  * context takes no second request while one is pending (DEV-14).
  *
- * A hung disk is tmem_client_inject_io_hang().  Backing files live in a
- * mkdtemp() directory under $TMPDIR (or /tmp).  Without liburing the
- * tier tests exit 77 (SKIP), unless meson found liburing
+ * A hung disk is tmem_client_inject_io_hang(), a read whose submission
+ * fails tmem_client_inject_io_error(TMEM_IO_READ_SUBMIT).  Backing files
+ * live in a mkdtemp() directory under $TMPDIR (or /tmp).  Without
+ * liburing the tier tests exit 77 (SKIP), unless meson found liburing
  * (TMEM_TEST_TIER_EXPECTED=1).
  */
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <time.h>
 #include <unistd.h>
@@ -233,6 +235,10 @@ static void test_load_hung_then_done(void **state)
 	areq_prep(&b, VIRTIO_TMEM_OP_STORE, pool, k, 99);
 	assert_int_equal(areq_submit(t.ctx, &b), -EBUSY);
 	assert_int_equal(tmem_client_inject_io_hang(t.client, 0), 0);
+	/* Room for no completion: nothing taken, the wakeup kept. */
+	assert_int_equal(tmem_ctx_reap(t.ctx, (struct tmem_completion[1]){},
+				       0), 0);
+	assert_true(fd_ready(t.ctx, 0));
 	reap_one(t.ctx, &a, LONG_MS);
 	assert_int_equal(a.resp.status, VIRTIO_TMEM_S_OK);
 	assert_page_is(a.page, PK_TEXT, k);
@@ -244,6 +250,67 @@ static void test_load_hung_then_done(void **state)
 	assert_int_equal(sync_req(t.ctx, VIRTIO_TMEM_OP_LOAD, pool, k, 0, &a),
 			 VIRTIO_TMEM_S_OK);
 	assert_page_is(a.page, PK_TEXT, 99);
+	tclient_close(&t);
+	unlink(path);
+}
+
+/* A hang of the library becomes this test's failure, not a stuck run. */
+static void watchdog(int sig)
+{
+	static const char msg[] = "watchdog: a request never completed\n";
+	ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+
+	(void)sig;
+	(void)n;
+	_exit(1);
+}
+
+/*
+ * A read whose submission fails ends the LOAD at once with IOERR, in
+ * both modes: nothing will ever complete it later.  The read is not
+ * issued afterwards either: later loads read their own pages.
+ */
+static void test_load_submit_fails(void **state)
+{
+	char path[PATH_MAX];
+	struct tclient t = tier_client(path, 1 * MiB, LONG_MS);
+	uint32_t pool = fill_tier(&t), k = 0, end;
+	struct areq a;
+
+	(void)state;
+	signal(SIGALRM, watchdog);
+	alarm(LONG_MS / 1000);
+	assert_int_equal(tmem_client_inject_io_error(t.client,
+						     TMEM_IO_READ_SUBMIT,
+						     -EAGAIN), 0);
+	/* Keys in memory load; the first on the disk fails at once. */
+	do {
+		assert_true(k < NKEYS);
+		areq_prep(&a, VIRTIO_TMEM_OP_LOAD, pool, k++, 0);
+		assert_int_equal(areq_submit(t.ctx, &a), areq_len(&a));
+	} while (a.resp.status == VIRTIO_TMEM_S_OK);
+	assert_int_equal(a.resp.status, VIRTIO_TMEM_S_IOERR);
+	/* Nothing is left pending (the fd may be spuriously readable). */
+	assert_int_equal(tmem_ctx_reap(t.ctx, (struct tmem_completion[1]){},
+				       1), 0);
+	/* Synchronously too. */
+	do {
+		assert_true(k < NKEYS);
+		sync_req(t.ctx, VIRTIO_TMEM_OP_LOAD, pool, k++, 0, &a);
+	} while (a.resp.status == VIRTIO_TMEM_S_OK);
+	assert_int_equal(a.resp.status, VIRTIO_TMEM_S_IOERR);
+	/*
+	 * Had the failed reads stayed in the submission queue, the next
+	 * submit would start them and a load take their completion for
+	 * its own read's: IOERR.
+	 */
+	assert_int_equal(tmem_client_inject_io_error(t.client, 0, 0), 0);
+	for (end = k + 40; k < end; k++) {
+		assert_int_equal(sync_req(t.ctx, VIRTIO_TMEM_OP_LOAD, pool, k,
+					  0, &a), VIRTIO_TMEM_S_OK);
+		assert_page_is(a.page, PK_TEXT, k);
+	}
+	alarm(0);
 	tclient_close(&t);
 	unlink(path);
 }
@@ -465,6 +532,7 @@ int main(void)
 		cmocka_unit_test(test_no_io_at_once),
 		cmocka_unit_test(test_load_hung_then_done),
 		cmocka_unit_test(test_load_split_page),
+		cmocka_unit_test(test_load_submit_fails),
 		cmocka_unit_test(test_cancel_load),
 		cmocka_unit_test(test_store_bounded_wait),
 		cmocka_unit_test(test_store_waits_then_ok),

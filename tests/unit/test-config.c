@@ -117,6 +117,10 @@ static void test_field_reasons(void **state)
 	cfg.reserved = 1;
 	expect_refusal(&cfg, sizeof(cfg), -EINVAL, "reserved ", "0", NULL);
 	cfg = test_config(64 * MiB);
+	cfg.reserved0 = 1;
+	expect_refusal(&cfg, sizeof(cfg), -EINVAL, "reserved0 ", "not 1",
+		       NULL);
+	cfg = test_config(64 * MiB);
 	cfg.segment_size = 64 << 10;
 	expect_refusal(&cfg, sizeof(cfg), -EINVAL, "segment_size needs a "
 		       "disk tier: set backing_file too", NULL);
@@ -345,7 +349,8 @@ static void test_version(void **state)
 
 /*
  * The configuration as LIBTMEM_0.1's tmem.h declared it: the same bytes,
- * with tail padding where 0.2 has @reserved.  A caller compiled against
+ * with padding where 0.2 has @reserved0 (a hole) and @reserved (the
+ * tail).  A caller compiled against
  * it left the padding as whatever was on its stack.
  */
 struct config_0_1 {

@@ -1298,7 +1298,9 @@ static void virtio_tmem_class_init(ObjectClass *klass,
         "(0: libtmem's default, 80)");
     object_class_property_set_description(klass, "room-wait-ms",
         "how long a store over the budget may wait for writeback to the "
-        "disk tier before it is refused (0: libtmem's default, 1000)");
+        "disk tier before it is refused (0: libtmem's default, 1000); "
+        "keep it below the guest driver's io_timeout (30 s by default), "
+        "past which the guest resets the device");
     object_class_property_set_description(klass, "x-timing",
         "count where request time goes, for the 'timing' property "
         "(benchmarks; two clock reads per request)");
