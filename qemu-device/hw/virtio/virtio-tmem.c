@@ -641,7 +641,10 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     }
     s->ioeventfd_stopping = true;
 
-    /* Returns once no handler of the queue runs: requests are synchronous. */
+    /*
+     * Returns once no handler of the queue runs.  A pending request stays
+     * with libtmem: its answer waits for the restart's kick.
+     */
     for (i = 0; i < nvqs; i++) {
         aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_stop_vq_bh,
                             &s->resume[i]);
