@@ -824,6 +824,40 @@ def test_tier_hang_reset():
         st.check_all()
 
 
+def test_tier_hang_queue_reset():
+    """DEV-4: a reset of one queue (VIRTIO_F_RING_RESET) while a LOAD on
+    it waits for a hung disk drops the LOAD: its buffers are not written
+    afterwards, the store keeps its pages and the queue works again."""
+    with TierVM() as vm:
+        dev = Device(vm)
+        dev.start(1 << 40, qsize=256)       # 40: VIRTIO_F_RING_RESET
+        st = Store(vm, dev)
+        st.fill_past_budget(0, 5000)
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-hang", value="read")
+        q = dev.queues[0]
+        layout = dev._prepare(q, [
+            [(REQ.pack(OP_LOAD, 0, 0, st.pool, 1, s, 0), 0), (None, PAGE),
+             (None, RESP.size)] for s in range(BATCH)])
+        marker = b"\x5a" * PAGE
+        for _, bufs in layout:
+            vm.write(bufs[0][0], marker)
+        vm.writew(q.notify, q.index)
+        time.sleep(0.2)
+        answered = (vm.readw(q.used + 2) - q.used_idx) & 0xFFFF
+        check(answered < BATCH, "every load answered with reads hung")
+        pending = layout[answered]
+        st.q = dev.reset_queue(q)
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-hang", value="none")
+        time.sleep(0.2)
+        check(vm.read(pending[1][0][0], PAGE) == marker,
+              "a dropped LOAD wrote the guest's page after the queue reset")
+        st.check_all()
+        st.store(range(5000, 5100))
+        st.check_all()
+
+
 TESTS = {
     "tier-properties": test_tier_properties,
     "tier-realize-errors": test_tier_realize_errors,
@@ -838,6 +872,7 @@ TESTS = {
     "tier-hang": test_tier_hang,
     "tier-hang-iothreads": lambda: test_tier_hang(iothreads=True),
     "tier-hang-reset": test_tier_hang_reset,
+    "tier-hang-queue-reset": test_tier_hang_queue_reset,
 }
 
 
