@@ -858,6 +858,38 @@ def test_tier_hang_queue_reset():
         st.check_all()
 
 
+def test_tier_hang_stop_cont():
+    """A VM stopped and continued while a LOAD waits for a hung disk
+    (ioeventfd stopped and started, in an IOThread): once the disk
+    recovers, every LOAD queued behind it is answered with its page."""
+    with TierVM(props=",iothread=io0",
+                extra=("-object", "iothread,id=io0")) as vm:
+        dev = started(Device(vm))
+        st = Store(vm, dev)
+        st.fill_past_budget(0, 5000)
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-hang", value="read")
+        q = dev.queues[0]
+        seeds = list(range(BATCH))
+        layout = dev._prepare(q, [
+            [(REQ.pack(OP_LOAD, 0, 0, st.pool, 1, s, 0), 0), (None, PAGE),
+             (None, RESP.size)] for s in seeds])
+        vm.writew(q.notify, q.index)
+        time.sleep(0.2)
+        answered = (vm.readw(q.used + 2) - q.used_idx) & 0xFFFF
+        check(answered < BATCH, "every load answered with reads hung")
+        vm.cmd("stop")
+        vm.cmd("cont")
+        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+               property="x-disk-hang", value="none")
+        for s_, (used, bufs) in zip(seeds, dev._collect(q, layout)):
+            check(used == PAGE + RESP.size and
+                  RESP.unpack(bufs[1])[0] == S_OK,
+                  "LOAD %d after stop and cont: used %d" % (s_, used))
+            check(bufs[0] == st.held[s_], "LOAD %d: different bytes" % s_)
+        st.check_all()
+
+
 TESTS = {
     "tier-properties": test_tier_properties,
     "tier-realize-errors": test_tier_realize_errors,
@@ -873,6 +905,7 @@ TESTS = {
     "tier-hang-iothreads": lambda: test_tier_hang(iothreads=True),
     "tier-hang-reset": test_tier_hang_reset,
     "tier-hang-queue-reset": test_tier_hang_queue_reset,
+    "tier-hang-stop-cont": test_tier_hang_stop_cont,
 }
 
 
