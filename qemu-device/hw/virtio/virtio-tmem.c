@@ -225,6 +225,32 @@ static bool virtio_tmem_finish_pending(VirtIOTmem *s, VirtQueue *vq,
 }
 
 /*
+ * Context: the queue's home AioContext.  While a request is pending the
+ * handler leaves the ring as it is, so the ring must not be polled then:
+ * its poll handler (the ring is not empty) would report progress on
+ * every pass and keep the IOThread busy for as long as the disk takes.
+ * virtio_queue_aio_attach_host_notifier_no_poll() is QEMU's attach for a
+ * queue whose handler does not pop everything; both attaches kick.
+ */
+static void virtio_tmem_update_poll(VirtIOTmem *s, unsigned queue)
+{
+    VirtIOTmemResume *r = &s->resume[queue];
+    bool poll = !r->pending;
+
+    if (!r->attached || r->polled == poll) {
+        return;
+    }
+    r->polled = poll;
+    if (poll) {
+        virtio_queue_aio_attach_host_notifier(s->vqs[queue],
+                                              s->vq_aio_context[queue]);
+    } else {
+        virtio_queue_aio_attach_host_notifier_no_poll(s->vqs[queue],
+                                                      s->vq_aio_context[queue]);
+    }
+}
+
+/*
  * Has this handler call used its time slice?  The clock is read only
  * every 16 requests (x-timing reads it anyway, at each push).
  */
@@ -271,6 +297,7 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         return;
     }
     if (!virtio_tmem_finish_pending(s, vq, queue)) {
+        virtio_tmem_update_poll(s, queue);
         return;
     }
     start = clock = get_clock();
@@ -305,6 +332,7 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
             break;
         }
     } while (ret > 0 && !virtio_queue_empty(vq));
+    virtio_tmem_update_poll(s, queue);
     if (s->timing_enabled) {
         virtio_tmem_timing_add(&s->timing[queue].handler_calls, 1);
         virtio_tmem_timing_add(&s->timing[queue].handler_ns,
@@ -431,6 +459,7 @@ static void virtio_tmem_cancel_resume_bh(void *opaque)
 
     qemu_bh_cancel(r->bh);
     virtio_tmem_cancel_pending(r);
+    virtio_tmem_update_poll(r->s, r->queue);
 }
 
 /*
@@ -504,6 +533,27 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     }
 }
 
+/*
+ * Context: BH in the queue's AioContext.  A request still pending from
+ * before the stop keeps the ring unpolled; the attach's kick takes up
+ * its answer and whatever the guest queued meanwhile.
+ */
+static void virtio_tmem_start_vq_bh(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+    VirtQueue *vq = r->s->vqs[r->queue];
+    AioContext *ctx = qemu_get_current_aio_context();
+
+    qatomic_set(&r->paused, false);
+    r->attached = true;
+    r->polled = !r->pending;
+    if (r->polled) {
+        virtio_queue_aio_attach_host_notifier(vq, ctx);
+    } else {
+        virtio_queue_aio_attach_host_notifier_no_poll(vq, ctx);
+    }
+}
+
 /* Context: BQL held */
 static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
 {
@@ -546,8 +596,8 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     smp_wmb(); /* paired with aio_notify_accept() */
 
     for (i = 0; i < nvqs; i++) {
-        qatomic_set(&s->resume[i].paused, false);
-        virtio_queue_aio_attach_host_notifier(s->vqs[i], s->vq_aio_context[i]);
+        aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_start_vq_bh,
+                            &s->resume[i]);
     }
     return 0;
 
@@ -564,6 +614,7 @@ static void virtio_tmem_stop_vq_bh(void *opaque)
     VirtIOTmemResume *r = opaque;
     VirtQueue *vq = r->s->vqs[r->queue];
 
+    r->attached = false;
     virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
     /*
      * A kick that raced with the detach is taken now; whatever it leaves
@@ -590,7 +641,10 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     }
     s->ioeventfd_stopping = true;
 
-    /* Returns once no handler of the queue runs: requests are synchronous. */
+    /*
+     * Returns once no handler of the queue runs.  A pending request stays
+     * with libtmem: its answer waits for the restart's kick.
+     */
     for (i = 0; i < nvqs; i++) {
         aio_wait_bh_oneshot(s->vq_aio_context[i], virtio_tmem_stop_vq_bh,
                             &s->resume[i]);
@@ -636,9 +690,8 @@ static void virtio_tmem_queue_enable(VirtIODevice *vdev, uint32_t index)
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
     if (index < s->conf.num_queues && s->ioeventfd_started) {
-        qatomic_set(&s->resume[index].paused, false);
-        virtio_queue_aio_attach_host_notifier(s->vqs[index],
-                                              s->vq_aio_context[index]);
+        aio_wait_bh_oneshot(s->vq_aio_context[index], virtio_tmem_start_vq_bh,
+                            &s->resume[index]);
     }
 }
 

@@ -88,6 +88,13 @@ typedef struct VirtIOTmemResume {
     int64_t submitted;          /* x-timing: get_clock() at submit */
     /* ioeventfd stopped (vm stop, reset): answers wait for the restart. */
     bool paused;
+    /*
+     * The host notifier is attached (ioeventfd started, queue enabled),
+     * and then with polling (@polled) or, while a request is pending,
+     * without.  Only the queue's home context touches these.
+     */
+    bool attached;
+    bool polled;
 } VirtIOTmemResume;
 
 struct VirtIOTmem {
