@@ -787,6 +787,26 @@ def test_tier_hang(iothreads=False):
               "pages lost: %r" % info(vm))
 
 
+def _loads_behind_hung_reads(vm, dev, st):
+    """Hang the disk's reads and queue BATCH LOADs of disk pages on queue
+    0, each page buffer filled with a marker; return the queue, the first
+    LOAD left pending and the marker."""
+    vm.cmd("qom-set", path="/machine/peripheral/tmem0",
+           property="x-disk-hang", value="read")
+    q = dev.queues[0]
+    layout = dev._prepare(q, [
+        [(REQ.pack(OP_LOAD, 0, 0, st.pool, 1, s, 0), 0), (None, PAGE),
+         (None, RESP.size)] for s in range(BATCH)])
+    marker = b"\x5a" * PAGE
+    for _, bufs in layout:
+        vm.write(bufs[0][0], marker)
+    vm.writew(q.notify, q.index)
+    time.sleep(0.2)
+    answered = (vm.readw(q.used + 2) - q.used_idx) & 0xFFFF
+    check(answered < BATCH, "every load answered with reads hung")
+    return q, layout[answered], marker
+
+
 def test_tier_hang_reset():
     """A device reset while a LOAD waits for a hung disk drops it: QEMU
     survives, the guest's buffers are not written afterwards, and the
@@ -795,20 +815,7 @@ def test_tier_hang_reset():
         dev = started(Device(vm))
         st = Store(vm, dev)
         st.fill_past_budget(0, 5000)
-        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
-               property="x-disk-hang", value="read")
-        q = dev.queues[0]
-        layout = dev._prepare(q, [
-            [(REQ.pack(OP_LOAD, 0, 0, st.pool, 1, s, 0), 0), (None, PAGE),
-             (None, RESP.size)] for s in range(BATCH)])
-        marker = b"\x5a" * PAGE
-        for _, bufs in layout:
-            vm.write(bufs[0][0], marker)
-        vm.writew(q.notify, q.index)
-        time.sleep(0.2)
-        answered = (vm.readw(q.used + 2) - q.used_idx) & 0xFFFF
-        check(answered < BATCH, "every load answered with reads hung")
-        pending = layout[answered]
+        q, pending, marker = _loads_behind_hung_reads(vm, dev, st)
         dev.set_status(0)
         check(dev.status() == 0, "reset not done")
         vm.cmd("qom-set", path="/machine/peripheral/tmem0",
@@ -833,20 +840,7 @@ def test_tier_hang_queue_reset():
         dev.start(1 << 40, qsize=256)       # 40: VIRTIO_F_RING_RESET
         st = Store(vm, dev)
         st.fill_past_budget(0, 5000)
-        vm.cmd("qom-set", path="/machine/peripheral/tmem0",
-               property="x-disk-hang", value="read")
-        q = dev.queues[0]
-        layout = dev._prepare(q, [
-            [(REQ.pack(OP_LOAD, 0, 0, st.pool, 1, s, 0), 0), (None, PAGE),
-             (None, RESP.size)] for s in range(BATCH)])
-        marker = b"\x5a" * PAGE
-        for _, bufs in layout:
-            vm.write(bufs[0][0], marker)
-        vm.writew(q.notify, q.index)
-        time.sleep(0.2)
-        answered = (vm.readw(q.used + 2) - q.used_idx) & 0xFFFF
-        check(answered < BATCH, "every load answered with reads hung")
-        pending = layout[answered]
+        q, pending, marker = _loads_behind_hung_reads(vm, dev, st)
         st.q = dev.reset_queue(q)
         vm.cmd("qom-set", path="/machine/peripheral/tmem0",
                property="x-disk-hang", value="none")
