@@ -28,6 +28,14 @@
 #define VIRTIO_TMEM_F_MQ		0
 /* NEW_POOL accepts VIRTIO_TMEM_POOL_EPHEMERAL. */
 #define VIRTIO_TMEM_F_EPHEMERAL		1
+/* size_pages is valid: the size of key space the device suggests. */
+#define VIRTIO_TMEM_F_SIZE		2
+/*
+ * target_pages and return_state are valid: the device may ask the
+ * driver to take pages back (to storage of its own) when the host
+ * shrinks the device's budget below what it holds.
+ */
+#define VIRTIO_TMEM_F_RETURN		3
 
 /* The only page size of this version of the protocol. */
 #define VIRTIO_TMEM_PAGE_SIZE		4096
@@ -44,7 +52,36 @@ struct virtio_tmem_config {
 	/* Hint: requests worth batching into one notification. */
 	__le32 max_batch;
 	__le32 reserved;
+	/*
+	 * VIRTIO_TMEM_F_SIZE: keys (pages) the driver should offer per key
+	 * space, e.g. its swap disk's size; 0 = no suggestion.  Not a
+	 * promise to hold that many: capacity_pages is the hint of that.
+	 */
+	__le64 size_pages;
+	/*
+	 * VIRTIO_TMEM_F_RETURN, written by the device, changed at any time
+	 * with a configuration change notification: pages the driver should
+	 * keep stored on the device at most, over all its pools;
+	 * VIRTIO_TMEM_NO_TARGET when the device asks for nothing back.
+	 */
+	__le64 target_pages;
+	/* VIRTIO_TMEM_F_RETURN, written by the driver: VIRTIO_TMEM_RETURN_*. */
+	__le32 return_state;
+	__le32 reserved2;
 };
+
+/* target_pages: the device asks for no page back. */
+#define VIRTIO_TMEM_NO_TARGET		(~0ULL)
+
+/* return_state: what the driver does about target_pages. */
+/* At or below the target, or no target: nothing to return. */
+#define VIRTIO_TMEM_RETURN_IDLE		0
+/* Moving pages from the device to its own storage. */
+#define VIRTIO_TMEM_RETURN_ACTIVE	1
+/* Cannot: the driver has no storage of its own to move pages to. */
+#define VIRTIO_TMEM_RETURN_NO_BACKING	2
+/* Cannot: its own storage failed or is full. */
+#define VIRTIO_TMEM_RETURN_FAILED	3
 
 /* Opcodes (virtio_tmem_req.opcode). */
 #define VIRTIO_TMEM_OP_NEW_POOL		1
@@ -103,14 +140,18 @@ struct virtio_tmem_resp {
 	_Static_assert(__builtin_offsetof(struct type, member) == (off),	\
 		       #type "." #member " is at offset " #off)
 
-_Static_assert(sizeof(struct virtio_tmem_config) == 24,
-	       "virtio_tmem_config is 24 bytes");
+_Static_assert(sizeof(struct virtio_tmem_config) == 48,
+	       "virtio_tmem_config is 48 bytes");
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, num_queues, 0);
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, max_pools, 2);
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, page_size, 4);
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, capacity_pages, 8);
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, max_batch, 16);
 VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, reserved, 20);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, size_pages, 24);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, target_pages, 32);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, return_state, 40);
+VIRTIO_TMEM_CHECK_LAYOUT(virtio_tmem_config, reserved2, 44);
 
 _Static_assert(sizeof(struct virtio_tmem_req) == 24,
 	       "virtio_tmem_req is 24 bytes");

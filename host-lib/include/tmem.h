@@ -157,6 +157,8 @@ struct tmem_client_config {
 /* And of LIBTMEM_0.2: room_wait_ms. */
 #define TMEM_CONFIG_SIZE_VER1		56
 #define TMEM_STATS_SIZE_VER0		248
+/* And of LIBTMEM_0.3: shrinking, disk_full. */
+#define TMEM_STATS_SIZE_VER1		264
 
 #define TMEM_DEFAULT_SEGMENT_SIZE	(256u << 10)
 #define TMEM_MIN_SEGMENT_SIZE		(64u << 10)
@@ -463,6 +465,13 @@ struct tmem_stats {
 	uint64_t cleaned_segments;	/* segments emptied by the cleaner */
 	uint64_t disk_failed;		/* 1 after a write error: the tier
 					 * takes no more pages until reset */
+
+	/* From 0.3 (TMEM_STATS_SIZE_VER1). */
+	uint64_t shrinking;		/* 1 while host_bytes is over a budget
+					 * that tmem_client_set_budget()
+					 * lowered; 0 once within it */
+	uint64_t disk_full;		/* 1 while the tier has no segment
+					 * free for more pages */
 };
 
 /**
@@ -479,6 +488,57 @@ int tmem_client_stats2(struct tmem_client *client, struct tmem_stats *stats,
  * struct.  Returns 0.  LIBTMEM_0.1.
  */
 int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
+
+/*
+ * Elastic memory: the host changes what it lends at run time.
+ */
+
+/**
+ * tmem_client_set_budget() - change the client's budget (budget_bytes)
+ * while it runs.  Growing takes effect at once.  Shrinking below the
+ * host bytes in use keeps every page (persistent pages are never
+ * dropped): until host_bytes is within the new budget, a store that
+ * needs memory is refused at once (-ENOSPC; without waiting for the
+ * disk tier's writer, whose pass may be long), the memory in use never
+ * grows, and tmem_client_reclaim() gives memory back.  The disk tier's
+ * watermarks are the same percentages of the new budget, and its
+ * writer is woken.  May run concurrently with page operations.
+ *
+ * Returns 0; -EINVAL for 0; -ENOSPC for a budget below what the client
+ * holds that no reclaim can give back (its disk tier's buffers).
+ * @errbuf, when given, then holds the reason, as tmem_client_new2()'s.
+ * Since LIBTMEM_0.3.
+ */
+int tmem_client_set_budget(struct tmem_client *client, uint64_t budget_bytes,
+			   char *errbuf, size_t errlen);
+
+/* What tmem_client_reclaim() found. */
+enum tmem_reclaim {
+	TMEM_RECLAIM_DONE = 0,	/* host_bytes is within the budget */
+	/*
+	 * Over it, and making progress: ephemeral pages were evicted, or
+	 * the disk tier's writer is moving pages out.  Call again later.
+	 */
+	TMEM_RECLAIM_BUSY = 1,
+	/*
+	 * Over it, and nothing left that the library can do: no ephemeral
+	 * page, and no disk tier, or one that is full (disk_full), failed
+	 * (disk_failed) or has no page in memory left to take.  Memory
+	 * now comes back only as pages are invalidated (the guest giving
+	 * pages back); calling again later is still right.
+	 */
+	TMEM_RECLAIM_STUCK = 2,
+};
+
+/**
+ * tmem_client_reclaim() - one step of giving memory back while
+ * host_bytes is over the budget: compaction, then up to @max_pages
+ * ephemeral pages evicted (least recently used first, counted in
+ * evictions), then the disk tier's writer woken to write back.  Never
+ * waits for I/O; bounded by @max_pages.  May run concurrently with page
+ * operations.  Returns a TMEM_RECLAIM_* value.  Since LIBTMEM_0.3.
+ */
+int tmem_client_reclaim(struct tmem_client *client, unsigned int max_pages);
 
 /* Operations for tmem_client_inject_io_error(). */
 #define TMEM_IO_READ		1u
