@@ -224,6 +224,7 @@ static void test_refusals(void **state)
 	if (strncmp(why, "budget_bytes 327680 is below the ", 33))
 		fail_msg("reason: %s", why);
 	assert_non_null(strstr(why, "the disk tier's buffers"));
+	print_message("refused: %s\n", why);
 	assert_int_equal(stats(t.client).budget_bytes, 8 * MiB);
 	/* The floor itself is a budget: nothing more fits, nothing lost. */
 	assert_int_equal(tmem_client_set_budget(t.client, before, NULL, 0), 0);
