@@ -241,6 +241,7 @@ static void test_shrink_ephemeral(void **state)
 	uint32_t pers, eph, np, ne;
 	uint64_t hp, h, goal;
 	unsigned int busy;
+	double t0, dt;
 	int r;
 
 	(void)state;
@@ -258,7 +259,9 @@ static void test_shrink_ephemeral(void **state)
 	assert_int_equal(st.budget_bytes, goal);
 	assert_int_equal(st.shrinking, 1);
 	assert_int_equal(st.evictions, 0);
+	t0 = now_sec();
 	r = reclaim_until_done(t.client, 10, &busy);
+	dt = now_sec() - t0;
 	st = stats(t.client);
 	if (r != TMEM_RECLAIM_DONE)
 		fail_msg("reclaim: %d, host_bytes %llu over %llu", r,
@@ -269,9 +272,10 @@ static void test_shrink_ephemeral(void **state)
 	assert_int_equal(st.shrinking, 0);
 	assert_true(st.evictions > 0 && st.evictions < ne);
 	print_message("ephemeral: %u persistent, %u ephemeral pages; %llu "
-		      "evicted to go from %llu to %llu bytes\n", np, ne,
-		      (unsigned long long)st.evictions,
-		      (unsigned long long)h, (unsigned long long)st.host_bytes);
+		      "evicted to go from %llu to %llu bytes in %.1f ms\n",
+		      np, ne, (unsigned long long)st.evictions,
+		      (unsigned long long)h, (unsigned long long)st.host_bytes,
+		      dt * 1e3);
 	/* Only ephemeral pages went: every persistent one is there. */
 	for (uint32_t k = 0; k < np; k++)
 		kload_ok(t.ctx, pers, k, 1);
@@ -288,6 +292,8 @@ static void test_shrink_tier(void **state)
 	char path[PATH_MAX];
 	uint32_t pool, n;
 	unsigned int busy;
+	uint64_t h0;
+	double t0, dt;
 	int r;
 
 	(void)state;
@@ -300,10 +306,18 @@ static void test_shrink_tier(void **state)
 	assert_int_equal(stats(t.client).written_back, 0);
 	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
 			 0);
+	h0 = host_bytes(t.client);
+	t0 = now_sec();
 	assert_int_equal(tmem_client_reclaim(t.client, 256),
 			 TMEM_RECLAIM_BUSY);
 	r = reclaim_until_done(t.client, 5, &busy);
+	dt = now_sec() - t0;
 	st = stats(t.client);
+	print_message("tier: %.1f MiB given back in %.0f ms (%.0f MiB/s), "
+		      "%llu pages written back\n",
+		      (double)(h0 - st.host_bytes) / MiB, dt * 1e3,
+		      (double)(h0 - st.host_bytes) / MiB / dt,
+		      (unsigned long long)st.written_back);
 	if (r != TMEM_RECLAIM_DONE)
 		fail_msg("reclaim: %d after 5 s, host_bytes %llu, written "
 			 "back %llu, disk_full %llu", r,
