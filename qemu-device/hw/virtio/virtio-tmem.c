@@ -943,12 +943,17 @@ static const char *virtio_tmem_return_blocked(VirtIOTmem *s)
  */
 static uint64_t virtio_tmem_compute_target(const struct tmem_stats *st)
 {
-    uint64_t excess = st->host_bytes - st->budget_bytes;
+    /* Invalidations in an IOThread may have got there meanwhile. */
+    uint64_t excess = st->host_bytes > st->budget_bytes ?
+                      st->host_bytes - st->budget_bytes : 0;
     uint64_t in_memory = st->pages - MIN(st->pages, st->disk_pages +
                                          st->same_filled_pages);
     uint64_t per_page = in_memory ? st->data_bytes / in_memory : 0;
     uint64_t need;
 
+    if (!excess) {
+        return st->pages;
+    }
     if (!per_page) {
         return 0;
     }
@@ -1075,6 +1080,10 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     }
     trace_virtio_tmem_set_budget(s, s->conf.budget, value);
     s->conf.budget = value;
+    /* No driver uses the config yet: the hint may follow (DEV-2). */
+    if (!qatomic_read(&s->driver_ok)) {
+        s->capacity_pages = value / VIRTIO_TMEM_PAGE_SIZE;
+    }
     virtio_tmem_budget_changed(s);
 }
 
