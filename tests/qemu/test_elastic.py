@@ -401,6 +401,32 @@ def test_config_stable():
         check(last["target_pages"] == NO_TARGET, "target left set")
 
 
+def test_shrink_stopped():
+    """A shrink while the VM is stopped: the host reclaims and lowers
+    target_pages, but notifies the guest only when the VM runs again; a
+    device reset during the shrink sets target_pages to all ones and the
+    shrink ends (the reset dropped every page)."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        vm.cmd("stop")
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        deadline = time.monotonic() + 10
+        while dev.config()["target_pages"] == NO_TARGET:
+            check(time.monotonic() < deadline, "no target while stopped")
+            time.sleep(0.05)
+        time.sleep(0.3)
+        check(not config_notified(dev), "notified while stopped")
+        vm.cmd("cont")
+        wait_config(dev, "the target after cont", 5)
+        dev.set_status(0)
+        check(dev.config()["target_pages"] == NO_TARGET, "target after reset")
+        ev = budget_event(vm)
+        check(ev["status"] == "done" and not info(vm)["shrinking"],
+              "event %r" % ev)
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -412,6 +438,7 @@ TESTS = {
     "return-state": test_return_state,
     "size": test_size,
     "config-stable": test_config_stable,
+    "shrink-stopped": test_shrink_stopped,
 }
 
 
