@@ -87,16 +87,19 @@ void tmem_munmap(void *p, size_t len)
 /*
  * Charge @data + @meta bytes to the budget.  The compare-and-swap never
  * lets the total pass the limit (budget_bytes), even for a moment, so
- * concurrent stores cannot overshoot together.  Called per slab, chunk
- * or table, never per page.
+ * concurrent stores cannot overshoot together.  The limit is read again
+ * on each try: one lowered meanwhile (even below used) is the one the
+ * charge must fit.  Called per slab, chunk or table, never per page.
  */
 int tmem_charge(struct tmem_budget *b, size_t data, size_t meta)
 {
 	uint64_t add = (uint64_t)data + meta;
 	uint64_t cur = atomic_load_explicit(&b->used, memory_order_relaxed);
+	uint64_t limit;
 
 	do {
-		if (add > b->limit - cur)
+		limit = tmem_budget_limit(b);
+		if (cur > limit || add > limit - cur)
 			return -ENOSPC;
 	} while (!atomic_compare_exchange_weak_explicit(&b->used, &cur,
 							cur + add,

@@ -59,10 +59,13 @@ static inline size_t tmem_heap_cost(size_t size)
 
 /*
  * A client's budget: bytes charged for slabs, chunks and tables (never
- * per page), with a compare-and-swap so used never passes @limit.
+ * per page), with a compare-and-swap so used never passes @limit.  The
+ * limit may be lowered below used at run time (tmem_client_set_budget()):
+ * then no charge succeeds until uncharges bring used within it, so used
+ * never grows while it is over.
  */
 struct tmem_budget {
-	uint64_t limit;			/* budget_bytes, set once */
+	_Atomic uint64_t limit;		/* budget_bytes; relaxed */
 	_Atomic uint64_t used;
 	_Atomic uint64_t data_bytes;
 	_Atomic uint64_t meta_bytes;
@@ -75,6 +78,27 @@ void tmem_uncharge(struct tmem_budget *b, size_t data, size_t meta);
 static inline uint64_t tmem_budget_used(struct tmem_budget *b)
 {
 	return atomic_load_explicit(&b->used, memory_order_relaxed);
+}
+
+static inline uint64_t tmem_budget_limit(struct tmem_budget *b)
+{
+	return atomic_load_explicit(&b->limit, memory_order_relaxed);
+}
+
+static inline void tmem_budget_set_limit(struct tmem_budget *b,
+					 uint64_t limit)
+{
+	atomic_store_explicit(&b->limit, limit, memory_order_relaxed);
+}
+
+/*
+ * Over a limit that was lowered below what is used (shrinking): only
+ * tmem_budget_set_limit() can make it so, since a charge never passes
+ * the limit.  A snapshot of two relaxed loads.
+ */
+static inline bool tmem_budget_over(struct tmem_budget *b)
+{
+	return tmem_budget_used(b) > tmem_budget_limit(b);
 }
 
 #endif /* TMEM_ALLOC_I_H */

@@ -14,8 +14,8 @@
 #include "tier_i.h"
 #include "tmem_i.h"
 
-#define SHARDS_SIZE	(TMEM_NR_SHARDS * sizeof(struct tmem_shard))
-#define SHARDS_COST	tmem_heap_cost(SHARDS_SIZE)
+#define SHARDS_SIZE	TMEM_SHARDS_SIZE
+#define SHARDS_COST	TMEM_SHARDS_COST
 
 /* The 0.1 layouts are frozen: a field added later goes after them. */
 _Static_assert(offsetof(struct tmem_client_config, reserved0) == 20 &&
@@ -29,6 +29,9 @@ _Static_assert(sizeof(struct tmem_client_config) == TMEM_CONFIG_SIZE_VER1 &&
 	       TMEM_CONFIG_SIZE_VER1, "struct tmem_client_config VER1");
 _Static_assert(offsetof(struct tmem_stats, disk_failed) + 8 ==
 	       TMEM_STATS_SIZE_VER0, "struct tmem_stats VER0");
+_Static_assert(sizeof(struct tmem_stats) == TMEM_STATS_SIZE_VER1 &&
+	       offsetof(struct tmem_stats, disk_full) + 8 ==
+	       TMEM_STATS_SIZE_VER1, "struct tmem_stats VER1");
 
 /*
  * The caller's configuration of @size bytes into @cfg, as the kernel's
@@ -135,7 +138,7 @@ static int client_new(const struct tmem_client_config *cfg,
 	if (!c)
 		return tmem_refuse(why, -ENOMEM, "out of memory");
 	c->cfg = *cfg;
-	c->budget.limit = cfg->budget_bytes;
+	tmem_budget_set_limit(&c->budget, cfg->budget_bytes);
 	ret = seed_draw(c);
 	if (ret) {
 		tmem_free(c);
@@ -244,6 +247,7 @@ static void client_drop_all(struct tmem_client *c)
 	}
 	ops_clear(&c->retired);
 	TMEM_WR(c->written_back, 0);
+	TMEM_WR(c->reclaim_evictions, 0);
 	tmem_zs_fini(&c->zs);
 }
 
@@ -503,7 +507,6 @@ static void stats_ops(struct tmem_stats *st, const struct tmem_ops *ops)
 static void client_stats(struct tmem_client *c, struct tmem_stats *st)
 {
 	memset(st, 0, sizeof(*st));
-	st->budget_bytes = c->cfg.budget_bytes;
 	for (uint32_t i = 0; i < c->max_pools; i++)
 		stats_pool(c, i, st);
 	pthread_mutex_lock(&c->ctx_lock);
@@ -517,7 +520,14 @@ static void client_stats(struct tmem_client *c, struct tmem_stats *st)
 	st->data_bytes = atomic_load(&c->budget.data_bytes);
 	st->meta_bytes = atomic_load(&c->budget.meta_bytes);
 	st->written_back = TMEM_RD(c->written_back);
+	st->evictions += TMEM_RD(c->reclaim_evictions);
 	st->host_bytes = st->data_bytes + st->meta_bytes;
+	/*
+	 * The limit after the bytes: only a lowered budget puts host_bytes
+	 * over it, so a grow in between cannot look like a shrink.
+	 */
+	st->budget_bytes = tmem_budget_limit(&c->budget);
+	st->shrinking = st->host_bytes > st->budget_bytes;
 	tmem_tier_stats(c, st);
 }
 

@@ -93,7 +93,7 @@ static uint64_t freed_pages(struct tmem_client *c)
 
 	pthread_mutex_lock(&c->ctx_lock);
 	n = TMEM_RD(c->retired.invalidates) + TMEM_RD(c->retired.evictions) +
-	    TMEM_RD(c->written_back);
+	    TMEM_RD(c->written_back) + TMEM_RD(c->reclaim_evictions);
 	for (struct tmem_ctx *ctx = c->ctxs; ctx; ctx = ctx->next)
 		n += TMEM_RD(ctx->ops.invalidates) +
 		     TMEM_RD(ctx->ops.evictions);

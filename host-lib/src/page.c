@@ -54,14 +54,12 @@ static uint32_t evict_pool(struct tmem_client *c, struct tmem_shard *shards,
 }
 
 /*
- * Free some ephemeral pages of any pool of the client; false when there
- * is nothing ephemeral left.  The cursor spreads evictions over pools
- * and shards: LRU is per shard, so this is only an approximation of a
- * global LRU, which is all ephemeral pages promise.
+ * The cursor spreads evictions over pools and shards: LRU is per shard,
+ * so this is only an approximation of a global LRU, which is all
+ * ephemeral pages promise.
  */
-static bool evict_one(struct tmem_ctx *ctx)
+uint32_t tmem_evict(struct tmem_client *c)
 {
-	struct tmem_client *c = ctx->client;
 	uint32_t start = atomic_fetch_add_explicit(&c->evict_cursor, 1,
 						   memory_order_relaxed);
 
@@ -73,21 +71,33 @@ static bool evict_one(struct tmem_ctx *ctx)
 		if (!shards || TMEM_RD(c->pools[id].type) != TMEM_POOL_EPHEMERAL)
 			continue;
 		n = evict_pool(c, shards, start);
-		if (n) {
-			TMEM_ADD(ctx->ops.evictions, n);
-			return true;
-		}
+		if (n)
+			return n;
 	}
-	return false;
+	return 0;
+}
+
+static bool evict_one(struct tmem_ctx *ctx)
+{
+	uint32_t n = tmem_evict(ctx->client);
+
+	TMEM_ADD(ctx->ops.evictions, n);
+	return n;
 }
 
 /*
  * Make room while over budget: compact, else evict ephemeral pages, else
  * wait for the disk tier to write pages back.  No lock may be held here:
- * all three take shard locks.
+ * all three take shard locks.  While a lowered budget is still over what
+ * is used (shrinking), a store that needs memory is refused at once:
+ * nothing it could free here makes its charge fit before reclaim
+ * (tmem_client_reclaim()) is done, and waiting for the writer's pass
+ * would hold the guest's queue for nothing.
  */
 static bool make_room(struct tmem_ctx *ctx)
 {
+	if (tmem_budget_over(&ctx->client->budget))
+		return false;
 	return tmem_compact(ctx->client) || evict_one(ctx) ||
 	       tmem_tier_make_room(ctx);
 }

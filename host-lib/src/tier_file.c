@@ -382,11 +382,6 @@ static void tier_destroy(struct tmem_client *c, struct tmem_tier *t)
 	tmem_free(t);
 }
 
-static uint64_t percent_of(uint64_t v, unsigned int pct)
-{
-	return v / 100 * pct + v % 100 * pct / 100;
-}
-
 /* The segment table and buffers; -ENOMEM (tier_destroy() frees them). */
 static int tier_alloc(struct tmem_tier *t)
 {
@@ -429,8 +424,10 @@ int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 	}
 	strcpy(t->path, cfg->backing_file);
 	tier_params(cfg, &t->seg_size, &high, &low);
-	t->high = percent_of(cfg->budget_bytes, high);
-	t->low = percent_of(cfg->budget_bytes, low);
+	t->high_pct = high;
+	t->low_pct = low;
+	t->high = tmem_tier_percent_of(cfg->budget_bytes, high);
+	t->low = tmem_tier_percent_of(cfg->budget_bytes, low);
 	/*
 	 * With a size, the budget is checked before the file is touched: a
 	 * refusal for the budget then creates no file, and leaves an
@@ -520,6 +517,11 @@ void tmem_tier_release(struct tmem_client *c)
 	tier_scrub(c->tier);
 }
 
+uint64_t tmem_tier_fixed_bytes(struct tmem_client *c)
+{
+	return c->tier ? c->tier->charged : 0;
+}
+
 void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 {
 	struct tmem_tier *t = c->tier;
@@ -538,6 +540,7 @@ void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 		st->disk_segments += seg->state != SEG_FREE && held;
 	}
 	st->disk_failed = TMEM_RD(t->failed);
+	st->disk_full = TMEM_RD(t->full);
 	pthread_mutex_unlock(&t->lock);
 	st->disk_reads = TMEM_RD(t->reads);
 	st->disk_read_bytes = TMEM_RD(t->read_bytes);

@@ -65,4 +65,19 @@ void tmem_tier_kick(struct tmem_client *c);
 void tmem_tier_ctx_free(struct tmem_ctx *ctx);
 void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st);
 
+/* Elastic memory (elastic.c). */
+/* Bytes charged for the tier's buffers and tables: never reclaimed. */
+uint64_t tmem_tier_fixed_bytes(struct tmem_client *c);
+/*
+ * The budget changed: the watermarks follow it (the same percentages),
+ * and the writer is woken to try again.
+ */
+void tmem_tier_set_budget(struct tmem_client *c);
+/*
+ * Over budget: wake the writer if it can write back; true when it can
+ * make progress (not failed, not full, not stalled, and persistent
+ * pages in memory with data to write).  Never waits for it.
+ */
+bool tmem_tier_reclaim(struct tmem_client *c);
+
 #endif /* TMEM_TIER_I_H */

@@ -124,7 +124,12 @@ struct tmem_tier {
 	uint32_t block;			/* O_DIRECT alignment of offsets */
 	uint32_t seg_size;
 	uint32_t nsegs;
-	uint64_t high, low;		/* watermarks, bytes */
+	/*
+	 * Watermarks in bytes, writeback_high and writeback_low percent
+	 * of the budget: changed with it under @lock, read relaxed.
+	 */
+	uint64_t high, low;
+	uint8_t high_pct, low_pct;
 	size_t charged;
 	struct tier_seg *segs;
 	uint8_t *buf[TIER_BUFS];
@@ -205,6 +210,12 @@ enum io_read_state {
 	RD_ISSUED,
 	RD_DONE,
 };
+
+/* @pct percent of @v, without overflow: the watermarks. */
+static inline uint64_t tmem_tier_percent_of(uint64_t v, unsigned int pct)
+{
+	return v / 100 * pct + v % 100 * pct / 100;
+}
 
 static inline uint64_t block_up(const struct tmem_tier *t, uint64_t bytes)
 {

@@ -51,6 +51,10 @@ void tmem_tier_stats(struct tmem_client *c, struct tmem_stats *st)
 	(void)c; (void)st;
 }
 
+uint64_t tmem_tier_fixed_bytes(struct tmem_client *c) { (void)c; return 0; }
+void tmem_tier_set_budget(struct tmem_client *c) { (void)c; }
+bool tmem_tier_reclaim(struct tmem_client *c) { (void)c; return false; }
+
 int tmem_client_inject_io_error(struct tmem_client *c, unsigned int ops,
 				int err)
 {

@@ -119,6 +119,17 @@ static uint64_t used_bytes(struct tmem_tier *t)
 	return tmem_budget_used(&t->c->budget);
 }
 
+/* The watermarks follow the budget (tmem_tier_set_budget()). */
+static bool over_low(struct tmem_tier *t)
+{
+	return used_bytes(t) > TMEM_RD(t->low);
+}
+
+static bool over_high(struct tmem_tier *t)
+{
+	return used_bytes(t) >= TMEM_RD(t->high);
+}
+
 /* One pass: down to the low watermark, TIER_BATCH pages at most. */
 static uint64_t writer_pass(struct tmem_tier *t)
 {
@@ -130,10 +141,10 @@ static uint64_t writer_pass(struct tmem_tier *t)
 		if (n > 0)
 			moved += n;
 		tmem_seg_reap(t, false);
-	} while (n > 0 && moved < TIER_BATCH && used_bytes(t) > t->low &&
+	} while (n > 0 && moved < TIER_BATCH && over_low(t) &&
 		 !TMEM_RD(t->failed));
 	/* Holes left in slabs go back to the system only by compaction. */
-	if (moved && used_bytes(t) > t->low)
+	if (moved && over_low(t))
 		tmem_compact(t->c);
 	return moved;
 }
@@ -144,9 +155,7 @@ static bool writer_due(struct tmem_tier *t)
 		return false;
 	if (t->room_wanted)
 		return true;
-	return !t->stalled &&
-	       (used_bytes(t) >= t->high || (t->draining &&
-					     used_bytes(t) > t->low));
+	return !t->stalled && (over_high(t) || (t->draining && over_low(t)));
 }
 
 static void *writer_main(void *arg)
@@ -177,7 +186,7 @@ static void *writer_main(void *arg)
 		t->gen++;
 		t->last_moved = moved;
 		t->stalled = !moved;
-		t->draining = moved && used_bytes(t) > t->low;
+		t->draining = moved && over_low(t);
 		if (!moved && t->fill < 0 && !TMEM_RD(t->failed))
 			TMEM_WR(t->full, t->nfree <= TIER_RESERVE);
 		pthread_cond_broadcast(&t->progress);
@@ -211,7 +220,7 @@ void tmem_tier_kick(struct tmem_client *c)
 	struct tmem_tier *t = c->tier;
 
 	if (!t || TMEM_RD(t->awake) || TMEM_RD(t->failed) ||
-	    TMEM_RD(t->full) || used_bytes(t) < t->high)
+	    TMEM_RD(t->full) || !over_high(t))
 		return;
 	pthread_mutex_lock(&t->lock);
 	t->stalled = false;
@@ -274,4 +283,60 @@ bool tmem_tier_room_ready(struct tmem_ctx *ctx)
 bool tmem_tier_writer_in_io(struct tmem_client *c)
 {
 	return c->tier && TMEM_RD(c->tier->io_wait);
+}
+
+/* ---- Elastic memory (elastic.c). ---- */
+
+void tmem_tier_set_budget(struct tmem_client *c)
+{
+	struct tmem_tier *t = c->tier;
+	uint64_t limit;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	/* The limit in force now: a later change redoes this after it. */
+	limit = tmem_budget_limit(&c->budget);
+	TMEM_WR(t->high, tmem_tier_percent_of(limit, t->high_pct));
+	TMEM_WR(t->low, tmem_tier_percent_of(limit, t->low_pct));
+	t->stalled = false;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* Persistent pages in memory with data: what write-back can take. */
+static bool mem_pages_left(struct tmem_client *c)
+{
+	for (uint32_t id = 0; id < c->max_pools; id++) {
+		struct tmem_shard *shards = tmem_pool_shards(c, id);
+
+		if (!shards ||
+		    TMEM_RD(c->pools[id].type) != TMEM_POOL_PERSISTENT)
+			continue;
+		for (unsigned int s = 0; s < TMEM_NR_SHARDS; s++)
+			if (shard_mem_pages(&shards[s]))
+				return true;
+	}
+	return false;
+}
+
+bool tmem_tier_reclaim(struct tmem_client *c)
+{
+	struct tmem_tier *t = c->tier;
+	bool can;
+
+	if (!t)
+		return false;
+	pthread_mutex_lock(&t->lock);
+	/*
+	 * A stalled writer found nothing to write in its last pass: waking
+	 * it again would only repeat that.  A freed segment or a store
+	 * clears it (seg_release(), tmem_tier_kick()).
+	 */
+	can = !t->stop && !TMEM_RD(t->failed) && !TMEM_RD(t->full) &&
+	      !t->stalled;
+	if (can)
+		pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	return can && mem_pages_left(c);
 }

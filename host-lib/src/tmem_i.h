@@ -29,6 +29,10 @@
  * threads.  The shards, once allocated for a pool id, stay until the
  * client is reset, so a page operation can always dereference them.
  */
+/* A pool id's shards, allocated when it is first opened (client.c). */
+#define TMEM_SHARDS_SIZE	(TMEM_NR_SHARDS * sizeof(struct tmem_shard))
+#define TMEM_SHARDS_COST	tmem_heap_cost(TMEM_SHARDS_SIZE)
+
 struct tmem_pool {
 	struct tmem_shard *shards;	/* TMEM_NR_SHARDS or NULL; acquire */
 	enum tmem_pool_state state;	/* a hint outside pools_lock */
@@ -98,7 +102,11 @@ struct tmem_client {
 	struct tmem_client_config cfg;
 	uint64_t features;		/* atomic */
 
-	struct tmem_budget budget;	/* limit: cfg.budget_bytes */
+	/*
+	 * limit: cfg.budget_bytes, then what tmem_client_set_budget() set
+	 * (it stays across a reset).
+	 */
+	struct tmem_budget budget;
 
 	uint64_t hash_seed;		/* of the index, from getrandom() */
 
@@ -115,6 +123,8 @@ struct tmem_client {
 	uint64_t compacted_freed;	/* freed_pages() at the last one */
 	/* Pages the disk tier's writer moved out of memory; relaxed. */
 	uint64_t written_back;
+	/* Pages tmem_client_reclaim() evicted; atomic (any thread). */
+	uint64_t reclaim_evictions;
 	/* Incremental compaction (compact.c), under compact_lock. */
 	uint32_t compact_cursor;	/* next pool id * 64 + shard */
 	uint64_t compact_credit;	/* pages freed, not yet paid for */
@@ -148,6 +158,12 @@ void tmem_async_drop(struct tmem_ctx *ctx);
  */
 void tmem_store_account(struct tmem_ctx *ctx, int ret);
 void tmem_load_account(struct tmem_ctx *ctx, int ret);
+/*
+ * page.c: drop the coldest chunk of one shard of an ephemeral pool (the
+ * pools in turn); pages dropped, 0 when nothing ephemeral is left.  The
+ * caller holds no lock and counts them.
+ */
+uint32_t tmem_evict(struct tmem_client *c);
 
 /* client.c: a pool id's shards, or NULL if it never had any. */
 static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,

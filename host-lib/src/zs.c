@@ -102,6 +102,19 @@ void tmem_zs_fini(struct tmem_zs *zs)
 	pthread_mutex_destroy(&zs->lock);
 }
 
+uint64_t tmem_zs_fixed_bytes(struct tmem_zs *zs)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&zs->lock);
+	n = (uint64_t)zs->nr_arenas * PAGE_SZ;
+	for (unsigned int k = 0; k <= TMEM_SLAB_MAX_PAGES; k++)
+		if (zs->free[k].cap)
+			n += tmem_heap_cost(zs->free[k].cap * sizeof(uint32_t));
+	pthread_mutex_unlock(&zs->lock);
+	return n;
+}
+
 static inline uint8_t *ext_ptr(struct tmem_zs *zs, uint32_t ext)
 {
 	return zs->arenas[EXT_ARENA(ext)] +

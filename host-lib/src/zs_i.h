@@ -106,5 +106,10 @@ bool tmem_zs_move(struct tmem_zs *zs, unsigned int len, uint64_t loc,
  * compaction can give back (relaxed reads, a snapshot).
  */
 uint64_t tmem_zs_slack(struct tmem_zs *zs);
+/*
+ * Bytes charged for what lives until tmem_zs_fini(): each arena's
+ * sparse-slab bitmap and the free-extent stacks.
+ */
+uint64_t tmem_zs_fixed_bytes(struct tmem_zs *zs);
 
 #endif /* TMEM_ZS_I_H */

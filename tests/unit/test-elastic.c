@@ -1,0 +1,773 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Elastic memory (tmem.h: tmem_client_set_budget(), tmem_client_reclaim()):
+ * a grown budget takes stores at once; a budget lowered below what is
+ * held keeps every persistent page, never lets host_bytes grow
+ * (DEV-25's library half: never above max(new budget, host bytes at the
+ * shrink)), refuses stores that need memory at once, even with a disk
+ * tier whose writer is stuck (no room wait), and comes back within the
+ * budget by reclaim: ephemeral pages evicted, persistent ones written
+ * back to the tier, or (with neither) only as pages are invalidated.
+ * A thread changing the budget every millisecond while four others
+ * store, load and invalidate loses no page and never goes over the
+ * largest budget.
+ *
+ * Backing files live in a mkdtemp() directory under $TMPDIR (or /tmp).
+ * Without liburing the tests that need a disk tier skip, unless meson
+ * found liburing (TMEM_TEST_TIER_EXPECTED=1).
+ */
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wire-test.h"
+
+#ifndef TMEM_TEST_TIER_EXPECTED
+#define TMEM_TEST_TIER_EXPECTED 1
+#endif
+
+#define KiB		(1ULL << 10)
+#define MiB		(1ULL << 20)
+#define SEG		(64 * KiB)
+#define KEY_OBJ(k)	(1 + ((uint64_t)(k) >> 10))
+#define KEY_IDX(k)	((uint32_t)(k) & 1023)
+#define SEED(k, ver)	(((uint64_t)(k) << 16) | (ver))
+
+static char dir[PATH_MAX / 2];
+static unsigned int file_seq;
+static bool have_tier;
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Text mostly (2-3x), now and then an incompressible page. */
+static enum page_kind key_kind(uint32_t k)
+{
+	return k % 8 == 7 ? PK_RANDOM : PK_TEXT;
+}
+
+static int kstore(struct tmem_ctx *ctx, uint32_t pool, uint32_t k,
+		  uint32_t ver)
+{
+	unsigned char page[PAGE];
+
+	fill_page(page, key_kind(k), SEED(k, ver));
+	return tmem_store(ctx, pool, KEY_OBJ(k), KEY_IDX(k), page);
+}
+
+static void kload_ok(struct tmem_ctx *ctx, uint32_t pool, uint32_t k,
+		     uint32_t ver)
+{
+	unsigned char page[PAGE];
+	int ret = tmem_load(ctx, pool, KEY_OBJ(k), KEY_IDX(k), page);
+
+	if (ret)
+		fail_msg("load pool %u key %u: %d (%s)", pool, k, ret,
+			 tmem_strerror(ret));
+	assert_page_is(page, key_kind(k), SEED(k, ver));
+}
+
+static struct tmem_stats stats(struct tmem_client *c)
+{
+	struct tmem_stats st;
+
+	memset(&st, 0xff, sizeof(st));
+	assert_int_equal(tmem_client_stats2(c, &st, sizeof(st)), 0);
+	return st;
+}
+
+static uint64_t host_bytes(struct tmem_client *c)
+{
+	return stats(c).host_bytes;
+}
+
+/* Store keys from @from on until host_bytes reaches @bytes; keys stored. */
+static uint32_t fill_to(struct tclient *t, uint32_t pool, uint32_t from,
+			uint64_t bytes)
+{
+	uint32_t k = from;
+
+	while (host_bytes(t->client) < bytes) {
+		int ret = kstore(t->ctx, pool, k, 1);
+
+		if (ret)
+			fail_msg("store key %u at %llu host bytes: %d (%s)", k,
+				 (unsigned long long)host_bytes(t->client),
+				 ret, tmem_strerror(ret));
+		k++;
+	}
+	return k - from;
+}
+
+static void open_plain(struct tclient *t, uint64_t budget)
+{
+	struct tmem_client_config cfg = test_config(budget);
+
+	tclient_open(t, &cfg);
+}
+
+/* A client with a disk tier of @disk bytes in the test directory. */
+static void open_tier(struct tclient *t, char *path, uint64_t budget,
+		      uint64_t disk, uint32_t room_wait_ms)
+{
+	struct tmem_client_config cfg = test_config(budget);
+	char why[256];
+	int ret;
+
+	snprintf(path, PATH_MAX, "%s/tier-%u", dir, file_seq++);
+	cfg.backing_file = path;
+	cfg.backing_size = disk;
+	cfg.segment_size = SEG;
+	cfg.room_wait_ms = room_wait_ms;
+	ret = tmem_client_new2(&cfg, sizeof(cfg), &t->client, why,
+			       sizeof(why));
+	if (ret)
+		fail_msg("tmem_client_new2: %d: %s", ret, why);
+	assert_int_equal(tmem_ctx_new(t->client, &t->ctx), 0);
+}
+
+static void close_tier(struct tclient *t, const char *path)
+{
+	tclient_close(t);
+	unlink(path);
+}
+
+/* Reclaim until DONE or @seconds; the last result. */
+static int reclaim_until_done(struct tmem_client *c, double seconds,
+			      unsigned int *busyp)
+{
+	double end = now_sec() + seconds;
+	int r;
+
+	*busyp = 0;
+	while ((r = tmem_client_reclaim(c, 256)) != TMEM_RECLAIM_DONE &&
+	       now_sec() < end) {
+		if (r == TMEM_RECLAIM_BUSY)
+			++*busyp;
+		usleep(2000);
+	}
+	return r;
+}
+
+/* ---- grow, refusals --------------------------------------------------- */
+
+static void test_grow(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pool, k = 0;
+	int ret;
+
+	(void)state;
+	open_plain(&t, 1 * MiB);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	while ((ret = kstore(t.ctx, pool, k, 1)) == 0)
+		k++;
+	assert_int_equal(ret, -ENOSPC);
+	assert_true(k > 10);
+	/* Refused again: the budget is full. */
+	assert_int_equal(kstore(t.ctx, pool, k, 1), -ENOSPC);
+	assert_int_equal(tmem_client_set_budget(t.client, 4 * MiB, NULL, 0),
+			 0);
+	st = stats(t.client);
+	assert_int_equal(st.budget_bytes, 4 * MiB);
+	assert_int_equal(st.shrinking, 0);
+	/* At once: the store refused before the grow now succeeds. */
+	assert_int_equal(kstore(t.ctx, pool, k, 1), 0);
+	kload_ok(t.ctx, pool, k, 1);
+	assert_int_equal(tmem_client_reclaim(t.client, 16), TMEM_RECLAIM_DONE);
+	tclient_close(&t);
+}
+
+static void test_refusals(void **state)
+{
+	struct tclient t;
+	char why[256], path[PATH_MAX];
+	uint64_t before;
+
+	(void)state;
+	open_plain(&t, 8 * MiB);
+	tpool_new(&t, TMEM_POOL_PERSISTENT);
+	memset(why, 'x', sizeof(why));
+	assert_int_equal(tmem_client_set_budget(t.client, 0, why, sizeof(why)),
+			 -EINVAL);
+	assert_non_null(strstr(why, "budget_bytes must be set to more than 0"));
+	/* A pool id's shards (about 8 KiB) stay until a reset. */
+	assert_int_equal(tmem_client_set_budget(t.client, 4096, why,
+						sizeof(why)), -ENOSPC);
+	if (strncmp(why, "budget_bytes 4096 is below the ", 31))
+		fail_msg("reason: %s", why);
+	assert_non_null(strstr(why, "no reclaim can give back"));
+	/* No buffer: the same answers. */
+	assert_int_equal(tmem_client_set_budget(t.client, 4096, NULL, 0),
+			 -ENOSPC);
+	assert_int_equal(stats(t.client).budget_bytes, 8 * MiB);
+	tclient_close(&t);
+
+	if (!have_tier)
+		return;
+	/* The disk tier's buffers: 5 segments of 64 KiB and its tables. */
+	open_tier(&t, path, 8 * MiB, 4 * MiB, 0);
+	before = host_bytes(t.client);
+	assert_true(before > 5 * SEG);
+	assert_int_equal(tmem_client_set_budget(t.client, 5 * SEG, why,
+						sizeof(why)), -ENOSPC);
+	if (strncmp(why, "budget_bytes 327680 is below the ", 33))
+		fail_msg("reason: %s", why);
+	assert_non_null(strstr(why, "the disk tier's buffers"));
+	assert_int_equal(stats(t.client).budget_bytes, 8 * MiB);
+	/* The floor itself is a budget: nothing more fits, nothing lost. */
+	assert_int_equal(tmem_client_set_budget(t.client, before, NULL, 0), 0);
+	assert_int_equal(stats(t.client).budget_bytes, before);
+	close_tier(&t, path);
+}
+
+/* ---- shrink: ephemeral and persistent --------------------------------- */
+
+static void test_shrink_ephemeral(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pers, eph, np, ne;
+	uint64_t hp, h, goal;
+	unsigned int busy;
+	int r;
+
+	(void)state;
+	open_plain(&t, 16 * MiB);
+	assert_int_equal(tmem_client_set_features(t.client, ~0ull), 0);
+	pers = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	eph = tpool_new(&t, TMEM_POOL_EPHEMERAL);
+	np = fill_to(&t, pers, 0, 4 * MiB);
+	hp = host_bytes(t.client);
+	ne = fill_to(&t, eph, 100000, 12 * MiB);
+	h = host_bytes(t.client);
+	goal = hp + (h - hp) / 3;
+	assert_int_equal(tmem_client_set_budget(t.client, goal, NULL, 0), 0);
+	st = stats(t.client);
+	assert_int_equal(st.budget_bytes, goal);
+	assert_int_equal(st.shrinking, 1);
+	assert_int_equal(st.evictions, 0);
+	r = reclaim_until_done(t.client, 10, &busy);
+	st = stats(t.client);
+	if (r != TMEM_RECLAIM_DONE)
+		fail_msg("reclaim: %d, host_bytes %llu over %llu", r,
+			 (unsigned long long)st.host_bytes,
+			 (unsigned long long)goal);
+	assert_true(busy > 0);
+	assert_true(st.host_bytes <= goal);
+	assert_int_equal(st.shrinking, 0);
+	assert_true(st.evictions > 0 && st.evictions < ne);
+	print_message("ephemeral: %u persistent, %u ephemeral pages; %llu "
+		      "evicted to go from %llu to %llu bytes\n", np, ne,
+		      (unsigned long long)st.evictions,
+		      (unsigned long long)h, (unsigned long long)st.host_bytes);
+	/* Only ephemeral pages went: every persistent one is there. */
+	for (uint32_t k = 0; k < np; k++)
+		kload_ok(t.ctx, pers, k, 1);
+	assert_int_equal(st.pages, np + ne - st.evictions);
+	tclient_close(&t);
+}
+
+/* ---- shrink: disk tier ------------------------------------------------ */
+
+static void test_shrink_tier(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	char path[PATH_MAX];
+	uint32_t pool, n;
+	unsigned int busy;
+	int r;
+
+	(void)state;
+	if (!have_tier)
+		skip();
+	open_tier(&t, path, 8 * MiB, 32 * MiB, 0);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	/* Under the high watermark (90%): nothing written back yet. */
+	n = fill_to(&t, pool, 0, 6 * MiB);
+	assert_int_equal(stats(t.client).written_back, 0);
+	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
+			 0);
+	assert_int_equal(tmem_client_reclaim(t.client, 256),
+			 TMEM_RECLAIM_BUSY);
+	r = reclaim_until_done(t.client, 5, &busy);
+	st = stats(t.client);
+	if (r != TMEM_RECLAIM_DONE)
+		fail_msg("reclaim: %d after 5 s, host_bytes %llu, written "
+			 "back %llu, disk_full %llu", r,
+			 (unsigned long long)st.host_bytes,
+			 (unsigned long long)st.written_back,
+			 (unsigned long long)st.disk_full);
+	assert_true(st.host_bytes <= 3 * MiB);
+	assert_true(st.written_back > 0);
+	assert_int_equal(st.disk_failed, 0);
+	assert_int_equal(st.shrinking, 0);
+	assert_int_equal(st.evictions, 0);
+	for (uint32_t k = 0; k < n; k++)
+		kload_ok(t.ctx, pool, k, 1);
+	close_tier(&t, path);
+}
+
+/* One STORE through the wire; the response status. */
+static uint8_t wire_store(struct tmem_ctx *ctx, uint32_t pool, uint32_t k)
+{
+	struct virtio_tmem_req req = {
+		.opcode = VIRTIO_TMEM_OP_STORE,
+		.pool_id = htole32(pool),
+		.object_id = htole64(KEY_OBJ(k)),
+		.index = htole32(KEY_IDX(k)),
+	};
+	unsigned char page[PAGE];
+	struct virtio_tmem_resp resp;
+	struct iovec out[2] = { { &req, sizeof(req) }, { page, PAGE } };
+	struct iovec in = { &resp, sizeof(resp) };
+
+	fill_page(page, PK_RANDOM, SEED(k, 2));
+	memset(&resp, 0xee, sizeof(resp));
+	assert_int_equal(tmem_handle_request(ctx, out, 2, &in, 1),
+			 sizeof(resp));
+	return resp.status;
+}
+
+/*
+ * Shrinking with a tier whose writer is stuck in its write: a store over
+ * the budget is refused at once, neither waiting room_wait_ms (5 s) on
+ * the wire nor for the writer's pass in a direct call.
+ */
+static void test_shrink_no_room_wait(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	char path[PATH_MAX];
+	uint64_t failed, h0;
+	uint32_t pool, n, k;
+	uint8_t status = 0;
+	double t0, dt = 0;
+	int ret = 0;
+
+	(void)state;
+	if (!have_tier)
+		skip();
+	open_tier(&t, path, 8 * MiB, 32 * MiB, 5000);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	n = fill_to(&t, pool, 0, 6 * MiB);
+	h0 = host_bytes(t.client);
+	assert_int_equal(tmem_client_inject_io_hang(t.client, TMEM_IO_WRITE),
+			 0);
+	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
+			 0);
+	failed = stats(t.client).failed_stores_budget;
+	/* Until one needs memory (the first may fit in a free slot). */
+	for (k = n; k < n + 200; k++) {
+		t0 = now_sec();
+		status = wire_store(t.ctx, pool, k);
+		dt = now_sec() - t0;
+		if (dt >= 0.1)
+			fail_msg("wire store while shrinking: status %u after "
+				 "%.1f ms", status, dt * 1e3);
+		if (status == VIRTIO_TMEM_S_REJECTED)
+			break;
+		assert_int_equal(status, VIRTIO_TMEM_S_OK);
+	}
+	print_message("wire store %u while shrinking: status %u in %.2f ms\n",
+		      k - n, status, dt * 1e3);
+	assert_int_equal(status, VIRTIO_TMEM_S_REJECTED);
+	for (k = n + 200; k < n + 400; k++) {
+		t0 = now_sec();
+		ret = kstore(t.ctx, pool, k, 1);
+		dt = now_sec() - t0;
+		if (dt >= 0.1)
+			fail_msg("store while shrinking: %d after %.1f ms",
+				 ret, dt * 1e3);
+		if (ret == -ENOSPC)
+			break;
+		assert_int_equal(ret, 0);
+	}
+	assert_int_equal(ret, -ENOSPC);
+	st = stats(t.client);
+	assert_int_equal(st.failed_stores_budget, failed + 2);
+	assert_int_equal(st.shrinking, 1);
+	assert_true(st.host_bytes <= h0);
+	/* The writer goes on once its write does. */
+	assert_int_equal(tmem_client_inject_io_hang(t.client, 0), 0);
+	for (uint32_t k = 0; k < n; k++)
+		kload_ok(t.ctx, pool, k, 1);
+	close_tier(&t, path);
+}
+
+/* ---- shrink: neither -------------------------------------------------- */
+
+/* DEV-25: host_bytes never above max(budget, host bytes at the shrink). */
+#define CHECK_BOUND(c, bound)						\
+	do {								\
+		uint64_t _h = host_bytes(c);				\
+		if (_h > (bound))					\
+			fail_msg("host_bytes %llu over %llu",		\
+				 (unsigned long long)_h,		\
+				 (unsigned long long)(bound));		\
+	} while (0)
+
+static void test_shrink_stuck(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pool, n, k, refused = 0, stored = 0;
+	uint64_t h0, goal, bound, before, failed;
+	unsigned char page[PAGE];
+	int r, ret;
+
+	(void)state;
+	open_plain(&t, 8 * MiB);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	n = fill_to(&t, pool, 0, 6 * MiB);
+	h0 = host_bytes(t.client);
+	goal = h0 / 2;
+	bound = h0 > goal ? h0 : goal;
+	assert_int_equal(tmem_client_set_budget(t.client, goal, NULL, 0), 0);
+	assert_int_equal(tmem_client_reclaim(t.client, 256),
+			 TMEM_RECLAIM_STUCK);
+	CHECK_BOUND(t.client, bound);
+	failed = stats(t.client).failed_stores_budget;
+	/*
+	 * New keys and overwrites: whatever succeeds fits in memory already
+	 * held (a free slot), never in more.
+	 */
+	for (k = 0; k < 400; k++) {
+		uint32_t key = k % 2 ? n + k : k;
+
+		before = host_bytes(t.client);
+		ret = kstore(t.ctx, pool, key, 2);
+		if (ret == -ENOSPC) {
+			refused++;
+			/* A failed store leaves no stale copy behind. */
+			ret = tmem_load(t.ctx, pool, KEY_OBJ(key),
+					KEY_IDX(key), page);
+			assert_int_equal(ret, -ENOENT);
+		} else {
+			assert_int_equal(ret, 0);
+			stored++;
+			assert_true(host_bytes(t.client) <= before);
+			kload_ok(t.ctx, pool, key, 2);
+		}
+		CHECK_BOUND(t.client, bound);
+	}
+	st = stats(t.client);
+	print_message("stuck: %u of 400 stores refused, %u fit in held "
+		      "memory\n", refused, stored);
+	assert_true(refused > 0);
+	assert_int_equal(st.failed_stores_budget, failed + refused);
+	assert_int_equal(st.shrinking, 1);
+	assert_int_equal(tmem_client_reclaim(t.client, 256),
+			 TMEM_RECLAIM_STUCK);
+	/* The guest gives pages back: invalidations bring DONE. */
+	r = TMEM_RECLAIM_STUCK;
+	for (k = n; k-- > 0 && r != TMEM_RECLAIM_DONE;) {
+		assert_true(tmem_invalidate_page(t.ctx, pool, KEY_OBJ(k),
+						 KEY_IDX(k)) >= 0);
+		CHECK_BOUND(t.client, bound);
+		if (k % 16 == 0)
+			r = tmem_client_reclaim(t.client, 256);
+	}
+	assert_int_equal(r, TMEM_RECLAIM_DONE);
+	assert_true(k > 0);
+	st = stats(t.client);
+	assert_true(st.host_bytes <= goal);
+	assert_int_equal(st.shrinking, 0);
+	print_message("stuck: DONE after invalidating %u of %u keys\n",
+		      n - k, n);
+	/* What is left is all there (version 2 where an overwrite took). */
+	for (uint32_t i = 0; i < k; i++) {
+		unsigned char want[PAGE];
+
+		ret = tmem_load(t.ctx, pool, KEY_OBJ(i), KEY_IDX(i), page);
+		if (ret == -ENOENT)
+			continue;	/* its overwrite was refused */
+		assert_int_equal(ret, 0);
+		fill_page(want, key_kind(i), SEED(i, i < 400 && i % 2 == 0 ?
+							2 : 1));
+		assert_memory_equal(page, want, PAGE);
+	}
+	tclient_close(&t);
+}
+
+/* ---- threads ---------------------------------------------------------- */
+
+#define NWORKERS	4
+#define NKEYS		1024		/* per worker */
+#define T_BUDGET	(4 * MiB)
+#define T_SECONDS	2.0
+
+struct shared {
+	struct tmem_client *client;
+	uint32_t pool;
+	atomic_bool stop;
+	atomic_int failed;
+	char error[256];
+	atomic_ulong loads_ok, refused, changes;
+};
+
+struct worker {
+	struct shared *sh;
+	unsigned int id;
+	uint32_t ver[NKEYS];		/* 0: the key holds nothing */
+};
+
+static void record(struct shared *sh, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void record(struct shared *sh, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (atomic_exchange(&sh->failed, 1))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(sh->error, sizeof(sh->error), fmt, ap);
+	va_end(ap);
+}
+
+/* No cmocka in the threads: its longjmp is not theirs. */
+static uint64_t host_bytes_quiet(struct tmem_client *c)
+{
+	struct tmem_stats st;
+
+	if (tmem_client_stats2(c, &st, sizeof(st)))
+		return UINT64_MAX;
+	return st.host_bytes;
+}
+
+static bool over_bound(struct shared *sh)
+{
+	uint64_t h = host_bytes_quiet(sh->client);
+
+	if (h <= 2 * T_BUDGET)
+		return false;
+	record(sh, "host_bytes %llu over the largest budget %llu",
+	       (unsigned long long)h, (unsigned long long)(2 * T_BUDGET));
+	return true;
+}
+
+/* One operation on a random key of the worker's; false on a failure. */
+static bool worker_op(struct worker *w, struct tmem_ctx *ctx, uint64_t r)
+{
+	struct shared *sh = w->sh;
+	uint32_t i = (uint32_t)(r >> 8) % NKEYS;
+	uint32_t k = w->id * NKEYS + i;
+	unsigned char page[PAGE], want[PAGE];
+	int ret;
+
+	switch (r % 8) {
+	case 0: case 1: case 2: case 3:
+		ret = kstore(ctx, sh->pool, k, w->ver[i] + 1);
+		if (ret && ret != -ENOSPC) {
+			record(sh, "store key %u: %d", k, ret);
+			return false;
+		}
+		/* A refused store drops the old copy: nothing stale. */
+		w->ver[i] = ret ? 0 : w->ver[i] + 1;
+		if (ret)
+			atomic_fetch_add(&sh->refused, 1);
+		return true;
+	case 4: case 5: case 6:
+		ret = tmem_load(ctx, sh->pool, KEY_OBJ(k), KEY_IDX(k), page);
+		if (!w->ver[i] && ret == -ENOENT)
+			return true;
+		if (!w->ver[i] || ret) {
+			record(sh, "load key %u (version %u): %d", k,
+			       w->ver[i], ret);
+			return false;
+		}
+		fill_page(want, key_kind(k), SEED(k, w->ver[i]));
+		if (memcmp(page, want, PAGE)) {
+			record(sh, "key %u: not version %u's bytes", k,
+			       w->ver[i]);
+			return false;
+		}
+		atomic_fetch_add(&sh->loads_ok, 1);
+		return true;
+	default:
+		ret = tmem_invalidate_page(ctx, sh->pool, KEY_OBJ(k),
+					   KEY_IDX(k));
+		if (ret != (w->ver[i] ? 1 : 0)) {
+			record(sh, "invalidate key %u (version %u): %d", k,
+			       w->ver[i], ret);
+			return false;
+		}
+		w->ver[i] = 0;
+		return true;
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct shared *sh = w->sh;
+	uint64_t s = 0x9e3779b97f4a7c15ULL * (w->id + 1);
+	struct tmem_ctx *ctx;
+
+	if (tmem_ctx_new(sh->client, &ctx)) {
+		record(sh, "tmem_ctx_new");
+		return NULL;
+	}
+	for (unsigned long n = 0; !atomic_load(&sh->stop); n++)
+		if (!worker_op(w, ctx, splitmix64(&s)) ||
+		    (n % 32 == 0 && over_bound(sh)))
+			break;
+	/* Every key answers as it should, one last time. */
+	for (uint32_t i = 0; i < NKEYS && !atomic_load(&sh->failed); i++)
+		worker_op(w, ctx, (uint64_t)i << 8 | 4);
+	tmem_ctx_free(ctx);
+	return NULL;
+}
+
+/* The fifth thread: a new budget every millisecond, 1/4x to 2x. */
+static void *resizer_main(void *arg)
+{
+	struct shared *sh = arg;
+	uint64_t s = 42, lo = T_BUDGET / 4, hi = 2 * T_BUDGET;
+	double end = now_sec() + T_SECONDS;
+	int ret;
+
+	while (now_sec() < end && !atomic_load(&sh->failed)) {
+		uint64_t b = lo + splitmix64(&s) % (hi - lo + 1);
+
+		ret = tmem_client_set_budget(sh->client, b, NULL, 0);
+		if (ret) {
+			record(sh, "set_budget %llu: %d",
+			       (unsigned long long)b, ret);
+			break;
+		}
+		ret = tmem_client_reclaim(sh->client, 64);
+		if (ret < TMEM_RECLAIM_DONE || ret > TMEM_RECLAIM_STUCK) {
+			record(sh, "reclaim: %d", ret);
+			break;
+		}
+		if (over_bound(sh))
+			break;
+		atomic_fetch_add(&sh->changes, 1);
+		usleep(1000);
+	}
+	atomic_store(&sh->stop, true);
+	return NULL;
+}
+
+static void run_threads(struct tmem_client *client)
+{
+	static struct worker w[NWORKERS];
+	static struct shared sh;
+	pthread_t tid[NWORKERS], resizer;
+
+	memset(&sh, 0, sizeof(sh));
+	sh.client = client;
+	assert_int_equal(tmem_pool_new(client, TMEM_POOL_PERSISTENT, &sh.pool),
+			 0);
+	for (unsigned int i = 0; i < NWORKERS; i++) {
+		memset(&w[i], 0, sizeof(w[i]));
+		w[i].sh = &sh;
+		w[i].id = i;
+		assert_int_equal(pthread_create(&tid[i], NULL, worker_main,
+						&w[i]), 0);
+	}
+	assert_int_equal(pthread_create(&resizer, NULL, resizer_main, &sh), 0);
+	pthread_join(resizer, NULL);
+	for (unsigned int i = 0; i < NWORKERS; i++)
+		pthread_join(tid[i], NULL);
+	print_message("threads: %lu budget changes, %lu loads checked, %lu "
+		      "stores refused\n", atomic_load(&sh.changes),
+		      atomic_load(&sh.loads_ok), atomic_load(&sh.refused));
+	if (atomic_load(&sh.failed))
+		fail_msg("%s", sh.error);
+	assert_true(atomic_load(&sh.changes) > 100);
+	assert_true(atomic_load(&sh.loads_ok) > 1000);
+	assert_true(host_bytes(client) <= 2 * T_BUDGET);
+}
+
+static void test_threads(void **state)
+{
+	struct tclient t;
+
+	(void)state;
+	open_plain(&t, T_BUDGET);
+	run_threads(t.client);
+	tclient_close(&t);
+}
+
+static void test_threads_tier(void **state)
+{
+	char path[PATH_MAX];
+	struct tclient t;
+
+	(void)state;
+	if (!have_tier)
+		skip();
+	open_tier(&t, path, T_BUDGET, 16 * MiB, 0);
+	run_threads(t.client);
+	close_tier(&t, path);
+}
+
+/* ---- main ------------------------------------------------------------- */
+
+static int probe_tier(void)
+{
+	struct tmem_client_config cfg = test_config(8 * MiB);
+	struct tmem_client *c = NULL;
+	char path[PATH_MAX];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/probe", dir);
+	cfg.backing_file = path;
+	cfg.backing_size = 4 * SEG;
+	cfg.segment_size = SEG;
+	ret = tmem_client_new2(&cfg, sizeof(cfg), &c, NULL, 0);
+	tmem_client_free(c);
+	unlink(path);
+	return ret;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_grow),
+		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_shrink_ephemeral),
+		cmocka_unit_test(test_shrink_tier),
+		cmocka_unit_test(test_shrink_no_room_wait),
+		cmocka_unit_test(test_shrink_stuck),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_threads_tier),
+	};
+	const char *tmp = getenv("TMPDIR");
+	int ret;
+
+	if (!tmp || !*tmp)
+		tmp = "/tmp";
+	if ((size_t)snprintf(dir, sizeof(dir), "%s/test-elastic-XXXXXX",
+			     tmp) >= sizeof(dir) || !mkdtemp(dir)) {
+		fprintf(stderr, "cannot make a directory under %s\n", tmp);
+		return 1;
+	}
+	ret = probe_tier();
+	have_tier = ret == 0;
+	if (ret && (ret != -ENOTSUP || TMEM_TEST_TIER_EXPECTED)) {
+		fprintf(stderr, "disk tier probe: %d (%s)\n", ret,
+			tmem_strerror(ret));
+		rmdir(dir);
+		return 1;
+	}
+	if (getenv("TMEM_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("TMEM_TEST_FILTER"));
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	rmdir(dir);
+	return ret;
+}
