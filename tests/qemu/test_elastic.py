@@ -137,10 +137,11 @@ def test_budget_property():
         dev.start(0)                    # a reset: the config follows
         check(dev.config()["capacity_pages"] == 64 * MiB // PAGE,
               "capacity_pages after reset: %r" % dev.config())
-    # device_add (the proxy's alias, before realize) and the bare device.
-    with QTestVM() as vm:
+    # device_add (the proxy's alias, before realize; pc: a hot-pluggable
+    # bus) and the bare device.
+    with QTestVM(machine="pc") as vm:
         vm.cmd("device_add", driver="virtio-tmem-pci", id="tmem0",
-               addr="04.0", budget=4 * MiB)
+               addr="05.0", budget=4 * MiB)
         check(budget_of(vm) == 4 * MiB, "budget from device_add")
         set_budget(vm, 5 * MiB)
         check(budget_of(vm) == 5 * MiB, "qom-set after device_add")
@@ -169,7 +170,7 @@ def test_grow():
     new budget, before qom-set's answer is even read."""
     with tmem_vm() as vm:
         dev = Device(vm)
-        dev.start(1 << wire.F_RETURN)
+        dev.start(1 << wire.F_RETURN, qsize=256)
         held_pages(256, dev)
         set_budget(vm, 32 * MiB)
         ev = budget_event(vm, 1)
