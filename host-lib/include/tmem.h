@@ -505,7 +505,8 @@ int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
  * writer is woken.  May run concurrently with page operations.
  *
  * Returns 0; -EINVAL for 0; -ENOSPC for a budget below what the client
- * holds that no reclaim can give back (its disk tier's buffers).
+ * holds that no reclaim can give back (its disk tier's buffers, its
+ * pool ids' shards, the allocator's arena maps).
  * @errbuf, when given, then holds the reason, as tmem_client_new2()'s.
  * Since LIBTMEM_0.3.
  */

@@ -47,10 +47,10 @@ static int floor_check(struct tmem_client *c, uint64_t bytes,
 	if (bytes >= floor)
 		return 0;
 	return tmem_refuse(why, -ENOSPC, "budget_bytes %llu is below the "
-			   "%llu bytes that no reclaim can give back: the disk "
-			   "tier's buffers and tables (%llu), the pools' shards "
-			   "(%llu) and the allocator's arena maps and extent "
-			   "stacks (%llu)", (unsigned long long)bytes,
+			   "%llu bytes that no reclaim can give back: the "
+			   "disk tier's buffers and tables (%llu), the pools' "
+			   "shards (%llu) and the allocator's arena maps and "
+			   "extent stacks (%llu)", (unsigned long long)bytes,
 			   (unsigned long long)floor, (unsigned long long)tier,
 			   (unsigned long long)shards, (unsigned long long)zs);
 }

@@ -335,6 +335,36 @@ static void test_stats_size(void **state)
 					    sizeof(big.st)), 0);
 	assert_int_equal(big.st.budget_bytes, 64 * MiB);
 	assert_int_equal(big.newer[0], 0xa5);
+	/* The 0.3 layout is this header's; 0.2's stops before shrinking. */
+	assert_int_equal(sizeof(struct tmem_stats), TMEM_STATS_SIZE_VER1);
+	assert_int_equal(offsetof(struct tmem_stats, shrinking),
+			 TMEM_STATS_SIZE_VER0);
+	assert_int_equal(offsetof(struct tmem_stats, disk_full) + 8,
+			 TMEM_STATS_SIZE_VER1);
+	memset(&big, 0xa5, sizeof(big));
+	assert_int_equal(tmem_client_stats2(t.client, &big.st,
+					    TMEM_STATS_SIZE_VER1), 0);
+	assert_int_equal(big.st.shrinking, 0);
+	assert_int_equal(big.st.disk_full, 0);
+	assert_int_equal(big.newer[0], 0xa5);
+	/* A VER0 caller's struct ends where its fields do. */
+	memset(&big, 0xa5, sizeof(big));
+	assert_int_equal(tmem_client_stats2(t.client, &big.st,
+					    TMEM_STATS_SIZE_VER0), 0);
+	assert_int_equal(big.st.budget_bytes, 64 * MiB);
+	assert_int_equal(big.st.disk_failed, 0);
+	assert_int_equal(big.st.shrinking, 0xa5a5a5a5a5a5a5a5ULL);
+	assert_int_equal(big.st.disk_full, 0xa5a5a5a5a5a5a5a5ULL);
+	/* Both report the live budget. */
+	assert_int_equal(tmem_client_set_budget(t.client, 32 * MiB, NULL, 0),
+			 0);
+	assert_int_equal(tmem_client_stats2(t.client, &big.st,
+					    TMEM_STATS_SIZE_VER0), 0);
+	assert_int_equal(big.st.budget_bytes, 32 * MiB);
+	assert_int_equal(tmem_client_stats2(t.client, &big.st,
+					    TMEM_STATS_SIZE_VER1), 0);
+	assert_int_equal(big.st.budget_bytes, 32 * MiB);
+	assert_int_equal(big.st.shrinking, 0);
 	tclient_close(&t);
 }
 
@@ -403,6 +433,11 @@ static void test_shared_0_1(void **state)
 	/* A new entry point is not in the old node. */
 	assert_null(dlvsym(h, "tmem_client_new2", "LIBTMEM_0.1"));
 	assert_non_null(dlvsym(h, "tmem_version_number", "LIBTMEM_0.2"));
+	/* 0.3's in their own node, not in 0.2's. */
+	assert_non_null(dlvsym(h, "tmem_client_set_budget", "LIBTMEM_0.3"));
+	assert_non_null(dlvsym(h, "tmem_client_reclaim", "LIBTMEM_0.3"));
+	assert_null(dlvsym(h, "tmem_client_set_budget", "LIBTMEM_0.2"));
+	assert_null(dlvsym(h, "tmem_client_reclaim", "LIBTMEM_0.2"));
 	/* Internals stay internal. */
 	assert_null(dlsym(h, "tmem_refuse"));
 

@@ -224,6 +224,7 @@ static void test_refusals(void **state)
 	if (strncmp(why, "budget_bytes 327680 is below the ", 33))
 		fail_msg("reason: %s", why);
 	assert_non_null(strstr(why, "the disk tier's buffers"));
+	print_message("refused: %s\n", why);
 	assert_int_equal(stats(t.client).budget_bytes, 8 * MiB);
 	/* The floor itself is a budget: nothing more fits, nothing lost. */
 	assert_int_equal(tmem_client_set_budget(t.client, before, NULL, 0), 0);
@@ -240,6 +241,7 @@ static void test_shrink_ephemeral(void **state)
 	uint32_t pers, eph, np, ne;
 	uint64_t hp, h, goal;
 	unsigned int busy;
+	double t0, dt;
 	int r;
 
 	(void)state;
@@ -257,7 +259,9 @@ static void test_shrink_ephemeral(void **state)
 	assert_int_equal(st.budget_bytes, goal);
 	assert_int_equal(st.shrinking, 1);
 	assert_int_equal(st.evictions, 0);
+	t0 = now_sec();
 	r = reclaim_until_done(t.client, 10, &busy);
+	dt = now_sec() - t0;
 	st = stats(t.client);
 	if (r != TMEM_RECLAIM_DONE)
 		fail_msg("reclaim: %d, host_bytes %llu over %llu", r,
@@ -268,9 +272,10 @@ static void test_shrink_ephemeral(void **state)
 	assert_int_equal(st.shrinking, 0);
 	assert_true(st.evictions > 0 && st.evictions < ne);
 	print_message("ephemeral: %u persistent, %u ephemeral pages; %llu "
-		      "evicted to go from %llu to %llu bytes\n", np, ne,
-		      (unsigned long long)st.evictions,
-		      (unsigned long long)h, (unsigned long long)st.host_bytes);
+		      "evicted to go from %llu to %llu bytes in %.1f ms\n",
+		      np, ne, (unsigned long long)st.evictions,
+		      (unsigned long long)h, (unsigned long long)st.host_bytes,
+		      dt * 1e3);
 	/* Only ephemeral pages went: every persistent one is there. */
 	for (uint32_t k = 0; k < np; k++)
 		kload_ok(t.ctx, pers, k, 1);
@@ -287,6 +292,8 @@ static void test_shrink_tier(void **state)
 	char path[PATH_MAX];
 	uint32_t pool, n;
 	unsigned int busy;
+	uint64_t h0;
+	double t0, dt;
 	int r;
 
 	(void)state;
@@ -299,10 +306,18 @@ static void test_shrink_tier(void **state)
 	assert_int_equal(stats(t.client).written_back, 0);
 	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
 			 0);
+	h0 = host_bytes(t.client);
+	t0 = now_sec();
 	assert_int_equal(tmem_client_reclaim(t.client, 256),
 			 TMEM_RECLAIM_BUSY);
 	r = reclaim_until_done(t.client, 5, &busy);
+	dt = now_sec() - t0;
 	st = stats(t.client);
+	print_message("tier: %.1f MiB given back in %.0f ms (%.0f MiB/s), "
+		      "%llu pages written back\n",
+		      (double)(h0 - st.host_bytes) / MiB, dt * 1e3,
+		      (double)(h0 - st.host_bytes) / MiB / dt,
+		      (unsigned long long)st.written_back);
 	if (r != TMEM_RECLAIM_DONE)
 		fail_msg("reclaim: %d after 5 s, host_bytes %llu, written "
 			 "back %llu, disk_full %llu", r,
@@ -499,6 +514,91 @@ static void test_shrink_stuck(void **state)
 		assert_memory_equal(page, want, PAGE);
 	}
 	tclient_close(&t);
+}
+
+/* ---- STUCK only when nothing is left (DEV-26's library half) ---------- */
+
+/* Reclaim until it is not BUSY; the result.  Never DONE here. */
+static int reclaim_until_stuck(struct tmem_client *c, double seconds)
+{
+	double end = now_sec() + seconds;
+	int r;
+
+	while ((r = tmem_client_reclaim(c, 64)) == TMEM_RECLAIM_BUSY &&
+	       now_sec() < end)
+		usleep(2000);
+	return r;
+}
+
+/*
+ * Below what the persistent pages need, no tier: BUSY while ephemeral
+ * pages are left, STUCK once every one of them is gone.
+ */
+static void test_stuck_after_every_ephemeral(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pers, eph, np, ne;
+	unsigned char page[PAGE];
+	int r;
+
+	(void)state;
+	open_plain(&t, 16 * MiB);
+	assert_int_equal(tmem_client_set_features(t.client, ~0ull), 0);
+	pers = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	eph = tpool_new(&t, TMEM_POOL_EPHEMERAL);
+	np = fill_to(&t, pers, 0, 4 * MiB);
+	ne = fill_to(&t, eph, 100000, 8 * MiB);
+	assert_int_equal(tmem_client_set_budget(t.client, 2 * MiB, NULL, 0),
+			 0);
+	/* One step evicts about max_pages: not all of them at once. */
+	assert_int_equal(tmem_client_reclaim(t.client, 64), TMEM_RECLAIM_BUSY);
+	r = reclaim_until_stuck(t.client, 10);
+	assert_int_equal(r, TMEM_RECLAIM_STUCK);
+	st = stats(t.client);
+	assert_int_equal(st.evictions, ne);
+	assert_int_equal(st.pages, np);
+	assert_int_equal(st.shrinking, 1);
+	for (uint32_t k = 100000; k < 100000 + ne; k++)
+		assert_int_equal(tmem_load(t.ctx, eph, KEY_OBJ(k), KEY_IDX(k),
+					   page), -ENOENT);
+	for (uint32_t k = 0; k < np; k++)
+		kload_ok(t.ctx, pers, k, 1);
+	tclient_close(&t);
+}
+
+/* A tier too small for what must go: STUCK only once it is full. */
+static void test_stuck_when_tier_full(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	char path[PATH_MAX];
+	uint32_t pool, n;
+	int r;
+
+	(void)state;
+	if (!have_tier)
+		skip();
+	open_tier(&t, path, 8 * MiB, 8 * SEG, 0);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	n = fill_to(&t, pool, 0, 6 * MiB);
+	assert_int_equal(tmem_client_set_budget(t.client, 2 * MiB, NULL, 0),
+			 0);
+	assert_int_equal(tmem_client_reclaim(t.client, 64), TMEM_RECLAIM_BUSY);
+	r = reclaim_until_stuck(t.client, 10);
+	st = stats(t.client);
+	print_message("small tier: reclaim %d, %llu pages written back, "
+		      "disk_full %llu, host_bytes %llu\n", r,
+		      (unsigned long long)st.written_back,
+		      (unsigned long long)st.disk_full,
+		      (unsigned long long)st.host_bytes);
+	assert_int_equal(r, TMEM_RECLAIM_STUCK);
+	assert_int_equal(st.disk_full, 1);
+	assert_true(st.disk_pages > 0);
+	assert_int_equal(st.disk_failed, 0);
+	for (uint32_t k = 0; k < n; k++)
+		kload_ok(t.ctx, pool, k, 1);
+	close_tier(&t, path);
 }
 
 /* ---- threads ---------------------------------------------------------- */
@@ -744,6 +844,8 @@ int main(void)
 		cmocka_unit_test(test_shrink_tier),
 		cmocka_unit_test(test_shrink_no_room_wait),
 		cmocka_unit_test(test_shrink_stuck),
+		cmocka_unit_test(test_stuck_after_every_ephemeral),
+		cmocka_unit_test(test_stuck_when_tier_full),
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_threads_tier),
 	};
