@@ -73,6 +73,13 @@ def budget_event(vm, timeout=10):
     return data
 
 
+def budget_event_any(vm, timeout=10):
+    """TMEM_BUDGET_CHANGED of a device with no proxy (virtio-mmio)."""
+    ev = vm.wait_event("TMEM_BUDGET_CHANGED", timeout)
+    check(ev is not None, "no TMEM_BUDGET_CHANGED within %d s" % timeout)
+    return ev["data"]
+
+
 def no_budget_event(vm, seconds):
     ev = vm.wait_event("TMEM_BUDGET_CHANGED", seconds)
     check(ev is None, "unexpected event %r" % ev)
@@ -148,6 +155,19 @@ def test_budget_property():
     rc, out, err = run_qemu("-device", "virtio-tmem-device,help")
     check(rc == 0 and "\n  budget=" in out, "virtio-tmem-device,help: %s"
           % (out + err))
+    rc, out, _ = run_qemu("-machine", "help")
+    if rc == 0 and any(ln.split()[:1] == ["microvm"]
+                       for ln in out.splitlines()):
+        with QTestVM("-global", "virtio-mmio.force-legacy=off",
+                     "-device", "virtio-tmem-device,id=tmem0,budget=4M",
+                     machine="microvm") as vm:
+            get = lambda: vm.cmd("qom-get", path=PROXY, property="budget")
+            check(get() == 4 * MiB == info(vm)["budget"],
+                  "virtio-mmio: budget from -device")
+            set_budget(vm, 6 * MiB)
+            check(get() == 6 * MiB == info(vm)["budget"],
+                  "virtio-mmio: qom-set")
+            check(budget_event_any(vm)["status"] == "done", "no done")
 
 
 def test_bad_budget():
@@ -430,6 +450,27 @@ def test_shrink_stopped():
               "event %r" % ev)
 
 
+def test_shrink_unplug():
+    """Hot-unplug while a blocked shrink keeps its timer running: the
+    device goes, its timer with it, and QEMU goes on (pc machine: the
+    Python driver plays the guest's eject, as test_datapath's unplug)."""
+    with QTestVM(machine="pc") as vm:
+        vm.cmd("device_add", driver="virtio-tmem", id="tmem0",
+               addr="05.0", budget=16 * MiB)
+        dev = Device(vm, slot=5)
+        dev.start(0, qsize=256)
+        held_pages(1024, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        check(budget_event(vm)["status"] == "blocked", "not blocked")
+        vm.cmd("device_del", id="tmem0")
+        vm.outl(0xAE08, 1 << 5)         # PIIX4 ACPI PCI hot-plug: eject
+        check(vm.wait_event("DEVICE_DELETED", 10) is not None,
+              "no DEVICE_DELETED after eject")
+        time.sleep(0.5)                 # five periods of the old timer
+        check(vm.cmd("query-tmem") == [] and
+              vm.cmd("query-status")["status"] == "running", "after unplug")
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -442,6 +483,7 @@ TESTS = {
     "size": test_size,
     "config-stable": test_config_stable,
     "shrink-stopped": test_shrink_stopped,
+    "shrink-unplug": test_shrink_unplug,
 }
 
 
