@@ -2,10 +2,12 @@
  * Virtio transcendent memory device
  *
  * The guest stores and loads whole pages by key; the host keeps them
- * compressed within a byte budget and may refuse any store.  This file
- * is the transport only: every request is handed, as the descriptor
+ * compressed within a byte budget and may refuse any store.  For requests
+ * this file is the transport only: each is handed, as the descriptor
  * chain's scatter-gather lists, to libtmem's wire entry point, which
- * validates, executes and answers it.
+ * validates, executes and answers it.  What is the device's own: the
+ * config space and the steps of a shrink when the host lowers the
+ * budget at run time (libtmem reclaims, the device asks the guest).
  *
  * Copyright (c) 2026 The virtio-tmem authors
  *
