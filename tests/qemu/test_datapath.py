@@ -354,7 +354,11 @@ def test_config():
         cfg = dev.config()
         check(cfg == {"num_queues": 2, "max_pools": 8, "page_size": PAGE,
                       "capacity_pages": 16 * 1024 * 1024 // PAGE,
-                      "max_batch": 32, "reserved": 0}, "config %r" % cfg)
+                      "max_batch": 32, "reserved": 0,
+                      # -m 128M: the guest's RAM (test_elastic.py: size)
+                      "size_pages": 128 * 1024 * 1024 // PAGE,
+                      "target_pages": (1 << 64) - 1, "return_state": 0,
+                      "reserved2": 0}, "config %r" % cfg)
         feats = dev.host_features()
         check(feats & (1 << F_MQ) and feats & (1 << F_EPHEMERAL),
               "features %#x" % feats)

@@ -24,7 +24,7 @@ PROPERTIES = [
     "budget", "num-queues", "queue-size", "max-pools", "incompressible",
     "compress-threshold", "ephemeral", "iothread", "backing-file",
     "backing-size", "segment-size", "writeback-high", "writeback-low",
-    "x-disk-error",
+    "x-disk-error", "size", "page-return",
 ]
 BLOCKER = "virtio-tmem: migration of stored pages is not supported yet"
 MiB = 1 << 20

@@ -103,16 +103,18 @@ def started(dev):
 
 
 class Store:
-    """One pool of the device and what the guest believes it holds."""
+    """One pool of the device and what the guest believes it holds
+    (flags: NEW_POOL's, e.g. VIRTIO_TMEM_POOL_EPHEMERAL)."""
 
-    def __init__(self, vm, dev=None, q=None):
+    def __init__(self, vm, dev=None, q=None, flags=0):
         self.vm = vm
         if dev is None:
             dev = Device(vm)
             dev.start(0, qsize=256)
         self.dev = dev
         self.q = q or dev.queues[0]
-        status, self.pool, _ = self.dev.request(self.q, OP_NEW_POOL)
+        status, self.pool, _ = self.dev.request(self.q, OP_NEW_POOL,
+                                                flags=flags)
         check(status == S_OK, "NEW_POOL: status %d" % status)
         self.held = {}              # index -> page, for stores answered OK
 

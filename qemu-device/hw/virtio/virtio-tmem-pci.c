@@ -73,6 +73,8 @@ static void virtio_tmem_pci_instance_init(Object *obj)
 
     virtio_instance_init_common(obj, &dev->vdev, sizeof(dev->vdev),
                                 TYPE_VIRTIO_TMEM);
+    /* Instance properties are not aliased by virtio_instance_init_common(). */
+    object_property_add_alias(obj, "budget", OBJECT(&dev->vdev), "budget");
     object_property_add_alias(obj, "stats", OBJECT(&dev->vdev), "stats");
     object_property_add_alias(obj, "x-disk-error", OBJECT(&dev->vdev),
                               "x-disk-error");

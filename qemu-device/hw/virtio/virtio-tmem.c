@@ -2,10 +2,12 @@
  * Virtio transcendent memory device
  *
  * The guest stores and loads whole pages by key; the host keeps them
- * compressed within a byte budget and may refuse any store.  This file
- * is the transport only: every request is handed, as the descriptor
+ * compressed within a byte budget and may refuse any store.  For requests
+ * this file is the transport only: each is handed, as the descriptor
  * chain's scatter-gather lists, to libtmem's wire entry point, which
- * validates, executes and answers it.
+ * validates, executes and answers it.  What is the device's own: the
+ * config space and the steps of a shrink when the host lowers the
+ * budget at run time (libtmem reclaims, the device asks the guest).
  *
  * Copyright (c) 2026 The virtio-tmem authors
  *
@@ -16,6 +18,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-events-virtio.h"
 #include "qapi/qapi-visit-virtio.h"
 #include "qapi/visitor.h"
 #include "block/aio-wait.h"
@@ -24,6 +27,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
+#include "hw/boards.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
 #include "hw/virtio/virtio.h"
@@ -41,6 +45,9 @@
 #include <tmem.h>
 
 #define VIRTIO_TMEM_DEFAULT_QUEUE_SIZE 256
+
+/* size_pages is a 64-bit field, but guests count keys in 32 bits. */
+#define VIRTIO_TMEM_MAX_SIZE_PAGES ((uint64_t)UINT32_MAX)
 
 /*
  * A queue handler yields to its event loop after this long (or after
@@ -412,12 +419,15 @@ static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config_data)
     stw_le_p(&config.num_queues, s->conf.num_queues);
     stw_le_p(&config.max_pools, max_pools);
     stl_le_p(&config.page_size, VIRTIO_TMEM_PAGE_SIZE);
-    stq_le_p(&config.capacity_pages, s->conf.budget / VIRTIO_TMEM_PAGE_SIZE);
+    stq_le_p(&config.capacity_pages, s->capacity_pages);
     /*
      * Half the ring: the driver keeps filling one half while the device
      * answers the other.
      */
     stl_le_p(&config.max_batch, MAX(s->conf.queue_size / 2, 1));
+    stq_le_p(&config.size_pages, s->size_pages);
+    stq_le_p(&config.target_pages, s->target_pages);
+    stl_le_p(&config.return_state, s->return_state);
     memcpy(config_data, &config, sizeof(config));
 }
 
@@ -438,6 +448,7 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t features,
         return 0;
     }
     features |= s->host_features;
+    virtio_add_feature(&features, VIRTIO_TMEM_F_SIZE);
     if (s->conf.num_queues > 1) {
         virtio_add_feature(&features, VIRTIO_TMEM_F_MQ);
     }
@@ -524,6 +535,16 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     virtio_tmem_quiesce(s);
     trace_virtio_tmem_reset(s);
     tmem_client_reset(s->client);
+    /*
+     * The driver reads the config anew: capacity_pages may follow the
+     * live budget now.  A shrink goes on, and ends at its next step:
+     * the reset dropped every page.
+     */
+    s->capacity_pages = s->conf.budget / VIRTIO_TMEM_PAGE_SIZE;
+    s->target_pages = VIRTIO_TMEM_NO_TARGET;
+    s->return_state = VIRTIO_TMEM_RETURN_IDLE;
+    s->return_known = VIRTIO_TMEM_RETURN_IDLE;
+    s->config_pending = false;
     if (s->disk_error) {
         /* A test's failing disk stays failing until x-disk-error=none. */
         tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
@@ -722,6 +743,16 @@ static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
                    UINT16_MAX, conf->max_pools);
         return false;
     }
+    if (conf->size && (conf->size < VIRTIO_TMEM_PAGE_SIZE ||
+                       conf->size / VIRTIO_TMEM_PAGE_SIZE >
+                       VIRTIO_TMEM_MAX_SIZE_PAGES)) {
+        error_setg(errp, "virtio-tmem: 'size' must be between %d and %"
+                   PRIu64 " bytes (one page to 2^32-1 pages), not %" PRIu64,
+                   VIRTIO_TMEM_PAGE_SIZE,
+                   VIRTIO_TMEM_MAX_SIZE_PAGES * VIRTIO_TMEM_PAGE_SIZE,
+                   conf->size);
+        return false;
+    }
     /* x-disk-error is the device's: it injects through the library. */
     if ((s->disk_error || s->disk_hang) && !conf->backing_file) {
         error_setg(errp, "virtio-tmem: '%s' needs a disk tier: set "
@@ -799,6 +830,287 @@ static char *virtio_tmem_reason(const char *why)
         }
     }
     return g_string_free(out, false);
+}
+
+/*
+ * Elastic memory (SPEC 6.5): the host changes the budget at run time.
+ * Growing takes effect at once.  A shrink below what is held is stepped
+ * from a main loop timer, with the BQL: libtmem reclaims (ephemeral
+ * eviction, disk tier writeback) while it can; when it cannot, the
+ * driver is asked through target_pages to take pages back.  Until
+ * host-bytes is within the budget libtmem refuses stores that need
+ * memory (DEV-25) and keeps every page of a persistent pool.
+ */
+
+/* Pages one step may evict: bounded work for the main loop. */
+#define VIRTIO_TMEM_RECLAIM_PAGES 4096
+#define VIRTIO_TMEM_SHRINK_PERIOD_MS 100
+
+#define VIRTIO_TMEM_REASON_NO_BACKING \
+    "shrink blocked: guest has no backing device"
+#define VIRTIO_TMEM_REASON_FAILED \
+    "shrink blocked: guest cannot take pages back: its backing device " \
+    "failed or is full"
+#define VIRTIO_TMEM_REASON_NO_RETURN \
+    "shrink blocked: guest driver cannot return pages"
+
+static void virtio_tmem_stats(VirtIOTmem *s, struct tmem_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    tmem_client_stats2(s->client, st, sizeof(*st));
+}
+
+/*
+ * A change of target_pages is told to the driver with a configuration
+ * change notification (DEV-2), but not into a stopped VM: the guest
+ * hears of it when the VM runs again.  virtio_notify_config() itself
+ * does nothing before DRIVER_OK.
+ */
+static void virtio_tmem_notify_config(VirtIOTmem *s)
+{
+    if (!runstate_is_running()) {
+        s->config_pending = true;
+        return;
+    }
+    s->config_pending = false;
+    virtio_notify_config(VIRTIO_DEVICE(s));
+}
+
+static void virtio_tmem_vm_state_change(void *opaque, bool running,
+                                        RunState state)
+{
+    VirtIOTmem *s = opaque;
+
+    if (running && s->config_pending) {
+        virtio_tmem_notify_config(s);
+    }
+}
+
+static void virtio_tmem_set_target(VirtIOTmem *s, uint64_t target)
+{
+    if (target == s->target_pages) {
+        return;
+    }
+    trace_virtio_tmem_target(s, s->target_pages, target);
+    s->target_pages = target;
+    virtio_tmem_notify_config(s);
+}
+
+static void virtio_tmem_budget_event(VirtIOTmem *s, TmemBudgetStatus status,
+                                     const char *reason)
+{
+    g_autofree char *path = object_get_canonical_path(OBJECT(s));
+    struct tmem_stats st;
+
+    virtio_tmem_stats(s, &st);
+    qapi_event_send_tmem_budget_changed(virtio_tmem_id(s), path,
+                                        st.budget_bytes, st.host_bytes,
+                                        status, reason);
+}
+
+static void virtio_tmem_shrink_done(VirtIOTmem *s)
+{
+    timer_del(s->shrink_timer);
+    s->shrinking = false;
+    s->shrink_phase = TMEM_SHRINK_PHASE_NONE;
+    s->shrink_reason = NULL;
+    virtio_tmem_set_target(s, VIRTIO_TMEM_NO_TARGET);
+    virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_DONE, NULL);
+}
+
+/* Why the driver cannot help, or NULL when it is asked to (DEV-26). */
+static const char *virtio_tmem_return_blocked(VirtIOTmem *s)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_RETURN) ||
+        !qatomic_read(&s->driver_ok)) {
+        return VIRTIO_TMEM_REASON_NO_RETURN;
+    }
+    switch (s->return_known) {
+    case VIRTIO_TMEM_RETURN_NO_BACKING:
+        return VIRTIO_TMEM_REASON_NO_BACKING;
+    case VIRTIO_TMEM_RETURN_FAILED:
+        return VIRTIO_TMEM_REASON_FAILED;
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * The pages the driver should keep so that the host gets back what it
+ * still must free: each page it moves away frees, on average, what a
+ * page held in memory takes (pages on the disk tier and same-filled
+ * pages hold no data in memory).  With no such page, all are asked for.
+ */
+static uint64_t virtio_tmem_compute_target(const struct tmem_stats *st)
+{
+    /* Invalidations in an IOThread may have got there meanwhile. */
+    uint64_t excess = st->host_bytes > st->budget_bytes ?
+                      st->host_bytes - st->budget_bytes : 0;
+    uint64_t in_memory = st->pages - MIN(st->pages, st->disk_pages +
+                                         st->same_filled_pages);
+    uint64_t per_page = in_memory ? st->data_bytes / in_memory : 0;
+    uint64_t need;
+
+    if (!excess) {
+        return st->pages;
+    }
+    if (!per_page) {
+        return 0;
+    }
+    need = DIV_ROUND_UP(excess, per_page);
+    return st->pages > need ? st->pages - need : 0;
+}
+
+/* libtmem can free nothing more: ask the driver, or say why not. */
+static void virtio_tmem_shrink_stuck(VirtIOTmem *s, const struct tmem_stats *st)
+{
+    const char *reason = virtio_tmem_return_blocked(s);
+    uint64_t target;
+
+    if (!reason) {
+        s->shrink_phase = TMEM_SHRINK_PHASE_GUEST_RETURN;
+        s->shrink_reason = NULL;
+        target = virtio_tmem_compute_target(st);
+        /* Never raised while one shrink runs: the driver may be midway. */
+        if (!s->target_fresh && s->target_pages != VIRTIO_TMEM_NO_TARGET) {
+            target = MIN(target, s->target_pages);
+        }
+        s->target_fresh = false;
+        virtio_tmem_set_target(s, target);
+        return;
+    }
+    s->shrink_phase = TMEM_SHRINK_PHASE_BLOCKED;
+    if (s->shrink_reason != reason) {
+        s->shrink_reason = reason;
+        virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_BLOCKED, reason);
+    }
+}
+
+/*
+ * Context: main loop, BQL held.  One step of the shrink; the timer runs
+ * until host-bytes is within the budget, also while blocked: memory
+ * then falls as the guest loads and invalidates pages.
+ */
+static void virtio_tmem_shrink_step(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+    struct tmem_stats st;
+    int r;
+
+    r = tmem_client_reclaim(s->client, VIRTIO_TMEM_RECLAIM_PAGES);
+    virtio_tmem_stats(s, &st);
+    trace_virtio_tmem_reclaim(s, r, st.host_bytes, st.budget_bytes);
+    switch (r) {
+    case TMEM_RECLAIM_DONE:
+        virtio_tmem_shrink_done(s);
+        return;
+    case TMEM_RECLAIM_BUSY:
+        s->shrink_phase = st.evictions != s->shrink_evictions ?
+                          TMEM_SHRINK_PHASE_EVICTING :
+                          TMEM_SHRINK_PHASE_WRITING_BACK;
+        break;
+    default:
+        virtio_tmem_shrink_stuck(s, &st);
+        break;
+    }
+    s->shrink_evictions = st.evictions;
+    timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
+                               VIRTIO_TMEM_SHRINK_PERIOD_MS);
+}
+
+/* A new budget: a new goal, which replaces that of a shrink running. */
+static void virtio_tmem_budget_changed(VirtIOTmem *s)
+{
+    struct tmem_stats st;
+
+    virtio_tmem_stats(s, &st);
+    if (st.host_bytes <= st.budget_bytes) {
+        virtio_tmem_shrink_done(s);
+        return;
+    }
+    if (!s->shrinking) {
+        s->shrinking = true;
+        s->shrink_phase = TMEM_SHRINK_PHASE_EVICTING;
+    }
+    s->shrink_reason = NULL;
+    s->target_fresh = true;
+    s->shrink_evictions = st.evictions;
+    timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
+}
+
+static void virtio_tmem_get_budget(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    uint64_t value = s->conf.budget;
+
+    visit_type_size(v, name, &value, errp);
+}
+
+/*
+ * As virtio-mem's requested-size: before realize (-device) the value is
+ * kept for realize to check; after, libtmem takes it or says why not.
+ */
+static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+    char why[TMEM_ERRBUF_SIZE] = "";
+    uint64_t value;
+    int r;
+
+    if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (!DEVICE(obj)->realized) {
+        s->conf.budget = value;
+        return;
+    }
+    r = tmem_client_set_budget(s->client, value, why, sizeof(why));
+    if (r < 0) {
+        g_autofree char *reason = virtio_tmem_reason(why);
+
+        if (reason[0]) {
+            error_setg(errp, "virtio-tmem: %s", reason);
+        } else {
+            error_setg_errno(errp, -r, "virtio-tmem: cannot set 'budget' to "
+                             "%" PRIu64, value);
+        }
+        return;
+    }
+    trace_virtio_tmem_set_budget(s, s->conf.budget, value);
+    s->conf.budget = value;
+    /* No driver uses the config yet: the hint may follow (DEV-2). */
+    if (!qatomic_read(&s->driver_ok)) {
+        s->capacity_pages = value / VIRTIO_TMEM_PAGE_SIZE;
+    }
+    virtio_tmem_budget_changed(s);
+}
+
+/*
+ * The driver writes return_state (DEV-27): any value, at any time, and
+ * nothing held changes because of it.  A value this version does not
+ * know reads back as written but says nothing new: the last known one
+ * stands.
+ */
+static void virtio_tmem_set_config(VirtIODevice *vdev, const uint8_t *config)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    const struct virtio_tmem_config *c = (const void *)config;
+    uint32_t state = ldl_le_p(&c->return_state);
+    bool known = state <= VIRTIO_TMEM_RETURN_FAILED;
+
+    if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_RETURN) ||
+        state == s->return_state) {
+        return;
+    }
+    trace_virtio_tmem_return_state(s, state, known);
+    s->return_state = state;
+    if (known) {
+        s->return_known = state;
+    }
 }
 
 /* Which AioContext runs each queue: the main loop's, or IOThreads'. */
@@ -911,6 +1223,24 @@ static void virtio_tmem_del_queues(VirtIOTmem *s, unsigned n)
     virtio_cleanup(vdev);
 }
 
+/*
+ * The key space the guest sees (size_pages): what 'size' says, or what
+ * serves a user who sets only the budget: the guest's RAM, and never
+ * less than the budget and the disk tier together can hold.
+ */
+static uint64_t virtio_tmem_size_pages(VirtIOTmem *s)
+{
+    MachineState *ms = MACHINE(qdev_get_machine());
+    struct tmem_stats st;
+    uint64_t size = s->conf.size;
+
+    if (!size) {
+        virtio_tmem_stats(s, &st);
+        size = MAX(ms->ram_size, s->conf.budget + st.disk_size);
+    }
+    return MIN(size / VIRTIO_TMEM_PAGE_SIZE, VIRTIO_TMEM_MAX_SIZE_PAGES);
+}
+
 /* No guest memory stays on the host's disk after QEMU (DEV-22). */
 static void virtio_tmem_exit_notify(Notifier *n, void *data)
 {
@@ -966,6 +1296,12 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
         tmem_client_inject_io_hang(s->client, s->disk_hang);
     }
 
+    s->size_pages = virtio_tmem_size_pages(s);
+    s->capacity_pages = s->conf.budget / VIRTIO_TMEM_PAGE_SIZE;
+    s->target_pages = VIRTIO_TMEM_NO_TARGET;
+    s->return_state = VIRTIO_TMEM_RETURN_IDLE;
+    s->return_known = VIRTIO_TMEM_RETURN_IDLE;
+
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
 
     for (i = 0; i < s->conf.num_queues; i++) {
@@ -996,6 +1332,10 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
         s->exit_notifier.notify = virtio_tmem_exit_notify;
         qemu_add_exit_notifier(&s->exit_notifier);
     }
+    s->shrink_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
+                                   virtio_tmem_shrink_step, s);
+    s->vm_state = qemu_add_vm_change_state_handler(virtio_tmem_vm_state_change,
+                                                   s);
 
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);
@@ -1014,6 +1354,11 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(dev);
 
+    qemu_del_vm_change_state_handler(s->vm_state);
+    s->vm_state = NULL;
+    timer_free(s->shrink_timer);
+    s->shrink_timer = NULL;
+    s->shrinking = false;
     if (s->exit_notifier.notify) {
         qemu_remove_exit_notifier(&s->exit_notifier);
         s->exit_notifier.notify = NULL;
@@ -1049,6 +1394,40 @@ static TmemDiskInfo *virtio_tmem_disk_info(const struct tmem_stats *st)
     return disk;
 }
 
+static TmemGuestReturnState virtio_tmem_guest_return_state(VirtIOTmem *s)
+{
+    if (!virtio_vdev_has_feature(VIRTIO_DEVICE(s), VIRTIO_TMEM_F_RETURN)) {
+        return TMEM_GUEST_RETURN_STATE_UNSUPPORTED;
+    }
+    switch (s->return_known) {
+    case VIRTIO_TMEM_RETURN_ACTIVE:
+        return TMEM_GUEST_RETURN_STATE_ACTIVE;
+    case VIRTIO_TMEM_RETURN_NO_BACKING:
+        return TMEM_GUEST_RETURN_STATE_NO_BACKING;
+    case VIRTIO_TMEM_RETURN_FAILED:
+        return TMEM_GUEST_RETURN_STATE_FAILED;
+    default:
+        return TMEM_GUEST_RETURN_STATE_IDLE;
+    }
+}
+
+static void virtio_tmem_fill_shrink_info(VirtIOTmem *s,
+                                         const struct tmem_stats *st,
+                                         TmemInfo *info)
+{
+    info->size = s->size_pages * VIRTIO_TMEM_PAGE_SIZE;
+    info->shrinking = s->shrinking;
+    info->shrink_phase = s->shrink_phase;
+    if (s->target_pages != VIRTIO_TMEM_NO_TARGET) {
+        info->has_target_pages = true;
+        info->target_pages = s->target_pages;
+        info->pages_to_return = st->pages > s->target_pages ?
+                                st->pages - s->target_pages : 0;
+    }
+    info->guest_return_state = virtio_tmem_guest_return_state(s);
+    info->shrink_reason = g_strdup(s->shrink_reason);
+}
+
 static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
 {
     struct tmem_stats st;
@@ -1078,6 +1457,7 @@ static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
     if (s->conf.backing_file) {
         info->disk = virtio_tmem_disk_info(&st);
     }
+    virtio_tmem_fill_shrink_info(s, &st, info);
 }
 
 /* tmem_client_stats() is safe against queue handlers in IOThreads. */
@@ -1245,6 +1625,12 @@ static void virtio_tmem_set_disk_hang(Object *obj, const char *value,
 
 static void virtio_tmem_instance_init(Object *obj)
 {
+    object_property_add(obj, "budget", "size", virtio_tmem_get_budget,
+                        virtio_tmem_set_budget, NULL, NULL);
+    object_property_set_description(obj, "budget",
+                                    "cap on host bytes for stored pages, "
+                                    "data plus metadata (required, e.g. 2G; "
+                                    "qom-set changes it at run time)");
     object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
                         NULL, NULL, NULL);
     object_property_set_description(obj, "stats",
@@ -1282,7 +1668,7 @@ static const VMStateDescription vmstate_virtio_tmem = {
 };
 
 static const Property virtio_tmem_properties[] = {
-    DEFINE_PROP_SIZE("budget", VirtIOTmem, conf.budget, 0),
+    DEFINE_PROP_SIZE("size", VirtIOTmem, conf.size, 0),
     DEFINE_PROP_UINT16("num-queues", VirtIOTmem, conf.num_queues, 1),
     DEFINE_PROP_UINT16("queue-size", VirtIOTmem, conf.queue_size,
                        VIRTIO_TMEM_DEFAULT_QUEUE_SIZE),
@@ -1292,6 +1678,8 @@ static const Property virtio_tmem_properties[] = {
                        conf.compress_threshold, 0),
     DEFINE_PROP_BIT64("ephemeral", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_EPHEMERAL, true),
+    DEFINE_PROP_BIT64("page-return", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_RETURN, true),
     DEFINE_PROP_LINK("iothread", VirtIOTmem, conf.iothread, TYPE_IOTHREAD,
                      IOThread *),
     DEFINE_PROP_IOTHREAD_VQ_MAPPING_LIST("iothread-vq-mapping", VirtIOTmem,
@@ -1312,9 +1700,12 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     VirtioDeviceClass *vdc = VIRTIO_DEVICE_CLASS(klass);
 
     device_class_set_props(dc, virtio_tmem_properties);
-    object_class_property_set_description(klass, "budget",
-        "hard cap on host bytes for stored pages, data plus metadata "
-        "(required, e.g. 2G)");
+    object_class_property_set_description(klass, "size",
+        "key space the guest sees, e.g. its swap disk's size (0: the "
+        "larger of guest RAM and budget plus backing-size)");
+    object_class_property_set_description(klass, "page-return",
+        "offer VIRTIO_TMEM_F_RETURN (the guest takes pages back when the "
+        "budget shrinks below what is held)");
     object_class_property_set_description(klass, "num-queues",
         "number of request queues, 1-" stringify(VIRTIO_TMEM_MAX_QUEUES));
     object_class_property_set_description(klass, "queue-size",
@@ -1362,6 +1753,7 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     vdc->realize = virtio_tmem_device_realize;
     vdc->unrealize = virtio_tmem_device_unrealize;
     vdc->get_config = virtio_tmem_get_config;
+    vdc->set_config = virtio_tmem_set_config;
     vdc->get_features = virtio_tmem_get_features;
     vdc->set_features = virtio_tmem_set_features;
     vdc->set_status = virtio_tmem_set_status;

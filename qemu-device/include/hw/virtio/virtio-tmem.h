@@ -13,7 +13,9 @@
 
 #include "hw/virtio/virtio.h"
 #include "qapi/qapi-types-virtio.h"
+#include "qemu/timer.h"
 #include "system/iothread.h"
+#include "system/runstate.h"
 #include "qom/object.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
@@ -32,7 +34,8 @@ enum {
 };
 
 typedef struct VirtIOTmemConf {
-    uint64_t budget;
+    uint64_t budget;            /* the live budget, set with qom-set too */
+    uint64_t size;              /* key space; 0: the default (realize) */
     uint16_t num_queues;
     uint16_t queue_size;
     uint32_t max_pools;
@@ -128,6 +131,27 @@ struct VirtIOTmem {
     unsigned disk_hang;
     /* x-timing: count the "timing" property's figures (benchmarks). */
     bool timing_enabled;
+
+    /*
+     * Elastic memory (SPEC 6.5).  The config space's fixed fields are
+     * latched at realize and reset: a qom-set of the budget changes no
+     * field but target_pages after DRIVER_OK (DEV-2).
+     */
+    uint64_t size_pages;
+    uint64_t capacity_pages;
+    uint64_t target_pages;      /* VIRTIO_TMEM_NO_TARGET: nothing asked */
+    uint32_t return_state;      /* as the driver last wrote it */
+    uint32_t return_known;      /* its last VIRTIO_TMEM_RETURN_* value */
+    /* A lowered budget not reached yet; the timer steps the reclaim. */
+    bool shrinking;
+    bool target_fresh;          /* a new goal: the target may go up */
+    TmemShrinkPhase shrink_phase;
+    const char *shrink_reason;  /* while blocked: the event's reason */
+    uint64_t shrink_evictions;  /* evictions at the last step */
+    QEMUTimer *shrink_timer;
+    /* A config change made while the VM was stopped, told at resume. */
+    bool config_pending;
+    VMChangeStateEntry *vm_state;
 
     Error *migration_blocker;
     /* QEMU does not unrealize at exit: the disk tier's file goes then. */
