@@ -804,24 +804,32 @@ static int vtmem_read_config(struct vtmem *vt)
 }
 
 /*
- * The disk's size: the disksize parameter, else the device's capacity
- * hint, which sizes the slot maps allocated here: a hint beyond
- * VTMEM_MAX_SLOTS_PER_RAM_PAGE slots per page of RAM is clamped to that.
+ * The disk's size: the disksize parameter, else the device's suggested
+ * size (VIRTIO_TMEM_F_SIZE), else its capacity hint.  The size sizes the
+ * slot maps allocated here: a value beyond VTMEM_MAX_SLOTS_PER_RAM_PAGE
+ * slots per page of RAM is clamped to that.
  */
 static u64 vtmem_initial_slots(struct vtmem *vt)
 {
-	u64 pages, max;
+	const char *what = "capacity hint";
+	u64 pages = 0, max;
 
 	if (disksize)
 		return vtmem_bytes_to_slots(disksize);
-	virtio_cread_le(vt->vdev, struct virtio_tmem_config, capacity_pages,
-			&pages);
+	if (virtio_has_feature(vt->vdev, VIRTIO_TMEM_F_SIZE))
+		virtio_cread_le(vt->vdev, struct virtio_tmem_config,
+				size_pages, &pages);
+	if (pages)
+		what = "size";
+	else
+		virtio_cread_le(vt->vdev, struct virtio_tmem_config,
+				capacity_pages, &pages);
 	max = min_t(u64, (u64)totalram_pages() * VTMEM_MAX_SLOTS_PER_RAM_PAGE,
 		    U32_MAX);
 	if (pages > max) {
 		dev_err(&vt->vdev->dev,
-			"capacity hint of %llu pages is beyond %llu (%u per page of RAM): using %llu; set disksize for more\n",
-			pages, max, VTMEM_MAX_SLOTS_PER_RAM_PAGE, max);
+			"%s of %llu pages is beyond %llu (%u per page of RAM): using %llu; set disksize for more\n",
+			what, pages, max, VTMEM_MAX_SLOTS_PER_RAM_PAGE, max);
 		pages = max;
 	}
 	return pages;
@@ -1357,6 +1365,7 @@ MODULE_DEVICE_TABLE(virtio, vtmem_id_table);
 
 static unsigned int vtmem_features[] = {
 	VIRTIO_TMEM_F_MQ,
+	VIRTIO_TMEM_F_SIZE,
 };
 
 static struct virtio_driver vtmem_driver = {
