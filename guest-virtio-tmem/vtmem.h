@@ -167,6 +167,7 @@ struct vtmem {
 struct vtmem_batch *vtmem_batch_get(struct vtmem *vt);
 void vtmem_batch_put(struct vtmem *vt, struct vtmem_batch *b);
 void vtmem_queue_kick(struct vtmem_queue *q);
+void vtmem_set_target(struct vtmem *vt, u64 target);
 
 #ifdef VTMEM_TEST
 void vtmem_test_init(struct vtmem *vt);

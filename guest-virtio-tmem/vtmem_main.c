@@ -834,8 +834,11 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 			continue;
 		status = vtmem_req_status(vt, req);
 		r->copied[i] = status == VIRTIO_TMEM_S_OK;
-		if (r->copied[i])
+		/* loads, like invalidates, counts what the host was sent. */
+		if (r->copied[i]) {
+			atomic64_inc(&vt->stats.loads);
 			continue;
+		}
 		/* DRV-5: the page stays where it is, the error is the host's. */
 		atomic64_inc(&vt->stats.load_errors);
 		pr_err_ratelimited("%s: slot %u: LOAD to return it failed (status %u)\n",
@@ -919,6 +922,9 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 					r->slot[i], NULL);
 	if (b->nr)
 		vtmem_batch_send(vt, b, vtmem_decide_return_flip);
+	for (i = 0; i < b->nr; i++)
+		if (b->req[i].action == VTMEM_A_SEND)
+			atomic64_inc(&vt->stats.invalidates);
 	b->nr = 0;
 	for (i = 0; i < n; i++) {
 		if (!r->held[i])
@@ -1052,6 +1058,12 @@ static void vtmem_return_work(struct work_struct *work)
 }
 
 /* DRV-12: a new target replaces the one being worked towards. */
+void vtmem_set_target(struct vtmem *vt, u64 target)
+{
+	WRITE_ONCE(vt->target_pages, target);
+	mod_delayed_work(vtmem_wq, &vt->return_work, 0);
+}
+
 static void vtmem_read_target(struct vtmem *vt)
 {
 	u64 target;
@@ -1060,8 +1072,7 @@ static void vtmem_read_target(struct vtmem *vt)
 		return;
 	virtio_cread_le(vt->vdev, struct virtio_tmem_config, target_pages,
 			&target);
-	WRITE_ONCE(vt->target_pages, target);
-	mod_delayed_work(vtmem_wq, &vt->return_work, 0);
+	vtmem_set_target(vt, target);
 }
 
 /* After a reset the device asks for nothing and reads return_state 0. */

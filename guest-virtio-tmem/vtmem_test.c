@@ -24,6 +24,10 @@
  *   fault_return_write_errors  the next N backing writes of pages the host
  *                       asked back fail before they are issued: the
  *                       pages must stay in the host, return_state failed
+ *
+ * and a stand-in for a device without VIRTIO_TMEM_F_RETURN:
+ *   fake_target_pages   write: take this as the device's target_pages, as
+ *                       a configuration change would (all ones: none)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -57,6 +61,23 @@ struct vtmem_raw {
 };
 
 static struct dentry *vtmem_debugfs_root;
+
+static int vtmem_fake_target_get(void *data, u64 *val)
+{
+	struct vtmem *vt = data;
+
+	*val = READ_ONCE(vt->target_pages);
+	return 0;
+}
+
+static int vtmem_fake_target_set(void *data, u64 val)
+{
+	vtmem_set_target(data, val);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vtmem_fake_target_fops, vtmem_fake_target_get,
+			 vtmem_fake_target_set, "%llu\n");
 
 /* Called with raw->lock held: is the last request answered or given up? */
 static bool vtmem_raw_reap(struct vtmem_raw *raw)
@@ -242,6 +263,8 @@ void vtmem_test_init(struct vtmem *vt)
 				&raw->short_loads);
 	debugfs_create_atomic_t("fault_return_write_errors", 0600, raw->dir,
 				&raw->return_write_errors);
+	debugfs_create_file_unsafe("fake_target_pages", 0600, raw->dir, vt,
+				   &vtmem_fake_target_fops);
 	vt->raw = raw;
 }
 
