@@ -815,6 +815,8 @@ static u8 vtmem_decide_return_flip(struct vtmem *vt, struct vtmem_req *req)
 		return VTMEM_A_SKIP;
 	set_bit(req->slot, vt->on_backing);
 	vtmem_clear_in_host(vt, req->slot);
+	/* A copy dropped for newer bytes counts in neither. */
+	atomic64_inc(&vt->stats.backing_writes);
 	atomic64_inc(&vt->stats.returned_pages);
 	return VTMEM_A_SEND;
 }
