@@ -836,11 +836,8 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 			continue;
 		status = vtmem_req_status(vt, req);
 		r->copied[i] = status == VIRTIO_TMEM_S_OK;
-		/* loads, like invalidates, counts what the host was sent. */
-		if (r->copied[i]) {
-			atomic64_inc(&vt->stats.loads);
+		if (r->copied[i])
 			continue;
-		}
 		/* DRV-5: the page stays where it is, the error is the host's. */
 		atomic64_inc(&vt->stats.load_errors);
 		pr_err_ratelimited("%s: slot %u: LOAD to return it failed (status %u)\n",
@@ -924,9 +921,6 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 					r->slot[i], NULL);
 	if (b->nr)
 		vtmem_batch_send(vt, b, vtmem_decide_return_flip);
-	for (i = 0; i < b->nr; i++)
-		if (b->req[i].action == VTMEM_A_SEND)
-			atomic64_inc(&vt->stats.invalidates);
 	b->nr = 0;
 	for (i = 0; i < n; i++) {
 		if (!r->held[i])
