@@ -37,15 +37,19 @@
 #define VTMEM_S_SHORT		0xfe
 
 /*
- * The capacity hint (config capacity_pages) sizes the disk when no size
- * is given, and the slot maps (3 bits a slot) are allocated from it: a
- * hint is taken up to this many slots per page of guest RAM (a disk of
- * 64 times the RAM, maps of 0.6% of it) and never above the 32-bit key
- * index.
+ * The device's size (config size_pages) or capacity hint sizes the disk
+ * when no size is given, and the slot maps (5 bits a slot) are allocated
+ * from it: it is taken up to this many slots per page of guest RAM (a
+ * disk of 64 times the RAM, maps of 1% of it) and never above the 32-bit
+ * key index.
  */
 #define VTMEM_MAX_SLOTS_PER_RAM_PAGE	64
 /* Default of the io_timeout parameter, in seconds. */
 #define VTMEM_IO_TIMEOUT	30
+/* Default of the return_rate parameter, in pages per second. */
+#define VTMEM_RETURN_RATE	16384
+/* One run of the return worker moves what return_rate allows in this. */
+#define VTMEM_RETURN_PERIOD	(HZ / 10)
 
 struct vtmem_batch;
 
@@ -97,6 +101,7 @@ struct vtmem_stats {
 	atomic64_t load_errors;
 	atomic64_t pages_in_host;
 	atomic64_t write_errors;
+	atomic64_t returned_pages;
 };
 
 struct vtmem_raw;
@@ -132,8 +137,23 @@ struct vtmem {
 	unsigned long *on_backing;
 	/* Freed slot whose INVALIDATE_PAGE is still to be sent. */
 	unsigned long *inval_pending;
+	/* A STORE between its decision and the end of its bookkeeping. */
+	unsigned long *storing;
+	/* Held by the return worker from its LOAD to its INVALIDATE_PAGE. */
+	unsigned long *return_io;
 	struct work_struct inval_work;
 	struct work_struct config_work;
+
+	/*
+	 * VIRTIO_TMEM_F_RETURN: the device's target_pages, what the driver
+	 * last wrote to return_state, the target the backing device failed
+	 * at (VIRTIO_TMEM_NO_TARGET: none), and where the next move starts.
+	 */
+	struct delayed_work return_work;
+	u64 target_pages;
+	u32 return_state;
+	u64 return_failed_at;
+	unsigned long return_cursor;
 
 	struct vtmem_backing backing;
 	char *backing_path;
@@ -147,6 +167,7 @@ struct vtmem {
 struct vtmem_batch *vtmem_batch_get(struct vtmem *vt);
 void vtmem_batch_put(struct vtmem *vt, struct vtmem_batch *b);
 void vtmem_queue_kick(struct vtmem_queue *q);
+void vtmem_set_target(struct vtmem *vt, u64 target);
 
 #ifdef VTMEM_TEST
 void vtmem_test_init(struct vtmem *vt);
@@ -157,6 +178,7 @@ void vtmem_test_module_exit(void);
 bool vtmem_test_hold_answers(struct vtmem *vt);
 unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
 				 unsigned int len);
+bool vtmem_test_fail_return_write(struct vtmem *vt);
 #else
 static inline void vtmem_test_init(struct vtmem *vt)
 {
@@ -188,6 +210,11 @@ static inline unsigned int vtmem_test_used_len(struct vtmem *vt,
 					       unsigned int len)
 {
 	return len;
+}
+
+static inline bool vtmem_test_fail_return_write(struct vtmem *vt)
+{
+	return false;
 }
 #endif
 

@@ -14,6 +14,26 @@
  * its pending bit) under the same queue lock under which a later STORE to
  * that slot clears the bit and is added, so the invalidate is either in
  * the queue before the store or never sent.
+ *
+ * Moving pages back (VIRTIO_TMEM_F_RETURN, DRV-10): the return worker
+ * takes a slot in the decision of its LOAD, under the queue lock, only if
+ * no STORE of the slot is between its decision and the end of its
+ * bookkeeping (the storing bit), the host holds it and no invalidate is
+ * pending; it then holds the slot's return_io bit until the INVALIDATE_PAGE
+ * that ends the move is decided, again under the queue lock.  Every STORE
+ * waits for return_io to clear before its bookkeeping and before any
+ * backing write of its own, and clears storing only after both.  So a
+ * STORE decided after the worker's LOAD is still storing when the worker
+ * decides the INVALIDATE: the worker drops the slot (the newer bytes win,
+ * and no INVALIDATE follows a newer STORE), and the worker's backing write
+ * is complete before the store's starts.  A STORE decided before the LOAD
+ * was either done (its result is what the worker saw: a rejected one
+ * cleared in_host, so nothing is loaded) or still storing (the worker
+ * skipped the slot).  Freeing a slot takes the queue lock, so it comes
+ * wholly before the worker's decision (which then sees inval_pending or
+ * no in_host) or after it.  A read decided before the flip is queued ahead
+ * of the INVALIDATE; one decided after it reads the complete copy on the
+ * backing device.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -52,6 +72,7 @@ struct vtmem_io {
 static u64 disksize;
 static char *backing_dev;
 static unsigned int io_timeout = VTMEM_IO_TIMEOUT;
+static unsigned int return_rate = VTMEM_RETURN_RATE;
 static int vtmem_major;
 static DEFINE_IDA(vtmem_index_ida);
 static struct workqueue_struct *vtmem_wq;
@@ -87,6 +108,9 @@ MODULE_PARM_DESC(backing_dev,
 module_param(io_timeout, uint, 0644);
 MODULE_PARM_DESC(io_timeout,
 		 "Seconds to wait for the device's answer before failing the device (0: forever)");
+module_param(return_rate, uint, 0644);
+MODULE_PARM_DESC(return_rate,
+		 "Pages per second moved from the host to the backing device when the host asks for them back (0: never)");
 
 /* --- requests and queues ------------------------------------------------ */
 
@@ -354,6 +378,8 @@ static u8 vtmem_decide_store(struct vtmem *vt, struct vtmem_req *req)
 {
 	/* The store replaces the old copy: its pending invalidate is moot. */
 	clear_bit(req->slot, vt->inval_pending);
+	/* Until vtmem_finish_store() is done: see the top of the file. */
+	set_bit(req->slot, vt->storing);
 	return VTMEM_A_SEND;
 }
 
@@ -411,7 +437,7 @@ static void vtmem_backing_io(struct vtmem *vt, struct vtmem_io *io,
 
 /* --- reads and writes ------------------------------------------------------ */
 
-static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
+static void vtmem_store_result(struct vtmem *vt, struct vtmem_req *req,
 			       struct vtmem_io *io)
 {
 	u8 status = req->action == VTMEM_A_SEND ? vtmem_req_status(vt, req) :
@@ -439,6 +465,22 @@ static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 	clear_bit(req->slot, vt->on_backing);
 	atomic64_inc(&vt->stats.write_errors);
 	io->status = BLK_STS_IOERR;
+}
+
+/* The return worker is done with the slot: the invariant at the top. */
+static void vtmem_wait_return_io(struct vtmem *vt, u32 slot)
+{
+	wait_on_bit_io(&vt->return_io[BIT_WORD(slot)], slot % BITS_PER_LONG,
+		       TASK_UNINTERRUPTIBLE);
+}
+
+static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
+			       struct vtmem_io *io)
+{
+	vtmem_wait_return_io(vt, req->slot);
+	vtmem_store_result(vt, req, io);
+	/* Release: the bookkeeping is seen by vtmem_decide_return_load(). */
+	clear_bit_unlock(req->slot, vt->storing);
 }
 
 static void vtmem_finish_load(struct vtmem *vt, struct vtmem_req *req,
@@ -518,9 +560,15 @@ static void vtmem_rw_bio(struct vtmem *vt, struct bio *bio)
 
 static void vtmem_mark_freed(struct vtmem *vt, u32 slot)
 {
+	struct vtmem_queue *q = &vt->queues[slot % vt->nr_queues];
+	unsigned long flags;
+
+	/* Wholly before or after a move's decision (vtmem_return_flip()). */
+	spin_lock_irqsave(&q->lock, flags);
 	clear_bit(slot, vt->on_backing);
 	if (test_bit(slot, vt->in_host))
 		set_bit(slot, vt->inval_pending);
+	spin_unlock_irqrestore(&q->lock, flags);
 }
 
 static void vtmem_run_invalidates(struct vtmem *vt, struct vtmem_batch *b)
@@ -651,6 +699,386 @@ static const struct block_device_operations vtmem_fops = {
 #endif
 };
 
+/* --- moving pages back (VIRTIO_TMEM_F_RETURN) ------------------------------ */
+
+/* The return worker's buffers for one batch: a page and a bio a request. */
+struct vtmem_return {
+	struct vtmem_batch *batch;
+	atomic_t pending;
+	struct completion done;
+	u32 slot[VTMEM_BATCH];
+	/* The LOAD's decision took the slot's return_io bit. */
+	bool held[VTMEM_BATCH];
+	/* Loaded, then written to the backing device. */
+	bool copied[VTMEM_BATCH];
+	struct page *page[VTMEM_BATCH];
+	struct bio bio[VTMEM_BATCH];
+	struct bio_vec bvec[VTMEM_BATCH];
+};
+
+static void vtmem_return_free(struct vtmem *vt, struct vtmem_return *r)
+{
+	unsigned int i;
+
+	for (i = 0; i < VTMEM_BATCH; i++)
+		if (r->page[i])
+			__free_page(r->page[i]);
+	if (r->batch)
+		vtmem_batch_put(vt, r->batch);
+	kfree(r);
+}
+
+/* Before any slot is held: the allocations may swap, to this disk too. */
+static struct vtmem_return *vtmem_return_alloc(struct vtmem *vt)
+{
+	struct vtmem_return *r;
+	unsigned int i;
+
+	r = kzalloc_obj(*r, GFP_KERNEL);
+	if (!r)
+		return NULL;
+	init_completion(&r->done);
+	for (i = 0; i < vt->batch_max; i++) {
+		r->page[i] = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+		if (!r->page[i]) {
+			vtmem_return_free(vt, r);
+			return NULL;
+		}
+	}
+	r->batch = vtmem_batch_get(vt);
+	return r;
+}
+
+/* Pages the host holds beyond the target (DRV-12: any target is valid). */
+static u64 vtmem_return_excess(struct vtmem *vt)
+{
+	s64 held = atomic64_read(&vt->stats.pages_in_host);
+	u64 target = READ_ONCE(vt->target_pages);
+
+	return held > 0 && (u64)held > target ? held - target : 0;
+}
+
+static void vtmem_set_return_state(struct vtmem *vt, u32 state)
+{
+	if (vt->return_state == state)
+		return;
+	WRITE_ONCE(vt->return_state, state);
+	virtio_cwrite_le(vt->vdev, struct virtio_tmem_config, return_state,
+			 &state);
+}
+
+/* Up to n slots the host holds, from the cursor on, as LOADs. */
+static void vtmem_return_pick(struct vtmem *vt, struct vtmem_return *r,
+			      unsigned int n)
+{
+	struct vtmem_batch *b = r->batch;
+	unsigned long start = min_t(u64, vt->return_cursor, vt->nr_slots);
+	unsigned long end = vt->nr_slots, slot = start;
+
+	b->nr = 0;
+	while (b->nr < n) {
+		slot = find_next_bit(vt->in_host, end, slot);
+		if (slot >= end) {
+			if (end == start)
+				break;
+			end = start;
+			slot = 0;
+			continue;
+		}
+		r->slot[b->nr] = slot;
+		vtmem_batch_add(vt, b, VIRTIO_TMEM_OP_LOAD, slot,
+				r->page[b->nr]);
+		slot++;
+	}
+	vt->return_cursor = slot;
+}
+
+static u8 vtmem_decide_return_load(struct vtmem *vt, struct vtmem_req *req)
+{
+	if (test_bit(req->slot, vt->storing))
+		return VTMEM_A_SKIP;
+	/* Pairs with vtmem_finish_store(): its bookkeeping is seen. */
+	smp_rmb();
+	if (!test_bit(req->slot, vt->in_host) ||
+	    test_bit(req->slot, vt->inval_pending))
+		return VTMEM_A_SKIP;
+	set_bit(req->slot, vt->return_io);
+	return VTMEM_A_SEND;
+}
+
+/* The move's decision: the copy is complete, the host's may go. */
+static u8 vtmem_decide_return_flip(struct vtmem *vt, struct vtmem_req *req)
+{
+	if (test_bit(req->slot, vt->storing) ||
+	    !test_bit(req->slot, vt->in_host) ||
+	    test_bit(req->slot, vt->inval_pending))
+		return VTMEM_A_SKIP;
+	set_bit(req->slot, vt->on_backing);
+	vtmem_clear_in_host(vt, req->slot);
+	/* A copy dropped for newer bytes counts in neither. */
+	atomic64_inc(&vt->stats.backing_writes);
+	atomic64_inc(&vt->stats.returned_pages);
+	return VTMEM_A_SEND;
+}
+
+/* Which slots the LOADs took, and which brought their page. */
+static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
+{
+	struct vtmem_req *req;
+	unsigned int i;
+	u8 status;
+
+	for (i = 0; i < r->batch->nr; i++) {
+		req = &r->batch->req[i];
+		r->held[i] = req->action != VTMEM_A_SKIP;
+		r->copied[i] = false;
+		if (req->action != VTMEM_A_SEND)
+			continue;
+		status = vtmem_req_status(vt, req);
+		r->copied[i] = status == VIRTIO_TMEM_S_OK;
+		if (r->copied[i])
+			continue;
+		/* DRV-5: the page stays where it is, the error is the host's. */
+		atomic64_inc(&vt->stats.load_errors);
+		pr_err_ratelimited("%s: slot %u: LOAD to return it failed (status %u)\n",
+				   vt->disk->disk_name, req->slot, status);
+	}
+}
+
+static void vtmem_return_end_io(struct bio *bio)
+{
+	struct vtmem_return *r = bio->bi_private;
+
+	if (atomic_dec_and_test(&r->pending))
+		complete(&r->done);
+}
+
+static void vtmem_return_submit(struct vtmem *vt, struct vtmem_return *r,
+				unsigned int i)
+{
+	struct bio *bio = &r->bio[i];
+
+	bio_init(bio, vt->backing.bdev, &r->bvec[i], 1,
+		 REQ_OP_WRITE | REQ_SYNC);
+	bio->bi_iter.bi_sector = (sector_t)r->slot[i] << VTMEM_SLOT_SHIFT;
+	__bio_add_page(bio, r->page[i], PAGE_SIZE, 0);
+	bio->bi_private = r;
+	bio->bi_end_io = vtmem_return_end_io;
+	atomic_inc(&r->pending);
+	submit_bio(bio);
+}
+
+/*
+ * Write every loaded page at its slot's place on the backing device and
+ * wait for all of them; false if one failed.  Nothing here allocates: a
+ * store that waits for these slots may be what reclaim waits for.
+ */
+static bool vtmem_return_write(struct vtmem *vt, struct vtmem_return *r)
+{
+	unsigned int i, n = r->batch->nr;
+	struct blk_plug plug;
+	bool ok = true;
+
+	atomic_set(&r->pending, 1);
+	reinit_completion(&r->done);
+	blk_start_plug(&plug);
+	for (i = 0; i < n; i++) {
+		if (!r->copied[i])
+			continue;
+		if (vtmem_test_fail_return_write(vt)) {
+			r->copied[i] = false;
+			ok = false;
+			continue;
+		}
+		vtmem_return_submit(vt, r, i);
+	}
+	blk_finish_plug(&plug);
+	if (!atomic_dec_and_test(&r->pending))
+		wait_for_completion_io(&r->done);
+	for (i = 0; i < n; i++) {
+		if (!r->copied[i])
+			continue;
+		if (r->bio[i].bi_status) {
+			r->copied[i] = false;
+			ok = false;
+		}
+		bio_uninit(&r->bio[i]);
+	}
+	return ok;
+}
+
+/* Complete copies move to the backing device; then the slots are let go. */
+static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
+{
+	struct vtmem_batch *b = r->batch;
+	unsigned int i, n = b->nr;
+	u32 slot;
+
+	b->nr = 0;
+	for (i = 0; i < n; i++)
+		if (r->copied[i])
+			vtmem_batch_add(vt, b, VIRTIO_TMEM_OP_INVALIDATE_PAGE,
+					r->slot[i], NULL);
+	if (b->nr)
+		vtmem_batch_send(vt, b, vtmem_decide_return_flip);
+	b->nr = 0;
+	for (i = 0; i < n; i++) {
+		if (!r->held[i])
+			continue;
+		slot = r->slot[i];
+		clear_and_wake_up_bit(slot % BITS_PER_LONG,
+				      &vt->return_io[BIT_WORD(slot)]);
+	}
+}
+
+/*
+ * One batch of up to n pages, under vq_sem: *picked says how many slots
+ * were tried.  False if a backing write failed: the return state is then
+ * FAILED until the device sets another target.
+ */
+static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
+			       unsigned int n, unsigned int *picked)
+{
+	bool ok;
+
+	vtmem_return_pick(vt, r, n);
+	*picked = r->batch->nr;
+	if (!*picked)
+		return true;
+	vtmem_batch_send(vt, r->batch, vtmem_decide_return_load);
+	vtmem_return_loaded(vt, r);
+	ok = vtmem_return_write(vt, r);
+	vtmem_return_flip(vt, r);
+	if (!ok) {
+		dev_err(&vt->vdev->dev,
+			"%s: backing device write failed: not returning pages to it\n",
+			vt->disk->disk_name);
+		vt->return_failed_at = READ_ONCE(vt->target_pages);
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
+	}
+	return ok;
+}
+
+/* How many pages to try next, under vq_sem; 0 to stop this run. */
+static unsigned int vtmem_return_want(struct vtmem *vt, unsigned int left)
+{
+	if (!vt->vqs_ready || READ_ONCE(vt->dead) || !vt->backing.bdev)
+		return 0;
+	return min_t(u64, vtmem_return_excess(vt),
+		     min(left, vt->batch_max));
+}
+
+/*
+ * Move what return_rate allows in one VTMEM_RETURN_PERIOD, a batch at a
+ * time, checking the target before each.  Returns the delay before the
+ * next run, or -1 after a failed backing write.
+ */
+static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
+{
+	unsigned int quota, done = 0, n = 0;
+	unsigned long start = jiffies;
+	struct vtmem_return *r;
+	bool ok = true;
+
+	r = vtmem_return_alloc(vt);
+	if (!r)
+		return VTMEM_RETURN_PERIOD;
+	quota = max_t(u64, div_u64((u64)rate * VTMEM_RETURN_PERIOD, HZ), 1);
+	while (ok && done < quota) {
+		down_read(&vt->vq_sem);
+		n = vtmem_return_want(vt, quota - done);
+		if (n)
+			ok = vtmem_return_batch(vt, r, n, &n);
+		up_read(&vt->vq_sem);
+		if (!n)
+			break;
+		done += n;
+		cond_resched();
+	}
+	vtmem_return_free(vt, r);
+	if (!ok)
+		return -1;
+	/* Nothing could be taken (every page busy): try again later. */
+	if (!n && done < quota && vtmem_return_excess(vt))
+		return VTMEM_RETURN_PERIOD;
+	return max_t(long, start + div_u64((u64)done * HZ, rate) - jiffies, 0);
+}
+
+/*
+ * Under vq_sem: the state to report, and whether to move pages now (0),
+ * later (the delay) or not until the device sets another target (-1).
+ */
+static long vtmem_return_check(struct vtmem *vt)
+{
+	u64 target = READ_ONCE(vt->target_pages);
+
+	if (!vt->vqs_ready || READ_ONCE(vt->dead))
+		return -1;
+	if (target == VIRTIO_TMEM_NO_TARGET) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_IDLE);
+		return -1;
+	}
+	/* While a target is set, stores may take the host above it again. */
+	if (!vtmem_return_excess(vt)) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_IDLE);
+		return HZ;
+	}
+	if (!vt->backing.bdev) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_NO_BACKING);
+		return HZ;
+	}
+	if (vt->return_failed_at == target) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
+		return -1;
+	}
+	if (!READ_ONCE(return_rate))
+		return HZ;
+	vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_ACTIVE);
+	return 0;
+}
+
+static void vtmem_return_work(struct work_struct *work)
+{
+	struct vtmem *vt = container_of(to_delayed_work(work), struct vtmem,
+					return_work);
+	unsigned int rate = READ_ONCE(return_rate);
+	long delay;
+
+	down_read(&vt->vq_sem);
+	delay = vtmem_return_check(vt);
+	up_read(&vt->vq_sem);
+	if (!delay && rate)
+		delay = vtmem_return_pages(vt, rate);
+	if (delay >= 0)
+		queue_delayed_work(vtmem_wq, &vt->return_work, delay);
+}
+
+/* DRV-12: a new target replaces the one being worked towards. */
+void vtmem_set_target(struct vtmem *vt, u64 target)
+{
+	WRITE_ONCE(vt->target_pages, target);
+	mod_delayed_work(vtmem_wq, &vt->return_work, 0);
+}
+
+static void vtmem_read_target(struct vtmem *vt)
+{
+	u64 target;
+
+	if (!virtio_has_feature(vt->vdev, VIRTIO_TMEM_F_RETURN))
+		return;
+	virtio_cread_le(vt->vdev, struct virtio_tmem_config, target_pages,
+			&target);
+	vtmem_set_target(vt, target);
+}
+
+/* After a reset the device asks for nothing and reads return_state 0. */
+static void vtmem_reset_return(struct vtmem *vt)
+{
+	WRITE_ONCE(vt->target_pages, VIRTIO_TMEM_NO_TARGET);
+	WRITE_ONCE(vt->return_state, VIRTIO_TMEM_RETURN_IDLE);
+	vt->return_failed_at = VIRTIO_TMEM_NO_TARGET;
+}
+
 /* --- pools -------------------------------------------------------------------- */
 
 static int vtmem_pool_request(struct vtmem *vt, u8 opcode)
@@ -701,9 +1129,13 @@ static void vtmem_free_maps(struct vtmem *vt)
 	kvfree(vt->in_host);
 	kvfree(vt->on_backing);
 	kvfree(vt->inval_pending);
+	kvfree(vt->storing);
+	kvfree(vt->return_io);
 	vt->in_host = NULL;
 	vt->on_backing = NULL;
 	vt->inval_pending = NULL;
+	vt->storing = NULL;
+	vt->return_io = NULL;
 	vt->nr_slots = 0;
 }
 
@@ -714,7 +1146,10 @@ static int vtmem_alloc_maps(struct vtmem *vt, u64 nr_slots)
 	vt->in_host = kvcalloc(longs, sizeof(long), GFP_KERNEL);
 	vt->on_backing = kvcalloc(longs, sizeof(long), GFP_KERNEL);
 	vt->inval_pending = kvcalloc(longs, sizeof(long), GFP_KERNEL);
-	if (!vt->in_host || !vt->on_backing || !vt->inval_pending) {
+	vt->storing = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	vt->return_io = kvcalloc(longs, sizeof(long), GFP_KERNEL);
+	if (!vt->in_host || !vt->on_backing || !vt->inval_pending ||
+	    !vt->storing || !vt->return_io) {
 		vtmem_free_maps(vt);
 		return -ENOMEM;
 	}
@@ -804,24 +1239,32 @@ static int vtmem_read_config(struct vtmem *vt)
 }
 
 /*
- * The disk's size: the disksize parameter, else the device's capacity
- * hint, which sizes the slot maps allocated here: a hint beyond
- * VTMEM_MAX_SLOTS_PER_RAM_PAGE slots per page of RAM is clamped to that.
+ * The disk's size: the disksize parameter, else the device's suggested
+ * size (VIRTIO_TMEM_F_SIZE), else its capacity hint.  The size sizes the
+ * slot maps allocated here: a value beyond VTMEM_MAX_SLOTS_PER_RAM_PAGE
+ * slots per page of RAM is clamped to that.
  */
 static u64 vtmem_initial_slots(struct vtmem *vt)
 {
-	u64 pages, max;
+	const char *what = "capacity hint";
+	u64 pages = 0, max;
 
 	if (disksize)
 		return vtmem_bytes_to_slots(disksize);
-	virtio_cread_le(vt->vdev, struct virtio_tmem_config, capacity_pages,
-			&pages);
+	if (virtio_has_feature(vt->vdev, VIRTIO_TMEM_F_SIZE))
+		virtio_cread_le(vt->vdev, struct virtio_tmem_config,
+				size_pages, &pages);
+	if (pages)
+		what = "size";
+	else
+		virtio_cread_le(vt->vdev, struct virtio_tmem_config,
+				capacity_pages, &pages);
 	max = min_t(u64, (u64)totalram_pages() * VTMEM_MAX_SLOTS_PER_RAM_PAGE,
 		    U32_MAX);
 	if (pages > max) {
 		dev_err(&vt->vdev->dev,
-			"capacity hint of %llu pages is beyond %llu (%u per page of RAM): using %llu; set disksize for more\n",
-			pages, max, VTMEM_MAX_SLOTS_PER_RAM_PAGE, max);
+			"%s of %llu pages is beyond %llu (%u per page of RAM): using %llu; set disksize for more\n",
+			what, pages, max, VTMEM_MAX_SLOTS_PER_RAM_PAGE, max);
 		pages = max;
 	}
 	return pages;
@@ -898,6 +1341,8 @@ static void vtmem_swap_maps(struct vtmem *a, struct vtmem *b)
 	swap(a->in_host, b->in_host);
 	swap(a->on_backing, b->on_backing);
 	swap(a->inval_pending, b->inval_pending);
+	swap(a->storing, b->storing);
+	swap(a->return_io, b->return_io);
 	swap(a->nr_slots, b->nr_slots);
 }
 
@@ -926,6 +1371,8 @@ static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
 	if (err)
 		goto out_unlock;
 
+	/* Its slots go: the worker sees the new ones when it runs again. */
+	cancel_delayed_work_sync(&vt->return_work);
 	memflags = vtmem_freeze_queue(q);
 	down_write(&vt->vq_sem);
 	vtmem_pool_destroy(vt);
@@ -939,6 +1386,8 @@ static int vtmem_reconfigure(struct vtmem *vt, u64 nr_slots, const char *path)
 	up_write(&vt->vq_sem);
 	set_capacity_and_notify(vt->disk, vt->nr_slots << VTMEM_SLOT_SHIFT);
 	vtmem_unfreeze_queue(q, memflags);
+	if (virtio_has_feature(vt->vdev, VIRTIO_TMEM_F_RETURN))
+		queue_delayed_work(vtmem_wq, &vt->return_work, 0);
 	vtmem_free_maps(next);
 out_unlock:
 	mutex_unlock(&vt->ctl_lock);
@@ -973,6 +1422,34 @@ VTMEM_STAT_ATTR(backing_reads);
 VTMEM_STAT_ATTR(load_errors);
 VTMEM_STAT_ATTR(pages_in_host);
 VTMEM_STAT_ATTR(write_errors);
+VTMEM_STAT_ATTR(returned_pages);
+
+static ssize_t host_target_pages_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	u64 target = READ_ONCE(dev_to_vtmem(dev)->target_pages);
+
+	if (target == VIRTIO_TMEM_NO_TARGET)
+		return sysfs_emit(buf, "none\n");
+	return sysfs_emit(buf, "%llu\n", target);
+}
+static DEVICE_ATTR_RO(host_target_pages);
+
+static const char * const vtmem_return_states[] = {
+	[VIRTIO_TMEM_RETURN_IDLE] = "idle",
+	[VIRTIO_TMEM_RETURN_ACTIVE] = "active",
+	[VIRTIO_TMEM_RETURN_NO_BACKING] = "no-backing",
+	[VIRTIO_TMEM_RETURN_FAILED] = "failed",
+};
+
+static ssize_t return_state_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	u32 state = READ_ONCE(dev_to_vtmem(dev)->return_state);
+
+	return sysfs_emit(buf, "%s\n", vtmem_return_states[state]);
+}
+static DEVICE_ATTR_RO(return_state);
 
 static ssize_t disksize_show(struct device *dev,
 			     struct device_attribute *attr, char *buf)
@@ -1055,6 +1532,9 @@ static struct attribute *vtmem_attrs[] = {
 	&dev_attr_load_errors.attr,
 	&dev_attr_pages_in_host.attr,
 	&dev_attr_write_errors.attr,
+	&dev_attr_returned_pages.attr,
+	&dev_attr_host_target_pages.attr,
+	&dev_attr_return_state.attr,
 	&dev_attr_disksize.attr,
 	&dev_attr_backing_dev.attr,
 	&dev_attr_pool_id.attr,
@@ -1134,8 +1614,12 @@ static void vtmem_config_work(struct work_struct *work)
 	struct vtmem *vt = container_of(work, struct vtmem, config_work);
 	u8 status = vt->vdev->config->get_status(vt->vdev);
 
-	if (!(status & VIRTIO_CONFIG_S_NEEDS_RESET) || READ_ONCE(vt->dead))
+	if (READ_ONCE(vt->dead))
 		return;
+	if (!(status & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+		vtmem_read_target(vt);
+		return;
+	}
 	dev_err(&vt->vdev->dev,
 		"device needs reset: pages in the host are lost\n");
 	vtmem_kill(vt);
@@ -1169,6 +1653,8 @@ static int vtmem_probe(struct virtio_device *vdev)
 	init_rwsem(&vt->vq_sem);
 	INIT_WORK(&vt->inval_work, vtmem_inval_work);
 	INIT_WORK(&vt->config_work, vtmem_config_work);
+	INIT_DELAYED_WORK(&vt->return_work, vtmem_return_work);
+	vtmem_reset_return(vt);
 
 	err = vtmem_read_config(vt);
 	if (err)
@@ -1253,6 +1739,7 @@ static void vtmem_free_disk(struct gendisk *disk)
 	struct vtmem *vt = disk->private_data;
 
 	cancel_work_sync(&vt->inval_work);
+	cancel_delayed_work_sync(&vt->return_work);
 	vtmem_test_free(vt);
 	vtmem_free_maps(vt);
 	mempool_destroy(vt->batch_pool);
@@ -1280,6 +1767,7 @@ static void vtmem_remove(struct virtio_device *vdev)
 	/* Surprise removal: nothing will answer what is in flight. */
 	if (vt->have_vqs && vtmem_device_broken(vt))
 		vtmem_kill(vt);
+	cancel_delayed_work_sync(&vt->return_work);
 	del_gendisk(vt->disk);
 
 	down_write(&vt->vq_sem);
@@ -1313,6 +1801,7 @@ static int vtmem_freeze(struct virtio_device *vdev)
 		vtmem_unfreeze_queue_nomemrestore(vt->disk->queue);
 		return -EBUSY;
 	}
+	cancel_delayed_work_sync(&vt->return_work);
 	down_write(&vt->vq_sem);
 	vtmem_pool_destroy(vt);
 	vt->vqs_ready = false;
@@ -1333,6 +1822,7 @@ static int vtmem_restore(struct virtio_device *vdev)
 	if (!err) {
 		virtio_device_ready(vdev);
 		down_write(&vt->vq_sem);
+		vtmem_reset_return(vt);
 		vt->vqs_ready = true;
 		WRITE_ONCE(vt->dead, false);
 		err = vtmem_pool_open(vt);
@@ -1357,6 +1847,8 @@ MODULE_DEVICE_TABLE(virtio, vtmem_id_table);
 
 static unsigned int vtmem_features[] = {
 	VIRTIO_TMEM_F_MQ,
+	VIRTIO_TMEM_F_SIZE,
+	VIRTIO_TMEM_F_RETURN,
 };
 
 static struct virtio_driver vtmem_driver = {

@@ -12,13 +12,22 @@
  *   raw_in_len   size of the device-writable part (default 8, may be 0)
  *   raw_queue    request queue to use (default 0)
  *
- * and two faults of a hostile host, simulated at the one place where the
+ * two faults of a hostile host, simulated at the one place where the
  * driver takes the device's answers (vtmem_vq_done()):
  *   fault_hold_answers  Y: answers are left in the used ring, as if the
  *                       host never gave them: io_timeout must end the wait
  *   fault_short_loads   the next N LOAD answers report a used length of
  *                       the response alone, as a host that answers OK
  *                       without writing the page: each must fail (DRV-5)
+ *
+ * and one of the guest's own backing device:
+ *   fault_return_write_errors  the next N backing writes of pages the host
+ *                       asked back fail before they are issued: the
+ *                       pages must stay in the host, return_state failed
+ *
+ * and a stand-in for a device without VIRTIO_TMEM_F_RETURN:
+ *   fake_target_pages   write: take this as the device's target_pages, as
+ *                       a configuration change would (all ones: none)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -48,9 +57,27 @@ struct vtmem_raw {
 	bool busy;		/* its buffers are still the device's */
 	bool hold_answers;	/* debugfs fault_hold_answers */
 	atomic_t short_loads;	/* debugfs fault_short_loads */
+	atomic_t return_write_errors;	/* debugfs fault_return_write_errors */
 };
 
 static struct dentry *vtmem_debugfs_root;
+
+static int vtmem_fake_target_get(void *data, u64 *val)
+{
+	struct vtmem *vt = data;
+
+	*val = READ_ONCE(vt->target_pages);
+	return 0;
+}
+
+static int vtmem_fake_target_set(void *data, u64 val)
+{
+	vtmem_set_target(data, val);
+	return 0;
+}
+
+DEFINE_DEBUGFS_ATTRIBUTE(vtmem_fake_target_fops, vtmem_fake_target_get,
+			 vtmem_fake_target_set, "%llu\n");
 
 /* Called with raw->lock held: is the last request answered or given up? */
 static bool vtmem_raw_reap(struct vtmem_raw *raw)
@@ -234,6 +261,10 @@ void vtmem_test_init(struct vtmem *vt)
 			    &raw->hold_answers);
 	debugfs_create_atomic_t("fault_short_loads", 0600, raw->dir,
 				&raw->short_loads);
+	debugfs_create_atomic_t("fault_return_write_errors", 0600, raw->dir,
+				&raw->return_write_errors);
+	debugfs_create_file_unsafe("fake_target_pages", 0600, raw->dir, vt,
+				   &vtmem_fake_target_fops);
 	vt->raw = raw;
 }
 
@@ -249,6 +280,12 @@ unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
 	    !atomic_add_unless(&vt->raw->short_loads, -1, 0))
 		return len;
 	return min_t(unsigned int, len, sizeof(req->resp));
+}
+
+bool vtmem_test_fail_return_write(struct vtmem *vt)
+{
+	return vt->raw &&
+	       atomic_add_unless(&vt->raw->return_write_errors, -1, 0);
 }
 
 /* Remove: no new raw requests; a writer waits at most the timeout. */

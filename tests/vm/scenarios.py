@@ -505,7 +505,60 @@ class TierVM(vmrun.VM):
 
 
 # The host halves.  params become vtmem.KEY=VALUE for the guest.
+def check_return_fake(c, res, sc):
+    d = res.verdict.get("data", {})
+    check_agreement(c, c.cp("holding"))
+    for n in ("returned", "failed", "after-workload"):
+        check_returned_clean(c, c.cp(n))
+    check_workload(c, d)
+    c.expect(d.get("target", 0) > 0, "nothing held to return")
+    c.eq(d.get("state_done"), "idle", "return state when done")
+    c.eq(d.get("host_target"), str(d.get("target")), "host_target_pages")
+    ret = c.cp("returned")
+    if ret:
+        c.expect(guest(ret, "pages_in_host") <= d.get("target", 0),
+                 "pages_in_host above the target")
+        c.eq(guest(ret, "returned_pages") if "returned_pages" in ret["guest"]
+             else d.get("returned"), d.get("returned"), "returned_pages")
+        c.expect(d.get("returned", 0) >= d.get("held", 0) - d.get("target", 0),
+                 "returned %s < held %s - target %s" % (
+                     d.get("returned"), d.get("held"), d.get("target")))
+    c.eq(d.get("state_failed"), "failed", "return state after a write error")
+    c.expect(d.get("after_failed", 0) > d.get("low", 0),
+             "pages moved after the backing write failed")
+    c.eq(d.get("state_none"), "idle", "return state without a target")
+    c.eq(d.get("host_target_none"), "none", "host_target_pages without one")
+
+
+def check_returned_clean(c, cp):
+    """After pages were returned: the guest's LOADs and INVALIDATEs of
+    them count on the host only, so only what must be 0 is compared."""
+    if cp is None:
+        return
+    c.eq(host(cp, "load-misses"), 0, "%s: host load-misses" % cp["name"])
+    c.eq(guest(cp, "load_errors"), 0, "%s: guest load_errors" % cp["name"])
+
+
+def check_return_fake_busy(c, res, sc):
+    d = res.verdict.get("data", {})
+    check_returned_clean(c, c.cp("after-workload"))
+    check_workload(c, d)
+    c.expect(d.get("returned", 0) > 0, "no page returned")
+
+
 SCENARIOS = {
+    "return-fake-busy": dict(
+        guest="return_fake_busy", mem=128, budget="1G", backing_mb=512,
+        test_build=True, check=check_return_fake_busy,
+        params=dict(mb=192, disksize_mb=384),
+        doc="pages asked back while the workload rewrites them (fake "
+            "target every 2 s): 0 mismatches"),
+    "return-fake": dict(
+        guest="return_fake", mem=128, budget="1G", backing_mb=512,
+        test_build=True, check=check_return_fake,
+        params=dict(mb=192, disksize_mb=384),
+        doc="half the host's pages asked back (fake target): moved to the "
+            "backing disk, 0 mismatches; a write error stops it"),
     "swap-pressure": dict(
         guest="swap", mem=256, budget="1G", check=check_swap,
         params=dict(mb=384, disksize_mb=640, seq=1, random=0, hold=1),

@@ -309,3 +309,92 @@ scn_tier_errors() {
 	settle
 	checkpoint after-workload
 }
+
+# Pages moved back to the backing disk (VIRTIO_TMEM_F_RETURN) on a device
+# without the feature: the test build's fake_target_pages stands in for
+# the device's target_pages.  Half of what the host holds is asked back
+# while the workload's pages are out; every page must verify afterwards.
+# Then a backing write fails (fault_return_write_errors): state failed,
+# and the pages stay in the host.
+scn_return_fake() {
+	load_vtmem $(vtmem_params) return_rate="${VT_RATE:-16384}" || return
+	swapon_vtmem || return
+	dir=$(counter_dir vtmem0)
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	rm -f /tmp/ready
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 0 --random 0 --rewrite \
+		--mix mixed --hold /tmp/ready &
+	pid=$!
+	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+	done
+	settle
+	checkpoint holding
+	held=$(counter pages_in_host)
+	target=$((held / 2))
+	data held "$held"
+	data target "$target"
+	t0=$(date +%s)
+	echo "$target" > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	data state_active "\"$(cat "$dir/return_state")\""
+	i=0
+	while [ "$(counter pages_in_host)" -gt "$target" ] && [ $i -lt 300 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	data return_seconds $(($(date +%s) - t0))
+	sleep 2
+	data state_done "\"$(cat "$dir/return_state")\""
+	data host_target "\"$(cat "$dir/host_target_pages")\""
+	data returned "$(counter returned_pages)"
+	settle
+	checkpoint returned
+
+	echo 1 > "$knobs/fault_return_write_errors"
+	low=$((target / 2))
+	echo "$low" > "$knobs/fake_target_pages"
+	i=0
+	while [ "$(cat "$dir/return_state")" != failed ] && [ $i -lt 60 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	data state_failed "\"$(cat "$dir/return_state")\""
+	data low "$low"
+	data after_failed "$(counter pages_in_host)"
+	echo 18446744073709551615 > "$knobs/fake_target_pages"
+	sleep 2
+	data state_none "\"$(cat "$dir/return_state")\""
+	data host_target_none "\"$(cat "$dir/host_target_pages")\""
+	settle
+	checkpoint failed
+	kill -USR1 "$(cat /tmp/ready)"
+	wait $pid
+	check_workload $?
+	settle
+	checkpoint after-workload
+}
+
+# The same while the workload writes, rewrites and reads its pages: every
+# 2 s the fake target asks half of what the host holds back, so returns
+# race with stores, reads and frees of the same slots (DRV-10).
+scn_return_fake_busy() {
+	load_vtmem $(vtmem_params) return_rate="${VT_RATE:-16384}" || return
+	swapon_vtmem || return
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 --rewrite \
+		--mix mixed &
+	pid=$!
+	n=0
+	while kill -0 $pid 2>/dev/null; do
+		sleep 2
+		echo $(($(counter pages_in_host) / 2)) > "$knobs/fake_target_pages"
+		n=$((n + 1))
+	done
+	wait $pid
+	check_workload $?
+	data targets "$n"
+	data returned "$(counter returned_pages)"
+	echo 18446744073709551615 > "$knobs/fake_target_pages"
+	settle
+	checkpoint after-workload
+}
