@@ -547,6 +547,12 @@ def check_return_fake_busy(c, res, sc):
 
 
 SCENARIOS = {
+    "return-fake-rewrite": dict(
+        guest="return_fake_rewrite", mem=128, budget="1G", backing_mb=64,
+        test_build=True, check=check_return_fake_busy,
+        params=dict(mb=8, disksize_mb=64, passes=16),
+        doc="every page asked back while O_DIRECT passes rewrite the same "
+            "blocks with new content: the last pass reads back"),
     "return-fake-busy": dict(
         guest="return_fake_busy", mem=128, budget="1G", backing_mb=512,
         test_build=True, check=check_return_fake_busy,

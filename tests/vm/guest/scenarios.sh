@@ -398,3 +398,26 @@ scn_return_fake_busy() {
 	settle
 	checkpoint after-workload
 }
+
+# Rewrites racing with moves (DRV-10): with a fake target of 0 the driver
+# moves every page it can while O_DIRECT passes rewrite the same blocks,
+# each pass with new content; the last pass must read back, none of the
+# older ones, and no read may fail.
+scn_return_fake_rewrite() {
+	load_vtmem $(vtmem_params) return_rate="${VT_RATE:-16384}" || return
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	echo 0 > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	k=1
+	while [ $k -le "${VT_PASSES:-16}" ]; do
+		VT_TAG=pass memtest blk /dev/vtmem0 --mb "$VT_MB" --op write \
+			--seed $k --mix text || fail "write pass $k"
+		k=$((k + 1))
+	done
+	VT_TAG=workload memtest blk /dev/vtmem0 --mb "$VT_MB" --op verify \
+		--seed $((k - 1)) --mix text
+	check_workload $?
+	data returned "$(counter returned_pages)"
+	echo 18446744073709551615 > "$knobs/fake_target_pages"
+	settle
+	checkpoint after-workload
+}
