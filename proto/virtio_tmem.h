@@ -82,6 +82,8 @@ struct virtio_tmem_config {
 #define VIRTIO_TMEM_RETURN_NO_BACKING	2
 /* Cannot: its own storage failed or is full. */
 #define VIRTIO_TMEM_RETURN_FAILED	3
+/* Will not: the driver is set not to return pages (its own policy). */
+#define VIRTIO_TMEM_RETURN_REFUSED	4
 
 /* Opcodes (virtio_tmem_req.opcode). */
 #define VIRTIO_TMEM_OP_NEW_POOL		1
