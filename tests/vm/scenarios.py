@@ -858,9 +858,10 @@ def check_elastic_tier(c, res, sc):
         # F_SIZE: the disk is the size the device offers (no disksize=).
         c.eq(data.get("disksize"), host(held, "size"),
              "guest disksize vs host size")
-        c.eq(host(held, "size"), size_bytes(sc["budget"]) +
-             size_bytes(sc["tier"]["backing-size"]),
-             "size: budget + backing-size (more than guest RAM)")
+        # The default: budget plus the disk tier, more than guest RAM.
+        c.eq(host(held, "size"), max(sc["mem"] * MiB, host(held, "budget") +
+                                     disk(held).get("size", 0)),
+             "size: the larger of guest RAM and budget + disk tier")
         c.expect(host(held, "pages") > 4096, "holding: host holds %d pages"
                  % host(held, "pages"))
     rec = held and held.get("shrink") or {}
