@@ -607,6 +607,9 @@ class ElasticVM(vmrun.VM):
         """qom-set the budget; DEV-25's bound from then on: the larger of
         the budget and what the device used when it was set."""
         before = self.query()["host-bytes"]
+        # Events until now answer earlier resizes.
+        for ev in self.events:
+            ev["seen"] = True
         t = time.time()
         self.qmp.cmd("qom-set", path=self.PATH, property="budget",
                      value=budget)
@@ -621,13 +624,16 @@ class ElasticVM(vmrun.VM):
         return t
 
     def wait_event(self, status, since, timeout):
-        """The first budget event with this status at or after since (a
-        time.time()), sampling meanwhile; None after timeout seconds."""
+        """The first budget event with this status for the budget last set
+        (at since, a time.time(): QEMU stamps events with the same clock),
+        sampling meanwhile; None after timeout seconds."""
         deadline = time.time() + timeout
+        budget = self.resizes[-1]["budget"] if self.resizes else None
         while True:
             for ev in self.events:
-                if ev["t"] >= since - 0.5 and \
+                if ev["t"] >= since - 0.05 and \
                         ev["data"].get("status") == status and \
+                        ev["data"].get("budget") == budget and \
                         not ev.get("seen"):
                     ev["seen"] = True
                     return ev
@@ -713,7 +719,7 @@ def hook_unloaded(vm, cp):
     is done; resizing a device no driver uses works at once."""
     hook_wait_done(vm, cp)
     base = vm.resizes[0]["before"] if vm.resizes else 0
-    t = vm.set_budget(PAGE * 16)
+    t = vm.set_budget(max(16 * MiB, 2 * host(cp, "host-bytes")))
     cp["idle_shrink"] = (vm.wait_event("done", t, 10) or {}).get("data")
     t = vm.set_budget(size_bytes(vm.budget))
     cp["idle_grow"] = (vm.wait_event("done", t, 10) or {}).get("data")
