@@ -868,9 +868,9 @@ def other_invalidates(a, b, returned):
 
 
 def delta(a, b, key):
-    """How much guest counter key grew from checkpoint a to b."""
-    pa = a.get("guest_post") or a["guest"]
-    return (b["guest"].get(key) or 0) - (pa.get(key) or 0)
+    """How much guest counter key grew from checkpoint a, as the host
+    read it (before a's hook acted), to b."""
+    return (b["guest"].get(key) or 0) - (a["guest"].get(key) or 0)
 
 
 def check_elastic_tier(c, res, sc):
