@@ -994,16 +994,18 @@ def check_elastic_none(c, res, sc):
     c.expect(ret(blocked, "host_target_pages") not in ("none", "", None),
              "guest host_target_pages %s" % ret(blocked, "host_target_pages"))
     c.eq(guest(end, "returned_pages"), 0, "guest returned_pages")
-    # Over budget every store was refused, none accepted.
+    # Over budget stores that need memory are refused (DEV-25: one that
+    # fits in memory the device already has may be taken; its memory
+    # never grows, which the samples check).
     c.expect(host(refused, "failed-stores") - host(blocked, "failed-stores")
              >= sc["params"]["refusals"],
              "refused: host failed-stores grew by %d" % (
                  host(refused, "failed-stores") -
                  host(blocked, "failed-stores")))
-    c.eq(host(refused, "succ-stores"), host(blocked, "succ-stores"),
-         "refused: stores accepted while over budget")
-    c.expect(host(refused, "pages") <= host(held, "pages"),
-             "refused: host pages grew while over budget")
+    c.expect(host(refused, "host-bytes") <= host(blocked, "host-bytes"),
+             "refused: host-bytes grew while over budget")
+    vm.notes["accepted_while_over"] = (host(refused, "succ-stores") -
+                                       host(blocked, "succ-stores"))
     # One blocked event for the one reason, then done once usage fell.
     evs = [e["data"] for e in vm.events]
     c.eq(sum(1 for e in evs if e.get("status") == "blocked"), 1,
