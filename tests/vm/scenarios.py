@@ -1204,7 +1204,7 @@ SCENARIOS = {
         guest="elastic_busy", mem=192, budget="1G", backing_mb=512,
         hooks={"start": hook_resize_busy}, check=check_elastic_busy,
         slack=1 << 20,
-        params=dict(mb=256, disksize_mb=640, duration=40, warm_pages=8192),
+        params=dict(mb=256, disksize_mb=512, duration=40, warm_pages=8192),
         doc="shrink to 1/2, grow, shrink to 1/3, grow while a swap "
             "workload runs: each shrink done, each grow at once"),
     "elastic-storm": dict(
@@ -1212,7 +1212,7 @@ SCENARIOS = {
         tier={"backing-size": "64M"}, storm_s=60,
         hooks={"start": hook_storm}, check=check_elastic_busy,
         slack=1 << 20,
-        params=dict(mb=256, disksize_mb=640, duration=75, warm_pages=8192),
+        params=dict(mb=256, disksize_mb=512, duration=75, warm_pages=8192),
         doc="a qom-set of the budget every 100 ms for 60 s (1/4 to 2x "
             "what is held), tier and backing disk, a workload running"),
     "elastic-reset": dict(

@@ -330,6 +330,15 @@ elastic_params() {
 	echo "$(vtmem_params)${VT_RETURN_RATE:+ return_rate=$VT_RETURN_RATE}"
 }
 
+# insmod with elastic_params; the backing disk, if any, must be taken (the
+# module refuses one smaller than the disk and goes on without it).
+load_elastic() {
+	load_elastic || return
+	[ -z "${VT_BACKING:-}" ] && return
+	b=$(cat "$(counter_dir vtmem0)/backing_dev")
+	[ "$b" != none ] || { fail "the module took no backing device"; return 1; }
+}
+
 # memtest mem ARGS --hold in the background; returns once its pages are
 # written and it waits (its shell in $VT_PID, the program in $VT_WPID).
 start_held() {
@@ -358,7 +367,7 @@ release_held() {
 # is within it; "shrunk" shows where the pages went; then every page is
 # read back.
 scn_elastic_hold() {
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	data disksize "$(cat "$(counter_dir vtmem0)/disksize")"
 	swapon_vtmem || return
 	VT_TAG=workload start_held --mb "$VT_MB" --seq 0 --random 0 || return
@@ -379,7 +388,7 @@ scn_elastic_hold() {
 # checked: the only way the host's usage falls, until it is within the
 # budget and the device says done.
 scn_elastic_none() {
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	swapon_vtmem || return
 	VT_TAG=workload start_held --mb "$VT_MB" --seq 0 --random 0 \
 		--free-verified || return
@@ -402,7 +411,7 @@ scn_elastic_none() {
 # the budget; the checkpoint ends when the host is done, the workload
 # must still be running then.
 scn_elastic_busy() {
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	swapon_vtmem || return
 	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 --rewrite \
 		--duration "$VT_DURATION" &
@@ -430,7 +439,7 @@ scn_elastic_busy() {
 # vtmem.return_rate) when the guest swaps off, then when the device is
 # reset (rmmod).  A plain swap disk takes the pages at swapoff.
 scn_elastic_reset() {
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	plain=$(disk_by_serial "$VT_PLAIN") || { fail "no plain swap disk"; return; }
 	mkswap "$plain" > /dev/null && vtmem-swapon "$plain" 10 ||
 		{ fail "swapon $plain"; return; }
@@ -458,7 +467,7 @@ scn_elastic_reset() {
 	checkpoint before-rmmod "$(elastic_attrs)"
 	rmmod virtio_tmem || fail "rmmod virtio_tmem during a shrink"
 	checkpoint unloaded
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	checkpoint reloaded "$(elastic_attrs)"
 	VT_TAG=after_write memtest blk /dev/vtmem0 --mb 4 --op write
 	check_workload $?
@@ -474,7 +483,7 @@ scn_elastic_reset() {
 # those, so that its progress samples give the throughput before and
 # during the shrink.
 scn_elastic_bench() {
-	load_vtmem $(elastic_params) || return
+	load_elastic || return
 	swapon_vtmem || return
 	VT_TAG=quiet start_held --mb "$VT_MB" --seq 0 --random 0 \
 		--free-verified || return
