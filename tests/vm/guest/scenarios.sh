@@ -333,7 +333,7 @@ elastic_params() {
 # insmod with elastic_params; the backing disk, if any, must be taken (the
 # module refuses one smaller than the disk and goes on without it).
 load_elastic() {
-	load_elastic || return
+	load_vtmem $(elastic_params) || return
 	[ -z "${VT_BACKING:-}" ] && return
 	b=$(cat "$(counter_dir vtmem0)/backing_dev")
 	[ "$b" != none ] || { fail "the module took no backing device"; return 1; }
