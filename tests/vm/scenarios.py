@@ -598,7 +598,8 @@ class ElasticVM(vmrun.VM):
         return q
 
     def tick(self, res):
-        if self.sampling and self.qmp and \
+        # No sampling once the guest gave its verdict: QEMU is going.
+        if self.sampling and self.qmp and res.verdict is None and \
                 time.time() - self._last_sample >= 0.1:
             self.query()
 
