@@ -58,7 +58,7 @@ def resize_rows(args, res, held):
     ev = rec.get("event") or {}
     end = res.checkpoint("after-workload")
     rows = [
-        ("budget halved at the hold (qom-set)", "",
+        ("budget at the hold: half the host bytes", "",
          "%s -> %s" % (mib(size_bytes(args.budget)),
                        mib(rec.get("budget", 0)))),
         ("  host bytes before / after", "",
