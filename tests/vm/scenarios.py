@@ -995,9 +995,8 @@ def check_elastic_none(c, res, sc):
     c.expect(ret(blocked, "host_target_pages") not in ("none", "", None),
              "guest host_target_pages %s" % ret(blocked, "host_target_pages"))
     c.eq(guest(end, "returned_pages"), 0, "guest returned_pages")
-    # Over budget stores that need memory are refused (DEV-25: one that
-    # fits in memory the device already has may be taken; its memory
-    # never grows, which the samples check).
+    # Over budget every store is refused (DEV-25: even one that would fit
+    # in memory freed by invalidations), and memory never grows.
     c.expect(host(refused, "failed-stores") - host(blocked, "failed-stores")
              >= sc["params"]["refusals"],
              "refused: host failed-stores grew by %d" % (
@@ -1005,8 +1004,8 @@ def check_elastic_none(c, res, sc):
                  host(blocked, "failed-stores")))
     c.expect(host(refused, "host-bytes") <= host(blocked, "host-bytes"),
              "refused: host-bytes grew while over budget")
-    vm.notes["accepted_while_over"] = (host(refused, "succ-stores") -
-                                       host(blocked, "succ-stores"))
+    c.eq(host(refused, "succ-stores"), host(blocked, "succ-stores"),
+         "refused: stores accepted while over budget (DEV-25)")
     # One blocked event for the one reason, then done once usage fell.
     evs = [e["data"] for e in vm.events]
     c.eq(sum(1 for e in evs if e.get("status") == "blocked"), 1,
