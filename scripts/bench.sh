@@ -1,7 +1,7 @@
 #!/bin/sh
 # virtio-tmem benchmark: one command for all of it (bench/vm/swapbench.py).
 #
-# Usage: scripts/bench.sh          (as root, like scripts/demo.sh)
+# Usage: scripts/bench.sh [elastic]  (as root, like scripts/demo.sh)
 #
 # Sets up whatever is missing, as the demo does: apt packages
 # (scripts/install-deps.sh all, gnuplot-nox included), QEMU with the
@@ -25,8 +25,20 @@
 # VTMEM_BENCH_OPTIONS picks the guests (tmem, tmem-noevfd, blk, zram,
 # tmem-tier, tmem-tier-noevfd); VTMEM_BENCH_TIER_BUDGET (default 12M)
 # and VTMEM_BENCH_TIER_SIZE (default 1G) size the tier guests.
+# How fast the host takes memory back when it halves the budget (disk tier
+# and guest-return paths) and what it costs the guest's workload
+# (bench/vm/elastic.py; bench/results/elastic.json; about 5 minutes):
+#
+#   scripts/bench.sh elastic
+#
 # A benchmark, not a test: it never runs in CI's test suites.
 set -eu
+
+mode=swap
+if [ "${1:-}" = elastic ]; then
+	mode=elastic
+	shift
+fi
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -49,6 +61,7 @@ step "guest kernel 6.12 (scripts/guest-kernels.sh)"
 scripts/guest-kernels.sh env 6.12 > /dev/null
 step "guest module (scripts/build-guest-module.sh)"
 scripts/build-guest-module.sh -v normal 6.12 > /dev/null
+[ "$mode" = elastic ] && exec /usr/bin/python3 bench/vm/elastic.py "$@"
 # tmem-bench serves only guest (a)'s table: not needed without it.
 case ",${VTMEM_BENCH_OPTIONS:-tmem}," in
 *,tmem,*) ;;

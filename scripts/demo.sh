@@ -2,9 +2,13 @@
 # virtio-tmem demo: set up whatever is missing, boot a guest with little RAM
 # whose swap is virtio-tmem, run a workload bigger than the guest's RAM with
 # every byte verified, and print the guest's and the host's statistics.
+# Mid-workload the host halves the budget (qom-set): pages move to the
+# device's disk tier (--resize tier, the default) or back to a backing
+# disk of the guest's (--resize guest); --resize none keeps the budget.
 #
 # Usage: scripts/demo.sh [--mem MiB] [--mb MiB] [--budget SIZE]
 #                        [--backing-mb MiB] [--kernel 6.12|6.1]
+#                        [--resize tier|guest|none]
 #
 # Setup (each step is quick when already done): apt packages
 # (scripts/install-deps.sh, as root), QEMU with the device

@@ -4,6 +4,13 @@ its RAM into host memory, every byte verified; prints the guest's and the
 host's view side by side.  Run through scripts/demo.sh, which builds what
 is missing first.
 
+Mid-workload, with the workload's pages swapped out, the host halves the
+device's budget (qom-set) and waits for its TMEM_BUDGET_CHANGED event:
+with --resize tier (the default) the device writes pages to its disk tier
+(a file in the VM's temporary directory), with --resize guest the driver
+moves pages back to a backing disk of the guest's; --resize none leaves
+the budget alone.  The workload then reads every page back.
+
 Exit status: 0 when every page verified and guest and host agree, 1 if
 not, 77 when QEMU, the guest kernel or the module is missing.
 """
@@ -43,6 +50,33 @@ def table(rows, head):
     for r in rows:
         out.append(fmt % (w0, r[0], w[0], r[1], w[1], r[2]))
     return "\n".join(out)
+
+
+def resize_rows(args, res, held):
+    """The table's rows for the shrink at the hold."""
+    rec = held.get("shrink") or {}
+    ev = rec.get("event") or {}
+    end = res.checkpoint("after-workload")
+    rows = [
+        ("budget at the hold: half the host bytes", "",
+         "%s -> %s" % (mib(size_bytes(args.budget)),
+                       mib(rec.get("budget", 0)))),
+        ("  host bytes before / after", "",
+         "%s / %s" % (mib(rec.get("host_bytes_before", 0)),
+                      mib(rec.get("host_bytes_after", 0)))),
+        ("  TMEM_BUDGET_CHANGED", "", "%s in %s s (%s MiB/s)" % (
+            ev.get("status", "none"), rec.get("seconds", "-"),
+            rec.get("mib_s", "-"))),
+    ]
+    if args.resize == "tier":
+        rows.append(("  pages on the host's disk tier before / after", "",
+                     "%s / %s" % (rec.get("disk_pages_before"),
+                                  rec.get("disk_pages_after"))))
+    rows.append(("  pages moved back to the guest (returned_pages)",
+                 end["guest"].get("returned_pages", 0),
+                 "%s -> %s pages held" % (rec.get("pages_before"),
+                                          rec.get("pages_after"))))
+    return rows
 
 
 def report(args, res, kernel):
@@ -91,6 +125,10 @@ def report(args, res, kernel):
         ("  host bytes (data + metadata)", "", mib(hh["host-bytes"])),
         ("  compression ratio (orig / compressed)", "", "%.2fx" % cratio),
         ("  memory saved (orig / host bytes)", "", "%.2fx" % ratio),
+    ]
+    if args.resize != "none":
+        rows += resize_rows(args, res, held)
+    rows += [
         ("verified pages", wl.get("verified_pages"), ""),
         ("mismatched pages", wl.get("mismatches"), ""),
     ]
@@ -103,6 +141,23 @@ def report(args, res, kernel):
     print()
 
 
+def check_resize(c, res, args):
+    held = res.checkpoint("holding")
+    rec = held.get("shrink") or {}
+    scenarios.check_event(c, rec.get("event"), "done", "the halved budget")
+    scenarios.check_samples(c, res.vm)
+    end = res.checkpoint("after-workload")
+    if args.resize == "tier":
+        c.expect((rec.get("disk_pages_after") or 0) >
+                 (rec.get("disk_pages_before") or 0),
+                 "no page moved to the disk tier")
+        c.eq(end["guest"].get("returned_pages") or 0, 0,
+             "pages returned to the guest although the tier had room")
+    else:
+        c.expect((end["guest"].get("returned_pages") or 0) > 0,
+                 "no page moved back to the guest")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kernel", default="6.12", help="guest kernel series")
@@ -112,7 +167,13 @@ def main():
     ap.add_argument("--budget", default="512M", help="host budget")
     ap.add_argument("--backing-mb", type=int, default=0,
                     help="add a backing disk for rejected pages")
+    ap.add_argument("--resize", choices=("tier", "guest", "none"),
+                    default="tier",
+                    help="halve the budget at the hold: pages go to the "
+                    "host's disk tier (default) or back to the guest")
     args = ap.parse_args()
+    if args.resize == "guest" and not args.backing_mb:
+        args.backing_mb = args.mb
     try:
         qemu, kernel, image, accel = vmrun.prepare(args.kernel)
     except vmrun.Unavailable as e:
@@ -125,9 +186,15 @@ def main():
     print("demo: booting a %d MiB guest (%s) under %s; the workload takes "
           "a minute or two under TCG..." % (args.mem, kernel["release"],
                                             accel.upper()), flush=True)
-    vm = vmrun.VM(qemu, kernel, image, "swap", accel=accel, mem_mb=args.mem,
-                  budget=args.budget, backing_mb=args.backing_mb,
-                  params=sc["params"], timeout=900, quiet=True)
+    kw = {}
+    if args.resize != "none":
+        kw = dict(hooks={"holding": scenarios.hook_shrink_done},
+                  tier={"backing-size": args.budget}
+                  if args.resize == "tier" else None)
+    vm = scenarios.ElasticVM(qemu, kernel, image, "swap", accel=accel,
+                             mem_mb=args.mem, budget=args.budget,
+                             backing_mb=args.backing_mb, params=sc["params"],
+                             timeout=900, quiet=True, **kw)
     t = time.time()
     try:
         res = vm.run()
@@ -137,12 +204,15 @@ def main():
         if r is not None:
             print(r.console[-4000:])
         return 1
+    res.vm = vm
     c = scenarios.Checker(res)
     v = res.verdict or {}
     if not v.get("ok"):
         c.failures.append("guest verdict: %s" % v.get("failures"))
     try:
         scenarios.check_swap(c, res, sc)
+        if args.resize != "none":
+            check_resize(c, res, args)
         report(args, res, kernel)
     except (KeyError, TypeError) as e:
         c.failures.append("incomplete results: %r" % (e,))

@@ -333,6 +333,14 @@ class VM:
         cp (its dict, already in the result); the guest waits until this
         returns.  A test acts on the host here (qom-set over self.qmp)."""
 
+    # How often tick() runs while the guest works (seconds).
+    tick_interval = 0.5
+
+    def tick(self, res):
+        """Hook for subclasses: called about every tick_interval seconds
+        while the guest runs (between checkpoints too), for a host side
+        that acts or samples while the guest works."""
+
     def query_tmem(self):
         if not self.tmem:
             return None
@@ -438,8 +446,9 @@ class VM:
         while True:
             if time.time() > deadline:
                 raise VMError("timeout after %d s" % self.timeout)
-            r, _, _ = select.select([fd], [], [], 0.5)
+            r, _, _ = select.select([fd], [], [], self.tick_interval)
             self._watch_console(res)
+            self.tick(res)
             if not r:
                 reason = self._exit_reason()
                 if reason:

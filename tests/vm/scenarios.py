@@ -25,6 +25,7 @@ import time
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import vmrun  # noqa: E402
+from vtmem.qmp import QMPError  # noqa: E402
 from vtmem.wire import PAGE  # noqa: E402
 
 MiB = 1 << 20
@@ -64,7 +65,8 @@ def guest(cp, key):
     return cp["guest"].get(key)
 
 
-def check_agreement(c, cp, base=None, load_errors=0):
+def check_agreement(c, cp, base=None, load_errors=0, limit=None,
+                    busy_returns=False):
     """Guest sysfs counters and host query-tmem at one checkpoint.
 
     The guest read its counters just before (guest) and just after
@@ -74,7 +76,15 @@ def check_agreement(c, cp, base=None, load_errors=0):
     requests the guest sent around the block layer (the hostile test's
     raw requests) count on the host but not in sysfs.  load_errors: the
     guest's expected load_errors (LOADs the host answered with an error,
-    which the host may count in its loads).
+    which the host may count in its loads).  limit: the most host-bytes
+    may be at this checkpoint (a shrink in progress: DEV-25's bound) instead
+    of the budget.
+
+    Moving a page to the backing device is a LOAD that the guest counts
+    in returned_pages, not loads.  A move given up after its LOAD (the
+    slot was written or freed meanwhile: DRV-10) is counted nowhere in the
+    guest: busy_returns, where the workload ran during moves, only bounds
+    the host's loads from below.
     """
     if cp is None:
         return
@@ -93,8 +103,11 @@ def check_agreement(c, cp, base=None, load_errors=0):
                  ("failed_stores", "failed-stores"),
                  ("loads", "loads")):
         lo, hi, v = pre.get(g), post.get(g), hv(h, g)
-        if g == "loads" and load_errors and lo is not None:
-            hi += load_errors
+        if g == "loads" and lo is not None:
+            lo += pre.get("returned_pages") or 0
+            hi += (post.get("returned_pages") or 0) + load_errors
+            if busy_returns:
+                hi = max(hi, v)
         if lo == hi:
             c.eq(lo, v, "%s: guest %s vs host %s" % (n, g, h))
         else:
@@ -119,13 +132,18 @@ def check_agreement(c, cp, base=None, load_errors=0):
     c.eq(hv("load-misses"), 0, "%s: host load-misses" % n)
     c.eq(post.get("load_errors") or 0, load_errors,
          "%s: guest load_errors" % n)
-    c.expect(host(cp, "host-bytes") <= host(cp, "budget"),
-             "%s: host-bytes %d over budget %d" % (
-                 n, host(cp, "host-bytes"), host(cp, "budget")))
-    # The host counts pages it dropped, the guest requests it sent.
-    c.expect(hv("invalidates", "invalidates") <= (post.get("invalidates") or 0),
-             "%s: host invalidates %d > guest %s" % (
-                 n, hv("invalidates", "invalidates"), post.get("invalidates")))
+    bound = host(cp, "budget") if limit is None else limit
+    c.expect(host(cp, "host-bytes") <= bound,
+             "%s: host-bytes %d over %s %d" % (
+                 n, host(cp, "host-bytes"),
+                 "budget" if limit is None else "the shrink's bound", bound))
+    # The host counts pages it dropped, the guest requests it sent; the
+    # INVALIDATE_PAGE that ends moving a page to the backing device counts
+    # in the guest's returned_pages, not its invalidates.
+    sent = (post.get("invalidates") or 0) + (post.get("returned_pages") or 0)
+    c.expect(hv("invalidates", "invalidates") <= sent,
+             "%s: host invalidates %d > guest invalidates + returned %s" % (
+                 n, hv("invalidates", "invalidates"), sent))
 
 
 def check_workload(c, data, tag="workload"):
@@ -504,6 +522,612 @@ class TierVM(vmrun.VM):
                 vmrun.log("%s: qom-set %s=%s" % (cp["name"], prop, value))
 
 
+# --- Elastic memory: the host resizes the budget while the guest runs ------
+
+BUDGET_EVENT = "TMEM_BUDGET_CHANGED"
+NO_BACKING = "shrink blocked: guest has no backing device"
+# query-tmem members kept in each sample (the rest is in the checkpoints).
+SAMPLE_KEYS = ("budget", "host-bytes", "pages", "shrinking", "shrink-phase",
+               "target-pages", "pages-to-return", "guest-return-state",
+               "succ-stores", "failed-stores", "load-misses")
+
+
+class ElasticVM(vmrun.VM):
+    """A VM whose host side resizes the device while the guest runs.
+
+    tier: the device's disk tier properties (none: no tier).  hooks:
+    checkpoint name -> function(vm, cp), run while the guest waits at that
+    checkpoint (its workload may run on meanwhile).  Every query-tmem made
+    here is a sample in self.samples with the bound DEV-25 sets on
+    host-bytes at that moment; while self.sampling, tick() takes one every
+    100 ms.  Every TMEM_BUDGET_CHANGED event lands in self.events with
+    QEMU's timestamp as "t".
+    """
+
+    tick_interval = 0.1
+    PATH = "/machine/peripheral/tmem0"
+
+    def __init__(self, *a, tier=None, hooks=None, slack=0, **kw):
+        super().__init__(*a, **kw)
+        self.tier = dict(tier or {})
+        self.hooks = hooks or {}
+        self.tier_path = None
+        self.samples = []
+        self.events = []
+        self.resizes = []       # every qom-set: t, budget, host-bytes
+        self.shrinks = []       # shrink(): how fast, what the event said
+        self.refused = []       # budgets the device refused
+        self.notes = {}         # facts a hook found, for the checks
+        self.bound = None       # DEV-25's bound on host-bytes, once resized
+        self.slack = slack      # bytes a busy guest may store around a qom-set
+        self.sampling = False
+        self._last_sample = 0.0
+
+    def _argv(self):
+        argv = super()._argv()
+        if self.tier:
+            i = [n for n, x in enumerate(argv)
+                 if x.startswith("virtio-tmem,")][0]
+            self.tier_path = os.path.join(self.tmp, "tier.img")
+            props = dict(self.tier, **{"backing-file": self.tier_path})
+            argv[i] += "".join(",%s=%s" % kv for kv in sorted(props.items()))
+        return argv
+
+    def _take_events(self):
+        keep = []
+        for ev in self.qmp.events:
+            if ev.get("event") != BUDGET_EVENT:
+                keep.append(ev)
+                continue
+            ts = ev.get("timestamp") or {}
+            ev["t"] = ts.get("seconds", 0) + ts.get("microseconds", 0) / 1e6
+            self.events.append(ev)
+            if not self.quiet:
+                vmrun.log("event %s" % json.dumps(ev["data"]))
+        self.qmp.events = keep
+
+    def query(self):
+        q = self.query_tmem()
+        self._take_events()
+        s = {k: q.get(k) for k in SAMPLE_KEYS}
+        s["disk-pages"] = (q.get("disk") or {}).get("pages")
+        s["t"] = time.time()
+        s["bound"] = self.bound
+        self.samples.append(s)
+        self._last_sample = s["t"]
+        return q
+
+    def tick(self, res):
+        # No sampling once the guest gave its verdict: QEMU is going.
+        if self.sampling and self.qmp and res.verdict is None and \
+                time.time() - self._last_sample >= 0.1:
+            self.query()
+
+    def at_checkpoint(self, cp):
+        cp["tier_file"] = self._file_bytes()
+        self._take_events()
+        hook = self.hooks.get(cp["name"])
+        if hook:
+            hook(self, cp)
+
+    def _file_bytes(self):
+        if not self.tier_path:
+            return None
+        try:
+            st = os.stat(self.tier_path)
+            return {"size": st.st_size, "allocated": st.st_blocks * 512}
+        except OSError:
+            return None
+
+    def set_budget(self, budget, may_refuse=False):
+        """qom-set the budget; DEV-25's bound from then on: the larger of
+        the budget and what the device used when it was set.  may_refuse:
+        a budget the device refuses (below what no reclaim can give back)
+        returns None instead of raising QMPError."""
+        before = self.query()["host-bytes"]
+        # Events until now answer earlier resizes.
+        for ev in self.events:
+            ev["seen"] = True
+        t = time.time()
+        try:
+            self.qmp.cmd("qom-set", path=self.PATH, property="budget",
+                         value=budget)
+        except QMPError as e:
+            if not may_refuse:
+                raise
+            self.refused.append({"budget": budget, "error": e.desc})
+            return None
+        self.bound = max(budget, before) + self.slack
+        after = self.query()["host-bytes"]
+        self.bound = max(self.bound, after + self.slack)
+        self.samples[-1]["bound"] = self.bound
+        self.resizes.append({"t": t, "budget": budget, "before": before,
+                             "after": after})
+        if not self.quiet:
+            vmrun.log("qom-set budget %d (host-bytes %d)" % (budget, before))
+        return t
+
+    def wait_event(self, status, since, timeout):
+        """The first budget event with this status for the budget last set
+        (at since, a time.time(): QEMU stamps events with the same clock),
+        sampling meanwhile; None after timeout seconds."""
+        deadline = time.time() + timeout
+        budget = self.resizes[-1]["budget"] if self.resizes else None
+        while True:
+            for ev in self.events:
+                if ev["t"] >= since - 0.05 and \
+                        ev["data"].get("status") == status and \
+                        ev["data"].get("budget") == budget and \
+                        not ev.get("seen"):
+                    ev["seen"] = True
+                    return ev
+            if time.time() > deadline:
+                return None
+            self.query()
+            time.sleep(0.1)
+
+    def wait_until(self, pred, timeout):
+        """Sample until pred(query-tmem) holds; that query, or None."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            q = self.query()
+            if pred(q):
+                return q
+            time.sleep(0.1)
+        return None
+
+    def shrink(self, budget, status="done", timeout=120):
+        """Set a lower budget and wait for the event; how it went."""
+        q0 = self.query()
+        t = self.set_budget(budget)
+        ev = self.wait_event(status, t, timeout)
+        q1 = self.query()
+        rec = {"budget": budget, "status": status,
+               "host_bytes_before": q0["host-bytes"],
+               "pages_before": q0["pages"], "pages_after": q1["pages"],
+               "host_bytes_after": q1["host-bytes"],
+               "disk_pages_before": (q0.get("disk") or {}).get("pages"),
+               "disk_pages_after": (q1.get("disk") or {}).get("pages"),
+               "event": ev and ev["data"]}
+        if ev:
+            secs = max(ev["t"] - t, 1e-3)
+            freed = q0["host-bytes"] - ev["data"].get("host-bytes", 0)
+            rec.update(seconds=round(secs, 3), freed_bytes=freed,
+                       mib_s=round(freed / secs / MiB, 2))
+        self.shrinks.append(rec)
+        if not self.quiet:
+            vmrun.log("shrink to %d: %s" % (budget, json.dumps(rec)))
+        return rec
+
+    def report(self):
+        return {"shrinks": self.shrinks, "resizes": len(self.resizes),
+                "refused": self.refused,
+                "events": [dict(e["data"], t=e["t"]) for e in self.events],
+                "samples": len(self.samples), "notes": self.notes}
+
+
+def half_held(vm, cp):
+    return max(PAGE, host(cp, "host-bytes") // 2 // PAGE * PAGE)
+
+
+def hook_shrink_done(vm, cp):
+    """The guest holds still: halve the budget, wait for done."""
+    cp["shrink"] = vm.shrink(half_held(vm, cp), "done", 180)
+
+
+def hook_shrink_blocked(vm, cp):
+    """Halve the budget; the device must say why it cannot; keep
+    watching (the done event comes as the workload reads its pages)."""
+    vm.sampling = True
+    cp["shrink"] = vm.shrink(half_held(vm, cp), "blocked", 60)
+
+
+def hook_shrink_returning(vm, cp):
+    """Halve the budget and return once the driver is moving pages."""
+    vm.sampling = True
+    t = vm.set_budget(half_held(vm, cp))
+    q = vm.wait_until(lambda q: q.get("shrink-phase") == "guest-return" and
+                      q.get("guest-return-state") == "active", 60)
+    cp["returning"] = {"t": t, "query": q}
+
+
+def hook_wait_done(vm, cp):
+    """The shrink under way must end (done) once the host holds less."""
+    since = vm.resizes[-1]["t"] if vm.resizes else 0
+    ev = vm.wait_event("done", since, 60)
+    cp["done"] = ev and ev["data"]
+    cp["after_done"] = vm.query()
+
+
+def hook_unloaded(vm, cp):
+    """After rmmod mid-shrink: the reset emptied the device, the shrink
+    is done; resizing a device no driver uses works at once."""
+    hook_wait_done(vm, cp)
+    base = vm.resizes[0]["before"] if vm.resizes else 0
+    t = vm.set_budget(max(16 * MiB, 2 * host(cp, "host-bytes")))
+    cp["idle_shrink"] = (vm.wait_event("done", t, 10) or {}).get("data")
+    t = vm.set_budget(size_bytes(vm.budget))
+    cp["idle_grow"] = (vm.wait_event("done", t, 10) or {}).get("data")
+    cp["base"] = base
+
+
+def size_bytes(s):
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    s = str(s).strip().upper().rstrip("B")
+    if s and s[-1] in units:
+        return int(float(s[:-1]) * units[s[-1]])
+    return int(s)
+
+
+def hook_resize_busy(vm, cp):
+    """While the workload runs: shrink to half, grow back, shrink to a
+    third, grow back; each shrink must complete, each grow at once."""
+    vm.sampling = True
+    full = size_bytes(vm.budget)
+    steps = []
+    for div in (2, 3):
+        held = vm.query()["host-bytes"]
+        rec = vm.shrink(max(PAGE, held // div // PAGE * PAGE), "done", 120)
+        steps.append(rec)
+        t = vm.set_budget(full)
+        ev = vm.wait_event("done", t, 5)
+        steps.append({"budget": full, "status": "done",
+                      "event": ev and ev["data"],
+                      "seconds": ev and round(ev["t"] - t, 3)})
+    cp["steps"] = steps
+
+
+def hook_storm(vm, cp):
+    """A qom-set every 100 ms for vm.storm_s seconds, between a quarter
+    and twice what the host held at the start; then a last shrink to
+    half that must complete, and the budget back to where it was."""
+    import random
+    vm.sampling = True
+    rng = random.Random(13)
+    base = max(vm.query()["host-bytes"], 1 << 20)
+    end = time.time() + vm.storm_s
+    n = 0
+    while time.time() < end:
+        t = time.time()
+        if vm.set_budget(rng.randint(base // 4, 2 * base) // PAGE * PAGE,
+                         may_refuse=True) is not None:
+            n += 1
+        while time.time() - t < 0.1:
+            time.sleep(0.02)
+    cp["storm"] = {"base": base, "resizes": n, "refused": vm.refused,
+                   "seconds": vm.storm_s}
+    cp["final_shrink"] = vm.shrink(base // 2 // PAGE * PAGE, "done", 120)
+    t = vm.set_budget(size_bytes(vm.budget))
+    ev = vm.wait_event("done", t, 5)
+    cp["final_grow"] = ev and ev["data"]
+    cp["final"] = vm.wait_until(lambda q: not q.get("shrinking"), 30)
+
+
+def check_samples(c, vm, since=0):
+    """DEV-25 at every sample: host-bytes within the larger of the budget
+    and what the device used when the budget was set."""
+    bad = [s for s in vm.samples if s["t"] >= since and
+           s["host-bytes"] > (s["bound"] if s["bound"] is not None
+                              else s["budget"])]
+    c.expect(not bad, "%d of %d samples over DEV-25's bound, first: %s" % (
+        len(bad), len(vm.samples), bad[:1]))
+    c.expect(all(not s["load-misses"] for s in vm.samples),
+             "a sample shows load misses")
+
+
+def check_within(c, q, what):
+    """A device done shrinking: within budget, no target, nothing asked."""
+    if not c.expect(q is not None, "%s: no query" % what):
+        return
+    c.expect(q["host-bytes"] <= q["budget"], "%s: host-bytes %d > budget %d"
+             % (what, q["host-bytes"], q["budget"]))
+    c.eq(q.get("shrinking"), False, "%s: shrinking" % what)
+    c.eq(q.get("shrink-phase"), "none", "%s: shrink-phase" % what)
+    c.expect("target-pages" not in q, "%s: target-pages %s still set" % (
+        what, q.get("target-pages")))
+    c.eq(q.get("pages-to-return"), 0, "%s: pages-to-return" % what)
+
+
+def check_event(c, ev, status, what, reason=None):
+    if not c.expect(ev is not None, "%s: no %s event" % (what, status)):
+        return
+    c.eq(ev.get("status"), status, "%s: event status" % what)
+    c.eq(ev.get("id"), "tmem0", "%s: event id" % what)
+    c.expect(str(ev.get("qom-path", "")).startswith("/machine/peripheral/"),
+             "%s: event qom-path %s" % (what, ev.get("qom-path")))
+    if reason is not None:
+        c.eq(ev.get("reason"), reason, "%s: event reason" % what)
+    elif status == "done":
+        c.expect(ev.get("host-bytes", 1 << 62) <= ev.get("budget", 0),
+                 "%s: done with host-bytes %s over budget %s" % (
+                     what, ev.get("host-bytes"), ev.get("budget")))
+
+
+def ret(cp, key):
+    return (cp.get("ret") or {}).get(key)
+
+
+def check_guest_idle(c, cp):
+    """The driver asked nothing: no target, idle."""
+    if cp is None:
+        return
+    c.eq(ret(cp, "host_target_pages"), "none",
+         "%s: guest host_target_pages" % cp["name"])
+    c.eq(ret(cp, "return_state"), "idle", "%s: guest return_state"
+         % cp["name"])
+
+
+# Whether the driver's invalidates counter counts the INVALIDATE_PAGE of a
+# page it moved to its backing device (guest-virtio-tmem/vtmem_main.c).
+RETURN_COUNTS_AS_INVALIDATE = False
+
+
+def other_invalidates(a, b, returned):
+    """Invalidates from a to b that were not part of moving a page."""
+    inv = delta(a, b, "invalidates")
+    return inv - returned if RETURN_COUNTS_AS_INVALIDATE else inv
+
+
+def delta(a, b, key):
+    """How much guest counter key grew from checkpoint a, as the host
+    read it (before a's hook acted), to b."""
+    return (b["guest"].get(key) or 0) - (a["guest"].get(key) or 0)
+
+
+def check_elastic_tier(c, res, sc):
+    """Half of what the host holds, with a disk tier: the tier takes it,
+    the guest is never asked (DEV-26)."""
+    vm = res.vm
+    held, shrunk, end = (c.cp("holding"), c.cp("shrunk"),
+                         c.cp("after-workload"))
+    data = res.verdict.get("data", {})
+    check_workload(c, data)
+    for cp in (held, shrunk, end):
+        check_agreement(c, cp)
+        check_tier_common(c, cp)
+    check_samples(c, vm)
+    if held:
+        # F_SIZE: the disk is the size the device offers (no disksize=).
+        c.eq(data.get("disksize"), host(held, "size"),
+             "guest disksize vs host size")
+        # The default: budget plus the disk tier, more than guest RAM.
+        c.eq(host(held, "size"), max(sc["mem"] * MiB, host(held, "budget") +
+                                     disk(held).get("size", 0)),
+             "size: the larger of guest RAM and budget + disk tier")
+        c.expect(host(held, "pages") > 4096, "holding: host holds %d pages"
+                 % host(held, "pages"))
+    rec = held and held.get("shrink") or {}
+    check_event(c, rec.get("event"), "done", "tier shrink")
+    if shrunk and held:
+        check_within(c, shrunk["host"], "shrunk")
+        c.eq(host(shrunk, "budget"), rec.get("budget"), "shrunk: budget")
+        c.expect(disk(shrunk).get("pages", 0) > disk(held).get("pages", 0),
+                 "shrunk: disk pages %s, %s before" % (
+                     disk(shrunk).get("pages"), disk(held).get("pages")))
+        # None dropped, none returned: only the guest's own frees and
+        # stores (its shell's, if any) changed what the host holds.
+        c.eq(host(held, "pages") - host(shrunk, "pages"),
+             delta(held, shrunk, "invalidates") -
+             delta(held, shrunk, "succ_stores"),
+             "shrunk: host pages freed vs the guest's invalidates - stores")
+        c.eq(host(shrunk, "failed-stores"), host(held, "failed-stores"),
+             "shrunk: failed-stores")
+        check_guest_idle(c, shrunk)
+    c.expect(not any("target-pages" in s and s["target-pages"] is not None
+                     for s in vm.samples),
+             "the device set target_pages although its tier had room")
+    if end:
+        c.eq(guest(end, "returned_pages"), 0, "guest returned_pages")
+        c.eq(guest(end, "backing_writes") or 0, 0, "guest backing_writes")
+        c.expect(disk(end).get("reads", 0) > 0, "no page read from the tier")
+        check_guest_idle(c, end)
+
+
+def check_elastic_return(c, res, sc):
+    """Half of what the host holds, no tier: the driver moves exactly the
+    pages the host lets go to its backing device."""
+    vm = res.vm
+    held, shrunk, end = (c.cp("holding"), c.cp("shrunk"),
+                         c.cp("after-workload"))
+    check_workload(c, res.verdict.get("data", {}))
+    for cp in (held, shrunk, end):
+        check_agreement(c, cp)
+    check_samples(c, vm)
+    rec = held and held.get("shrink") or {}
+    check_event(c, rec.get("event"), "done", "return shrink")
+    if not (held and shrunk):
+        return
+    check_within(c, shrunk["host"], "shrunk")
+    check_guest_idle(c, shrunk)
+    c.eq(host(held, "guest-return-state"), "idle", "holding: return state")
+    returned = delta(held, shrunk, "returned_pages")
+    drop = host(held, "pages") - host(shrunk, "pages")
+    stored = delta(held, shrunk, "succ_stores")
+    c.expect(returned > 0, "no page returned")
+    other = other_invalidates(held, shrunk, returned)
+    # Nothing else runs: the host lets go of exactly the pages the guest
+    # moved (what the guest's own shell swapped meanwhile, if anything,
+    # is in its counters and accounted here).
+    c.eq(drop, returned + other - stored,
+         "host pages freed vs guest returned_pages (+ %d other "
+         "invalidates - %d stores)" % (other, stored))
+    c.eq(delta(held, shrunk, "backing_writes"),
+         returned + delta(held, shrunk, "failed_stores"),
+         "backing_writes grew by the returned pages")
+    c.expect(any(s.get("target-pages") is not None for s in vm.samples),
+             "the device never set target_pages")
+    if end:
+        c.expect(guest(end, "backing_reads") > 0, "no backing reads")
+        check_guest_idle(c, end)
+
+
+def check_elastic_none(c, res, sc):
+    """No tier, no backing device: blocked with the reason, stores
+    refused, usage falls only as pages are read back, nothing lost, done
+    once within the budget."""
+    vm = res.vm
+    data = res.verdict.get("data", {})
+    held, blocked, refused, end = (c.cp("holding"), c.cp("blocked"),
+                                   c.cp("refused"), c.cp("after-workload"))
+    check_workload(c, data)
+    check_workload(c, data, "refused")
+    check_samples(c, vm)
+    rec = held and held.get("shrink") or {}
+    check_event(c, rec.get("event"), "blocked", "no-backing shrink",
+                reason=NO_BACKING)
+    check_agreement(c, held)
+    if not (held and blocked and refused and end):
+        return
+    limit = held["host"]["host-bytes"]
+    for cp in (blocked, refused):
+        check_agreement(c, cp, limit=limit)
+    q = blocked["host"]
+    c.eq(q.get("shrinking"), True, "blocked: shrinking")
+    c.eq(q.get("shrink-phase"), "blocked", "blocked: shrink-phase")
+    c.eq(q.get("shrink-reason"), NO_BACKING, "blocked: shrink-reason")
+    c.eq(q.get("guest-return-state"), "no-backing",
+         "blocked: guest-return-state")
+    c.expect(q.get("target-pages") is not None and
+             q.get("pages-to-return", 0) > 0,
+             "blocked: target-pages %s, pages-to-return %s" % (
+                 q.get("target-pages"), q.get("pages-to-return")))
+    c.eq(ret(blocked, "return_state"), "no-backing", "guest return_state")
+    c.expect(ret(blocked, "host_target_pages") not in ("none", "", None),
+             "guest host_target_pages %s" % ret(blocked, "host_target_pages"))
+    c.eq(guest(end, "returned_pages"), 0, "guest returned_pages")
+    # Over budget every store is refused (DEV-25: even one that would fit
+    # in memory freed by invalidations), and memory never grows.
+    c.expect(host(refused, "failed-stores") - host(blocked, "failed-stores")
+             >= sc["params"]["refusals"],
+             "refused: host failed-stores grew by %d" % (
+                 host(refused, "failed-stores") -
+                 host(blocked, "failed-stores")))
+    c.expect(host(refused, "host-bytes") <= host(blocked, "host-bytes"),
+             "refused: host-bytes grew while over budget")
+    c.eq(host(refused, "succ-stores"), host(blocked, "succ-stores"),
+         "refused: stores accepted while over budget (DEV-25)")
+    # One blocked event for the one reason, then done once usage fell.
+    evs = [e["data"] for e in vm.events]
+    c.eq(sum(1 for e in evs if e.get("status") == "blocked"), 1,
+         "blocked events (once per reason): %s" % evs)
+    done = [e for e in vm.events if e["data"].get("status") == "done" and
+            e["t"] >= vm.resizes[-1]["t"]] if vm.resizes else []
+    c.expect(done, "no done event after the workload read its pages")
+    if done:
+        check_event(c, done[0]["data"], "done", "no-backing shrink")
+    # Usage only fell: each sample from the halving on at most the last.
+    t0 = vm.resizes[-1]["t"] if vm.resizes else 0
+    hb = [s["host-bytes"] for s in vm.samples
+          if s["t"] >= t0 and s.get("shrinking")]
+    c.expect(all(b <= a for a, b in zip(hb, hb[1:])),
+             "host-bytes rose while blocked: %s" % [
+                 (a, b) for a, b in zip(hb, hb[1:]) if b > a][:3])
+    check_within(c, end["host"], "after-workload")
+    check_guest_idle(c, end)
+
+
+def check_elastic_busy(c, res, sc):
+    """Resizes while a workload runs: every shrink completes, every grow
+    at once, nothing lost, the bound always kept."""
+    vm = res.vm
+    data = res.verdict.get("data", {})
+    start, end = c.cp("start"), c.cp("after-workload")
+    check_workload(c, data)
+    c.eq(data.get("running_after_resizes"), True,
+         "the workload still ran when the resizes ended")
+    check_samples(c, vm)
+    if not (start and end):
+        return
+    check_agreement(c, end, busy_returns=True)
+    check_within(c, end["host"], "after-workload")
+    check_guest_idle(c, end)
+    evs = [e["data"] for e in vm.events]
+    c.eq([e for e in evs if e.get("status") == "blocked"], [],
+         "blocked events with a backing device")
+    if "steps" in start:
+        for i, st in enumerate(start["steps"]):
+            check_event(c, st.get("event"), "done", "resize step %d (%d)"
+                        % (i, st.get("budget", 0)))
+            if st.get("budget") == size_bytes(sc["budget"]):
+                c.expect(st.get("seconds") is not None and
+                         st["seconds"] < 2,
+                         "grow took %s s" % st.get("seconds"))
+        c.expect(guest(end, "returned_pages") > 0, "no page returned")
+    if "storm" in start:
+        st = start["storm"]
+        c.expect(st["resizes"] >= st["seconds"] * 5,
+                 "only %d resizes in %d s (%d refused)" % (
+                     st["resizes"], st["seconds"], len(st["refused"])))
+        # A budget below what no reclaim gives back (the tier's buffers)
+        # may be refused, with an error that names the property.
+        c.expect(all("'budget'" in r["error"] for r in st["refused"]),
+                 "refused qom-sets: %s" % st["refused"][:3])
+        check_event(c, start["final_shrink"].get("event"), "done",
+                    "final shrink after the storm")
+        check_event(c, start.get("final_grow"), "done", "final grow")
+        check_within(c, start.get("final"), "after the storm")
+        c.expect(sum(1 for e in evs if e.get("status") == "done") > 1,
+                 "done events during the storm: %d" % len(evs))
+        c.expect(guest(end, "returned_pages") > 0, "no page returned")
+    c.eq(guest(end, "backing_writes"),
+         guest(end, "failed_stores") + guest(end, "returned_pages"),
+         "backing_writes = failed_stores + returned_pages")
+
+
+def check_elastic_reset(c, res, sc):
+    """A shrink under way at swapoff, then at rmmod (device reset)."""
+    vm = res.vm
+    data = res.verdict.get("data", {})
+    held = c.cp("holding")
+    off = c.cp("after-swapoff")
+    written, before, unl = (c.cp("blk-written"), c.cp("before-rmmod"),
+                            c.cp("unloaded"))
+    reloaded, io = c.cp("reloaded"), c.cp("after-io")
+    for tag in ("workload", "blk_write", "blk_verify", "after_write",
+                "after_verify"):
+        check_workload(c, data, tag)
+    check_samples(c, vm)
+    check_agreement(c, held)
+    check_agreement(c, written)
+    for cp in (held, written):
+        r = cp and cp.get("returning") or {}
+        c.expect(r.get("query") is not None,
+                 "%s: the driver never started returning pages" %
+                 (cp and cp["name"]))
+    if off:
+        c.expect(data.get("target_at_swapoff") not in (None, "", "none"),
+                 "swapoff came after the shrink ended (target %s)" %
+                 data.get("target_at_swapoff"))
+        c.expect(host(off, "pages") <= 1,
+                 "after swapoff: host holds %d pages" % host(off, "pages"))
+        check_event(c, off.get("done"), "done", "shrink ended by swapoff")
+        check_within(c, off.get("after_done"), "after swapoff")
+        c.eq(guest(off, "backing_writes"),
+             guest(off, "failed_stores") + guest(off, "returned_pages"),
+             "backing_writes = failed_stores + returned_pages")
+    if before:
+        c.expect(host(before, "shrinking") and
+                 host(before, "shrink-phase") == "guest-return",
+                 "before rmmod: no shrink under way (%s, %s)" % (
+                     host(before, "shrinking"), host(before, "shrink-phase")))
+        c.expect(guest(before, "returned_pages") >
+                 (guest(written, "returned_pages") if written else 0),
+                 "before rmmod: nothing returned since blk-written")
+    if unl:
+        for k in ("pages", "pools"):
+            c.eq(host(unl, k), 0, "unloaded: host %s" % k)
+        check_event(c, unl.get("done"), "done", "shrink ended by the reset")
+        check_within(c, unl.get("after_done"), "after the reset")
+        check_event(c, unl.get("idle_shrink"), "done", "idle device shrink")
+        check_event(c, unl.get("idle_grow"), "done", "idle device grow")
+    if reloaded:
+        check_guest_idle(c, reloaded)
+        c.eq(host(reloaded, "pools"), 1, "reloaded: pools")
+        check_within(c, reloaded["host"], "reloaded")
+    if io:
+        check_agreement(c, io)
+
+
 # The host halves.  params become vtmem.KEY=VALUE for the guest.
 def check_return_fake(c, res, sc):
     d = res.verdict.get("data", {})
@@ -617,6 +1241,53 @@ SCENARIOS = {
         params=dict(blk_mb=96, mb=160, disksize_mb=384),
         doc="disk tier read errors fail reads (no wrong data); after a "
             "write error stores are REJECTED to the backing disk"),
+    "elastic-tier": dict(
+        guest="elastic_hold", mem=192, budget="1G",
+        tier={"backing-size": "512M", "room-wait-ms": "30000"},
+        hooks={"holding": hook_shrink_done}, check=check_elastic_tier,
+        params=dict(mb=256),
+        doc="budget halved below what is held, disk tier: pages go to "
+            "the file, the guest is not asked; the disk is size's size"),
+    "elastic-return": dict(
+        guest="elastic_hold", mem=192, budget="1G", backing_mb=512,
+        hooks={"holding": hook_shrink_done}, check=check_elastic_return,
+        params=dict(mb=256, disksize_mb=512),
+        doc="budget halved, no tier: the driver moves exactly the pages "
+            "the host frees to its backing disk"),
+    "elastic-none": dict(
+        guest="elastic_none", mem=192, budget="1G",
+        hooks={"holding": hook_shrink_blocked}, check=check_elastic_none,
+        params=dict(mb=256, disksize_mb=512, refusals=200, refused_mb=192),
+        doc="budget halved, no tier, no backing disk: blocked with the "
+            "reason, stores refused, done once pages are read back"),
+    "elastic-resize": dict(
+        guest="elastic_busy", mem=192, budget="1G", backing_mb=512,
+        hooks={"start": hook_resize_busy}, check=check_elastic_busy,
+        slack=1 << 20,
+        params=dict(mb=256, disksize_mb=512, duration=40, warm_pages=8192),
+        doc="shrink to 1/2, grow, shrink to 1/3, grow while a swap "
+            "workload runs: each shrink done, each grow at once"),
+    # No disk tier: with one the tier takes every shrink (tried: 562
+    # resizes, nothing returned); without, each goes to the driver.
+    "elastic-storm": dict(
+        guest="elastic_busy", mem=192, budget="1G", backing_mb=512,
+        storm_s=60,
+        hooks={"start": hook_storm}, check=check_elastic_busy,
+        slack=1 << 20,
+        params=dict(mb=256, disksize_mb=512, duration=75, warm_pages=8192),
+        doc="a qom-set of the budget every 100 ms for 60 s (1/4 to 2x "
+            "what is held), pages moving to the guest, a workload running"),
+    "elastic-reset": dict(
+        guest="elastic_reset", mem=192, budget="1G", backing_mb=512,
+        plain_swap_mb=512,
+        hooks={"holding": hook_shrink_returning,
+               "after-swapoff": hook_wait_done,
+               "blk-written": hook_shrink_returning,
+               "unloaded": hook_unloaded},
+        check=check_elastic_reset,
+        params=dict(mb=256, disksize_mb=512, blk_mb=48, return_rate=512),
+        doc="a shrink under way (pages moving to the guest) at swapoff, "
+            "then at rmmod (device reset)"),
 }
 
 
@@ -636,7 +1307,10 @@ def run(name, series, verbose=True, json_out=None):
         print("SKIP %s on %s: %s" % (name, series, e))
         return vmrun.SKIP
     cls, extra = vmrun.VM, {}
-    if "tier" in sc:
+    if "hooks" in sc:
+        cls, extra = ElasticVM, dict(tier=sc.get("tier"), hooks=sc["hooks"],
+                                     slack=sc.get("slack", 0))
+    elif "tier" in sc:
         cls, extra = TierVM, dict(tier=sc["tier"],
                                   actions=sc.get("actions"))
     vm = cls(qemu, kernel, image, sc["guest"], accel=accel,
@@ -647,6 +1321,7 @@ def run(name, series, verbose=True, json_out=None):
                   smp=sc.get("smp", 1), num_queues=sc.get("num_queues"),
                   iothread=sc.get("iothread", False),
                   timeout=sc.get("timeout", 420) * timeout_scale(), **extra)
+    vm.storm_s = sc.get("storm_s", 60)
     t = time.time()
     try:
         res = vm.run()
@@ -665,9 +1340,13 @@ def run(name, series, verbose=True, json_out=None):
             print("--- qemu stderr ---\n%s" % getattr(r, "qemu_stderr", ""))
             print(json.dumps(r.as_dict(), indent=1))
         return 1
+    res.vm = vm
+    out = res.as_dict()
+    if isinstance(vm, ElasticVM):
+        out["elastic"] = vm.report()
     if json_out:
         with open(json_out, "w") as f:
-            json.dump(res.as_dict(), f, indent=1)
+            json.dump(out, f, indent=1)
     c = Checker(res)
     v = res.verdict or {}
     if not v.get("ok"):
@@ -681,7 +1360,7 @@ def run(name, series, verbose=True, json_out=None):
     print("%s on %s (%s, %s): %.1f s" % (name, v.get("kernel", series),
                                         res.accel, sc["doc"], time.time() - t))
     if verbose or c.failures:
-        print(json.dumps(res.as_dict(), indent=1))
+        print(json.dumps(out, indent=1))
     if c.failures:
         print("--- console (tail) ---\n%s" % res.console[-6000:])
         for f in c.failures:

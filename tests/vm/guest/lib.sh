@@ -51,7 +51,7 @@ counter_dir() {
 	return 1
 }
 
-VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host write_errors"
+VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host write_errors returned_pages"
 
 # The module's counters as a JSON object ({} while no disk exists).
 counters() {

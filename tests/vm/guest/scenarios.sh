@@ -421,3 +421,196 @@ scn_return_fake_rewrite() {
 	settle
 	checkpoint after-workload
 }
+
+# --- Elastic memory: the host resizes the device's budget -----------------
+# The host halves (tests/vm/scenarios.py elastic-*) qom-set the budget at
+# the checkpoints named here and wait there for the device's
+# TMEM_BUDGET_CHANGED event, or keep resizing while the workload runs.
+
+# The driver's side of a shrink as checkpoint members, with the guest's
+# clock (vtmem-memtest --duration's progress uses the same one).
+elastic_attrs() {
+	dir=$(counter_dir vtmem0) || dir=/nonexistent
+	printf '"uptime":%s,"ret":{"host_target_pages":"%s","return_state":"%s"}' \
+		"$(cut -d' ' -f1 /proc/uptime)" \
+		"$(cat "$dir/host_target_pages" 2>/dev/null)" \
+		"$(cat "$dir/return_state" 2>/dev/null)"
+}
+
+# Module parameters: the runner's, plus vtmem.return_rate=N.
+elastic_params() {
+	echo "$(vtmem_params)${VT_RETURN_RATE:+ return_rate=$VT_RETURN_RATE}"
+}
+
+# insmod with elastic_params; the backing disk, if any, must be taken (the
+# module refuses one smaller than the disk and goes on without it).
+load_elastic() {
+	load_vtmem $(elastic_params) || return
+	[ -z "${VT_BACKING:-}" ] && return
+	b=$(cat "$(counter_dir vtmem0)/backing_dev")
+	[ "$b" != none ] || { fail "the module took no backing device"; return 1; }
+}
+
+# memtest mem ARGS --hold in the background; returns once its pages are
+# written and it waits (its shell in $VT_PID, the program in $VT_WPID).
+start_held() {
+	rm -f /tmp/ready
+	memtest mem "$@" --hold /tmp/ready &
+	VT_PID=$!
+	while [ ! -s /tmp/ready ] && kill -0 $VT_PID 2>/dev/null; do
+		sleep 1
+	done
+	if [ ! -s /tmp/ready ]; then
+		fail "workload ${VT_TAG:-workload} ended before its hold"
+		wait $VT_PID
+		return 1
+	fi
+	VT_WPID=$(cat /tmp/ready)
+}
+
+release_held() {
+	kill -USR1 "$VT_WPID"
+	wait $VT_PID
+	check_workload $?
+}
+
+# elastic-tier, elastic-return: the workload's pages are out and it holds
+# still; at "holding" the host halves the budget and waits until the device
+# is within it; "shrunk" shows where the pages went; then every page is
+# read back.
+scn_elastic_hold() {
+	load_elastic || return
+	data disksize "$(cat "$(counter_dir vtmem0)/disksize")"
+	swapon_vtmem || return
+	VT_TAG=workload start_held --mb "$VT_MB" --seq 0 --random 0 || return
+	settle
+	checkpoint holding "$(elastic_attrs)"
+	settle
+	checkpoint shrunk "$(elastic_attrs)"
+	release_held
+	settle
+	checkpoint after-workload "$(elastic_attrs)"
+}
+
+# elastic-none: no disk tier, no backing device.  At "holding" the host
+# halves the budget and waits for the device to say it is blocked.  New
+# stores are then refused: a second workload grows until the host has
+# refused vtmem.refusals more (those pages stay in RAM) and verifies.
+# The first workload then reads its pages back, dropping each once
+# checked: the only way the host's usage falls, until it is within the
+# budget and the device says done.
+scn_elastic_none() {
+	load_elastic || return
+	swapon_vtmem || return
+	VT_TAG=workload start_held --mb "$VT_MB" --seq 0 --random 0 \
+		--free-verified || return
+	settle
+	checkpoint holding "$(elastic_attrs)"
+	checkpoint blocked "$(elastic_attrs)"
+	n=$(($(counter failed_stores) + ${VT_REFUSALS:-200}))
+	VT_TAG=refused memtest mem --mb "$VT_REFUSED_MB" --seq 1 --random 0 \
+		--stop-when "$(counter_dir vtmem0)/failed_stores=$n"
+	check_workload $?
+	settle
+	checkpoint refused "$(elastic_attrs)"
+	release_held
+	settle
+	checkpoint after-workload "$(elastic_attrs)"
+}
+
+# elastic-resize, elastic-storm: a swap workload runs (rewrites, random
+# passes, for vtmem.duration seconds) while the host, at "start", resizes
+# the budget; the checkpoint ends when the host is done, the workload
+# must still be running then.
+scn_elastic_busy() {
+	load_elastic || return
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 --rewrite \
+		--duration "$VT_DURATION" &
+	pid=$!
+	# Start once the host holds a good part of the workload.
+	i=0
+	while [ "$(counter pages_in_host)" -lt "${VT_WARM_PAGES:-8192}" ] &&
+	      [ $i -lt 120 ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+		i=$((i + 1))
+	done
+	checkpoint start "$(elastic_attrs)"
+	if kill -0 $pid 2>/dev/null; then
+		data running_after_resizes true
+	else
+		data running_after_resizes false
+	fi
+	wait $pid
+	check_workload $?
+	settle
+	checkpoint after-workload "$(elastic_attrs)"
+}
+
+# elastic-reset: a shrink under way (the driver moving pages back at
+# vtmem.return_rate) when the guest swaps off, then when the device is
+# reset (rmmod).  A plain swap disk takes the pages at swapoff.
+scn_elastic_reset() {
+	load_elastic || return
+	plain=$(disk_by_serial "$VT_PLAIN") || { fail "no plain swap disk"; return; }
+	mkswap "$plain" > /dev/null && vtmem-swapon "$plain" 10 ||
+		{ fail "swapon $plain"; return; }
+	swapon_vtmem || return
+	VT_TAG=workload start_held --mb "$VT_MB" --seq 0 --random 0 || return
+	settle
+	# The host halves the budget and waits until pages are moving back.
+	checkpoint holding "$(elastic_attrs)"
+	data returned_at_swapoff "$(counter returned_pages)"
+	data target_at_swapoff "\"$(cat "$(counter_dir vtmem0)/host_target_pages")\""
+	swapoff /dev/vtmem0 || fail "swapoff /dev/vtmem0 during a shrink"
+	settle
+	checkpoint after-swapoff "$(elastic_attrs)"
+	release_held
+
+	blkdiscard /dev/vtmem0 || fail "blkdiscard /dev/vtmem0"
+	VT_TAG=blk_write memtest blk /dev/vtmem0 --mb "$VT_BLK_MB" --op write
+	check_workload $?
+	settle
+	checkpoint blk-written "$(elastic_attrs)"
+	# Read everything back while pages move to the backing device.
+	VT_TAG=blk_verify memtest blk /dev/vtmem0 --mb "$VT_BLK_MB" --op verify
+	check_workload $?
+	data returned_at_rmmod "$(counter returned_pages)"
+	checkpoint before-rmmod "$(elastic_attrs)"
+	rmmod virtio_tmem || fail "rmmod virtio_tmem during a shrink"
+	checkpoint unloaded
+	load_elastic || return
+	checkpoint reloaded "$(elastic_attrs)"
+	VT_TAG=after_write memtest blk /dev/vtmem0 --mb 4 --op write
+	check_workload $?
+	VT_TAG=after_verify memtest blk /dev/vtmem0 --mb 4 --op verify
+	check_workload $?
+	settle
+	checkpoint after-io "$(elastic_attrs)"
+}
+
+# The elastic benchmark (bench/vm/elastic.py): a shrink with the guest
+# quiet (a held workload), then one while a workload runs random passes
+# for vtmem.duration seconds; "busy" comes vtmem.baseline seconds into
+# those, so that its progress samples give the throughput before and
+# during the shrink.
+scn_elastic_bench() {
+	load_elastic || return
+	swapon_vtmem || return
+	VT_TAG=quiet start_held --mb "$VT_MB" --seq 0 --random 0 \
+		--free-verified || return
+	settle
+	checkpoint holding "$(elastic_attrs)"	# the host halves, waits, grows
+	VT_TAG=quiet release_held
+	settle
+	VT_TAG=busy memtest mem --mb "$VT_MB" --seq 0 --random 1 \
+		--duration "$VT_DURATION" &
+	pid=$!
+	sleep "$VT_BASELINE"
+	checkpoint busy "$(elastic_attrs)"	# the host halves, waits
+	checkpoint busy-done "$(elastic_attrs)"
+	wait $pid
+	check_workload $?
+	settle
+	checkpoint after-workload "$(elastic_attrs)"
+}

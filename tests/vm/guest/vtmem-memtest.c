@@ -31,6 +31,7 @@
 
 #define PAGE 4096u
 #define MAX_REPORTS 10
+#define MAX_PROGRESS 512
 
 #include "vtmem-pages.h"	/* tests/common/: the pages' content */
 
@@ -46,6 +47,8 @@ struct opts {
 	const char *stop_file;	/* stop growing when this counter ... */
 	unsigned long stop_at;	/* ... reaches this value */
 	unsigned long blk_offset_mb;
+	unsigned int free_verified;	/* last pass: drop each page once checked */
+	double duration;	/* random passes until this many seconds */
 };
 
 struct stats {
@@ -56,6 +59,12 @@ struct stats {
 	unsigned int passes;
 	double write_s;
 	double verify_s;
+	/* --duration: pages verified by each second, on CLOCK_BOOTTIME */
+	double t0;
+	double prog_t[MAX_PROGRESS];
+	unsigned long prog_n[MAX_PROGRESS];
+	unsigned int nprog;
+	double next_prog;
 };
 
 static double now(void)
@@ -64,6 +73,35 @@ static double now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* The guest's /proc/uptime clock: the shell stamps checkpoints with it. */
+static double uptime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/*
+ * --duration: one sample a second of the pages verified so far, so that
+ * the host can tell the workload's throughput in any window (before and
+ * during a resize).  Checked every 256 pages.
+ */
+static void progress(struct stats *st)
+{
+	double t;
+
+	if (!st->next_prog || st->verified % 256 ||
+	    st->nprog >= MAX_PROGRESS)
+		return;
+	t = uptime();
+	if (t < st->next_prog)
+		return;
+	st->prog_t[st->nprog] = t;
+	st->prog_n[st->nprog++] = st->verified;
+	st->next_prog = t + 1.0;
 }
 
 static enum record_kind kind_of(const struct opts *o, unsigned long idx)
@@ -111,6 +149,7 @@ static void check_page(const struct opts *o, struct stats *st,
 		report(st, idx, p, buf);
 	}
 	st->verified++;
+	progress(st);
 }
 
 /* Pages rewritten in the rewrite pass get generation 2: odd pages. */
@@ -121,12 +160,23 @@ static unsigned int gen_of(unsigned long idx, unsigned int rewritten)
 
 static void verify_seq(const struct opts *o, struct stats *st,
 		       unsigned char *mem, unsigned int rewritten,
-		       uint64_t *buf)
+		       uint64_t *buf, int drop)
 {
 	unsigned long i;
 
-	for (i = 0; i < st->pages; i++)
+	for (i = 0; i < st->pages; i++) {
 		check_page(o, st, mem + i * PAGE, i, gen_of(i, rewritten), buf);
+		/*
+		 * --free-verified: give each checked page back at once, so
+		 * that this pass needs no memory and swaps nothing out: the
+		 * swap device only sees loads (and the frees that follow).
+		 */
+		if (drop && i % 64 == 63)
+			madvise(mem + (i - 63) * PAGE, 64 * PAGE, MADV_DONTNEED);
+	}
+	if (drop && i % 64)
+		madvise(mem + (i - i % 64) * PAGE, (i % 64) * PAGE,
+			MADV_DONTNEED);
 	st->passes++;
 }
 
@@ -234,9 +284,13 @@ static int run_mem(const struct opts *o, struct stats *st)
 	st->write_s = now() - t;
 
 	t = now();
+	if (o->duration > 0) {
+		st->t0 = uptime();
+		st->next_prog = st->t0;
+	}
 	for (p = 0; p < o->seq_passes || p < o->rand_passes; p++) {
 		if (p < o->seq_passes)
-			verify_seq(o, st, mem, rewritten, buf);
+			verify_seq(o, st, mem, rewritten, buf, 0);
 		if (p < o->rand_passes)
 			verify_random(o, st, mem, rewritten, p, buf);
 	}
@@ -247,11 +301,15 @@ static int run_mem(const struct opts *o, struct stats *st)
 		rewritten = 1;
 		verify_random(o, st, mem, rewritten, 99, buf);
 	}
+	/* --duration: random passes until that many seconds have gone. */
+	for (p = 0; o->duration > 0 && now() - t < o->duration; p++)
+		verify_random(o, st, mem, rewritten, 200 + p, buf);
+	st->next_prog = 0;
 	if (o->ready_file)
 		hold(o->ready_file);
 	/* After a rewrite or a hold: every page once more, in order. */
 	if (o->rewrite || o->ready_file)
-		verify_seq(o, st, mem, rewritten, buf);
+		verify_seq(o, st, mem, rewritten, buf, o->free_verified);
 	st->verify_s = now() - t;
 	munmap(mem, o->mb * 256 * PAGE);
 	free(buf);
@@ -319,12 +377,27 @@ static int run_blk(const struct opts *o, const char *dev, struct stats *st)
 	return 0;
 }
 
+/* ,"progress":[[uptime, pages verified], ...] */
+static void print_progress(const struct stats *st)
+{
+	unsigned int i;
+
+	if (!st->nprog)
+		return;
+	printf(",\"progress\":[");
+	for (i = 0; i < st->nprog; i++)
+		printf("%s[%.2f,%lu]", i ? "," : "", st->prog_t[i],
+		       st->prog_n[i]);
+	printf("]");
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
 		"usage: vtmem-memtest mem --mb N [--seq N] [--random N] [--rewrite]\n"
 		"                         [--mix mixed|text|random] [--seed N] [--hold FILE]\n"
-		"                         [--stop-when COUNTER_FILE=N]\n"
+		"                         [--stop-when COUNTER_FILE=N] [--free-verified]\n"
+		"                         [--duration SECONDS]\n"
 		"       vtmem-memtest blk DEV --mb N --op write|verify|zero [--offset-mb N]\n");
 	exit(2);
 }
@@ -342,6 +415,8 @@ int main(int argc, char **argv)
 		{ "op", required_argument, NULL, 'o' },
 		{ "offset-mb", required_argument, NULL, 'O' },
 		{ "stop-when", required_argument, NULL, 'W' },
+		{ "free-verified", no_argument, NULL, 'F' },
+		{ "duration", required_argument, NULL, 'D' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o = { .mb = 64, .seq_passes = 1, .rand_passes = 1,
@@ -373,6 +448,8 @@ int main(int argc, char **argv)
 		case 'h': o.ready_file = optarg; break;
 		case 'o': o.blk_op = optarg; break;
 		case 'O': o.blk_offset_mb = strtoul(optarg, NULL, 0); break;
+		case 'F': o.free_verified = 1; break;
+		case 'D': o.duration = strtod(optarg, NULL); break;
 		case 'W': {
 			char *eq = strrchr(optarg, '=');
 
@@ -389,9 +466,11 @@ int main(int argc, char **argv)
 	rc = dev ? run_blk(&o, dev, &st) : run_mem(&o, &st);
 	printf("{\"mode\":\"%s\",\"mb\":%lu,\"pages\":%lu,\"passes\":%u,"
 	       "\"verified_pages\":%lu,\"mismatches\":%lu,\"error\":%s,"
-	       "\"write_s\":%.2f,\"verify_s\":%.2f}\n",
+	       "\"write_s\":%.2f,\"verify_s\":%.2f",
 	       mode, o.mb, st.pages, st.passes, st.verified, st.mismatches,
 	       rc ? "true" : "false", st.write_s, st.verify_s);
+	print_progress(&st);
+	printf("}\n");
 	fflush(stdout);
 	return rc || st.mismatches ? 1 : 0;
 }
