@@ -4,8 +4,9 @@
  * a grown budget takes stores at once; a budget lowered below what is
  * held keeps every persistent page, never lets host_bytes grow
  * (DEV-25's library half: never above max(new budget, host bytes at the
- * shrink)), refuses stores that need memory at once, even with a disk
- * tier whose writer is stuck (no room wait), and comes back within the
+ * shrink)), refuses every store at once while over it (DEV-25), even
+ * one that fits in a freed slot and even with a disk tier whose writer
+ * is stuck (no room wait), and comes back within the
  * budget by reclaim: ephemeral pages evicted, persistent ones written
  * back to the tier, or (with neither) only as pages are invalidated.
  * A thread changing the budget every millisecond while four others
@@ -383,7 +384,6 @@ static void test_shrink_no_room_wait(void **state)
 	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
 			 0);
 	failed = stats(t.client).failed_stores_budget;
-	/* Until one needs memory (the first may fit in a free slot). */
 	for (k = n; k < n + 200; k++) {
 		t0 = now_sec();
 		status = wire_store(t.ctx, pool, k);
@@ -395,6 +395,8 @@ static void test_shrink_no_room_wait(void **state)
 			break;
 		assert_int_equal(status, VIRTIO_TMEM_S_OK);
 	}
+	/* DEV-25: the very first, though it might fit in a free slot. */
+	assert_int_equal(k, n);
 	print_message("wire store %u while shrinking: status %u in %.2f ms\n",
 		      k - n, status, dt * 1e3);
 	assert_int_equal(status, VIRTIO_TMEM_S_REJECTED);
@@ -453,38 +455,49 @@ static void test_shrink_stuck(void **state)
 	assert_int_equal(tmem_client_reclaim(t.client, 256),
 			 TMEM_RECLAIM_STUCK);
 	CHECK_BOUND(t.client, bound);
-	failed = stats(t.client).failed_stores_budget;
 	/*
-	 * New keys and overwrites: whatever succeeds fits in memory already
-	 * held (a free slot), never in more.
+	 * A quarter of the keys given back: slots free (compaction gives
+	 * whole slabs back), but still over budget.
+	 */
+	for (k = 1; k < n; k += 4)
+		assert_int_equal(tmem_invalidate_page(t.ctx, pool, KEY_OBJ(k),
+						      KEY_IDX(k)), 1);
+	st = stats(t.client);
+	print_message("stuck: %llu host bytes after invalidating a quarter, "
+		      "budget %llu\n", (unsigned long long)st.host_bytes,
+		      (unsigned long long)goal);
+	assert_true(st.host_bytes > goal);
+	failed = st.failed_stores_budget;
+	/*
+	 * DEV-25: while over budget every store is refused, even one that
+	 * fits in a slot just freed, new key or overwrite alike, and the
+	 * old copy goes.
 	 */
 	for (k = 0; k < 400; k++) {
-		uint32_t key = k % 2 ? n + k : k;
+		uint32_t key = k % 4 == 3 ? n + k : k;
 
 		before = host_bytes(t.client);
 		ret = kstore(t.ctx, pool, key, 2);
-		if (ret == -ENOSPC) {
-			refused++;
-			/* A failed store leaves no stale copy behind. */
-			ret = tmem_load(t.ctx, pool, KEY_OBJ(key),
-					KEY_IDX(key), page);
-			assert_int_equal(ret, -ENOENT);
-		} else {
-			assert_int_equal(ret, 0);
-			stored++;
-			assert_true(host_bytes(t.client) <= before);
-			kload_ok(t.ctx, pool, key, 2);
-		}
+		if (ret != -ENOSPC)
+			fail_msg("store key %u while over budget (%llu host "
+				 "bytes, budget %llu): %d", key,
+				 (unsigned long long)before,
+				 (unsigned long long)goal, ret);
+		refused++;
+		ret = tmem_load(t.ctx, pool, KEY_OBJ(key), KEY_IDX(key), page);
+		assert_int_equal(ret, -ENOENT);
 		CHECK_BOUND(t.client, bound);
+		assert_true(host_bytes(t.client) <= before);
 	}
 	st = stats(t.client);
-	print_message("stuck: %u of 400 stores refused, %u fit in held "
-		      "memory\n", refused, stored);
-	assert_true(refused > 0);
+	print_message("stuck: %u of 400 stores refused, %u stored\n",
+		      refused, stored);
 	assert_int_equal(st.failed_stores_budget, failed + refused);
 	assert_int_equal(st.shrinking, 1);
-	assert_int_equal(tmem_client_reclaim(t.client, 256),
-			 TMEM_RECLAIM_STUCK);
+	/* Compacting the holes the drops left, then nothing. */
+	while ((r = tmem_client_reclaim(t.client, 256)) == TMEM_RECLAIM_BUSY)
+		;
+	assert_int_equal(r, TMEM_RECLAIM_STUCK);
 	/* The guest gives pages back: invalidations bring DONE. */
 	r = TMEM_RECLAIM_STUCK;
 	for (k = n; k-- > 0 && r != TMEM_RECLAIM_DONE;) {
@@ -501,18 +514,22 @@ static void test_shrink_stuck(void **state)
 	assert_int_equal(st.shrinking, 0);
 	print_message("stuck: DONE after invalidating %u of %u keys\n",
 		      n - k, n);
-	/* What is left is all there (version 2 where an overwrite took). */
+	/* What is left is all there: not the given back, nor the refused. */
 	for (uint32_t i = 0; i < k; i++) {
-		unsigned char want[PAGE];
-
 		ret = tmem_load(t.ctx, pool, KEY_OBJ(i), KEY_IDX(i), page);
-		if (ret == -ENOENT)
-			continue;	/* its overwrite was refused */
-		assert_int_equal(ret, 0);
-		fill_page(want, key_kind(i), SEED(i, i < 400 && i % 2 == 0 ?
-							2 : 1));
-		assert_memory_equal(page, want, PAGE);
+		if (i % 4 == 1 || (i < 400 && i % 4 != 3)) {
+			assert_int_equal(ret, -ENOENT);
+			continue;
+		}
+		kload_ok(t.ctx, pool, i, 1);
 	}
+	/* Within the budget: stores succeed again. */
+	for (k = 0; k < 16; k++) {
+		assert_int_equal(kstore(t.ctx, pool, k, 3), 0);
+		stored++;
+		kload_ok(t.ctx, pool, k, 3);
+	}
+	assert_true(host_bytes(t.client) <= goal);
 	tclient_close(&t);
 }
 
