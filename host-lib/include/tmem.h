@@ -526,7 +526,8 @@ enum tmem_reclaim {
 	/*
 	 * Over it, and nothing left that the library can do: no ephemeral
 	 * page, and no disk tier, or one that is full (disk_full), failed
-	 * (disk_failed) or has no page in memory left to take.  Memory
+	 * (disk_failed), hung (its writer waiting for one I/O for more
+	 * than 2 s across calls) or has no page in memory left to take.  Memory
 	 * now comes back only as pages are invalidated (the guest giving
 	 * pages back); calling again later is still right.
 	 */

@@ -423,6 +423,63 @@ static void test_shrink_no_room_wait(void **state)
 	close_tier(&t, path);
 }
 
+/*
+ * A hung disk: the writer waits for its write without end.  Reclaim
+ * says STUCK within a few seconds (not BUSY forever, which would keep
+ * the device from asking the guest); once the write goes on, BUSY or
+ * DONE again, and every page loads.
+ */
+static void test_shrink_tier_hung(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	char path[PATH_MAX];
+	uint32_t pool, n;
+	unsigned int busy = 0;
+	double t0, dt;
+	int r;
+
+	(void)state;
+	if (!have_tier)
+		skip();
+	open_tier(&t, path, 8 * MiB, 32 * MiB, 0);
+	pool = tpool_new(&t, TMEM_POOL_PERSISTENT);
+	n = fill_to(&t, pool, 0, 6 * MiB);
+	assert_int_equal(tmem_client_inject_io_hang(t.client, TMEM_IO_WRITE),
+			 0);
+	assert_int_equal(tmem_client_set_budget(t.client, 3 * MiB, NULL, 0),
+			 0);
+	t0 = now_sec();
+	while ((r = tmem_client_reclaim(t.client, 256)) == TMEM_RECLAIM_BUSY &&
+	       now_sec() < t0 + 10) {
+		busy++;
+		usleep(10000);
+	}
+	dt = now_sec() - t0;
+	st = stats(t.client);
+	print_message("hung tier: reclaim %d after %.2f s (%u BUSY), host_bytes "
+		      "%llu\n", r, dt, busy,
+		      (unsigned long long)st.host_bytes);
+	assert_int_equal(r, TMEM_RECLAIM_STUCK);
+	assert_true(dt < 5);
+	assert_true(st.host_bytes > 3 * MiB);
+	assert_int_equal(st.disk_failed, 0);
+	/* Still STUCK while hung. */
+	assert_int_equal(tmem_client_reclaim(t.client, 256),
+			 TMEM_RECLAIM_STUCK);
+	assert_int_equal(tmem_client_inject_io_hang(t.client, 0), 0);
+	r = reclaim_until_done(t.client, 10, &busy);
+	st = stats(t.client);
+	if (r != TMEM_RECLAIM_DONE)
+		fail_msg("reclaim after the hang: %d, host_bytes %llu", r,
+			 (unsigned long long)st.host_bytes);
+	assert_true(st.host_bytes <= 3 * MiB);
+	assert_true(st.written_back > 0);
+	for (uint32_t k = 0; k < n; k++)
+		kload_ok(t.ctx, pool, k, 1);
+	close_tier(&t, path);
+}
+
 /* ---- shrink: neither -------------------------------------------------- */
 
 /* DEV-25: host_bytes never above max(budget, host bytes at the shrink). */
@@ -932,6 +989,7 @@ int main(void)
 		cmocka_unit_test(test_shrink_ephemeral),
 		cmocka_unit_test(test_shrink_tier),
 		cmocka_unit_test(test_shrink_no_room_wait),
+		cmocka_unit_test(test_shrink_tier_hung),
 		cmocka_unit_test(test_shrink_stuck),
 		cmocka_unit_test(test_stuck_after_every_ephemeral),
 		cmocka_unit_test(test_stuck_when_tier_full),
