@@ -497,9 +497,11 @@ int tmem_client_stats(struct tmem_client *client, struct tmem_stats *stats);
  * tmem_client_set_budget() - change the client's budget (budget_bytes)
  * while it runs.  Growing takes effect at once.  Shrinking below the
  * host bytes in use keeps every page (persistent pages are never
- * dropped): until host_bytes is within the new budget, a store that
- * needs memory is refused at once (-ENOSPC; without waiting for the
- * disk tier's writer, whose pass may be long), the memory in use never
+ * dropped): until host_bytes is within the new budget, every store is
+ * refused at once (-ENOSPC, SPEC DEV-25; even one that would fit in a
+ * slot an invalidation freed, so that a guest cannot refill what it
+ * gives back; the key's old copy goes; no wait for the disk tier's
+ * writer, whose pass may be long), the memory in use never
  * grows, and tmem_client_reclaim() gives memory back.  The disk tier's
  * watermarks are the same percentages of the new budget, and its
  * writer is woken.  May run concurrently with page operations.
@@ -524,7 +526,8 @@ enum tmem_reclaim {
 	/*
 	 * Over it, and nothing left that the library can do: no ephemeral
 	 * page, and no disk tier, or one that is full (disk_full), failed
-	 * (disk_failed) or has no page in memory left to take.  Memory
+	 * (disk_failed), hung (its writer waiting for one I/O for more
+	 * than 2 s across calls) or has no page in memory left to take.  Memory
 	 * now comes back only as pages are invalidated (the guest giving
 	 * pages back); calling again later is still right.
 	 */

@@ -86,10 +86,21 @@ void tmem_munmap(void *p, size_t len)
 
 /*
  * Charge @data + @meta bytes to the budget.  The compare-and-swap never
- * lets the total pass the limit (budget_bytes), even for a moment, so
- * concurrent stores cannot overshoot together.  The limit is read again
- * on each try: one lowered meanwhile (even below used) is the one the
- * charge must fit.  Called per slab, chunk or table, never per page.
+ * lets the total pass the limit (budget_bytes) it read, so concurrent
+ * stores cannot overshoot together.  The limit is read again on each
+ * try: one lowered meanwhile (even below used) is the one the charge
+ * must fit.  Called per slab, chunk or table, never per page.
+ *
+ * A lowering between the read and the compare-and-swap would let the
+ * charge land above both the new limit and what was used when it was
+ * lowered (DEV-25's bound).  So the limit is read once more after the
+ * compare-and-swap; the limit's store and the loads around the swap
+ * are sequentially consistent: either that read sees the new limit, or
+ * the charge came before the lowering and is part of what was used at
+ * it.  data_bytes and meta_bytes (host_bytes) are added before that
+ * read, so that a charge kept is in the host_bytes read after the
+ * lowering; one over the limit seen then is undone (host_bytes may show
+ * it for that moment, never above a limit in force when it started).
  */
 int tmem_charge(struct tmem_budget *b, size_t data, size_t meta)
 {
@@ -98,19 +109,24 @@ int tmem_charge(struct tmem_budget *b, size_t data, size_t meta)
 	uint64_t limit;
 
 	do {
-		limit = tmem_budget_limit(b);
+		limit = atomic_load_explicit(&b->limit, memory_order_seq_cst);
 		if (cur > limit || add > limit - cur)
 			return -ENOSPC;
 	} while (!atomic_compare_exchange_weak_explicit(&b->used, &cur,
 							cur + add,
-							memory_order_relaxed,
+							memory_order_seq_cst,
 							memory_order_relaxed));
 	if (data)
 		atomic_fetch_add_explicit(&b->data_bytes, data,
-					  memory_order_relaxed);
+					  memory_order_seq_cst);
 	if (meta)
 		atomic_fetch_add_explicit(&b->meta_bytes, meta,
-					  memory_order_relaxed);
+					  memory_order_seq_cst);
+	limit = atomic_load_explicit(&b->limit, memory_order_seq_cst);
+	if (cur + add > limit) {
+		tmem_uncharge(b, data, meta);
+		return -ENOSPC;
+	}
 	return 0;
 }
 

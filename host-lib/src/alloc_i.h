@@ -65,7 +65,7 @@ static inline size_t tmem_heap_cost(size_t size)
  * never grows while it is over.
  */
 struct tmem_budget {
-	_Atomic uint64_t limit;		/* budget_bytes; relaxed */
+	_Atomic uint64_t limit;		/* budget_bytes; see tmem_charge() */
 	_Atomic uint64_t used;
 	_Atomic uint64_t data_bytes;
 	_Atomic uint64_t meta_bytes;
@@ -88,7 +88,8 @@ static inline uint64_t tmem_budget_limit(struct tmem_budget *b)
 static inline void tmem_budget_set_limit(struct tmem_budget *b,
 					 uint64_t limit)
 {
-	atomic_store_explicit(&b->limit, limit, memory_order_relaxed);
+	/* Sequentially consistent: see tmem_charge(). */
+	atomic_store_explicit(&b->limit, limit, memory_order_seq_cst);
 }
 
 /*

@@ -6,8 +6,9 @@
  * Shrinking is no state of its own: a charge never passes the limit, so
  * used is over it only after tmem_client_set_budget() lowered it, and
  * for as long as it stays over (tmem_budget_over()).  Meanwhile every
- * charge fails, so the memory in use never grows, and a store that needs
- * memory is refused at once (page.c's make_room()).  Memory comes back
+ * charge fails, so the memory in use never grows, and every store is
+ * refused at once (page.c's store_open(), DEV-25), even one that would
+ * fit in a slot an invalidation freed.  Memory comes back
  * by reclaim (ephemeral pages evicted here, persistent ones written back
  * by the disk tier's writer) and by the guest's invalidations; never by
  * dropping a persistent page.

@@ -89,8 +89,9 @@ static bool evict_one(struct tmem_ctx *ctx)
  * Make room while over budget: compact, else evict ephemeral pages, else
  * wait for the disk tier to write pages back.  No lock may be held here:
  * all three take shard locks.  While a lowered budget is still over what
- * is used (shrinking), a store that needs memory is refused at once:
- * nothing it could free here makes its charge fit before reclaim
+ * is used (shrinking), store_open() refuses every store before it gets
+ * here; one that the lowering overtook is refused here at once: nothing
+ * it could free makes its charge fit before reclaim
  * (tmem_client_reclaim()) is done, and waiting for the writer's pass
  * would hold the guest's queue for nothing.
  */
@@ -262,11 +263,22 @@ static int drop_key(struct tmem_client *c, uint32_t pool_id,
 static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 		      uint64_t object, uint32_t index, const void *page)
 {
-	int spare_err = spare_fill(ctx);
 	uint64_t h, old = 0;
+	int spare_err;
 	bool wide;
 	int ret;
 
+	/*
+	 * DEV-25: while shrinking every store is refused, even one that
+	 * would fit in memory already held (a slot an invalidation freed):
+	 * otherwise a swapping guest refills what it gives back and the
+	 * shrink never ends.  The old copy goes, as after any failed store.
+	 */
+	if (tmem_budget_over(&ctx->client->budget)) {
+		drop_key(ctx->client, pool_id, object, index);
+		return -ENOSPC;
+	}
+	spare_err = spare_fill(ctx);
 	ret = encode(ctx, page, &h, &wide);
 	if (!ret) {
 		ret = index_set(ctx, pool_id, object, index, h, wide, &old,

@@ -73,6 +73,7 @@
 #define TIER_BLOCK_MAX	(64u << 10)	/* O_DIRECT alignment we take */
 #define TIER_BATCH	512		/* pages per pass before waking stores */
 #define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
+#define TIER_IO_STUCK_NS 2000000000ull	/* in its I/O that long: STUCK */
 #define CLEAN_TAG	(TIER_BUFS + 1)
 /* user_data on a context's ring: its load's read, its room timer. */
 #define IO_READ_TAG	1
@@ -155,6 +156,9 @@ struct tmem_tier {
 	unsigned int hang_ops;		/* atomic; changes under lock */
 	pthread_cond_t unhang;		/* hung I/O waits for the end */
 	bool io_wait;			/* atomic: the writer waits for I/O */
+	/* tmem_tier_reclaim()'s, under lock: a writer hung in its I/O. */
+	uint64_t reclaim_gen;		/* gen at the last call */
+	uint64_t reclaim_io_ns;		/* since when in I/O, same gen; or 0 */
 	/* Contexts whose pending request waits for the tier (wait_next). */
 	struct tmem_ctx *waiters;
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <time.h>
 
 #include "compact_i.h"
 #include "tier_impl_i.h"
@@ -320,6 +321,38 @@ static bool mem_pages_left(struct tmem_client *c)
 	return false;
 }
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * A writer waiting for its own I/O is making progress, unless it has
+ * waited, without finishing a pass, across reclaim calls for longer
+ * than TIER_IO_STUCK_NS: a hung disk must not keep reclaim BUSY forever
+ * (the device would never turn to the guest, nor report blocked).
+ * Only reclaim reads the clock: no page operation does.
+ */
+static bool writer_hung_locked(struct tmem_tier *t)
+{
+	uint64_t now;
+
+	if (!TMEM_RD(t->io_wait) || t->gen != t->reclaim_gen) {
+		t->reclaim_gen = t->gen;
+		t->reclaim_io_ns = 0;
+		return false;
+	}
+	now = mono_ns();
+	if (!t->reclaim_io_ns) {
+		t->reclaim_io_ns = now;
+		return false;
+	}
+	return now - t->reclaim_io_ns > TIER_IO_STUCK_NS;
+}
+
 bool tmem_tier_reclaim(struct tmem_client *c)
 {
 	struct tmem_tier *t = c->tier;
@@ -331,10 +364,11 @@ bool tmem_tier_reclaim(struct tmem_client *c)
 	/*
 	 * A stalled writer found nothing to write in its last pass: waking
 	 * it again would only repeat that.  A freed segment or a store
-	 * clears it (seg_release(), tmem_tier_kick()).
+	 * clears it (seg_release(), tmem_tier_kick()).  A hung one is no
+	 * progress either.
 	 */
 	can = !t->stop && !TMEM_RD(t->failed) && !TMEM_RD(t->full) &&
-	      !t->stalled;
+	      !t->stalled && !writer_hung_locked(t);
 	if (can)
 		pthread_cond_signal(&t->wake);
 	pthread_mutex_unlock(&t->lock);
