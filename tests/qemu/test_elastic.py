@@ -471,6 +471,29 @@ def test_shrink_unplug():
               vm.cmd("query-status")["status"] == "running", "after unplug")
 
 
+def test_config_reset():
+    """A reset makes the config QEMU holds current: return_state FAILED
+    written before it does not come back with a 1-byte config write
+    elsewhere after it (QEMU hands set_config the whole buffer), and a
+    shrink then asks the guest for pages, unblocked."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        write_return_state(dev, wire.RETURN_FAILED)
+        check(info(vm)["guest-return-state"] == "failed", "not failed")
+        dev.start(1 << wire.F_RETURN, qsize=256)     # resets first
+        dev.vm.writeb(dev.caps[4][0] + wire.CONFIG.offsets["num_queues"], 1)
+        check(info(vm)["guest-return-state"] == "idle",
+              "stale return_state: %r" % info(vm))
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        now = info(vm)
+        check(now["shrink-phase"] == "guest-return" and
+              "shrink-reason" not in now, "stats %r" % now)
+        no_budget_event(vm, 0.3)
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -484,6 +507,7 @@ TESTS = {
     "config-stable": test_config_stable,
     "shrink-stopped": test_shrink_stopped,
     "shrink-unplug": test_shrink_unplug,
+    "config-reset": test_config_reset,
 }
 
 

@@ -545,6 +545,13 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     s->return_state = VIRTIO_TMEM_RETURN_IDLE;
     s->return_known = VIRTIO_TMEM_RETURN_IDLE;
     s->config_pending = false;
+    /*
+     * QEMU refreshes vdev->config only on a config read: a config write
+     * lands in it and set_config() sees the whole buffer.  Made current
+     * here, a write after the reset that does not touch return_state
+     * cannot bring back the value written before it.
+     */
+    virtio_tmem_get_config(vdev, vdev->config);
     if (s->disk_error) {
         /* A test's failing disk stays failing until x-disk-error=none. */
         tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
@@ -1093,7 +1100,9 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
  * The driver writes return_state (DEV-27): any value, at any time, and
  * nothing held changes because of it.  A value this version does not
  * know reads back as written but says nothing new: the last known one
- * stands.
+ * stands.  QEMU passes the whole of vdev->config, whatever bytes the
+ * write covered: it is kept current (reset), so return_state differs
+ * from the value held only when a write changed its bytes.
  */
 static void virtio_tmem_set_config(VirtIODevice *vdev, const uint8_t *config)
 {
