@@ -34,6 +34,9 @@ ISR_CONFIG = 2              # VIRTIO_PCI_ISR_CONFIG
 # The reasons of TMEM_BUDGET_CHANGED's blocked status (qapi/virtio.json).
 NO_BACKING = "shrink blocked: guest has no backing device"
 NO_RETURN = "shrink blocked: guest driver cannot return pages"
+FAILED = ("shrink blocked: guest cannot take pages back: its backing "
+          "device failed or is full")
+REFUSED = "shrink blocked: guest declines to return pages"
 # Fields that must not change after DRIVER_OK (DEV-2): all but
 # target_pages, and return_state, which the driver writes.
 FIXED_FIELDS = ("num_queues", "max_pools", "page_size", "capacity_pages",
@@ -346,7 +349,7 @@ def test_return_state():
         dev = Device(vm)
         dev.start(1 << wire.F_RETURN, qsize=256)
         st = held_pages(1024, dev)
-        for value in (4, 0x7FFFFFFF, 0xFFFFFFFF):
+        for value in (5, 0x7FFFFFFF, 0xFFFFFFFF):
             before = info(vm)
             write_return_state(dev, value)
             check(dev.config()["return_state"] == value, "not read back")
@@ -357,7 +360,7 @@ def test_return_state():
         set_budget(vm, goal)
         target = wait_config(dev, "the target")["target_pages"]
         # An unknown value says nothing new: the last known one stands.
-        for value, state in ((4, "idle"), (0xFFFFFFFF, "idle"),
+        for value, state in ((5, "idle"), (0xFFFFFFFF, "idle"),
                              (wire.RETURN_ACTIVE, "active"), (99, "active")):
             write_return_state(dev, value)
             time.sleep(0.3)             # three steps of the shrink
@@ -494,6 +497,31 @@ def test_config_reset():
         no_budget_event(vm, 0.3)
 
 
+
+def test_shrink_refused():
+    """return_state REFUSED (the driver's own policy) blocks the shrink
+    with its reason; query-tmem says 'refused'; ACTIVE unblocks it."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        write_return_state(dev, wire.RETURN_REFUSED)
+        ev = budget_event(vm)
+        now = info(vm)
+        check(ev["status"] == "blocked" and ev["reason"] == REFUSED,
+              "event %r" % ev)
+        check(now["shrink-phase"] == "blocked" and
+              now["shrink-reason"] == REFUSED and
+              now["guest-return-state"] == "refused", "stats %r" % now)
+        write_return_state(dev, wire.RETURN_ACTIVE)
+        time.sleep(0.3)
+        now = info(vm)
+        check(now["shrink-phase"] == "guest-return" and
+              now["guest-return-state"] == "active", "stats %r" % now)
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -508,6 +536,7 @@ TESTS = {
     "shrink-stopped": test_shrink_stopped,
     "shrink-unplug": test_shrink_unplug,
     "config-reset": test_config_reset,
+    "shrink-refused": test_shrink_refused,
 }
 
 

@@ -858,6 +858,8 @@ static char *virtio_tmem_reason(const char *why)
 #define VIRTIO_TMEM_REASON_FAILED \
     "shrink blocked: guest cannot take pages back: its backing device " \
     "failed or is full"
+#define VIRTIO_TMEM_REASON_REFUSED \
+    "shrink blocked: guest declines to return pages"
 #define VIRTIO_TMEM_REASON_NO_RETURN \
     "shrink blocked: guest driver cannot return pages"
 
@@ -939,6 +941,8 @@ static const char *virtio_tmem_return_blocked(VirtIOTmem *s)
         return VIRTIO_TMEM_REASON_NO_BACKING;
     case VIRTIO_TMEM_RETURN_FAILED:
         return VIRTIO_TMEM_REASON_FAILED;
+    case VIRTIO_TMEM_RETURN_REFUSED:
+        return VIRTIO_TMEM_REASON_REFUSED;
     default:
         return NULL;
     }
@@ -1109,7 +1113,7 @@ static void virtio_tmem_set_config(VirtIODevice *vdev, const uint8_t *config)
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     const struct virtio_tmem_config *c = (const void *)config;
     uint32_t state = ldl_le_p(&c->return_state);
-    bool known = state <= VIRTIO_TMEM_RETURN_FAILED;
+    bool known = state <= VIRTIO_TMEM_RETURN_REFUSED;
 
     if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_RETURN) ||
         state == s->return_state) {
@@ -1415,6 +1419,8 @@ static TmemGuestReturnState virtio_tmem_guest_return_state(VirtIOTmem *s)
         return TMEM_GUEST_RETURN_STATE_NO_BACKING;
     case VIRTIO_TMEM_RETURN_FAILED:
         return TMEM_GUEST_RETURN_STATE_FAILED;
+    case VIRTIO_TMEM_RETURN_REFUSED:
+        return TMEM_GUEST_RETURN_STATE_REFUSED;
     default:
         return TMEM_GUEST_RETURN_STATE_IDLE;
     }
