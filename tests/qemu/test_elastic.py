@@ -522,6 +522,36 @@ def test_shrink_refused():
               now["guest-return-state"] == "active", "stats %r" % now)
 
 
+
+def test_blocked_flood():
+    """A guest alternating return_state NO_BACKING and FAILED (50
+    writes, each seen by a step of the shrink), and going idle between:
+    one blocked event per distinct reason in the shrink, 2 in all."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        for i in range(50):
+            write_return_state(dev, (wire.RETURN_NO_BACKING,
+                                     wire.RETURN_FAILED)[i % 2])
+            time.sleep(0.12)
+            if i % 10 == 9:
+                write_return_state(dev, wire.RETURN_IDLE)
+                time.sleep(0.12)
+        events = []
+        while True:
+            ev = vm.wait_event("TMEM_BUDGET_CHANGED", 0.3)
+            if ev is None:
+                break
+            events.append(ev["data"])
+        reasons = sorted(e.get("reason") for e in events)
+        check(all(e["status"] == "blocked" for e in events) and
+              reasons == sorted([NO_BACKING, FAILED]),
+              "%d events: %r" % (len(events), events))
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -537,6 +567,7 @@ TESTS = {
     "shrink-unplug": test_shrink_unplug,
     "config-reset": test_config_reset,
     "shrink-refused": test_shrink_refused,
+    "blocked-flood": test_blocked_flood,
 }
 
 

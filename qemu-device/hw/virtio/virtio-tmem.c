@@ -923,8 +923,28 @@ static void virtio_tmem_shrink_done(VirtIOTmem *s)
     s->shrinking = false;
     s->shrink_phase = TMEM_SHRINK_PHASE_NONE;
     s->shrink_reason = NULL;
+    s->blocked_events = 0;
     virtio_tmem_set_target(s, VIRTIO_TMEM_NO_TARGET);
     virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_DONE, NULL);
+}
+
+/*
+ * One bit per reason in blocked_events: a guest that keeps changing
+ * return_state (or goes idle and back) gets one blocked event per
+ * distinct reason in one shrink, not one per step.
+ */
+static unsigned virtio_tmem_reason_bit(const char *reason)
+{
+    if (reason == VIRTIO_TMEM_REASON_NO_BACKING) {
+        return 1u << 0;
+    }
+    if (reason == VIRTIO_TMEM_REASON_FAILED) {
+        return 1u << 1;
+    }
+    if (reason == VIRTIO_TMEM_REASON_REFUSED) {
+        return 1u << 2;
+    }
+    return 1u << 3;
 }
 
 /* Why the driver cannot help, or NULL when it is asked to (DEV-26). */
@@ -993,8 +1013,9 @@ static void virtio_tmem_shrink_stuck(VirtIOTmem *s, const struct tmem_stats *st)
         return;
     }
     s->shrink_phase = TMEM_SHRINK_PHASE_BLOCKED;
-    if (s->shrink_reason != reason) {
-        s->shrink_reason = reason;
+    s->shrink_reason = reason;
+    if (!(s->blocked_events & virtio_tmem_reason_bit(reason))) {
+        s->blocked_events |= virtio_tmem_reason_bit(reason);
         virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_BLOCKED, reason);
     }
 }
@@ -1046,6 +1067,7 @@ static void virtio_tmem_budget_changed(VirtIOTmem *s)
         s->shrink_phase = TMEM_SHRINK_PHASE_EVICTING;
     }
     s->shrink_reason = NULL;
+    s->blocked_events = 0;      /* a new goal: its events anew */
     s->target_fresh = true;
     s->shrink_evictions = st.evictions;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));

@@ -147,6 +147,7 @@ struct VirtIOTmem {
     bool target_fresh;          /* a new goal: the target may go up */
     TmemShrinkPhase shrink_phase;
     const char *shrink_reason;  /* while blocked: the event's reason */
+    unsigned blocked_events;    /* reasons told in this goal's events */
     uint64_t shrink_evictions;  /* evictions at the last step */
     QEMUTimer *shrink_timer;
     /* A config change made while the VM was stopped, told at resume. */
