@@ -853,15 +853,16 @@ static char *virtio_tmem_reason(const char *why)
 #define VIRTIO_TMEM_RECLAIM_PAGES 4096
 #define VIRTIO_TMEM_SHRINK_PERIOD_MS 100
 
-#define VIRTIO_TMEM_REASON_NO_BACKING \
-    "shrink blocked: guest has no backing device"
-#define VIRTIO_TMEM_REASON_FAILED \
-    "shrink blocked: guest cannot take pages back: its backing device " \
-    "failed or is full"
-#define VIRTIO_TMEM_REASON_REFUSED \
-    "shrink blocked: guest declines to return pages"
-#define VIRTIO_TMEM_REASON_NO_RETURN \
-    "shrink blocked: guest driver cannot return pages"
+/* Each reason one object: compared by address. */
+static const char VIRTIO_TMEM_REASON_NO_BACKING[] =
+    "shrink blocked: guest has no backing device";
+static const char VIRTIO_TMEM_REASON_FAILED[] =
+    "shrink blocked: guest cannot take pages back: its backing device "
+    "failed or is full";
+static const char VIRTIO_TMEM_REASON_REFUSED[] =
+    "shrink blocked: guest declines to return pages";
+static const char VIRTIO_TMEM_REASON_NO_RETURN[] =
+    "shrink blocked: guest driver cannot return pages";
 
 static void virtio_tmem_stats(VirtIOTmem *s, struct tmem_stats *st)
 {
