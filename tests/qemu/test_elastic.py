@@ -552,6 +552,81 @@ def test_blocked_flood():
               "%d events: %r" % (len(events), events))
 
 
+
+def test_return_exact():
+    """The Python driver returns (invalidates) exactly down to the target
+    it reads between batches: the shrink ends within the budget, having
+    returned no more than 1.5 times the pages needed (the excess over
+    the average bytes a page holds in memory): the target is fixed when
+    reclaim is first stuck, not recomputed from host-bytes that lags
+    until compaction."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        st = held_pages(4096, dev)
+        before = info(vm)
+        goal = before["host-bytes"] * 3 // 4
+        per_page = before["data-bytes"] / before["pages"]
+        needed = (before["host-bytes"] - goal) / per_page
+        set_budget(vm, goal)
+        returned, done, targets, phases = 0, None, [], set()
+        deadline = time.monotonic() + 60
+        while done is None:
+            check(time.monotonic() < deadline, "not done: %r" % info(vm))
+            phases.add(info(vm)["shrink-phase"])
+            # The target as the driver sees it, between batches.
+            target = dev.config()["target_pages"]
+            if target != NO_TARGET and len(st.held) > target:
+                if not targets or targets[-1] != target:
+                    targets.append(target)
+                seeds = sorted(st.held)[:min(64, len(st.held) - target)]
+                st.invalidate(seeds)
+                returned += len(seeds)
+                time.sleep(0.02)            # a bounded rate
+                continue
+            ev = vm.wait_event("TMEM_BUDGET_CHANGED", 0.1)
+            if ev is not None:
+                done = ev["data"]
+        now = info(vm)
+        print("returned %d pages, needed about %d; targets %r; phases %r"
+              % (returned, needed, targets, sorted(phases)))
+        check(done["status"] == "done" and now["host-bytes"] <= goal,
+              "event %r, stats %r" % (done, now))
+        check(returned <= 1.5 * needed, "returned %d pages, %d needed"
+              % (returned, needed))
+        # No disk tier: compaction freeing memory is no writeback.
+        check(phases <= {"guest-return", "none"}, "phases %r" % phases)
+
+
+def test_failed_reoffer():
+    """Blocked on FAILED, the device still offers targets: a changed one
+    after a backoff (5 s), and at once for a new goal (qom-set), so that
+    a driver that tries again when the target changes (DRV-11) can."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        goal = info(vm)["host-bytes"] // 2
+        set_budget(vm, goal)
+        first = wait_config(dev, "the target")["target_pages"]
+        write_return_state(dev, wire.RETURN_FAILED)
+        ev = budget_event(vm)
+        check(ev["status"] == "blocked" and ev["reason"] == FAILED,
+              "event %r" % ev)
+        time.sleep(1)
+        check(not config_notified(dev), "target changed at once")
+        second = wait_config(dev, "a target offered again", 8)
+        check(second["target_pages"] != first, "the same target %d" % first)
+        check(info(vm)["shrink-phase"] == "blocked", "not blocked")
+        set_budget(vm, goal // 2)
+        third = wait_config(dev, "the new goal's target", 2)
+        check(third["target_pages"] < second["target_pages"],
+              "target %d after the new goal" % third["target_pages"])
+        write_return_state(dev, wire.RETURN_ACTIVE)
+        time.sleep(0.3)
+        check(info(vm)["shrink-phase"] == "guest-return", "still blocked")
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -568,6 +643,8 @@ TESTS = {
     "config-reset": test_config_reset,
     "shrink-refused": test_shrink_refused,
     "blocked-flood": test_blocked_flood,
+    "return-exact": test_return_exact,
+    "failed-reoffer": test_failed_reoffer,
 }
 
 

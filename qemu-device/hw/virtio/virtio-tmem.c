@@ -852,6 +852,8 @@ static char *virtio_tmem_reason(const char *why)
 /* Pages one step may evict: bounded work for the main loop. */
 #define VIRTIO_TMEM_RECLAIM_PAGES 4096
 #define VIRTIO_TMEM_SHRINK_PERIOD_MS 100
+/* While the driver reports FAILED: how often a changed target is sent. */
+#define VIRTIO_TMEM_REOFFER_MS 5000
 
 /* Each reason one object: compared by address. */
 static const char VIRTIO_TMEM_REASON_NO_BACKING[] =
@@ -903,6 +905,7 @@ static void virtio_tmem_set_target(VirtIOTmem *s, uint64_t target)
     }
     trace_virtio_tmem_target(s, s->target_pages, target);
     s->target_pages = target;
+    s->target_changed_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     virtio_tmem_notify_config(s);
 }
 
@@ -995,23 +998,68 @@ static uint64_t virtio_tmem_compute_target(const struct tmem_stats *st)
     return st->pages > need ? st->pages - need : 0;
 }
 
+/*
+ * The number of pages to return is fixed when reclaim first says STUCK
+ * in a goal: host-bytes lags behind the pages returned (what they held
+ * is given back by compaction), so a target recomputed from it at each
+ * step would ask for far more than needed.  It is corrected only from
+ * what returning has actually freed: once the driver has got down to
+ * the target and a step's reclaim (compaction) has run since, memory
+ * still over the budget lowers it by what remains.  Never raised while
+ * one goal runs: the driver may be midway.
+ */
+static void virtio_tmem_shrink_target(VirtIOTmem *s,
+                                      const struct tmem_stats *st)
+{
+    uint64_t target = s->target_pages;
+
+    if (s->target_fresh || target == VIRTIO_TMEM_NO_TARGET) {
+        target = virtio_tmem_compute_target(st);
+        s->target_fresh = false;
+        s->target_reached = false;
+    } else if (st->pages <= target) {
+        if (s->target_reached) {
+            target = MIN(target, virtio_tmem_compute_target(st));
+        }
+        s->target_reached = !s->target_reached;
+    }
+    virtio_tmem_set_target(s, target);
+}
+
+/*
+ * Blocked by what the driver reported: a new goal still gets a target,
+ * and while FAILED the target is offered again, one page lower, every
+ * VIRTIO_TMEM_REOFFER_MS after its last change: DRV-11's driver tries
+ * again after FAILED when target_pages changes (its disk may have
+ * recovered or got space).
+ */
+static void virtio_tmem_shrink_reoffer(VirtIOTmem *s,
+                                       const struct tmem_stats *st,
+                                       const char *reason)
+{
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+    if (s->target_fresh || s->target_pages == VIRTIO_TMEM_NO_TARGET) {
+        virtio_tmem_shrink_target(s, st);
+    } else if (reason == VIRTIO_TMEM_REASON_FAILED && s->target_pages &&
+               now - s->target_changed_ms >= VIRTIO_TMEM_REOFFER_MS) {
+        virtio_tmem_set_target(s, s->target_pages - 1);
+    }
+}
+
 /* libtmem can free nothing more: ask the driver, or say why not. */
 static void virtio_tmem_shrink_stuck(VirtIOTmem *s, const struct tmem_stats *st)
 {
     const char *reason = virtio_tmem_return_blocked(s);
-    uint64_t target;
 
     if (!reason) {
         s->shrink_phase = TMEM_SHRINK_PHASE_GUEST_RETURN;
         s->shrink_reason = NULL;
-        target = virtio_tmem_compute_target(st);
-        /* Never raised while one shrink runs: the driver may be midway. */
-        if (!s->target_fresh && s->target_pages != VIRTIO_TMEM_NO_TARGET) {
-            target = MIN(target, s->target_pages);
-        }
-        s->target_fresh = false;
-        virtio_tmem_set_target(s, target);
+        virtio_tmem_shrink_target(s, st);
         return;
+    }
+    if (reason != VIRTIO_TMEM_REASON_NO_RETURN) {
+        virtio_tmem_shrink_reoffer(s, st, reason);
     }
     s->shrink_phase = TMEM_SHRINK_PHASE_BLOCKED;
     s->shrink_reason = reason;

@@ -145,6 +145,8 @@ struct VirtIOTmem {
     /* A lowered budget not reached yet; the timer steps the reclaim. */
     bool shrinking;
     bool target_fresh;          /* a new goal: the target may go up */
+    bool target_reached;        /* pages <= target seen at the last step */
+    int64_t target_changed_ms;  /* QEMU_CLOCK_REALTIME of its last change */
     TmemShrinkPhase shrink_phase;
     const char *shrink_reason;  /* while blocked: the event's reason */
     unsigned blocked_events;    /* reasons told in this goal's events */
