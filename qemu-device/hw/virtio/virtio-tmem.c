@@ -1070,6 +1070,30 @@ static void virtio_tmem_shrink_stuck(VirtIOTmem *s, const struct tmem_stats *st)
 }
 
 /*
+ * What makes progress while reclaim says BUSY, as it is: evictions, or
+ * the disk tier's writer (pages written back, or a usable tier whose
+ * writer is woken); compaction alone freeing what returned pages held
+ * is the guest return going on; else the phase stands.
+ */
+static TmemShrinkPhase virtio_tmem_busy_phase(VirtIOTmem *s,
+                                              const struct tmem_stats *st)
+{
+    if (st->evictions != s->shrink_evictions) {
+        return TMEM_SHRINK_PHASE_EVICTING;
+    }
+    if (st->written_back != s->shrink_written_back) {
+        return TMEM_SHRINK_PHASE_WRITING_BACK;
+    }
+    if (s->target_pages != VIRTIO_TMEM_NO_TARGET) {
+        return TMEM_SHRINK_PHASE_GUEST_RETURN;
+    }
+    if (st->disk_segment_size && !st->disk_failed && !st->disk_full) {
+        return TMEM_SHRINK_PHASE_WRITING_BACK;
+    }
+    return s->shrink_phase;
+}
+
+/*
  * Context: main loop, BQL held.  One step of the shrink; the timer runs
  * until host-bytes is within the budget, also while blocked: memory
  * then falls as the guest loads and invalidates pages.
@@ -1088,15 +1112,14 @@ static void virtio_tmem_shrink_step(void *opaque)
         virtio_tmem_shrink_done(s);
         return;
     case TMEM_RECLAIM_BUSY:
-        s->shrink_phase = st.evictions != s->shrink_evictions ?
-                          TMEM_SHRINK_PHASE_EVICTING :
-                          TMEM_SHRINK_PHASE_WRITING_BACK;
+        s->shrink_phase = virtio_tmem_busy_phase(s, &st);
         break;
     default:
         virtio_tmem_shrink_stuck(s, &st);
         break;
     }
     s->shrink_evictions = st.evictions;
+    s->shrink_written_back = st.written_back;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                                VIRTIO_TMEM_SHRINK_PERIOD_MS);
 }
@@ -1119,6 +1142,7 @@ static void virtio_tmem_budget_changed(VirtIOTmem *s)
     s->blocked_events = 0;      /* a new goal: its events anew */
     s->target_fresh = true;
     s->shrink_evictions = st.evictions;
+    s->shrink_written_back = st.written_back;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
 }
 

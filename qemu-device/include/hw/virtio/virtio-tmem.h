@@ -151,6 +151,7 @@ struct VirtIOTmem {
     const char *shrink_reason;  /* while blocked: the event's reason */
     unsigned blocked_events;    /* reasons told in this goal's events */
     uint64_t shrink_evictions;  /* evictions at the last step */
+    uint64_t shrink_written_back;   /* written_back at the last step */
     QEMUTimer *shrink_timer;
     /* A config change made while the VM was stopped, told at resume. */
     bool config_pending;
