@@ -34,6 +34,9 @@ ISR_CONFIG = 2              # VIRTIO_PCI_ISR_CONFIG
 # The reasons of TMEM_BUDGET_CHANGED's blocked status (qapi/virtio.json).
 NO_BACKING = "shrink blocked: guest has no backing device"
 NO_RETURN = "shrink blocked: guest driver cannot return pages"
+FAILED = ("shrink blocked: guest cannot take pages back: its backing "
+          "device failed or is full")
+REFUSED = "shrink blocked: guest declines to return pages"
 # Fields that must not change after DRIVER_OK (DEV-2): all but
 # target_pages, and return_state, which the driver writes.
 FIXED_FIELDS = ("num_queues", "max_pools", "page_size", "capacity_pages",
@@ -346,7 +349,7 @@ def test_return_state():
         dev = Device(vm)
         dev.start(1 << wire.F_RETURN, qsize=256)
         st = held_pages(1024, dev)
-        for value in (4, 0x7FFFFFFF, 0xFFFFFFFF):
+        for value in (5, 0x7FFFFFFF, 0xFFFFFFFF):
             before = info(vm)
             write_return_state(dev, value)
             check(dev.config()["return_state"] == value, "not read back")
@@ -357,7 +360,7 @@ def test_return_state():
         set_budget(vm, goal)
         target = wait_config(dev, "the target")["target_pages"]
         # An unknown value says nothing new: the last known one stands.
-        for value, state in ((4, "idle"), (0xFFFFFFFF, "idle"),
+        for value, state in ((5, "idle"), (0xFFFFFFFF, "idle"),
                              (wire.RETURN_ACTIVE, "active"), (99, "active")):
             write_return_state(dev, value)
             time.sleep(0.3)             # three steps of the shrink
@@ -471,6 +474,159 @@ def test_shrink_unplug():
               vm.cmd("query-status")["status"] == "running", "after unplug")
 
 
+def test_config_reset():
+    """A reset makes the config QEMU holds current: return_state FAILED
+    written before it does not come back with a 1-byte config write
+    elsewhere after it (QEMU hands set_config the whole buffer), and a
+    shrink then asks the guest for pages, unblocked."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        write_return_state(dev, wire.RETURN_FAILED)
+        check(info(vm)["guest-return-state"] == "failed", "not failed")
+        dev.start(1 << wire.F_RETURN, qsize=256)     # resets first
+        dev.vm.writeb(dev.caps[4][0] + wire.CONFIG.offsets["num_queues"], 1)
+        check(info(vm)["guest-return-state"] == "idle",
+              "stale return_state: %r" % info(vm))
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        now = info(vm)
+        check(now["shrink-phase"] == "guest-return" and
+              "shrink-reason" not in now, "stats %r" % now)
+        no_budget_event(vm, 0.3)
+
+
+
+def test_shrink_refused():
+    """return_state REFUSED (the driver's own policy) blocks the shrink
+    with its reason; query-tmem says 'refused'; ACTIVE unblocks it."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        write_return_state(dev, wire.RETURN_REFUSED)
+        ev = budget_event(vm)
+        now = info(vm)
+        check(ev["status"] == "blocked" and ev["reason"] == REFUSED,
+              "event %r" % ev)
+        check(now["shrink-phase"] == "blocked" and
+              now["shrink-reason"] == REFUSED and
+              now["guest-return-state"] == "refused", "stats %r" % now)
+        write_return_state(dev, wire.RETURN_ACTIVE)
+        time.sleep(0.3)
+        now = info(vm)
+        check(now["shrink-phase"] == "guest-return" and
+              now["guest-return-state"] == "active", "stats %r" % now)
+
+
+
+def test_blocked_flood():
+    """A guest alternating return_state NO_BACKING and FAILED (50
+    writes, each seen by a step of the shrink), and going idle between:
+    one blocked event per distinct reason in the shrink, 2 in all."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        set_budget(vm, info(vm)["host-bytes"] // 2)
+        wait_config(dev, "the target")
+        for i in range(50):
+            write_return_state(dev, (wire.RETURN_NO_BACKING,
+                                     wire.RETURN_FAILED)[i % 2])
+            time.sleep(0.12)
+            if i % 10 == 9:
+                write_return_state(dev, wire.RETURN_IDLE)
+                time.sleep(0.12)
+        events = []
+        while True:
+            ev = vm.wait_event("TMEM_BUDGET_CHANGED", 0.3)
+            if ev is None:
+                break
+            events.append(ev["data"])
+        reasons = sorted(e.get("reason") for e in events)
+        check(all(e["status"] == "blocked" for e in events) and
+              reasons == sorted([NO_BACKING, FAILED]),
+              "%d events: %r" % (len(events), events))
+
+
+
+def test_return_exact():
+    """The Python driver returns (invalidates) exactly down to the target
+    it reads between batches: the shrink ends within the budget, having
+    returned no more than 1.5 times the pages needed (the excess over
+    the average bytes a page holds in memory): the target is fixed when
+    reclaim is first stuck, not recomputed from host-bytes that lags
+    until compaction."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        st = held_pages(4096, dev)
+        before = info(vm)
+        goal = before["host-bytes"] * 3 // 4
+        per_page = before["data-bytes"] / before["pages"]
+        needed = (before["host-bytes"] - goal) / per_page
+        set_budget(vm, goal)
+        returned, done, targets, phases = 0, None, [], set()
+        deadline = time.monotonic() + 60
+        while done is None:
+            check(time.monotonic() < deadline, "not done: %r" % info(vm))
+            phases.add(info(vm)["shrink-phase"])
+            # The target as the driver sees it, between batches.
+            target = dev.config()["target_pages"]
+            if target != NO_TARGET and len(st.held) > target:
+                if not targets or targets[-1] != target:
+                    targets.append(target)
+                seeds = sorted(st.held)[:min(64, len(st.held) - target)]
+                st.invalidate(seeds)
+                returned += len(seeds)
+                time.sleep(0.02)            # a bounded rate
+                continue
+            ev = vm.wait_event("TMEM_BUDGET_CHANGED", 0.1)
+            if ev is not None:
+                done = ev["data"]
+        now = info(vm)
+        print("returned %d pages, needed about %d; targets %r; phases %r"
+              % (returned, needed, targets, sorted(phases)))
+        check(done["status"] == "done" and now["host-bytes"] <= goal,
+              "event %r, stats %r" % (done, now))
+        check(returned <= 1.5 * needed, "returned %d pages, %d needed"
+              % (returned, needed))
+        # No disk tier: compaction freeing memory is no writeback.
+        check(phases <= {"guest-return", "none"}, "phases %r" % phases)
+
+
+def test_failed_reoffer():
+    """Blocked on FAILED, the device still offers targets: a changed one
+    after a backoff (5 s), and at once for a new goal (qom-set), so that
+    a driver that tries again when the target changes (DRV-11) can."""
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        dev.start(1 << wire.F_RETURN, qsize=256)
+        held_pages(2048, dev)
+        goal = info(vm)["host-bytes"] // 2
+        set_budget(vm, goal)
+        first = wait_config(dev, "the target")["target_pages"]
+        write_return_state(dev, wire.RETURN_FAILED)
+        ev = budget_event(vm)
+        check(ev["status"] == "blocked" and ev["reason"] == FAILED,
+              "event %r" % ev)
+        time.sleep(1)
+        check(not config_notified(dev), "target changed at once")
+        second = wait_config(dev, "a target offered again", 8)
+        check(second["target_pages"] != first, "the same target %d" % first)
+        check(info(vm)["shrink-phase"] == "blocked", "not blocked")
+        set_budget(vm, goal // 2)
+        third = wait_config(dev, "the new goal's target", 2)
+        check(third["target_pages"] < second["target_pages"],
+              "target %d after the new goal" % third["target_pages"])
+        write_return_state(dev, wire.RETURN_ACTIVE)
+        time.sleep(0.3)
+        check(info(vm)["shrink-phase"] == "guest-return", "still blocked")
+
+
 TESTS = {
     "budget-property": test_budget_property,
     "bad-budget": test_bad_budget,
@@ -484,6 +640,11 @@ TESTS = {
     "config-stable": test_config_stable,
     "shrink-stopped": test_shrink_stopped,
     "shrink-unplug": test_shrink_unplug,
+    "config-reset": test_config_reset,
+    "shrink-refused": test_shrink_refused,
+    "blocked-flood": test_blocked_flood,
+    "return-exact": test_return_exact,
+    "failed-reoffer": test_failed_reoffer,
 }
 
 

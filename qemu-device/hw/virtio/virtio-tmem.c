@@ -545,6 +545,13 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     s->return_state = VIRTIO_TMEM_RETURN_IDLE;
     s->return_known = VIRTIO_TMEM_RETURN_IDLE;
     s->config_pending = false;
+    /*
+     * QEMU refreshes vdev->config only on a config read: a config write
+     * lands in it and set_config() sees the whole buffer.  Made current
+     * here, a write after the reset that does not touch return_state
+     * cannot bring back the value written before it.
+     */
+    virtio_tmem_get_config(vdev, vdev->config);
     if (s->disk_error) {
         /* A test's failing disk stays failing until x-disk-error=none. */
         tmem_client_inject_io_error(s->client, s->disk_error, -EIO);
@@ -845,14 +852,19 @@ static char *virtio_tmem_reason(const char *why)
 /* Pages one step may evict: bounded work for the main loop. */
 #define VIRTIO_TMEM_RECLAIM_PAGES 4096
 #define VIRTIO_TMEM_SHRINK_PERIOD_MS 100
+/* While the driver reports FAILED: how often a changed target is sent. */
+#define VIRTIO_TMEM_REOFFER_MS 5000
 
-#define VIRTIO_TMEM_REASON_NO_BACKING \
-    "shrink blocked: guest has no backing device"
-#define VIRTIO_TMEM_REASON_FAILED \
-    "shrink blocked: guest cannot take pages back: its backing device " \
-    "failed or is full"
-#define VIRTIO_TMEM_REASON_NO_RETURN \
-    "shrink blocked: guest driver cannot return pages"
+/* Each reason one object: compared by address. */
+static const char VIRTIO_TMEM_REASON_NO_BACKING[] =
+    "shrink blocked: guest has no backing device";
+static const char VIRTIO_TMEM_REASON_FAILED[] =
+    "shrink blocked: guest cannot take pages back: its backing device "
+    "failed or is full";
+static const char VIRTIO_TMEM_REASON_REFUSED[] =
+    "shrink blocked: guest declines to return pages";
+static const char VIRTIO_TMEM_REASON_NO_RETURN[] =
+    "shrink blocked: guest driver cannot return pages";
 
 static void virtio_tmem_stats(VirtIOTmem *s, struct tmem_stats *st)
 {
@@ -893,6 +905,7 @@ static void virtio_tmem_set_target(VirtIOTmem *s, uint64_t target)
     }
     trace_virtio_tmem_target(s, s->target_pages, target);
     s->target_pages = target;
+    s->target_changed_ms = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     virtio_tmem_notify_config(s);
 }
 
@@ -914,8 +927,28 @@ static void virtio_tmem_shrink_done(VirtIOTmem *s)
     s->shrinking = false;
     s->shrink_phase = TMEM_SHRINK_PHASE_NONE;
     s->shrink_reason = NULL;
+    s->blocked_events = 0;
     virtio_tmem_set_target(s, VIRTIO_TMEM_NO_TARGET);
     virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_DONE, NULL);
+}
+
+/*
+ * One bit per reason in blocked_events: a guest that keeps changing
+ * return_state (or goes idle and back) gets one blocked event per
+ * distinct reason in one shrink, not one per step.
+ */
+static unsigned virtio_tmem_reason_bit(const char *reason)
+{
+    if (reason == VIRTIO_TMEM_REASON_NO_BACKING) {
+        return 1u << 0;
+    }
+    if (reason == VIRTIO_TMEM_REASON_FAILED) {
+        return 1u << 1;
+    }
+    if (reason == VIRTIO_TMEM_REASON_REFUSED) {
+        return 1u << 2;
+    }
+    return 1u << 3;
 }
 
 /* Why the driver cannot help, or NULL when it is asked to (DEV-26). */
@@ -932,6 +965,8 @@ static const char *virtio_tmem_return_blocked(VirtIOTmem *s)
         return VIRTIO_TMEM_REASON_NO_BACKING;
     case VIRTIO_TMEM_RETURN_FAILED:
         return VIRTIO_TMEM_REASON_FAILED;
+    case VIRTIO_TMEM_RETURN_REFUSED:
+        return VIRTIO_TMEM_REASON_REFUSED;
     default:
         return NULL;
     }
@@ -963,29 +998,99 @@ static uint64_t virtio_tmem_compute_target(const struct tmem_stats *st)
     return st->pages > need ? st->pages - need : 0;
 }
 
+/*
+ * The number of pages to return is fixed when reclaim first says STUCK
+ * in a goal: host-bytes lags behind the pages returned (what they held
+ * is given back by compaction), so a target recomputed from it at each
+ * step would ask for far more than needed.  It is corrected only from
+ * what returning has actually freed: once the driver has got down to
+ * the target and a step's reclaim (compaction) has run since, memory
+ * still over the budget lowers it by what remains.  Never raised while
+ * one goal runs: the driver may be midway.
+ */
+static void virtio_tmem_shrink_target(VirtIOTmem *s,
+                                      const struct tmem_stats *st)
+{
+    uint64_t target = s->target_pages;
+
+    if (s->target_fresh || target == VIRTIO_TMEM_NO_TARGET) {
+        target = virtio_tmem_compute_target(st);
+        s->target_fresh = false;
+        s->target_reached = false;
+    } else if (st->pages <= target) {
+        if (s->target_reached) {
+            target = MIN(target, virtio_tmem_compute_target(st));
+        }
+        s->target_reached = !s->target_reached;
+    }
+    virtio_tmem_set_target(s, target);
+}
+
+/*
+ * Blocked by what the driver reported: a new goal still gets a target,
+ * and while FAILED the target is offered again, one page lower, every
+ * VIRTIO_TMEM_REOFFER_MS after its last change: DRV-11's driver tries
+ * again after FAILED when target_pages changes (its disk may have
+ * recovered or got space).
+ */
+static void virtio_tmem_shrink_reoffer(VirtIOTmem *s,
+                                       const struct tmem_stats *st,
+                                       const char *reason)
+{
+    int64_t now = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
+
+    if (s->target_fresh || s->target_pages == VIRTIO_TMEM_NO_TARGET) {
+        virtio_tmem_shrink_target(s, st);
+    } else if (reason == VIRTIO_TMEM_REASON_FAILED && s->target_pages &&
+               now - s->target_changed_ms >= VIRTIO_TMEM_REOFFER_MS) {
+        virtio_tmem_set_target(s, s->target_pages - 1);
+    }
+}
+
 /* libtmem can free nothing more: ask the driver, or say why not. */
 static void virtio_tmem_shrink_stuck(VirtIOTmem *s, const struct tmem_stats *st)
 {
     const char *reason = virtio_tmem_return_blocked(s);
-    uint64_t target;
 
     if (!reason) {
         s->shrink_phase = TMEM_SHRINK_PHASE_GUEST_RETURN;
         s->shrink_reason = NULL;
-        target = virtio_tmem_compute_target(st);
-        /* Never raised while one shrink runs: the driver may be midway. */
-        if (!s->target_fresh && s->target_pages != VIRTIO_TMEM_NO_TARGET) {
-            target = MIN(target, s->target_pages);
-        }
-        s->target_fresh = false;
-        virtio_tmem_set_target(s, target);
+        virtio_tmem_shrink_target(s, st);
         return;
     }
+    if (reason != VIRTIO_TMEM_REASON_NO_RETURN) {
+        virtio_tmem_shrink_reoffer(s, st, reason);
+    }
     s->shrink_phase = TMEM_SHRINK_PHASE_BLOCKED;
-    if (s->shrink_reason != reason) {
-        s->shrink_reason = reason;
+    s->shrink_reason = reason;
+    if (!(s->blocked_events & virtio_tmem_reason_bit(reason))) {
+        s->blocked_events |= virtio_tmem_reason_bit(reason);
         virtio_tmem_budget_event(s, TMEM_BUDGET_STATUS_BLOCKED, reason);
     }
+}
+
+/*
+ * What makes progress while reclaim says BUSY, as it is: evictions, or
+ * the disk tier's writer (pages written back, or a usable tier whose
+ * writer is woken); compaction alone freeing what returned pages held
+ * is the guest return going on; else the phase stands.
+ */
+static TmemShrinkPhase virtio_tmem_busy_phase(VirtIOTmem *s,
+                                              const struct tmem_stats *st)
+{
+    if (st->evictions != s->shrink_evictions) {
+        return TMEM_SHRINK_PHASE_EVICTING;
+    }
+    if (st->written_back != s->shrink_written_back) {
+        return TMEM_SHRINK_PHASE_WRITING_BACK;
+    }
+    if (s->target_pages != VIRTIO_TMEM_NO_TARGET) {
+        return TMEM_SHRINK_PHASE_GUEST_RETURN;
+    }
+    if (st->disk_segment_size && !st->disk_failed && !st->disk_full) {
+        return TMEM_SHRINK_PHASE_WRITING_BACK;
+    }
+    return s->shrink_phase;
 }
 
 /*
@@ -1007,15 +1112,14 @@ static void virtio_tmem_shrink_step(void *opaque)
         virtio_tmem_shrink_done(s);
         return;
     case TMEM_RECLAIM_BUSY:
-        s->shrink_phase = st.evictions != s->shrink_evictions ?
-                          TMEM_SHRINK_PHASE_EVICTING :
-                          TMEM_SHRINK_PHASE_WRITING_BACK;
+        s->shrink_phase = virtio_tmem_busy_phase(s, &st);
         break;
     default:
         virtio_tmem_shrink_stuck(s, &st);
         break;
     }
     s->shrink_evictions = st.evictions;
+    s->shrink_written_back = st.written_back;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                                VIRTIO_TMEM_SHRINK_PERIOD_MS);
 }
@@ -1035,8 +1139,10 @@ static void virtio_tmem_budget_changed(VirtIOTmem *s)
         s->shrink_phase = TMEM_SHRINK_PHASE_EVICTING;
     }
     s->shrink_reason = NULL;
+    s->blocked_events = 0;      /* a new goal: its events anew */
     s->target_fresh = true;
     s->shrink_evictions = st.evictions;
+    s->shrink_written_back = st.written_back;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
 }
 
@@ -1093,14 +1199,16 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
  * The driver writes return_state (DEV-27): any value, at any time, and
  * nothing held changes because of it.  A value this version does not
  * know reads back as written but says nothing new: the last known one
- * stands.
+ * stands.  QEMU passes the whole of vdev->config, whatever bytes the
+ * write covered: it is kept current (reset), so return_state differs
+ * from the value held only when a write changed its bytes.
  */
 static void virtio_tmem_set_config(VirtIODevice *vdev, const uint8_t *config)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     const struct virtio_tmem_config *c = (const void *)config;
     uint32_t state = ldl_le_p(&c->return_state);
-    bool known = state <= VIRTIO_TMEM_RETURN_FAILED;
+    bool known = state <= VIRTIO_TMEM_RETURN_REFUSED;
 
     if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_RETURN) ||
         state == s->return_state) {
@@ -1406,6 +1514,8 @@ static TmemGuestReturnState virtio_tmem_guest_return_state(VirtIOTmem *s)
         return TMEM_GUEST_RETURN_STATE_NO_BACKING;
     case VIRTIO_TMEM_RETURN_FAILED:
         return TMEM_GUEST_RETURN_STATE_FAILED;
+    case VIRTIO_TMEM_RETURN_REFUSED:
+        return TMEM_GUEST_RETURN_STATE_REFUSED;
     default:
         return TMEM_GUEST_RETURN_STATE_IDLE;
     }

@@ -145,9 +145,13 @@ struct VirtIOTmem {
     /* A lowered budget not reached yet; the timer steps the reclaim. */
     bool shrinking;
     bool target_fresh;          /* a new goal: the target may go up */
+    bool target_reached;        /* pages <= target seen at the last step */
+    int64_t target_changed_ms;  /* QEMU_CLOCK_REALTIME of its last change */
     TmemShrinkPhase shrink_phase;
     const char *shrink_reason;  /* while blocked: the event's reason */
+    unsigned blocked_events;    /* reasons told in this goal's events */
     uint64_t shrink_evictions;  /* evictions at the last step */
+    uint64_t shrink_written_back;   /* written_back at the last step */
     QEMUTimer *shrink_timer;
     /* A config change made while the VM was stopped, told at resume. */
     bool config_pending;
