@@ -1031,8 +1031,11 @@ static long vtmem_return_check(struct vtmem *vt)
 		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
 		return -1;
 	}
-	if (!READ_ONCE(return_rate))
+	/* DRV-11: return_rate 0 is this driver's own policy; it may change. */
+	if (!READ_ONCE(return_rate)) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_REFUSED);
 		return HZ;
+	}
 	vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_ACTIVE);
 	return 0;
 }
@@ -1440,6 +1443,7 @@ static const char * const vtmem_return_states[] = {
 	[VIRTIO_TMEM_RETURN_ACTIVE] = "active",
 	[VIRTIO_TMEM_RETURN_NO_BACKING] = "no-backing",
 	[VIRTIO_TMEM_RETURN_FAILED] = "failed",
+	[VIRTIO_TMEM_RETURN_REFUSED] = "refused",
 };
 
 static ssize_t return_state_show(struct device *dev,

@@ -334,8 +334,15 @@ scn_return_fake() {
 	target=$((held / 2))
 	data held "$held"
 	data target "$target"
-	t0=$(date +%s)
+	# DRV-11: return_rate 0 refuses, and says so; setting it again resumes.
+	echo 0 > /sys/module/virtio_tmem/parameters/return_rate
 	echo "$target" > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	sleep 3
+	data state_refused "\"$(cat "$dir/return_state")\""
+	data refused_returned "$(counter returned_pages)"
+	t0=$(date +%s)
+	echo "${VT_RATE:-16384}" > /sys/module/virtio_tmem/parameters/return_rate
+	sleep 1
 	data state_active "\"$(cat "$dir/return_state")\""
 	i=0
 	while [ "$(counter pages_in_host)" -gt "$target" ] && [ $i -lt 300 ]; do
