@@ -50,6 +50,8 @@
 #define VTMEM_RETURN_RATE	16384
 /* One run of the return worker moves what return_rate allows in this. */
 #define VTMEM_RETURN_PERIOD	(HZ / 10)
+/* After a failed backing write, the same target is tried again after this. */
+#define VTMEM_RETURN_RETRY	(10 * HZ)
 
 struct vtmem_batch;
 
@@ -147,12 +149,14 @@ struct vtmem {
 	/*
 	 * VIRTIO_TMEM_F_RETURN: the device's target_pages, what the driver
 	 * last wrote to return_state, the target the backing device failed
-	 * at (VIRTIO_TMEM_NO_TARGET: none), and where the next move starts.
+	 * at (VIRTIO_TMEM_NO_TARGET: none) and when, and where the next move
+	 * starts.
 	 */
 	struct delayed_work return_work;
 	u64 target_pages;
 	u32 return_state;
 	u64 return_failed_at;
+	unsigned long return_failed_jiffies;
 	unsigned long return_cursor;
 
 	struct vtmem_backing backing;

@@ -934,7 +934,7 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 /*
  * One batch of up to n pages, under vq_sem: *picked says how many slots
  * were tried.  False if a backing write failed: the return state is then
- * FAILED until the device sets another target.
+ * FAILED until the device sets another target or VTMEM_RETURN_RETRY passed.
  */
 static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
 			       unsigned int n, unsigned int *picked)
@@ -953,7 +953,8 @@ static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
 		dev_err(&vt->vdev->dev,
 			"%s: backing device write failed: not returning pages to it\n",
 			vt->disk->disk_name);
-		vt->return_failed_at = READ_ONCE(vt->target_pages);
+		vt->return_failed_jiffies = jiffies;
+		WRITE_ONCE(vt->return_failed_at, READ_ONCE(vt->target_pages));
 		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
 	}
 	return ok;
@@ -971,7 +972,7 @@ static unsigned int vtmem_return_want(struct vtmem *vt, unsigned int left)
 /*
  * Move what return_rate allows in one VTMEM_RETURN_PERIOD, a batch at a
  * time, checking the target before each.  Returns the delay before the
- * next run, or -1 after a failed backing write.
+ * next run.
  */
 static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 {
@@ -997,7 +998,7 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 	}
 	vtmem_return_free(vt, r);
 	if (!ok)
-		return -1;
+		return VTMEM_RETURN_RETRY;
 	/* Nothing could be taken (every page busy): try again later. */
 	if (!n && done < quota && vtmem_return_excess(vt))
 		return VTMEM_RETURN_PERIOD;
@@ -1011,6 +1012,7 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 static long vtmem_return_check(struct vtmem *vt)
 {
 	u64 target = READ_ONCE(vt->target_pages);
+	unsigned long retry;
 
 	if (!vt->vqs_ready || READ_ONCE(vt->dead))
 		return -1;
@@ -1027,9 +1029,14 @@ static long vtmem_return_check(struct vtmem *vt)
 		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_NO_BACKING);
 		return HZ;
 	}
-	if (vt->return_failed_at == target) {
-		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
-		return -1;
+	/* DRV-11: after FAILED, again at another target or after a while. */
+	if (READ_ONCE(vt->return_failed_at) == target) {
+		retry = vt->return_failed_jiffies + VTMEM_RETURN_RETRY;
+		if (time_before(jiffies, retry)) {
+			vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
+			return retry - jiffies;
+		}
+		WRITE_ONCE(vt->return_failed_at, VIRTIO_TMEM_NO_TARGET);
 	}
 	/* DRV-11: return_rate 0 is this driver's own policy; it may change. */
 	if (!READ_ONCE(return_rate)) {
@@ -1059,6 +1066,9 @@ static void vtmem_return_work(struct work_struct *work)
 /* DRV-12: a new target replaces the one being worked towards. */
 void vtmem_set_target(struct vtmem *vt, u64 target)
 {
+	/* DRV-11: another target is tried even where the last one failed. */
+	if (target != READ_ONCE(vt->return_failed_at))
+		WRITE_ONCE(vt->return_failed_at, VIRTIO_TMEM_NO_TARGET);
 	WRITE_ONCE(vt->target_pages, target);
 	mod_delayed_work(vtmem_wq, &vt->return_work, 0);
 }

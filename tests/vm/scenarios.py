@@ -528,6 +528,10 @@ def check_return_fake(c, res, sc):
     c.eq(d.get("state_failed"), "failed", "return state after a write error")
     c.expect(d.get("after_failed", 0) > d.get("low", 0),
              "pages moved after the backing write failed")
+    c.eq(d.get("retry_fault_left"), 0, "another target not tried after FAILED")
+    c.eq(d.get("state_failed2"), "failed", "return state after a second error")
+    c.expect(d.get("after_retry", 1) <= d.get("low2", 0),
+             "FAILED not retried on its own (%s s)" % d.get("retry_seconds"))
     c.eq(d.get("state_none"), "idle", "return state without a target")
     c.eq(d.get("host_target_none"), "none", "host_target_pages without one")
 

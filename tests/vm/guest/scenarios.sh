@@ -368,6 +368,23 @@ scn_return_fake() {
 	data state_failed "\"$(cat "$dir/return_state")\""
 	data low "$low"
 	data after_failed "$(counter pages_in_host)"
+	# DRV-11: another target is tried at once (the fault is used up) ...
+	echo 1 > "$knobs/fault_return_write_errors"
+	low=$((low - 1))
+	echo "$low" > "$knobs/fake_target_pages"
+	sleep 2
+	data retry_fault_left "$(cat "$knobs/fault_return_write_errors")"
+	data state_failed2 "\"$(cat "$dir/return_state")\""
+	# ... and the same target after a while on its own.
+	t0=$(date +%s)
+	i=0
+	while [ "$(counter pages_in_host)" -gt "$low" ] && [ $i -lt 60 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	data retry_seconds $(($(date +%s) - t0))
+	data after_retry "$(counter pages_in_host)"
+	data low2 "$low"
 	echo 18446744073709551615 > "$knobs/fake_target_pages"
 	sleep 2
 	data state_none "\"$(cat "$dir/return_state")\""
