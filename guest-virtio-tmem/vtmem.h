@@ -104,6 +104,7 @@ struct vtmem_stats {
 	atomic64_t pages_in_host;
 	atomic64_t write_errors;
 	atomic64_t returned_pages;
+	atomic64_t return_errors;
 };
 
 struct vtmem_raw;

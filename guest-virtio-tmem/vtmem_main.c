@@ -711,6 +711,8 @@ struct vtmem_return {
 	bool held[VTMEM_BATCH];
 	/* Loaded, then written to the backing device. */
 	bool copied[VTMEM_BATCH];
+	/* LOADs of this batch the host answered with an error. */
+	unsigned int load_errors;
 	struct page *page[VTMEM_BATCH];
 	struct bio bio[VTMEM_BATCH];
 	struct bio_vec bvec[VTMEM_BATCH];
@@ -828,6 +830,7 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 	unsigned int i;
 	u8 status;
 
+	r->load_errors = 0;
 	for (i = 0; i < r->batch->nr; i++) {
 		req = &r->batch->req[i];
 		r->held[i] = req->action != VTMEM_A_SKIP;
@@ -838,8 +841,12 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 		r->copied[i] = status == VIRTIO_TMEM_S_OK;
 		if (r->copied[i])
 			continue;
-		/* DRV-5: the page stays where it is, the error is the host's. */
-		atomic64_inc(&vt->stats.load_errors);
+		/*
+		 * DRV-5: the page stays where it is, the error is the host's;
+		 * not a swap-in's: return_errors.  The cursor has moved on.
+		 */
+		r->load_errors++;
+		atomic64_inc(&vt->stats.return_errors);
 		pr_err_ratelimited("%s: slot %u: LOAD to return it failed (status %u)\n",
 				   vt->disk->disk_name, req->slot, status);
 	}
@@ -976,7 +983,7 @@ static unsigned int vtmem_return_want(struct vtmem *vt, unsigned int left)
  */
 static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 {
-	unsigned int quota, done = 0, n = 0;
+	unsigned int quota, done = 0, n = 0, errors;
 	unsigned long start = jiffies;
 	struct vtmem_return *r;
 	bool ok = true;
@@ -985,7 +992,7 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 	if (!r)
 		return VTMEM_RETURN_PERIOD;
 	quota = max_t(u64, div_u64((u64)rate * VTMEM_RETURN_PERIOD, HZ), 1);
-	while (ok && done < quota) {
+	while (ok && !r->load_errors && done < quota) {
 		down_read(&vt->vq_sem);
 		n = vtmem_return_want(vt, quota - done);
 		if (n)
@@ -996,9 +1003,13 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 		done += n;
 		cond_resched();
 	}
+	errors = r->load_errors;
 	vtmem_return_free(vt, r);
 	if (!ok)
 		return VTMEM_RETURN_RETRY;
+	/* The host failed a LOAD: the rest later, failures cannot spin. */
+	if (errors)
+		return HZ;
 	/* Nothing could be taken (every page busy): try again later. */
 	if (!n && done < quota && vtmem_return_excess(vt))
 		return VTMEM_RETURN_PERIOD;
@@ -1436,6 +1447,7 @@ VTMEM_STAT_ATTR(load_errors);
 VTMEM_STAT_ATTR(pages_in_host);
 VTMEM_STAT_ATTR(write_errors);
 VTMEM_STAT_ATTR(returned_pages);
+VTMEM_STAT_ATTR(return_errors);
 
 static ssize_t host_target_pages_show(struct device *dev,
 				      struct device_attribute *attr, char *buf)
@@ -1547,6 +1559,7 @@ static struct attribute *vtmem_attrs[] = {
 	&dev_attr_pages_in_host.attr,
 	&dev_attr_write_errors.attr,
 	&dev_attr_returned_pages.attr,
+	&dev_attr_return_errors.attr,
 	&dev_attr_host_target_pages.attr,
 	&dev_attr_return_state.attr,
 	&dev_attr_disksize.attr,

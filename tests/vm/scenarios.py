@@ -514,6 +514,7 @@ def check_return_fake(c, res, sc):
     c.expect(d.get("target", 0) > 0, "nothing held to return")
     c.eq(d.get("state_refused"), "refused", "return state with return_rate 0")
     c.eq(d.get("refused_returned"), 0, "pages moved with return_rate 0")
+    c.eq(d.get("return_errors"), 3, "return_errors after 3 failed LOADs")
     c.eq(d.get("state_done"), "idle", "return state when done")
     c.eq(d.get("host_target"), str(d.get("target")), "host_target_pages")
     ret = c.cp("returned")

@@ -341,6 +341,8 @@ scn_return_fake() {
 	data state_refused "\"$(cat "$dir/return_state")\""
 	data refused_returned "$(counter returned_pages)"
 	t0=$(date +%s)
+	# Review #6: LOADs of pages asked back that fail count on their own.
+	echo 3 > "$knobs/fault_short_loads"
 	echo "${VT_RATE:-16384}" > /sys/module/virtio_tmem/parameters/return_rate
 	sleep 1
 	data state_active "\"$(cat "$dir/return_state")\""
@@ -354,6 +356,7 @@ scn_return_fake() {
 	data state_done "\"$(cat "$dir/return_state")\""
 	data host_target "\"$(cat "$dir/host_target_pages")\""
 	data returned "$(counter returned_pages)"
+	data return_errors "$(counter return_errors)"
 	settle
 	checkpoint returned
 
