@@ -816,11 +816,29 @@ static u8 vtmem_decide_return_flip(struct vtmem *vt, struct vtmem_req *req)
 	    test_bit(req->slot, vt->inval_pending))
 		return VTMEM_A_SKIP;
 	set_bit(req->slot, vt->on_backing);
-	vtmem_clear_in_host(vt, req->slot);
-	/* A copy dropped for newer bytes counts in neither. */
-	atomic64_inc(&vt->stats.backing_writes);
-	atomic64_inc(&vt->stats.returned_pages);
+	clear_bit(req->slot, vt->in_host);
 	return VTMEM_A_SEND;
+}
+
+/*
+ * Count what the flip queued; one it decided but could not queue (the
+ * device is lost) is the host's again, as before the decision.  The slot's
+ * return_io bit is still held: no store's bookkeeping is in between.
+ */
+static void vtmem_return_flipped(struct vtmem *vt, struct vtmem_req *req)
+{
+	switch (req->action) {
+	case VTMEM_A_SEND:
+		/* A copy dropped for newer bytes counts in neither. */
+		atomic64_dec(&vt->stats.pages_in_host);
+		atomic64_inc(&vt->stats.backing_writes);
+		atomic64_inc(&vt->stats.returned_pages);
+		break;
+	case VTMEM_A_FAILED:
+		set_bit(req->slot, vt->in_host);
+		clear_bit(req->slot, vt->on_backing);
+		break;
+	}
 }
 
 /* Which slots the LOADs took, and which brought their page. */
@@ -928,6 +946,8 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 					r->slot[i], NULL);
 	if (b->nr)
 		vtmem_batch_send(vt, b, vtmem_decide_return_flip);
+	for (i = 0; i < b->nr; i++)
+		vtmem_return_flipped(vt, &b->req[i]);
 	b->nr = 0;
 	for (i = 0; i < n; i++) {
 		if (!r->held[i])
