@@ -184,6 +184,8 @@ bool vtmem_test_hold_answers(struct vtmem *vt);
 unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
 				 unsigned int len);
 bool vtmem_test_fail_return_write(struct vtmem *vt);
+void vtmem_test_hold_return(struct vtmem *vt);
+void vtmem_test_race_return(struct vtmem *vt, struct vtmem_req *req);
 #else
 static inline void vtmem_test_init(struct vtmem *vt)
 {
@@ -220,6 +222,15 @@ static inline unsigned int vtmem_test_used_len(struct vtmem *vt,
 static inline bool vtmem_test_fail_return_write(struct vtmem *vt)
 {
 	return false;
+}
+
+static inline void vtmem_test_hold_return(struct vtmem *vt)
+{
+}
+
+static inline void vtmem_test_race_return(struct vtmem *vt,
+					  struct vtmem_req *req)
+{
 }
 #endif
 

@@ -477,6 +477,8 @@ static void vtmem_wait_return_io(struct vtmem *vt, u32 slot)
 static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 			       struct vtmem_io *io)
 {
+	if (req->action == VTMEM_A_SEND)
+		vtmem_test_race_return(vt, req);
 	vtmem_wait_return_io(vt, req->slot);
 	vtmem_store_result(vt, req, io);
 	/* Release: the bookkeeping is seen by vtmem_decide_return_load(). */
@@ -974,6 +976,7 @@ static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
 		return true;
 	vtmem_batch_send(vt, r->batch, vtmem_decide_return_load);
 	vtmem_return_loaded(vt, r);
+	vtmem_test_hold_return(vt);
 	ok = vtmem_return_write(vt, r);
 	vtmem_return_flip(vt, r);
 	if (!ok) {

@@ -546,6 +546,13 @@ def check_returned_clean(c, cp):
     c.eq(guest(cp, "load_errors"), 0, "%s: guest load_errors" % cp["name"])
 
 
+def check_return_fake_race(c, res, sc):
+    d = res.verdict.get("data", {})
+    check_return_fake_busy(c, res, sc)
+    c.expect(d.get("races", 0) > 0, "no STORE raced with the worker")
+    c.eq(d.get("bad_pass"), 0, "a pass read back older bytes")
+
+
 def check_return_fake_busy(c, res, sc):
     d = res.verdict.get("data", {})
     check_returned_clean(c, c.cp("after-workload"))
@@ -554,6 +561,13 @@ def check_return_fake_busy(c, res, sc):
 
 
 SCENARIOS = {
+    "return-fake-race": dict(
+        guest="return_fake_race", mem=128, budget="1G", backing_mb=64,
+        test_build=True, check=check_return_fake_race,
+        params=dict(mb=8, disksize_mb=64, passes=8, race_ms=100),
+        doc="a STORE of a slot the worker holds reads REJECTED while the "
+            "worker waits before its backing write (test hook): each "
+            "pass reads back its own bytes (DRV-10)"),
     "return-fake-rewrite": dict(
         guest="return_fake_rewrite", mem=128, budget="1G", backing_mb=64,
         test_build=True, check=check_return_fake_busy,

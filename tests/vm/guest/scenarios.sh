@@ -448,3 +448,35 @@ scn_return_fake_rewrite() {
 	settle
 	checkpoint after-workload
 }
+
+# DRV-10's order, made to happen (test build): the worker waits
+# VT_RACE_MS between its LOADs and its backing writes, and a STORE of a
+# slot it holds then reads REJECTED, so the store's own backing write
+# races with the worker's older copy.  The store's must land last: every
+# pass reads back at once.
+scn_return_fake_race() {
+	load_vtmem $(vtmem_params) return_rate="${VT_RATE:-16384}" || return
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	echo "${VT_RACE_MS:-100}" > "$knobs/fault_return_race_ms" ||
+		fail "no fault_return_race_ms knob"
+	echo 0 > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	k=1
+	bad=0
+	while [ $k -le "${VT_PASSES:-8}" ]; do
+		VT_TAG=pass memtest blk /dev/vtmem0 --mb "$VT_MB" --op write \
+			--seed $k --mix text || fail "write pass $k"
+		VT_TAG=workload memtest blk /dev/vtmem0 --mb "$VT_MB" \
+			--op verify --seed $k --mix text || bad=$k
+		[ $bad -eq 0 ] || break
+		k=$((k + 1))
+	done
+	echo 0 > "$knobs/fault_return_race_ms"
+	data bad_pass "$bad"
+	data races "$(cat "$knobs/return_races")"
+	data returned "$(counter returned_pages)"
+	echo 18446744073709551615 > "$knobs/fake_target_pages"
+	[ $bad -eq 0 ]
+	check_workload $?
+	settle
+	checkpoint after-workload
+}
