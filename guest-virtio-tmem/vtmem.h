@@ -50,6 +50,8 @@
 #define VTMEM_RETURN_RATE	16384
 /* One run of the return worker moves what return_rate allows in this. */
 #define VTMEM_RETURN_PERIOD	(HZ / 10)
+/* After a failed backing write, the same target is tried again after this. */
+#define VTMEM_RETURN_RETRY	(10 * HZ)
 
 struct vtmem_batch;
 
@@ -102,6 +104,7 @@ struct vtmem_stats {
 	atomic64_t pages_in_host;
 	atomic64_t write_errors;
 	atomic64_t returned_pages;
+	atomic64_t return_errors;
 };
 
 struct vtmem_raw;
@@ -147,12 +150,14 @@ struct vtmem {
 	/*
 	 * VIRTIO_TMEM_F_RETURN: the device's target_pages, what the driver
 	 * last wrote to return_state, the target the backing device failed
-	 * at (VIRTIO_TMEM_NO_TARGET: none), and where the next move starts.
+	 * at (VIRTIO_TMEM_NO_TARGET: none) and when, and where the next move
+	 * starts.
 	 */
 	struct delayed_work return_work;
 	u64 target_pages;
 	u32 return_state;
 	u64 return_failed_at;
+	unsigned long return_failed_jiffies;
 	unsigned long return_cursor;
 
 	struct vtmem_backing backing;
@@ -179,6 +184,8 @@ bool vtmem_test_hold_answers(struct vtmem *vt);
 unsigned int vtmem_test_used_len(struct vtmem *vt, struct vtmem_req *req,
 				 unsigned int len);
 bool vtmem_test_fail_return_write(struct vtmem *vt);
+void vtmem_test_hold_return(struct vtmem *vt);
+void vtmem_test_race_return(struct vtmem *vt, struct vtmem_req *req);
 #else
 static inline void vtmem_test_init(struct vtmem *vt)
 {
@@ -215,6 +222,15 @@ static inline unsigned int vtmem_test_used_len(struct vtmem *vt,
 static inline bool vtmem_test_fail_return_write(struct vtmem *vt)
 {
 	return false;
+}
+
+static inline void vtmem_test_hold_return(struct vtmem *vt)
+{
+}
+
+static inline void vtmem_test_race_return(struct vtmem *vt,
+					  struct vtmem_req *req)
+{
 }
 #endif
 

@@ -477,6 +477,8 @@ static void vtmem_wait_return_io(struct vtmem *vt, u32 slot)
 static void vtmem_finish_store(struct vtmem *vt, struct vtmem_req *req,
 			       struct vtmem_io *io)
 {
+	if (req->action == VTMEM_A_SEND)
+		vtmem_test_race_return(vt, req);
 	vtmem_wait_return_io(vt, req->slot);
 	vtmem_store_result(vt, req, io);
 	/* Release: the bookkeeping is seen by vtmem_decide_return_load(). */
@@ -711,6 +713,8 @@ struct vtmem_return {
 	bool held[VTMEM_BATCH];
 	/* Loaded, then written to the backing device. */
 	bool copied[VTMEM_BATCH];
+	/* LOADs of this batch the host answered with an error. */
+	unsigned int load_errors;
 	struct page *page[VTMEM_BATCH];
 	struct bio bio[VTMEM_BATCH];
 	struct bio_vec bvec[VTMEM_BATCH];
@@ -814,11 +818,29 @@ static u8 vtmem_decide_return_flip(struct vtmem *vt, struct vtmem_req *req)
 	    test_bit(req->slot, vt->inval_pending))
 		return VTMEM_A_SKIP;
 	set_bit(req->slot, vt->on_backing);
-	vtmem_clear_in_host(vt, req->slot);
-	/* A copy dropped for newer bytes counts in neither. */
-	atomic64_inc(&vt->stats.backing_writes);
-	atomic64_inc(&vt->stats.returned_pages);
+	clear_bit(req->slot, vt->in_host);
 	return VTMEM_A_SEND;
+}
+
+/*
+ * Count what the flip queued; one it decided but could not queue (the
+ * device is lost) is the host's again, as before the decision.  The slot's
+ * return_io bit is still held: no store's bookkeeping is in between.
+ */
+static void vtmem_return_flipped(struct vtmem *vt, struct vtmem_req *req)
+{
+	switch (req->action) {
+	case VTMEM_A_SEND:
+		/* A copy dropped for newer bytes counts in neither. */
+		atomic64_dec(&vt->stats.pages_in_host);
+		atomic64_inc(&vt->stats.backing_writes);
+		atomic64_inc(&vt->stats.returned_pages);
+		break;
+	case VTMEM_A_FAILED:
+		set_bit(req->slot, vt->in_host);
+		clear_bit(req->slot, vt->on_backing);
+		break;
+	}
 }
 
 /* Which slots the LOADs took, and which brought their page. */
@@ -828,6 +850,7 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 	unsigned int i;
 	u8 status;
 
+	r->load_errors = 0;
 	for (i = 0; i < r->batch->nr; i++) {
 		req = &r->batch->req[i];
 		r->held[i] = req->action != VTMEM_A_SKIP;
@@ -838,8 +861,12 @@ static void vtmem_return_loaded(struct vtmem *vt, struct vtmem_return *r)
 		r->copied[i] = status == VIRTIO_TMEM_S_OK;
 		if (r->copied[i])
 			continue;
-		/* DRV-5: the page stays where it is, the error is the host's. */
-		atomic64_inc(&vt->stats.load_errors);
+		/*
+		 * DRV-5: the page stays where it is, the error is the host's;
+		 * not a swap-in's: return_errors.  The cursor has moved on.
+		 */
+		r->load_errors++;
+		atomic64_inc(&vt->stats.return_errors);
 		pr_err_ratelimited("%s: slot %u: LOAD to return it failed (status %u)\n",
 				   vt->disk->disk_name, req->slot, status);
 	}
@@ -921,6 +948,8 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 					r->slot[i], NULL);
 	if (b->nr)
 		vtmem_batch_send(vt, b, vtmem_decide_return_flip);
+	for (i = 0; i < b->nr; i++)
+		vtmem_return_flipped(vt, &b->req[i]);
 	b->nr = 0;
 	for (i = 0; i < n; i++) {
 		if (!r->held[i])
@@ -934,7 +963,7 @@ static void vtmem_return_flip(struct vtmem *vt, struct vtmem_return *r)
 /*
  * One batch of up to n pages, under vq_sem: *picked says how many slots
  * were tried.  False if a backing write failed: the return state is then
- * FAILED until the device sets another target.
+ * FAILED until the device sets another target or VTMEM_RETURN_RETRY passed.
  */
 static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
 			       unsigned int n, unsigned int *picked)
@@ -947,13 +976,15 @@ static bool vtmem_return_batch(struct vtmem *vt, struct vtmem_return *r,
 		return true;
 	vtmem_batch_send(vt, r->batch, vtmem_decide_return_load);
 	vtmem_return_loaded(vt, r);
+	vtmem_test_hold_return(vt);
 	ok = vtmem_return_write(vt, r);
 	vtmem_return_flip(vt, r);
 	if (!ok) {
 		dev_err(&vt->vdev->dev,
 			"%s: backing device write failed: not returning pages to it\n",
 			vt->disk->disk_name);
-		vt->return_failed_at = READ_ONCE(vt->target_pages);
+		vt->return_failed_jiffies = jiffies;
+		WRITE_ONCE(vt->return_failed_at, READ_ONCE(vt->target_pages));
 		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
 	}
 	return ok;
@@ -971,11 +1002,11 @@ static unsigned int vtmem_return_want(struct vtmem *vt, unsigned int left)
 /*
  * Move what return_rate allows in one VTMEM_RETURN_PERIOD, a batch at a
  * time, checking the target before each.  Returns the delay before the
- * next run, or -1 after a failed backing write.
+ * next run.
  */
 static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 {
-	unsigned int quota, done = 0, n = 0;
+	unsigned int quota, done = 0, n = 0, errors;
 	unsigned long start = jiffies;
 	struct vtmem_return *r;
 	bool ok = true;
@@ -984,7 +1015,7 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 	if (!r)
 		return VTMEM_RETURN_PERIOD;
 	quota = max_t(u64, div_u64((u64)rate * VTMEM_RETURN_PERIOD, HZ), 1);
-	while (ok && done < quota) {
+	while (ok && !r->load_errors && done < quota) {
 		down_read(&vt->vq_sem);
 		n = vtmem_return_want(vt, quota - done);
 		if (n)
@@ -995,9 +1026,13 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 		done += n;
 		cond_resched();
 	}
+	errors = r->load_errors;
 	vtmem_return_free(vt, r);
 	if (!ok)
-		return -1;
+		return VTMEM_RETURN_RETRY;
+	/* The host failed a LOAD: the rest later, failures cannot spin. */
+	if (errors)
+		return HZ;
 	/* Nothing could be taken (every page busy): try again later. */
 	if (!n && done < quota && vtmem_return_excess(vt))
 		return VTMEM_RETURN_PERIOD;
@@ -1011,6 +1046,7 @@ static long vtmem_return_pages(struct vtmem *vt, unsigned int rate)
 static long vtmem_return_check(struct vtmem *vt)
 {
 	u64 target = READ_ONCE(vt->target_pages);
+	unsigned long retry;
 
 	if (!vt->vqs_ready || READ_ONCE(vt->dead))
 		return -1;
@@ -1027,12 +1063,20 @@ static long vtmem_return_check(struct vtmem *vt)
 		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_NO_BACKING);
 		return HZ;
 	}
-	if (vt->return_failed_at == target) {
-		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
-		return -1;
+	/* DRV-11: after FAILED, again at another target or after a while. */
+	if (READ_ONCE(vt->return_failed_at) == target) {
+		retry = vt->return_failed_jiffies + VTMEM_RETURN_RETRY;
+		if (time_before(jiffies, retry)) {
+			vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_FAILED);
+			return retry - jiffies;
+		}
+		WRITE_ONCE(vt->return_failed_at, VIRTIO_TMEM_NO_TARGET);
 	}
-	if (!READ_ONCE(return_rate))
+	/* DRV-11: return_rate 0 is this driver's own policy; it may change. */
+	if (!READ_ONCE(return_rate)) {
+		vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_REFUSED);
 		return HZ;
+	}
 	vtmem_set_return_state(vt, VIRTIO_TMEM_RETURN_ACTIVE);
 	return 0;
 }
@@ -1056,6 +1100,9 @@ static void vtmem_return_work(struct work_struct *work)
 /* DRV-12: a new target replaces the one being worked towards. */
 void vtmem_set_target(struct vtmem *vt, u64 target)
 {
+	/* DRV-11: another target is tried even where the last one failed. */
+	if (target != READ_ONCE(vt->return_failed_at))
+		WRITE_ONCE(vt->return_failed_at, VIRTIO_TMEM_NO_TARGET);
 	WRITE_ONCE(vt->target_pages, target);
 	mod_delayed_work(vtmem_wq, &vt->return_work, 0);
 }
@@ -1423,6 +1470,7 @@ VTMEM_STAT_ATTR(load_errors);
 VTMEM_STAT_ATTR(pages_in_host);
 VTMEM_STAT_ATTR(write_errors);
 VTMEM_STAT_ATTR(returned_pages);
+VTMEM_STAT_ATTR(return_errors);
 
 static ssize_t host_target_pages_show(struct device *dev,
 				      struct device_attribute *attr, char *buf)
@@ -1440,6 +1488,7 @@ static const char * const vtmem_return_states[] = {
 	[VIRTIO_TMEM_RETURN_ACTIVE] = "active",
 	[VIRTIO_TMEM_RETURN_NO_BACKING] = "no-backing",
 	[VIRTIO_TMEM_RETURN_FAILED] = "failed",
+	[VIRTIO_TMEM_RETURN_REFUSED] = "refused",
 };
 
 static ssize_t return_state_show(struct device *dev,
@@ -1533,6 +1582,7 @@ static struct attribute *vtmem_attrs[] = {
 	&dev_attr_pages_in_host.attr,
 	&dev_attr_write_errors.attr,
 	&dev_attr_returned_pages.attr,
+	&dev_attr_return_errors.attr,
 	&dev_attr_host_target_pages.attr,
 	&dev_attr_return_state.attr,
 	&dev_attr_disksize.attr,

@@ -25,6 +25,13 @@
  *                       asked back fail before they are issued: the
  *                       pages must stay in the host, return_state failed
  *
+ * and a race of the return worker with a STORE of the same slot (DRV-10):
+ *   fault_return_race_ms  N: the worker waits N ms between its LOADs and
+ *                       its backing writes, and the OK answer to a STORE
+ *                       of a slot it holds reads REJECTED, so the store's
+ *                       own backing write races with the worker's
+ *   return_races        read: how many STORE answers were turned so
+ *
  * and a stand-in for a device without VIRTIO_TMEM_F_RETURN:
  *   fake_target_pages   write: take this as the device's target_pages, as
  *                       a configuration change would (all ones: none)
@@ -32,6 +39,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/fs.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -58,6 +66,8 @@ struct vtmem_raw {
 	bool hold_answers;	/* debugfs fault_hold_answers */
 	atomic_t short_loads;	/* debugfs fault_short_loads */
 	atomic_t return_write_errors;	/* debugfs fault_return_write_errors */
+	u32 return_race_ms;		/* debugfs fault_return_race_ms */
+	atomic_t return_races;		/* debugfs return_races */
 };
 
 static struct dentry *vtmem_debugfs_root;
@@ -263,6 +273,10 @@ void vtmem_test_init(struct vtmem *vt)
 				&raw->short_loads);
 	debugfs_create_atomic_t("fault_return_write_errors", 0600, raw->dir,
 				&raw->return_write_errors);
+	debugfs_create_u32("fault_return_race_ms", 0600, raw->dir,
+			   &raw->return_race_ms);
+	debugfs_create_atomic_t("return_races", 0400, raw->dir,
+				&raw->return_races);
 	debugfs_create_file_unsafe("fake_target_pages", 0600, raw->dir, vt,
 				   &vtmem_fake_target_fops);
 	vt->raw = raw;
@@ -286,6 +300,25 @@ bool vtmem_test_fail_return_write(struct vtmem *vt)
 {
 	return vt->raw &&
 	       atomic_add_unless(&vt->raw->return_write_errors, -1, 0);
+}
+
+void vtmem_test_hold_return(struct vtmem *vt)
+{
+	u32 ms = vt->raw ? READ_ONCE(vt->raw->return_race_ms) : 0;
+
+	if (ms)
+		msleep(ms);
+}
+
+/* A STORE sent, before it waits for the worker: its slot is still held. */
+void vtmem_test_race_return(struct vtmem *vt, struct vtmem_req *req)
+{
+	if (!vt->raw || !READ_ONCE(vt->raw->return_race_ms) ||
+	    req->resp.status != VIRTIO_TMEM_S_OK ||
+	    !test_bit(req->slot, vt->return_io))
+		return;
+	req->resp.status = VIRTIO_TMEM_S_REJECTED;
+	atomic_inc(&vt->raw->return_races);
 }
 
 /* Remove: no new raw requests; a writer waits at most the timeout. */

@@ -1136,6 +1136,9 @@ def check_return_fake(c, res, sc):
         check_returned_clean(c, c.cp(n))
     check_workload(c, d)
     c.expect(d.get("target", 0) > 0, "nothing held to return")
+    c.eq(d.get("state_refused"), "refused", "return state with return_rate 0")
+    c.eq(d.get("refused_returned"), 0, "pages moved with return_rate 0")
+    c.eq(d.get("return_errors"), 3, "return_errors after 3 failed LOADs")
     c.eq(d.get("state_done"), "idle", "return state when done")
     c.eq(d.get("host_target"), str(d.get("target")), "host_target_pages")
     ret = c.cp("returned")
@@ -1150,6 +1153,10 @@ def check_return_fake(c, res, sc):
     c.eq(d.get("state_failed"), "failed", "return state after a write error")
     c.expect(d.get("after_failed", 0) > d.get("low", 0),
              "pages moved after the backing write failed")
+    c.eq(d.get("retry_fault_left"), 0, "another target not tried after FAILED")
+    c.eq(d.get("state_failed2"), "failed", "return state after a second error")
+    c.expect(d.get("after_retry", 1) <= d.get("low2", 0),
+             "FAILED not retried on its own (%s s)" % d.get("retry_seconds"))
     c.eq(d.get("state_none"), "idle", "return state without a target")
     c.eq(d.get("host_target_none"), "none", "host_target_pages without one")
 
@@ -1163,6 +1170,13 @@ def check_returned_clean(c, cp):
     c.eq(guest(cp, "load_errors"), 0, "%s: guest load_errors" % cp["name"])
 
 
+def check_return_fake_race(c, res, sc):
+    d = res.verdict.get("data", {})
+    check_return_fake_busy(c, res, sc)
+    c.expect(d.get("races", 0) > 0, "no STORE raced with the worker")
+    c.eq(d.get("bad_pass"), 0, "a pass read back older bytes")
+
+
 def check_return_fake_busy(c, res, sc):
     d = res.verdict.get("data", {})
     check_returned_clean(c, c.cp("after-workload"))
@@ -1171,6 +1185,13 @@ def check_return_fake_busy(c, res, sc):
 
 
 SCENARIOS = {
+    "return-fake-race": dict(
+        guest="return_fake_race", mem=128, budget="1G", backing_mb=64,
+        test_build=True, check=check_return_fake_race,
+        params=dict(mb=8, disksize_mb=64, passes=8, race_ms=100),
+        doc="a STORE of a slot the worker holds reads REJECTED while the "
+            "worker waits before its backing write (test hook): each "
+            "pass reads back its own bytes (DRV-10)"),
     "return-fake-rewrite": dict(
         guest="return_fake_rewrite", mem=128, budget="1G", backing_mb=64,
         test_build=True, check=check_return_fake_busy,

@@ -334,8 +334,17 @@ scn_return_fake() {
 	target=$((held / 2))
 	data held "$held"
 	data target "$target"
-	t0=$(date +%s)
+	# DRV-11: return_rate 0 refuses, and says so; setting it again resumes.
+	echo 0 > /sys/module/virtio_tmem/parameters/return_rate
 	echo "$target" > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	sleep 3
+	data state_refused "\"$(cat "$dir/return_state")\""
+	data refused_returned "$(counter returned_pages)"
+	t0=$(date +%s)
+	# Review #6: LOADs of pages asked back that fail count on their own.
+	echo 3 > "$knobs/fault_short_loads"
+	echo "${VT_RATE:-16384}" > /sys/module/virtio_tmem/parameters/return_rate
+	sleep 1
 	data state_active "\"$(cat "$dir/return_state")\""
 	i=0
 	while [ "$(counter pages_in_host)" -gt "$target" ] && [ $i -lt 300 ]; do
@@ -347,6 +356,7 @@ scn_return_fake() {
 	data state_done "\"$(cat "$dir/return_state")\""
 	data host_target "\"$(cat "$dir/host_target_pages")\""
 	data returned "$(counter returned_pages)"
+	data return_errors "$(counter return_errors)"
 	settle
 	checkpoint returned
 
@@ -361,6 +371,23 @@ scn_return_fake() {
 	data state_failed "\"$(cat "$dir/return_state")\""
 	data low "$low"
 	data after_failed "$(counter pages_in_host)"
+	# DRV-11: another target is tried at once (the fault is used up) ...
+	echo 1 > "$knobs/fault_return_write_errors"
+	low=$((low - 1))
+	echo "$low" > "$knobs/fake_target_pages"
+	sleep 2
+	data retry_fault_left "$(cat "$knobs/fault_return_write_errors")"
+	data state_failed2 "\"$(cat "$dir/return_state")\""
+	# ... and the same target after a while on its own.
+	t0=$(date +%s)
+	i=0
+	while [ "$(counter pages_in_host)" -gt "$low" ] && [ $i -lt 60 ]; do
+		sleep 1
+		i=$((i + 1))
+	done
+	data retry_seconds $(($(date +%s) - t0))
+	data after_retry "$(counter pages_in_host)"
+	data low2 "$low"
 	echo 18446744073709551615 > "$knobs/fake_target_pages"
 	sleep 2
 	data state_none "\"$(cat "$dir/return_state")\""
@@ -613,4 +640,36 @@ scn_elastic_bench() {
 	check_workload $?
 	settle
 	checkpoint after-workload "$(elastic_attrs)"
+}
+
+# DRV-10's order, made to happen (test build): the worker waits
+# VT_RACE_MS between its LOADs and its backing writes, and a STORE of a
+# slot it holds then reads REJECTED, so the store's own backing write
+# races with the worker's older copy.  The store's must land last: every
+# pass reads back at once.
+scn_return_fake_race() {
+	load_vtmem $(vtmem_params) return_rate="${VT_RATE:-16384}" || return
+	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
+	echo "${VT_RACE_MS:-100}" > "$knobs/fault_return_race_ms" ||
+		fail "no fault_return_race_ms knob"
+	echo 0 > "$knobs/fake_target_pages" || fail "no fake_target_pages knob"
+	k=1
+	bad=0
+	while [ $k -le "${VT_PASSES:-8}" ]; do
+		VT_TAG=pass memtest blk /dev/vtmem0 --mb "$VT_MB" --op write \
+			--seed $k --mix text || fail "write pass $k"
+		VT_TAG=workload memtest blk /dev/vtmem0 --mb "$VT_MB" \
+			--op verify --seed $k --mix text || bad=$k
+		[ $bad -eq 0 ] || break
+		k=$((k + 1))
+	done
+	echo 0 > "$knobs/fault_return_race_ms"
+	data bad_pass "$bad"
+	data races "$(cat "$knobs/return_races")"
+	data returned "$(counter returned_pages)"
+	echo 18446744073709551615 > "$knobs/fake_target_pages"
+	[ $bad -eq 0 ]
+	check_workload $?
+	settle
+	checkpoint after-workload
 }
