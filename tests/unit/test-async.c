@@ -508,24 +508,6 @@ static void test_store_waits_then_ok(void **state)
 	unlink(path);
 }
 
-/* 0 when this libtmem has a disk tier, else -ENOTSUP. */
-static int tier_probe(void)
-{
-	char path[PATH_MAX];
-	struct tmem_client_config cfg = test_config(16 * MiB);
-	struct tmem_client *c = NULL;
-	int ret;
-
-	snprintf(path, sizeof(path), "%s/probe", tmp_dir);
-	cfg.backing_file = path;
-	cfg.backing_size = 4 * SEG;
-	cfg.segment_size = SEG;
-	ret = tmem_client_new(&cfg, &c);
-	tmem_client_free(c);
-	unlink(path);
-	return ret;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -547,7 +529,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	ret = tier_probe();
+	ret = tmem_test_probe_tier(tmp_dir);
 	if (ret) {
 		rmdir(tmp_dir);
 		if (ret == -ENOTSUP && !TMEM_TEST_TIER_EXPECTED) {

@@ -964,23 +964,6 @@ static void test_threads_tier(void **state)
 
 /* ---- main ------------------------------------------------------------- */
 
-static int probe_tier(void)
-{
-	struct tmem_client_config cfg = test_config(8 * MiB);
-	struct tmem_client *c = NULL;
-	char path[PATH_MAX];
-	int ret;
-
-	snprintf(path, sizeof(path), "%s/probe", dir);
-	cfg.backing_file = path;
-	cfg.backing_size = 4 * SEG;
-	cfg.segment_size = SEG;
-	ret = tmem_client_new2(&cfg, sizeof(cfg), &c, NULL, 0);
-	tmem_client_free(c);
-	unlink(path);
-	return ret;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1006,7 +989,7 @@ int main(void)
 		fprintf(stderr, "cannot make a directory under %s\n", tmp);
 		return 1;
 	}
-	ret = probe_tier();
+	ret = tmem_test_probe_tier(dir);
 	have_tier = ret == 0;
 	if (ret && (ret != -ENOTSUP || TMEM_TEST_TIER_EXPECTED)) {
 		fprintf(stderr, "disk tier probe: %d (%s)\n", ret,

@@ -2274,23 +2274,6 @@ static void remove_tier_dir(void)
 	rmdir(tier_dir);
 }
 
-/* -ENOTSUP from a valid tier configuration: libtmem has no tier. */
-static int probe_tier(void)
-{
-	char path[PATH_MAX];
-	struct tmem_client_config cfg;
-	struct tmem_client *c = NULL;
-	int ret;
-
-	tier_file(path, "probe");
-	cfg = tier_cfg(16 * MiB, path, 4 * SEG, SEG);
-	ret = tmem_client_new(&cfg, &c);
-	if (ret == 0)
-		tmem_client_free(c);
-	unlink(path);
-	return ret;
-}
-
 #define T(f) cmocka_unit_test_setup_teardown(f, test_setup, test_teardown)
 
 int main(void)
@@ -2342,7 +2325,7 @@ int main(void)
 		perror("mkdtemp");
 		return 1;
 	}
-	ret = probe_tier();
+	ret = tmem_test_probe_tier(tier_dir);
 	if (ret == -ENOTSUP && !TMEM_TEST_TIER_EXPECTED) {
 		printf("SKIP: libtmem was built without the disk tier (liburing)\n");
 		remove_tier_dir();

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
@@ -54,6 +55,28 @@ static inline struct tmem_client_config test_config(uint64_t budget)
 	};
 
 	return cfg;
+}
+
+/*
+ * Does this libtmem have a disk tier?  A client on a file "probe" in
+ * @dir: 0 when it has one, -ENOTSUP when it was built without liburing,
+ * else the error.  The file is gone afterwards.
+ */
+static inline int tmem_test_probe_tier(const char *dir)
+{
+	struct tmem_client_config cfg = test_config(16ULL << 20);
+	struct tmem_client *c = NULL;
+	char path[4096];
+	int ret;
+
+	snprintf(path, sizeof(path), "%s/probe", dir);
+	cfg.backing_file = path;
+	cfg.backing_size = TMEM_TIER_MIN_SEGMENTS * TMEM_MIN_SEGMENT_SIZE;
+	cfg.segment_size = TMEM_MIN_SEGMENT_SIZE;
+	ret = tmem_client_new2(&cfg, sizeof(cfg), &c, NULL, 0);
+	tmem_client_free(c);
+	unlink(path);
+	return ret;
 }
 
 struct tclient {
