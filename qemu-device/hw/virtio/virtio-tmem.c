@@ -845,8 +845,8 @@ static char *virtio_tmem_reason(const char *why)
  * from a main loop timer, with the BQL: libtmem reclaims (ephemeral
  * eviction, disk tier writeback) while it can; when it cannot, the
  * driver is asked through target_pages to take pages back.  Until
- * host-bytes is within the budget libtmem refuses stores that need
- * memory (DEV-25) and keeps every page of a persistent pool.
+ * host-bytes is within the budget libtmem refuses every store (DEV-25)
+ * and keeps every page of a persistent pool.
  */
 
 /* Pages one step may evict: bounded work for the main loop. */
