@@ -181,8 +181,10 @@ scn_hostile() {
 }
 
 # A host the driver must not trust (proto/SPEC.md DRV-5, DRV-8, DRV-9).
-# The device's capacity hint is absurd (the host half sets budget=64T):
-# the module must clamp it, not fail to allocate its slot maps.  The test
+# The device's hints are absurd (the host half sets budget=64T: a
+# capacity hint of 2^34 pages and, with F_SIZE, a size of 2^32-1 pages,
+# which the driver takes instead): the module must clamp the one it uses,
+# with one message, not fail to allocate its slot maps.  The test
 # build's fault knobs (vtmem_test.c) then make the host answer LOADs
 # without the page, which must fail, and answer nothing at all, which
 # must fail the device after io_timeout instead of hanging a pool
@@ -193,7 +195,8 @@ scn_hostile_host() {
 	knobs=/sys/kernel/debug/virtio_tmem/vtmem0
 	data disksize "$(cat "$dir/disksize")"
 	data mem_total_kb "$(awk '/MemTotal/ { print $2 }' /proc/meminfo)"
-	data clamp_dmesg "$(dmesg | grep -c 'capacity hint of .* is beyond')"
+	data clamp_dmesg "$(dmesg | grep -c -e 'capacity hint of .* is beyond' \
+		-e 'size of .* is beyond')"
 
 	VT_TAG=short_write memtest blk /dev/vtmem0 --mb 2 --op write --mix text
 	check_workload $?
