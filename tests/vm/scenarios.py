@@ -1146,8 +1146,11 @@ def check_return_fake(c, res, sc):
     if ret:
         c.expect(guest(ret, "pages_in_host") <= d.get("target", 0),
                  "pages_in_host above the target")
-        c.eq(guest(ret, "returned_pages") if "returned_pages" in ret["guest"]
-             else d.get("returned"), d.get("returned"), "returned_pages")
+        # The fake target stays set: pages the guest swaps out after the
+        # guest's reading may be moved before the checkpoint's.
+        c.expect((guest(ret, "returned_pages") if "returned_pages" in
+                  ret["guest"] else d.get("returned")) >= d.get("returned", 0),
+                 "returned_pages went down")
         c.expect(d.get("returned", 0) >= d.get("held", 0) - d.get("target", 0),
                  "returned %s < held %s - target %s" % (
                      d.get("returned"), d.get("held"), d.get("target")))
