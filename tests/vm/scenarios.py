@@ -947,11 +947,20 @@ def check_elastic_return(c, res, sc):
     c.expect(returned > 0, "no page returned")
     other = other_invalidates(held, shrunk, returned)
     # Nothing else runs: the host lets go of exactly the pages the guest
-    # moved (what the guest's own shell swapped meanwhile, if anything,
-    # is in its counters and accounted here).
-    c.eq(drop, returned + other - stored,
-         "host pages freed vs guest returned_pages (+ %d other "
-         "invalidates - %d stores)" % (other, stored))
+    # moved.  What the guest's own shell swapped meanwhile, if anything,
+    # is in its counters: each of its stores adds a page, each of its
+    # other invalidates frees at most one (one that reaches a slot whose
+    # page the host no longer holds frees none: seen once in CI, 1 other
+    # invalidate and the drop one short of returned + other).
+    if other == 0:
+        c.eq(drop, returned - stored,
+             "host pages freed vs guest returned_pages (- %d stores)"
+             % stored)
+    else:
+        c.expect(returned - stored <= drop <= returned + other - stored,
+                 "host pages freed %d not within guest returned_pages %d "
+                 "- %d stores (+ up to %d other invalidates)" % (
+                     drop, returned, stored, other))
     c.eq(delta(held, shrunk, "backing_writes"),
          returned + delta(held, shrunk, "failed_stores"),
          "backing_writes grew by the returned pages")
