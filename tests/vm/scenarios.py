@@ -1188,6 +1188,13 @@ def check_return_fake_race(c, res, sc):
     check_return_fake_busy(c, res, sc)
     c.expect(d.get("races", 0) > 0, "no STORE raced with the worker")
     c.eq(d.get("bad_pass"), 0, "a pass read back older bytes")
+    # The last pass read back once more after the worker moved pages.
+    check_workload(c, d, "moved")
+    reads = ((res.verdict.get("guest") or {}).get("backing_reads", 0) -
+             d.get("backing_reads_before_moved", 0))
+    c.expect(reads >= d.get("returned", 0),
+             "the moved pages: %d read from the backing disk, %d returned" %
+             (reads, d.get("returned", 0)))
 
 
 def check_return_fake_busy(c, res, sc):
