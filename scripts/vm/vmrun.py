@@ -279,7 +279,7 @@ class VM:
         # and the lockup detectors report lockups that are not there.
         args = ["console=ttyS0", "panic=-1", "loglevel=5", "nokaslr",
                 "mitigations=off", "tsc=reliable", "no_timer_check",
-                "nowatchdog",
+                "nowatchdog", "sysrq_always_enabled",
                 "vtmem.scenario=%s" % self.scenario]
         for k, v in sorted(self.params.items()):
             args.append("vtmem.%s=%s" % (k, v))
@@ -445,6 +445,7 @@ class VM:
         deadline = start + self.timeout
         while True:
             if time.time() > deadline:
+                self._sysrq_dump()
                 raise VMError("timeout after %d s" % self.timeout)
             r, _, _ = select.select([fd], [], [], self.tick_interval)
             self._watch_console(res)
@@ -499,6 +500,23 @@ class VM:
                     res.verdict = msg
                     res.host_final = host
                 self._send(b"VTMEM-GO %d\n" % boot)
+
+    def _sysrq_dump(self):
+        """A guest that timed out: ask its kernel, through the PS/2
+        keyboard, for the blocked tasks (w) and every CPU's stack (l) at
+        full console level (9), so that the console tail says where it
+        stands.  Best effort: QEMU may itself be what hangs."""
+        if not self.qmp:
+            return
+        try:
+            self.qmp.timeout = 5
+            for key in ("9", "w", "l"):
+                self.qmp.cmd("human-monitor-command",
+                             **{"command-line": "sendkey alt-sysrq-" + key})
+                time.sleep(1)
+            time.sleep(2)
+        except Exception as e:      # QMP gone or hung: nothing to add
+            log("sysrq dump: %s" % e)
 
     def _teardown(self, res):
         self._stop()
