@@ -1231,29 +1231,29 @@ SCENARIOS = {
         doc="half the host's pages asked back (fake target): moved to the "
             "backing disk, 0 mismatches; a write error stops it"),
     "swap-pressure": dict(
-        guest="swap", mem=256, budget="1G", check=check_swap,
-        params=dict(mb=384, disksize_mb=640, seq=1, random=0, hold=1),
+        guest="swap", mem=192, budget="1G", check=check_swap,
+        params=dict(mb=288, disksize_mb=512, seq=1, random=0, hold=1),
         doc="1.5x RAM: sequential, rewrite+random, held, sequential passes"),
     "small-budget": dict(
         guest="swap", mem=128, budget="8M", backing_mb=512, check=check_swap,
-        params=dict(mb=192, disksize_mb=384, seq=0, random=0, hold=1),
+        params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1),
         doc="budget far below the workload: rejects go to the backing disk"),
     "nobacking": dict(
         guest="nobacking", mem=192, budget="4M", check=check_nobacking,
         params=dict(mb=256, refusals=2000, disksize_mb=256),
         doc="no backing disk, tiny budget: failed writes, no corruption"),
     "swapoff": dict(
-        guest="swapoff", mem=192, budget="1G", plain_swap_mb=512,
-        check=check_swapoff, params=dict(mb=256, disksize_mb=512),
+        guest="swapoff", mem=144, budget="1G", plain_swap_mb=512,
+        check=check_swapoff, params=dict(mb=192, disksize_mb=512),
         doc="swapoff with pages in the host: all come back, host empties"),
     "lifecycle": dict(
         guest="lifecycle", mem=192, budget="256M", reboot=True,
         check=check_lifecycle, params=dict(mb=32, mix="text"),
         doc="rmmod/insmod and a guest reboot start empty on the host"),
     "multiqueue": dict(
-        guest="parallel", mem=192, smp=2, num_queues=2, iothread=True,
+        guest="parallel", mem=144, smp=2, num_queues=2, iothread=True,
         budget="1G", check=check_parallel,
-        params=dict(procs=2, mb=128, seq=0, random=0, disksize_mb=512),
+        params=dict(procs=2, mb=96, seq=0, random=0, disksize_mb=512),
         doc="2 vCPUs, 2 queues, an IOThread: two workloads at once"),
     "hostile": dict(
         guest="hostile", mem=128, budget="256M", test_build=True,
@@ -1270,7 +1270,7 @@ SCENARIOS = {
         # starved past the 1 s default; this scenario expects no refusal.
         tier={"backing-size": "512M", "room-wait-ms": "30000"},
         check=check_disk_tier,
-        params=dict(mb=256, disksize_mb=512, seq=0, random=0, hold=1),
+        params=dict(mb=192, disksize_mb=512, seq=0, random=0, hold=1),
         doc="budget far below the workload: cold pages go to the host's "
             "disk tier, none REJECTED"),
     "disk-tier-errors": dict(
@@ -1332,6 +1332,13 @@ SCENARIOS = {
 }
 
 
+# Linux 7.3 under TCG takes about twice as long as 6.12 over the same
+# workload (2026-12-02, the same suite: swap-pressure 207 s on 6.12, over
+# 420 s on 7.3; disk-tier 149 s and 355 s).  meson's timeout (600 s)
+# stays above.
+KERNEL_TIMEOUT = {"7.3": 1.3}
+
+
 def timeout_scale():
     try:
         return max(1.0, float(os.environ.get("VTMEM_VM_TIMEOUT_SCALE", "1")))
@@ -1361,7 +1368,8 @@ def run(name, series, verbose=True, json_out=None):
                   params=sc["params"], reboot=sc.get("reboot", False),
                   smp=sc.get("smp", 1), num_queues=sc.get("num_queues"),
                   iothread=sc.get("iothread", False),
-                  timeout=sc.get("timeout", 420) * timeout_scale(), **extra)
+                  timeout=sc.get("timeout", 420) * timeout_scale() *
+                  KERNEL_TIMEOUT.get(series, 1.0), **extra)
     vm.storm_s = sc.get("storm_s", 60)
     t = time.time()
     try:
