@@ -3,7 +3,8 @@
  * The host-wide pool's ledger (tmem_ledger.h, host-lib/README.md
  * "Host-wide pool"): members join, update and leave; a second opener
  * sees the same pool; the total and a member's weight and cap change at
- * run time; the share function (src/ledger_i.h) alone; three members of
+ * run time; the share function (src/ledger_i.h) alone; free bytes split
+ * by weight among those that want more; three members of
  * weights 100/100/200 converge to 25/25/50% of the total, the grants
  * never summing above it; a pool not full lets a member grow to its
  * cap; four processes update at once while the parent checks the sum;
@@ -19,6 +20,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <stdbool.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -529,6 +531,34 @@ static void test_converge(void **state)
 		tmem_ledger_close(l[i]);
 }
 
+/*
+ * Free bytes split by weight among the members that want more: none
+ * takes them all, however early it comes.
+ */
+static void test_split_free(void **state)
+{
+	struct tmem_ledger *l[3];
+	const uint32_t weight[3] = { 100, 100, 200 };
+	struct tmem_ledger_grant g[3];
+	char id[8];
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		l[i] = lopen("split", 4 * GiB, 0);
+		snprintf(id, sizeof(id), "s%d", i);
+		join(l[i], id, weight[i], 0);
+	}
+	for (int i = 0; i < 3; i++)
+		g[i] = update(l[i], 0, true);
+	/* 100 of 400, then 100 of 400 of the 3/4 left, then 200 of 400. */
+	assert_int_equal(g[0].grant_bytes, 1 * GiB);
+	assert_int_equal(g[1].grant_bytes, 3 * GiB / 4);
+	assert_int_equal(g[2].grant_bytes, 9 * GiB / 8);
+	assert_int_equal(g[2].full, 0);
+	for (int i = 0; i < 3; i++)
+		tmem_ledger_close(l[i]);
+}
+
 /* Without contention a member grows to its cap, an idle one gives back. */
 static void test_grow_to_cap(void **state)
 {
@@ -591,6 +621,7 @@ static void child_loop(const char *name, int k, double secs)
 	char id[16];
 	unsigned int seed = (unsigned int)getpid();
 
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (tmem_ledger_open(name, &cfg, sizeof(cfg), &l, NULL, 0))
 		_exit(2);
 	snprintf(id, sizeof(id), "c%d", k);
@@ -667,6 +698,8 @@ static pid_t member_child(const char *name, const char *id)
 		struct tmem_ledger_usage u = { .wants_more = 1 };
 		struct tmem_ledger_grant g;
 
+		/* Not left behind by a failed assertion of the parent. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close(fds[0]);
 		if (tmem_ledger_open(name, NULL, 0, &l, NULL, 0) ||
 		    tmem_ledger_join(l, id, NULL, 0, 0, NULL, 0) ||
@@ -1049,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_set_member),
 		cmocka_unit_test(test_shares),
 		cmocka_unit_test(test_converge),
+		cmocka_unit_test(test_split_free),
 		cmocka_unit_test(test_grow_to_cap),
 		cmocka_unit_test(test_update_cost),
 		cmocka_unit_test(test_processes),
