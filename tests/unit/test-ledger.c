@@ -402,6 +402,21 @@ static void shares(uint64_t total, const uint32_t *w, const uint64_t *cap,
 	assert_true(sum == (caps < total ? caps : total));
 }
 
+/* Three members' shares of @total, expected @a, @b, @c. */
+static void expect3(uint64_t total, const uint32_t *w, const uint64_t *cap,
+		    uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t s[3];
+
+	shares(total, w, cap, s, 3);
+	if (s[0] != a || s[1] != b || s[2] != c)
+		fail_msg("shares of %llu: %llu %llu %llu, not %llu %llu %llu",
+			 (unsigned long long)total, (unsigned long long)s[0],
+			 (unsigned long long)s[1], (unsigned long long)s[2],
+			 (unsigned long long)a, (unsigned long long)b,
+			 (unsigned long long)c);
+}
+
 static void test_shares(void **state)
 {
 	uint32_t w[TMEM_LEDGER_MAX_MEMBERS];
@@ -413,36 +428,21 @@ static void test_shares(void **state)
 		w[i] = 100;
 		cap[i] = 3000;
 	}
-	shares(3000, w, cap, s, 3);
-	assert_int_equal(s[0], 1000);
-	assert_int_equal(s[1], 1000);
-	assert_int_equal(s[2], 1000);
+	expect3(3000, w, cap, 1000, 1000, 1000);
 	/* 100/100/200. */
 	w[2] = 200;
-	shares(4000, w, cap, s, 3);
-	assert_int_equal(s[0], 1000);
-	assert_int_equal(s[1], 1000);
-	assert_int_equal(s[2], 2000);
+	expect3(4000, w, cap, 1000, 1000, 2000);
 	/* A cap below the fair part gives the rest to the others, by
 	 * weight, and again when that lifts another above its cap. */
 	cap[0] = 400;
 	cap[1] = 10000;
 	cap[2] = 10000;
-	shares(4000, w, cap, s, 3);
-	assert_int_equal(s[0], 400);
-	assert_int_equal(s[1], 1200);
-	assert_int_equal(s[2], 2400);
+	expect3(4000, w, cap, 400, 1200, 2400);
 	cap[2] = 2000;
-	shares(4000, w, cap, s, 3);
-	assert_int_equal(s[0], 400);
-	assert_int_equal(s[1], 1600);
-	assert_int_equal(s[2], 2000);
+	expect3(4000, w, cap, 400, 1600, 2000);
 	/* Every member at its cap: the rest stays unshared. */
 	cap[1] = 500;
-	shares(4000, w, cap, s, 3);
-	assert_int_equal(s[0], 400);
-	assert_int_equal(s[1], 500);
-	assert_int_equal(s[2], 2000);
+	expect3(4000, w, cap, 400, 500, 2000);
 	/* One member. */
 	cap[0] = 7777;
 	shares(7777, w, cap, s, 1);
@@ -450,10 +450,7 @@ static void test_shares(void **state)
 	/* The remainder of the division, a byte each. */
 	cap[0] = cap[1] = cap[2] = 100;
 	w[0] = w[1] = w[2] = 1;
-	shares(100, w, cap, s, 3);
-	assert_int_equal(s[0], 34);
-	assert_int_equal(s[1], 33);
-	assert_int_equal(s[2], 33);
+	expect3(100, w, cap, 34, 33, 33);
 	/* No overflow: the largest total and weights, 64 members. */
 	for (int i = 0; i < TMEM_LEDGER_MAX_MEMBERS; i++) {
 		w[i] = i % 2 ? TMEM_LEDGER_WEIGHT_MAX : 1;
@@ -683,6 +680,22 @@ static void test_processes(void **state)
 	tmem_ledger_close(l);
 }
 
+static void kill_child(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+/* The next update reaps one member and its grant comes back. */
+static void assert_reaped_one(struct tmem_ledger *l)
+{
+	struct tmem_ledger_grant g = update(l, 0, false);
+
+	assert_int_equal(g.reaped, 1);
+	assert_int_equal(g.members, 1);
+	assert_int_equal(g.pool_granted, g.grant_bytes);
+}
+
 /* A child that joins, takes a grant, says so and waits to be killed. */
 static pid_t member_child(const char *name, const char *id)
 {
@@ -758,32 +771,36 @@ static void test_update_cost(void **state)
 	print_message("tmem_ledger_update(): %.2f us a call, 3 of 4 members "
 		      "in other processes\n", t / rounds * 1e6);
 	for (int i = 0; i < 3; i++) {
-		kill(pid[i], SIGKILL);
-		waitpid(pid[i], NULL, 0);
+		kill_child(pid[i]);
 	}
 	tmem_ledger_close(l[0]);
 }
 
+/* A ledger with this process's member "parent" and a child's "child". */
+static struct tmem_ledger *with_child(const char *name, uint32_t stale_ms,
+				      pid_t *pid)
+{
+	struct tmem_ledger *l = lopen(name, 1 * GiB, stale_ms);
+
+	join(l, "parent", 0, 0);
+	update(l, 0, false);
+	*pid = member_child(name, "child");
+	return l;
+}
+
 static void test_crash(void **state)
 {
-	struct tmem_ledger *l = lopen("crash", 1 * GiB, 200);
 	struct tmem_ledger_grant g;
 	pid_t pid;
+	struct tmem_ledger *l = with_child("crash", 200, &pid);
 	double t0;
 
 	(void)state;
-	join(l, "parent", 0, 0);
-	update(l, 0, false);
 	/* Killed: reaped at once, by its pid. */
-	pid = member_child("crash", "child");
 	assert_int_equal(list(l, NULL, NULL).members, 2);
 	assert_true(list(l, NULL, NULL).granted_bytes > 100 * MiB);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
-	g = update(l, 0, false);
-	assert_int_equal(g.reaped, 1);
-	assert_int_equal(g.members, 1);
-	assert_int_equal(g.pool_granted, g.grant_bytes);
+	kill_child(pid);
+	assert_reaped_one(l);
 	/* Stopped: alive, but its heartbeat ages past stale_ms (200). */
 	pid = member_child("crash", "child");
 	kill(pid, SIGSTOP);
@@ -799,30 +816,26 @@ static void test_crash(void **state)
 	assert_int_equal(g.members, 1);
 	assert_true(now_sec() - t0 >= 0.15);
 	assert_int_equal(g.pool_granted, g.grant_bytes);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	kill_child(pid);
 	tmem_ledger_close(l);
 }
 
 /* A record with a live pid but another start time is a reused pid. */
 static void test_pid_reuse(void **state)
 {
-	struct tmem_ledger *l = lopen("reuse", 1 * GiB, 0);
 	struct ledger_rec *recs;
 	struct tmem_ledger_grant g;
 	void *map;
 	pid_t pid;
+	struct tmem_ledger *l = with_child("reuse", 0, &pid);
 	int fd;
 
 	(void)state;
-	join(l, "real", 0, 0);
-	update(l, 0, false);
-	pid = member_child("reuse", "other");
 	map = map_file("reuse", &fd);
 	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
 	for (int i = 0; i < TMEM_LEDGER_MAX_MEMBERS; i++) {
 		if (recs[i].state == LEDGER_LIVE &&
-		    !strcmp(recs[i].id, "other")) {
+		    !strcmp(recs[i].id, "child")) {
 			/* The right start time: it lives on. */
 			assert_int_equal(recs[i].start_time,
 					 tmem_ledger_start_time((uint32_t)pid));
@@ -831,13 +844,9 @@ static void test_pid_reuse(void **state)
 			recs[i].start_time++;
 		}
 	}
-	g = update(l, 0, false);
-	assert_int_equal(g.reaped, 1);
-	assert_int_equal(g.members, 1);
-	assert_int_equal(g.pool_granted, g.grant_bytes);
+	assert_reaped_one(l);
 	unmap_file(map, fd);
-	kill(pid, SIGKILL);
-	waitpid(pid, NULL, 0);
+	kill_child(pid);
 	tmem_ledger_close(l);
 }
 
