@@ -872,6 +872,13 @@ static void make_ledger(const char *name)
 	tmem_ledger_close(lopen(name, 1 * GiB, 0));
 }
 
+/* A new ledger's header, mapped, to break. */
+static struct ledger_hdr *fresh_header(const char *name, int *fdp)
+{
+	make_ledger(name);
+	return map_file(name, fdp);
+}
+
 static void test_refused_files(void **state)
 {
 	char path[PATH_MAX], other[PATH_MAX];
@@ -880,8 +887,7 @@ static void test_refused_files(void **state)
 
 	(void)state;
 	/* Bad magic. */
-	make_ledger("magic");
-	h = map_file("magic", &fd);
+	h = fresh_header("magic", &fd);
 	h->magic = 0x1234;
 	unmap_file(h, fd);
 	expect_refused("magic", -EINVAL, "not a virtio-tmem ledger");
@@ -891,20 +897,17 @@ static void test_refused_files(void **state)
 	assert_int_equal(truncate(path, LEDGER_FILE_SIZE + 1), 0);
 	expect_refused("size", -EINVAL, "bytes, not a virtio-tmem ledger");
 	/* A checksum that does not match (a static field changed). */
-	make_ledger("sum");
-	h = map_file("sum", &fd);
+	h = fresh_header("sum", &fd);
 	h->name[0] ^= 1;
 	unmap_file(h, fd);
 	expect_refused("sum", -EBADMSG, "checksum");
 	/* Another format version. */
-	make_ledger("version");
-	h = map_file("version", &fd);
+	h = fresh_header("version", &fd);
 	h->version = 2;
 	unmap_file(h, fd);
 	expect_refused("version", -EPROTO, "format version 2");
 	/* A total of 0. */
-	make_ledger("zero");
-	h = map_file("zero", &fd);
+	h = fresh_header("zero", &fd);
 	h->total = 0;
 	unmap_file(h, fd);
 	expect_refused("zero", -EBADMSG, "total of 0");
