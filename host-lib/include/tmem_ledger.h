@@ -216,8 +216,8 @@ struct tmem_ledger_grant {
  * process holds it for over 10 ms, returns -EAGAIN and the device keeps
  * its budget until the next tick.
  *
- * Returns 0, -EINVAL (a size below VER0, reserved not 0, a NULL
- * pointer), -E2BIG (a non-zero byte of @u beyond our struct),
+ * Returns 0, -EINVAL (a size below VER0, reserved not 0, wants_more
+ * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
  * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
  * heartbeat older than stale_ms or a corrupt record: join again),
  * -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
