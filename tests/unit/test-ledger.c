@@ -792,7 +792,7 @@ static void test_crash(void **state)
 {
 	struct tmem_ledger_grant g;
 	pid_t pid;
-	struct tmem_ledger *l = with_child("crash", 200, &pid);
+	struct tmem_ledger *l = with_child("crash", 1000, &pid);
 	double t0;
 
 	(void)state;
@@ -801,20 +801,23 @@ static void test_crash(void **state)
 	assert_true(list(l, NULL, NULL).granted_bytes > 100 * MiB);
 	kill_child(pid);
 	assert_reaped_one(l);
-	/* Stopped: alive, but its heartbeat ages past stale_ms (200). */
+	/*
+	 * Stopped: alive, but its heartbeat ages past stale_ms (1000: room
+	 * for a loaded machine between the child's update and ours).
+	 */
 	pid = member_child("crash", "child");
 	kill(pid, SIGSTOP);
 	t0 = now_sec();
 	g = update(l, 0, false);
 	assert_int_equal(g.members, 2);
-	while (g.members == 2 && now_sec() - t0 < 2) {
+	while (g.members == 2 && now_sec() - t0 < 5) {
 		usleep(20000);
 		g = update(l, 0, false);
 	}
-	print_message("a stopped member reaped after %.0f ms (stale_ms 200)\n",
+	print_message("a stopped member reaped after %.0f ms (stale_ms 1000)\n",
 		      (now_sec() - t0) * 1e3);
 	assert_int_equal(g.members, 1);
-	assert_true(now_sec() - t0 >= 0.15);
+	assert_true(now_sec() - t0 >= 0.5);
 	assert_int_equal(g.pool_granted, g.grant_bytes);
 	kill_child(pid);
 	tmem_ledger_close(l);
