@@ -438,8 +438,22 @@ static void test_shared_0_1(void **state)
 	assert_non_null(dlvsym(h, "tmem_client_reclaim", "LIBTMEM_0.3"));
 	assert_null(dlvsym(h, "tmem_client_set_budget", "LIBTMEM_0.2"));
 	assert_null(dlvsym(h, "tmem_client_reclaim", "LIBTMEM_0.2"));
+	/* 0.4's, the ledger, likewise. */
+	static const char *const ledger_calls[] = {
+		"tmem_ledger_open", "tmem_ledger_close", "tmem_ledger_join",
+		"tmem_ledger_leave", "tmem_ledger_set_total",
+		"tmem_ledger_set_member", "tmem_ledger_update",
+		"tmem_ledger_list",
+	};
+	for (size_t i = 0; i < sizeof(ledger_calls) / sizeof(ledger_calls[0]);
+	     i++) {
+		assert_non_null(dlvsym(h, ledger_calls[i], "LIBTMEM_0.4"));
+		assert_null(dlvsym(h, ledger_calls[i], "LIBTMEM_0.3"));
+	}
 	/* Internals stay internal. */
 	assert_null(dlsym(h, "tmem_refuse"));
+	assert_null(dlsym(h, "tmem_ledger_shares"));
+	assert_null(dlsym(h, "tmem_ledger_scan"));
 
 	memset(&old, 0xee, sizeof(old));	/* padding as on a stack */
 	old.budget_bytes = 64 * MiB;

@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libtmem's host-wide pool ledger, included by tmem.h (whose conventions
+ * hold here: negative errno, sized structs, reasons in errbuf).
+ */
+#ifndef TMEM_LEDGER_H
+#define TMEM_LEDGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * The host-wide pool (Since LIBTMEM_0.4): several devices, one per QEMU
+ * process, share one pool of host memory by weight through a small
+ * ledger file, <dir>/<name>.ledger, mapped by each of them; no daemon.
+ * Each device keeps its pages in its own process: the ledger records only
+ * the pool's total and each member's weight, cap, grant and usage.  A
+ * member calls tmem_ledger_update() about every 100 ms with what it
+ * holds and applies the budget it gets back (tmem_client_set_budget()).
+ * The policy (weighted shares, grants, reclaim from members above their
+ * share) is host-lib/README.md's "Host-wide pool".
+ *
+ * The sum of all grants never exceeds the pool's total; a member's
+ * budget never exceeds its grant, nor its grant its cap.  Changes are
+ * made under flock(LOCK_EX) of the file, which the kernel drops when a
+ * process dies.  A member whose process is gone (its pid, or a pid of
+ * another start time) or whose heartbeat is older than stale_ms is
+ * reaped by the next call of any process, and its grant returns to the
+ * pool.  Nothing in the file is trusted: the file must be the effective
+ * user's, mode 0600 at most, of the right size, magic, version and
+ * header checksum, and every member record is checked each time it is
+ * read (a bad one is reaped, never used); all arithmetic saturates.
+ *
+ * A handle is used by one thread at a time, in the process that opened
+ * it (not across fork()).
+ */
+struct tmem_ledger;
+
+#define TMEM_LEDGER_MAX_MEMBERS		64
+/* Pool name: [A-Za-z0-9_.-], 1..63 characters, not starting with '.'. */
+#define TMEM_LEDGER_NAME_MAX		63
+/* Member id and vm name: printable ASCII, id 1..63, vm 0..63. */
+#define TMEM_LEDGER_ID_MAX		63
+#define TMEM_LEDGER_WEIGHT_MAX		10000
+#define TMEM_LEDGER_DEFAULT_WEIGHT	100
+#define TMEM_LEDGER_DEFAULT_STALE_MS	3000
+#define TMEM_LEDGER_DEFAULT_DIR		"/run/virtio-tmem"
+/* The on-disk format tmem_ledger_open() accepts (another is -EPROTO). */
+#define TMEM_LEDGER_FORMAT		1
+
+struct tmem_ledger_config {
+	/* NULL: $VTMEM_LEDGER_DIR if set, else TMEM_LEDGER_DEFAULT_DIR. */
+	const char *dir;
+	/*
+	 * The pool's total in bytes if this open creates the ledger; 0:
+	 * do not create it (a missing ledger is -ENOENT).
+	 */
+	uint64_t create_total;
+	/* A member whose heartbeat is older is reaped; 0: 3000. */
+	uint32_t stale_ms;
+	uint32_t reserved;		/* must be 0 */
+};
+
+/* The first layouts the library knows (all of LIBTMEM_0.4). */
+#define TMEM_LEDGER_CONFIG_SIZE_VER0	24
+#define TMEM_LEDGER_USAGE_SIZE_VER0	64
+#define TMEM_LEDGER_GRANT_SIZE_VER0	64
+
+/**
+ * tmem_ledger_open() - open (or, with create_total, create) the ledger
+ * of pool @name.
+ * @cfg:	the configuration, of @cfg_size bytes (sizeof(*cfg)); NULL
+ *		for all defaults
+ * @lp:		set to the handle on success
+ * @errbuf:	NULL, or @errlen bytes for the reason of a refusal: one
+ *		sentence naming the file (or @name) and the rule it breaks
+ *
+ * The directory is created (mode 0700) if missing, its parent is not.
+ * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, sizes and
+ * fills it and writes its magic last; an opener that finds it not yet
+ * valid waits up to 1 s for that.  A ledger that exists keeps its total
+ * (create_total does not change it: tmem_ledger_set_total() does).
+ *
+ *   -EINVAL	a bad @name, @cfg_size below TMEM_LEDGER_CONFIG_SIZE_VER0,
+ *		reserved not 0, a path too long; a file of the wrong size,
+ *		not a regular file, or without the magic ("not a
+ *		virtio-tmem ledger"), also after waiting 1 s for its creator
+ *   -E2BIG	@cfg_size larger than this library's, a non-zero byte beyond
+ *   -ENOENT	no ledger, and create_total 0
+ *   -ELOOP	the file is a symbolic link
+ *   -EPERM	a file of another user, or with any group or other
+ *		permission bit
+ *   -EPROTO	another format version (TMEM_LEDGER_FORMAT)
+ *   -EBADMSG	the header's checksum does not match, or its total is 0
+ *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2), mmap(2).
+ *
+ * Since LIBTMEM_0.4.
+ */
+int tmem_ledger_open(const char *name, const struct tmem_ledger_config *cfg,
+		     size_t cfg_size, struct tmem_ledger **lp, char *errbuf,
+		     size_t errlen);
+
+/**
+ * tmem_ledger_close() - leave (when joined: the grant returns to the
+ * pool) and close.  NULL is a no-op.  Since LIBTMEM_0.4.
+ */
+void tmem_ledger_close(struct tmem_ledger *l);
+
+/**
+ * tmem_ledger_join() - become a member: one membership per handle.
+ * @id:		the member's id in the pool (the device's), printable
+ *		ASCII, 1..TMEM_LEDGER_ID_MAX characters
+ * @vm:		NULL, or the guest's name for the tool, printable ASCII
+ * @weight:	0 for TMEM_LEDGER_DEFAULT_WEIGHT, else 1..TMEM_LEDGER_WEIGHT_MAX
+ * @cap_bytes:	the most the member may be granted; 0: no cap but the total
+ *
+ * The member starts with a grant of 0: its first tmem_ledger_update()
+ * grants what the policy gives.  Dead and stale members are reaped first.
+ * Returns 0, or -EINVAL (an argument, with a reason in @errbuf),
+ * -EALREADY (this handle is a member), -EEXIST (@id is a live member's),
+ * -ENOSPC (TMEM_LEDGER_MAX_MEMBERS live members), -EAGAIN (the lock is
+ * held for over 1 s), -EBADMSG (the header was changed under us).
+ * Since LIBTMEM_0.4.
+ */
+int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
+		     uint32_t weight, uint64_t cap_bytes, char *errbuf,
+		     size_t errlen);
+
+/**
+ * tmem_ledger_leave() - end the membership; its grant returns to the pool.
+ * Returns 0, -ENOTCONN when not a member, -ESTALE when it was reaped
+ * (it is no member any more either way), -EAGAIN.  Since LIBTMEM_0.4.
+ */
+int tmem_ledger_leave(struct tmem_ledger *l);
+
+/**
+ * tmem_ledger_set_total() - change the pool's total (any opener).  A
+ * total below the grants cuts each member's grant to its share of the
+ * new total at once (the budgets follow at each member's next update,
+ * and what a member holds above it is reclaimed by its device).
+ * Returns 0, -EINVAL for 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ */
+int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes);
+
+/**
+ * tmem_ledger_set_member() - change a live member's weight (0: unchanged)
+ * and cap (UINT64_MAX: unchanged; 0: none), as a tool does.  A grant
+ * above the new cap is cut at once; the member's budget follows at its
+ * next update.  Returns 0, -EINVAL (a weight over the maximum, a bad
+ * @id), -ENOENT (no live member @id), -EAGAIN, -EBADMSG.
+ * Since LIBTMEM_0.4.
+ */
+int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
+			   uint32_t weight, uint64_t cap_bytes);
+
+/* What a member publishes at each update. */
+struct tmem_ledger_usage {
+	uint64_t held_bytes;	/* host bytes it holds now (host_bytes) */
+	/* For the tool, cumulative: tmem_stats' counters. */
+	uint64_t compressed_bytes;
+	uint64_t stored_pages;
+	uint64_t stores;
+	uint64_t rejects;
+	uint64_t tier_bytes;
+	/*
+	 * 1: it refused a store for budget since the last update: it may
+	 * grow to its cap.  0: it keeps its held bytes plus a headroom
+	 * (and gives back the rest); a member storing steadily grows with
+	 * it without saying so (README, "Host-wide pool").
+	 */
+	uint32_t wants_more;
+	uint32_t reserved;	/* must be 0 */
+	/*
+	 * The grant below which the member never gives memory back
+	 * (what its client cannot do without: tmem_client_set_budget()'s
+	 * -ENOSPC); 0: TMEM_LEDGER_FLOOR.  Never above its cap or share.
+	 */
+	uint64_t min_bytes;
+};
+
+/* The floor of an idle member's grant (see min_bytes). */
+#define TMEM_LEDGER_FLOOR		(8ull << 20)
+
+/* What tmem_ledger_update() decided. */
+struct tmem_ledger_grant {
+	/* The budget to apply now (tmem_client_set_budget()). */
+	uint64_t budget_bytes;
+	/* Its weighted share of the total (README: "Host-wide pool"). */
+	uint64_t share_bytes;
+	uint64_t pool_total;
+	/* The sum of all grants, never above pool_total. */
+	uint64_t pool_granted;
+	uint32_t weight;	/* its weight now (set_member may change it) */
+	uint32_t members;	/* live members, itself included */
+	uint32_t full;		/* 1: under 1 MiB left free in the pool */
+	uint32_t reaped;	/* members this call reaped */
+	/*
+	 * Its grant: what it may hold, >= budget_bytes.  Above the budget
+	 * while it gives memory back (it covers what is still held).
+	 */
+	uint64_t grant_bytes;
+	/* 1: a member below its share wants more and the pool is full. */
+	uint32_t contended;
+	uint32_t reserved;
+};
+
+/**
+ * tmem_ledger_update() - a member's tick: publish @u (of @u_size bytes)
+ * and a heartbeat, reap dead and stale members, decide the member's
+ * grant and budget into @g (@g_size bytes written, zero beyond our
+ * struct).  Takes the file's lock for a few microseconds; when another
+ * process holds it for over 10 ms, returns -EAGAIN and the device keeps
+ * its budget until the next tick.
+ *
+ * Returns 0, -EINVAL (a size below VER0, reserved not 0, wants_more
+ * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
+ * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
+ * heartbeat older than stale_ms or a corrupt record: join again),
+ * -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ */
+int tmem_ledger_update(struct tmem_ledger *l,
+		       const struct tmem_ledger_usage *u, size_t u_size,
+		       struct tmem_ledger_grant *g, size_t g_size);
+
+struct tmem_ledger_member_info {
+	char id[TMEM_LEDGER_ID_MAX + 1];
+	char vm[TMEM_LEDGER_ID_MAX + 1];
+	uint32_t pid;
+	uint32_t weight;
+	uint64_t cap_bytes;		/* 0: none */
+	uint64_t grant_bytes;
+	uint64_t share_bytes;
+	uint64_t heartbeat_age_ms;
+	struct tmem_ledger_usage usage;
+	uint64_t budget_bytes;		/* its last update's */
+};
+
+struct tmem_ledger_info {
+	uint64_t total_bytes;
+	uint64_t granted_bytes;
+	uint32_t members;		/* live members (all, not only @max) */
+	uint32_t version;		/* TMEM_LEDGER_FORMAT */
+};
+
+/**
+ * tmem_ledger_list() - the pool and up to @max live members into @m
+ * (*@n set to how many), for a tool; reaps dead and stale members
+ * first.  Taken under the lock: one consistent snapshot.  @m may be
+ * NULL with @max 0.  Returns 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ */
+int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
+		     struct tmem_ledger_member_info *m, unsigned int max,
+		     unsigned int *n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TMEM_LEDGER_H */

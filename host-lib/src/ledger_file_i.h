@@ -1,0 +1,137 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The ledger file (ledger_file.c): its layout, the handle, opening and
+ * checking it, its lock.  The members' records are ledger.c's.  The
+ * layout is of LP64 and little-endian hosts, as the rest of libtmem.
+ */
+#ifndef TMEM_LEDGER_FILE_I_H
+#define TMEM_LEDGER_FILE_I_H
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tmem_ledger.h"
+
+#define LEDGER_MAGIC	0x3152474c4d4d5456ull	/* "VTMMLGR1" */
+#define LEDGER_HDR_SIZE	256
+
+/* A record's state: anything else is corrupt (and reaped). */
+#define LEDGER_FREE	0u
+#define LEDGER_LIVE	0x4556494cu		/* "LIVE" */
+
+/* A record's flags, as its last update left them. */
+#define LEDGER_F_GROWING	1u	/* it wants more than its grant */
+#define LEDGER_F_STARVED	2u	/* below its share, the pool short */
+
+struct ledger_hdr {
+	/* Written last by the creator, with release ordering. */
+	_Atomic uint64_t magic;
+	/* Static: covered by the checksum. */
+	uint32_t version;		/* TMEM_LEDGER_FORMAT */
+	uint32_t hdr_size;		/* LEDGER_HDR_SIZE */
+	uint64_t file_size;
+	uint32_t max_members;		/* TMEM_LEDGER_MAX_MEMBERS */
+	uint32_t rec_size;		/* sizeof(struct ledger_rec) */
+	char name[TMEM_LEDGER_NAME_MAX + 1];
+	/* XXH64 of version .. name. */
+	uint64_t checksum;
+	/* Changed under the lock. */
+	uint64_t total;
+	uint64_t granted;		/* for a reader: the scan's sum */
+	uint64_t generation;		/* every change */
+	uint8_t pad[LEDGER_HDR_SIZE - 128];
+};
+
+struct ledger_use {
+	uint64_t held;
+	uint64_t compressed;
+	uint64_t stored_pages;
+	uint64_t stores;
+	uint64_t rejects;
+	uint64_t tier;
+	uint64_t min_bytes;
+	uint32_t wants_more;
+	uint32_t pad;
+};
+
+struct ledger_rec {
+	uint32_t state;			/* LEDGER_FREE, LEDGER_LIVE */
+	uint32_t pid;
+	uint64_t start_time;		/* /proc/<pid>/stat field 22 */
+	uint64_t token;			/* the member's handle, random */
+	uint64_t heartbeat_ns;		/* CLOCK_BOOTTIME */
+	uint32_t weight;
+	uint32_t flags;
+	uint64_t cap;			/* 0: none */
+	uint64_t grant;
+	uint64_t share;
+	uint64_t budget;
+	struct ledger_use use;
+	char id[TMEM_LEDGER_ID_MAX + 1];
+	char vm[TMEM_LEDGER_ID_MAX + 1];
+};
+
+#define LEDGER_FILE_SIZE \
+	(LEDGER_HDR_SIZE + TMEM_LEDGER_MAX_MEMBERS * sizeof(struct ledger_rec))
+
+/* What a scan of the records found (ledger.c), kept in the handle. */
+struct ledger_scan {
+	unsigned int n;			/* live records */
+	unsigned int reaped;
+	int self;			/* the handle's own among them, or -1 */
+	uint64_t granted;		/* their grants, summed */
+	unsigned int idx[TMEM_LEDGER_MAX_MEMBERS];
+	struct ledger_rec rec[TMEM_LEDGER_MAX_MEMBERS];	/* checked copies */
+	uint64_t share[TMEM_LEDGER_MAX_MEMBERS];
+};
+
+/* A record whose start time was found right in /proc, and when. */
+struct ledger_seen {
+	uint64_t token;
+	uint64_t start_time;
+	uint64_t ns;
+};
+
+struct tmem_ledger {
+	int fd;
+	uint32_t pid;
+	uint64_t start_time;		/* ours */
+	uint32_t stale_ms;
+	struct ledger_hdr *hdr;		/* the mapping */
+	struct ledger_rec *recs;
+	/* The membership: token 0 when none. */
+	uint64_t token;
+	unsigned int slot;
+	char id[TMEM_LEDGER_ID_MAX + 1];
+	char path[PATH_MAX];
+	struct ledger_scan scan;
+	struct ledger_seen seen[TMEM_LEDGER_MAX_MEMBERS];
+};
+
+/* CLOCK_BOOTTIME in ns: heartbeats. */
+uint64_t tmem_ledger_now_ns(void);
+
+/* flock(LOCK_EX) within @ms milliseconds: 0, -EAGAIN or -errno. */
+int tmem_ledger_lock(int fd, unsigned int ms);
+
+/* Field 22 of /proc/<pid>/stat (clock ticks since boot); 0: unknown. */
+uint64_t tmem_ledger_start_time(uint32_t pid);
+
+/*
+ * The header's checks (magic, static fields, checksum, total): 0, or the
+ * errno tmem_ledger_open() documents, with the reason into @why (NULL:
+ * none).
+ */
+struct tmem_why;
+int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why);
+
+/* The caller's struct of @size bytes into @dst of @dsize (openat2's
+ * rules: -E2BIG for a non-zero byte beyond @dsize, zero after @size). */
+int tmem_ledger_struct_in(void *dst, size_t dsize, const void *src,
+			  size_t size);
+
+/* Unmap and close, membership or not (tmem_ledger_close() leaves first). */
+void tmem_ledger_unmap(struct tmem_ledger *l);
+
+#endif /* TMEM_LEDGER_FILE_I_H */
