@@ -100,7 +100,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
  * above the total (a lowered total, a hostile file) cut each to its
  * share: the shares sum to at most the total.
  */
-void tmem_ledger_scan(struct tmem_ledger *l, uint64_t now)
+static void ledger_scan(struct tmem_ledger *l, uint64_t now)
 {
 	struct ledger_scan *s = &l->scan;
 	uint64_t total = l->hdr->total;
@@ -171,7 +171,7 @@ static int begin(struct tmem_ledger *l, unsigned int ms)
 		flock(l->fd, LOCK_UN);
 		return ret;
 	}
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	return 0;
 }
 
@@ -264,7 +264,7 @@ int tmem_ledger_leave(struct tmem_ledger *l)
 	else
 		ret = -ESTALE;
 	l->token = 0;
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return ret;
 }
@@ -279,7 +279,7 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes)
 	if (ret)
 		return ret;
 	l->hdr->total = total_bytes;
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return 0;
 }
@@ -311,7 +311,7 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 		r->grant = ledger_min(l->scan.rec[k].grant, cap);
 		r->budget = ledger_min(l->scan.rec[k].budget, r->grant);
 	}
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return 0;
 }
