@@ -28,8 +28,8 @@ extern "C" {
  * budget never exceeds its grant, nor its grant its cap.  Changes are
  * made under flock(LOCK_EX) of the file, which the kernel drops when a
  * process dies.  A member whose process is gone (its pid, or a pid of
- * another start time) or whose heartbeat is older than stale_ms is
- * reaped by the next call of any process, and its grant returns to the
+ * another start time) or whose heartbeat is older than the pool's
+ * stale_ms (its creator's, kept in the file's header) is reaped by the next call of any process, and its grant returns to the
  * pool.  Nothing in the file is trusted: the file must be the effective
  * user's, mode 0600 at most, of the right size, magic, version and
  * header checksum, and every member record is checked each time it is
@@ -48,6 +48,8 @@ struct tmem_ledger;
 #define TMEM_LEDGER_WEIGHT_MAX		10000
 #define TMEM_LEDGER_DEFAULT_WEIGHT	100
 #define TMEM_LEDGER_DEFAULT_STALE_MS	3000
+#define TMEM_LEDGER_STALE_MIN_MS	1000
+#define TMEM_LEDGER_STALE_MAX_MS	600000
 #define TMEM_LEDGER_DEFAULT_DIR		"/run/virtio-tmem"
 /* The on-disk format tmem_ledger_open() accepts (another is -EPROTO). */
 #define TMEM_LEDGER_FORMAT		1
@@ -60,7 +62,12 @@ struct tmem_ledger_config {
 	 * do not create it (a missing ledger is -ENOENT).
 	 */
 	uint64_t create_total;
-	/* A member whose heartbeat is older is reaped; 0: 3000. */
+	/*
+	 * If this open creates the ledger: a member whose heartbeat is
+	 * older is reaped, by every opener (the header keeps it); 0: 3000,
+	 * else TMEM_LEDGER_STALE_MIN_MS..TMEM_LEDGER_STALE_MAX_MS.  An
+	 * open that does not create the ledger checks it and ignores it.
+	 */
 	uint32_t stale_ms;
 	uint32_t reserved;		/* must be 0 */
 };
@@ -86,7 +93,8 @@ struct tmem_ledger_config {
  * (create_total does not change it: tmem_ledger_set_total() does).
  *
  *   -EINVAL	a bad @name, @cfg_size below TMEM_LEDGER_CONFIG_SIZE_VER0,
- *		reserved not 0, a path too long; a file of the wrong size,
+ *		reserved not 0, a stale_ms out of its bounds, a path too
+ *		long; a file of the wrong size,
  *		not a regular file, or without the magic ("not a
  *		virtio-tmem ledger"), also after waiting 1 s for its creator
  *   -E2BIG	@cfg_size larger than this library's, a non-zero byte beyond
@@ -95,7 +103,8 @@ struct tmem_ledger_config {
  *   -EPERM	a file of another user, or with any group or other
  *		permission bit
  *   -EPROTO	another format version (TMEM_LEDGER_FORMAT)
- *   -EBADMSG	the header's checksum does not match, or its total is 0
+ *   -EBADMSG	the header's checksum does not match, its total is 0 or
+ *		its stale_ms out of bounds
  *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2), mmap(2).
  *
  * Since LIBTMEM_0.4.
@@ -219,7 +228,7 @@ struct tmem_ledger_grant {
  * Returns 0, -EINVAL (a size below VER0, reserved not 0, wants_more
  * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
  * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
- * heartbeat older than stale_ms or a corrupt record: join again),
+ * heartbeat older than the pool's stale_ms or a corrupt record: join again),
  * -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_update(struct tmem_ledger *l,

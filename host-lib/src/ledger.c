@@ -37,6 +37,8 @@ _Static_assert(sizeof(struct tmem_ledger_grant) ==
 #define ADMIN_LOCK_MS	1000
 #define PID_LIMIT	4194304u	/* PID_MAX_LIMIT of 64-bit Linux */
 #define START_CHECK_NS	1000000000ull
+/* A heartbeat further in the future is corrupt (clocks agree on a host). */
+#define FUTURE_NS	1000000000ull
 
 static bool printable(const char *s, size_t max, bool empty_ok)
 {
@@ -67,7 +69,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	    !printable(r->id, sizeof(r->id), false) ||
 	    !printable(r->vm, sizeof(r->vm), true) ||
 	    !r->pid || r->pid > PID_LIMIT || r->budget > r->grant ||
-	    r->heartbeat_ns > ledger_add_sat(now, stale))
+	    r->heartbeat_ns > ledger_add_sat(now, FUTURE_NS))
 		return -1;
 	/* A lowered total or cap: cut, as the scan cuts what sums above. */
 	r->grant = ledger_min(r->grant, ledger_cap(r->cap, total));

@@ -102,7 +102,7 @@ static uint64_t hdr_sum(const struct ledger_hdr *h)
 		     offsetof(struct ledger_hdr, version), 0);
 }
 
-int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why)
+int tmem_ledger_hdr_check(struct tmem_ledger *l, struct tmem_why *why)
 {
 	struct ledger_hdr h;
 
@@ -126,15 +126,20 @@ int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why)
 				   "%d of %zu", l->path, h.max_members,
 				   h.rec_size, TMEM_LEDGER_MAX_MEMBERS,
 				   sizeof(struct ledger_rec));
+	if (h.stale_ms < TMEM_LEDGER_STALE_MIN_MS ||
+	    h.stale_ms > TMEM_LEDGER_STALE_MAX_MS)
+		return tmem_refuse(why, -EBADMSG, "ledger %s: a stale_ms of %u "
+				   "(corrupt)", l->path, h.stale_ms);
 	if (!h.total)
 		return tmem_refuse(why, -EBADMSG, "ledger %s: a pool total of 0 "
 				   "(corrupt)", l->path);
+	l->stale_ms = h.stale_ms;
 	return 0;
 }
 
 /* Under the lock, in a file of size 0 (or our size and no magic). */
 static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
-		     struct tmem_why *why)
+		     uint32_t stale_ms, struct tmem_why *why)
 {
 	struct ledger_hdr *h;
 
@@ -154,6 +159,7 @@ static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
 	h->max_members = TMEM_LEDGER_MAX_MEMBERS;
 	h->rec_size = sizeof(struct ledger_rec);
 	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->stale_ms = stale_ms;
 	h->checksum = hdr_sum(h);
 	h->total = total;
 	atomic_store_explicit(&h->magic, LEDGER_MAGIC, memory_order_release);
@@ -205,7 +211,7 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 }
 
 static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
-		     struct tmem_why *why)
+		     uint32_t stale_ms, struct tmem_why *why)
 {
 	uint64_t end = tmem_ledger_now_ns() + INIT_WAIT_MS * 1000000ull;
 	const struct timespec nap = { 0, 10000000 };
@@ -241,7 +247,7 @@ static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
 				munmap(l->hdr, LEDGER_FILE_SIZE);
 				l->hdr = NULL;
 			}
-			ret = init_file(l, name, total, why);
+			ret = init_file(l, name, total, stale_ms, why);
 		}
 		flock(l->fd, LOCK_UN);
 		if (ret != 1)
@@ -297,6 +303,13 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	if (cfg.reserved)
 		return tmem_refuse(&why, -EINVAL, "reserved %u is not 0",
 				   cfg.reserved);
+	if (!cfg.stale_ms)
+		cfg.stale_ms = TMEM_LEDGER_DEFAULT_STALE_MS;
+	if (cfg.stale_ms < TMEM_LEDGER_STALE_MIN_MS ||
+	    cfg.stale_ms > TMEM_LEDGER_STALE_MAX_MS)
+		return tmem_refuse(&why, -EINVAL, "stale_ms %u is not within "
+				   "%d..%d", cfg.stale_ms, TMEM_LEDGER_STALE_MIN_MS,
+				   TMEM_LEDGER_STALE_MAX_MS);
 	dir = cfg.dir ? cfg.dir : getenv("VTMEM_LEDGER_DIR");
 	if (!dir || !dir[0])
 		dir = TMEM_LEDGER_DEFAULT_DIR;
@@ -313,12 +326,11 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	}
 	l->pid = (uint32_t)getpid();
 	l->start_time = tmem_ledger_start_time(l->pid);
-	l->stale_ms = cfg.stale_ms ? cfg.stale_ms : TMEM_LEDGER_DEFAULT_STALE_MS;
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		ret = tmem_refuse(&why, -errno, "ledger directory %s: mkdir: %s",
 				  dir, strerror(errno));
 	else
-		ret = open_file(l, name, cfg.create_total, &why);
+		ret = open_file(l, name, cfg.create_total, cfg.stale_ms, &why);
 	if (ret) {
 		tmem_ledger_unmap(l);
 		return ret;

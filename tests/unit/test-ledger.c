@@ -240,6 +240,15 @@ static void test_arguments(void **state)
 	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]) + 8,
 					  &l, NULL, 0), -E2BIG);
 	memset(&cfg[1], 0, sizeof(cfg[1]));
+	/* stale_ms: 1000..600000 (0: the default). */
+	cfg[0].stale_ms = TMEM_LEDGER_STALE_MIN_MS - 1;
+	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]), &l,
+					  why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "stale_ms 999"));
+	cfg[0].stale_ms = TMEM_LEDGER_STALE_MAX_MS + 1;
+	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]), &l,
+					  NULL, 0), -EINVAL);
+	cfg[0].stale_ms = 0;
 	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg),
 					  &l, NULL, 0), 0);
 	assert_int_equal(tmem_ledger_join(l, "bad\nid", NULL, 0, 0, why,
@@ -1085,6 +1094,44 @@ static void test_hostile_values(void **state)
 	tmem_ledger_close(b);
 }
 
+/*
+ * stale_ms is the creator's, kept in the header: an opener with a
+ * smaller one does not reap a member its creator's would keep.
+ */
+static void test_stale_creator(void **state)
+{
+	struct tmem_ledger *l = lopen("stale", 1 * GiB, 0);
+	struct tmem_ledger *tool = lopen("stale", 0, 1000);
+	struct ledger_rec *recs;
+	unsigned int n;
+	void *map;
+	int fd;
+
+	(void)state;
+	map = map_file("stale", &fd);
+	assert_int_equal(((struct ledger_hdr *)map)->stale_ms,
+			 TMEM_LEDGER_DEFAULT_STALE_MS);
+	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	forge(&recs[0], "aging", 100, 0);
+	recs[0].heartbeat_ns -= 2000000000ull;		/* 2 s old: kept */
+	list(tool, NULL, &n);
+	assert_int_equal(n, 1);
+	recs[0].heartbeat_ns -= 2000000000ull;		/* 4 s old: reaped */
+	list(tool, NULL, &n);
+	assert_int_equal(n, 0);
+	/* A heartbeat under 1 s in the future is kept, over it reaped. */
+	forge(&recs[0], "ahead", 100, 0);
+	recs[0].heartbeat_ns += 500000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 1);
+	recs[0].heartbeat_ns += 1000000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 0);
+	unmap_file(map, fd);
+	tmem_ledger_close(tool);
+	tmem_ledger_close(l);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(void)
@@ -1103,6 +1150,7 @@ int main(void)
 		cmocka_unit_test(test_processes),
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test(test_pid_reuse),
+		cmocka_unit_test(test_stale_creator),
 		cmocka_unit_test(test_refused_files),
 		cmocka_unit_test(test_empty_file_created),
 		cmocka_unit_test(test_garbage_records),
