@@ -87,8 +87,9 @@ struct tmem_ledger_config {
  *		sentence naming the file (or @name) and the rule it breaks
  *
  * The directory is created (mode 0700) if missing, its parent is not.
- * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, sizes and
- * fills it and writes its magic last; an opener that finds it not yet
+ * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, allocates
+ * its blocks (posix_fallocate(): a full file system fails here, not
+ * with a SIGBUS at a later write of the mapping), fills it and writes its magic last; an opener that finds it not yet
  * valid waits up to 1 s for that.  A ledger that exists keeps its total
  * (create_total does not change it: tmem_ledger_set_total() does).
  *
@@ -105,7 +106,9 @@ struct tmem_ledger_config {
  *   -EPROTO	another format version (TMEM_LEDGER_FORMAT)
  *   -EBADMSG	the header's checksum does not match, its total is 0 or
  *		its stale_ms out of bounds
- *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2), mmap(2).
+ *   -ENOSPC	no room on the file system to create it
+ *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2),
+ *		posix_fallocate(3), mmap(2).
  *
  * Since LIBTMEM_0.4.
  */

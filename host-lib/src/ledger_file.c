@@ -143,9 +143,20 @@ static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
 {
 	struct ledger_hdr *h;
 
-	if (ftruncate(l->fd, 0) || ftruncate(l->fd, LEDGER_FILE_SIZE))
+	int err;
+
+	if (ftruncate(l->fd, 0))
 		return tmem_refuse(why, -errno, "ledger %s: ftruncate: %s",
 				   l->path, strerror(errno));
+	/* Blocks, not a hole: a full tmpfs would SIGBUS the first write. */
+	err = posix_fallocate(l->fd, 0, LEDGER_FILE_SIZE);
+	if (err == ENOSPC)
+		return tmem_refuse(why, -ENOSPC, "ledger %s: no space left on "
+				   "its file system for %zu bytes", l->path,
+				   LEDGER_FILE_SIZE);
+	if (err)
+		return tmem_refuse(why, -err, "ledger %s: posix_fallocate: %s",
+				   l->path, strerror(err));
 	h = mmap(NULL, LEDGER_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		 l->fd, 0);
 	if (h == MAP_FAILED)
