@@ -247,8 +247,8 @@ struct tmem_ledger_member_info {
 	uint64_t grant_bytes;
 	uint64_t share_bytes;
 	uint64_t heartbeat_age_ms;
-	struct tmem_ledger_usage usage;
 	uint64_t budget_bytes;		/* its last update's */
+	struct tmem_ledger_usage usage;	/* last: it may grow */
 };
 
 struct tmem_ledger_info {
@@ -258,15 +258,25 @@ struct tmem_ledger_info {
 	uint32_t version;		/* TMEM_LEDGER_FORMAT */
 };
 
+#define TMEM_LEDGER_INFO_SIZE_VER0		24
+#define TMEM_LEDGER_MEMBER_INFO_SIZE_VER0	240
+
 /**
- * tmem_ledger_list() - the pool and up to @max live members into @m
- * (*@n set to how many), for a tool; reaps dead and stale members
- * first.  Taken under the lock: one consistent snapshot.  @m may be
- * NULL with @max 0.  Returns 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * tmem_ledger_list() - the pool into @info and up to @max live members
+ * into @m (*@n set to how many), for a tool; reaps dead and stale
+ * members first.  Taken under the lock: one consistent snapshot.
+ * @info_size:	sizeof(*@info)
+ * @m:		an array of @max elements of @m_size bytes each (the
+ *		caller's sizeof(*@m), its stride); NULL with @max 0
+ *
+ * Each struct is written up to its size and zeroed beyond ours; a
+ * size below its _SIZE_VER0 is -EINVAL (@m_size only with @max).
+ * Returns 0, -EINVAL (a size, a NULL pointer), -EAGAIN, -EBADMSG.
+ * Since LIBTMEM_0.4.
  */
 int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
-		     struct tmem_ledger_member_info *m, unsigned int max,
-		     unsigned int *n);
+		     size_t info_size, struct tmem_ledger_member_info *m,
+		     size_t m_size, unsigned int max, unsigned int *n);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,10 @@ _Static_assert(sizeof(struct tmem_ledger_usage) ==
 	       TMEM_LEDGER_USAGE_SIZE_VER0, "ledger usage VER0");
 _Static_assert(sizeof(struct tmem_ledger_grant) ==
 	       TMEM_LEDGER_GRANT_SIZE_VER0, "ledger grant VER0");
+_Static_assert(sizeof(struct tmem_ledger_info) ==
+	       TMEM_LEDGER_INFO_SIZE_VER0, "ledger info VER0");
+_Static_assert(sizeof(struct tmem_ledger_member_info) ==
+	       TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, "ledger member info VER0");
 
 #define UPDATE_LOCK_MS	10
 #define ADMIN_LOCK_MS	1000
@@ -318,14 +322,14 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 	return 0;
 }
 
-static void grant_out(struct tmem_ledger_grant *ug, size_t size,
-		      const struct tmem_ledger_grant *g)
+/* Our struct @src of @ssize bytes out to the caller's of @size. */
+static void struct_out(void *dst, size_t size, const void *src, size_t ssize)
 {
-	if (size > sizeof(*g)) {
-		memset((char *)ug + sizeof(*g), 0, size - sizeof(*g));
-		size = sizeof(*g);
+	if (size > ssize) {
+		memset((char *)dst + ssize, 0, size - ssize);
+		size = ssize;
 	}
-	memcpy(ug, g, size);
+	memcpy(dst, src, size);
 }
 
 static void publish_self(struct ledger_rec *m, const struct tmem_ledger_usage *u,
@@ -420,54 +424,59 @@ int tmem_ledger_update(struct tmem_ledger *l,
 	g.reaped = s->reaped;
 	g.contended = in.contended || out.starved;
 	publish(l);
-	grant_out(ug, g_size, &g);
+	struct_out(ug, g_size, &g, sizeof(g));
 	return 0;
 }
 
-int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
-		     struct tmem_ledger_member_info *m, unsigned int max,
-		     unsigned int *n)
+int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *uinfo,
+		     size_t info_size, struct tmem_ledger_member_info *m,
+		     size_t m_size, unsigned int max, unsigned int *n)
 {
+	struct tmem_ledger_info info = { 0 };
 	struct ledger_scan *s;
 	uint64_t now;
 	int ret;
 
-	if (!l || !info || !n || (max && !m))
+	if (!l || !uinfo || !n || (max && !m) ||
+	    info_size < TMEM_LEDGER_INFO_SIZE_VER0 ||
+	    (max && m_size < TMEM_LEDGER_MEMBER_INFO_SIZE_VER0))
 		return -EINVAL;
 	s = &l->scan;
 	ret = begin(l, ADMIN_LOCK_MS);
 	if (ret)
 		return ret;
 	now = tmem_ledger_now_ns();
-	info->total_bytes = l->hdr->total;
-	info->granted_bytes = s->granted;
-	info->members = s->n;
-	info->version = TMEM_LEDGER_FORMAT;
+	info.total_bytes = l->hdr->total;
+	info.granted_bytes = s->granted;
+	info.members = s->n;
+	info.version = TMEM_LEDGER_FORMAT;
 	*n = s->n < max ? s->n : max;
 	for (unsigned int k = 0; k < *n; k++) {
 		const struct ledger_rec *r = &s->rec[k];
-		struct tmem_ledger_member_info *mi = &m[k];
+		struct tmem_ledger_member_info mi = { 0 };
 
-		memset(mi, 0, sizeof(*mi));
-		memcpy(mi->id, r->id, sizeof(mi->id));
-		memcpy(mi->vm, r->vm, sizeof(mi->vm));
-		mi->pid = r->pid;
-		mi->weight = r->weight;
-		mi->cap_bytes = r->cap;
-		mi->grant_bytes = r->grant;
-		mi->budget_bytes = r->budget;
-		mi->share_bytes = s->share[k];
-		mi->heartbeat_age_ms = now > r->heartbeat_ns ?
-				       (now - r->heartbeat_ns) / 1000000 : 0;
-		mi->usage.held_bytes = r->use.held;
-		mi->usage.compressed_bytes = r->use.compressed;
-		mi->usage.stored_pages = r->use.stored_pages;
-		mi->usage.stores = r->use.stores;
-		mi->usage.rejects = r->use.rejects;
-		mi->usage.tier_bytes = r->use.tier;
-		mi->usage.min_bytes = r->use.min_bytes;
-		mi->usage.wants_more = r->use.wants_more;
+		memcpy(mi.id, r->id, sizeof(mi.id));
+		memcpy(mi.vm, r->vm, sizeof(mi.vm));
+		mi.pid = r->pid;
+		mi.weight = r->weight;
+		mi.cap_bytes = r->cap;
+		mi.grant_bytes = r->grant;
+		mi.budget_bytes = r->budget;
+		mi.share_bytes = s->share[k];
+		mi.heartbeat_age_ms = now > r->heartbeat_ns ?
+				      (now - r->heartbeat_ns) / 1000000 : 0;
+		mi.usage.held_bytes = r->use.held;
+		mi.usage.compressed_bytes = r->use.compressed;
+		mi.usage.stored_pages = r->use.stored_pages;
+		mi.usage.stores = r->use.stores;
+		mi.usage.rejects = r->use.rejects;
+		mi.usage.tier_bytes = r->use.tier;
+		mi.usage.min_bytes = r->use.min_bytes;
+		mi.usage.wants_more = r->use.wants_more;
+		struct_out((char *)m + (size_t)k * m_size, m_size, &mi,
+			   sizeof(mi));
 	}
 	publish(l);
+	struct_out(uinfo, info_size, &info, sizeof(info));
 	return 0;
 }

@@ -104,7 +104,8 @@ static struct tmem_ledger_info list(struct tmem_ledger *l,
 	struct tmem_ledger_info info;
 	unsigned int dummy;
 
-	assert_int_equal(tmem_ledger_list(l, &info, m ? m : spare,
+	assert_int_equal(tmem_ledger_list(l, &info, sizeof(info),
+					  m ? m : spare, sizeof(*spare),
 					  TMEM_LEDGER_MAX_MEMBERS,
 					  n ? n : &dummy), 0);
 	return info;
@@ -211,6 +212,45 @@ static void test_create_join_leave(void **state)
 	tmem_ledger_close(l);
 }
 
+/* list()'s sizes: below VER0, VER0 itself, a larger stride zeroed. */
+static void list_sizes(struct tmem_ledger *l)
+{
+	struct tmem_ledger_member_info m[1];
+	struct tmem_ledger_info info[2];
+	const size_t stride = sizeof(m[0]) + 16;
+	unsigned char big[2 * (sizeof(m[0]) + 16)];
+	unsigned int n;
+
+	assert_int_equal(tmem_ledger_list(l, info, 16, m, sizeof(m[0]), 1,
+					  &n), -EINVAL);
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info[0]), m, 16, 1,
+					  &n), -EINVAL);
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info[0]), NULL, 0,
+					  0, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(tmem_ledger_list(l, info,
+					  TMEM_LEDGER_INFO_SIZE_VER0, m,
+					  TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, 1,
+					  &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(m[0].id, "x");
+	memset(info, 0xa5, sizeof(info));
+	memset(big, 0xa5, sizeof(big));
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info),
+					  (void *)big, stride, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info[0].members, 1);
+	for (size_t i = 0; i < sizeof(info[1]); i++)
+		assert_int_equal(((unsigned char *)&info[1])[i], 0);
+	memcpy(m, big, sizeof(m[0]));
+	assert_string_equal(m[0].id, "x");
+	assert_int_equal(m[0].weight, 1);
+	for (size_t i = sizeof(m[0]); i < stride; i++)
+		assert_int_equal(big[i], 0);
+	/* The second element, beyond *n, untouched. */
+	assert_int_equal(big[stride], 0xa5);
+}
+
 static void test_arguments(void **state)
 {
 	struct tmem_ledger_config cfg[2] = { { .create_total = GiB } };
@@ -280,6 +320,7 @@ static void test_arguments(void **state)
 		assert_int_equal(((unsigned char *)&g[1])[i], 0);
 	assert_int_equal(g[0].weight, 1);
 	assert_int_equal(tmem_ledger_set_total(l, 0), -EINVAL);
+	list_sizes(l);
 	assert_int_equal(tmem_ledger_set_member(l, "nobody", 5, UINT64_MAX),
 			 -ENOENT);
 	assert_int_equal(tmem_ledger_set_member(l, "x", 10001, UINT64_MAX),
