@@ -101,8 +101,12 @@ struct tmem_ledger_config {
  *   -E2BIG	@cfg_size larger than this library's, a non-zero byte beyond
  *   -ENOENT	no ledger, and create_total 0
  *   -ELOOP	the file is a symbolic link
- *   -EPERM	a file of another user, or with any group or other
+ *   -EPERM	a file of another user (also when open(2) is refused
+ *		with EACCES for it), or with any group or other
  *		permission bit
+ *   -EACCES	create_total and the file cannot be created (the
+ *		errno of open(2) but EEXIST, with "cannot create it"),
+ *		or a file of ours that cannot be opened
  *   -EPROTO	another format version (TMEM_LEDGER_FORMAT)
  *   -EBADMSG	the header's checksum does not match, its total is 0 or
  *		its stale_ms out of bounds

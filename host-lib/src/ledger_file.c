@@ -221,6 +221,20 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 	return tmem_ledger_hdr_check(l, why);
 }
 
+/* open(2) said EACCES: another user's file is -EPERM, as an open one. */
+static int denied(struct tmem_ledger *l, struct tmem_why *why)
+{
+	struct stat st;
+
+	if (!lstat(l->path, &st) && st.st_uid != geteuid())
+		return tmem_refuse(why, -EPERM, "ledger %s: owned by uid %u, "
+				   "not by this process's effective uid %u",
+				   l->path, (unsigned int)st.st_uid,
+				   (unsigned int)geteuid());
+	return tmem_refuse(why, -EACCES, "ledger %s: cannot open it: %s",
+			   l->path, strerror(EACCES));
+}
+
 static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
 		     uint32_t stale_ms, struct tmem_why *why)
 {
@@ -228,14 +242,21 @@ static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
 	const struct timespec nap = { 0, 10000000 };
 	int ret;
 
-	if (total)
+	if (total) {
 		l->fd = open(l->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
 			     O_CLOEXEC, 0600);
+		if (l->fd < 0 && errno != EEXIST)
+			return tmem_refuse(why, -errno, "ledger %s: cannot "
+					   "create it: %s", l->path,
+					   strerror(errno));
+	}
 	if (l->fd >= 0 && fchmod(l->fd, 0600))
 		return tmem_refuse(why, -errno, "ledger %s: fchmod: %s",
 				   l->path, strerror(errno));
 	if (l->fd < 0)
 		l->fd = open(l->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+	if (l->fd < 0 && errno == EACCES)
+		return denied(l, why);
 	if (l->fd < 0 && errno == ELOOP)
 		return tmem_refuse(why, -ELOOP, "ledger %s: a symbolic link "
 				   "(refused, O_NOFOLLOW)", l->path);

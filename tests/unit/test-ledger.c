@@ -17,6 +17,7 @@
  * Ledgers live in a mkdtemp() directory under $TMPDIR (or /tmp), set as
  * $VTMEM_LEDGER_DIR: never /run.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -1001,6 +1002,61 @@ static void test_refused_files(void **state)
 	}
 }
 
+/* In a child as nobody: open @name in @sub; 0 if it was @err, naming @words. */
+static int open_as_nobody(const char *sub, const char *name, uint64_t total,
+			  int err, const char *words)
+{
+	struct tmem_ledger_config cfg = { .dir = sub, .create_total = total };
+	struct tmem_ledger *l = NULL;
+	char why[TMEM_ERRBUF_SIZE] = "";
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (setresgid(65534, 65534, 65534) ||
+		    setresuid(65534, 65534, 65534))
+			_exit(2);
+		if (tmem_ledger_open(name, &cfg, sizeof(cfg), &l, why,
+				     sizeof(why)) != err || l)
+			_exit(3);
+		_exit(strstr(why, sub) && strstr(why, words) ? 0 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * As root, in a directory of nobody's: root's 0600 file, which nobody's
+ * open(2) is refused (EACCES), is -EPERM; nobody's creation in a 0500
+ * directory is open(2)'s -EACCES, not "does not create it".
+ */
+static void test_other_user(void **state)
+{
+	char sub[PATH_MAX / 2 + 16], path[PATH_MAX], dst[PATH_MAX];
+
+	(void)state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	snprintf(sub, sizeof(sub), "%s/nobody", dir);
+	assert_int_equal(chmod(dir, 0711), 0);		/* nobody passes */
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chown(sub, 65534, 65534), 0);
+	make_ledger("root");
+	path_of(path, sizeof(path), "root");
+	snprintf(dst, sizeof(dst), "%s/root.ledger", sub);
+	assert_int_equal(rename(path, dst), 0);
+	assert_int_equal(open_as_nobody(sub, "root", 0, -EPERM,
+					"owned by uid 0"), 0);
+	assert_int_equal(chmod(sub, 0500), 0);
+	assert_int_equal(open_as_nobody(sub, "new", GiB, -EACCES,
+					"cannot create"), 0);
+	assert_int_equal(chmod(dir, 0700), 0);
+}
+
 /* A creator that finds an empty file (its creator died) initialises it. */
 static void test_empty_file_created(void **state)
 {
@@ -1195,6 +1251,7 @@ int main(void)
 		cmocka_unit_test(test_pid_reuse),
 		cmocka_unit_test(test_stale_creator),
 		cmocka_unit_test(test_refused_files),
+		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_empty_file_created),
 		cmocka_unit_test(test_garbage_records),
 		cmocka_unit_test(test_hostile_values),
