@@ -86,7 +86,11 @@ struct tmem_ledger_config {
  * @errbuf:	NULL, or @errlen bytes for the reason of a refusal: one
  *		sentence naming the file (or @name) and the rule it breaks
  *
- * The directory is created (mode 0700) if missing, its parent is not.
+ * The directory is created (mode 0700) if missing, its parent is not;
+ * it must be the effective user's, not a symbolic link, and writable
+ * by nobody else.  The file is opened in it (openat(2)).  Every later
+ * call checks that the file is still linked: a removed one is -EIDRM
+ * (the pool is gone: open it again).
  * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, allocates
  * its blocks (posix_fallocate(): a full file system fails here, not
  * with a SIGBUS at a later write of the mapping), fills it and writes its magic last; an opener that finds it not yet
@@ -103,7 +107,8 @@ struct tmem_ledger_config {
  *   -ELOOP	the file is a symbolic link
  *   -EPERM	a file of another user (also when open(2) is refused
  *		with EACCES for it), or with any group or other
- *		permission bit
+ *		permission bit; a directory of another user, or that
+ *		its group or others may write
  *   -EACCES	create_total and the file cannot be created (the
  *		errno of open(2) but EEXIST, with "cannot create it"),
  *		or a file of ours that cannot be opened

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tmem_ledger.h"
@@ -165,14 +166,24 @@ static void publish(struct tmem_ledger *l)
 	flock(l->fd, LOCK_UN);
 }
 
-/* Lock, check the header again (it may have been changed), scan. */
+/*
+ * Lock, check that the file is still linked and its header again (it
+ * may have been changed), scan.
+ */
 static int begin(struct tmem_ledger *l, unsigned int ms)
 {
-	int ret = tmem_ledger_lock(l->fd, ms);
+	struct stat st;
+	int ret;
 
+	ret = tmem_ledger_lock(l->fd, ms);
 	if (ret)
 		return ret;
-	ret = tmem_ledger_hdr_check(l, NULL);
+	if (fstat(l->fd, &st))
+		ret = -errno;
+	else if (!st.st_nlink)
+		ret = -EIDRM;
+	else
+		ret = tmem_ledger_hdr_check(l, NULL);
 	if (ret) {
 		flock(l->fd, LOCK_UN);
 		return ret;

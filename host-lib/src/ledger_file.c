@@ -222,11 +222,13 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 }
 
 /* open(2) said EACCES: another user's file is -EPERM, as an open one. */
-static int denied(struct tmem_ledger *l, struct tmem_why *why)
+static int denied(struct tmem_ledger *l, int dfd, const char *file,
+		  struct tmem_why *why)
 {
 	struct stat st;
 
-	if (!lstat(l->path, &st) && st.st_uid != geteuid())
+	if (!fstatat(dfd, file, &st, AT_SYMLINK_NOFOLLOW) &&
+	    st.st_uid != geteuid())
 		return tmem_refuse(why, -EPERM, "ledger %s: owned by uid %u, "
 				   "not by this process's effective uid %u",
 				   l->path, (unsigned int)st.st_uid,
@@ -235,16 +237,49 @@ static int denied(struct tmem_ledger *l, struct tmem_why *why)
 			   l->path, strerror(EACCES));
 }
 
-static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
-		     uint32_t stale_ms, struct tmem_why *why)
+/* The directory, ours and written by nobody else: its fd, or -errno. */
+static int open_dir(const char *dir, struct tmem_why *why)
+{
+	struct stat st;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (dfd < 0)
+		return tmem_refuse(why, -errno, "ledger directory %s: %s", dir,
+				   errno == ELOOP || errno == ENOTDIR ?
+				   "not a directory (a symbolic link is "
+				   "refused)" : strerror(errno));
+	if (fstat(dfd, &st)) {
+		int err = errno;
+
+		close(dfd);
+		return tmem_refuse(why, -err, "ledger directory %s: fstat: %s",
+				   dir, strerror(err));
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		close(dfd);
+		return tmem_refuse(why, -EPERM, "ledger directory %s: owned by "
+				   "uid %u, mode %04o: it must be this process's "
+				   "effective uid's (%u), no group or other "
+				   "write bit", dir, (unsigned int)st.st_uid,
+				   (unsigned int)(st.st_mode & 07777),
+				   (unsigned int)geteuid());
+	}
+	return dfd;
+}
+
+static int open_file(struct tmem_ledger *l, int dfd, const char *name,
+		     uint64_t total, uint32_t stale_ms, struct tmem_why *why)
 {
 	uint64_t end = tmem_ledger_now_ns() + INIT_WAIT_MS * 1000000ull;
 	const struct timespec nap = { 0, 10000000 };
+	const int flags = O_RDWR | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+			  O_CLOEXEC;
+	char file[TMEM_LEDGER_NAME_MAX + sizeof(".ledger")];
 	int ret;
 
+	snprintf(file, sizeof(file), "%s.ledger", name);
 	if (total) {
-		l->fd = open(l->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
-			     O_CLOEXEC, 0600);
+		l->fd = openat(dfd, file, flags | O_CREAT | O_EXCL, 0600);
 		if (l->fd < 0 && errno != EEXIST)
 			return tmem_refuse(why, -errno, "ledger %s: cannot "
 					   "create it: %s", l->path,
@@ -254,9 +289,9 @@ static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
 		return tmem_refuse(why, -errno, "ledger %s: fchmod: %s",
 				   l->path, strerror(errno));
 	if (l->fd < 0)
-		l->fd = open(l->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		l->fd = openat(dfd, file, flags);
 	if (l->fd < 0 && errno == EACCES)
-		return denied(l, why);
+		return denied(l, dfd, file, why);
 	if (l->fd < 0 && errno == ELOOP)
 		return tmem_refuse(why, -ELOOP, "ledger %s: a symbolic link "
 				   "(refused, O_NOFOLLOW)", l->path);
@@ -314,7 +349,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	struct tmem_ledger_config cfg = { 0 };
 	struct tmem_ledger *l;
 	const char *dir;
-	int ret, len;
+	int ret, len, dfd;
 
 	if (!lp)
 		return -EINVAL;
@@ -361,8 +396,13 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		ret = tmem_refuse(&why, -errno, "ledger directory %s: mkdir: %s",
 				  dir, strerror(errno));
-	else
-		ret = open_file(l, name, cfg.create_total, cfg.stale_ms, &why);
+	else if ((dfd = open_dir(dir, &why)) < 0)
+		ret = dfd;
+	else {
+		ret = open_file(l, dfd, name, cfg.create_total, cfg.stale_ms,
+				&why);
+		close(dfd);
+	}
 	if (ret) {
 		tmem_ledger_unmap(l);
 		return ret;

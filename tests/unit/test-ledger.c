@@ -1057,6 +1057,42 @@ static void test_other_user(void **state)
 	assert_int_equal(chmod(dir, 0700), 0);
 }
 
+/*
+ * A ledger removed under an open handle: its next call is -EIDRM (the
+ * pool is gone).  A directory others may write is refused.
+ */
+static void test_removed_and_dir(void **state)
+{
+	struct tmem_ledger_config cfg = { .create_total = GiB };
+	struct tmem_ledger *l = lopen("gone", 1 * GiB, 0), *m = NULL;
+	char path[PATH_MAX], sub[PATH_MAX / 2 + 16];
+	char why[TMEM_ERRBUF_SIZE] = "";
+	unsigned int n;
+	struct tmem_ledger_info info;
+
+	(void)state;
+	join(l, "a", 0, 0);
+	path_of(path, sizeof(path), "gone");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(tmem_ledger_list(l, &info, sizeof(info), NULL, 0, 0,
+					  &n), -EIDRM);
+	assert_int_equal(tmem_ledger_set_total(l, GiB), -EIDRM);
+	tmem_ledger_close(l);
+	snprintf(sub, sizeof(sub), "%s/open", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chmod(sub, 0777), 0);
+	cfg.dir = sub;
+	assert_int_equal(tmem_ledger_open("d", &cfg, sizeof(cfg), &m, why,
+					  sizeof(why)), -EPERM);
+	assert_null(m);
+	assert_non_null(strstr(why, sub));
+	assert_non_null(strstr(why, "0777"));
+	assert_int_equal(chmod(sub, 0700), 0);
+	assert_int_equal(tmem_ledger_open("d", &cfg, sizeof(cfg), &m, why,
+					  sizeof(why)), 0);
+	tmem_ledger_close(m);
+}
+
 /* A creator that finds an empty file (its creator died) initialises it. */
 static void test_empty_file_created(void **state)
 {
@@ -1252,6 +1288,7 @@ int main(void)
 		cmocka_unit_test(test_stale_creator),
 		cmocka_unit_test(test_refused_files),
 		cmocka_unit_test(test_other_user),
+		cmocka_unit_test(test_removed_and_dir),
 		cmocka_unit_test(test_empty_file_created),
 		cmocka_unit_test(test_garbage_records),
 		cmocka_unit_test(test_hostile_values),
