@@ -28,7 +28,8 @@ extern "C" {
  * budget never exceeds its grant, nor its grant its cap.  Changes are
  * made under flock(LOCK_EX) of the file, which the kernel drops when a
  * process dies.  A member whose process is gone (its pid, or a pid of
- * another start time) or whose heartbeat is older than the pool's
+ * another start time; a member of another PID namespace is judged by
+ * its heartbeat alone) or whose heartbeat is older than the pool's
  * stale_ms (its creator's, kept in the file's header) is reaped by the next call of any process, and its grant returns to the
  * pool.  Nothing in the file is trusted: the file must be the effective
  * user's, mode 0600 at most, of the right size, magic, version and

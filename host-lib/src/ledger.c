@@ -83,8 +83,13 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 		return r->pid == l->pid ? 1 : -1;
 	if (now > r->heartbeat_ns && now - r->heartbeat_ns > stale)
 		return -1;
+	/* Its pid names nothing here: the heartbeat alone judges it. */
+	if (r->pidns != l->pidns)
+		return 1;
+	/* A start time of 0 is unknown: kill() and the heartbeat judge. */
 	if (r->pid == l->pid)
-		return r->start_time == l->start_time ? 1 : -1;
+		return !r->start_time || !l->start_time ||
+		       r->start_time == l->start_time ? 1 : -1;
 	if (kill((pid_t)r->pid, 0) < 0 && errno == ESRCH)
 		return -1;
 	/* /proc costs ~6 us: once a second per record, or when it changed. */
@@ -93,7 +98,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	    now - c->ns < START_CHECK_NS)
 		return 1;
 	st = tmem_ledger_start_time(r->pid);
-	if (st && st != r->start_time)
+	if (st && r->start_time && st != r->start_time)
 		return -1;
 	c->token = r->token;
 	c->start_time = r->start_time;
@@ -251,6 +256,7 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 	memset(r, 0, sizeof(*r));
 	r->pid = l->pid;
 	r->start_time = l->start_time;
+	r->pidns = l->pidns;
 	r->token = token;
 	r->heartbeat_ns = tmem_ledger_now_ns();
 	r->weight = weight ? weight : TMEM_LEDGER_DEFAULT_WEIGHT;

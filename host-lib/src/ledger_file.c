@@ -25,7 +25,7 @@
 #include "ledger_file_i.h"
 
 _Static_assert(sizeof(struct ledger_hdr) == LEDGER_HDR_SIZE, "ledger header");
-_Static_assert(sizeof(struct ledger_rec) == 264, "ledger record");
+_Static_assert(sizeof(struct ledger_rec) == 272, "ledger record");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics lock-free");
 
 /* How long an opener waits for the creator to initialise the file. */
@@ -78,6 +78,13 @@ uint64_t tmem_ledger_start_time(uint32_t pid)
 	for (int field = 2; field < 22 && p; field++)
 		p = strchr(p + 1, ' ');
 	return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+uint64_t tmem_ledger_pidns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/pid", &st) ? 0 : (uint64_t)st.st_ino;
 }
 
 /* The caller's struct of @size bytes into @dst (zero beyond), openat2's way. */
@@ -393,6 +400,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	}
 	l->pid = (uint32_t)getpid();
 	l->start_time = tmem_ledger_start_time(l->pid);
+	l->pidns = tmem_ledger_pidns();
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		ret = tmem_refuse(&why, -errno, "ledger directory %s: mkdir: %s",
 				  dir, strerror(errno));

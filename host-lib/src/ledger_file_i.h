@@ -61,7 +61,8 @@ struct ledger_use {
 struct ledger_rec {
 	uint32_t state;			/* LEDGER_FREE, LEDGER_LIVE */
 	uint32_t pid;
-	uint64_t start_time;		/* /proc/<pid>/stat field 22 */
+	uint64_t start_time;		/* /proc/<pid>/stat field 22; 0: unknown */
+	uint64_t pidns;			/* its PID namespace's inode; 0: unknown */
 	uint64_t token;			/* the member's handle, random */
 	uint64_t heartbeat_ns;		/* CLOCK_BOOTTIME */
 	uint32_t weight;
@@ -100,6 +101,7 @@ struct tmem_ledger {
 	int fd;
 	uint32_t pid;
 	uint64_t start_time;		/* ours */
+	uint64_t pidns;			/* ours */
 	uint32_t stale_ms;		/* the header's, as last checked */
 	struct ledger_hdr *hdr;		/* the mapping */
 	struct ledger_rec *recs;
@@ -120,6 +122,9 @@ int tmem_ledger_lock(int fd, unsigned int ms);
 
 /* Field 22 of /proc/<pid>/stat (clock ticks since boot); 0: unknown. */
 uint64_t tmem_ledger_start_time(uint32_t pid);
+
+/* The inode of this process's PID namespace; 0: unknown. */
+uint64_t tmem_ledger_pidns(void);
 
 /*
  * The header's checks (magic, static fields, checksum, total): 0, or the

@@ -1118,6 +1118,7 @@ static void forge(struct ledger_rec *r, const char *id, uint32_t weight,
 	memset(r, 0, sizeof(*r));
 	r->pid = (uint32_t)getpid();
 	r->start_time = tmem_ledger_start_time(r->pid);
+	r->pidns = tmem_ledger_pidns();
 	r->heartbeat_ns = tmem_ledger_now_ns();
 	r->weight = weight;
 	r->grant = grant;
@@ -1267,6 +1268,48 @@ static void test_stale_creator(void **state)
 	tmem_ledger_close(l);
 }
 
+/*
+ * A start time of 0 is unknown, not another process's; a member of
+ * another PID namespace is judged by its heartbeat alone.
+ */
+static void test_unknown_start(void **state)
+{
+	struct tmem_ledger *l = lopen("unknown", 1 * GiB, 0);
+	struct ledger_rec *recs;
+	unsigned int n;
+	pid_t dead = fork();
+	void *map;
+	int fd;
+
+	(void)state;
+	assert_true(dead >= 0);
+	if (!dead)
+		_exit(0);
+	assert_int_equal(waitpid(dead, NULL, 0), dead);
+	map = map_file("unknown", &fd);
+	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	forge(&recs[0], "self0", 100, 0);		/* our pid */
+	recs[0].start_time = 0;
+	forge(&recs[1], "parent0", 100, 0);		/* a live pid */
+	recs[1].pid = (uint32_t)getppid();
+	recs[1].start_time = 0;
+	recs[1].token = 43;
+	forge(&recs[2], "elsewhere", 100, 0);		/* dead here */
+	recs[2].pid = (uint32_t)dead;
+	recs[2].pidns ^= 1;
+	recs[2].token = 44;
+	list(l, NULL, &n);
+	assert_int_equal(n, 3);
+	list(l, NULL, &n);
+	assert_int_equal(n, 3);
+	/* Elsewhere, a stale heartbeat is still reaped. */
+	recs[2].heartbeat_ns -= 4000000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 2);
+	unmap_file(map, fd);
+	tmem_ledger_close(l);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(void)
@@ -1286,6 +1329,7 @@ int main(void)
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test(test_pid_reuse),
 		cmocka_unit_test(test_stale_creator),
+		cmocka_unit_test(test_unknown_start),
 		cmocka_unit_test(test_refused_files),
 		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_removed_and_dir),
