@@ -128,7 +128,12 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *cfg,
 
 /**
  * tmem_ledger_close() - leave (when joined: the grant returns to the
- * pool) and close.  NULL is a no-op.  Since LIBTMEM_0.4.
+ * pool) and close.  NULL is a no-op.  When the lock is held for over
+ * 1 s it tries once more (up to 2 s in all); if that fails too (or the
+ * file is gone) it closes anyway, and the record, no longer updated,
+ * is reaped by the first call after its heartbeat is older than the
+ * pool's stale_ms (or at once when the process has exited).
+ * Since LIBTMEM_0.4.
  */
 void tmem_ledger_close(struct tmem_ledger *l);
 

@@ -372,7 +372,8 @@ void tmem_ledger_close(struct tmem_ledger *l)
 {
 	if (!l)
 		return;
-	if (l->token)
+	/* Locked for over 1 s: once more, then the heartbeat's reaping. */
+	if (l->token && tmem_ledger_leave(l) == -EAGAIN)
 		tmem_ledger_leave(l);
 	tmem_ledger_unmap(l);
 }

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -1310,6 +1311,41 @@ static void test_unknown_start(void **state)
 	tmem_ledger_close(l);
 }
 
+/* close() while another process holds the lock for 1.5 s still leaves. */
+static void test_close_locked(void **state)
+{
+	struct tmem_ledger *l = lopen("closelock", 1 * GiB, 0);
+	char path[PATH_MAX], c;
+	unsigned int n;
+	int fds[2];
+	pid_t pid;
+
+	(void)state;
+	join(l, "a", 0, 0);
+	path_of(path, sizeof(path), "closelock");
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		int fd = open(path, O_RDWR);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd < 0 || flock(fd, LOCK_EX) || write(fds[1], "l", 1) != 1)
+			_exit(1);
+		usleep(1500000);
+		_exit(0);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	tmem_ledger_close(l);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	l = lopen("closelock", 0, 0);
+	list(l, NULL, &n);
+	assert_int_equal(n, 0);
+	tmem_ledger_close(l);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(void)
@@ -1330,6 +1366,7 @@ int main(void)
 		cmocka_unit_test(test_pid_reuse),
 		cmocka_unit_test(test_stale_creator),
 		cmocka_unit_test(test_unknown_start),
+		cmocka_unit_test(test_close_locked),
 		cmocka_unit_test(test_refused_files),
 		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_removed_and_dir),
