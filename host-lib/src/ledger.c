@@ -57,7 +57,8 @@ static bool printable(const char *s, size_t max, bool empty_ok)
 
 /*
  * A copy of record @i checked: 1 live, 0 free, -1 corrupt or dead (to
- * reap).  The handle's own record (its token) is live if it is ours.
+ * reap).  The handle's own record (its token at its slot) is live if it
+ * is ours; a copy of it elsewhere is just another record.
  */
 static int rec_check(struct tmem_ledger *l, unsigned int i,
 		     struct ledger_rec *r, uint64_t total, uint64_t now)
@@ -79,7 +80,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	/* A lowered total or cap: cut, as the scan cuts what sums above. */
 	r->grant = ledger_min(r->grant, ledger_cap(r->cap, total));
 	r->budget = ledger_min(r->budget, r->grant);
-	if (r->token == l->token && l->token)
+	if (l->token && i == l->slot && r->token == l->token)
 		return r->pid == l->pid ? 1 : -1;
 	if (now > r->heartbeat_ns && now - r->heartbeat_ns > stale)
 		return -1;
@@ -135,7 +136,7 @@ static void ledger_scan(struct tmem_ledger *l, uint64_t now)
 		}
 		if (!ret)
 			continue;
-		if (l->token && r->token == l->token)
+		if (l->token && i == l->slot && r->token == l->token)
 			s->self = (int)s->n;
 		l->recs[i].grant = r->grant;
 		l->recs[i].budget = r->budget;

@@ -1346,6 +1346,37 @@ static void test_close_locked(void **state)
 	tmem_ledger_close(l);
 }
 
+/* A forged copy of our record elsewhere is another record, not ours. */
+static void test_forged_self(void **state)
+{
+	struct tmem_ledger *l = lopen("selfcopy", 1 * GiB, 0);
+	struct tmem_ledger_grant g;
+	struct ledger_rec *recs;
+	void *map;
+	int fd;
+
+	(void)state;
+	join(l, "me", 0, 0);
+	update(l, 0, true);
+	map = map_file("selfcopy", &fd);
+	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	assert_string_equal(recs[0].id, "me");
+	memcpy(&recs[5], &recs[0], sizeof(recs[0]));
+	recs[5].weight = 5000;
+	g = update(l, 0, true);
+	assert_int_equal(g.weight, TMEM_LEDGER_DEFAULT_WEIGHT);
+	assert_int_equal(g.members, 2);
+	/* A bad one is reaped, ours is kept. */
+	recs[5].start_time++;
+	g = update(l, 0, true);
+	assert_int_equal(g.reaped, 1);
+	assert_int_equal(g.members, 1);
+	assert_int_equal(recs[5].state, LEDGER_FREE);
+	assert_int_equal(recs[0].state, LEDGER_LIVE);
+	unmap_file(map, fd);
+	tmem_ledger_close(l);
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 int main(void)
@@ -1367,6 +1398,7 @@ int main(void)
 		cmocka_unit_test(test_stale_creator),
 		cmocka_unit_test(test_unknown_start),
 		cmocka_unit_test(test_close_locked),
+		cmocka_unit_test(test_forged_self),
 		cmocka_unit_test(test_refused_files),
 		cmocka_unit_test(test_other_user),
 		cmocka_unit_test(test_removed_and_dir),
