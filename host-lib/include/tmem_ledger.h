@@ -100,9 +100,10 @@ struct tmem_ledger_config {
  *
  *   -EINVAL	a bad @name, @cfg_size below TMEM_LEDGER_CONFIG_SIZE_VER0,
  *		reserved not 0, a stale_ms out of its bounds, a path too
- *		long; a file of the wrong size,
- *		not a regular file, or without the magic ("not a
- *		virtio-tmem ledger"), also after waiting 1 s for its creator
+ *		long; a file of the wrong size, not a regular file, or
+ *		without the magic ("not a virtio-tmem ledger"), also
+ *		after waiting 1 s for its creator; a header that names
+ *		another pool ("holds pool X, not Y")
  *   -E2BIG	@cfg_size larger than this library's, a non-zero byte beyond
  *   -ENOENT	no ledger, and create_total 0
  *   -ELOOP	the file is a symbolic link
@@ -137,6 +138,21 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *cfg,
  */
 void tmem_ledger_close(struct tmem_ledger *l);
 
+/*
+ * The errors every call below (all but open and close) may return
+ * first: each takes the lock, then checks that the file is still linked
+ * and its header (another process may have changed it) before it reads
+ * a record.
+ *   -EAGAIN	the lock held by another process for over the call's
+ *		time (10 ms for update, 1 s for the others)
+ *   -EIDRM	the file was removed: the pool is gone; open it again
+ *   -EINVAL, -EPROTO, -EBADMSG
+ *		the header broke a rule of tmem_ledger_open()'s (magic,
+ *		pool name; version, layout; checksum, total, stale_ms)
+ *   or the errno of flock(2) (-ENOLCK) or fstat(2).
+ * These are "the lock's and header's errors" below.
+ */
+
 /**
  * tmem_ledger_join() - become a member: one membership per handle.
  * @id:		the member's id in the pool (the device's), printable
@@ -149,9 +165,9 @@ void tmem_ledger_close(struct tmem_ledger *l);
  * grants what the policy gives.  Dead and stale members are reaped first.
  * Returns 0, or -EINVAL (an argument, with a reason in @errbuf),
  * -EALREADY (this handle is a member), -EEXIST (@id is a live member's),
- * -ENOSPC (TMEM_LEDGER_MAX_MEMBERS live members), -EAGAIN (the lock is
- * held for over 1 s), -EBADMSG (the header was changed under us).
- * Since LIBTMEM_0.4.
+ * -ENOSPC (TMEM_LEDGER_MAX_MEMBERS live members), the errno of
+ * getrandom(2), or the lock's and header's errors (above), each with a
+ * reason in @errbuf.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 		     uint32_t weight, uint64_t cap_bytes, char *errbuf,
@@ -160,7 +176,8 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 /**
  * tmem_ledger_leave() - end the membership; its grant returns to the pool.
  * Returns 0, -ENOTCONN when not a member, -ESTALE when it was reaped
- * (it is no member any more either way), -EAGAIN.  Since LIBTMEM_0.4.
+ * (it is no member any more either way), or the lock's and header's
+ * errors (still a member then).  Since LIBTMEM_0.4.
  */
 int tmem_ledger_leave(struct tmem_ledger *l);
 
@@ -169,7 +186,8 @@ int tmem_ledger_leave(struct tmem_ledger *l);
  * total below the grants cuts each member's grant to its share of the
  * new total at once (the budgets follow at each member's next update,
  * and what a member holds above it is reclaimed by its device).
- * Returns 0, -EINVAL for 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * Returns 0, -EINVAL for 0, or the lock's and header's errors.
+ * Since LIBTMEM_0.4.
  */
 int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes);
 
@@ -178,8 +196,8 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes);
  * and cap (UINT64_MAX: unchanged; 0: none), as a tool does.  A grant
  * above the new cap is cut at once; the member's budget follows at its
  * next update.  Returns 0, -EINVAL (a weight over the maximum, a bad
- * @id), -ENOENT (no live member @id), -EAGAIN, -EBADMSG.
- * Since LIBTMEM_0.4.
+ * @id), -ENOENT (no live member @id), or the lock's and header's
+ * errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 			   uint32_t weight, uint64_t cap_bytes);
@@ -247,7 +265,7 @@ struct tmem_ledger_grant {
  * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
  * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
  * heartbeat older than the pool's stale_ms or a corrupt record: join again),
- * -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * or the lock's and header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_update(struct tmem_ledger *l,
 		       const struct tmem_ledger_usage *u, size_t u_size,
@@ -286,8 +304,8 @@ struct tmem_ledger_info {
  *
  * Each struct is written up to its size and zeroed beyond ours; a
  * size below its _SIZE_VER0 is -EINVAL (@m_size only with @max).
- * Returns 0, -EINVAL (a size, a NULL pointer), -EAGAIN, -EBADMSG.
- * Since LIBTMEM_0.4.
+ * Returns 0, -EINVAL (a size, a NULL pointer), or the lock's and
+ * header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
 		     size_t info_size, struct tmem_ledger_member_info *m,

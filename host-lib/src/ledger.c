@@ -174,22 +174,28 @@ static void publish(struct tmem_ledger *l)
 
 /*
  * Lock, check that the file is still linked and its header again (it
- * may have been changed), scan.
+ * may have been changed), scan.  The reason of a failure into @why.
  */
-static int begin(struct tmem_ledger *l, unsigned int ms)
+static int begin(struct tmem_ledger *l, unsigned int ms, struct tmem_why *why)
 {
 	struct stat st;
 	int ret;
 
 	ret = tmem_ledger_lock(l->fd, ms);
+	if (ret == -EAGAIN)
+		return tmem_refuse(why, ret, "ledger %s: locked by another "
+				   "process for over %u ms", l->path, ms);
 	if (ret)
-		return ret;
+		return tmem_refuse(why, ret, "ledger %s: flock: %s", l->path,
+				   strerror(-ret));
 	if (fstat(l->fd, &st))
-		ret = -errno;
+		ret = tmem_refuse(why, -errno, "ledger %s: fstat: %s", l->path,
+				  strerror(errno));
 	else if (!st.st_nlink)
-		ret = -EIDRM;
+		ret = tmem_refuse(why, -EIDRM, "ledger %s was removed: the pool "
+				  "is gone; open it again", l->path);
 	else
-		ret = tmem_ledger_hdr_check(l, NULL);
+		ret = tmem_ledger_hdr_check(l, why);
 	if (ret) {
 		flock(l->fd, LOCK_UN);
 		return ret;
@@ -235,11 +241,9 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 	if (ret != sizeof(token))
 		return tmem_refuse(&why, -errno, "ledger %s: getrandom: %s",
 				   l->path, strerror(errno));
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, &why);
 	if (ret)
-		return tmem_refuse(&why, ret, "ledger %s: %s", l->path,
-				   ret == -EAGAIN ? "locked by another process "
-				   "for over 1 s" : "its header changed (checksum)");
+		return ret;
 	if (find_id(l, id) >= 0) {
 		publish(l);
 		return tmem_refuse(&why, -EEXIST, "ledger %s: id %s is a live "
@@ -280,7 +284,7 @@ int tmem_ledger_leave(struct tmem_ledger *l)
 
 	if (!l || !l->token)
 		return -ENOTCONN;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	if (l->scan.self >= 0)
@@ -299,7 +303,7 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes)
 
 	if (!l || !total_bytes)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	l->hdr->total = total_bytes;
@@ -317,7 +321,7 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 	if (!l || !id || !printable(id, TMEM_LEDGER_ID_MAX + 1, false) ||
 	    weight > TMEM_LEDGER_WEIGHT_MAX)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	k = find_id(l, id);
@@ -402,7 +406,7 @@ int tmem_ledger_update(struct tmem_ledger *l,
 	if (!l->token)
 		return -ENOTCONN;
 	s = &l->scan;
-	ret = begin(l, UPDATE_LOCK_MS);
+	ret = begin(l, UPDATE_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	if (s->self < 0) {
@@ -461,7 +465,7 @@ int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *uinfo,
 	    (max && m_size < TMEM_LEDGER_MEMBER_INFO_SIZE_VER0))
 		return -EINVAL;
 	s = &l->scan;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	now = tmem_ledger_now_ns();

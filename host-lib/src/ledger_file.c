@@ -125,6 +125,10 @@ int tmem_ledger_hdr_check(struct tmem_ledger *l, struct tmem_why *why)
 	if (h.checksum != hdr_sum(&h))
 		return tmem_refuse(why, -EBADMSG, "ledger %s: the header's "
 				   "checksum does not match (corrupt)", l->path);
+	if (memcmp(h.name, l->name, sizeof(h.name)))
+		return tmem_refuse(why, -EINVAL, "ledger %s: holds pool %.*s, "
+				   "not %s", l->path, TMEM_LEDGER_NAME_MAX,
+				   h.name, l->name);
 	if (h.hdr_size != LEDGER_HDR_SIZE || h.file_size != LEDGER_FILE_SIZE ||
 	    h.max_members != TMEM_LEDGER_MAX_MEMBERS ||
 	    h.rec_size != sizeof(struct ledger_rec))
@@ -392,6 +396,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 		return tmem_refuse(&why, -ENOMEM, "ledger %s: out of memory",
 				   name);
 	l->fd = -1;
+	snprintf(l->name, sizeof(l->name), "%s", name);
 	len = snprintf(l->path, sizeof(l->path), "%s/%s.ledger", dir, name);
 	if (len < 0 || (size_t)len >= sizeof(l->path)) {
 		free(l);

@@ -109,6 +109,7 @@ struct tmem_ledger {
 	uint64_t token;
 	unsigned int slot;
 	char id[TMEM_LEDGER_ID_MAX + 1];
+	char name[TMEM_LEDGER_NAME_MAX + 1];	/* the pool's, zero-padded */
 	char path[PATH_MAX];
 	struct ledger_scan scan;
 	struct ledger_seen seen[TMEM_LEDGER_MAX_MEMBERS];

@@ -978,6 +978,12 @@ static void test_refused_files(void **state)
 	expect_refused("mode", -EPERM, "group or others");
 	assert_int_equal(chmod(path, 0604), 0);
 	expect_refused("mode", -EPERM, "group or others");
+	/* Another pool's file under this name. */
+	make_ledger("pool-a");
+	path_of(path, sizeof(path), "pool-a");
+	path_of(other, sizeof(other), "pool-b");
+	assert_int_equal(rename(path, other), 0);
+	expect_refused("pool-b", -EINVAL, "holds pool pool-a, not pool-b");
 	/* A symbolic link, even to a good ledger. */
 	make_ledger("target");
 	path_of(path, sizeof(path), "target");
@@ -1067,6 +1073,7 @@ static void test_removed_and_dir(void **state)
 {
 	struct tmem_ledger_config cfg = { .create_total = GiB };
 	struct tmem_ledger *l = lopen("gone", 1 * GiB, 0), *m = NULL;
+	struct tmem_ledger *tool = lopen("gone", 0, 0);
 	char path[PATH_MAX], sub[PATH_MAX / 2 + 16];
 	char why[TMEM_ERRBUF_SIZE] = "";
 	unsigned int n;
@@ -1079,6 +1086,10 @@ static void test_removed_and_dir(void **state)
 	assert_int_equal(tmem_ledger_list(l, &info, sizeof(info), NULL, 0, 0,
 					  &n), -EIDRM);
 	assert_int_equal(tmem_ledger_set_total(l, GiB), -EIDRM);
+	assert_int_equal(tmem_ledger_join(tool, "b", NULL, 0, 0, why,
+					  sizeof(why)), -EIDRM);
+	assert_non_null(strstr(why, "was removed: the pool is gone"));
+	tmem_ledger_close(tool);
 	tmem_ledger_close(l);
 	snprintf(sub, sizeof(sub), "%s/open", dir);
 	assert_int_equal(mkdir(sub, 0700), 0);
