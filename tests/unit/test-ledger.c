@@ -148,6 +148,18 @@ static void *map_file(const char *name, int *fdp)
 	return p;
 }
 
+static struct ledger_rec *records(void *map)
+{
+	return (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+}
+
+/* The records of a ledger file, mapped into *@map. */
+static struct ledger_rec *map_recs(const char *name, void **map, int *fdp)
+{
+	*map = map_file(name, fdp);
+	return records(*map);
+}
+
 static void unmap_file(void *p, int fd)
 {
 	munmap(p, LEDGER_FILE_SIZE);
@@ -894,8 +906,7 @@ static void test_pid_reuse(void **state)
 	int fd;
 
 	(void)state;
-	map = map_file("reuse", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = map_recs("reuse", &map, &fd);
 	for (int i = 0; i < TMEM_LEDGER_MAX_MEMBERS; i++) {
 		if (recs[i].state == LEDGER_LIVE &&
 		    !strcmp(recs[i].id, "child")) {
@@ -1128,6 +1139,15 @@ static void test_empty_file_created(void **state)
 	tmem_ledger_close(l);
 }
 
+/* Member @id of @l, its grant taken; the records of ledger @name mapped. */
+static struct ledger_rec *joined_recs(struct tmem_ledger *l, const char *id,
+				      const char *name, void **map, int *fdp)
+{
+	join(l, id, 0, 0);
+	update(l, 0, true);
+	return map_recs(name, map, fdp);
+}
+
 /* ---- hostile records --------------------------------------------------- */
 
 static void forge(struct ledger_rec *r, const char *id, uint32_t weight,
@@ -1156,10 +1176,7 @@ static void test_garbage_records(void **state)
 	int fd;
 
 	(void)state;
-	join(l, "good", 0, 0);
-	update(l, 0, true);
-	map = map_file("garbage", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = joined_recs(l, "good", "garbage", &map, &fd);
 	/* Slot 0 is "good"; each of these must be reaped. */
 	forge(&recs[1], "weight", 99999, 0);
 	forge(&recs[2], "zero-weight", 0, 0);
@@ -1228,7 +1245,7 @@ static void test_hostile_values(void **state)
 	}
 	/* Forged grants whose sum overflows 64 bits. */
 	h = map_file("hostile", &fd);
-	recs = (struct ledger_rec *)((char *)h + LEDGER_HDR_SIZE);
+	recs = records(h);
 	forge(&recs[5], "big1", 1, UINT64_MAX - 1);
 	forge(&recs[6], "big2", 1, UINT64_MAX - 1);
 	recs[5].token = 43;
@@ -1265,7 +1282,7 @@ static void test_stale_creator(void **state)
 	map = map_file("stale", &fd);
 	assert_int_equal(((struct ledger_hdr *)map)->stale_ms,
 			 TMEM_LEDGER_DEFAULT_STALE_MS);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = records(map);
 	forge(&recs[0], "aging", 100, 0);
 	recs[0].heartbeat_ns -= 2000000000ull;		/* 2 s old: kept */
 	list(tool, NULL, &n);
@@ -1304,8 +1321,7 @@ static void test_unknown_start(void **state)
 	if (!dead)
 		_exit(0);
 	assert_int_equal(waitpid(dead, NULL, 0), dead);
-	map = map_file("unknown", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = map_recs("unknown", &map, &fd);
 	forge(&recs[0], "self0", 100, 0);		/* our pid */
 	recs[0].start_time = 0;
 	forge(&recs[1], "parent0", 100, 0);		/* a live pid */
@@ -1373,10 +1389,7 @@ static void test_forged_self(void **state)
 	int fd;
 
 	(void)state;
-	join(l, "me", 0, 0);
-	update(l, 0, true);
-	map = map_file("selfcopy", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = joined_recs(l, "me", "selfcopy", &map, &fd);
 	assert_string_equal(recs[0].id, "me");
 	memcpy(&recs[5], &recs[0], sizeof(recs[0]));
 	recs[5].weight = 5000;
