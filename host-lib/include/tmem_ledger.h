@@ -28,8 +28,9 @@ extern "C" {
  * budget never exceeds its grant, nor its grant its cap.  Changes are
  * made under flock(LOCK_EX) of the file, which the kernel drops when a
  * process dies.  A member whose process is gone (its pid, or a pid of
- * another start time) or whose heartbeat is older than stale_ms is
- * reaped by the next call of any process, and its grant returns to the
+ * another start time; a member of another PID namespace is judged by
+ * its heartbeat alone) or whose heartbeat is older than the pool's
+ * stale_ms (its creator's, kept in the file's header) is reaped by the next call of any process, and its grant returns to the
  * pool.  Nothing in the file is trusted: the file must be the effective
  * user's, mode 0600 at most, of the right size, magic, version and
  * header checksum, and every member record is checked each time it is
@@ -48,6 +49,8 @@ struct tmem_ledger;
 #define TMEM_LEDGER_WEIGHT_MAX		10000
 #define TMEM_LEDGER_DEFAULT_WEIGHT	100
 #define TMEM_LEDGER_DEFAULT_STALE_MS	3000
+#define TMEM_LEDGER_STALE_MIN_MS	1000
+#define TMEM_LEDGER_STALE_MAX_MS	600000
 #define TMEM_LEDGER_DEFAULT_DIR		"/run/virtio-tmem"
 /* The on-disk format tmem_ledger_open() accepts (another is -EPROTO). */
 #define TMEM_LEDGER_FORMAT		1
@@ -60,7 +63,12 @@ struct tmem_ledger_config {
 	 * do not create it (a missing ledger is -ENOENT).
 	 */
 	uint64_t create_total;
-	/* A member whose heartbeat is older is reaped; 0: 3000. */
+	/*
+	 * If this open creates the ledger: a member whose heartbeat is
+	 * older is reaped, by every opener (the header keeps it); 0: 3000,
+	 * else TMEM_LEDGER_STALE_MIN_MS..TMEM_LEDGER_STALE_MAX_MS.  An
+	 * open that does not create the ledger checks it and ignores it.
+	 */
 	uint32_t stale_ms;
 	uint32_t reserved;		/* must be 0 */
 };
@@ -79,24 +87,39 @@ struct tmem_ledger_config {
  * @errbuf:	NULL, or @errlen bytes for the reason of a refusal: one
  *		sentence naming the file (or @name) and the rule it breaks
  *
- * The directory is created (mode 0700) if missing, its parent is not.
- * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, sizes and
- * fills it and writes its magic last; an opener that finds it not yet
+ * The directory is created (mode 0700) if missing, its parent is not;
+ * it must be the effective user's, not a symbolic link, and writable
+ * by nobody else.  The file is opened in it (openat(2)).  Every later
+ * call checks that the file is still linked: a removed one is -EIDRM
+ * (the pool is gone: open it again).
+ * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, allocates
+ * its blocks (posix_fallocate(): a full file system fails here, not
+ * with a SIGBUS at a later write of the mapping), fills it and writes its magic last; an opener that finds it not yet
  * valid waits up to 1 s for that.  A ledger that exists keeps its total
  * (create_total does not change it: tmem_ledger_set_total() does).
  *
  *   -EINVAL	a bad @name, @cfg_size below TMEM_LEDGER_CONFIG_SIZE_VER0,
- *		reserved not 0, a path too long; a file of the wrong size,
- *		not a regular file, or without the magic ("not a
- *		virtio-tmem ledger"), also after waiting 1 s for its creator
+ *		reserved not 0, a stale_ms out of its bounds, a path too
+ *		long; a file of the wrong size, not a regular file, or
+ *		without the magic ("not a virtio-tmem ledger"), also
+ *		after waiting 1 s for its creator; a header that names
+ *		another pool ("holds pool X, not Y")
  *   -E2BIG	@cfg_size larger than this library's, a non-zero byte beyond
  *   -ENOENT	no ledger, and create_total 0
  *   -ELOOP	the file is a symbolic link
- *   -EPERM	a file of another user, or with any group or other
- *		permission bit
+ *   -EPERM	a file of another user (also when open(2) is refused
+ *		with EACCES for it), or with any group or other
+ *		permission bit; a directory of another user, or that
+ *		its group or others may write
+ *   -EACCES	create_total and the file cannot be created (the
+ *		errno of open(2) but EEXIST, with "cannot create it"),
+ *		or a file of ours that cannot be opened
  *   -EPROTO	another format version (TMEM_LEDGER_FORMAT)
- *   -EBADMSG	the header's checksum does not match, or its total is 0
- *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2), mmap(2).
+ *   -EBADMSG	the header's checksum does not match, its total is 0 or
+ *		its stale_ms out of bounds
+ *   -ENOSPC	no room on the file system to create it
+ *   -ENOMEM, or the errno of mkdir(2), open(2), ftruncate(2),
+ *		posix_fallocate(3), mmap(2).
  *
  * Since LIBTMEM_0.4.
  */
@@ -106,9 +129,29 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *cfg,
 
 /**
  * tmem_ledger_close() - leave (when joined: the grant returns to the
- * pool) and close.  NULL is a no-op.  Since LIBTMEM_0.4.
+ * pool) and close.  NULL is a no-op.  When the lock is held for over
+ * 1 s it tries once more (up to 2 s in all); if that fails too (or the
+ * file is gone) it closes anyway, and the record, no longer updated,
+ * is reaped by the first call after its heartbeat is older than the
+ * pool's stale_ms (or at once when the process has exited).
+ * Since LIBTMEM_0.4.
  */
 void tmem_ledger_close(struct tmem_ledger *l);
+
+/*
+ * The errors every call below (all but open and close) may return
+ * first: each takes the lock, then checks that the file is still linked
+ * and its header (another process may have changed it) before it reads
+ * a record.
+ *   -EAGAIN	the lock held by another process for over the call's
+ *		time (10 ms for update, 1 s for the others)
+ *   -EIDRM	the file was removed: the pool is gone; open it again
+ *   -EINVAL, -EPROTO, -EBADMSG
+ *		the header broke a rule of tmem_ledger_open()'s (magic,
+ *		pool name; version, layout; checksum, total, stale_ms)
+ *   or the errno of flock(2) (-ENOLCK) or fstat(2).
+ * These are "the lock's and header's errors" below.
+ */
 
 /**
  * tmem_ledger_join() - become a member: one membership per handle.
@@ -122,9 +165,9 @@ void tmem_ledger_close(struct tmem_ledger *l);
  * grants what the policy gives.  Dead and stale members are reaped first.
  * Returns 0, or -EINVAL (an argument, with a reason in @errbuf),
  * -EALREADY (this handle is a member), -EEXIST (@id is a live member's),
- * -ENOSPC (TMEM_LEDGER_MAX_MEMBERS live members), -EAGAIN (the lock is
- * held for over 1 s), -EBADMSG (the header was changed under us).
- * Since LIBTMEM_0.4.
+ * -ENOSPC (TMEM_LEDGER_MAX_MEMBERS live members), the errno of
+ * getrandom(2), or the lock's and header's errors (above), each with a
+ * reason in @errbuf.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 		     uint32_t weight, uint64_t cap_bytes, char *errbuf,
@@ -133,7 +176,8 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 /**
  * tmem_ledger_leave() - end the membership; its grant returns to the pool.
  * Returns 0, -ENOTCONN when not a member, -ESTALE when it was reaped
- * (it is no member any more either way), -EAGAIN.  Since LIBTMEM_0.4.
+ * (it is no member any more either way), or the lock's and header's
+ * errors (still a member then).  Since LIBTMEM_0.4.
  */
 int tmem_ledger_leave(struct tmem_ledger *l);
 
@@ -142,7 +186,8 @@ int tmem_ledger_leave(struct tmem_ledger *l);
  * total below the grants cuts each member's grant to its share of the
  * new total at once (the budgets follow at each member's next update,
  * and what a member holds above it is reclaimed by its device).
- * Returns 0, -EINVAL for 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * Returns 0, -EINVAL for 0, or the lock's and header's errors.
+ * Since LIBTMEM_0.4.
  */
 int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes);
 
@@ -151,8 +196,8 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes);
  * and cap (UINT64_MAX: unchanged; 0: none), as a tool does.  A grant
  * above the new cap is cut at once; the member's budget follows at its
  * next update.  Returns 0, -EINVAL (a weight over the maximum, a bad
- * @id), -ENOENT (no live member @id), -EAGAIN, -EBADMSG.
- * Since LIBTMEM_0.4.
+ * @id), -ENOENT (no live member @id), or the lock's and header's
+ * errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 			   uint32_t weight, uint64_t cap_bytes);
@@ -219,8 +264,8 @@ struct tmem_ledger_grant {
  * Returns 0, -EINVAL (a size below VER0, reserved not 0, wants_more
  * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
  * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
- * heartbeat older than stale_ms or a corrupt record: join again),
- * -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * heartbeat older than the pool's stale_ms or a corrupt record: join again),
+ * or the lock's and header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_update(struct tmem_ledger *l,
 		       const struct tmem_ledger_usage *u, size_t u_size,
@@ -235,8 +280,8 @@ struct tmem_ledger_member_info {
 	uint64_t grant_bytes;
 	uint64_t share_bytes;
 	uint64_t heartbeat_age_ms;
-	struct tmem_ledger_usage usage;
 	uint64_t budget_bytes;		/* its last update's */
+	struct tmem_ledger_usage usage;	/* last: it may grow */
 };
 
 struct tmem_ledger_info {
@@ -246,15 +291,25 @@ struct tmem_ledger_info {
 	uint32_t version;		/* TMEM_LEDGER_FORMAT */
 };
 
+#define TMEM_LEDGER_INFO_SIZE_VER0		24
+#define TMEM_LEDGER_MEMBER_INFO_SIZE_VER0	240
+
 /**
- * tmem_ledger_list() - the pool and up to @max live members into @m
- * (*@n set to how many), for a tool; reaps dead and stale members
- * first.  Taken under the lock: one consistent snapshot.  @m may be
- * NULL with @max 0.  Returns 0, -EAGAIN, -EBADMSG.  Since LIBTMEM_0.4.
+ * tmem_ledger_list() - the pool into @info and up to @max live members
+ * into @m (*@n set to how many), for a tool; reaps dead and stale
+ * members first.  Taken under the lock: one consistent snapshot.
+ * @info_size:	sizeof(*@info)
+ * @m:		an array of @max elements of @m_size bytes each (the
+ *		caller's sizeof(*@m), its stride); NULL with @max 0
+ *
+ * Each struct is written up to its size and zeroed beyond ours; a
+ * size below its _SIZE_VER0 is -EINVAL (@m_size only with @max).
+ * Returns 0, -EINVAL (a size, a NULL pointer), or the lock's and
+ * header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
-		     struct tmem_ledger_member_info *m, unsigned int max,
-		     unsigned int *n);
+		     size_t info_size, struct tmem_ledger_member_info *m,
+		     size_t m_size, unsigned int max, unsigned int *n);
 
 #ifdef __cplusplus
 }

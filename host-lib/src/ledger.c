@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "tmem_ledger.h"
@@ -32,11 +33,17 @@ _Static_assert(sizeof(struct tmem_ledger_usage) ==
 	       TMEM_LEDGER_USAGE_SIZE_VER0, "ledger usage VER0");
 _Static_assert(sizeof(struct tmem_ledger_grant) ==
 	       TMEM_LEDGER_GRANT_SIZE_VER0, "ledger grant VER0");
+_Static_assert(sizeof(struct tmem_ledger_info) ==
+	       TMEM_LEDGER_INFO_SIZE_VER0, "ledger info VER0");
+_Static_assert(sizeof(struct tmem_ledger_member_info) ==
+	       TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, "ledger member info VER0");
 
 #define UPDATE_LOCK_MS	10
 #define ADMIN_LOCK_MS	1000
 #define PID_LIMIT	4194304u	/* PID_MAX_LIMIT of 64-bit Linux */
 #define START_CHECK_NS	1000000000ull
+/* A heartbeat further in the future is corrupt (clocks agree on a host). */
+#define FUTURE_NS	1000000000ull
 
 static bool printable(const char *s, size_t max, bool empty_ok)
 {
@@ -50,7 +57,8 @@ static bool printable(const char *s, size_t max, bool empty_ok)
 
 /*
  * A copy of record @i checked: 1 live, 0 free, -1 corrupt or dead (to
- * reap).  The handle's own record (its token) is live if it is ours.
+ * reap).  The handle's own record (its token at its slot) is live if it
+ * is ours; a copy of it elsewhere is just another record.
  */
 static int rec_check(struct tmem_ledger *l, unsigned int i,
 		     struct ledger_rec *r, uint64_t total, uint64_t now)
@@ -67,17 +75,22 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	    !printable(r->id, sizeof(r->id), false) ||
 	    !printable(r->vm, sizeof(r->vm), true) ||
 	    !r->pid || r->pid > PID_LIMIT || r->budget > r->grant ||
-	    r->heartbeat_ns > ledger_add_sat(now, stale))
+	    r->heartbeat_ns > ledger_add_sat(now, FUTURE_NS))
 		return -1;
 	/* A lowered total or cap: cut, as the scan cuts what sums above. */
 	r->grant = ledger_min(r->grant, ledger_cap(r->cap, total));
 	r->budget = ledger_min(r->budget, r->grant);
-	if (r->token == l->token && l->token)
+	if (l->token && i == l->slot && r->token == l->token)
 		return r->pid == l->pid ? 1 : -1;
 	if (now > r->heartbeat_ns && now - r->heartbeat_ns > stale)
 		return -1;
+	/* Its pid names nothing here: the heartbeat alone judges it. */
+	if (r->pidns != l->pidns)
+		return 1;
+	/* A start time of 0 is unknown: kill() and the heartbeat judge. */
 	if (r->pid == l->pid)
-		return r->start_time == l->start_time ? 1 : -1;
+		return !r->start_time || !l->start_time ||
+		       r->start_time == l->start_time ? 1 : -1;
 	if (kill((pid_t)r->pid, 0) < 0 && errno == ESRCH)
 		return -1;
 	/* /proc costs ~6 us: once a second per record, or when it changed. */
@@ -86,7 +99,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	    now - c->ns < START_CHECK_NS)
 		return 1;
 	st = tmem_ledger_start_time(r->pid);
-	if (st && st != r->start_time)
+	if (st && r->start_time && st != r->start_time)
 		return -1;
 	c->token = r->token;
 	c->start_time = r->start_time;
@@ -100,7 +113,7 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
  * above the total (a lowered total, a hostile file) cut each to its
  * share: the shares sum to at most the total.
  */
-void tmem_ledger_scan(struct tmem_ledger *l, uint64_t now)
+static void ledger_scan(struct tmem_ledger *l, uint64_t now)
 {
 	struct ledger_scan *s = &l->scan;
 	uint64_t total = l->hdr->total;
@@ -123,7 +136,7 @@ void tmem_ledger_scan(struct tmem_ledger *l, uint64_t now)
 		}
 		if (!ret)
 			continue;
-		if (l->token && r->token == l->token)
+		if (l->token && i == l->slot && r->token == l->token)
 			s->self = (int)s->n;
 		l->recs[i].grant = r->grant;
 		l->recs[i].budget = r->budget;
@@ -159,19 +172,35 @@ static void publish(struct tmem_ledger *l)
 	flock(l->fd, LOCK_UN);
 }
 
-/* Lock, check the header again (it may have been changed), scan. */
-static int begin(struct tmem_ledger *l, unsigned int ms)
+/*
+ * Lock, check that the file is still linked and its header again (it
+ * may have been changed), scan.  The reason of a failure into @why.
+ */
+static int begin(struct tmem_ledger *l, unsigned int ms, struct tmem_why *why)
 {
-	int ret = tmem_ledger_lock(l->fd, ms);
+	struct stat st;
+	int ret;
 
+	ret = tmem_ledger_lock(l->fd, ms);
+	if (ret == -EAGAIN)
+		return tmem_refuse(why, ret, "ledger %s: locked by another "
+				   "process for over %u ms", l->path, ms);
 	if (ret)
-		return ret;
-	ret = tmem_ledger_hdr_check(l, NULL);
+		return tmem_refuse(why, ret, "ledger %s: flock: %s", l->path,
+				   strerror(-ret));
+	if (fstat(l->fd, &st))
+		ret = tmem_refuse(why, -errno, "ledger %s: fstat: %s", l->path,
+				  strerror(errno));
+	else if (!st.st_nlink)
+		ret = tmem_refuse(why, -EIDRM, "ledger %s was removed: the pool "
+				  "is gone; open it again", l->path);
+	else
+		ret = tmem_ledger_hdr_check(l, why);
 	if (ret) {
 		flock(l->fd, LOCK_UN);
 		return ret;
 	}
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	return 0;
 }
 
@@ -212,11 +241,9 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 	if (ret != sizeof(token))
 		return tmem_refuse(&why, -errno, "ledger %s: getrandom: %s",
 				   l->path, strerror(errno));
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, &why);
 	if (ret)
-		return tmem_refuse(&why, ret, "ledger %s: %s", l->path,
-				   ret == -EAGAIN ? "locked by another process "
-				   "for over 1 s" : "its header changed (checksum)");
+		return ret;
 	if (find_id(l, id) >= 0) {
 		publish(l);
 		return tmem_refuse(&why, -EEXIST, "ledger %s: id %s is a live "
@@ -234,6 +261,7 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 	memset(r, 0, sizeof(*r));
 	r->pid = l->pid;
 	r->start_time = l->start_time;
+	r->pidns = l->pidns;
 	r->token = token;
 	r->heartbeat_ns = tmem_ledger_now_ns();
 	r->weight = weight ? weight : TMEM_LEDGER_DEFAULT_WEIGHT;
@@ -256,7 +284,7 @@ int tmem_ledger_leave(struct tmem_ledger *l)
 
 	if (!l || !l->token)
 		return -ENOTCONN;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	if (l->scan.self >= 0)
@@ -264,7 +292,7 @@ int tmem_ledger_leave(struct tmem_ledger *l)
 	else
 		ret = -ESTALE;
 	l->token = 0;
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return ret;
 }
@@ -275,11 +303,11 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes)
 
 	if (!l || !total_bytes)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	l->hdr->total = total_bytes;
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return 0;
 }
@@ -293,7 +321,7 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 	if (!l || !id || !printable(id, TMEM_LEDGER_ID_MAX + 1, false) ||
 	    weight > TMEM_LEDGER_WEIGHT_MAX)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	k = find_id(l, id);
@@ -311,19 +339,19 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 		r->grant = ledger_min(l->scan.rec[k].grant, cap);
 		r->budget = ledger_min(l->scan.rec[k].budget, r->grant);
 	}
-	tmem_ledger_scan(l, tmem_ledger_now_ns());
+	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return 0;
 }
 
-static void grant_out(struct tmem_ledger_grant *ug, size_t size,
-		      const struct tmem_ledger_grant *g)
+/* Our struct @src of @ssize bytes out to the caller's of @size. */
+static void struct_out(void *dst, size_t size, const void *src, size_t ssize)
 {
-	if (size > sizeof(*g)) {
-		memset((char *)ug + sizeof(*g), 0, size - sizeof(*g));
-		size = sizeof(*g);
+	if (size > ssize) {
+		memset((char *)dst + ssize, 0, size - ssize);
+		size = ssize;
 	}
-	memcpy(ug, g, size);
+	memcpy(dst, src, size);
 }
 
 static void publish_self(struct ledger_rec *m, const struct tmem_ledger_usage *u,
@@ -349,7 +377,8 @@ void tmem_ledger_close(struct tmem_ledger *l)
 {
 	if (!l)
 		return;
-	if (l->token)
+	/* Locked for over 1 s: once more, then the heartbeat's reaping. */
+	if (l->token && tmem_ledger_leave(l) == -EAGAIN)
 		tmem_ledger_leave(l);
 	tmem_ledger_unmap(l);
 }
@@ -377,7 +406,7 @@ int tmem_ledger_update(struct tmem_ledger *l,
 	if (!l->token)
 		return -ENOTCONN;
 	s = &l->scan;
-	ret = begin(l, UPDATE_LOCK_MS);
+	ret = begin(l, UPDATE_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	if (s->self < 0) {
@@ -418,54 +447,59 @@ int tmem_ledger_update(struct tmem_ledger *l,
 	g.reaped = s->reaped;
 	g.contended = in.contended || out.starved;
 	publish(l);
-	grant_out(ug, g_size, &g);
+	struct_out(ug, g_size, &g, sizeof(g));
 	return 0;
 }
 
-int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
-		     struct tmem_ledger_member_info *m, unsigned int max,
-		     unsigned int *n)
+int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *uinfo,
+		     size_t info_size, struct tmem_ledger_member_info *m,
+		     size_t m_size, unsigned int max, unsigned int *n)
 {
+	struct tmem_ledger_info info = { 0 };
 	struct ledger_scan *s;
 	uint64_t now;
 	int ret;
 
-	if (!l || !info || !n || (max && !m))
+	if (!l || !uinfo || !n || (max && !m) ||
+	    info_size < TMEM_LEDGER_INFO_SIZE_VER0 ||
+	    (max && m_size < TMEM_LEDGER_MEMBER_INFO_SIZE_VER0))
 		return -EINVAL;
 	s = &l->scan;
-	ret = begin(l, ADMIN_LOCK_MS);
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
 	now = tmem_ledger_now_ns();
-	info->total_bytes = l->hdr->total;
-	info->granted_bytes = s->granted;
-	info->members = s->n;
-	info->version = TMEM_LEDGER_FORMAT;
+	info.total_bytes = l->hdr->total;
+	info.granted_bytes = s->granted;
+	info.members = s->n;
+	info.version = TMEM_LEDGER_FORMAT;
 	*n = s->n < max ? s->n : max;
 	for (unsigned int k = 0; k < *n; k++) {
 		const struct ledger_rec *r = &s->rec[k];
-		struct tmem_ledger_member_info *mi = &m[k];
+		struct tmem_ledger_member_info mi = { 0 };
 
-		memset(mi, 0, sizeof(*mi));
-		memcpy(mi->id, r->id, sizeof(mi->id));
-		memcpy(mi->vm, r->vm, sizeof(mi->vm));
-		mi->pid = r->pid;
-		mi->weight = r->weight;
-		mi->cap_bytes = r->cap;
-		mi->grant_bytes = r->grant;
-		mi->budget_bytes = r->budget;
-		mi->share_bytes = s->share[k];
-		mi->heartbeat_age_ms = now > r->heartbeat_ns ?
-				       (now - r->heartbeat_ns) / 1000000 : 0;
-		mi->usage.held_bytes = r->use.held;
-		mi->usage.compressed_bytes = r->use.compressed;
-		mi->usage.stored_pages = r->use.stored_pages;
-		mi->usage.stores = r->use.stores;
-		mi->usage.rejects = r->use.rejects;
-		mi->usage.tier_bytes = r->use.tier;
-		mi->usage.min_bytes = r->use.min_bytes;
-		mi->usage.wants_more = r->use.wants_more;
+		memcpy(mi.id, r->id, sizeof(mi.id));
+		memcpy(mi.vm, r->vm, sizeof(mi.vm));
+		mi.pid = r->pid;
+		mi.weight = r->weight;
+		mi.cap_bytes = r->cap;
+		mi.grant_bytes = r->grant;
+		mi.budget_bytes = r->budget;
+		mi.share_bytes = s->share[k];
+		mi.heartbeat_age_ms = now > r->heartbeat_ns ?
+				      (now - r->heartbeat_ns) / 1000000 : 0;
+		mi.usage.held_bytes = r->use.held;
+		mi.usage.compressed_bytes = r->use.compressed;
+		mi.usage.stored_pages = r->use.stored_pages;
+		mi.usage.stores = r->use.stores;
+		mi.usage.rejects = r->use.rejects;
+		mi.usage.tier_bytes = r->use.tier;
+		mi.usage.min_bytes = r->use.min_bytes;
+		mi.usage.wants_more = r->use.wants_more;
+		struct_out((char *)m + (size_t)k * m_size, m_size, &mi,
+			   sizeof(mi));
 	}
 	publish(l);
+	struct_out(uinfo, info_size, &info, sizeof(info));
 	return 0;
 }

@@ -25,7 +25,7 @@
 #include "ledger_file_i.h"
 
 _Static_assert(sizeof(struct ledger_hdr) == LEDGER_HDR_SIZE, "ledger header");
-_Static_assert(sizeof(struct ledger_rec) == 264, "ledger record");
+_Static_assert(sizeof(struct ledger_rec) == 272, "ledger record");
 _Static_assert(ATOMIC_LLONG_LOCK_FREE == 2, "64-bit atomics lock-free");
 
 /* How long an opener waits for the creator to initialise the file. */
@@ -80,6 +80,13 @@ uint64_t tmem_ledger_start_time(uint32_t pid)
 	return p ? strtoull(p + 1, NULL, 10) : 0;
 }
 
+uint64_t tmem_ledger_pidns(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/pid", &st) ? 0 : (uint64_t)st.st_ino;
+}
+
 /* The caller's struct of @size bytes into @dst (zero beyond), openat2's way. */
 int tmem_ledger_struct_in(void *dst, size_t dsize, const void *src,
 			  size_t size)
@@ -102,7 +109,7 @@ static uint64_t hdr_sum(const struct ledger_hdr *h)
 		     offsetof(struct ledger_hdr, version), 0);
 }
 
-int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why)
+int tmem_ledger_hdr_check(struct tmem_ledger *l, struct tmem_why *why)
 {
 	struct ledger_hdr h;
 
@@ -118,6 +125,10 @@ int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why)
 	if (h.checksum != hdr_sum(&h))
 		return tmem_refuse(why, -EBADMSG, "ledger %s: the header's "
 				   "checksum does not match (corrupt)", l->path);
+	if (memcmp(h.name, l->name, sizeof(h.name)))
+		return tmem_refuse(why, -EINVAL, "ledger %s: holds pool %.*s, "
+				   "not %s", l->path, TMEM_LEDGER_NAME_MAX,
+				   h.name, l->name);
 	if (h.hdr_size != LEDGER_HDR_SIZE || h.file_size != LEDGER_FILE_SIZE ||
 	    h.max_members != TMEM_LEDGER_MAX_MEMBERS ||
 	    h.rec_size != sizeof(struct ledger_rec))
@@ -126,21 +137,37 @@ int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why)
 				   "%d of %zu", l->path, h.max_members,
 				   h.rec_size, TMEM_LEDGER_MAX_MEMBERS,
 				   sizeof(struct ledger_rec));
+	if (h.stale_ms < TMEM_LEDGER_STALE_MIN_MS ||
+	    h.stale_ms > TMEM_LEDGER_STALE_MAX_MS)
+		return tmem_refuse(why, -EBADMSG, "ledger %s: a stale_ms of %u "
+				   "(corrupt)", l->path, h.stale_ms);
 	if (!h.total)
 		return tmem_refuse(why, -EBADMSG, "ledger %s: a pool total of 0 "
 				   "(corrupt)", l->path);
+	l->stale_ms = h.stale_ms;
 	return 0;
 }
 
 /* Under the lock, in a file of size 0 (or our size and no magic). */
 static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
-		     struct tmem_why *why)
+		     uint32_t stale_ms, struct tmem_why *why)
 {
 	struct ledger_hdr *h;
 
-	if (ftruncate(l->fd, 0) || ftruncate(l->fd, LEDGER_FILE_SIZE))
+	int err;
+
+	if (ftruncate(l->fd, 0))
 		return tmem_refuse(why, -errno, "ledger %s: ftruncate: %s",
 				   l->path, strerror(errno));
+	/* Blocks, not a hole: a full tmpfs would SIGBUS the first write. */
+	err = posix_fallocate(l->fd, 0, LEDGER_FILE_SIZE);
+	if (err == ENOSPC)
+		return tmem_refuse(why, -ENOSPC, "ledger %s: no space left on "
+				   "its file system for %zu bytes", l->path,
+				   LEDGER_FILE_SIZE);
+	if (err)
+		return tmem_refuse(why, -err, "ledger %s: posix_fallocate: %s",
+				   l->path, strerror(err));
 	h = mmap(NULL, LEDGER_FILE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
 		 l->fd, 0);
 	if (h == MAP_FAILED)
@@ -154,6 +181,7 @@ static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
 	h->max_members = TMEM_LEDGER_MAX_MEMBERS;
 	h->rec_size = sizeof(struct ledger_rec);
 	snprintf(h->name, sizeof(h->name), "%s", name);
+	h->stale_ms = stale_ms;
 	h->checksum = hdr_sum(h);
 	h->total = total;
 	atomic_store_explicit(&h->magic, LEDGER_MAGIC, memory_order_release);
@@ -204,21 +232,77 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 	return tmem_ledger_hdr_check(l, why);
 }
 
-static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
-		     struct tmem_why *why)
+/* open(2) said EACCES: another user's file is -EPERM, as an open one. */
+static int denied(struct tmem_ledger *l, int dfd, const char *file,
+		  struct tmem_why *why)
+{
+	struct stat st;
+
+	if (!fstatat(dfd, file, &st, AT_SYMLINK_NOFOLLOW) &&
+	    st.st_uid != geteuid())
+		return tmem_refuse(why, -EPERM, "ledger %s: owned by uid %u, "
+				   "not by this process's effective uid %u",
+				   l->path, (unsigned int)st.st_uid,
+				   (unsigned int)geteuid());
+	return tmem_refuse(why, -EACCES, "ledger %s: cannot open it: %s",
+			   l->path, strerror(EACCES));
+}
+
+/* The directory, ours and written by nobody else: its fd, or -errno. */
+static int open_dir(const char *dir, struct tmem_why *why)
+{
+	struct stat st;
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (dfd < 0)
+		return tmem_refuse(why, -errno, "ledger directory %s: %s", dir,
+				   errno == ELOOP || errno == ENOTDIR ?
+				   "not a directory (a symbolic link is "
+				   "refused)" : strerror(errno));
+	if (fstat(dfd, &st)) {
+		int err = errno;
+
+		close(dfd);
+		return tmem_refuse(why, -err, "ledger directory %s: fstat: %s",
+				   dir, strerror(err));
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 022)) {
+		close(dfd);
+		return tmem_refuse(why, -EPERM, "ledger directory %s: owned by "
+				   "uid %u, mode %04o: it must be this process's "
+				   "effective uid's (%u), no group or other "
+				   "write bit", dir, (unsigned int)st.st_uid,
+				   (unsigned int)(st.st_mode & 07777),
+				   (unsigned int)geteuid());
+	}
+	return dfd;
+}
+
+static int open_file(struct tmem_ledger *l, int dfd, const char *name,
+		     uint64_t total, uint32_t stale_ms, struct tmem_why *why)
 {
 	uint64_t end = tmem_ledger_now_ns() + INIT_WAIT_MS * 1000000ull;
 	const struct timespec nap = { 0, 10000000 };
+	const int flags = O_RDWR | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+			  O_CLOEXEC;
+	char file[TMEM_LEDGER_NAME_MAX + sizeof(".ledger")];
 	int ret;
 
-	if (total)
-		l->fd = open(l->path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW |
-			     O_CLOEXEC, 0600);
+	snprintf(file, sizeof(file), "%s.ledger", name);
+	if (total) {
+		l->fd = openat(dfd, file, flags | O_CREAT | O_EXCL, 0600);
+		if (l->fd < 0 && errno != EEXIST)
+			return tmem_refuse(why, -errno, "ledger %s: cannot "
+					   "create it: %s", l->path,
+					   strerror(errno));
+	}
 	if (l->fd >= 0 && fchmod(l->fd, 0600))
 		return tmem_refuse(why, -errno, "ledger %s: fchmod: %s",
 				   l->path, strerror(errno));
 	if (l->fd < 0)
-		l->fd = open(l->path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+		l->fd = openat(dfd, file, flags);
+	if (l->fd < 0 && errno == EACCES)
+		return denied(l, dfd, file, why);
 	if (l->fd < 0 && errno == ELOOP)
 		return tmem_refuse(why, -ELOOP, "ledger %s: a symbolic link "
 				   "(refused, O_NOFOLLOW)", l->path);
@@ -241,7 +325,7 @@ static int open_file(struct tmem_ledger *l, const char *name, uint64_t total,
 				munmap(l->hdr, LEDGER_FILE_SIZE);
 				l->hdr = NULL;
 			}
-			ret = init_file(l, name, total, why);
+			ret = init_file(l, name, total, stale_ms, why);
 		}
 		flock(l->fd, LOCK_UN);
 		if (ret != 1)
@@ -276,7 +360,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	struct tmem_ledger_config cfg = { 0 };
 	struct tmem_ledger *l;
 	const char *dir;
-	int ret, len;
+	int ret, len, dfd;
 
 	if (!lp)
 		return -EINVAL;
@@ -297,6 +381,13 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	if (cfg.reserved)
 		return tmem_refuse(&why, -EINVAL, "reserved %u is not 0",
 				   cfg.reserved);
+	if (!cfg.stale_ms)
+		cfg.stale_ms = TMEM_LEDGER_DEFAULT_STALE_MS;
+	if (cfg.stale_ms < TMEM_LEDGER_STALE_MIN_MS ||
+	    cfg.stale_ms > TMEM_LEDGER_STALE_MAX_MS)
+		return tmem_refuse(&why, -EINVAL, "stale_ms %u is not within "
+				   "%d..%d", cfg.stale_ms, TMEM_LEDGER_STALE_MIN_MS,
+				   TMEM_LEDGER_STALE_MAX_MS);
 	dir = cfg.dir ? cfg.dir : getenv("VTMEM_LEDGER_DIR");
 	if (!dir || !dir[0])
 		dir = TMEM_LEDGER_DEFAULT_DIR;
@@ -305,6 +396,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 		return tmem_refuse(&why, -ENOMEM, "ledger %s: out of memory",
 				   name);
 	l->fd = -1;
+	snprintf(l->name, sizeof(l->name), "%s", name);
 	len = snprintf(l->path, sizeof(l->path), "%s/%s.ledger", dir, name);
 	if (len < 0 || (size_t)len >= sizeof(l->path)) {
 		free(l);
@@ -313,12 +405,17 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 	}
 	l->pid = (uint32_t)getpid();
 	l->start_time = tmem_ledger_start_time(l->pid);
-	l->stale_ms = cfg.stale_ms ? cfg.stale_ms : TMEM_LEDGER_DEFAULT_STALE_MS;
+	l->pidns = tmem_ledger_pidns();
 	if (mkdir(dir, 0700) && errno != EEXIST)
 		ret = tmem_refuse(&why, -errno, "ledger directory %s: mkdir: %s",
 				  dir, strerror(errno));
-	else
-		ret = open_file(l, name, cfg.create_total, &why);
+	else if ((dfd = open_dir(dir, &why)) < 0)
+		ret = dfd;
+	else {
+		ret = open_file(l, dfd, name, cfg.create_total, cfg.stale_ms,
+				&why);
+		close(dfd);
+	}
 	if (ret) {
 		tmem_ledger_unmap(l);
 		return ret;

@@ -34,13 +34,16 @@ struct ledger_hdr {
 	uint32_t max_members;		/* TMEM_LEDGER_MAX_MEMBERS */
 	uint32_t rec_size;		/* sizeof(struct ledger_rec) */
 	char name[TMEM_LEDGER_NAME_MAX + 1];
-	/* XXH64 of version .. name. */
+	/* The creator's: a member older is reaped, by every opener. */
+	uint32_t stale_ms;
+	uint32_t reserved;
+	/* XXH64 of version .. reserved. */
 	uint64_t checksum;
 	/* Changed under the lock. */
 	uint64_t total;
 	uint64_t granted;		/* for a reader: the scan's sum */
 	uint64_t generation;		/* every change */
-	uint8_t pad[LEDGER_HDR_SIZE - 128];
+	uint8_t pad[LEDGER_HDR_SIZE - 136];
 };
 
 struct ledger_use {
@@ -58,7 +61,8 @@ struct ledger_use {
 struct ledger_rec {
 	uint32_t state;			/* LEDGER_FREE, LEDGER_LIVE */
 	uint32_t pid;
-	uint64_t start_time;		/* /proc/<pid>/stat field 22 */
+	uint64_t start_time;		/* /proc/<pid>/stat field 22; 0: unknown */
+	uint64_t pidns;			/* its PID namespace's inode; 0: unknown */
 	uint64_t token;			/* the member's handle, random */
 	uint64_t heartbeat_ns;		/* CLOCK_BOOTTIME */
 	uint32_t weight;
@@ -97,13 +101,15 @@ struct tmem_ledger {
 	int fd;
 	uint32_t pid;
 	uint64_t start_time;		/* ours */
-	uint32_t stale_ms;
+	uint64_t pidns;			/* ours */
+	uint32_t stale_ms;		/* the header's, as last checked */
 	struct ledger_hdr *hdr;		/* the mapping */
 	struct ledger_rec *recs;
 	/* The membership: token 0 when none. */
 	uint64_t token;
 	unsigned int slot;
 	char id[TMEM_LEDGER_ID_MAX + 1];
+	char name[TMEM_LEDGER_NAME_MAX + 1];	/* the pool's, zero-padded */
 	char path[PATH_MAX];
 	struct ledger_scan scan;
 	struct ledger_seen seen[TMEM_LEDGER_MAX_MEMBERS];
@@ -118,13 +124,16 @@ int tmem_ledger_lock(int fd, unsigned int ms);
 /* Field 22 of /proc/<pid>/stat (clock ticks since boot); 0: unknown. */
 uint64_t tmem_ledger_start_time(uint32_t pid);
 
+/* The inode of this process's PID namespace; 0: unknown. */
+uint64_t tmem_ledger_pidns(void);
+
 /*
  * The header's checks (magic, static fields, checksum, total): 0, or the
  * errno tmem_ledger_open() documents, with the reason into @why (NULL:
- * none).
+ * none).  On success the header's stale_ms is l->stale_ms.
  */
 struct tmem_why;
-int tmem_ledger_hdr_check(const struct tmem_ledger *l, struct tmem_why *why);
+int tmem_ledger_hdr_check(struct tmem_ledger *l, struct tmem_why *why);
 
 /* The caller's struct of @size bytes into @dst of @dsize (openat2's
  * rules: -E2BIG for a non-zero byte beyond @dsize, zero after @size). */

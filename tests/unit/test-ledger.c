@@ -17,9 +17,11 @@
  * Ledgers live in a mkdtemp() directory under $TMPDIR (or /tmp), set as
  * $VTMEM_LEDGER_DIR: never /run.
  */
+#define _GNU_SOURCE
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <stdbool.h>
 #include <sys/mman.h>
@@ -104,7 +106,8 @@ static struct tmem_ledger_info list(struct tmem_ledger *l,
 	struct tmem_ledger_info info;
 	unsigned int dummy;
 
-	assert_int_equal(tmem_ledger_list(l, &info, m ? m : spare,
+	assert_int_equal(tmem_ledger_list(l, &info, sizeof(info),
+					  m ? m : spare, sizeof(*spare),
 					  TMEM_LEDGER_MAX_MEMBERS,
 					  n ? n : &dummy), 0);
 	return info;
@@ -145,6 +148,18 @@ static void *map_file(const char *name, int *fdp)
 	return p;
 }
 
+static struct ledger_rec *records(void *map)
+{
+	return (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+}
+
+/* The records of a ledger file, mapped into *@map. */
+static struct ledger_rec *map_recs(const char *name, void **map, int *fdp)
+{
+	*map = map_file(name, fdp);
+	return records(*map);
+}
+
 static void unmap_file(void *p, int fd)
 {
 	munmap(p, LEDGER_FILE_SIZE);
@@ -175,6 +190,8 @@ static void test_create_join_leave(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0600);
 	assert_int_equal(st.st_size, LEDGER_FILE_SIZE);
+	/* Allocated, not a hole (a full file system would SIGBUS later). */
+	assert_true((uint64_t)st.st_blocks * 512 >= LEDGER_FILE_SIZE);
 	assert_int_equal(tmem_ledger_update(l, &u, USZ, &g, GSZ), -ENOTCONN);
 	assert_int_equal(tmem_ledger_leave(l), -ENOTCONN);
 
@@ -209,6 +226,45 @@ static void test_create_join_leave(void **state)
 	tmem_ledger_close(l);
 }
 
+/* list()'s sizes: below VER0, VER0 itself, a larger stride zeroed. */
+static void list_sizes(struct tmem_ledger *l)
+{
+	struct tmem_ledger_member_info m[1];
+	struct tmem_ledger_info info[2];
+	const size_t stride = sizeof(m[0]) + 16;
+	unsigned char big[2 * (sizeof(m[0]) + 16)];
+	unsigned int n;
+
+	assert_int_equal(tmem_ledger_list(l, info, 16, m, sizeof(m[0]), 1,
+					  &n), -EINVAL);
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info[0]), m, 16, 1,
+					  &n), -EINVAL);
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info[0]), NULL, 0,
+					  0, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(tmem_ledger_list(l, info,
+					  TMEM_LEDGER_INFO_SIZE_VER0, m,
+					  TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, 1,
+					  &n), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(m[0].id, "x");
+	memset(info, 0xa5, sizeof(info));
+	memset(big, 0xa5, sizeof(big));
+	assert_int_equal(tmem_ledger_list(l, info, sizeof(info),
+					  (void *)big, stride, 2, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(info[0].members, 1);
+	for (size_t i = 0; i < sizeof(info[1]); i++)
+		assert_int_equal(((unsigned char *)&info[1])[i], 0);
+	memcpy(m, big, sizeof(m[0]));
+	assert_string_equal(m[0].id, "x");
+	assert_int_equal(m[0].weight, 1);
+	for (size_t i = sizeof(m[0]); i < stride; i++)
+		assert_int_equal(big[i], 0);
+	/* The second element, beyond *n, untouched. */
+	assert_int_equal(big[stride], 0xa5);
+}
+
 static void test_arguments(void **state)
 {
 	struct tmem_ledger_config cfg[2] = { { .create_total = GiB } };
@@ -240,6 +296,15 @@ static void test_arguments(void **state)
 	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]) + 8,
 					  &l, NULL, 0), -E2BIG);
 	memset(&cfg[1], 0, sizeof(cfg[1]));
+	/* stale_ms: 1000..600000 (0: the default). */
+	cfg[0].stale_ms = TMEM_LEDGER_STALE_MIN_MS - 1;
+	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]), &l,
+					  why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "stale_ms 999"));
+	cfg[0].stale_ms = TMEM_LEDGER_STALE_MAX_MS + 1;
+	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg[0]), &l,
+					  NULL, 0), -EINVAL);
+	cfg[0].stale_ms = 0;
 	assert_int_equal(tmem_ledger_open("args", &cfg[0], sizeof(cfg),
 					  &l, NULL, 0), 0);
 	assert_int_equal(tmem_ledger_join(l, "bad\nid", NULL, 0, 0, why,
@@ -269,6 +334,7 @@ static void test_arguments(void **state)
 		assert_int_equal(((unsigned char *)&g[1])[i], 0);
 	assert_int_equal(g[0].weight, 1);
 	assert_int_equal(tmem_ledger_set_total(l, 0), -EINVAL);
+	list_sizes(l);
 	assert_int_equal(tmem_ledger_set_member(l, "nobody", 5, UINT64_MAX),
 			 -ENOENT);
 	assert_int_equal(tmem_ledger_set_member(l, "x", 10001, UINT64_MAX),
@@ -470,7 +536,8 @@ static void test_shares(void **state)
 /*
  * Three members, weights 100/100/200, each always wanting more, their
  * held bytes following the budget with a lag (half the way a tick):
- * within 10% of 25/25/50% of the total in 300 ticks, the grants never
+ * within 10% of 25/25/50% of the total after at most 10 ticks (README:
+ * "Host-wide pool") and for the 300 after, the grants never
  * summing above the total, no grant above its cap, no held above its
  * grant.  Member 0 joins first and takes the whole pool before the others
  * come, so that they have to win it back.
@@ -519,10 +586,10 @@ static void test_converge(void **state)
 		if (!near)
 			done = -1;
 	}
-	print_message("converged (and stayed) from tick %d: held %.3f %.3f "
-		      "%.3f of the total\n", done, (double)held[0] / total,
+	print_message("converged (and stayed) after %d ticks: held %.3f %.3f "
+		      "%.3f of the total\n", done + 1, (double)held[0] / total,
 		      (double)held[1] / total, (double)held[2] / total);
-	assert_true(done >= 0 && done < 150);
+	assert_true(done >= 0 && done + 1 <= 10);
 	assert_sum_within(l[0]);
 	for (int i = 0; i < 3; i++)
 		tmem_ledger_close(l[i]);
@@ -637,6 +704,7 @@ static void child_loop(const char *name, int k, double secs)
 		    g.pool_granted > g.pool_total)
 			_exit(5);
 		u.held_bytes = g.budget_bytes - (g.budget_bytes >> 3);
+		usleep(1000);	/* the parent's list() is not starved */
 	}
 	tmem_ledger_close(l);
 	_exit(0);
@@ -654,9 +722,10 @@ static void test_processes(void **state)
 		pid[k] = fork();
 		assert_true(pid[k] >= 0);
 		if (!pid[k])
-			child_loop("procs", k, 1.0);
+			child_loop("procs", k, 1.5);
 	}
-	end = now_sec() + 1.2;
+	/* Longer than the children: all four overlap within it. */
+	end = now_sec() + 1.7;
 	while (now_sec() < end) {
 		unsigned int n;
 
@@ -748,7 +817,8 @@ static void test_update_cost(void **state)
 
 	(void)state;
 	for (int i = 0; i < 4; i++) {
-		l[i] = lopen("cost", 8 * GiB, 0);
+		/* The largest stale_ms: a stalled machine reaps nobody. */
+		l[i] = lopen("cost", 8 * GiB, TMEM_LEDGER_STALE_MAX_MS);
 		snprintf(id, sizeof(id), "d%d", i);
 		join(l[i], id, 100, 0);
 	}
@@ -802,14 +872,16 @@ static void test_crash(void **state)
 	kill_child(pid);
 	assert_reaped_one(l);
 	/*
-	 * Stopped: alive, but its heartbeat ages past stale_ms (1000: room
-	 * for a loaded machine between the child's update and ours).
+	 * Stopped: alive, but its heartbeat ages past stale_ms (1000).  t0
+	 * is taken before the child's update: the time measured is at
+	 * least its heartbeat's age, however loaded the machine.
 	 */
+	t0 = now_sec();
 	pid = member_child("crash", "child");
 	kill(pid, SIGSTOP);
-	t0 = now_sec();
 	g = update(l, 0, false);
-	assert_int_equal(g.members, 2);
+	if (now_sec() - t0 < 0.9)
+		assert_int_equal(g.members, 2);
 	while (g.members == 2 && now_sec() - t0 < 5) {
 		usleep(20000);
 		g = update(l, 0, false);
@@ -817,7 +889,7 @@ static void test_crash(void **state)
 	print_message("a stopped member reaped after %.0f ms (stale_ms 1000)\n",
 		      (now_sec() - t0) * 1e3);
 	assert_int_equal(g.members, 1);
-	assert_true(now_sec() - t0 >= 0.5);
+	assert_true(now_sec() - t0 >= 1.0);
 	assert_int_equal(g.pool_granted, g.grant_bytes);
 	kill_child(pid);
 	tmem_ledger_close(l);
@@ -834,8 +906,7 @@ static void test_pid_reuse(void **state)
 	int fd;
 
 	(void)state;
-	map = map_file("reuse", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = map_recs("reuse", &map, &fd);
 	for (int i = 0; i < TMEM_LEDGER_MAX_MEMBERS; i++) {
 		if (recs[i].state == LEDGER_LIVE &&
 		    !strcmp(recs[i].id, "child")) {
@@ -923,6 +994,12 @@ static void test_refused_files(void **state)
 	expect_refused("mode", -EPERM, "group or others");
 	assert_int_equal(chmod(path, 0604), 0);
 	expect_refused("mode", -EPERM, "group or others");
+	/* Another pool's file under this name. */
+	make_ledger("pool-a");
+	path_of(path, sizeof(path), "pool-a");
+	path_of(other, sizeof(other), "pool-b");
+	assert_int_equal(rename(path, other), 0);
+	expect_refused("pool-b", -EINVAL, "holds pool pool-a, not pool-b");
 	/* A symbolic link, even to a good ledger. */
 	make_ledger("target");
 	path_of(path, sizeof(path), "target");
@@ -949,6 +1026,102 @@ static void test_refused_files(void **state)
 	}
 }
 
+/* In a child as nobody: open @name in @sub; 0 if it was @err, naming @words. */
+static int open_as_nobody(const char *sub, const char *name, uint64_t total,
+			  int err, const char *words)
+{
+	struct tmem_ledger_config cfg = { .dir = sub, .create_total = total };
+	struct tmem_ledger *l = NULL;
+	char why[TMEM_ERRBUF_SIZE] = "";
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (!pid) {
+		if (setresgid(65534, 65534, 65534) ||
+		    setresuid(65534, 65534, 65534))
+			_exit(2);
+		if (tmem_ledger_open(name, &cfg, sizeof(cfg), &l, why,
+				     sizeof(why)) != err || l)
+			_exit(3);
+		_exit(strstr(why, sub) && strstr(why, words) ? 0 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+/*
+ * As root, in a directory of nobody's: root's 0600 file, which nobody's
+ * open(2) is refused (EACCES), is -EPERM; nobody's creation in a 0500
+ * directory is open(2)'s -EACCES, not "does not create it".
+ */
+static void test_other_user(void **state)
+{
+	char sub[PATH_MAX / 2 + 16], path[PATH_MAX], dst[PATH_MAX];
+
+	(void)state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	snprintf(sub, sizeof(sub), "%s/nobody", dir);
+	assert_int_equal(chmod(dir, 0711), 0);		/* nobody passes */
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chown(sub, 65534, 65534), 0);
+	make_ledger("root");
+	path_of(path, sizeof(path), "root");
+	snprintf(dst, sizeof(dst), "%s/root.ledger", sub);
+	assert_int_equal(rename(path, dst), 0);
+	assert_int_equal(open_as_nobody(sub, "root", 0, -EPERM,
+					"owned by uid 0"), 0);
+	assert_int_equal(chmod(sub, 0500), 0);
+	assert_int_equal(open_as_nobody(sub, "new", GiB, -EACCES,
+					"cannot create"), 0);
+	assert_int_equal(chmod(dir, 0700), 0);
+}
+
+/*
+ * A ledger removed under an open handle: its next call is -EIDRM (the
+ * pool is gone).  A directory others may write is refused.
+ */
+static void test_removed_and_dir(void **state)
+{
+	struct tmem_ledger_config cfg = { .create_total = GiB };
+	struct tmem_ledger *l = lopen("gone", 1 * GiB, 0), *m = NULL;
+	struct tmem_ledger *tool = lopen("gone", 0, 0);
+	char path[PATH_MAX], sub[PATH_MAX / 2 + 16];
+	char why[TMEM_ERRBUF_SIZE] = "";
+	unsigned int n;
+	struct tmem_ledger_info info;
+
+	(void)state;
+	join(l, "a", 0, 0);
+	path_of(path, sizeof(path), "gone");
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(tmem_ledger_list(l, &info, sizeof(info), NULL, 0, 0,
+					  &n), -EIDRM);
+	assert_int_equal(tmem_ledger_set_total(l, GiB), -EIDRM);
+	assert_int_equal(tmem_ledger_join(tool, "b", NULL, 0, 0, why,
+					  sizeof(why)), -EIDRM);
+	assert_non_null(strstr(why, "was removed: the pool is gone"));
+	tmem_ledger_close(tool);
+	tmem_ledger_close(l);
+	snprintf(sub, sizeof(sub), "%s/open", dir);
+	assert_int_equal(mkdir(sub, 0700), 0);
+	assert_int_equal(chmod(sub, 0777), 0);
+	cfg.dir = sub;
+	assert_int_equal(tmem_ledger_open("d", &cfg, sizeof(cfg), &m, why,
+					  sizeof(why)), -EPERM);
+	assert_null(m);
+	assert_non_null(strstr(why, sub));
+	assert_non_null(strstr(why, "0777"));
+	assert_int_equal(chmod(sub, 0700), 0);
+	assert_int_equal(tmem_ledger_open("d", &cfg, sizeof(cfg), &m, why,
+					  sizeof(why)), 0);
+	tmem_ledger_close(m);
+}
+
 /* A creator that finds an empty file (its creator died) initialises it. */
 static void test_empty_file_created(void **state)
 {
@@ -966,6 +1139,15 @@ static void test_empty_file_created(void **state)
 	tmem_ledger_close(l);
 }
 
+/* Member @id of @l, its grant taken; the records of ledger @name mapped. */
+static struct ledger_rec *joined_recs(struct tmem_ledger *l, const char *id,
+				      const char *name, void **map, int *fdp)
+{
+	join(l, id, 0, 0);
+	update(l, 0, true);
+	return map_recs(name, map, fdp);
+}
+
 /* ---- hostile records --------------------------------------------------- */
 
 static void forge(struct ledger_rec *r, const char *id, uint32_t weight,
@@ -974,6 +1156,7 @@ static void forge(struct ledger_rec *r, const char *id, uint32_t weight,
 	memset(r, 0, sizeof(*r));
 	r->pid = (uint32_t)getpid();
 	r->start_time = tmem_ledger_start_time(r->pid);
+	r->pidns = tmem_ledger_pidns();
 	r->heartbeat_ns = tmem_ledger_now_ns();
 	r->weight = weight;
 	r->grant = grant;
@@ -993,10 +1176,7 @@ static void test_garbage_records(void **state)
 	int fd;
 
 	(void)state;
-	join(l, "good", 0, 0);
-	update(l, 0, true);
-	map = map_file("garbage", &fd);
-	recs = (struct ledger_rec *)((char *)map + LEDGER_HDR_SIZE);
+	recs = joined_recs(l, "good", "garbage", &map, &fd);
 	/* Slot 0 is "good"; each of these must be reaped. */
 	forge(&recs[1], "weight", 99999, 0);
 	forge(&recs[2], "zero-weight", 0, 0);
@@ -1065,7 +1245,7 @@ static void test_hostile_values(void **state)
 	}
 	/* Forged grants whose sum overflows 64 bits. */
 	h = map_file("hostile", &fd);
-	recs = (struct ledger_rec *)((char *)h + LEDGER_HDR_SIZE);
+	recs = records(h);
 	forge(&recs[5], "big1", 1, UINT64_MAX - 1);
 	forge(&recs[6], "big2", 1, UINT64_MAX - 1);
 	recs[5].token = 43;
@@ -1083,6 +1263,148 @@ static void test_hostile_values(void **state)
 	unmap_file(h, fd);
 	tmem_ledger_close(l);
 	tmem_ledger_close(b);
+}
+
+/*
+ * stale_ms is the creator's, kept in the header: an opener with a
+ * smaller one does not reap a member its creator's would keep.
+ */
+static void test_stale_creator(void **state)
+{
+	struct tmem_ledger *l = lopen("stale", 1 * GiB, 0);
+	struct tmem_ledger *tool = lopen("stale", 0, 1000);
+	struct ledger_rec *recs;
+	unsigned int n;
+	void *map;
+	int fd;
+
+	(void)state;
+	map = map_file("stale", &fd);
+	assert_int_equal(((struct ledger_hdr *)map)->stale_ms,
+			 TMEM_LEDGER_DEFAULT_STALE_MS);
+	recs = records(map);
+	forge(&recs[0], "aging", 100, 0);
+	recs[0].heartbeat_ns -= 2000000000ull;		/* 2 s old: kept */
+	list(tool, NULL, &n);
+	assert_int_equal(n, 1);
+	recs[0].heartbeat_ns -= 2000000000ull;		/* 4 s old: reaped */
+	list(tool, NULL, &n);
+	assert_int_equal(n, 0);
+	/* A heartbeat under 1 s in the future is kept, over it reaped. */
+	forge(&recs[0], "ahead", 100, 0);
+	recs[0].heartbeat_ns += 500000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 1);
+	recs[0].heartbeat_ns += 1000000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 0);
+	unmap_file(map, fd);
+	tmem_ledger_close(tool);
+	tmem_ledger_close(l);
+}
+
+/*
+ * A start time of 0 is unknown, not another process's; a member of
+ * another PID namespace is judged by its heartbeat alone.
+ */
+static void test_unknown_start(void **state)
+{
+	struct tmem_ledger *l = lopen("unknown", 1 * GiB, 0);
+	struct ledger_rec *recs;
+	unsigned int n;
+	pid_t dead = fork();
+	void *map;
+	int fd;
+
+	(void)state;
+	assert_true(dead >= 0);
+	if (!dead)
+		_exit(0);
+	assert_int_equal(waitpid(dead, NULL, 0), dead);
+	recs = map_recs("unknown", &map, &fd);
+	forge(&recs[0], "self0", 100, 0);		/* our pid */
+	recs[0].start_time = 0;
+	forge(&recs[1], "parent0", 100, 0);		/* a live pid */
+	recs[1].pid = (uint32_t)getppid();
+	recs[1].start_time = 0;
+	recs[1].token = 43;
+	forge(&recs[2], "elsewhere", 100, 0);		/* dead here */
+	recs[2].pid = (uint32_t)dead;
+	recs[2].pidns ^= 1;
+	recs[2].token = 44;
+	list(l, NULL, &n);
+	assert_int_equal(n, 3);
+	list(l, NULL, &n);
+	assert_int_equal(n, 3);
+	/* Elsewhere, a stale heartbeat is still reaped. */
+	recs[2].heartbeat_ns -= 4000000000ull;
+	list(l, NULL, &n);
+	assert_int_equal(n, 2);
+	unmap_file(map, fd);
+	tmem_ledger_close(l);
+}
+
+/* close() while another process holds the lock for 1.5 s still leaves. */
+static void test_close_locked(void **state)
+{
+	struct tmem_ledger *l = lopen("closelock", 1 * GiB, 0);
+	char path[PATH_MAX], c;
+	unsigned int n;
+	int fds[2];
+	pid_t pid;
+
+	(void)state;
+	join(l, "a", 0, 0);
+	path_of(path, sizeof(path), "closelock");
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (!pid) {
+		int fd = open(path, O_RDWR);
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (fd < 0 || flock(fd, LOCK_EX) || write(fds[1], "l", 1) != 1)
+			_exit(1);
+		usleep(1500000);
+		_exit(0);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], &c, 1), 1);
+	close(fds[0]);
+	tmem_ledger_close(l);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	l = lopen("closelock", 0, 0);
+	list(l, NULL, &n);
+	assert_int_equal(n, 0);
+	tmem_ledger_close(l);
+}
+
+/* A forged copy of our record elsewhere is another record, not ours. */
+static void test_forged_self(void **state)
+{
+	struct tmem_ledger *l = lopen("selfcopy", 1 * GiB, 0);
+	struct tmem_ledger_grant g;
+	struct ledger_rec *recs;
+	void *map;
+	int fd;
+
+	(void)state;
+	recs = joined_recs(l, "me", "selfcopy", &map, &fd);
+	assert_string_equal(recs[0].id, "me");
+	memcpy(&recs[5], &recs[0], sizeof(recs[0]));
+	recs[5].weight = 5000;
+	g = update(l, 0, true);
+	assert_int_equal(g.weight, TMEM_LEDGER_DEFAULT_WEIGHT);
+	assert_int_equal(g.members, 2);
+	/* A bad one is reaped, ours is kept. */
+	recs[5].start_time++;
+	g = update(l, 0, true);
+	assert_int_equal(g.reaped, 1);
+	assert_int_equal(g.members, 1);
+	assert_int_equal(recs[5].state, LEDGER_FREE);
+	assert_int_equal(recs[0].state, LEDGER_LIVE);
+	unmap_file(map, fd);
+	tmem_ledger_close(l);
 }
 
 /* ---- main -------------------------------------------------------------- */
@@ -1103,7 +1425,13 @@ int main(void)
 		cmocka_unit_test(test_processes),
 		cmocka_unit_test(test_crash),
 		cmocka_unit_test(test_pid_reuse),
+		cmocka_unit_test(test_stale_creator),
+		cmocka_unit_test(test_unknown_start),
+		cmocka_unit_test(test_close_locked),
+		cmocka_unit_test(test_forged_self),
 		cmocka_unit_test(test_refused_files),
+		cmocka_unit_test(test_other_user),
+		cmocka_unit_test(test_removed_and_dir),
 		cmocka_unit_test(test_empty_file_created),
 		cmocka_unit_test(test_garbage_records),
 		cmocka_unit_test(test_hostile_values),
