@@ -30,8 +30,8 @@ extern "C" {
  * process dies.  A member whose process is gone (its pid, or a pid of
  * another start time; a member of another PID namespace is judged by
  * its heartbeat alone) or whose heartbeat is older than the pool's
- * stale_ms (its creator's, kept in the file's header) is reaped by the next call of any process, and its grant returns to the
- * pool.  Nothing in the file is trusted: the file must be the effective
+ * stale_ms (its creator's, kept in the file's header) is reaped by the
+ * next call of any process, and its grant returns to the pool.  Nothing in the file is trusted: the file must be the effective
  * user's, mode 0600 at most, of the right size, magic, version and
  * header checksum, and every member record is checked each time it is
  * read (a bad one is reaped, never used); all arithmetic saturates.
@@ -94,8 +94,9 @@ struct tmem_ledger_config {
  * (the pool is gone: open it again).
  * The creator makes the file O_EXCL|O_NOFOLLOW mode 0600, allocates
  * its blocks (posix_fallocate(): a full file system fails here, not
- * with a SIGBUS at a later write of the mapping), fills it and writes its magic last; an opener that finds it not yet
- * valid waits up to 1 s for that.  A ledger that exists keeps its total
+ * with a SIGBUS at a later write of the mapping), fills it and writes
+ * its magic last; an opener that finds it not yet valid waits up to
+ * 1 s for that.  A ledger that exists keeps its total
  * (create_total does not change it: tmem_ledger_set_total() does).
  *
  *   -EINVAL	a bad @name, @cfg_size below TMEM_LEDGER_CONFIG_SIZE_VER0,

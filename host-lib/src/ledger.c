@@ -354,7 +354,8 @@ static void struct_out(void *dst, size_t size, const void *src, size_t ssize)
 	memcpy(dst, src, size);
 }
 
-static void publish_self(struct ledger_rec *m, const struct tmem_ledger_usage *u,
+static void publish_self(struct ledger_rec *m,
+			 const struct tmem_ledger_usage *u,
 			 const struct ledger_out *out, uint64_t share)
 {
 	m->use.held = u->held_bytes;
