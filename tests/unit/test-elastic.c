@@ -658,8 +658,15 @@ static void test_stuck_when_tier_full(void **state)
 	n = fill_to(&t, pool, 0, 6 * MiB);
 	assert_int_equal(tmem_client_set_budget(t.client, 2 * MiB, NULL, 0),
 			 0);
-	assert_int_equal(tmem_client_reclaim(t.client, 64), TMEM_RECLAIM_BUSY);
-	r = reclaim_until_stuck(t.client, 10);
+	/*
+	 * The writer may have filled the small tier while the keys were
+	 * stored (it writes back ahead of the budget): then the first call
+	 * is STUCK already (seen once on a loaded machine), else BUSY.
+	 */
+	r = tmem_client_reclaim(t.client, 64);
+	assert_true(r == TMEM_RECLAIM_BUSY || r == TMEM_RECLAIM_STUCK);
+	if (r == TMEM_RECLAIM_BUSY)
+		r = reclaim_until_stuck(t.client, 10);
 	st = stats(t.client);
 	print_message("small tier: reclaim %d, %llu pages written back, "
 		      "disk_full %llu, host_bytes %llu\n", r,
