@@ -56,7 +56,7 @@
  */
 #define VIRTIO_TMEM_SLICE_NS (1 * SCALE_MS)
 
-static const char *virtio_tmem_id(VirtIOTmem *s)
+const char *virtio_tmem_id(VirtIOTmem *s)
 {
     DeviceState *dev = DEVICE(s);
     BusState *bus = qdev_get_parent_bus(dev);
@@ -1125,7 +1125,7 @@ static void virtio_tmem_shrink_step(void *opaque)
 }
 
 /* A new budget: a new goal, which replaces that of a shrink running. */
-static void virtio_tmem_budget_changed(VirtIOTmem *s)
+void virtio_tmem_budget_changed(VirtIOTmem *s)
 {
     struct tmem_stats st;
 
@@ -1172,6 +1172,11 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     }
     if (!DEVICE(obj)->realized) {
         s->conf.budget = value;
+        return;
+    }
+    if (s->pool) {
+        /* The cap in the pool: the granted budget follows (SPEC 6.6). */
+        virtio_tmem_pool_set_cap(s, value, errp);
         return;
     }
     r = tmem_client_set_budget(s->client, value, why, sizeof(why));
@@ -1367,11 +1372,11 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     int r;
 
     if (!virtio_tmem_check_conf(s, errp) ||
-        !virtio_tmem_parse_incompressible(s, errp)) {
+        !virtio_tmem_parse_incompressible(s, errp) ||
+        !virtio_tmem_pool_realize(s, &cfg.budget_bytes, errp)) {
         return;
     }
 
-    cfg.budget_bytes = s->conf.budget;
     cfg.max_pools = s->conf.max_pools;
     cfg.compress_threshold = s->conf.compress_threshold;
     cfg.incompressible = s->conf.incompressible ==
@@ -1394,6 +1399,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
                              "store");
         }
         s->client = NULL;
+        virtio_tmem_pool_unrealize(s);
         return;
     }
     if (s->disk_error) {
@@ -1444,6 +1450,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
                                    virtio_tmem_shrink_step, s);
     s->vm_state = qemu_add_vm_change_state_handler(virtio_tmem_vm_state_change,
                                                    s);
+    virtio_tmem_pool_start(s);
 
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);
@@ -1456,6 +1463,7 @@ fail_queues:
     virtio_tmem_del_queues(s, i);
     tmem_client_free(s->client);
     s->client = NULL;
+    virtio_tmem_pool_unrealize(s);
 }
 
 static void virtio_tmem_device_unrealize(DeviceState *dev)
@@ -1464,6 +1472,7 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
 
     qemu_del_vm_change_state_handler(s->vm_state);
     s->vm_state = NULL;
+    virtio_tmem_pool_unrealize(s);
     timer_free(s->shrink_timer);
     s->shrink_timer = NULL;
     s->shrinking = false;
@@ -1568,6 +1577,7 @@ static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
         info->disk = virtio_tmem_disk_info(&st);
     }
     virtio_tmem_fill_shrink_info(s, &st, info);
+    info->host_pool = virtio_tmem_pool_info(s);
 }
 
 /* tmem_client_stats() is safe against queue handlers in IOThreads. */
@@ -1739,7 +1749,8 @@ static void virtio_tmem_instance_init(Object *obj)
                         virtio_tmem_set_budget, NULL, NULL);
     object_property_set_description(obj, "budget",
                                     "cap on host bytes for stored pages, "
-                                    "data plus metadata (required, e.g. 2G; "
+                                    "data plus metadata (required without "
+                                    "host-pool, where it is the cap; e.g. 2G; "
                                     "qom-set changes it at run time)");
     object_property_add(obj, "stats", "TmemInfo", virtio_tmem_get_stats,
                         NULL, NULL, NULL);
@@ -1801,6 +1812,10 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
     DEFINE_PROP_UINT32("room-wait-ms", VirtIOTmem, conf.room_wait_ms, 0),
     DEFINE_PROP_BOOL("x-timing", VirtIOTmem, timing_enabled, false),
+    DEFINE_PROP_STRING("host-pool", VirtIOTmem, host_pool),
+    DEFINE_PROP_UINT32("weight", VirtIOTmem, host_pool_weight,
+                       TMEM_LEDGER_DEFAULT_WEIGHT),
+    DEFINE_PROP_SIZE("host-pool-total", VirtIOTmem, host_pool_total, 0),
 };
 
 static void virtio_tmem_class_init(ObjectClass *klass,
@@ -1855,6 +1870,16 @@ static void virtio_tmem_class_init(ObjectClass *klass,
         "disk tier before it is refused (0: libtmem's default, 1000); "
         "keep it below the guest driver's io_timeout (30 s by default), "
         "past which the guest resets the device");
+    object_class_property_set_description(klass, "host-pool",
+        "name of a host-wide pool of memory that devices of several QEMU "
+        "processes share by weight (its ledger: "
+        "/run/virtio-tmem/NAME.ledger, or under $VTMEM_LEDGER_DIR); "
+        "budget is then this device's cap (0: none but the pool's total)");
+    object_class_property_set_description(klass, "weight",
+        "this device's weight in its host pool, 1-10000 (default 100)");
+    object_class_property_set_description(klass, "host-pool-total",
+        "bytes of the host pool, if this device creates it (a pool that "
+        "exists keeps its total; vtmem-top set changes it)");
     object_class_property_set_description(klass, "x-timing",
         "count where request time goes, for the 'timing' property "
         "(benchmarks; two clock reads per request)");

@@ -26,6 +26,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_client;
 struct tmem_ctx;
+typedef struct VirtIOTmemPool VirtIOTmemPool;
 
 /* Values of the incompressible property. */
 enum {
@@ -157,9 +158,29 @@ struct VirtIOTmem {
     bool config_pending;
     VMChangeStateEntry *vm_state;
 
+    /*
+     * The host-wide pool (SPEC 6.6, virtio-tmem-pool.c): properties
+     * host-pool, weight and host-pool-total; conf.budget is the cap.
+     */
+    char *host_pool;
+    uint32_t host_pool_weight;
+    uint64_t host_pool_total;
+    VirtIOTmemPool *pool;       /* NULL without host-pool */
+
     Error *migration_blocker;
     /* QEMU does not unrealize at exit: the disk tier's file goes then. */
     Notifier exit_notifier;
 };
+
+/* virtio-tmem.c, for virtio-tmem-pool.c. */
+const char *virtio_tmem_id(VirtIOTmem *s);
+void virtio_tmem_budget_changed(VirtIOTmem *s);
+
+/* virtio-tmem-pool.c */
+bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp);
+void virtio_tmem_pool_start(VirtIOTmem *s);
+void virtio_tmem_pool_unrealize(VirtIOTmem *s);
+bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp);
+TmemHostPoolInfo *virtio_tmem_pool_info(VirtIOTmem *s);
 
 #endif
