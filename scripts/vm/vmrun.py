@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -367,8 +368,10 @@ class VM:
     def run(self):
         res = Result()
         res.accel = self.accel
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _term_to_exit)
+        # Only the main thread may; tests/vm/pool.py runs VMs in threads.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                signal.signal(sig, _term_to_exit)
         self.tmp = tempfile.mkdtemp(prefix="vtmem-vm-")
         self.console_path = os.path.join(self.tmp, "console.log")
         self.qmp_path = os.path.join(self.tmp, "qmp.sock")
