@@ -25,6 +25,7 @@ import time
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import vmrun  # noqa: E402
+import pool  # noqa: E402
 from vtmem.qmp import QMPError  # noqa: E402
 from vtmem.wire import PAGE  # noqa: E402
 
@@ -1333,6 +1334,15 @@ SCENARIOS = {
         params=dict(mb=256, disksize_mb=512, blk_mb=48, return_rate=512),
         doc="a shrink under way (pages moving to the guest) at swapoff, "
             "then at rmmod (device reset)"),
+    # Three VMs at once (tests/vm/pool.py): weights 100/100/200, a pool
+    # of 64 MiB, each guest swapping out about 100 MiB of random pages.
+    "host-pool": dict(
+        guest="pool", mem=128, runner=pool.run, pool_total_mb=64,
+        cap_mb=48, backing_mb=384, converge_s=240, hold_s=20,
+        after_kill_s=60,
+        params=dict(mb=176, disksize_mb=384, duration=120),
+        doc="three guests share a 64 MiB host pool by weight 100/100/200: "
+            "held converges to the shares, SIGKILL returns one"),
 }
 
 
@@ -1352,6 +1362,8 @@ def timeout_scale():
 
 def run(name, series, verbose=True, json_out=None):
     sc = SCENARIOS[name]
+    if "runner" in sc:
+        return sc["runner"](name, series, sc, verbose, json_out)
     try:
         qemu, kernel, image, accel = vmrun.prepare(series,
                                                    sc.get("test_build", False))

@@ -577,6 +577,22 @@ scn_elastic_busy() {
 	checkpoint after-workload "$(elastic_attrs)"
 }
 
+# host-pool: one of three guests whose devices share the host's pool
+# (tests/vm/pool.py).  A swap workload of random pages (the host holds
+# them raw: what it holds is what the guest stores) runs for
+# vtmem.duration seconds while the host measures the shares; the pages
+# the host refuses or asks back go to the backing disk; every page is
+# verified.
+scn_pool() {
+	load_elastic || return
+	swapon_vtmem || return
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 1 --random 1 --rewrite \
+		--mix random --duration "$VT_DURATION"
+	check_workload $?
+	settle
+	checkpoint after-workload "$(elastic_attrs)"
+}
+
 # elastic-reset: a shrink under way (the driver moving pages back at
 # vtmem.return_rate) when the guest swaps off, then when the device is
 # reset (rmmod).  A plain swap disk takes the pages at swapoff.
