@@ -89,10 +89,13 @@ class PoolVM(vmrun.VM):
 
 
 def find_tool():
-    """vtmem-top from the build tree meson points at, or PATH."""
-    path = os.environ.get("VTMEM_TOP")
-    if path and os.access(path, os.X_OK):
-        return path
+    """vtmem-top: the one meson points at ($VTMEM_TOP), build/'s, PATH's."""
+    top = os.path.realpath(os.path.join(os.path.dirname(__file__), "..",
+                                        ".."))
+    for path in (os.environ.get("VTMEM_TOP"),
+                 os.path.join(top, "build", "tools", "vtmem-top")):
+        if path and os.access(path, os.X_OK):
+            return path
     return shutil.which("vtmem-top")
 
 
