@@ -312,6 +312,36 @@ int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
 		     size_t info_size, struct tmem_ledger_member_info *m,
 		     size_t m_size, unsigned int max, unsigned int *n);
 
+/*
+ * Memory-pressure mode (Since LIBTMEM_0.5), off by default: while the
+ * host is under memory pressure the pool's effective total shrinks, and
+ * it grows back to the configured total when the host is calm, as Meta's
+ * TMO/senpai does for a cgroup (host-lib/README.md, "Host-wide pool",
+ * "Memory pressure").  No daemon: the first call of any opener that
+ * takes the lock a period after the last check reads the source.
+ */
+#define TMEM_LEDGER_PRESSURE_SOURCE_MAX		255
+#define TMEM_LEDGER_PRESSURE_PERIOD_MS		1000
+#define TMEM_LEDGER_PRESSURE_PERIOD_MIN_MS	100
+#define TMEM_LEDGER_PRESSURE_PERIOD_MAX_MS	600000
+#define TMEM_LEDGER_PRESSURE_HIGH_PPM		10000
+#define TMEM_LEDGER_PRESSURE_LOW_PPM		1000
+#define TMEM_LEDGER_PRESSURE_PPM_MAX		1000000
+#define TMEM_LEDGER_PRESSURE_SHRINK_PCT		10
+#define TMEM_LEDGER_PRESSURE_GROW_PCT		2
+#define TMEM_LEDGER_PRESSURE_CALM_PERIODS	3
+#define TMEM_LEDGER_PRESSURE_CALM_MAX		1000
+#define TMEM_LEDGER_PRESSURE_MIN_PCT		25
+
+/* What the last check of the pressure source decided. */
+enum tmem_ledger_pressure_decision {
+	TMEM_LEDGER_PRESSURE_NONE = 0,	/* off, or not checked yet */
+	TMEM_LEDGER_PRESSURE_HOLD,	/* the total kept */
+	TMEM_LEDGER_PRESSURE_SHRINK,	/* lowered: pressure above high */
+	TMEM_LEDGER_PRESSURE_GROW,	/* raised: calm long enough */
+	TMEM_LEDGER_PRESSURE_ERROR,	/* the source could not be read */
+};
+
 #ifdef __cplusplus
 }
 #endif
