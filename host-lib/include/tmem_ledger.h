@@ -53,7 +53,7 @@ struct tmem_ledger;
 #define TMEM_LEDGER_STALE_MAX_MS	600000
 #define TMEM_LEDGER_DEFAULT_DIR		"/run/virtio-tmem"
 /* The on-disk format tmem_ledger_open() accepts (another is -EPROTO). */
-#define TMEM_LEDGER_FORMAT		1
+#define TMEM_LEDGER_FORMAT		2
 
 struct tmem_ledger_config {
 	/* NULL: $VTMEM_LEDGER_DIR if set, else TMEM_LEDGER_DEFAULT_DIR. */

@@ -4,7 +4,7 @@
  * lock, the members' records and their liveness.  What a member is
  * granted is ledger_policy.c's.
  *
- * File: a 256-byte header, then TMEM_LEDGER_MAX_MEMBERS records.  Every
+ * File: a 512-byte header, then TMEM_LEDGER_MAX_MEMBERS records.  Every
  * change, and every read that acts on the numbers, is made under
  * flock(LOCK_EX) of the file, from a copy of each record checked first:
  * another process (or a hostile one of the same user) may have written

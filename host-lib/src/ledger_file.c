@@ -184,8 +184,28 @@ static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
 	h->stale_ms = stale_ms;
 	h->checksum = hdr_sum(h);
 	h->total = total;
+	h->press.configured = total;
 	atomic_store_explicit(&h->magic, LEDGER_MAGIC, memory_order_release);
 	return 0;
+}
+
+/*
+ * A file of another size with our magic: another format (format 1's
+ * header had 256 bytes), refused as another version is.
+ */
+static bool other_format(struct tmem_ledger *l, struct tmem_why *why)
+{
+	struct {
+		uint64_t magic;
+		uint32_t version;
+	} h;
+
+	if (pread(l->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    h.magic != LEDGER_MAGIC || h.version == TMEM_LEDGER_FORMAT)
+		return false;
+	tmem_refuse(why, -EPROTO, "ledger %s: format version %u, this libtmem "
+		    "reads only %d", l->path, h.version, TMEM_LEDGER_FORMAT);
+	return true;
 }
 
 /*
@@ -213,6 +233,8 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 				   l->path, (unsigned int)(st.st_mode & 07777));
 	if (st.st_size == 0)
 		return 1;
+	if (st.st_size != (off_t)LEDGER_FILE_SIZE && other_format(l, why))
+		return -EPROTO;
 	if (st.st_size != (off_t)LEDGER_FILE_SIZE)
 		return tmem_refuse(why, -EINVAL, "ledger %s: %lld bytes, not a "
 				   "virtio-tmem ledger (%zu bytes)", l->path,
