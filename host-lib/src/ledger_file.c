@@ -22,6 +22,7 @@
 #include <xxhash.h>
 
 #include "why_i.h"
+#include "ledger_i.h"
 #include "ledger_file_i.h"
 
 _Static_assert(sizeof(struct ledger_hdr) == LEDGER_HDR_SIZE, "ledger header");
@@ -54,6 +55,34 @@ int tmem_ledger_lock(int fd, unsigned int ms)
 			return -EAGAIN;
 		nanosleep(&nap, NULL);
 	}
+}
+
+/* PSI text is two lines of about 60 bytes; a "some" line is the first. */
+#define PSI_BUF		512
+
+int tmem_ledger_psi_read(const char *path, uint64_t *some_us)
+{
+	char buf[PSI_BUF];
+	struct stat st;
+	ssize_t len = 0;
+	int fd, err = 0;
+
+	/* O_NONBLOCK: a FIFO put at the path must not stop the caller. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		  O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st))
+		err = -errno;
+	else if (!S_ISREG(st.st_mode))
+		err = -EINVAL;
+	else if ((len = pread(fd, buf, sizeof(buf) - 1, 0)) < 0)
+		err = -errno;
+	close(fd);
+	if (err)
+		return err;
+	buf[len] = '\0';
+	return tmem_ledger_psi_parse(buf, some_us);
 }
 
 /* Field 22 of /proc/<pid>/stat, the start time in clock ticks; 0 unknown. */

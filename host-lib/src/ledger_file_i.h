@@ -148,6 +148,13 @@ struct tmem_ledger {
 /* CLOCK_BOOTTIME in ns: heartbeats. */
 uint64_t tmem_ledger_now_ns(void);
 
+/*
+ * The "some" stall time (us) of the PSI file at @path (absolute): opened
+ * O_NOFOLLOW|O_NONBLOCK, a regular file, its first bytes parsed.  0, or
+ * -EINVAL (not a regular file, no "some ... total=N" line), -errno.
+ */
+int tmem_ledger_psi_read(const char *path, uint64_t *some_us);
+
 /* flock(LOCK_EX) within @ms milliseconds: 0, -EAGAIN or -errno. */
 int tmem_ledger_lock(int fd, unsigned int ms);
 
