@@ -31,11 +31,11 @@ extern "C" {
 
 /*
  * Version, as lz4.h has it.  MAJOR.MINOR names the newest symbol version
- * node of libtmem.map (LIBTMEM_0.4): a minor release adds entry points
+ * node of libtmem.map (LIBTMEM_0.5): a minor release adds entry points
  * and struct fields, never changes what an existing one does.
  */
 #define TMEM_VERSION_MAJOR		0
-#define TMEM_VERSION_MINOR		4
+#define TMEM_VERSION_MINOR		5
 #define TMEM_VERSION_RELEASE		0
 #define TMEM_VERSION_NUMBER		(TMEM_VERSION_MAJOR * 100 * 100 + \
 					 TMEM_VERSION_MINOR * 100 + \
@@ -580,8 +580,9 @@ const char *tmem_strerror(int err);
 #endif
 
 /*
- * The host-wide pool's ledger (LIBTMEM_0.4), part of this API: in its own
- * header only to keep each file short.
+ * The host-wide pool's ledger (LIBTMEM_0.4; its memory-pressure mode,
+ * LIBTMEM_0.5), part of this API: in its own header only to keep each
+ * file short.
  */
 #include "tmem_ledger.h"
 

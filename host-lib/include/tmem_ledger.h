@@ -53,7 +53,7 @@ struct tmem_ledger;
 #define TMEM_LEDGER_STALE_MAX_MS	600000
 #define TMEM_LEDGER_DEFAULT_DIR		"/run/virtio-tmem"
 /* The on-disk format tmem_ledger_open() accepts (another is -EPROTO). */
-#define TMEM_LEDGER_FORMAT		1
+#define TMEM_LEDGER_FORMAT		2
 
 struct tmem_ledger_config {
 	/* NULL: $VTMEM_LEDGER_DIR if set, else TMEM_LEDGER_DEFAULT_DIR. */
@@ -187,6 +187,9 @@ int tmem_ledger_leave(struct tmem_ledger *l);
  * total below the grants cuts each member's grant to its share of the
  * new total at once (the budgets follow at each member's next update,
  * and what a member holds above it is reclaimed by its device).
+ * With the memory-pressure mode on (Since LIBTMEM_0.5) this is the
+ * configured total: the effective one becomes the same fraction of it
+ * as the mode had left of the old one, within its floor.
  * Returns 0, -EINVAL for 0, or the lock's and header's errors.
  * Since LIBTMEM_0.4.
  */
@@ -286,13 +289,29 @@ struct tmem_ledger_member_info {
 };
 
 struct tmem_ledger_info {
+	/* The effective total: the configured one, or less under pressure. */
 	uint64_t total_bytes;
 	uint64_t granted_bytes;
 	uint32_t members;		/* live members (all, not only @max) */
 	uint32_t version;		/* TMEM_LEDGER_FORMAT */
+	/* Since LIBTMEM_0.5 (TMEM_LEDGER_INFO_SIZE_VER1): */
+	uint64_t configured_bytes;	/* as the creator or set_total set it */
+	uint32_t pressure_on;		/* 1: memory-pressure mode on */
+	/* The last measured stall share (of the source's "some" line). */
+	uint32_t pressure_ppm;
+	uint64_t pressure_shrinks;	/* checks that lowered the total */
+	uint64_t pressure_grows;	/* checks that raised it */
+	/* Failed reads of the source, and corrupt pressure areas. */
+	uint64_t pressure_errors;
+	uint32_t pressure_decision;	/* enum tmem_ledger_pressure_decision */
+	/* errno(3) value of the last error (EBADMSG: corrupt); 0: none. */
+	uint32_t pressure_errno;
+	uint32_t pressure_calm;		/* calm periods in a row */
+	uint32_t reserved;
 };
 
 #define TMEM_LEDGER_INFO_SIZE_VER0		24
+#define TMEM_LEDGER_INFO_SIZE_VER1		80
 #define TMEM_LEDGER_MEMBER_INFO_SIZE_VER0	240
 
 /**
@@ -304,13 +323,109 @@ struct tmem_ledger_info {
  *		caller's sizeof(*@m), its stride); NULL with @max 0
  *
  * Each struct is written up to its size and zeroed beyond ours; a
- * size below its _SIZE_VER0 is -EINVAL (@m_size only with @max).
+ * size below its _SIZE_VER0 is -EINVAL (@m_size only with @max).  The
+ * info's memory-pressure fields (TMEM_LEDGER_INFO_SIZE_VER1) are
+ * Since LIBTMEM_0.5.
  * Returns 0, -EINVAL (a size, a NULL pointer), or the lock's and
  * header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *info,
 		     size_t info_size, struct tmem_ledger_member_info *m,
 		     size_t m_size, unsigned int max, unsigned int *n);
+
+/*
+ * Memory-pressure mode (Since LIBTMEM_0.5), off by default: while the
+ * host is under memory pressure the pool's effective total shrinks, and
+ * it grows back to the configured total when the host is calm, as Meta's
+ * TMO/senpai does for a cgroup (host-lib/README.md, "Host-wide pool",
+ * "Memory pressure").  No daemon: the first call of any opener that
+ * takes the lock a period after the last check reads the source.
+ */
+#define TMEM_LEDGER_PRESSURE_SOURCE_MAX		255
+#define TMEM_LEDGER_PRESSURE_PERIOD_MS		1000
+#define TMEM_LEDGER_PRESSURE_PERIOD_MIN_MS	100
+#define TMEM_LEDGER_PRESSURE_PERIOD_MAX_MS	600000
+#define TMEM_LEDGER_PRESSURE_HIGH_PPM		10000
+#define TMEM_LEDGER_PRESSURE_LOW_PPM		1000
+#define TMEM_LEDGER_PRESSURE_PPM_MAX		1000000
+#define TMEM_LEDGER_PRESSURE_SHRINK_PCT		10
+#define TMEM_LEDGER_PRESSURE_GROW_PCT		2
+#define TMEM_LEDGER_PRESSURE_CALM_PERIODS	3
+#define TMEM_LEDGER_PRESSURE_CALM_MAX		1000
+#define TMEM_LEDGER_PRESSURE_MIN_PCT		25
+
+/*
+ * The mode's settings.  A 0 number is its default (the macros above).
+ * @source: "" (off), or the absolute path of a PSI file of the kernel's
+ * format: /proc/pressure/memory, or a cgroup v2 memory.pressure.
+ */
+struct tmem_ledger_pressure {
+	char source[TMEM_LEDGER_PRESSURE_SOURCE_MAX + 1];
+	uint32_t period_ms;	/* between two checks: 100..600000 */
+	/* The "some" stall time over a period, in ppm of the period. */
+	uint32_t high_ppm;	/* above: shrink; up to 1000000 */
+	uint32_t low_ppm;	/* below: a calm period; <= high_ppm */
+	/* Of the configured total, 1..100. */
+	uint32_t shrink_pct;	/* taken off per period above high_ppm */
+	uint32_t grow_pct;	/* given back per calm period, after: */
+	uint32_t calm_periods;	/* calm periods in a row, 1..1000 */
+	uint32_t min_pct;	/* the effective total's floor */
+	uint32_t reserved;	/* must be 0 */
+};
+
+#define TMEM_LEDGER_PRESSURE_SIZE_VER0	288
+
+/**
+ * tmem_ledger_set_pressure() - turn the memory-pressure mode on, change
+ * its settings, or (source "") turn it off, for every opener of the pool
+ * (the settings live in the file), as a tool does; any opener may.
+ * @p:		the settings, of @p_size bytes (sizeof(*@p))
+ *
+ * On, the pool's effective total (tmem_ledger_info.total_bytes, the
+ * grants' pool_total) moves between min_pct of the configured total
+ * and the configured total (tmem_ledger_set_total()'s): each period the
+ * first call of any opener that takes the lock reads the source (no
+ * daemon), and while the share of time some task stalled on memory is
+ * above high_ppm, the total shrinks by shrink_pct of the configured
+ * total; after calm_periods periods below low_ppm in a row, it grows
+ * by grow_pct per calm period.  A lowered total cuts the grants as
+ * tmem_ledger_set_total() does.  A source that cannot be read keeps the
+ * total, is counted (pressure_errors, pressure_errno) and is read again
+ * a period later.  Changed settings keep the total the mode left (within
+ * the new floor); off, the total is the configured one at once.
+ *
+ * Returns 0, -EINVAL (@p_size below TMEM_LEDGER_PRESSURE_SIZE_VER0, a
+ * NULL pointer, reserved not 0, a source not NUL-terminated within its
+ * array or not an absolute path, a number out of its bounds, low_ppm
+ * above high_ppm once defaults are applied, a source that is not a
+ * regular file or holds no "some ... total=N" line), -E2BIG (a non-zero
+ * byte of @p beyond our struct), the errno of opening or reading the
+ * source (-ENOENT, -EACCES, -ELOOP for a symbolic link, ...), or the
+ * lock's and header's errors; nothing is changed on an error.
+ * Since LIBTMEM_0.5.
+ */
+int tmem_ledger_set_pressure(struct tmem_ledger *l,
+			     const struct tmem_ledger_pressure *p,
+			     size_t p_size);
+
+/**
+ * tmem_ledger_get_pressure() - the mode's settings, defaults applied,
+ * into @p (@p_size bytes written, zero beyond our struct); all zero
+ * when off.  Its state is in tmem_ledger_list()'s info.
+ * Returns 0, -EINVAL (a size below VER0, a NULL pointer), or the
+ * lock's and header's errors.  Since LIBTMEM_0.5.
+ */
+int tmem_ledger_get_pressure(struct tmem_ledger *l,
+			     struct tmem_ledger_pressure *p, size_t p_size);
+
+/* What the last check of the pressure source decided. */
+enum tmem_ledger_pressure_decision {
+	TMEM_LEDGER_PRESSURE_NONE = 0,	/* off, or not checked yet */
+	TMEM_LEDGER_PRESSURE_HOLD,	/* the total kept */
+	TMEM_LEDGER_PRESSURE_SHRINK,	/* lowered: pressure above high */
+	TMEM_LEDGER_PRESSURE_GROW,	/* raised: calm long enough */
+	TMEM_LEDGER_PRESSURE_ERROR,	/* the source could not be read */
+};
 
 #ifdef __cplusplus
 }

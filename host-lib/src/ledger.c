@@ -4,7 +4,7 @@
  * lock, the members' records and their liveness.  What a member is
  * granted is ledger_policy.c's.
  *
- * File: a 256-byte header, then TMEM_LEDGER_MAX_MEMBERS records.  Every
+ * File: a 512-byte header, then TMEM_LEDGER_MAX_MEMBERS records.  Every
  * change, and every read that acts on the numbers, is made under
  * flock(LOCK_EX) of the file, from a copy of each record checked first:
  * another process (or a hostile one of the same user) may have written
@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/file.h>
@@ -26,6 +27,7 @@
 #include "why_i.h"
 #include "ledger_i.h"
 #include "ledger_file_i.h"
+#include "ledger_tick_i.h"
 
 _Static_assert(sizeof(struct tmem_ledger_config) ==
 	       TMEM_LEDGER_CONFIG_SIZE_VER0, "ledger config VER0");
@@ -34,7 +36,11 @@ _Static_assert(sizeof(struct tmem_ledger_usage) ==
 _Static_assert(sizeof(struct tmem_ledger_grant) ==
 	       TMEM_LEDGER_GRANT_SIZE_VER0, "ledger grant VER0");
 _Static_assert(sizeof(struct tmem_ledger_info) ==
+	       TMEM_LEDGER_INFO_SIZE_VER1, "ledger info VER1");
+_Static_assert(offsetof(struct tmem_ledger_info, configured_bytes) ==
 	       TMEM_LEDGER_INFO_SIZE_VER0, "ledger info VER0");
+_Static_assert(sizeof(struct tmem_ledger_pressure) ==
+	       TMEM_LEDGER_PRESSURE_SIZE_VER0, "ledger pressure VER0");
 _Static_assert(sizeof(struct tmem_ledger_member_info) ==
 	       TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, "ledger member info VER0");
 
@@ -179,6 +185,7 @@ static void publish(struct tmem_ledger *l)
 static int begin(struct tmem_ledger *l, unsigned int ms, struct tmem_why *why)
 {
 	struct stat st;
+	uint64_t now;
 	int ret;
 
 	ret = tmem_ledger_lock(l->fd, ms);
@@ -200,8 +207,21 @@ static int begin(struct tmem_ledger *l, unsigned int ms, struct tmem_why *why)
 		flock(l->fd, LOCK_UN);
 		return ret;
 	}
-	ledger_scan(l, tmem_ledger_now_ns());
+	now = tmem_ledger_now_ns();
+	/* The memory-pressure mode's check, if due, may lower the total. */
+	tmem_ledger_pressure_tick(l, now);
+	ledger_scan(l, now);
 	return 0;
+}
+
+/* Our struct @src of @ssize bytes out to the caller's of @size. */
+static void struct_out(void *dst, size_t size, const void *src, size_t ssize)
+{
+	if (size > ssize) {
+		memset((char *)dst + ssize, 0, size - ssize);
+		size = ssize;
+	}
+	memcpy(dst, src, size);
 }
 
 static int find_id(struct tmem_ledger *l, const char *id)
@@ -306,9 +326,66 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes)
 	ret = begin(l, ADMIN_LOCK_MS, NULL);
 	if (ret)
 		return ret;
-	l->hdr->total = total_bytes;
+	tmem_ledger_pressure_total(l, total_bytes);
 	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
+	return 0;
+}
+
+int tmem_ledger_set_pressure(struct tmem_ledger *l,
+			     const struct tmem_ledger_pressure *up,
+			     size_t p_size)
+{
+	struct tmem_ledger_pressure p;
+	struct ledger_pressure_cfg c;
+	uint64_t us = 0, now;
+	int ret;
+
+	if (!l || !up || p_size < TMEM_LEDGER_PRESSURE_SIZE_VER0)
+		return -EINVAL;
+	ret = tmem_ledger_struct_in(&p, sizeof(p), up, p_size);
+	if (ret)
+		return ret;
+	if (p.reserved || !memchr(p.source, '\0', sizeof(p.source)))
+		return -EINVAL;
+	if (p.source[0]) {
+		c = (struct ledger_pressure_cfg){
+			.period_ms = p.period_ms, .high_ppm = p.high_ppm,
+			.low_ppm = p.low_ppm, .shrink_pct = p.shrink_pct,
+			.grow_pct = p.grow_pct, .calm_periods = p.calm_periods,
+			.min_pct = p.min_pct,
+		};
+		if (p.source[0] != '/' || tmem_ledger_pressure_resolve(&c))
+			return -EINVAL;
+		/* Readable now, and the first sample of the measurement. */
+		ret = tmem_ledger_psi_read(p.source, &us);
+		if (ret)
+			return ret;
+	}
+	now = tmem_ledger_now_ns();
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	if (ret)
+		return ret;
+	tmem_ledger_pressure_set(l, p.source[0] ? &c : NULL, p.source, us, now);
+	ledger_scan(l, tmem_ledger_now_ns());
+	publish(l);
+	return 0;
+}
+
+int tmem_ledger_get_pressure(struct tmem_ledger *l,
+			     struct tmem_ledger_pressure *up, size_t p_size)
+{
+	struct tmem_ledger_pressure p;
+	int ret;
+
+	if (!l || !up || p_size < TMEM_LEDGER_PRESSURE_SIZE_VER0)
+		return -EINVAL;
+	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	if (ret)
+		return ret;
+	tmem_ledger_pressure_get(l, &p, NULL);
+	publish(l);
+	struct_out(up, p_size, &p, sizeof(p));
 	return 0;
 }
 
@@ -342,16 +419,6 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 	ledger_scan(l, tmem_ledger_now_ns());
 	publish(l);
 	return 0;
-}
-
-/* Our struct @src of @ssize bytes out to the caller's of @size. */
-static void struct_out(void *dst, size_t size, const void *src, size_t ssize)
-{
-	if (size > ssize) {
-		memset((char *)dst + ssize, 0, size - ssize);
-		size = ssize;
-	}
-	memcpy(dst, src, size);
 }
 
 static void publish_self(struct ledger_rec *m,
@@ -474,6 +541,7 @@ int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *uinfo,
 	info.granted_bytes = s->granted;
 	info.members = s->n;
 	info.version = TMEM_LEDGER_FORMAT;
+	tmem_ledger_pressure_get(l, NULL, &info);
 	*n = s->n < max ? s->n : max;
 	for (unsigned int k = 0; k < *n; k++) {
 		const struct ledger_rec *r = &s->rec[k];

@@ -22,6 +22,7 @@
 #include <xxhash.h>
 
 #include "why_i.h"
+#include "ledger_i.h"
 #include "ledger_file_i.h"
 
 _Static_assert(sizeof(struct ledger_hdr) == LEDGER_HDR_SIZE, "ledger header");
@@ -54,6 +55,34 @@ int tmem_ledger_lock(int fd, unsigned int ms)
 			return -EAGAIN;
 		nanosleep(&nap, NULL);
 	}
+}
+
+/* PSI text is two lines of about 60 bytes; a "some" line is the first. */
+#define PSI_BUF		512
+
+int tmem_ledger_psi_read(const char *path, uint64_t *some_us)
+{
+	char buf[PSI_BUF];
+	struct stat st;
+	ssize_t len = 0;
+	int fd, err = 0;
+
+	/* O_NONBLOCK: a FIFO put at the path must not stop the caller. */
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC |
+		  O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st))
+		err = -errno;
+	else if (!S_ISREG(st.st_mode))
+		err = -EINVAL;
+	else if ((len = pread(fd, buf, sizeof(buf) - 1, 0)) < 0)
+		err = -errno;
+	close(fd);
+	if (err)
+		return err;
+	buf[len] = '\0';
+	return tmem_ledger_psi_parse(buf, some_us);
 }
 
 /* Field 22 of /proc/<pid>/stat, the start time in clock ticks; 0 unknown. */
@@ -184,8 +213,28 @@ static int init_file(struct tmem_ledger *l, const char *name, uint64_t total,
 	h->stale_ms = stale_ms;
 	h->checksum = hdr_sum(h);
 	h->total = total;
+	h->press.configured = total;
 	atomic_store_explicit(&h->magic, LEDGER_MAGIC, memory_order_release);
 	return 0;
+}
+
+/*
+ * A file of another size with our magic: another format (format 1's
+ * header had 256 bytes), refused as another version is.
+ */
+static bool other_format(struct tmem_ledger *l, struct tmem_why *why)
+{
+	struct {
+		uint64_t magic;
+		uint32_t version;
+	} h;
+
+	if (pread(l->fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    h.magic != LEDGER_MAGIC || h.version == TMEM_LEDGER_FORMAT)
+		return false;
+	tmem_refuse(why, -EPROTO, "ledger %s: format version %u, this libtmem "
+		    "reads only %d", l->path, h.version, TMEM_LEDGER_FORMAT);
+	return true;
 }
 
 /*
@@ -213,6 +262,8 @@ static int check_file(struct tmem_ledger *l, struct tmem_why *why)
 				   l->path, (unsigned int)(st.st_mode & 07777));
 	if (st.st_size == 0)
 		return 1;
+	if (st.st_size != (off_t)LEDGER_FILE_SIZE && other_format(l, why))
+		return -EPROTO;
 	if (st.st_size != (off_t)LEDGER_FILE_SIZE)
 		return tmem_refuse(why, -EINVAL, "ledger %s: %lld bytes, not a "
 				   "virtio-tmem ledger (%zu bytes)", l->path,

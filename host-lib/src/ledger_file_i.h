@@ -14,7 +14,7 @@
 #include "tmem_ledger.h"
 
 #define LEDGER_MAGIC	0x3152474c4d4d5456ull	/* "VTMMLGR1" */
-#define LEDGER_HDR_SIZE	256
+#define LEDGER_HDR_SIZE	512
 
 /* A record's state: anything else is corrupt (and reaped). */
 #define LEDGER_FREE	0u
@@ -23,6 +23,35 @@
 /* A record's flags, as its last update left them. */
 #define LEDGER_F_GROWING	1u	/* it wants more than its grant */
 #define LEDGER_F_STARVED	2u	/* below its share, the pool short */
+
+/*
+ * The memory-pressure mode's state (dynamic, under the lock): its
+ * settings as tmem_ledger_set_pressure() resolved them, and what the
+ * last checks measured and decided.  Checked at every call, never
+ * trusted: a bad one turns the mode off.
+ */
+struct ledger_press {
+	uint32_t on;			/* 0 or 1 */
+	uint32_t period_ms;
+	uint32_t high_ppm;
+	uint32_t low_ppm;
+	uint32_t shrink_pct;
+	uint32_t grow_pct;
+	uint32_t calm_periods;
+	uint32_t min_pct;
+	uint64_t configured;		/* the total as set; total: effective */
+	uint64_t check_ns;		/* CLOCK_BOOTTIME of the last check */
+	uint64_t sample_ns;		/* of the last sample read; 0: none */
+	uint64_t sample_us;		/* its "some" total= */
+	uint64_t shrinks;
+	uint64_t grows;
+	uint64_t errors;
+	uint32_t ppm;			/* the last measured */
+	uint32_t calm;			/* calm periods in a row */
+	uint32_t decision;		/* enum tmem_ledger_pressure_decision */
+	uint32_t last_errno;		/* of the last failed check; 0: none */
+	char source[TMEM_LEDGER_PRESSURE_SOURCE_MAX + 1];
+};
 
 struct ledger_hdr {
 	/* Written last by the creator, with release ordering. */
@@ -43,7 +72,8 @@ struct ledger_hdr {
 	uint64_t total;
 	uint64_t granted;		/* for a reader: the scan's sum */
 	uint64_t generation;		/* every change */
-	uint8_t pad[LEDGER_HDR_SIZE - 136];
+	struct ledger_press press;
+	uint8_t pad[LEDGER_HDR_SIZE - 136 - sizeof(struct ledger_press)];
 };
 
 struct ledger_use {
@@ -117,6 +147,13 @@ struct tmem_ledger {
 
 /* CLOCK_BOOTTIME in ns: heartbeats. */
 uint64_t tmem_ledger_now_ns(void);
+
+/*
+ * The "some" stall time (us) of the PSI file at @path (absolute): opened
+ * O_NOFOLLOW|O_NONBLOCK, a regular file, its first bytes parsed.  0, or
+ * -EINVAL (not a regular file, no "some ... total=N" line), -errno.
+ */
+int tmem_ledger_psi_read(const char *path, uint64_t *some_us);
 
 /* flock(LOCK_EX) within @ms milliseconds: 0, -EAGAIN or -errno. */
 int tmem_ledger_lock(int fd, unsigned int ms);

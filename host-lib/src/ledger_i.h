@@ -77,4 +77,75 @@ struct ledger_out {
 /** tmem_ledger_decide() - one member's grant and budget at its update. */
 void tmem_ledger_decide(const struct ledger_in *in, struct ledger_out *out);
 
+/*
+ * The memory-pressure mode's policy (ledger_pressure.c): from two samples
+ * of a PSI source's "some ... total=" stall time, the share of wall time
+ * stalled in between (ppm), and the pool's effective total from it.
+ */
+
+/* Its settings, defaults resolved (tmem_ledger_pressure_resolve()). */
+struct ledger_pressure_cfg {
+	uint32_t period_ms;
+	uint32_t high_ppm;	/* above: shrink */
+	uint32_t low_ppm;	/* below: a calm period */
+	uint32_t shrink_pct;	/* of the configured total, per period */
+	uint32_t grow_pct;
+	uint32_t calm_periods;	/* calm periods in a row before growing */
+	uint32_t min_pct;	/* the floor, of the configured total */
+};
+
+/*
+ * A measurement longer than this many periods (and at least
+ * LEDGER_PRESSURE_GAP_MIN_NS: nobody called) says nothing of now: it
+ * only starts a new one.
+ */
+#define LEDGER_PRESSURE_GAP_PERIODS	10
+#define LEDGER_PRESSURE_GAP_MIN_NS	10000000000ull
+
+struct ledger_pressure_in {
+	uint64_t configured;	/* the total as set, >= 1 */
+	uint64_t effective;	/* the total now */
+	uint64_t prev_ns;	/* CLOCK_BOOTTIME of the last sample; 0: none */
+	uint64_t now_ns;
+	uint64_t prev_us;	/* the source's stall time then */
+	uint64_t now_us;	/* and now */
+	uint32_t calm;		/* calm periods in a row before this one */
+};
+
+struct ledger_pressure_out {
+	uint64_t effective;	/* within floor..configured */
+	uint32_t calm;
+	uint32_t ppm;		/* stalled share of the elapsed time */
+	uint32_t decision;	/* enum tmem_ledger_pressure_decision */
+};
+
+/*
+ * Defaults for the zeros of @c, then its rules (period, ppm and
+ * percentages within their bounds, low <= high): 0 or -EINVAL.
+ */
+int tmem_ledger_pressure_resolve(struct ledger_pressure_cfg *c);
+
+/* The least effective total: min_pct of @configured, at least 1. */
+uint64_t tmem_ledger_pressure_floor(const struct ledger_pressure_cfg *c,
+				    uint64_t configured);
+
+/** tmem_ledger_pressure_decide() - one period's decision. */
+void tmem_ledger_pressure_decide(const struct ledger_pressure_cfg *c,
+				 const struct ledger_pressure_in *in,
+				 struct ledger_pressure_out *out);
+
+/*
+ * The effective total when the configured one changes from @old to
+ * @conf: the same fraction of it, within the floor and @conf.
+ */
+uint64_t tmem_ledger_pressure_rescale(const struct ledger_pressure_cfg *c,
+				      uint64_t old, uint64_t effective,
+				      uint64_t conf);
+
+/*
+ * The "some" line's total= (microseconds stalled since boot) of PSI text
+ * @buf (NUL-terminated): 0, or -EINVAL when there is none to parse.
+ */
+int tmem_ledger_psi_parse(const char *buf, uint64_t *some_us);
+
 #endif /* TMEM_LEDGER_I_H */

@@ -450,8 +450,15 @@ static void test_shared_0_1(void **state)
 		assert_non_null(dlvsym(h, ledger_calls[i], "LIBTMEM_0.4"));
 		assert_null(dlvsym(h, ledger_calls[i], "LIBTMEM_0.3"));
 	}
+	/* 0.5's, the pressure mode, in its own node. */
+	assert_non_null(dlvsym(h, "tmem_ledger_set_pressure", "LIBTMEM_0.5"));
+	assert_non_null(dlvsym(h, "tmem_ledger_get_pressure", "LIBTMEM_0.5"));
+	assert_null(dlvsym(h, "tmem_ledger_set_pressure", "LIBTMEM_0.4"));
+	assert_null(dlvsym(h, "tmem_ledger_get_pressure", "LIBTMEM_0.4"));
 	/* Internals stay internal. */
 	assert_null(dlsym(h, "tmem_refuse"));
+	assert_null(dlsym(h, "tmem_ledger_pressure_decide"));
+	assert_null(dlsym(h, "tmem_ledger_psi_read"));
 	assert_null(dlsym(h, "tmem_ledger_shares"));
 	assert_null(dlsym(h, "tmem_ledger_scan"));
 

@@ -977,9 +977,18 @@ static void test_refused_files(void **state)
 	expect_refused("sum", -EBADMSG, "checksum");
 	/* Another format version. */
 	h = fresh_header("version", &fd);
-	h->version = 2;
+	h->version = 1;
 	unmap_file(h, fd);
-	expect_refused("version", -EPROTO, "format version 2");
+	expect_refused("version", -EPROTO, "format version 1");
+	/* A format-1 file: its size (a 256-byte header), magic, version 1. */
+	make_ledger("format1");
+	h = map_file("format1", &fd);
+	h->version = 1;
+	unmap_file(h, fd);
+	path_of(path, sizeof(path), "format1");
+	assert_int_equal(truncate(path, 256 + TMEM_LEDGER_MAX_MEMBERS *
+				  sizeof(struct ledger_rec)), 0);
+	expect_refused("format1", -EPROTO, "format version 1");
 	/* A total of 0. */
 	h = fresh_header("zero", &fd);
 	h->total = 0;
