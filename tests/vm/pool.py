@@ -13,7 +13,10 @@ query-tmem twice a second and checks:
     there (the median of the samples after convergence);
   - no device ever holds more than its cap, the ledger's grants never
     sum above the total, the devices' held bytes (sampled within a few
-    ms of each other) never above it (slack: SUM_SLACK);
+    ms of each other) never above it (slack: SUM_SLACK); and exactly, in
+    the ledger's own snapshots (vtmem-top --json, every 0.5 s): each
+    member's published held bytes within its grant, the sums within the
+    total;
   - `vtmem-top --json` lists the three with their weights and shares;
   - SIGKILL of the weight-200 QEMU returns its share: within a few
     seconds the two others' shares grow to half the pool each, and what
@@ -182,11 +185,44 @@ def run(name, series, sc, verbose=True, json_out=None):
     def fail(msg):
         failures.append(msg)
 
+    snaps = {"n": 0, "max_held_sum": 0, "max_granted": 0}
+
+    def ledger_snapshot():
+        """One consistent view of the pool (vtmem-top --json, taken under
+        the ledger's lock): what each member last published must be
+        within its grant, and the sums within the total, exactly."""
+        if not tool:
+            return None
+        out = subprocess.run([tool, "--json", "-d", "0", "--dir",
+                              ledger_dir], capture_output=True, text=True,
+                             timeout=30)
+        try:
+            doc = json.loads(out.stdout)
+            devs, total = doc["devices"], doc["pools"][0]["total"]
+        except (ValueError, KeyError, TypeError, IndexError):
+            fail("vtmem-top --json: %r %r" % (out.stdout[-500:],
+                                              out.stderr[-500:]))
+            return None
+        snaps["n"] += 1
+        held = sum(d["held"] for d in devs)
+        granted = sum(d["grant"] for d in devs)
+        snaps["max_held_sum"] = max(snaps["max_held_sum"], held)
+        snaps["max_granted"] = max(snaps["max_granted"], granted)
+        if held > total or granted > total:
+            fail("ledger: held %d, granted %d, total %d: %s"
+                 % (held, granted, total, devs))
+        for d in devs:
+            if d["held"] > d["grant"] or (d["cap"] and d["grant"] > d["cap"]):
+                fail("ledger: %s holds %d, grant %d, cap %s"
+                     % (d["id"], d["held"], d["grant"], d["cap"]))
+        return devs
+
     # 1. Convergence: all three members, every device within its share.
     deadline = time.time() + sc["converge_s"] * timeout_scale()
     joined_at = converged_at = None
     while time.time() < deadline and not any(errors):
         time.sleep(SAMPLE_S)
+        ledger_snapshot()
         last = [vm.samples[-1] if vm.samples else None for vm in vms]
         if joined_at is None and all(s and s["members"] == 3
                                      for s in last):
@@ -222,15 +258,7 @@ def run(name, series, sc, verbose=True, json_out=None):
         report["median_held"] = med
         report["held_fraction"] = [round(m / sum(med), 3) for m in med]
         if tool:
-            out = subprocess.run([tool, "--json", "-d", "0", "--dir",
-                                  ledger_dir], capture_output=True,
-                                 text=True, timeout=30)
-            try:
-                devs = json.loads(out.stdout)["devices"]
-            except (ValueError, KeyError, TypeError):
-                devs = None
-                fail("vtmem-top --json: %r %r" % (out.stdout[-500:],
-                                                  out.stderr[-500:]))
+            devs = ledger_snapshot()
             if devs is not None:
                 report["vtmem_top"] = devs
                 by_vm = {d.get("vm"): d for d in devs}
@@ -254,6 +282,7 @@ def run(name, series, sc, verbose=True, json_out=None):
         deadline = killed_at + sc["after_kill_s"]
         while time.time() < deadline and not any(errors[:2]):
             time.sleep(SAMPLE_S)
+            ledger_snapshot()
             last = [vm.samples[-1] for vm in vms[:2]]
             if back_at is None and all(s["members"] == 2 and
                                        abs(s["share"] - new_share) <= MiB
@@ -306,6 +335,7 @@ def run(name, series, sc, verbose=True, json_out=None):
         for line in results[i].splats:
             c.failures.append("guest kernel: %s" % line)
         failures.extend("vm%d: %s" % (i, f) for f in c.failures)
+    report["ledger_snapshots"] = snaps
     report["samples"] = [len(vm.samples) for vm in vms]
     report["rounds_checked"] = len(rows)
     report["seconds"] = round(time.time() - t0, 1)
