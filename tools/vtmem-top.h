@@ -19,6 +19,8 @@
 struct top_pool {
 	char name[NAME_MAX + 1];
 	struct tmem_ledger_info info;
+	/* tmem_ledger_get_pressure()'s settings: all 0 when the mode is off. */
+	struct tmem_ledger_pressure pressure;
 	unsigned int n;
 	struct tmem_ledger_member_info m[TMEM_LEDGER_MAX_MEMBERS];
 };
