@@ -52,6 +52,11 @@ int top_sample_take(const struct top_opts *o, struct top_sample *s);
 void top_sample_free(struct top_sample *s);
 double top_now(void);
 
+/* top-pressure.c: 0, or -errno (said on stderr, naming the pool). */
+int top_set_pressure(const char *dir, const char *pool,
+		     struct tmem_ledger *l,
+		     const struct tmem_ledger_pressure *p);
+
 /* top-show.c: @prev NULL, or the sample before (for the rates). */
 void top_show_json(FILE *f, const struct top_sample *s,
 		   const struct top_sample *prev);
