@@ -128,13 +128,31 @@ static int sample_pool(const char *dir, const char *name, struct top_pool *p)
 	if (ret)
 		return ret;
 	snprintf(p->name, sizeof(p->name), "%s", name);
-	ret = tmem_ledger_list(l, &p->info, sizeof(p->info), p->m,
-			       sizeof(p->m[0]), TMEM_LEDGER_MAX_MEMBERS, &p->n);
-	tmem_ledger_close(l);
-	if (ret) {
-		top_error(dir, name, "list: %s", strerror(-ret));
-		return ret;
+	/*
+	 * The settings and the list are two calls (two times the lock): if
+	 * the mode was turned on or off between them, ask once more.
+	 */
+	for (int tries = 0; tries < 2; tries++) {
+		ret = tmem_ledger_get_pressure(l, &p->pressure,
+					       sizeof(p->pressure));
+		if (ret) {
+			top_error(dir, name, "pressure settings: %s",
+				  strerror(-ret));
+			break;
+		}
+		ret = tmem_ledger_list(l, &p->info, sizeof(p->info), p->m,
+				       sizeof(p->m[0]), TMEM_LEDGER_MAX_MEMBERS,
+				       &p->n);
+		if (ret) {
+			top_error(dir, name, "list: %s", strerror(-ret));
+			break;
+		}
+		if (!p->info.pressure_on == !p->pressure.source[0])
+			break;
 	}
+	tmem_ledger_close(l);
+	if (ret)
+		return ret;
 	qsort(p->m, p->n, sizeof(p->m[0]), by_id);
 	return 0;
 }

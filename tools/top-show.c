@@ -14,14 +14,21 @@
 
 #define PAGE_BYTES	4096
 #define CELL_MAX	(TMEM_LEDGER_ID_MAX + 1)
+/* A cell of the pool's line: room for the pressure source's path. */
+#define POOL_CELL_MAX	(TMEM_LEDGER_PRESSURE_SOURCE_MAX + 128)
 
-enum val_kind { V_NULL, V_U64, V_DBL, V_STR };
+/* V_OBJ: a JSON object of more pool fields (@obj, @nobj of them). */
+enum val_kind { V_NULL, V_U64, V_DBL, V_STR, V_OBJ };
+
+struct pool_field;
 
 struct val {
 	enum val_kind kind;
 	uint64_t u;
 	double d;
 	const char *s;
+	const struct pool_field *obj;
+	size_t nobj;
 };
 
 /* How a value reads in the table (JSON: sizes in bytes, always). */
@@ -40,6 +47,8 @@ struct pool_field {
 	const char *label;	/* NULL: not on the pool's line */
 	enum cell_fmt fmt;
 	struct val (*get)(const struct top_pool *p);
+	/* NULL, or the pool line's text in place of the value's cell. */
+	void (*text)(char *buf, size_t len, const struct top_pool *p);
 };
 
 struct dev_field {
@@ -80,6 +89,7 @@ static struct val fn(const struct top_pool *p)			\
 }
 
 POOL_U64(p_total, p->info.total_bytes)
+POOL_U64(p_configured, p->info.configured_bytes)
 POOL_U64(p_granted, p->info.granted_bytes)
 POOL_U64(p_members, p->info.members)
 
@@ -91,12 +101,107 @@ static struct val p_free(const struct top_pool *p)
 		   i->total_bytes - i->granted_bytes : 0);
 }
 
+/* ---- the memory-pressure mode (tmem_ledger_set_pressure()) ---- */
+
+static const char *const decisions[] = {
+	[TMEM_LEDGER_PRESSURE_NONE] = "none",
+	[TMEM_LEDGER_PRESSURE_HOLD] = "hold",
+	[TMEM_LEDGER_PRESSURE_SHRINK] = "shrink",
+	[TMEM_LEDGER_PRESSURE_GROW] = "grow",
+	[TMEM_LEDGER_PRESSURE_ERROR] = "error",
+};
+
+static const char *decision_name(uint32_t d)
+{
+	return d < sizeof(decisions) / sizeof(decisions[0]) && decisions[d] ?
+	       decisions[d] : "unknown";
+}
+
+static struct val p_source(const struct top_pool *p)
+{
+	return str(p->pressure.source);
+}
+
+static struct val p_decision(const struct top_pool *p)
+{
+	return str(decision_name(p->info.pressure_decision));
+}
+
+POOL_U64(p_ppm, p->info.pressure_ppm)
+POOL_U64(p_shrinks, p->info.pressure_shrinks)
+POOL_U64(p_grows, p->info.pressure_grows)
+POOL_U64(p_errors, p->info.pressure_errors)
+POOL_U64(p_errno, p->info.pressure_errno)
+POOL_U64(p_calm, p->info.pressure_calm)
+POOL_U64(p_period, p->pressure.period_ms)
+POOL_U64(p_high, p->pressure.high_ppm)
+POOL_U64(p_low, p->pressure.low_ppm)
+POOL_U64(p_shrink_pct, p->pressure.shrink_pct)
+POOL_U64(p_grow_pct, p->pressure.grow_pct)
+POOL_U64(p_calm_periods, p->pressure.calm_periods)
+POOL_U64(p_min_pct, p->pressure.min_pct)
+
+/* The state (tmem_ledger_list()'s info), then the settings. */
+static const struct pool_field pressure_fields[] = {
+	{ "source", NULL, C_STR, p_source, NULL },
+	{ "ppm", NULL, C_NUM, p_ppm, NULL },
+	{ "decision", NULL, C_STR, p_decision, NULL },
+	{ "shrinks", NULL, C_NUM, p_shrinks, NULL },
+	{ "grows", NULL, C_NUM, p_grows, NULL },
+	{ "errors", NULL, C_NUM, p_errors, NULL },
+	{ "errno", NULL, C_NUM, p_errno, NULL },
+	{ "calm", NULL, C_NUM, p_calm, NULL },
+	{ "period_ms", NULL, C_NUM, p_period, NULL },
+	{ "high_ppm", NULL, C_NUM, p_high, NULL },
+	{ "low_ppm", NULL, C_NUM, p_low, NULL },
+	{ "shrink_pct", NULL, C_NUM, p_shrink_pct, NULL },
+	{ "grow_pct", NULL, C_NUM, p_grow_pct, NULL },
+	{ "calm_periods", NULL, C_NUM, p_calm_periods, NULL },
+	{ "min_pct", NULL, C_NUM, p_min_pct, NULL },
+};
+
+static struct val p_pressure(const struct top_pool *p)
+{
+	if (!p->info.pressure_on)
+		return null;
+	return (struct val){
+		.kind = V_OBJ, .obj = pressure_fields,
+		.nobj = sizeof(pressure_fields) / sizeof(pressure_fields[0]),
+	};
+}
+
+/* "off", or "/proc/pressure/memory 0.12% hold (shrinks 3, grows 1)". */
+static void pressure_text(char *buf, size_t len, const struct top_pool *p)
+{
+	const struct tmem_ledger_info *i = &p->info;
+	int n;
+
+	if (!i->pressure_on) {
+		snprintf(buf, len, "off");
+		return;
+	}
+	n = snprintf(buf, len, "%s %u.%02u%% %s (shrinks %" PRIu64 ", grows %"
+		     PRIu64, p->pressure.source[0] ? p->pressure.source : "?",
+		     i->pressure_ppm / 10000, i->pressure_ppm % 10000 / 100,
+		     decision_name(i->pressure_decision), i->pressure_shrinks,
+		     i->pressure_grows);
+	if (n > 0 && (size_t)n < len && i->pressure_errors)
+		n += snprintf(buf + n, len - (size_t)n, ", errors %" PRIu64
+			      ", last: %s", i->pressure_errors,
+			      i->pressure_errno ?
+			      strerror((int)i->pressure_errno) : "none");
+	if (n > 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ")");
+}
+
 static const struct pool_field pool_fields[] = {
-	{ "name", NULL, C_STR, p_name },
-	{ "total", "total", C_SIZE, p_total },
-	{ "granted", "granted", C_SIZE, p_granted },
-	{ "members", "members", C_NUM, p_members },
-	{ "free", "free", C_SIZE, p_free },
+	{ "name", NULL, C_STR, p_name, NULL },
+	{ "total", "total", C_SIZE, p_total, NULL },
+	{ "configured", "configured", C_SIZE, p_configured, NULL },
+	{ "granted", "granted", C_SIZE, p_granted, NULL },
+	{ "members", "members", C_NUM, p_members, NULL },
+	{ "free", "free", C_SIZE, p_free, NULL },
+	{ "pressure", "pressure", C_STR, p_pressure, pressure_text },
 };
 
 static struct val d_pool(const struct dev_row *r)
@@ -292,18 +397,31 @@ static void json_val(FILE *f, struct val v)
 		fprintf(f, "%" PRIu64, v.u);
 }
 
-static void json_pool(FILE *f, const struct top_pool *p)
+/* An object of @n fields of @p (a V_OBJ value: one more, nested). */
+static void json_pool_fields(FILE *f, const struct pool_field *pf, size_t n,
+			     const struct top_pool *p)
 {
 	const char *sep = "{";
 
-	for (size_t i = 0; i < N_POOL_FIELDS; i++) {
-		if (!pool_fields[i].json)
+	for (size_t i = 0; i < n; i++) {
+		struct val v;
+
+		if (!pf[i].json)
 			continue;
-		fprintf(f, "%s\"%s\":", sep, pool_fields[i].json);
-		json_val(f, pool_fields[i].get(p));
+		fprintf(f, "%s\"%s\":", sep, pf[i].json);
+		v = pf[i].get(p);
+		if (v.kind == V_OBJ)
+			json_pool_fields(f, v.obj, v.nobj, p);
+		else
+			json_val(f, v);
 		sep = ",";
 	}
 	fputc('}', f);
+}
+
+static void json_pool(FILE *f, const struct top_pool *p)
+{
+	json_pool_fields(f, pool_fields, N_POOL_FIELDS, p);
 }
 
 static void json_dev(FILE *f, const struct dev_row *r)
@@ -347,7 +465,7 @@ void top_show_json(FILE *f, const struct top_sample *s,
 
 static void pool_line(FILE *f, const struct top_pool *p, bool bytes)
 {
-	char buf[CELL_MAX];
+	char buf[POOL_CELL_MAX];
 	const char *sep = ": ";
 
 	fprintf(f, "pool %s", p->name);
@@ -356,7 +474,10 @@ static void pool_line(FILE *f, const struct top_pool *p, bool bytes)
 
 		if (!pf->label)
 			continue;
-		cell(buf, sizeof(buf), pf->fmt, "-", pf->get(p), bytes);
+		if (pf->text)
+			pf->text(buf, sizeof(buf), p);
+		else
+			cell(buf, sizeof(buf), pf->fmt, "-", pf->get(p), bytes);
 		fprintf(f, "%s%s %s", sep, pf->label, buf);
 		sep = ", ";
 	}

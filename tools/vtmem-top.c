@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <stddef.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 #define EXIT_USAGE	2
 #define MAX_DELAY	86400.0
+#define PSI_MEMORY	"/proc/pressure/memory"
 
 static volatile sig_atomic_t stop;
 
@@ -31,6 +33,11 @@ static void usage(FILE *f)
 "       vtmem-top [--dir DIR] create POOL --total SIZE [--stale-ms N]\n"
 "                 [--exist-ok]\n"
 "       vtmem-top [--dir DIR] set POOL --total SIZE\n"
+"       vtmem-top [--dir DIR] set POOL --pressure SOURCE|psi [--pressure-high PPM]\n"
+"                 [--pressure-low PPM] [--pressure-period MS]\n"
+"                 [--pressure-shrink PCT] [--pressure-grow PCT]\n"
+"                 [--pressure-calm N] [--pressure-min PCT]\n"
+"       vtmem-top [--dir DIR] set POOL --pressure off\n"
 "       vtmem-top [--dir DIR] set POOL ID [--weight N] [--cap SIZE|none]\n"
 "\n"
 "Shows and changes the host-wide pools that virtio-tmem devices share by\n"
@@ -38,8 +45,8 @@ static void usage(FILE *f)
 "device's properties host-pool=NAME, weight=N and budget=SIZE, e.g.\n"
 "  -device virtio-tmem,id=tmem0,host-pool=vms,weight=200,budget=2G\n"
 "\n"
-"Without a command: a table of every pool (total, granted, members, free)\n"
-"and of its devices, redrawn every -d seconds until interrupted (plain\n"
+"Without a command: a table of every pool (total, configured, granted,\n"
+"members, free, pressure) and of its devices, redrawn every -d seconds until interrupted (plain\n"
 "text, one table after the other, when stdout is not a terminal).\n"
 "  --dir DIR          the ledgers' directory (default: $VTMEM_LEDGER_DIR,\n"
 "                     else " TMEM_LEDGER_DEFAULT_DIR ")\n"
@@ -50,9 +57,18 @@ static void usage(FILE *f)
 "  --json             print one JSON object and exit: {\"pools\":[...],\n"
 "                     \"devices\":[...]}, sizes in bytes; the rates come\n"
 "                     from two samples -d seconds apart (-d 0: one sample,\n"
-"                     the rates null)\n"
+"                     the rates null); a pool's \"pressure\" is null when\n"
+"                     the mode is off, else {\"source\", \"ppm\", \"decision\"\n"
+"                     (none, hold, shrink, grow, error), \"shrinks\",\n"
+"                     \"grows\", \"errors\", \"errno\", \"calm\", and the\n"
+"                     settings \"period_ms\", \"high_ppm\", \"low_ppm\",\n"
+"                     \"shrink_pct\", \"grow_pct\", \"calm_periods\",\n"
+"                     \"min_pct\"}\n"
 "  -h, --help         this text\n"
 "\n"
+"Pool line: total is the effective total, configured the one set by create\n"
+"or set --total (less under memory pressure); pressure is \"off\", or the\n"
+"source, the last stall share, the last decision and the counts.\n"
 "Columns: POOL, ID (the device's), VM, PID (its QEMU), WEIGHT, CAP (none:\n"
 "only the total), SHARE (its weighted share of the total), GRANT (what it\n"
 "may hold), BUDGET (what it applies now), HELD (host bytes it holds),\n"
@@ -67,6 +83,24 @@ static void usage(FILE *f)
 "                          shares are cut at once)\n"
 "set POOL ID               change device ID's --weight N (1..10000) or its\n"
 "                          --cap SIZE (the most it may be granted; none)\n"
+"set POOL --pressure SOURCE  turn the memory-pressure mode on (or change its\n"
+"                          settings): while the share of time some task\n"
+"                          stalled on memory, per SOURCE (an absolute path of\n"
+"                          a PSI file: /proc/pressure/memory, which psi names,\n"
+"                          or a cgroup's memory.pressure), is above the high\n"
+"                          mark, the pool's total shrinks; after calm periods\n"
+"                          below the low mark it grows back to the configured\n"
+"                          total.  Each setting not given is its default:\n"
+"  --pressure-period MS    between two checks (100..600000, default 1000)\n"
+"  --pressure-high PPM     shrink above this stall share, in millionths of\n"
+"                          the period (1..1000000, default 10000: 1%)\n"
+"  --pressure-low PPM      a calm period below it (<= high, default 1000)\n"
+"  --pressure-shrink PCT   of the configured total, per period (1..100, 10)\n"
+"  --pressure-grow PCT     the same, per calm period (1..100, default 2)\n"
+"  --pressure-calm N       calm periods in a row before growing (1..1000, 3)\n"
+"  --pressure-min PCT      the total's floor (1..100, default 25)\n"
+"set POOL --pressure off   turn it off: the total is the configured one again\n"
+"                          (--total and --pressure may be given together)\n"
 "\n"
 "SIZE: bytes, or with a binary suffix K, M, G, T as QEMU's sizes (512M, 2G,\n"
 "1.5G, 1048576).  Exit status: 0, 1 when a pool refused or could not be\n"
@@ -263,10 +297,12 @@ static int cmd_create(const char *dir, const char *pool, uint64_t total,
 }
 
 struct set_args {
-	const char *id;		/* NULL: the pool's total */
+	const char *id;		/* NULL: the pool's total or pressure mode */
+	bool has_total, has_pressure;
 	uint64_t total;
 	uint32_t weight;	/* 0: unchanged */
 	uint64_t cap;		/* UINT64_MAX: unchanged; 0: none */
+	struct tmem_ledger_pressure pressure;	/* source "": off */
 };
 
 static int cmd_set(const char *dir, const char *pool, const struct set_args *a)
@@ -276,23 +312,54 @@ static int cmd_set(const char *dir, const char *pool, const struct set_args *a)
 
 	if (top_open(dir, pool, 0, 0, &l, false))
 		return 1;
-	if (a->id)
+	if (a->id) {
 		ret = tmem_ledger_set_member(l, a->id, a->weight, a->cap);
-	else
-		ret = tmem_ledger_set_total(l, a->total);
+		if (ret == -ENOENT)
+			top_error(dir, pool, "no live device %s", a->id);
+		else if (ret)
+			top_error(dir, pool, "set device %s: %s", a->id,
+				  strerror(-ret));
+	} else {
+		ret = a->has_total ? tmem_ledger_set_total(l, a->total) : 0;
+		if (ret)
+			top_error(dir, pool, "set total: %s", strerror(-ret));
+		else if (a->has_pressure)
+			ret = top_set_pressure(dir, pool, l, &a->pressure);
+	}
 	tmem_ledger_close(l);
-	if (ret == -ENOENT)
-		top_error(dir, pool, "no live device %s", a->id);
-	else if (ret && a->id)
-		top_error(dir, pool, "set device %s: %s", a->id,
-			  strerror(-ret));
-	else if (ret)
-		top_error(dir, pool, "set total: %s", strerror(-ret));
 	return ret ? 1 : 0;
 }
 
 enum { OPT_DIR = 256, OPT_POOL, OPT_JSON, OPT_BYTES, OPT_TOTAL, OPT_STALE,
-       OPT_EXIST_OK, OPT_WEIGHT, OPT_CAP };
+       OPT_EXIST_OK, OPT_WEIGHT, OPT_CAP, OPT_PRESSURE, OPT_P_PERIOD,
+       OPT_P_HIGH, OPT_P_LOW, OPT_P_SHRINK, OPT_P_GROW, OPT_P_CALM,
+       OPT_P_MIN };
+
+/* The pressure mode's numbers: their options and the library's bounds. */
+static const struct pressure_num {
+	int opt;
+	const char *name;
+	uint32_t min, max;
+	const char *unit;
+	size_t off;		/* in struct tmem_ledger_pressure */
+} pressure_nums[] = {
+#define PNUM(o, n, lo, hi, u, f) \
+	{ o, n, lo, hi, u, offsetof(struct tmem_ledger_pressure, f) }
+	PNUM(OPT_P_PERIOD, "pressure-period", TMEM_LEDGER_PRESSURE_PERIOD_MIN_MS,
+	     TMEM_LEDGER_PRESSURE_PERIOD_MAX_MS, "ms", period_ms),
+	PNUM(OPT_P_HIGH, "pressure-high", 1, TMEM_LEDGER_PRESSURE_PPM_MAX,
+	     "ppm", high_ppm),
+	PNUM(OPT_P_LOW, "pressure-low", 1, TMEM_LEDGER_PRESSURE_PPM_MAX,
+	     "ppm", low_ppm),
+	PNUM(OPT_P_SHRINK, "pressure-shrink", 1, 100, "%", shrink_pct),
+	PNUM(OPT_P_GROW, "pressure-grow", 1, 100, "%", grow_pct),
+	PNUM(OPT_P_CALM, "pressure-calm", 1, TMEM_LEDGER_PRESSURE_CALM_MAX,
+	     "periods", calm_periods),
+	PNUM(OPT_P_MIN, "pressure-min", 1, 100, "%", min_pct),
+#undef PNUM
+};
+
+#define N_PRESSURE_NUMS	(sizeof(pressure_nums) / sizeof(pressure_nums[0]))
 
 static const struct option cmd_opts[] = {
 	{ "dir", required_argument, NULL, OPT_DIR },
@@ -301,6 +368,14 @@ static const struct option cmd_opts[] = {
 	{ "exist-ok", no_argument, NULL, OPT_EXIST_OK },
 	{ "weight", required_argument, NULL, OPT_WEIGHT },
 	{ "cap", required_argument, NULL, OPT_CAP },
+	{ "pressure", required_argument, NULL, OPT_PRESSURE },
+	{ "pressure-period", required_argument, NULL, OPT_P_PERIOD },
+	{ "pressure-high", required_argument, NULL, OPT_P_HIGH },
+	{ "pressure-low", required_argument, NULL, OPT_P_LOW },
+	{ "pressure-shrink", required_argument, NULL, OPT_P_SHRINK },
+	{ "pressure-grow", required_argument, NULL, OPT_P_GROW },
+	{ "pressure-calm", required_argument, NULL, OPT_P_CALM },
+	{ "pressure-min", required_argument, NULL, OPT_P_MIN },
 	{ "help", no_argument, NULL, 'h' },
 	{ 0 }
 };
@@ -308,21 +383,67 @@ static const struct option cmd_opts[] = {
 /* The options of create and set, which check that they fit the command. */
 struct cmd_args {
 	const char *dir;
-	bool has_total, exist_ok;
+	bool exist_ok;
+	bool pressure_nums;	/* a --pressure-* number was given */
 	unsigned long stale_ms;
 	struct set_args set;
 };
+
+/* --pressure SOURCE|psi|off: an absolute path the library can hold. */
+static int parse_pressure(const char *arg, struct cmd_args *a)
+{
+	char *src = a->set.pressure.source;
+
+	a->set.has_pressure = true;
+	if (!strcmp(arg, "off"))
+		arg = "";
+	else if (!strcmp(arg, "psi"))
+		arg = PSI_MEMORY;
+	else if (arg[0] != '/')
+		return usage_error("--pressure: not an absolute path, psi or "
+				   "off: '%s'", arg);
+	if (strlen(arg) > TMEM_LEDGER_PRESSURE_SOURCE_MAX)
+		return usage_error("--pressure: a path over 255 bytes: '%s'",
+				   arg);
+	strcpy(src, arg);
+	return 0;
+}
+
+/* A --pressure-* number within the library's bounds. */
+static int parse_pressure_num(int c, struct cmd_args *a)
+{
+	const struct pressure_num *pn = NULL;
+	unsigned long n;
+
+	for (size_t i = 0; i < N_PRESSURE_NUMS; i++)
+		if (pressure_nums[i].opt == c)
+			pn = &pressure_nums[i];
+	if (!parse_ulong(optarg, pn->min, pn->max, &n)) {
+		fprintf(stderr, "vtmem-top: --%s: '%s' out of range %u..%u "
+			"(%s)\n\n", pn->name, optarg, pn->min, pn->max,
+			pn->unit);
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	*(uint32_t *)((char *)&a->set.pressure + pn->off) = (uint32_t)n;
+	a->pressure_nums = true;
+	return 0;
+}
 
 static int parse_cmd_opt(int c, struct cmd_args *a)
 {
 	unsigned long n;
 
+	if (c >= OPT_P_PERIOD && c <= OPT_P_MIN)
+		return parse_pressure_num(c, a);
 	switch (c) {
 	case OPT_DIR:
 		a->dir = optarg;
 		return 0;
+	case OPT_PRESSURE:
+		return parse_pressure(optarg, a);
 	case OPT_TOTAL:
-		a->has_total = true;
+		a->set.has_total = true;
 		if (!parse_size(optarg, &a->set.total) || !a->set.total)
 			return usage_error("--total: bad size '%s'", optarg);
 		return 0;
@@ -356,6 +477,21 @@ static int parse_cmd_opt(int c, struct cmd_args *a)
 	}
 }
 
+/* low_ppm <= high_ppm once defaults are applied, as the library wants. */
+static int pressure_bands(const struct tmem_ledger_pressure *p)
+{
+	uint32_t high = p->high_ppm ? p->high_ppm : TMEM_LEDGER_PRESSURE_HIGH_PPM;
+	uint32_t low = p->low_ppm ? p->low_ppm : TMEM_LEDGER_PRESSURE_LOW_PPM;
+
+	if (low <= high)
+		return 0;
+	fprintf(stderr, "vtmem-top: --pressure-low %u above --pressure-high %u "
+		"(ppm; defaults %u and %u)\n\n", low, high,
+		TMEM_LEDGER_PRESSURE_LOW_PPM, TMEM_LEDGER_PRESSURE_HIGH_PPM);
+	usage(stderr);
+	return EXIT_USAGE;
+}
+
 /* argv[0] is "create" or "set"; @dir the directory of the options before. */
 static int run_cmd(int argc, char **argv, const char *dir)
 {
@@ -373,20 +509,28 @@ static int run_cmd(int argc, char **argv, const char *dir)
 		return usage_error("%s: POOL expected (set: and maybe ID)",
 				   argv[0]);
 	a.set.id = npos == 2 ? argv[optind + 1] : NULL;
-	if (create && (!a.has_total || a.set.weight ||
-		       a.set.cap != UINT64_MAX))
+	if (create && (!a.set.has_total || a.set.weight ||
+		       a.set.cap != UINT64_MAX || a.set.has_pressure ||
+		       a.pressure_nums))
 		return usage_error("%s", "create: --total SIZE, and only "
 				   "--stale-ms and --exist-ok besides");
 	if (create)
 		return cmd_create(dir, argv[optind], a.set.total,
 				  (uint32_t)a.stale_ms, a.exist_ok);
 	if (a.stale_ms || a.exist_ok ||
-	    (a.set.id ? a.has_total || (!a.set.weight &&
-					a.set.cap == UINT64_MAX)
-		      : !a.has_total || a.set.weight ||
-			a.set.cap != UINT64_MAX))
-		return usage_error("%s", "set: POOL --total SIZE, or POOL ID "
-				   "with --weight N and/or --cap SIZE");
+	    (a.set.id ? a.set.has_total || a.set.has_pressure ||
+			a.pressure_nums ||
+			(!a.set.weight && a.set.cap == UINT64_MAX)
+		      : (!a.set.has_total && !a.set.has_pressure) ||
+			a.set.weight || a.set.cap != UINT64_MAX))
+		return usage_error("%s", "set: POOL --total SIZE and/or "
+				   "--pressure SOURCE|off, or POOL ID with "
+				   "--weight N and/or --cap SIZE");
+	if (a.pressure_nums && !a.set.pressure.source[0])
+		return usage_error("%s", "set: the --pressure-* settings go "
+				   "with --pressure SOURCE (not off)");
+	if (pressure_bands(&a.set.pressure))
+		return EXIT_USAGE;
 	return cmd_set(dir, argv[optind], &a.set);
 }
 

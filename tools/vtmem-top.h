@@ -19,6 +19,8 @@
 struct top_pool {
 	char name[NAME_MAX + 1];
 	struct tmem_ledger_info info;
+	/* tmem_ledger_get_pressure()'s settings: all 0 when the mode is off. */
+	struct tmem_ledger_pressure pressure;
 	unsigned int n;
 	struct tmem_ledger_member_info m[TMEM_LEDGER_MAX_MEMBERS];
 };
@@ -49,6 +51,11 @@ int top_open(const char *dir, const char *pool, uint64_t create_total,
 int top_sample_take(const struct top_opts *o, struct top_sample *s);
 void top_sample_free(struct top_sample *s);
 double top_now(void);
+
+/* top-pressure.c: 0, or -errno (said on stderr, naming the pool). */
+int top_set_pressure(const char *dir, const char *pool,
+		     struct tmem_ledger *l,
+		     const struct tmem_ledger_pressure *p);
 
 /* top-show.c: @prev NULL, or the sample before (for the rates). */
 void top_show_json(FILE *f, const struct top_sample *s,
