@@ -16,11 +16,13 @@ import os
 import shutil
 import signal
 import stat
+import json
+import subprocess
 import sys
 import tempfile
 import time
 
-from qmp import check, run_tests
+from qmp import check, run_tests, skip
 from test_datapath import Device, QTestVM, F_EPHEMERAL
 from test_device import check_error
 from test_elastic import held_pages, info, set_budget
@@ -287,6 +289,96 @@ def test_pool_unplug():
               "%r" % p)
 
 
+def find_tool():
+    """vtmem-top: the one meson points at ($VTMEM_TOP), or build/'s."""
+    top = os.path.realpath(os.path.join(os.path.dirname(__file__), "..",
+                                        ".."))
+    for path in (os.environ.get("VTMEM_TOP"),
+                 os.path.join(top, "build", "tools", "vtmem-top")):
+        if path and os.access(path, os.X_OK):
+            return path
+    skip("vtmem-top is not built (meson compile -C build)")
+
+
+class FakePSI:
+    """A PSI file whose 'some' stall time the test advances."""
+
+    def __init__(self, path):
+        self.path = path
+        self.total = 0
+        self.write()
+
+    def write(self):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\n"
+                    "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+                    % self.total)
+        os.rename(tmp, self.path)
+
+    def stall(self, seconds):
+        self.total += int(seconds * 1e6)
+        self.write()
+
+
+def test_pool_pressure():
+    """The pool's pressure mode (vtmem-top set --pressure) with a
+    synthetic PSI source: while it says every task stalls, the pool's
+    total falls to its floor and the device's budget and what it holds
+    follow (ephemeral pages evicted); once calm, the total grows back to
+    what was configured and the device grows with it; off restores it."""
+    tool = find_tool()
+    total = 32 * MiB
+    with LedgerDir() as ld, \
+            pool_vm(",budget=0,host-pool=pp,host-pool-total=32M") as vm:
+        dev = Device(vm)
+        dev.start(1 << F_EPHEMERAL, qsize=256)
+        eph = held_pages(0, dev, flags=wire.POOL_EPHEMERAL)
+        seeds = iter(range(1 << 30))
+        deadline = time.monotonic() + 30
+        while info(vm)["host-bytes"] < total * 3 // 4:
+            check(time.monotonic() < deadline, "no growth: %r" % info(vm))
+            eph.store([next(seeds) for _ in range(256)])
+        psi = FakePSI(os.path.join(ld.dir, "memory.pressure"))
+        out = subprocess.run([tool, "--dir", ld.dir, "set", "pp",
+                              "--pressure", psi.path, "--pressure-period",
+                              "100", "--pressure-grow", "20"],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, "set --pressure: %r" % out.stderr)
+        # Every task stalls: the total falls to its floor (25%).
+        deadline = time.monotonic() + 20
+        while True:
+            psi.stall(0.06)
+            time.sleep(0.05)
+            st, p = pool_of(vm)
+            if p["total"] <= total // 4 and st["budget"] <= p["total"] and \
+                    st["host-bytes"] <= p["total"]:
+                break
+            check(time.monotonic() < deadline, "pressure did not shrink "
+                  "the pool and the device: %r" % st)
+        check(st["evictions"] > 0, "nothing evicted: %r" % st)
+        check(p["total"] >= total // 4 - MiB, "below the floor: %r" % p)
+        doc = subprocess.run([tool, "--dir", ld.dir, "--json", "-d", "0"],
+                             capture_output=True, text=True, timeout=30)
+        pool = json.loads(doc.stdout)["pools"][0]
+        check(pool["configured"] == total and pool["total"] == p["total"] and
+              pool["pressure"] and pool["pressure"]["shrinks"] > 0,
+              "vtmem-top: %r" % pool)
+        # Calm: it grows back, and the device with it when it stores.
+        deadline = time.monotonic() + 20
+        while True:
+            eph.store([next(seeds) for _ in range(64)])
+            st, p = pool_of(vm)
+            if p["total"] == total and st["host-bytes"] > total // 2:
+                break
+            check(time.monotonic() < deadline, "no growth once calm: %r"
+                  % st)
+        out = subprocess.run([tool, "--dir", ld.dir, "set", "pp",
+                              "--pressure", "off"],
+                             capture_output=True, text=True, timeout=30)
+        check(out.returncode == 0, "set --pressure off: %r" % out.stderr)
+
+
 TESTS = {
     "pool-properties": test_pool_properties,
     "pool-share": test_pool_share,
@@ -294,6 +386,7 @@ TESTS = {
     "pool-removed": test_pool_removed,
     "pool-busy": test_pool_busy,
     "pool-unplug": test_pool_unplug,
+    "pool-pressure": test_pool_pressure,
 }
 
 
