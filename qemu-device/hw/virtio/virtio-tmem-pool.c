@@ -314,8 +314,9 @@ void virtio_tmem_pool_unrealize(VirtIOTmem *s)
 bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
 {
     VirtIOTmemPool *p = s->pool;
-    int r = -ENOTCONN;
+    int r = 0;
 
+    /* Not a member now: the next join takes the new cap. */
     if (p->ledger && p->joined) {
         r = tmem_ledger_set_member(p->ledger, p->id, 0, cap);
     }
