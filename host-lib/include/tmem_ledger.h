@@ -28,10 +28,12 @@ extern "C" {
  * budget never exceeds its grant, nor its grant its cap.  Changes are
  * made under flock(LOCK_EX) of the file, which the kernel drops when a
  * process dies.  A member whose process is gone (its pid, or a pid of
- * another start time; a member of another PID namespace is judged by
- * its heartbeat alone) or whose heartbeat is older than the pool's
- * stale_ms (its creator's, kept in the file's header) is reaped by the
- * next call of any process, and its grant returns to the pool.  Nothing in the file is trusted: the file must be the effective
+ * another start time) is reaped by the next call of any process, and
+ * its grant returns to the pool; a stopped one (SIGSTOP, a debugger)
+ * keeps it, as it keeps its pages.  A member of another PID namespace,
+ * or whose start time is unknown, is judged by its heartbeat alone:
+ * reaped once it is older than the pool's stale_ms (its creator's, kept
+ * in the file's header).  Nothing in the file is trusted: the file must be the effective
  * user's, mode 0600 at most, of the right size, magic, version and
  * header checksum, and every member record is checked each time it is
  * read (a bad one is reaped, never used); all arithmetic saturates.
@@ -128,13 +130,29 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *cfg,
 		     size_t cfg_size, struct tmem_ledger **lp, char *errbuf,
 		     size_t errlen);
 
+/* How long the calls but update wait for the lock by default (ms). */
+#define TMEM_LEDGER_LOCK_TIMEOUT_MS		1000
+#define TMEM_LEDGER_LOCK_TIMEOUT_MAX_MS		60000
+
+/**
+ * tmem_ledger_set_lock_timeout() - how long every call of this handle
+ * but tmem_ledger_update() (always 10 ms) waits for the file's lock
+ * before it returns -EAGAIN: @ms 1..TMEM_LEDGER_LOCK_TIMEOUT_MAX_MS, 0
+ * for the default TMEM_LEDGER_LOCK_TIMEOUT_MS (1 s).  A caller that
+ * must not block long (a QEMU main loop) sets a few ms and tries again
+ * later.  tmem_ledger_close() tries twice with it.  Returns 0, or
+ * -EINVAL (NULL, @ms too large).  Since LIBTMEM_0.5.
+ */
+int tmem_ledger_set_lock_timeout(struct tmem_ledger *l, unsigned int ms);
+
 /**
  * tmem_ledger_close() - leave (when joined: the grant returns to the
  * pool) and close.  NULL is a no-op.  When the lock is held for over
- * 1 s it tries once more (up to 2 s in all); if that fails too (or the
- * file is gone) it closes anyway, and the record, no longer updated,
- * is reaped by the first call after its heartbeat is older than the
- * pool's stale_ms (or at once when the process has exited).
+ * the handle's lock timeout (1 s) it tries once more; if that fails too
+ * (or the file is gone) it closes anyway, marking its record's start
+ * time unknown, so that the record, no longer updated, is reaped by the
+ * first call after its heartbeat is older than the pool's stale_ms (or
+ * at once when the process has exited).
  * Since LIBTMEM_0.4.
  */
 void tmem_ledger_close(struct tmem_ledger *l);
@@ -267,8 +285,9 @@ struct tmem_ledger_grant {
  *
  * Returns 0, -EINVAL (a size below VER0, reserved not 0, wants_more
  * above 1, a NULL pointer), -E2BIG (a non-zero byte of @u beyond our struct),
- * -ENOTCONN (not a member), -ESTALE (this member was reaped, for a
- * heartbeat older than the pool's stale_ms or a corrupt record: join again),
+ * -ENOTCONN (not a member), -ESTALE (this member was reaped: its
+ * heartbeat older than the pool's stale_ms where that judges it, or a
+ * corrupt record: join again),
  * or the lock's and header's errors.  Since LIBTMEM_0.4.
  */
 int tmem_ledger_update(struct tmem_ledger *l,

@@ -45,7 +45,6 @@ _Static_assert(sizeof(struct tmem_ledger_member_info) ==
 	       TMEM_LEDGER_MEMBER_INFO_SIZE_VER0, "ledger member info VER0");
 
 #define UPDATE_LOCK_MS	10
-#define ADMIN_LOCK_MS	1000
 #define PID_LIMIT	4194304u	/* PID_MAX_LIMIT of 64-bit Linux */
 #define START_CHECK_NS	1000000000ull
 /* A heartbeat further in the future is corrupt (clocks agree on a host). */
@@ -88,7 +87,14 @@ static int rec_check(struct tmem_ledger *l, unsigned int i,
 	r->budget = ledger_min(r->budget, r->grant);
 	if (l->token && i == l->slot && r->token == l->token)
 		return r->pid == l->pid ? 1 : -1;
-	if (now > r->heartbeat_ns && now - r->heartbeat_ns > stale)
+	/*
+	 * A process of our PID namespace whose start time is known is
+	 * judged by its pid alone: stopped (SIGSTOP, a debugger, a host
+	 * suspend), it still holds its pages and keeps its grant.  The
+	 * heartbeat judges the others.
+	 */
+	if (!(r->pidns == l->pidns && r->start_time && l->start_time) &&
+	    now > r->heartbeat_ns && now - r->heartbeat_ns > stale)
 		return -1;
 	/* Its pid names nothing here: the heartbeat alone judges it. */
 	if (r->pidns != l->pidns)
@@ -261,7 +267,7 @@ int tmem_ledger_join(struct tmem_ledger *l, const char *id, const char *vm,
 	if (ret != sizeof(token))
 		return tmem_refuse(&why, -errno, "ledger %s: getrandom: %s",
 				   l->path, strerror(errno));
-	ret = begin(l, ADMIN_LOCK_MS, &why);
+	ret = begin(l, l->admin_ms, &why);
 	if (ret)
 		return ret;
 	if (find_id(l, id) >= 0) {
@@ -304,7 +310,7 @@ int tmem_ledger_leave(struct tmem_ledger *l)
 
 	if (!l || !l->token)
 		return -ENOTCONN;
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	if (l->scan.self >= 0)
@@ -323,7 +329,7 @@ int tmem_ledger_set_total(struct tmem_ledger *l, uint64_t total_bytes)
 
 	if (!l || !total_bytes)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	tmem_ledger_pressure_total(l, total_bytes);
@@ -363,7 +369,7 @@ int tmem_ledger_set_pressure(struct tmem_ledger *l,
 			return ret;
 	}
 	now = tmem_ledger_now_ns();
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	tmem_ledger_pressure_set(l, p.source[0] ? &c : NULL, p.source, us, now);
@@ -380,7 +386,7 @@ int tmem_ledger_get_pressure(struct tmem_ledger *l,
 
 	if (!l || !up || p_size < TMEM_LEDGER_PRESSURE_SIZE_VER0)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	tmem_ledger_pressure_get(l, &p, NULL);
@@ -398,7 +404,7 @@ int tmem_ledger_set_member(struct tmem_ledger *l, const char *id,
 	if (!l || !id || !printable(id, TMEM_LEDGER_ID_MAX + 1, false) ||
 	    weight > TMEM_LEDGER_WEIGHT_MAX)
 		return -EINVAL;
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	k = find_id(l, id);
@@ -441,13 +447,27 @@ static void publish_self(struct ledger_rec *m,
 		   (out->starved ? LEDGER_F_STARVED : 0);
 }
 
+int tmem_ledger_set_lock_timeout(struct tmem_ledger *l, unsigned int ms)
+{
+	if (!l || ms > TMEM_LEDGER_LOCK_TIMEOUT_MAX_MS)
+		return -EINVAL;
+	l->admin_ms = ms ? ms : TMEM_LEDGER_LOCK_TIMEOUT_MS;
+	return 0;
+}
+
 void tmem_ledger_close(struct tmem_ledger *l)
 {
 	if (!l)
 		return;
-	/* Locked for over 1 s: once more, then the heartbeat's reaping. */
-	if (l->token && tmem_ledger_leave(l) == -EAGAIN)
-		tmem_ledger_leave(l);
+	/* Locked for over the timeout: once more, then reaping. */
+	if (l->token && tmem_ledger_leave(l) == -EAGAIN &&
+	    tmem_ledger_leave(l) == -EAGAIN) {
+		struct ledger_rec *r = &l->recs[l->slot];
+
+		/* Left behind: its heartbeat, no longer beating, judges it. */
+		if (__atomic_load_n(&r->token, __ATOMIC_RELAXED) == l->token)
+			__atomic_store_n(&r->start_time, 0, __ATOMIC_RELAXED);
+	}
 	tmem_ledger_unmap(l);
 }
 
@@ -533,7 +553,7 @@ int tmem_ledger_list(struct tmem_ledger *l, struct tmem_ledger_info *uinfo,
 	    (max && m_size < TMEM_LEDGER_MEMBER_INFO_SIZE_VER0))
 		return -EINVAL;
 	s = &l->scan;
-	ret = begin(l, ADMIN_LOCK_MS, NULL);
+	ret = begin(l, l->admin_ms, NULL);
 	if (ret)
 		return ret;
 	now = tmem_ledger_now_ns();

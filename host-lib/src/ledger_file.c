@@ -447,6 +447,7 @@ int tmem_ledger_open(const char *name, const struct tmem_ledger_config *ucfg,
 		return tmem_refuse(&why, -ENOMEM, "ledger %s: out of memory",
 				   name);
 	l->fd = -1;
+	l->admin_ms = TMEM_LEDGER_LOCK_TIMEOUT_MS;
 	snprintf(l->name, sizeof(l->name), "%s", name);
 	len = snprintf(l->path, sizeof(l->path), "%s/%s.ledger", dir, name);
 	if (len < 0 || (size_t)len >= sizeof(l->path)) {

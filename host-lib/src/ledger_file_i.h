@@ -133,6 +133,8 @@ struct tmem_ledger {
 	uint64_t start_time;		/* ours */
 	uint64_t pidns;			/* ours */
 	uint32_t stale_ms;		/* the header's, as last checked */
+	/* How long a call but update waits for the lock (ms). */
+	unsigned int admin_ms;
 	struct ledger_hdr *hdr;		/* the mapping */
 	struct ledger_rec *recs;
 	/* The membership: token 0 when none. */
