@@ -22,24 +22,44 @@
 #include "qemu/error-report.h"
 #include "qemu/main-loop.h"
 #include "qemu/timer.h"
+#include "qemu/units.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "system/system.h"
+#include "standard-headers/linux/virtio_tmem.h"
 #include "trace.h"
 
 #include <tmem.h>
 
 #define VIRTIO_TMEM_POOL_TICK_MS 100
+/*
+ * The ledger's lock is waited for at most this long from the main loop
+ * (an update always 10 ms); a call that finds it held longer is tried
+ * again at the next tick.  Realize waits a little longer.
+ */
+#define VIRTIO_TMEM_POOL_LOCK_MS 10
+#define VIRTIO_TMEM_POOL_REALIZE_LOCK_MS 200
+/*
+ * The least budget the device runs with while a member, its grant 0 or
+ * less (it joined a full pool: the others give back meanwhile): what a
+ * driver needs to open its pools and store a first page of each size
+ * class (256 KiB measured), so that it does not fail at probe.  The
+ * ledger is asked for it (min_bytes) and grants it as soon as it can.
+ */
+#define VIRTIO_TMEM_POOL_MIN_BUDGET (1 * MiB)
 
 struct VirtIOTmemPool {
     struct tmem_ledger *ledger;     /* NULL: the pool file went away */
     QEMUTimer *timer;
+    Notifier exit_notifier;
     char id[TMEM_LEDGER_ID_MAX + 1];
+    char vm[TMEM_LEDGER_ID_MAX + 1];
     bool joined;
+    uint32_t weight;                /* as last granted (a tool may set it) */
     struct tmem_ledger_grant grant; /* the last update's */
     uint64_t failed_budget;         /* failed_stores_budget then */
     uint64_t min_bytes;             /* raised by set_budget's -ENOSPC */
     uint64_t updates;
-    uint64_t busy;                  /* updates that found the lock held */
+    uint64_t busy;                  /* calls that found the lock held */
     uint64_t rejoins;               /* joins after being reaped or lost */
     int error;                      /* of the last failed call, or 0 */
     char why[TMEM_ERRBUF_SIZE];     /* its reason */
@@ -48,21 +68,38 @@ struct VirtIOTmemPool {
 /*
  * The member id: unique on the host, as a member of another process
  * may have the same device id.  "VM/ID" with -name, else "pidPID/ID".
+ * False when it does not fit: two devices could then share one.
  */
-static void virtio_tmem_pool_member_id(VirtIOTmem *s, char *id, size_t len)
+static bool virtio_tmem_pool_member_id(VirtIOTmem *s, char *id, size_t len)
 {
     const char *vm = qemu_get_vm_name();
     const char *dev = virtio_tmem_id(s);
     g_autofree char *path = NULL;
+    int n;
 
     if (!dev) {
         path = object_get_canonical_path(OBJECT(s));
         dev = path;
     }
     if (vm && vm[0]) {
-        snprintf(id, len, "%s/%s", vm, dev);
+        n = snprintf(id, len, "%s/%s", vm, dev);
     } else {
-        snprintf(id, len, "pid%d/%s", (int)getpid(), dev);
+        n = snprintf(id, len, "pid%d/%s", (int)getpid(), dev);
+    }
+    return n > 0 && (size_t)n < len;
+}
+
+/* The VM's name for the tool: printable ASCII, cut to what fits. */
+static void virtio_tmem_pool_vm_name(char *vm, size_t len)
+{
+    const char *name = qemu_get_vm_name();
+    size_t i;
+
+    snprintf(vm, len, "%s", name ? name : "");
+    for (i = 0; vm[i]; i++) {
+        if (vm[i] < 0x20 || vm[i] > 0x7e) {
+            vm[i] = '?';
+        }
     }
 }
 
@@ -70,6 +107,10 @@ static void virtio_tmem_pool_note(VirtIOTmem *s, int r, const char *what)
 {
     VirtIOTmemPool *p = s->pool;
 
+    if (r == -EAGAIN) {
+        p->busy++;
+        return;
+    }
     if (r == p->error) {
         return;
     }
@@ -80,14 +121,14 @@ static void virtio_tmem_pool_note(VirtIOTmem *s, int r, const char *what)
                     "again", s->host_pool, p->id);
         return;
     }
-    if (r != -EAGAIN) {
-        snprintf(p->why, sizeof(p->why), "%s: %s", what, strerror(-r));
-        warn_report("virtio-tmem: host pool '%s': %s; the device keeps "
-                    "its budget and tries again", s->host_pool, p->why);
-    }
+    snprintf(p->why, sizeof(p->why), "%s", what);
+    warn_report("virtio-tmem: host pool '%s': %s; the device stores "
+                "nothing more until it is a member again, and tries every "
+                "%d ms", s->host_pool, p->why, VIRTIO_TMEM_POOL_TICK_MS);
 }
 
-static int virtio_tmem_pool_open(VirtIOTmem *s, char *why, size_t len)
+static int virtio_tmem_pool_open(VirtIOTmem *s, unsigned lock_ms, char *why,
+                                 size_t len)
 {
     VirtIOTmemPool *p = s->pool;
     struct tmem_ledger_config cfg = { .create_total = s->host_pool_total };
@@ -97,8 +138,10 @@ static int virtio_tmem_pool_open(VirtIOTmem *s, char *why, size_t len)
                          len);
     if (r < 0) {
         p->ledger = NULL;
+        return r;
     }
-    return r;
+    tmem_ledger_set_lock_timeout(p->ledger, lock_ms);
+    return 0;
 }
 
 static int virtio_tmem_pool_join(VirtIOTmem *s, char *why, size_t len)
@@ -106,42 +149,88 @@ static int virtio_tmem_pool_join(VirtIOTmem *s, char *why, size_t len)
     VirtIOTmemPool *p = s->pool;
     int r;
 
-    r = tmem_ledger_join(p->ledger, p->id, qemu_get_vm_name(),
-                         s->host_pool_weight, s->conf.budget, why, len);
+    r = tmem_ledger_join(p->ledger, p->id, p->vm, p->weight, s->conf.budget,
+                         why, len);
     p->joined = r == 0;
     return r;
 }
 
 /*
- * The budget the ledger granted, applied: growing at once, shrinking
- * through the elastic-memory steps when it falls below what is held.
+ * Not a member now (dropped, the file gone or refused): its grant is no
+ * longer the device's, so it stores nothing more than it holds, and
+ * keeps every page (the elastic shrink is not started for this).
+ */
+static void virtio_tmem_pool_freeze(VirtIOTmem *s)
+{
+    struct tmem_stats st;
+
+    tmem_client_stats2(s->client, &st, sizeof(st));
+    if (st.budget_bytes > MAX(st.host_bytes, VIRTIO_TMEM_PAGE_SIZE)) {
+        tmem_client_set_budget(s->client,
+                               MAX(st.host_bytes, VIRTIO_TMEM_PAGE_SIZE),
+                               NULL, 0);
+    }
+}
+
+/* A failed ledger call r: what it means for the membership. */
+static void virtio_tmem_pool_failed(VirtIOTmem *s, int r, const char *what)
+{
+    VirtIOTmemPool *p = s->pool;
+
+    if (r == -EAGAIN) {
+        /* Still a member, the grant still ours: next tick. */
+        virtio_tmem_pool_note(s, r, what);
+        return;
+    }
+    if (r == -EIDRM) {
+        /* The file was removed: open the pool anew at the next tick. */
+        tmem_ledger_close(p->ledger);
+        p->ledger = NULL;
+    }
+    p->joined = false;
+    virtio_tmem_pool_note(s, r, what);
+    virtio_tmem_pool_freeze(s);
+}
+
+/*
+ * The budget the ledger granted, applied: growing at once; below what
+ * is held, a shrink by the elastic-memory steps is started, or the one
+ * running goes on toward the lower budget (its goal is not restarted:
+ * that would tell the guest a new target at each tick).
  */
 static void virtio_tmem_pool_apply(VirtIOTmem *s, const struct tmem_stats *st)
 {
     VirtIOTmemPool *p = s->pool;
-    uint64_t budget = p->grant.budget_bytes;
+    uint64_t floor = s->conf.budget ?
+                     MIN(s->conf.budget, VIRTIO_TMEM_POOL_MIN_BUDGET) :
+                     VIRTIO_TMEM_POOL_MIN_BUDGET;
+    uint64_t budget = MAX(p->grant.budget_bytes, floor);
     char why[TMEM_ERRBUF_SIZE] = "";
     int r;
 
-    if (!budget || budget == st->budget_bytes) {
+    if (budget == st->budget_bytes) {
         return;
     }
     r = tmem_client_set_budget(s->client, budget, why, sizeof(why));
     if (r == -ENOSPC) {
-        /* Below what the store cannot do without: ask for more. */
-        p->min_bytes = MAX(p->min_bytes * 2, budget * 2);
-        if (s->conf.budget) {
-            p->min_bytes = MIN(p->min_bytes, s->conf.budget);
+        /*
+         * Below what the store cannot do without (its disk tier's
+         * buffers): the ledger is told to grant at least twice that.
+         */
+        if (budget >= p->min_bytes) {
+            p->min_bytes = MAX(budget * 2, TMEM_LEDGER_FLOOR);
+            if (s->conf.budget) {
+                p->min_bytes = MIN(p->min_bytes, s->conf.budget);
+            }
         }
         return;
     }
     if (r < 0) {
-        virtio_tmem_pool_note(s, r, "cannot apply the granted budget");
         return;
     }
     trace_virtio_tmem_pool_budget(s, st->budget_bytes, budget,
                                   p->grant.share_bytes);
-    if (budget < st->host_bytes || s->shrinking) {
+    if (s->shrinking ? budget >= st->host_bytes : budget < st->host_bytes) {
         virtio_tmem_budget_changed(s);
     }
 }
@@ -155,70 +244,72 @@ static void virtio_tmem_pool_tick(void *opaque)
     struct tmem_ledger_grant g = { 0 };
     struct tmem_stats st = { 0 };
     char why[TMEM_ERRBUF_SIZE] = "";
+    uint64_t failed;
     int r = 0;
 
     timer_mod(p->timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) +
                         VIRTIO_TMEM_POOL_TICK_MS);
     if (!p->ledger) {
-        r = virtio_tmem_pool_open(s, why, sizeof(why));
+        r = virtio_tmem_pool_open(s, VIRTIO_TMEM_POOL_LOCK_MS, why,
+                                  sizeof(why));
         if (r < 0) {
-            virtio_tmem_pool_note(s, r, why[0] ? why : "cannot open it");
+            virtio_tmem_pool_failed(s, r, why[0] ? why : "cannot open it");
             return;
         }
     }
     if (!p->joined) {
         r = virtio_tmem_pool_join(s, why, sizeof(why));
         if (r < 0) {
-            virtio_tmem_pool_note(s, r, why[0] ? why : "cannot join it");
+            virtio_tmem_pool_failed(s, r, why[0] ? why : "cannot join it");
             return;
         }
         p->rejoins++;
     }
 
     tmem_client_stats2(s->client, &st, sizeof(st));
+    failed = st.failed_stores_budget;
+    if (failed < p->failed_budget) {
+        p->failed_budget = failed;      /* a device reset zeroed it */
+    }
     u.held_bytes = st.host_bytes;
     u.compressed_bytes = st.compressed_bytes;
     u.stored_pages = st.pages;
     u.stores = st.succ_stores;
     u.rejects = st.failed_stores;
     u.tier_bytes = st.disk_bytes;
-    u.wants_more = st.failed_stores_budget != p->failed_budget;
-    u.min_bytes = p->min_bytes;
+    /* Refused for its budget, not while shrinking (DEV-25 refuses all). */
+    u.wants_more = failed != p->failed_budget && !st.shrinking;
+    u.min_bytes = MAX(p->min_bytes, VIRTIO_TMEM_POOL_MIN_BUDGET);
     r = tmem_ledger_update(p->ledger, &u, sizeof(u), &g, sizeof(g));
-    switch (r) {
-    case 0:
-        break;
-    case -EAGAIN:
-        p->busy++;
-        return;
-    case -ESTALE:
-    case -ENOTCONN:
-        /* Reaped (stopped too long?): join again at the next tick. */
-        p->joined = false;
-        virtio_tmem_pool_note(s, r, "the pool dropped this member");
-        return;
-    case -EIDRM:
-        /* The file was removed: open the pool anew at the next tick. */
-        tmem_ledger_close(p->ledger);
-        p->ledger = NULL;
-        p->joined = false;
-        virtio_tmem_pool_note(s, r, "the pool's file was removed");
-        return;
-    default:
-        virtio_tmem_pool_note(s, r, "cannot update the pool");
+    if (r < 0) {
+        virtio_tmem_pool_failed(s, r, r == -ESTALE || r == -ENOTCONN ?
+                                "the pool dropped this member" :
+                                r == -EIDRM ? "the pool's file was removed" :
+                                "cannot update the pool");
         return;
     }
     p->updates++;
     p->grant = g;
-    p->failed_budget = st.failed_stores_budget;
+    p->weight = g.weight;
+    p->failed_budget = failed;
     virtio_tmem_pool_note(s, 0, NULL);
     virtio_tmem_pool_apply(s, &st);
 }
 
+static void virtio_tmem_pool_exit_notify(Notifier *n, void *data)
+{
+    VirtIOTmemPool *p = container_of(n, VirtIOTmemPool, exit_notifier);
+
+    /* QEMU does not unrealize at exit: leave now, the grant goes back. */
+    tmem_ledger_close(p->ledger);
+    p->ledger = NULL;
+}
+
 /*
  * Before the page store exists: open (or create) the pool and join it.
- * *@total is set to the budget to create the store with: the cap, or
- * the pool's total without one.  The first tick then applies the grant.
+ * *@budget is set to the budget to create the store with: the cap, or
+ * the pool's total without one; the first tick, before the guest can
+ * store anything, applies the grant.
  */
 bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
 {
@@ -245,9 +336,23 @@ bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
                    s->host_pool_weight);
         return false;
     }
+    if (s->conf.budget == UINT64_MAX) {
+        error_setg(errp, "virtio-tmem: 'budget' (the cap in the host pool) "
+                   "must be below 2^64-1 (0: no cap)");
+        return false;
+    }
     p = s->pool = g_new0(VirtIOTmemPool, 1);
-    virtio_tmem_pool_member_id(s, p->id, sizeof(p->id));
-    r = virtio_tmem_pool_open(s, why, sizeof(why));
+    p->weight = s->host_pool_weight;
+    virtio_tmem_pool_vm_name(p->vm, sizeof(p->vm));
+    if (!virtio_tmem_pool_member_id(s, p->id, sizeof(p->id))) {
+        error_setg(errp, "virtio-tmem: host pool '%s': the member id '%s...' "
+                   "would be longer than %d characters: give the device a "
+                   "shorter id, or the VM a shorter -name", s->host_pool,
+                   p->id, TMEM_LEDGER_ID_MAX);
+        goto fail;
+    }
+    r = virtio_tmem_pool_open(s, VIRTIO_TMEM_POOL_REALIZE_LOCK_MS, why,
+                              sizeof(why));
     if (r == -ENOENT) {
         error_setg(errp, "virtio-tmem: host pool '%s' does not exist: "
                    "create it with 'vtmem-top create %s --total SIZE', or "
@@ -270,15 +375,18 @@ bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
         }
         goto fail;
     }
-    if (s->host_pool_total && info.total_bytes != s->host_pool_total) {
+    if (s->host_pool_total && info.configured_bytes != s->host_pool_total) {
         warn_report("virtio-tmem: host pool '%s' exists with a total of %"
                     PRIu64 " bytes: 'host-pool-total' (%" PRIu64 ") is "
                     "ignored (vtmem-top set changes it)", s->host_pool,
-                    info.total_bytes, s->host_pool_total);
+                    info.configured_bytes, s->host_pool_total);
     }
+    tmem_ledger_set_lock_timeout(p->ledger, VIRTIO_TMEM_POOL_LOCK_MS);
     *budget = s->conf.budget ? MIN(s->conf.budget, info.total_bytes)
                              : info.total_bytes;
     p->timer = timer_new_ms(QEMU_CLOCK_REALTIME, virtio_tmem_pool_tick, s);
+    p->exit_notifier.notify = virtio_tmem_pool_exit_notify;
+    qemu_add_exit_notifier(&p->exit_notifier);
     return true;
 
 fail:
@@ -296,7 +404,7 @@ void virtio_tmem_pool_start(VirtIOTmem *s)
     }
 }
 
-/* Leaves the pool: the grant returns to it at once. */
+/* After the page store is gone: leave, the grant returns at once. */
 void virtio_tmem_pool_unrealize(VirtIOTmem *s)
 {
     VirtIOTmemPool *p = s->pool;
@@ -304,29 +412,49 @@ void virtio_tmem_pool_unrealize(VirtIOTmem *s)
     if (!p) {
         return;
     }
+    if (p->exit_notifier.notify) {
+        qemu_remove_exit_notifier(&p->exit_notifier);
+    }
     timer_free(p->timer);
     tmem_ledger_close(p->ledger);
     g_free(p);
     s->pool = NULL;
 }
 
-/* qom-set budget with a host pool: the cap changes, the grant follows. */
+/*
+ * qom-set budget with a host pool: the cap changes in the ledger, the
+ * budget falls to it at once if above, and the grant follows.
+ */
 bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
 {
     VirtIOTmemPool *p = s->pool;
+    struct tmem_stats st;
     int r = 0;
 
+    if (cap == UINT64_MAX) {
+        error_setg(errp, "virtio-tmem: 'budget' (the cap in the host pool) "
+                   "must be below 2^64-1 (0: no cap)");
+        return false;
+    }
     /* Not a member now: the next join takes the new cap. */
     if (p->ledger && p->joined) {
         r = tmem_ledger_set_member(p->ledger, p->id, 0, cap);
     }
-    if (r < 0) {
-        error_setg_errno(errp, -r, "virtio-tmem: cannot set the cap of "
-                         "member '%s' in host pool '%s'", p->id,
-                         s->host_pool);
+    if (r == -EAGAIN) {
+        error_setg(errp, "virtio-tmem: host pool '%s' is busy (its ledger "
+                   "locked by another process): try again", s->host_pool);
         return false;
     }
+    if (r < 0) {
+        virtio_tmem_pool_failed(s, r, "cannot set the cap");
+    }
     s->conf.budget = cap;
+    tmem_client_stats2(s->client, &st, sizeof(st));
+    if (cap && st.budget_bytes > cap &&
+        tmem_client_set_budget(s->client, cap, NULL, 0) == 0 &&
+        !s->shrinking && cap < st.host_bytes) {
+        virtio_tmem_budget_changed(s);
+    }
     virtio_tmem_pool_tick(s);
     return true;
 }

@@ -1176,7 +1176,10 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     }
     if (s->pool) {
         /* The cap in the pool: the granted budget follows (SPEC 6.6). */
-        virtio_tmem_pool_set_cap(s, value, errp);
+        if (virtio_tmem_pool_set_cap(s, value, errp) &&
+            !qatomic_read(&s->driver_ok)) {
+            s->capacity_pages = value / VIRTIO_TMEM_PAGE_SIZE;
+        }
         return;
     }
     r = tmem_client_set_budget(s->client, value, why, sizeof(why));
@@ -1472,7 +1475,6 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
 
     qemu_del_vm_change_state_handler(s->vm_state);
     s->vm_state = NULL;
-    virtio_tmem_pool_unrealize(s);
     timer_free(s->shrink_timer);
     s->shrink_timer = NULL;
     s->shrinking = false;
@@ -1487,6 +1489,8 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
     virtio_tmem_del_queues(s, s->conf.num_queues);
     tmem_client_free(s->client);
     s->client = NULL;
+    /* Its timer reads the client: no main loop timer runs before this. */
+    virtio_tmem_pool_unrealize(s);
 }
 
 static TmemDiskInfo *virtio_tmem_disk_info(const struct tmem_stats *st)
