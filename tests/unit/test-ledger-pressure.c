@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "tmem-test.h"
+#include "ledger-test.h"
 #include "ledger_i.h"
 #include "ledger_file_i.h"
 
@@ -843,20 +844,11 @@ int main(void)
 		cmocka_unit_test(test_validation),
 		cmocka_unit_test(test_corrupt_area),
 	};
-	const char *tmp = getenv("TMPDIR");
-	char cmd[PATH_MAX];
 	int ret;
 
-	snprintf(dir, sizeof(dir), "%s/tmem-pressure-XXXXXX",
-		 tmp && tmp[0] ? tmp : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (ledger_test_dir(dir, sizeof(dir), "tmem-pressure"))
 		return 1;
-	}
-	setenv("VTMEM_LEDGER_DIR", dir, 1);
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd))
-		fprintf(stderr, "could not remove %s\n", dir);
+	ledger_test_rmdir(dir);
 	return ret;
 }

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "tmem-test.h"
+#include "ledger-test.h"
 #include "ledger_i.h"
 #include "ledger_file_i.h"
 
@@ -1481,20 +1482,11 @@ int main(void)
 		cmocka_unit_test(test_garbage_records),
 		cmocka_unit_test(test_hostile_values),
 	};
-	const char *tmp = getenv("TMPDIR");
-	char cmd[PATH_MAX];
 	int ret;
 
-	snprintf(dir, sizeof(dir), "%s/tmem-ledger-XXXXXX",
-		 tmp && tmp[0] ? tmp : "/tmp");
-	if (!mkdtemp(dir)) {
-		perror("mkdtemp");
+	if (ledger_test_dir(dir, sizeof(dir), "tmem-ledger"))
 		return 1;
-	}
-	setenv("VTMEM_LEDGER_DIR", dir, 1);
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd))
-		fprintf(stderr, "could not remove %s\n", dir);
+	ledger_test_rmdir(dir);
 	return ret;
 }
