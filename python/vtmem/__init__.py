@@ -8,6 +8,7 @@ anything: a caller puts the repository's python/ directory on sys.path
   vtmem.qmp    one QMP client
   vtmem.wire   proto/virtio_tmem.h's constants and structs, read from it
   vtmem.pages  page contents for the Python tests (C: tests/common/)
+  vtmem.tools  the project's own programs (vtmem-top)
 """
 
 import os

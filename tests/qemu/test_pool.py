@@ -27,6 +27,7 @@ from test_datapath import Device, QTestVM, F_EPHEMERAL
 from test_device import check_error
 from test_elastic import held_pages, info, set_budget
 from vtmem import wire
+from vtmem.tools import find_vtmem_top
 
 MiB = 1 << 20
 TICK = 0.1                  # the device's update period
@@ -309,14 +310,10 @@ def test_pool_unplug():
 
 
 def find_tool():
-    """vtmem-top: the one meson points at ($VTMEM_TOP), or build/'s."""
-    top = os.path.realpath(os.path.join(os.path.dirname(__file__), "..",
-                                        ".."))
-    for path in (os.environ.get("VTMEM_TOP"),
-                 os.path.join(top, "build", "tools", "vtmem-top")):
-        if path and os.access(path, os.X_OK):
-            return path
-    skip("vtmem-top is not built (meson compile -C build)")
+    tool = find_vtmem_top()
+    if not tool:
+        skip("vtmem-top is not built (meson compile -C build)")
+    return tool
 
 
 class FakePSI:

@@ -37,6 +37,7 @@ import threading
 import time
 
 import vmrun
+from vtmem.tools import find_vtmem_top
 
 MiB = 1 << 20
 SAMPLE_S = 0.5
@@ -84,17 +85,6 @@ class PoolVM(vmrun.VM):
             "total": hp.get("total"), "members": hp.get("members"),
             "cap": hp.get("cap"), "contended": hp.get("contended"),
             "joined": hp.get("joined"), "shrinking": q["shrinking"]})
-
-
-def find_tool():
-    """vtmem-top: the one meson points at ($VTMEM_TOP), build/'s, PATH's."""
-    top = os.path.realpath(os.path.join(os.path.dirname(__file__), "..",
-                                        ".."))
-    for path in (os.environ.get("VTMEM_TOP"),
-                 os.path.join(top, "build", "tools", "vtmem-top")):
-        if path and os.access(path, os.X_OK):
-            return path
-    return shutil.which("vtmem-top")
 
 
 def rounds(vms, since=0.0):
@@ -146,7 +136,7 @@ def run(name, series, sc, verbose=True, json_out=None):
     except vmrun.Unavailable as e:
         print("SKIP %s on %s: %s" % (name, series, e))
         return vmrun.SKIP
-    tool = find_tool()
+    tool = find_vtmem_top()
     if not tool:
         print("FAIL %s on %s: vtmem-top not found (VTMEM_TOP, build/tools, "
               "PATH): meson compile -C build" % (name, series))
