@@ -8,7 +8,9 @@
  * main loop timer publishes what the device holds and applies the
  * budget the ledger grants: growing at once, shrinking through the
  * elastic-memory steps of virtio-tmem.c (eviction, disk tier, guest
- * return).  The device's budget property is its cap in the pool.
+ * return), which its timer (virtio-tmem.c's) starts when
+ * virtio_tmem_pool_tick() says so.  The device's budget property is its
+ * cap in the pool.
  *
  * Copyright (c) 2026 The virtio-tmem authors
  *
@@ -70,10 +72,10 @@ struct VirtIOTmemPool {
  * may have the same device id.  "VM/ID" with -name, else "pidPID/ID".
  * False when it does not fit: two devices could then share one.
  */
-static bool virtio_tmem_pool_member_id(VirtIOTmem *s, char *id, size_t len)
+static bool virtio_tmem_pool_member_id(VirtIOTmem *s, const char *dev,
+                                       char *id, size_t len)
 {
     const char *vm = qemu_get_vm_name();
-    const char *dev = virtio_tmem_id(s);
     g_autofree char *path = NULL;
     int n;
 
@@ -193,12 +195,12 @@ static void virtio_tmem_pool_failed(VirtIOTmem *s, int r, const char *what)
 }
 
 /*
- * The budget the ledger granted, applied: growing at once; below what
- * is held, a shrink by the elastic-memory steps is started, or the one
- * running goes on toward the lower budget (its goal is not restarted:
- * that would tell the guest a new target at each tick).
+ * The budget the ledger granted, applied: growing at once.  True when
+ * the elastic shrink must start (below what is held) or end (no longer
+ * below); one running goes on toward a lower budget (its goal is not
+ * restarted: that would tell the guest a new target at each tick).
  */
-static void virtio_tmem_pool_apply(VirtIOTmem *s, const struct tmem_stats *st)
+static bool virtio_tmem_pool_apply(VirtIOTmem *s, const struct tmem_stats *st)
 {
     VirtIOTmemPool *p = s->pool;
     uint64_t floor = s->conf.budget ?
@@ -209,7 +211,7 @@ static void virtio_tmem_pool_apply(VirtIOTmem *s, const struct tmem_stats *st)
     int r;
 
     if (budget == st->budget_bytes) {
-        return;
+        return false;
     }
     r = tmem_client_set_budget(s->client, budget, why, sizeof(why));
     if (r == -ENOSPC) {
@@ -223,22 +225,23 @@ static void virtio_tmem_pool_apply(VirtIOTmem *s, const struct tmem_stats *st)
                 p->min_bytes = MIN(p->min_bytes, s->conf.budget);
             }
         }
-        return;
+        return false;
     }
     if (r < 0) {
-        return;
+        return false;
     }
     trace_virtio_tmem_pool_budget(s, st->budget_bytes, budget,
                                   p->grant.share_bytes);
-    if (s->shrinking ? budget >= st->host_bytes : budget < st->host_bytes) {
-        virtio_tmem_budget_changed(s);
-    }
+    return s->shrinking ? budget >= st->host_bytes : budget < st->host_bytes;
 }
 
-/* Context: main loop, BQL held (also from realize and qom-set). */
-static void virtio_tmem_pool_tick(void *opaque)
+/*
+ * Context: main loop, BQL held: the device's timer, realize, qom-set.
+ * Publishes, applies the grant; true when the elastic shrink must start
+ * or end (virtio_tmem_budget_changed()).
+ */
+bool virtio_tmem_pool_tick(VirtIOTmem *s)
 {
-    VirtIOTmem *s = opaque;
     VirtIOTmemPool *p = s->pool;
     struct tmem_ledger_usage u = { 0 };
     struct tmem_ledger_grant g = { 0 };
@@ -254,14 +257,14 @@ static void virtio_tmem_pool_tick(void *opaque)
                                   sizeof(why));
         if (r < 0) {
             virtio_tmem_pool_failed(s, r, why[0] ? why : "cannot open it");
-            return;
+            return false;
         }
     }
     if (!p->joined) {
         r = virtio_tmem_pool_join(s, why, sizeof(why));
         if (r < 0) {
             virtio_tmem_pool_failed(s, r, why[0] ? why : "cannot join it");
-            return;
+            return false;
         }
         p->rejoins++;
     }
@@ -286,14 +289,14 @@ static void virtio_tmem_pool_tick(void *opaque)
                                 "the pool dropped this member" :
                                 r == -EIDRM ? "the pool's file was removed" :
                                 "cannot update the pool");
-        return;
+        return false;
     }
     p->updates++;
     p->grant = g;
     p->weight = g.weight;
     p->failed_budget = failed;
     virtio_tmem_pool_note(s, 0, NULL);
-    virtio_tmem_pool_apply(s, &st);
+    return virtio_tmem_pool_apply(s, &st);
 }
 
 static void virtio_tmem_pool_exit_notify(Notifier *n, void *data)
@@ -311,7 +314,9 @@ static void virtio_tmem_pool_exit_notify(Notifier *n, void *data)
  * the pool's total without one; the first tick, before the guest can
  * store anything, applies the grant.
  */
-bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
+bool virtio_tmem_pool_realize(VirtIOTmem *s, const char *dev_id,
+                              QEMUTimerCB *tick, uint64_t *budget,
+                              Error **errp)
 {
     VirtIOTmemPool *p;
     struct tmem_ledger_info info = { 0 };
@@ -344,7 +349,7 @@ bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
     p = s->pool = g_new0(VirtIOTmemPool, 1);
     p->weight = s->host_pool_weight;
     virtio_tmem_pool_vm_name(p->vm, sizeof(p->vm));
-    if (!virtio_tmem_pool_member_id(s, p->id, sizeof(p->id))) {
+    if (!virtio_tmem_pool_member_id(s, dev_id, p->id, sizeof(p->id))) {
         error_setg(errp, "virtio-tmem: host pool '%s': the member id '%s...' "
                    "would be longer than %d characters: give the device a "
                    "shorter id, or the VM a shorter -name", s->host_pool,
@@ -384,7 +389,7 @@ bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp)
     tmem_ledger_set_lock_timeout(p->ledger, VIRTIO_TMEM_POOL_LOCK_MS);
     *budget = s->conf.budget ? MIN(s->conf.budget, info.total_bytes)
                              : info.total_bytes;
-    p->timer = timer_new_ms(QEMU_CLOCK_REALTIME, virtio_tmem_pool_tick, s);
+    p->timer = timer_new_ms(QEMU_CLOCK_REALTIME, tick, s);
     p->exit_notifier.notify = virtio_tmem_pool_exit_notify;
     qemu_add_exit_notifier(&p->exit_notifier);
     return true;
@@ -394,14 +399,6 @@ fail:
     g_free(p);
     s->pool = NULL;
     return false;
-}
-
-/* With the page store: the first grant, applied now. */
-void virtio_tmem_pool_start(VirtIOTmem *s)
-{
-    if (s->pool) {
-        virtio_tmem_pool_tick(s);
-    }
 }
 
 /* After the page store is gone: leave, the grant returns at once. */
@@ -423,18 +420,20 @@ void virtio_tmem_pool_unrealize(VirtIOTmem *s)
 
 /*
  * qom-set budget with a host pool: the cap changes in the ledger, the
- * budget falls to it at once if above, and the grant follows.
+ * budget falls to it at once if above, and the grant follows.  -1 with
+ * @errp set, 1 when the elastic shrink must start or end, else 0.
  */
-bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
+int virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
 {
     VirtIOTmemPool *p = s->pool;
     struct tmem_stats st;
+    bool shrink = false;
     int r = 0;
 
     if (cap == UINT64_MAX) {
         error_setg(errp, "virtio-tmem: 'budget' (the cap in the host pool) "
                    "must be below 2^64-1 (0: no cap)");
-        return false;
+        return -1;
     }
     /* Not a member now: the next join takes the new cap. */
     if (p->ledger && p->joined) {
@@ -443,7 +442,7 @@ bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
     if (r == -EAGAIN) {
         error_setg(errp, "virtio-tmem: host pool '%s' is busy (its ledger "
                    "locked by another process): try again", s->host_pool);
-        return false;
+        return -1;
     }
     if (r < 0) {
         virtio_tmem_pool_failed(s, r, "cannot set the cap");
@@ -453,10 +452,10 @@ bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp)
     if (cap && st.budget_bytes > cap &&
         tmem_client_set_budget(s->client, cap, NULL, 0) == 0 &&
         !s->shrinking && cap < st.host_bytes) {
-        virtio_tmem_budget_changed(s);
+        shrink = true;
     }
-    virtio_tmem_pool_tick(s);
-    return true;
+    /* A shrink started here: what the tick applies does not end it. */
+    return virtio_tmem_pool_tick(s) || shrink;
 }
 
 TmemHostPoolInfo *virtio_tmem_pool_info(VirtIOTmem *s)

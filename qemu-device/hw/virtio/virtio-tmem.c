@@ -56,7 +56,7 @@
  */
 #define VIRTIO_TMEM_SLICE_NS (1 * SCALE_MS)
 
-const char *virtio_tmem_id(VirtIOTmem *s)
+static const char *virtio_tmem_id(VirtIOTmem *s)
 {
     DeviceState *dev = DEVICE(s);
     BusState *bus = qdev_get_parent_bus(dev);
@@ -1125,7 +1125,7 @@ static void virtio_tmem_shrink_step(void *opaque)
 }
 
 /* A new budget: a new goal, which replaces that of a shrink running. */
-void virtio_tmem_budget_changed(VirtIOTmem *s)
+static void virtio_tmem_budget_changed(VirtIOTmem *s)
 {
     struct tmem_stats st;
 
@@ -1144,6 +1144,16 @@ void virtio_tmem_budget_changed(VirtIOTmem *s)
     s->shrink_evictions = st.evictions;
     s->shrink_written_back = st.written_back;
     timer_mod(s->shrink_timer, qemu_clock_get_ms(QEMU_CLOCK_REALTIME));
+}
+
+/* The host pool's tick: its grant applied, the shrink started or ended. */
+static void virtio_tmem_pool_timer(void *opaque)
+{
+    VirtIOTmem *s = opaque;
+
+    if (virtio_tmem_pool_tick(s)) {
+        virtio_tmem_budget_changed(s);
+    }
 }
 
 static void virtio_tmem_get_budget(Object *obj, Visitor *v, const char *name,
@@ -1176,9 +1186,12 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     }
     if (s->pool) {
         /* The cap in the pool: the granted budget follows (SPEC 6.6). */
-        if (virtio_tmem_pool_set_cap(s, value, errp) &&
-            !qatomic_read(&s->driver_ok)) {
+        r = virtio_tmem_pool_set_cap(s, value, errp);
+        if (r >= 0 && !qatomic_read(&s->driver_ok)) {
             s->capacity_pages = value / VIRTIO_TMEM_PAGE_SIZE;
+        }
+        if (r > 0) {
+            virtio_tmem_budget_changed(s);
         }
         return;
     }
@@ -1376,7 +1389,9 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
 
     if (!virtio_tmem_check_conf(s, errp) ||
         !virtio_tmem_parse_incompressible(s, errp) ||
-        !virtio_tmem_pool_realize(s, &cfg.budget_bytes, errp)) {
+        !virtio_tmem_pool_realize(s, virtio_tmem_id(s),
+                                  virtio_tmem_pool_timer, &cfg.budget_bytes,
+                                  errp)) {
         return;
     }
 
@@ -1453,7 +1468,10 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
                                    virtio_tmem_shrink_step, s);
     s->vm_state = qemu_add_vm_change_state_handler(virtio_tmem_vm_state_change,
                                                    s);
-    virtio_tmem_pool_start(s);
+    if (s->pool) {
+        /* The first grant, before the guest can store anything. */
+        virtio_tmem_pool_timer(s);
+    }
 
     trace_virtio_tmem_realize(s, s->conf.budget, s->conf.num_queues,
                               s->conf.queue_size);

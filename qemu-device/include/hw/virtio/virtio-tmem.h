@@ -172,15 +172,13 @@ struct VirtIOTmem {
     Notifier exit_notifier;
 };
 
-/* virtio-tmem.c, for virtio-tmem-pool.c. */
-const char *virtio_tmem_id(VirtIOTmem *s);
-void virtio_tmem_budget_changed(VirtIOTmem *s);
-
-/* virtio-tmem-pool.c */
-bool virtio_tmem_pool_realize(VirtIOTmem *s, uint64_t *budget, Error **errp);
-void virtio_tmem_pool_start(VirtIOTmem *s);
+/* virtio-tmem-pool.c: the host-wide pool (SPEC 6.6). */
+bool virtio_tmem_pool_realize(VirtIOTmem *s, const char *dev_id,
+                              QEMUTimerCB *tick, uint64_t *budget,
+                              Error **errp);
+bool virtio_tmem_pool_tick(VirtIOTmem *s);
 void virtio_tmem_pool_unrealize(VirtIOTmem *s);
-bool virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp);
+int virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp);
 TmemHostPoolInfo *virtio_tmem_pool_info(VirtIOTmem *s);
 
 #endif
