@@ -23,7 +23,7 @@ import tempfile
 import time
 
 from qmp import check, run_tests, skip
-from test_datapath import Device, QTestVM, F_EPHEMERAL
+from test_datapath import Device, QTestVM, F_EPHEMERAL, S_OK
 from test_device import check_error
 from test_elastic import held_pages, info, set_budget
 from vtmem import wire
@@ -395,6 +395,45 @@ def test_pool_pressure():
         check(out.returncode == 0, "set --pressure off: %r" % out.stderr)
 
 
+def test_pool_lost():
+    """A pool file removed under a device that cannot create it again
+    (no host-pool-total): no longer a member, it keeps its pages, says
+    why, stores nothing more than it holds (DEV-28); once the pool is
+    back (vtmem-top create) it joins again and grows."""
+    tool = find_tool()
+    with LedgerDir() as ld:
+        out = subprocess.run([tool, "--dir", ld.dir, "create", "lost",
+                              "--total", "32M"], capture_output=True,
+                             text=True, timeout=30)
+        check(out.returncode == 0, "create: %r" % out.stderr)
+        with pool_vm(",budget=16M,host-pool=lost") as vm:
+            dev = Device(vm)
+            dev.start(0, qsize=256)
+            pers = held_pages(256, dev)
+            os.unlink(ld.path("lost"))
+            st, p = wait_pool(vm, "the device out of the pool",
+                              lambda st, p: not p["joined"] and
+                              "error" in p)
+            check(st["budget"] <= max(st["host-bytes"], 4096),
+                  "out of the pool, budget above what it holds: %r" % st)
+            statuses = pers.store(range(1000, 1032))
+            check(all(x != S_OK for x in statuses), "stored while out of "
+                  "the pool: %r" % statuses)
+            pers.check_all()
+            out = subprocess.run([tool, "--dir", ld.dir, "create", "lost",
+                                  "--total", "32M"], capture_output=True,
+                                 text=True, timeout=30)
+            check(out.returncode == 0, "create again: %r" % out.stderr)
+            st, p = wait_pool(vm, "the rejoin", lambda st, p:
+                              p["joined"] and p["rejoins"] >= 1 and
+                              "error" not in p)
+            for i in range(2000, 2256, 32):
+                statuses = pers.store(range(i, i + 32))
+                check(all(x == S_OK for x in statuses), "no stores after "
+                      "the rejoin: %r" % statuses)
+            pers.check_all()
+
+
 TESTS = {
     "pool-properties": test_pool_properties,
     "pool-share": test_pool_share,
@@ -403,6 +442,7 @@ TESTS = {
     "pool-busy": test_pool_busy,
     "pool-unplug": test_pool_unplug,
     "pool-pressure": test_pool_pressure,
+    "pool-lost": test_pool_lost,
 }
 
 
