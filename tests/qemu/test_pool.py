@@ -133,6 +133,15 @@ def test_pool_properties():
               "reports one")
 
 
+def fill_until(vm, st_pool, seeds, goal, what, timeout=30):
+    """Store pages of st_pool (seeds: an iterator) until the device
+    holds goal bytes."""
+    deadline = time.monotonic() + timeout
+    while info(vm)["host-bytes"] < goal:
+        check(time.monotonic() < deadline, "%s: %r" % (what, info(vm)))
+        st_pool.store([next(seeds) for _ in range(256)])
+
+
 def within_grant(st, p, total):
     """DEV-28 at one sample: the budget within the grant (or the 1 MiB
     a member below it runs with), the grant within the cap and the
@@ -162,11 +171,7 @@ def test_pool_share():
             eph_a = held_pages(0, dev_a, flags=wire.POOL_EPHEMERAL)
             seeds = iter(range(1 << 30))
             # Alone: it grows past its share (a quarter) toward the total.
-            deadline = time.monotonic() + 30
-            while info(a)["host-bytes"] < total * 3 // 4:
-                check(time.monotonic() < deadline, "A does not grow: %r"
-                      % (info(a),))
-                eph_a.store([next(seeds) for _ in range(256)])
+            fill_until(a, eph_a, seeds, total * 3 // 4, "A does not grow")
             with b:
                 dev_b = Device(b)
                 dev_b.start(0, qsize=256)
@@ -226,10 +231,7 @@ def test_pool_cap():
         dev.start(1 << F_EPHEMERAL, qsize=256)
         eph = held_pages(0, dev, flags=wire.POOL_EPHEMERAL)
         seeds = iter(range(1 << 30))
-        deadline = time.monotonic() + 30
-        while info(vm)["host-bytes"] < 20 * MiB:
-            check(time.monotonic() < deadline, "no growth: %r" % info(vm))
-            eph.store([next(seeds) for _ in range(256)])
+        fill_until(vm, eph, seeds, 20 * MiB, "no growth")
         set_budget(vm, 8 * MiB)
         st, p = wait_pool(vm, "the cap", lambda st, p:
                           p["cap"] == 8 * MiB and p["grant"] <= 8 * MiB and
@@ -237,11 +239,8 @@ def test_pool_cap():
                           st["host-bytes"] <= 8 * MiB)
         check(st["evictions"] > 0, "nothing evicted: %r" % st)
         set_budget(vm, 48 * MiB)
-        deadline = time.monotonic() + 30
-        while info(vm)["host-bytes"] < 24 * MiB:
-            check(time.monotonic() < deadline, "no growth after the cap "
-                  "was raised: %r" % info(vm))
-            eph.store([next(seeds) for _ in range(256)])
+        fill_until(vm, eph, seeds, 24 * MiB, "no growth after the cap was "
+                   "raised")
         st, p = pool_of(vm)
         check(p["cap"] == 48 * MiB and st["budget"] <= 48 * MiB, "%r" % st)
 
@@ -351,10 +350,7 @@ def test_pool_pressure():
         dev.start(1 << F_EPHEMERAL, qsize=256)
         eph = held_pages(0, dev, flags=wire.POOL_EPHEMERAL)
         seeds = iter(range(1 << 30))
-        deadline = time.monotonic() + 30
-        while info(vm)["host-bytes"] < total * 3 // 4:
-            check(time.monotonic() < deadline, "no growth: %r" % info(vm))
-            eph.store([next(seeds) for _ in range(256)])
+        fill_until(vm, eph, seeds, total * 3 // 4, "no growth")
         psi = FakePSI(os.path.join(ld.dir, "memory.pressure"))
         out = subprocess.run([tool, "--dir", ld.dir, "set", "pp",
                               "--pressure", psi.path, "--pressure-period",
