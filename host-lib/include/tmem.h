@@ -31,11 +31,11 @@ extern "C" {
 
 /*
  * Version, as lz4.h has it.  MAJOR.MINOR names the newest symbol version
- * node of libtmem.map (LIBTMEM_0.5): a minor release adds entry points
+ * node of libtmem.map (LIBTMEM_0.6): a minor release adds entry points
  * and struct fields, never changes what an existing one does.
  */
 #define TMEM_VERSION_MAJOR		0
-#define TMEM_VERSION_MINOR		5
+#define TMEM_VERSION_MINOR		6
 #define TMEM_VERSION_RELEASE		0
 #define TMEM_VERSION_NUMBER		(TMEM_VERSION_MAJOR * 100 * 100 + \
 					 TMEM_VERSION_MINOR * 100 + \
@@ -585,5 +585,7 @@ const char *tmem_strerror(int err);
  * file short.
  */
 #include "tmem_ledger.h"
+/* Migration of a client's pages (LIBTMEM_0.6). */
+#include "tmem_migrate.h"
 
 #endif /* TMEM_H */

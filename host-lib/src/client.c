@@ -160,6 +160,7 @@ static int client_new(const struct tmem_client_config *cfg,
 	pthread_mutex_init(&c->pools_lock, NULL);
 	pthread_mutex_init(&c->ctx_lock, NULL);
 	pthread_mutex_init(&c->compact_lock, NULL);
+	pthread_mutex_init(&c->save_lock, NULL);
 	tmem_zs_init(&c->zs, &c->budget);
 	ret = tmem_tier_new(c, why);
 	/* The file name is the caller's: only tmem_tier_new() reads it. */
@@ -221,6 +222,11 @@ static void pool_teardown(struct tmem_client *c, struct tmem_pool *pool)
 		tmem_uncharge(&c->budget, 0, SHARDS_COST);
 		pool->shards = NULL;
 	}
+	/* A save running across a reset: the destination drops the pool. */
+	if (pool->state != TMEM_POOL_FREE) {
+		pool->gen++;
+		c->pools_changes++;
+	}
 	pool->state = TMEM_POOL_FREE;
 }
 
@@ -257,6 +263,10 @@ static void client_drop_all(struct tmem_client *c)
  */
 int tmem_client_reset(struct tmem_client *c)
 {
+	int ret;
+
+	/* A save's block in another thread ends first (migrate.c). */
+	pthread_mutex_lock(&c->save_lock);
 	tmem_tier_stop(c);
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, &c->budget);
@@ -264,7 +274,9 @@ int tmem_client_reset(struct tmem_client *c)
 	c->compact_cursor = 0;
 	c->compact_credit = 0;
 	TMEM_WR(c->features, 0);
-	return tmem_tier_restart(c);
+	ret = tmem_tier_restart(c);
+	pthread_mutex_unlock(&c->save_lock);
+	return ret;
 }
 
 void tmem_client_free(struct tmem_client *c)
@@ -280,6 +292,7 @@ void tmem_client_free(struct tmem_client *c)
 	pthread_mutex_destroy(&c->pools_lock);
 	pthread_mutex_destroy(&c->ctx_lock);
 	pthread_mutex_destroy(&c->compact_lock);
+	pthread_mutex_destroy(&c->save_lock);
 	tmem_free(c->pools);
 	tmem_free(c);
 }
@@ -378,97 +391,6 @@ void tmem_ctx_free(struct tmem_ctx *ctx)
 	tmem_free(ctx->page);
 	tmem_free(ctx->cbuf);
 	tmem_free(ctx);
-}
-
-/*
- * A pool id's shards are allocated (and charged: about 8 KiB) when the id
- * is first opened and kept until the client is reset, so that page
- * operations never need a pool-wide lock to use them safely.  A budget
- * too small for them refuses the pool with -ENOSPC.
- */
-static int pool_shards_alloc(struct tmem_client *c, struct tmem_pool *pool)
-{
-	struct tmem_shard *shards;
-
-	if (pool->shards)
-		return 0;
-	if (tmem_charge(&c->budget, 0, SHARDS_COST))
-		return -ENOSPC;
-	shards = tmem_zalloc_aligned(SHARDS_SIZE);
-	if (!shards) {
-		tmem_uncharge(&c->budget, 0, SHARDS_COST);
-		return -ENOMEM;
-	}
-	tmem_shards_init(shards, c->hash_seed);
-	__atomic_store_n(&pool->shards, shards, __ATOMIC_RELEASE);
-	return 0;
-}
-
-/* Lowest free id, so that ids (and their shards) are reused first. */
-int tmem_pool_new(struct tmem_client *c, enum tmem_pool_type type,
-		  uint32_t *pool_idp)
-{
-	const struct tmem_drop drop = tmem_client_drop(c);
-	struct tmem_pool *pool = NULL;
-	int ret = -ENOSPC;
-	uint32_t id;
-
-	if (type != TMEM_POOL_PERSISTENT && type != TMEM_POOL_EPHEMERAL)
-		return -EINVAL;
-	pthread_mutex_lock(&c->pools_lock);
-	for (id = 0; id < c->max_pools; id++) {
-		if (c->pools[id].state == TMEM_POOL_FREE) {
-			pool = &c->pools[id];
-			break;
-		}
-	}
-	if (pool)
-		ret = pool_shards_alloc(c, pool);
-	if (!ret) {
-		tmem_shards_set_state(&c->budget, pool->shards, TMEM_POOL_OPEN,
-				      type == TMEM_POOL_EPHEMERAL,
-				      type == TMEM_POOL_EPHEMERAL || c->tier,
-				      &drop);
-		TMEM_WR(pool->type, type);
-		TMEM_WR(pool->state, TMEM_POOL_OPEN);
-		*pool_idp = id;
-	}
-	pthread_mutex_unlock(&c->pools_lock);
-	return ret;
-}
-
-/* Move an open or closed pool to @state, dropping all of its pages. */
-static int pool_close(struct tmem_client *c, uint32_t pool_id,
-		      enum tmem_pool_state state)
-{
-	const struct tmem_drop drop = tmem_client_drop(c);
-	struct tmem_pool *pool;
-	uint64_t n;
-
-	if (pool_id >= c->max_pools)
-		return -EBADF;
-	pool = &c->pools[pool_id];
-	pthread_mutex_lock(&c->pools_lock);
-	if (pool->state == TMEM_POOL_FREE) {
-		pthread_mutex_unlock(&c->pools_lock);
-		return -EBADF;
-	}
-	n = tmem_shards_set_state(&c->budget, pool->shards, state, false,
-				  false, &drop);
-	TMEM_WR(pool->state, state);
-	pthread_mutex_unlock(&c->pools_lock);
-	__atomic_fetch_add(&c->retired.invalidates, n, __ATOMIC_RELAXED);
-	return 0;
-}
-
-int tmem_pool_destroy(struct tmem_client *c, uint32_t pool_id)
-{
-	return pool_close(c, pool_id, TMEM_POOL_FREE);
-}
-
-int tmem_invalidate_pool(struct tmem_client *c, uint32_t pool_id)
-{
-	return pool_close(c, pool_id, TMEM_POOL_CLOSED);
 }
 
 /* Shards are never freed while the client is in use: no lock needed. */

@@ -28,3 +28,8 @@ int tmem_handle_load(struct tmem_zs *zs, uint64_t h, bool wide, void *page)
 				tmem_zs_ptr(zs, tmem_h_len(h), tmem_h_loc(h)),
 				tmem_h_len(h), page);
 }
+
+const void *tmem_handle_data(struct tmem_zs *zs, uint64_t h)
+{
+	return tmem_zs_ptr(zs, tmem_h_len(h), tmem_h_loc(h));
+}

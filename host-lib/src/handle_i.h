@@ -113,4 +113,7 @@ void tmem_handle_free(struct tmem_zs *zs, struct tmem_tier *tier, uint64_t h);
  */
 int tmem_handle_load(struct tmem_zs *zs, uint64_t h, bool wide, void *page);
 
+/* The stored bytes (tmem_h_len(@h) of them) of an in-memory handle. */
+const void *tmem_handle_data(struct tmem_zs *zs, uint64_t h);
+
 #endif /* TMEM_HANDLE_I_H */

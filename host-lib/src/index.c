@@ -303,6 +303,8 @@ int tmem_chunk_insert(struct tmem_budget *budget, struct tmem_shard *sh,
 	memset(ch->h, 0, sizeof(ch->h));
 	ch->wide = 0;
 	ch->count = 0;
+	ch->dirty = 0;
+	ch->sent = 0;
 	ch->lru_prev = ch->lru_next = NULL;
 	if (sh->nchunks > sh->mask)
 		table_grow(budget, sh);
@@ -376,8 +378,9 @@ static void account_apply(struct tmem_shard *sh, const struct shard_delta *d)
 		TMEM_ADD(sh->disk_bytes, d->disk_bytes);
 }
 
-uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
-			uint32_t slot, uint64_t h, bool wide)
+/* Set a slot without marking it: a page moved, not changed. */
+static uint64_t slot_set(struct tmem_shard *sh, struct tmem_chunk *ch,
+			 uint32_t slot, uint64_t h, bool wide)
 {
 	uint64_t bit = 1ull << slot;
 	bool old_wide = ch->wide & bit;
@@ -393,19 +396,27 @@ uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 	return old && old_wide ? tmem_h_same(0) : old;
 }
 
+uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
+			uint32_t slot, uint64_t h, bool wide)
+{
+	tmem_chunk_mark(sh, ch, slot);
+	return slot_set(sh, ch, slot, h, wide);
+}
+
 uint32_t tmem_chunk_drop(struct tmem_budget *budget, struct tmem_shard *sh,
 			 struct tmem_chunk *ch, const struct tmem_drop *drop)
 {
 	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < TMEM_CHUNK_PAGES && ch->count; i++) {
-		uint64_t h = tmem_chunk_set(sh, ch, i, 0, false);
+		uint64_t h = slot_set(sh, ch, i, 0, false);
 
 		if (h) {
 			drop->fn(drop->arg, h);
 			n++;
 		}
 	}
+	tmem_chunk_untrack(sh, ch);
 	chunk_unlink(budget, sh, ch);
 	tmem_chunk_free(budget, ch);
 	return n;
@@ -422,7 +433,7 @@ bool tmem_chunk_for_each(struct tmem_shard *sh, struct tmem_chunk *ch,
 		if (!fn(arg, ch->object, ch->base << TMEM_CHUNK_SHIFT | i, &nh))
 			return false;
 		if (nh != h)
-			tmem_chunk_set(sh, ch, i, nh, false);
+			slot_set(sh, ch, i, nh, false);
 	}
 	return true;
 }
@@ -487,7 +498,7 @@ static uint64_t shard_drop_all(struct tmem_budget *budget, struct tmem_shard *sh
  */
 uint64_t tmem_shards_set_state(struct tmem_budget *budget,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral, bool lru,
+			       bool ephemeral, bool lru, uint32_t gen,
 			       const struct tmem_drop *drop)
 {
 	uint64_t n = 0;
@@ -498,6 +509,9 @@ uint64_t tmem_shards_set_state(struct tmem_budget *budget,
 		pthread_mutex_lock(&sh->lock);
 		if (state != TMEM_POOL_OPEN)
 			n += shard_drop_all(budget, sh, drop);
+		/* A new generation: the destination drops all it had of it. */
+		tmem_shard_tombs_drop(sh);
+		sh->gen = gen;
 		sh->state = state;
 		sh->ephemeral = ephemeral;
 		sh->lru = lru;
@@ -512,6 +526,7 @@ void tmem_shards_fini(struct tmem_budget *budget, struct tmem_shard *shards,
 {
 	for (unsigned int i = 0; i < TMEM_NR_SHARDS; i++) {
 		shard_drop_all(budget, &shards[i], drop);
+		tmem_shard_track(&shards[i], false, NULL);
 		pthread_mutex_destroy(&shards[i].lock);
 	}
 }

@@ -44,7 +44,8 @@ struct tmem_chunk {
 	struct tmem_chunk *onext, **opprev;
 	uint64_t object;
 	uint32_t base;				/* index >> TMEM_CHUNK_SHIFT */
-	uint32_t count;				/* non-empty handles */
+	uint16_t count;				/* non-empty handles */
+	uint16_t sent;				/* migration: see dirty */
 	/*
 	 * Bit i set: h[i] is not a handle but a 64-bit word whose repetition
 	 * is the page (its halves differ, so it is never 0; a page of one
@@ -52,7 +53,21 @@ struct tmem_chunk {
 	 * same-filled pages of 64-bit period without data.
 	 */
 	uint64_t wide;
+	/*
+	 * Migration (migrate.c), while the shard tracks: bit i set, slot i
+	 * changed since it was last sent (stored, overwritten, emptied);
+	 * @sent: part of the chunk was sent, so the destination may hold
+	 * keys of it, and freeing it leaves a tombstone.
+	 */
+	uint64_t dirty;
 	uint64_t h[TMEM_CHUNK_PAGES];
+};
+
+/* A sent chunk freed while tracking: the destination drops its keys. */
+struct tmem_tomb {
+	struct tmem_tomb *next;
+	uint64_t object;
+	uint32_t base;
 };
 
 /* The chunks one shard holds of one object. */
@@ -88,6 +103,20 @@ struct tmem_shard {
 	uint64_t compressed_bytes;
 	uint64_t disk_pages;		/* of which the disk tier holds */
 	uint64_t disk_bytes;
+	/*
+	 * Migration: @gen counts the pool's state changes (open, close,
+	 * free), so the destination tells a pool from the one that had its
+	 * id before.  While @tracking, changes of slots are marked (struct
+	 * tmem_chunk.dirty; @ndirty of them) and sent chunks freed leave
+	 * tombstones (@tombs, @ntombs).  @track_ctr, when set, counts the
+	 * client's total of both (atomically).
+	 */
+	uint32_t gen;
+	bool tracking;
+	uint32_t ndirty;
+	uint32_t ntombs;
+	struct tmem_tomb *tombs;
+	uint64_t *track_ctr;
 } __attribute__((aligned(64)));
 
 /*
@@ -111,10 +140,13 @@ typedef bool tmem_replace_fn(void *arg, uint64_t object, uint32_t index,
 			     uint64_t *hp);
 
 void tmem_shards_init(struct tmem_shard *shards, uint64_t seed);
-/* Returns the pages dropped (all of them unless @state is open). */
+/*
+ * Returns the pages dropped (all of them unless @state is open).  @gen:
+ * the pool's generation from now on (its tombstones go).
+ */
 uint64_t tmem_shards_set_state(struct tmem_budget *budget,
 			       struct tmem_shard *shards, int state,
-			       bool ephemeral, bool lru,
+			       bool ephemeral, bool lru, uint32_t gen,
 			       const struct tmem_drop *drop);
 void tmem_shards_fini(struct tmem_budget *budget, struct tmem_shard *shards,
 		      const struct tmem_drop *drop);
@@ -151,7 +183,7 @@ bool tmem_shard_for_each(struct tmem_shard *sh, tmem_replace_fn *fn,
 /*
  * Set one handle (0 to clear), or with @wide a 64-bit word; returns the
  * old handle, tmem_h_same(0) for an old word (nothing to free).  Frees
- * nothing.
+ * nothing.  A change of the key: marked dirty while the shard tracks.
  */
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 			uint32_t slot, uint64_t h, bool wide);
@@ -165,6 +197,34 @@ static inline uint64_t tmem_chunk_get(const struct tmem_chunk *ch,
 	*widep = ch->wide & 1ull << slot;
 	return ch->h[slot];
 }
+
+/*
+ * Migration (index_track.c).  A change of @slot (marked while @sh
+ * tracks); @ch going away (its marks go, a tombstone if it was sent);
+ * the shard's tombstones dropped (a new generation of its pool).
+ */
+void tmem_chunk_mark(struct tmem_shard *sh, struct tmem_chunk *ch,
+		     uint32_t slot);
+void tmem_chunk_untrack(struct tmem_shard *sh, struct tmem_chunk *ch);
+void tmem_shard_tombs_drop(struct tmem_shard *sh);
+/*
+ * Start tracking @sh (its chunks' occupied slots all dirty,
+ * none sent; @ctr counts) or stop it (marks and tombstones dropped).
+ */
+void tmem_shard_track(struct tmem_shard *sh, bool on, uint64_t *ctr);
+/* @ch's slots in @mask were sent: clean, and the chunk is sent. */
+void tmem_chunk_sent(struct tmem_shard *sh, struct tmem_chunk *ch,
+		     uint64_t mask);
+/*
+ * The next chunk with marked slots: after @ch in bucket *@bucketp (from
+ * the bucket's head when @ch is NULL), then in the buckets that follow;
+ * NULL at the table's end.  *@bucketp follows the walk.
+ */
+struct tmem_chunk *tmem_shard_next_dirty(struct tmem_shard *sh,
+					 uint32_t *bucketp,
+					 struct tmem_chunk *ch);
+/* Take the shard's newest tombstone (the caller frees it), or NULL. */
+struct tmem_tomb *tmem_tomb_pop(struct tmem_shard *sh);
 
 void tmem_lru_touch(struct tmem_shard *sh, struct tmem_chunk *ch);
 void tmem_lru_remove(struct tmem_shard *sh, struct tmem_chunk *ch);

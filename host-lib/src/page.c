@@ -298,6 +298,50 @@ static int store_open(struct tmem_ctx *ctx, uint32_t pool_id,
 	return 0;
 }
 
+int tmem_drop_key(struct tmem_client *c, uint32_t pool_id, uint64_t object,
+		  uint32_t index)
+{
+	return drop_key(c, pool_id, object, index);
+}
+
+/*
+ * A page that arrives as it was stored elsewhere (migration): its data
+ * copied into a slot as it is, never compressed again; what a store
+ * does around that (the spare chunk, room, the old copy) as a store.
+ */
+int tmem_store_stored(struct tmem_ctx *ctx, uint32_t pool_id,
+		      uint64_t object, uint32_t index, unsigned int kind,
+		      const void *data, unsigned int len, uint64_t word)
+{
+	bool wide = kind == 0;
+	uint64_t h, old = 0, loc;
+	int spare_err = spare_fill(ctx);
+	void *dst;
+	int ret;
+
+	if (wide) {
+		h = word;
+	} else if (kind == TMEM_H_SAME) {
+		h = tmem_h_same((uint32_t)word);
+	} else {
+		ret = slot_alloc(ctx, len, &loc, &dst);
+		if (ret)
+			return ret;
+		memcpy(dst, data, len);
+		h = tmem_h_make(kind, len, loc);
+	}
+	ret = index_set(ctx, pool_id, object, index, h, wide, &old,
+			spare_err);
+	if (ret) {
+		if (!wide)
+			handle_free(ctx->client, h);
+		return ret;
+	}
+	if (old)
+		handle_free(ctx->client, old);
+	return 0;
+}
+
 /*
  * The pool's state is only a hint here (it is checked again under the
  * shard lock): it spares compressing a page for a pool that is not open.

@@ -43,6 +43,13 @@ void tmem_tier_release(struct tmem_client *c);
  */
 int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 		   uint32_t index, uint64_t h, void *page);
+/*
+ * tmem_tier_read() of the page's stored bytes, not decoded: the
+ * tmem_h_len(@h) bytes into @dst, waiting for the read (migration).
+ */
+int tmem_tier_read_stored(struct tmem_ctx *ctx, uint32_t pool,
+			  uint64_t object, uint32_t index, uint64_t h,
+			  void *dst);
 /* The nowait load's read: -EINPROGRESS, or tmem_tier_read()'s result. */
 int tmem_tier_read_poll(struct tmem_ctx *ctx);
 void tmem_tier_read_cancel(struct tmem_ctx *ctx);

@@ -42,6 +42,13 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 	return -EIO;
 }
 
+int tmem_tier_read_stored(struct tmem_ctx *ctx, uint32_t pool,
+			  uint64_t object, uint32_t index, uint64_t h,
+			  void *dst)
+{
+	return tmem_tier_read(ctx, pool, object, index, h, dst);
+}
+
 bool tmem_tier_make_room(struct tmem_ctx *ctx) { (void)ctx; return false; }
 void tmem_tier_kick(struct tmem_client *c) { (void)c; }
 void tmem_tier_ctx_free(struct tmem_ctx *ctx) { (void)ctx; }

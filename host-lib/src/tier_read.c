@@ -227,10 +227,13 @@ static int read_plan(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 	return 1;
 }
 
-/* Check the staged header and page, decode it, unpin the segment. */
+/*
+ * Check the staged header and page, decode it (or with @stored copy its
+ * bytes as they are), unpin the segment.
+ */
 static int read_finish(struct tmem_tier *t, const uint8_t *src, int ret,
 		       uint32_t pool, uint64_t object, uint32_t index,
-		       uint64_t h, void *page)
+		       uint64_t h, void *page, bool stored)
 {
 	uint32_t segno = (tmem_h_disk_off(h) - HDR) / t->seg_size;
 
@@ -238,15 +241,17 @@ static int read_finish(struct tmem_tier *t, const uint8_t *src, int ret,
 		__atomic_fetch_add(&t->errors, 1, __ATOMIC_RELAXED);
 		ret = -EIO;
 	}
-	if (!ret)
+	if (!ret && stored)
+		memcpy(page, src + HDR, tmem_h_len(h));
+	else if (!ret)
 		ret = tmem_decode_data(tmem_h_type(h) == TMEM_H_RAW, src + HDR,
 				       tmem_h_len(h), page);
 	tmem_seg_put(t, segno, 0);
 	return ret == -ENOMEM ? -EIO : ret;
 }
 
-int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
-		   uint32_t index, uint64_t h, void *page)
+static int tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		     uint32_t index, uint64_t h, void *page, bool stored)
 {
 	struct tmem_tier *t = ctx->client->tier;
 	uint64_t off = tmem_h_disk_off(h) - HDR;	/* its header */
@@ -270,11 +275,12 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 		ret = read_plan(ctx, t, off, HDR + len, segno, gen, &src);
 	}
 	if (ret <= 0)
-		return read_finish(t, src, ret, pool, object, index, h, page);
+		return read_finish(t, src, ret, pool, object, index, h, page,
+				   stored);
 	io = ctx->io;
 	read_issue(ctx, t, io);
 	/* A read that could not be issued ends now: no completion will. */
-	if (ctx->nowait && io->rstate != RD_DONE) {
+	if (ctx->nowait && !stored && io->rstate != RD_DONE) {
 		/* tmem_tier_read_poll() finishes it. */
 		io->pool = pool;
 		io->object = object;
@@ -286,7 +292,20 @@ int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
 	read_wait(ctx, t, io);
 	ret = io->rstate == RD_DONE ? read_done(t, io, &src) : -EIO;
 	io->rstate = RD_IDLE;
-	return read_finish(t, src, ret, pool, object, index, h, page);
+	return read_finish(t, src, ret, pool, object, index, h, page, stored);
+}
+
+int tmem_tier_read(struct tmem_ctx *ctx, uint32_t pool, uint64_t object,
+		   uint32_t index, uint64_t h, void *page)
+{
+	return tier_read(ctx, pool, object, index, h, page, false);
+}
+
+int tmem_tier_read_stored(struct tmem_ctx *ctx, uint32_t pool,
+			  uint64_t object, uint32_t index, uint64_t h,
+			  void *dst)
+{
+	return tier_read(ctx, pool, object, index, h, dst, true);
 }
 
 int tmem_tier_read_poll(struct tmem_ctx *ctx)
@@ -303,7 +322,7 @@ int tmem_tier_read_poll(struct tmem_ctx *ctx)
 		return -EINPROGRESS;
 	ret = read_done(t, io, &src);
 	return read_finish(t, src, ret, io->pool, io->object, io->index,
-			   io->h, io->page);
+			   io->h, io->page, false);
 }
 
 void tmem_tier_read_cancel(struct tmem_ctx *ctx)

@@ -37,6 +37,7 @@ struct tmem_pool {
 	struct tmem_shard *shards;	/* TMEM_NR_SHARDS or NULL; acquire */
 	enum tmem_pool_state state;	/* a hint outside pools_lock */
 	enum tmem_pool_type type;
+	uint32_t gen;			/* state changes; under pools_lock */
 };
 
 /* Operation counters; one set per context, summed by the stats call. */
@@ -131,6 +132,19 @@ struct tmem_client {
 
 	struct tmem_tier *tier;		/* NULL without a disk tier */
 
+	/*
+	 * Migration (migrate.c).  @saving: a save runs, and the pools'
+	 * shards track changes (pool ids opened meanwhile too; under
+	 * pools_lock).  @track_pending: the keys marked plus tombstones,
+	 * over all shards (atomic).  @pools_changes: pool state changes,
+	 * ever (under pools_lock).
+	 */
+	bool saving;
+	uint64_t track_pending;
+	uint64_t pools_changes;
+	/* Held by a save's block and by tmem_client_reset(). */
+	pthread_mutex_t save_lock;
+
 	struct tmem_zs zs;
 };
 
@@ -164,6 +178,29 @@ void tmem_load_account(struct tmem_ctx *ctx, int ret);
  * caller holds no lock and counts them.
  */
 uint32_t tmem_evict(struct tmem_client *c);
+
+/*
+ * client.c, for migrate.c: put pool @id in @state (of @type) at
+ * generation @gen, dropping every page it had.  0, -ENOSPC, -ENOMEM.
+ */
+int tmem_pool_apply(struct tmem_client *c, uint32_t id,
+		    enum tmem_pool_state state, enum tmem_pool_type type,
+		    uint32_t gen);
+/* Start or stop tracking every pool's shards (client->saving). */
+void tmem_client_track(struct tmem_client *c, bool on);
+
+/*
+ * page.c, for migrate.c: put a page that arrives as stored under the
+ * key (@kind TMEM_H_LZ4 or TMEM_H_RAW: @len bytes of data; TMEM_H_SAME:
+ * the handle's 32-bit word in @word; 0: a wide slot's 64-bit @word),
+ * making room as a store does.  0, -ENOSPC, -EBADF, -ENOMEM.
+ */
+int tmem_store_stored(struct tmem_ctx *ctx, uint32_t pool_id,
+		      uint64_t object, uint32_t index, unsigned int kind,
+		      const void *data, unsigned int len, uint64_t word);
+/* page.c: forget one key, 1 if a page was dropped (no statistics). */
+int tmem_drop_key(struct tmem_client *c, uint32_t pool_id, uint64_t object,
+		  uint32_t index);
 
 /* client.c: a pool id's shards, or NULL if it never had any. */
 static inline struct tmem_shard *tmem_pool_shards(struct tmem_client *c,

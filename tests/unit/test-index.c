@@ -42,7 +42,7 @@ static int setup(void **state)
 	tmem_shards_init(e->shards, 0x5eed);
 	e->drop = (struct tmem_drop){ .fn = on_drop, .arg = e };
 	assert_int_equal(tmem_shards_set_state(&e->budget, e->shards,
-					       TMEM_POOL_OPEN, false, false,
+					       TMEM_POOL_OPEN, false, false, 1,
 					       &e->drop), 0);
 	*state = e;
 	return 0;
@@ -221,7 +221,7 @@ static void test_close(void **state)
 	for (uint32_t i = 0; i < 300; i++)
 		set(e, OBJ + i % 3, i * 5, fake(OBJ + i % 3, i * 5), false);
 	assert_true(tmem_shards_set_state(&e->budget, e->shards,
-					  TMEM_POOL_CLOSED, false, false,
+					  TMEM_POOL_CLOSED, false, false, 2,
 					  &e->drop) == 300);
 	assert_int_equal(e->ndropped, 300);
 	assert_true(shard_pages(e) == 0);
