@@ -267,6 +267,7 @@ link qemu-device/hw/virtio/virtio-tmem.c hw/virtio/virtio-tmem.c
 link qemu-device/hw/virtio/virtio-tmem-pci.c hw/virtio/virtio-tmem-pci.c
 link qemu-device/hw/virtio/virtio-tmem-qmp.c hw/virtio/virtio-tmem-qmp.c
 link qemu-device/hw/virtio/virtio-tmem-pool.c hw/virtio/virtio-tmem-pool.c
+link qemu-device/hw/virtio/virtio-tmem-migrate.c hw/virtio/virtio-tmem-migrate.c
 link qemu-device/include/hw/virtio/virtio-tmem.h include/hw/virtio/virtio-tmem.h
 link qemu-device/include/hw/virtio/virtio-tmem-compat.h \
 	include/hw/virtio/virtio-tmem-compat.h
@@ -402,8 +403,8 @@ if [ "$check_device" = 1 ]; then
 	# headers), not the other 2000 objects nor the link.
 	mapfile -t objs < <(ninja -C "$build" -t targets all |
 		sed -n 's|^\([^:]*/[^/:]*virtio-tmem[^/:]*\.c\.o\):.*|\1|p' | sort -u)
-	[ ${#objs[@]} -ge 4 ] ||
-		die "the build knows ${#objs[@]} virtio-tmem objects, not 4 (device, host pool, proxy, QMP)"
+	[ ${#objs[@]} -ge 5 ] ||
+		die "the build knows ${#objs[@]} virtio-tmem objects, not 5 (device, host pool, migration, proxy, QMP)"
 	# Compiled anew each time, so that their warnings are seen: a
 	# warning is an error here (an API that changed its type, as
 	# set_status's did in 10.1, compiles with one).

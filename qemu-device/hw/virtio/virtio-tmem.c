@@ -35,7 +35,7 @@
 #include "hw/virtio/iothread-vq-mapping.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "hw/virtio/virtio-tmem-compat.h"
-#include "migration/blocker.h"
+#include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
 #include "system/iothread.h"
 #include "system/system.h"
@@ -300,6 +300,7 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 
     if (queue >= s->conf.num_queues || !s->ctxs[queue] ||
         !qatomic_read(&s->driver_ok) || vdev->broken ||
+        !qatomic_read(&vdev->vm_running) ||
         qemu_get_current_aio_context() != s->vq_aio_context[queue]) {
         return;
     }
@@ -308,6 +309,21 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
         return;
     }
     start = clock = get_clock();
+    if (s->resume[queue].restored) {
+        /* In flight at the source's stop: it goes first (DEV-14). */
+        elem = s->resume[queue].restored;
+        s->resume[queue].restored = NULL;
+        ret = virtio_tmem_handle_request(s, vq, queue, elem, &clock);
+        if (ret) {
+            g_free(elem);
+        }
+        if (ret > 0) {
+            virtio_tmem_notify(vdev, vq);
+        } else {
+            virtio_tmem_update_poll(s, queue);
+            return;
+        }
+    }
 
     do {
         unsigned batch = 0;
@@ -397,6 +413,11 @@ static void virtio_tmem_cancel_pending(VirtIOTmemResume *r)
     VirtIOTmem *s = r->s;
     void *opaque;
 
+    if (r->restored) {
+        virtqueue_detach_element(s->vqs[r->queue], r->restored, 0);
+        g_free(r->restored);
+        r->restored = NULL;
+    }
     if (!r->pending) {
         return;
     }
@@ -888,13 +909,28 @@ static void virtio_tmem_notify_config(VirtIOTmem *s)
     virtio_notify_config(VIRTIO_DEVICE(s));
 }
 
+/*
+ * No queue runs while the VM is stopped (virtio_tmem_handle_output()):
+ * a migration's last pass and the device's VMState see pages and rings
+ * as they were at the stop.  At the run each queue's continuation takes
+ * up what waits, whatever became of ioeventfd meanwhile.
+ */
 static void virtio_tmem_vm_state_change(void *opaque, bool running,
                                         RunState state)
 {
     VirtIOTmem *s = opaque;
+    unsigned i;
 
-    if (running && s->config_pending) {
+    if (!running) {
+        return;
+    }
+    if (s->config_pending) {
         virtio_tmem_notify_config(s);
+    }
+    for (i = 0; i < s->conf.num_queues; i++) {
+        if (s->resume[i].bh) {
+            qemu_bh_schedule(s->resume[i].bh);
+        }
     }
 }
 
@@ -1454,11 +1490,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     }
     virtio_tmem_add_resume_bhs(s);
 
-    error_setg(&s->migration_blocker,
-               "virtio-tmem: migration of stored pages is not supported yet");
-    if (migrate_add_blocker(&s->migration_blocker, errp) < 0) {
-        goto fail_bhs;
-    }
+    virtio_tmem_migrate_realize(s, virtio_tmem_quiesce);
 
     if (s->conf.backing_file) {
         s->exit_notifier.notify = virtio_tmem_exit_notify;
@@ -1477,9 +1509,6 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
                               s->conf.queue_size);
     return;
 
-fail_bhs:
-    virtio_tmem_del_resume_bhs(s);
-    virtio_tmem_iothread_cleanup(s);
 fail_queues:
     virtio_tmem_del_queues(s, i);
     tmem_client_free(s->client);
@@ -1500,7 +1529,7 @@ static void virtio_tmem_device_unrealize(DeviceState *dev)
         qemu_remove_exit_notifier(&s->exit_notifier);
         s->exit_notifier.notify = NULL;
     }
-    migrate_del_blocker(&s->migration_blocker);
+    virtio_tmem_migrate_unrealize(s);
     virtio_tmem_quiesce(s);
     virtio_tmem_del_resume_bhs(s);
     virtio_tmem_iothread_cleanup(s);
@@ -1783,6 +1812,13 @@ static void virtio_tmem_instance_init(Object *obj)
     object_property_set_description(obj, "timing",
                                     "time spent per request kind, for "
                                     "benchmarks");
+    object_property_add(obj, "migration", "any",
+                        virtio_tmem_migrate_get_stats, NULL, NULL, NULL);
+    object_property_set_description(obj, "migration",
+                                    "the last migration of the stored pages: "
+                                    "state, passes, bytes and pages sent or "
+                                    "loaded, the stopped pass's bytes and "
+                                    "time");
     object_property_add_str(obj, "x-disk-error", virtio_tmem_get_disk_error,
                             virtio_tmem_set_disk_error);
     object_property_set_description(obj, "x-disk-error",
@@ -1796,10 +1832,114 @@ static void virtio_tmem_instance_init(Object *obj)
 }
 
 /*
- * Stored pages live only in this process: the migration blocker keeps
- * them from being lost.  The section exists so that a later version
- * can migrate them without a new device name.
+ * Migration (virtio-tmem-migrate.c sends the stored pages before this):
+ * a request in flight at the stop goes with the device state, as
+ * virtio-blk's do, and the destination submits it before it reads the
+ * ring (a LOAD loads again, a STORE stores again: the pages it reads and
+ * writes are guest RAM, which is migrated).  Nothing waits at the stop
+ * for a disk, hung or not.  Queues do not run while the VM is stopped,
+ * so the element is the one libtmem has, answered or not.
  */
+static int virtio_tmem_put_in_flight(QEMUFile *f, void *pv, size_t size,
+                                     const VMStateField *field,
+                                     JSONWriter *vmdesc)
+{
+    VirtIOTmem *s = pv;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    unsigned i;
+
+    for (i = 0; i < s->conf.num_queues; i++) {
+        VirtIOTmemResume *r = &s->resume[i];
+        VirtQueueElement *elem = qatomic_read(&r->pending) ?: r->restored;
+
+        qemu_put_byte(f, elem != NULL);
+        if (elem) {
+            qemu_put_virtqueue_element(vdev, f, elem);
+        }
+    }
+    return 0;
+}
+
+static int virtio_tmem_get_in_flight(QEMUFile *f, void *pv, size_t size,
+                                     const VMStateField *field)
+{
+    VirtIOTmem *s = pv;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    unsigned i;
+
+    for (i = 0; i < s->conf.num_queues; i++) {
+        VirtIOTmemResume *r = &s->resume[i];
+
+        if (!qemu_get_byte(f)) {
+            continue;
+        }
+        g_free(r->restored);
+        r->restored = qemu_get_virtqueue_element(vdev, f,
+                                                 sizeof(VirtQueueElement));
+        if (!r->restored) {
+            error_report("virtio-tmem: migration: the request in flight on "
+                         "queue %u cannot be mapped", i);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The guest keeps the config it saw (size_pages, capacity_pages: the
+ * source's).  A shrink of the source does not go on here: this device's
+ * budget is its own, and it holds the pages within it (the load fails
+ * otherwise), so a target the guest was given is withdrawn, told to it
+ * when the VM runs.
+ */
+static int virtio_tmem_post_load(void *opaque, int version_id)
+{
+    VirtIOTmem *s = opaque;
+    Error *err = NULL;
+
+    if (!virtio_tmem_migrate_loaded(s, &err)) {
+        error_report_err(err);
+        return -EINVAL;
+    }
+    if (s->size_pages > VIRTIO_TMEM_MAX_SIZE_PAGES) {
+        error_report("virtio-tmem: migration: size_pages %" PRIu64
+                     " is over 2^32-1", s->size_pages);
+        return -EINVAL;
+    }
+    if (s->target_pages != VIRTIO_TMEM_NO_TARGET) {
+        s->target_pages = VIRTIO_TMEM_NO_TARGET;
+        s->config_pending = true;
+    }
+    if (s->return_known > VIRTIO_TMEM_RETURN_REFUSED) {
+        s->return_known = VIRTIO_TMEM_RETURN_IDLE;
+    }
+    return 0;
+}
+
+static const VMStateDescription vmstate_virtio_tmem_device = {
+    .name = "virtio-tmem-device",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .post_load = virtio_tmem_post_load,
+    .fields = (const VMStateField[]) {
+        {
+            .name = "in-flight",
+            .info = &(const VMStateInfo) {
+                .name = "virtio-tmem-in-flight",
+                .get = virtio_tmem_get_in_flight,
+                .put = virtio_tmem_put_in_flight,
+            },
+            .flags = VMS_SINGLE,
+        },
+        VMSTATE_UINT64(size_pages, VirtIOTmem),
+        VMSTATE_UINT64(capacity_pages, VirtIOTmem),
+        VMSTATE_UINT64(target_pages, VirtIOTmem),
+        VMSTATE_UINT32(return_state, VirtIOTmem),
+        VMSTATE_UINT32(return_known, VirtIOTmem),
+        VMSTATE_END_OF_LIST()
+    },
+};
+
 static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
     .minimum_version_id = 1,
@@ -1919,6 +2059,7 @@ static void virtio_tmem_class_init(ObjectClass *klass,
     vdc->queue_enable = virtio_tmem_queue_enable;
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
     vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
+    vdc->vmsd = &vmstate_virtio_tmem_device;
 }
 
 static const TypeInfo virtio_tmem_info = {

@@ -53,6 +53,16 @@ typedef void VirtIOTmemSetStatusRet;
 #endif
 
 /*
+ * SaveVMHandlers' last pass of pre-copy: save_live_complete_precopy in
+ * 10.0, save_complete since 10.1 (same signature).
+ */
+#if VIRTIO_TMEM_QEMU_AT_LEAST(10, 1)
+#define VIRTIO_TMEM_SAVE_COMPLETE .save_complete
+#else
+#define VIRTIO_TMEM_SAVE_COMPLETE .save_live_complete_precopy
+#endif
+
+/*
  * Notify the guest about used buffers of @vq, from the main loop or from
  * an IOThread.  Since 10.1 virtio_notify() itself takes the guest notifier
  * (irqfd) path in an IOThread and virtio_notify_irqfd() is gone; before,

@@ -17,6 +17,7 @@
 #include "system/iothread.h"
 #include "system/runstate.h"
 #include "qom/object.h"
+#include "qemu/notify.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
@@ -26,6 +27,9 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 
 struct tmem_client;
 struct tmem_ctx;
+struct tmem_save;
+struct tmem_load;
+struct tmem_migrate_stats;
 typedef struct VirtIOTmemPool VirtIOTmemPool;
 
 /* Values of the incompressible property. */
@@ -93,6 +97,11 @@ typedef struct VirtIOTmemResume {
     /* ioeventfd stopped (vm stop, reset): answers wait for the restart. */
     bool paused;
     /*
+     * A request that was in flight when the source of a migration
+     * stopped, to be submitted before the ring is read (VMState).
+     */
+    VirtQueueElement *restored;
+    /*
      * The host notifier is attached (ioeventfd started, queue enabled),
      * and then with polling (@polled) or, while a request is pending,
      * without.  Only the queue's home context touches these.
@@ -100,6 +109,34 @@ typedef struct VirtIOTmemResume {
     bool attached;
     bool polled;
 } VirtIOTmemResume;
+
+/* Where the last migration of the device's pages stands. */
+typedef enum VirtIOTmemMigState {
+    VIRTIO_TMEM_MIG_NONE,
+    VIRTIO_TMEM_MIG_ACTIVE,     /* the source sends */
+    VIRTIO_TMEM_MIG_COMPLETED,
+    VIRTIO_TMEM_MIG_FAILED,     /* failed or cancelled */
+    VIRTIO_TMEM_MIG_LOADING,    /* the destination takes them */
+    VIRTIO_TMEM_MIG_LOADED,
+} VirtIOTmemMigState;
+
+/* virtio-tmem-migrate.c: the stored pages' part of a migration. */
+typedef struct VirtIOTmemMig {
+    struct tmem_save *save;     /* while the source sends */
+    struct tmem_load *load;     /* while the destination takes */
+    uint8_t *buf;               /* one block */
+    bool dest;
+    bool ended;                 /* the stream's end arrived */
+    VirtIOTmemMigState state;
+    /* What the last migration did (the "migration" property). */
+    struct tmem_migrate_stats *stats;
+    uint64_t setup_pages;
+    uint64_t setup_compressed;
+    uint64_t final_bytes;       /* sent with the VM stopped */
+    uint64_t final_ns;          /* time of that last pass */
+    NotifierWithReturn notifier;
+    void (*quiesce)(VirtIOTmem *s);
+} VirtIOTmemMig;
 
 struct VirtIOTmem {
     VirtIODevice parent_obj;
@@ -167,7 +204,7 @@ struct VirtIOTmem {
     uint64_t host_pool_total;
     VirtIOTmemPool *pool;       /* NULL without host-pool */
 
-    Error *migration_blocker;
+    VirtIOTmemMig mig;
     /* QEMU does not unrealize at exit: the disk tier's file goes then. */
     Notifier exit_notifier;
 };
@@ -180,5 +217,13 @@ bool virtio_tmem_pool_tick(VirtIOTmem *s);
 void virtio_tmem_pool_unrealize(VirtIOTmem *s);
 int virtio_tmem_pool_set_cap(VirtIOTmem *s, uint64_t cap, Error **errp);
 TmemHostPoolInfo *virtio_tmem_pool_info(VirtIOTmem *s);
+
+/* virtio-tmem-migrate.c: migration of the stored pages. */
+void virtio_tmem_migrate_realize(VirtIOTmem *s,
+                                 void (*quiesce)(VirtIOTmem *s));
+void virtio_tmem_migrate_unrealize(VirtIOTmem *s);
+bool virtio_tmem_migrate_loaded(VirtIOTmem *s, Error **errp);
+void virtio_tmem_migrate_get_stats(Object *obj, Visitor *v, const char *name,
+                                   void *opaque, Error **errp);
 
 #endif
