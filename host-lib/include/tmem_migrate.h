@@ -156,19 +156,6 @@ void tmem_load_stats(struct tmem_load *load, struct tmem_migrate_stats *st);
 /** tmem_load_finish() - free @load (NULL is ok); the client keeps its pages. */
 void tmem_load_finish(struct tmem_load *load);
 
-/**
- * tmem_ctx_finish() - answer @ctx's pending request now, waiting only
- * for what cannot be cut short: a pending STORE is retried once and, if
- * it still finds no room, answered REJECTED (as at its deadline); a
- * pending LOAD waits for its disk read.  For a device whose VM stops
- * (migration, snapshot): no request stays half done behind it.  Writes
- * the completion to @done and returns 1, or 0 when nothing was pending.
- * Since LIBTMEM_0.6.
- */
-struct tmem_ctx;
-struct tmem_completion;
-int tmem_ctx_finish(struct tmem_ctx *ctx, struct tmem_completion *done);
-
 #ifdef __cplusplus
 }
 #endif

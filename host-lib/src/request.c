@@ -369,19 +369,6 @@ int tmem_ctx_cancel(struct tmem_ctx *ctx, void **opaquep)
 	return 1;
 }
 
-int tmem_ctx_finish(struct tmem_ctx *ctx, struct tmem_completion *done)
-{
-	struct pollfd pfd = { .fd = ctx->efd, .events = POLLIN };
-
-	if (!ctx->req.op)
-		return 0;
-	if (ctx->req.op == VIRTIO_TMEM_OP_STORE)
-		ctx->req.deadline = 0;		/* late: one more try */
-	while (!tmem_ctx_reap(ctx, done, 1))
-		poll(&pfd, 1, -1);
-	return 1;
-}
-
 /* Synchronously: submit, then wait on the completion fd. */
 int tmem_handle_request(struct tmem_ctx *ctx,
 			const struct iovec *out_sg, unsigned int out_num,

@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <time.h>
@@ -475,64 +474,6 @@ static void test_store_bounded_wait(void **state)
 	unlink(path);
 }
 
-static void *unhang_later(void *arg)
-{
-	usleep(200 * 1000);
-	tmem_client_inject_io_hang(arg, 0);
-	return NULL;
-}
-
-/*
- * tmem_ctx_finish(), what a device calls when its VM stops: a pending
- * LOAD is answered once its read is done (here: after the hang ends),
- * a pending STORE at once, REJECTED, not after its room wait.
- */
-static void test_finish(void **state)
-{
-	char path[PATH_MAX];
-	struct tclient t = tier_client(path, 1 * MiB, LONG_MS);
-	uint32_t pool = fill_tier(&t), k;
-	struct tmem_completion done;
-	pthread_t th;
-	struct areq a;
-	double t0;
-
-	(void)state;
-	assert_int_equal(tmem_ctx_finish(t.ctx, &done), 0);
-	assert_int_equal(tmem_client_inject_io_hang(t.client, TMEM_IO_READ), 0);
-	k = pending_load(&t, pool, &a);
-	assert_int_equal(pthread_create(&th, NULL, unhang_later, t.client), 0);
-	t0 = now_ms();
-	assert_int_equal(tmem_ctx_finish(t.ctx, &done), 1);
-	assert_true(now_ms() - t0 >= 150);
-	pthread_join(th, NULL);
-	assert_ptr_equal(done.opaque, &a);
-	assert_int_equal(done.len, areq_len(&a));
-	assert_int_equal(a.resp.status, VIRTIO_TMEM_S_OK);
-	assert_page_is(a.page, PK_TEXT, k);
-	assert_int_equal(tmem_ctx_finish(t.ctx, &done), 0);
-
-	/* Writes hung, the budget full: a store waits for room. */
-	assert_int_equal(tmem_client_inject_io_hang(t.client, TMEM_IO_WRITE),
-			 0);
-	for (k = NKEYS; k < 4 * NKEYS; k++) {
-		areq_prep(&a, VIRTIO_TMEM_OP_STORE, pool, k, k);
-		if (areq_submit(t.ctx, &a) == -EINPROGRESS)
-			break;
-	}
-	assert_true(k < 4 * NKEYS);
-	t0 = now_ms();
-	assert_int_equal(tmem_ctx_finish(t.ctx, &done), 1);
-	assert_true(now_ms() - t0 < LONG_MS / 2);
-	assert_ptr_equal(done.opaque, &a);
-	assert_int_equal(a.resp.status, VIRTIO_TMEM_S_REJECTED);
-	assert_int_equal(sync_req(t.ctx, VIRTIO_TMEM_OP_LOAD, pool, k, 0, &a),
-			 VIRTIO_TMEM_S_NOT_FOUND);
-	assert_int_equal(tmem_client_inject_io_hang(t.client, 0), 0);
-	tclient_close(&t);
-	unlink(path);
-}
-
 /* A store waiting for room that the writer makes in time answers OK. */
 static void test_store_waits_then_ok(void **state)
 {
@@ -577,7 +518,6 @@ int main(void)
 		cmocka_unit_test(test_cancel_load),
 		cmocka_unit_test(test_store_bounded_wait),
 		cmocka_unit_test(test_store_waits_then_ok),
-		cmocka_unit_test(test_finish),
 	};
 	const char *tmp = getenv("TMPDIR");
 	int ret;
