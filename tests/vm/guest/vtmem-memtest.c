@@ -11,6 +11,10 @@
  * for those), some are random (incompressible: the host may reject them).
  *
  *   vtmem-memtest mem [options]     anonymous memory, verified through swap
+ *   vtmem-memtest mem --churn FILE  the same, rewriting and verifying pages
+ *                                   until SIGUSR1 (the host migrates the VM
+ *                                   meanwhile); after --hold FILE's hold if
+ *                                   both are given
  *   vtmem-memtest blk DEV [options] O_DIRECT pattern on a block device
  *
  * Prints one JSON object on stdout; exit 0 only with 0 mismatches.
@@ -49,6 +53,8 @@ struct opts {
 	unsigned long blk_offset_mb;
 	unsigned int free_verified;	/* last pass: drop each page once checked */
 	double duration;	/* random passes until this many seconds */
+	const char *churn_file;	/* churn mode: write our pid here, churn
+				 * until SIGUSR1 */
 };
 
 struct stats {
@@ -65,6 +71,10 @@ struct stats {
 	unsigned long prog_n[MAX_PROGRESS];
 	unsigned int nprog;
 	double next_prog;
+	/* --churn: each page's generation (rewritten pages move on) */
+	unsigned char *gens;
+	unsigned long churn_rounds;
+	unsigned long churn_rewritten;	/* pages checked, then rewritten */
 };
 
 static double now(void)
@@ -152,9 +162,15 @@ static void check_page(const struct opts *o, struct stats *st,
 	progress(st);
 }
 
-/* Pages rewritten in the rewrite pass get generation 2: odd pages. */
-static unsigned int gen_of(unsigned long idx, unsigned int rewritten)
+/*
+ * Pages rewritten in the rewrite pass get generation 2: odd pages.
+ * --churn keeps each page's own generation instead.
+ */
+static unsigned int page_gen(const struct stats *st, unsigned long idx,
+			     unsigned int rewritten)
 {
+	if (st->gens)
+		return st->gens[idx];
 	return rewritten && (idx & 1) ? 2 : 1;
 }
 
@@ -165,7 +181,7 @@ static void verify_seq(const struct opts *o, struct stats *st,
 	unsigned long i;
 
 	for (i = 0; i < st->pages; i++) {
-		check_page(o, st, mem + i * PAGE, i, gen_of(i, rewritten), buf);
+		check_page(o, st, mem + i * PAGE, i, page_gen(st, i, rewritten), buf);
 		/*
 		 * --free-verified: give each checked page back at once, so
 		 * that this pass needs no memory and swaps nothing out: the
@@ -197,7 +213,7 @@ static void verify_random(const struct opts *o, struct stats *st,
 		x = (a * x + c) & (n - 1);
 		if (x >= st->pages)
 			continue;
-		check_page(o, st, mem + x * PAGE, x, gen_of(x, rewritten), buf);
+		check_page(o, st, mem + x * PAGE, x, page_gen(st, x, rewritten), buf);
 		done++;
 	}
 	if (done != st->pages) {
@@ -216,21 +232,64 @@ static void on_usr1(int sig)
 	go = 1;
 }
 
+/* Write our pid to @file (hold and churn modes: the caller signals it). */
+static void write_pid(const char *file)
+{
+	int fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+
+	if (fd >= 0) {
+		dprintf(fd, "%d\n", getpid());
+		close(fd);
+	}
+}
+
+/*
+ * Churn mode: until SIGUSR1, rounds of (a) one page in eight checked and
+ * rewritten with its next generation (a slice that moves on each round,
+ * so every page changes over eight rounds) and (b) a random pass over
+ * every page.  A store the host lost, or an older copy it gives back,
+ * fails the check.  Pages checked in (a) count in churn_rewritten, not
+ * in verified_pages (which stays pages x passes).
+ */
+static void churn(const struct opts *o, struct stats *st, unsigned char *mem,
+		  uint64_t *buf)
+{
+	unsigned long i, r;
+
+	/* After --hold, whose SIGUSR1 started this. */
+	go = 0;
+	signal(SIGUSR1, on_usr1);
+	write_pid(o->churn_file);
+	for (r = 0; !go; r++) {
+		for (i = r % 8; i < st->pages && !go; i += 8) {
+			unsigned char g = st->gens[i] == 255 ? 1 : st->gens[i] + 1;
+
+			fill_page(o, buf, i, st->gens[i]);
+			if (memcmp(mem + i * PAGE, buf, PAGE)) {
+				st->mismatches++;
+				report(st, i, mem + i * PAGE, buf);
+			}
+			fill_page(o, (uint64_t *)(mem + i * PAGE), i, g);
+			st->gens[i] = g;
+			st->churn_rewritten++;
+		}
+		if (go)
+			break;
+		verify_random(o, st, mem, 0, 300 + r, buf);
+		st->churn_rounds++;
+	}
+}
+
 /* Hold mode: tell the caller the pages are out, wait until it is done. */
 static void hold(const char *ready_file)
 {
 	sigset_t block, old;
-	int fd;
 
 	signal(SIGUSR1, on_usr1);
 	sigemptyset(&block);
 	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, &old);
-	fd = open(ready_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd >= 0) {
-		dprintf(fd, "%d\n", getpid());
-		close(fd);
-	}
+	write_pid(ready_file);
 	while (!go)
 		sigsuspend(&old);
 	sigprocmask(SIG_SETMASK, &old, NULL);
@@ -267,6 +326,14 @@ static int run_mem(const struct opts *o, struct stats *st)
 		perror("mmap");
 		return -1;
 	}
+	if (o->churn_file) {
+		st->gens = malloc(st->pages);
+		if (!st->gens) {
+			perror("malloc");
+			return -1;
+		}
+		memset(st->gens, 1, st->pages);
+	}
 	t = now();
 	for (i = 0; i < st->pages; i++) {
 		/*
@@ -296,8 +363,11 @@ static int run_mem(const struct opts *o, struct stats *st)
 	}
 	if (o->rewrite) {
 		/* Overwrite odd pages: a stale copy must never come back. */
-		for (i = 1; i < st->pages; i += 2)
+		for (i = 1; i < st->pages; i += 2) {
 			fill_page(o, (uint64_t *)(mem + i * PAGE), i, 2);
+			if (st->gens)
+				st->gens[i] = 2;
+		}
 		rewritten = 1;
 		verify_random(o, st, mem, rewritten, 99, buf);
 	}
@@ -307,11 +377,14 @@ static int run_mem(const struct opts *o, struct stats *st)
 	st->next_prog = 0;
 	if (o->ready_file)
 		hold(o->ready_file);
-	/* After a rewrite or a hold: every page once more, in order. */
-	if (o->rewrite || o->ready_file)
+	if (o->churn_file)
+		churn(o, st, mem, buf);
+	/* After a rewrite, a hold or churn: every page once more, in order. */
+	if (o->rewrite || o->ready_file || o->churn_file)
 		verify_seq(o, st, mem, rewritten, buf, o->free_verified);
 	st->verify_s = now() - t;
 	munmap(mem, o->mb * 256 * PAGE);
+	free(st->gens);
 	free(buf);
 	return 0;
 }
@@ -397,7 +470,7 @@ static void usage(void)
 		"usage: vtmem-memtest mem --mb N [--seq N] [--random N] [--rewrite]\n"
 		"                         [--mix mixed|text|random] [--seed N] [--hold FILE]\n"
 		"                         [--stop-when COUNTER_FILE=N] [--free-verified]\n"
-		"                         [--duration SECONDS]\n"
+		"                         [--duration SECONDS] [--churn FILE]\n"
 		"       vtmem-memtest blk DEV --mb N --op write|verify|zero [--offset-mb N]\n");
 	exit(2);
 }
@@ -417,6 +490,7 @@ int main(int argc, char **argv)
 		{ "stop-when", required_argument, NULL, 'W' },
 		{ "free-verified", no_argument, NULL, 'F' },
 		{ "duration", required_argument, NULL, 'D' },
+		{ "churn", required_argument, NULL, 'C' },
 		{ NULL, 0, NULL, 0 }
 	};
 	struct opts o = { .mb = 64, .seq_passes = 1, .rand_passes = 1,
@@ -450,6 +524,7 @@ int main(int argc, char **argv)
 		case 'O': o.blk_offset_mb = strtoul(optarg, NULL, 0); break;
 		case 'F': o.free_verified = 1; break;
 		case 'D': o.duration = strtod(optarg, NULL); break;
+		case 'C': o.churn_file = optarg; break;
 		case 'W': {
 			char *eq = strrchr(optarg, '=');
 
@@ -469,6 +544,9 @@ int main(int argc, char **argv)
 	       "\"write_s\":%.2f,\"verify_s\":%.2f",
 	       mode, o.mb, st.pages, st.passes, st.verified, st.mismatches,
 	       rc ? "true" : "false", st.write_s, st.verify_s);
+	if (o.churn_file)
+		printf(",\"churn_rounds\":%lu,\"churn_rewritten\":%lu",
+		       st.churn_rounds, st.churn_rewritten);
 	print_progress(&st);
 	printf("}\n");
 	fflush(stdout);
