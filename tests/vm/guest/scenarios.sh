@@ -715,3 +715,48 @@ scn_return_fake_race() {
 	settle
 	checkpoint after-workload
 }
+
+# Warnings and errors of the driver in the kernel log (levels 0-4 of
+# virtio_tmem or its disk), each copied to the console.
+driver_errors() {
+	dmesg -r | grep -E '^<[0-4]>' | grep -E 'virtio_tmem|vtmem[0-9]' > /tmp/drv.err
+	cat /tmp/drv.err > /dev/console
+	wc -l < /tmp/drv.err
+}
+
+# migrate-live, migrate-fail (tests/vm/migrate.py): a swap workload
+# rewrites and verifies its pages (memtest --churn) while the host, at
+# "migrate", moves the VM from QEMU to QEMU (live migrations, a cancelled
+# one, a failed one, a snapshot to a file and its restore); this shell
+# waits there.  Afterwards the workload checks every page once more.
+scn_migrate() {
+	load_vtmem $(vtmem_params) || return
+	data num_queues "$(cat "$(counter_dir vtmem0)/num_queues" 2>/dev/null || echo 0)"
+	swapon_vtmem || return
+	rm -f /tmp/ready
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 0 --random 0 \
+		--churn /tmp/ready &
+	pid=$!
+	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+	done
+	if [ ! -s /tmp/ready ]; then
+		fail "the workload ended before it churned"
+		wait $pid
+		check_workload $?
+		return
+	fi
+	wpid=$(cat /tmp/ready)
+	checkpoint migrate '"churning":true'
+	if kill -0 "$wpid" 2>/dev/null; then
+		data churning_after_migrations true
+	else
+		data churning_after_migrations false
+	fi
+	kill -USR1 "$wpid"
+	wait $pid
+	check_workload $?
+	settle
+	checkpoint after-workload
+	data driver_errors "$(driver_errors)"
+}
