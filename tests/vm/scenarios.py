@@ -25,6 +25,7 @@ import time
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import vmrun  # noqa: E402
+import migrate  # noqa: E402
 import pool  # noqa: E402
 from vtmem.qmp import QMPError  # noqa: E402
 from vtmem.wire import PAGE  # noqa: E402
@@ -1343,6 +1344,28 @@ SCENARIOS = {
         params=dict(mb=176, disksize_mb=384, duration=120),
         doc="three guests share a 64 MiB host pool by weight 100/100/200: "
             "held converges to the shares, SIGKILL returns one"),
+    # Live migration (tests/vm/migrate.py): the guest moves from QEMU to
+    # QEMU while its workload rewrites and verifies its swapped pages.
+    # Two queues, one IOThread each; a budget far below what is held, so
+    # that a good part of it is on each QEMU's own disk tier.
+    "migrate-live": dict(
+        guest="migrate", runner=migrate.run, mem=128, smp=2, budget="24M",
+        backing_mb=512, tier=True, iothreads=2,
+        device={"num-queues": 2, "backing-size": "512M",
+                "room-wait-ms": 30000},
+        plan=[{"op": "live"}, {"op": "live"}, {"op": "live"},
+              {"op": "file"}],
+        params=dict(mb=192, disksize_mb=512),
+        doc="three live migrations over unix sockets, a snapshot to a "
+            "file and its restore, a workload churning throughout"),
+    "migrate-fail": dict(
+        guest="migrate", runner=migrate.run, mem=128, smp=2, budget="1G",
+        backing_mb=512, iothreads=2, device={"num-queues": 2},
+        plan=[{"op": "cancel"}, {"op": "budget", "budget": "8M"},
+              {"op": "live"}],
+        params=dict(mb=192, disksize_mb=512),
+        doc="a migration cancelled mid-way, one to a destination whose "
+            "budget is too small, then a good one"),
 }
 
 
