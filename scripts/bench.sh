@@ -31,6 +31,9 @@
 #
 #   scripts/bench.sh elastic
 #
+# VTMEM_QEMU and VTMEM_KO_6_12, when set, name the QEMU and the module to
+# use: then neither is built.
+#
 # A benchmark, not a test: it never runs in CI's test suites.
 set -eu
 
@@ -53,14 +56,23 @@ if [ "$(id -u)" = 0 ]; then
 else
 	step "not root: skipping scripts/install-deps.sh"
 fi
-if ! scripts/build-qemu.sh --print-path > /dev/null 2>&1; then
-	step "building QEMU with virtio-tmem (first time: several minutes)"
+# VTMEM_QEMU, VTMEM_KO_6_12: that QEMU, that module; nothing is built.
+if [ -n "${VTMEM_QEMU:-}" ]; then
+	step "QEMU: $VTMEM_QEMU (VTMEM_QEMU)"
+else
+	if ! scripts/build-qemu.sh --print-path > /dev/null 2>&1; then
+		step "building QEMU with virtio-tmem (first time: several minutes)"
+	fi
+	scripts/build-qemu.sh > /dev/null
 fi
-scripts/build-qemu.sh > /dev/null
 step "guest kernel 6.12 (scripts/guest-kernels.sh)"
 scripts/guest-kernels.sh env 6.12 > /dev/null
-step "guest module (scripts/build-guest-module.sh)"
-scripts/build-guest-module.sh -v normal 6.12 > /dev/null
+if [ -n "${VTMEM_KO_6_12:-}" ]; then
+	step "guest module: $VTMEM_KO_6_12 (VTMEM_KO_6_12)"
+else
+	step "guest module (scripts/build-guest-module.sh)"
+	scripts/build-guest-module.sh -v normal 6.12 > /dev/null
+fi
 [ "$mode" = elastic ] && exec /usr/bin/python3 bench/vm/elastic.py "$@"
 # tmem-bench serves only guest (a)'s table: not needed without it.
 case ",${VTMEM_BENCH_OPTIONS:-tmem}," in
