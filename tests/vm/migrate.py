@@ -105,7 +105,8 @@ class MigrateVM(vmrun.VM):
     device: -device properties besides id, budget and the disk tier's
     file (num-queues, backing-size, room-wait-ms...); iothreads: one
     IOThread per queue (iothread-vq-mapping); tier: a disk tier file per
-    QEMU; plan: the steps (dicts with "op", see the module's doc).
+    QEMU; plan: the steps (dicts with "op", see the module's doc) done at
+    the checkpoint "migrate", or a dict of such lists by checkpoint name.
     """
 
     tick_interval = 0.5
@@ -116,7 +117,8 @@ class MigrateVM(vmrun.VM):
         self.device = dict(device or {})
         self.iothreads = iothreads
         self.tier = tier
-        self.plan = list(plan)
+        self.plans = dict(plan) if isinstance(plan, dict) else \
+            {"migrate": list(plan)}
         self.gap_s = gap_s
         self.step_timeout = step_timeout
         self.instances = []
@@ -589,13 +591,12 @@ class MigrateVM(vmrun.VM):
         self.check_runs_on(step, src, before=self.tmem_of(src))
 
     def at_checkpoint(self, cp):
-        if cp["name"] != "migrate":
-            return
         ops = {"live": self.step_live,
                "file": lambda s: self.step_live(s, to_file=True),
                "cancel": self.step_cancel, "budget": self.step_budget}
-        for spec in self.plan:
+        for spec in self.plans.get(cp["name"], ()):
             step = dict(spec)
+            step["checkpoint"] = cp["name"]
             step["from"] = self.cur.n
             self.steps.append(step)
             t = time.time()
