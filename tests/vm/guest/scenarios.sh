@@ -760,3 +760,43 @@ scn_migrate() {
 	checkpoint after-workload
 	data driver_errors "$(driver_errors)"
 }
+
+# The migration benchmark (bench/vm/migrate.py): swap on /dev/vtmem0 or,
+# with vtmem.plain=SERIAL, on that virtio-blk disk instead.  The workload
+# writes its pages and holds still ("quiet": the host migrates the VM),
+# then churns them for a while ("busy": migrated again), then checks
+# every page.
+scn_migrate_bench() {
+	if [ -n "${VT_PLAIN:-}" ]; then
+		plain=$(disk_by_serial "$VT_PLAIN") ||
+			{ fail "no plain swap disk"; return; }
+		mkswap "$plain" > /dev/null && vtmem-swapon "$plain" 100 ||
+			{ fail "swapon $plain"; return; }
+	else
+		load_vtmem $(vtmem_params) || return
+		swapon_vtmem || return
+	fi
+	rm -f /tmp/ready /tmp/churn
+	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 0 --random 0 \
+		--hold /tmp/ready --churn /tmp/churn &
+	pid=$!
+	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+	done
+	[ -s /tmp/ready ] || { fail "the workload ended before its hold"; return; }
+	wpid=$(cat /tmp/ready)
+	settle
+	checkpoint quiet "\"swap_used_kb\":$(awk 'NR > 1 { s += $4 } END { print s + 0 }' /proc/swaps)"
+	kill -USR1 "$wpid"
+	while [ ! -s /tmp/churn ] && kill -0 $pid 2>/dev/null; do
+		sleep 1
+	done
+	sleep "${VT_BUSY_AFTER:-10}"
+	checkpoint busy
+	kill -USR1 "$wpid"
+	wait $pid
+	check_workload $?
+	settle
+	checkpoint after-workload
+	data driver_errors "$(driver_errors)"
+}
