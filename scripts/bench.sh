@@ -1,7 +1,7 @@
 #!/bin/sh
 # virtio-tmem benchmark: one command for all of it (bench/vm/swapbench.py).
 #
-# Usage: scripts/bench.sh [elastic]  (as root, like scripts/demo.sh)
+# Usage: scripts/bench.sh [elastic|migrate]  (as root, like scripts/demo.sh)
 #
 # Sets up whatever is missing, as the demo does: apt packages
 # (scripts/install-deps.sh all, gnuplot-nox included), QEMU with the
@@ -34,14 +34,23 @@
 # VTMEM_QEMU and VTMEM_KO_6_12, when set, name the QEMU and the module to
 # use: then neither is built.
 #
+# A live migration of a guest whose swap is in the device, against the
+# same guest swapping to a virtio-blk disk (bench/vm/migrate.py;
+# bench/results/migrate.json): bytes sent per byte held, total time,
+# downtime and the device's share of it, pre-copy passes; quiet and busy:
+#
+#   scripts/bench.sh migrate
+#
 # A benchmark, not a test: it never runs in CI's test suites.
 set -eu
 
 mode=swap
-if [ "${1:-}" = elastic ]; then
-	mode=elastic
+case ${1:-} in
+elastic | migrate)
+	mode=$1
 	shift
-fi
+	;;
+esac
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -74,6 +83,7 @@ else
 	scripts/build-guest-module.sh -v normal 6.12 > /dev/null
 fi
 [ "$mode" = elastic ] && exec /usr/bin/python3 bench/vm/elastic.py "$@"
+[ "$mode" = migrate ] && exec /usr/bin/python3 bench/vm/migrate.py "$@"
 # tmem-bench serves only guest (a)'s table: not needed without it.
 case ",${VTMEM_BENCH_OPTIONS:-tmem}," in
 *,tmem,*) ;;
