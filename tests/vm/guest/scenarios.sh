@@ -717,9 +717,11 @@ scn_return_fake_race() {
 }
 
 # Warnings and errors of the driver in the kernel log (levels 0-4 of
-# virtio_tmem or its disk), each copied to the console.
+# virtio_tmem or its disk, but for the taint of loading it), each copied
+# to the console.
 driver_errors() {
-	dmesg -r | grep -E '^<[0-4]>' | grep -E 'virtio_tmem|vtmem[0-9]' > /tmp/drv.err
+	dmesg -r | grep -E '^<[0-4]>' | grep -E 'virtio_tmem|vtmem[0-9]' |
+		grep -v 'out-of-tree module taints kernel' > /tmp/drv.err
 	cat /tmp/drv.err > /dev/console
 	wc -l < /tmp/drv.err
 }
@@ -728,14 +730,15 @@ driver_errors() {
 # rewrites and verifies its pages (memtest --churn) while the host, at
 # "migrate", moves the VM from QEMU to QEMU (live migrations, a cancelled
 # one, a failed one, a snapshot to a file and its restore); this shell
-# waits there.  Afterwards the workload checks every page once more.
+# waits there.  Afterwards the workload checks every page once more,
+# dropping each once checked (that pass only loads).
 scn_migrate() {
 	load_vtmem $(vtmem_params) || return
 	data num_queues "$(cat "$(counter_dir vtmem0)/num_queues" 2>/dev/null || echo 0)"
 	swapon_vtmem || return
 	rm -f /tmp/ready
 	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 0 --random 0 \
-		--churn /tmp/ready &
+		--churn /tmp/ready --free-verified &
 	pid=$!
 	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
 		sleep 1
@@ -778,7 +781,7 @@ scn_migrate_bench() {
 	fi
 	rm -f /tmp/ready /tmp/churn
 	VT_TAG=workload memtest mem --mb "$VT_MB" --seq 0 --random 0 \
-		--hold /tmp/ready --churn /tmp/churn &
+		--hold /tmp/ready --churn /tmp/churn --free-verified &
 	pid=$!
 	while [ ! -s /tmp/ready ] && kill -0 $pid 2>/dev/null; do
 		sleep 1
