@@ -1355,7 +1355,7 @@ SCENARIOS = {
                 "room-wait-ms": 30000},
         plan=[{"op": "live"}, {"op": "live"}, {"op": "live"},
               {"op": "file"}],
-        params=dict(mb=192, disksize_mb=512),
+        params=dict(mb=160, disksize_mb=512),
         doc="three live migrations over unix sockets, a snapshot to a "
             "file and its restore, a workload churning throughout"),
     "migrate-fail": dict(
@@ -1363,7 +1363,7 @@ SCENARIOS = {
         backing_mb=512, iothreads=2, device={"num-queues": 2},
         plan=[{"op": "cancel"}, {"op": "budget", "budget": "8M"},
               {"op": "live"}],
-        params=dict(mb=192, disksize_mb=512),
+        params=dict(mb=160, disksize_mb=512),
         doc="a migration cancelled mid-way, one to a destination whose "
             "budget is too small, then a good one"),
 }
