@@ -509,7 +509,7 @@ class MigrateVM(vmrun.VM):
         step["src_before"] = tmem_brief(q0)
         params = src.qmp.cmd("query-migrate-parameters")
         bw = params.get("max-bandwidth")
-        slow = step.get("bandwidth", 8 * MiB)
+        slow = step.get("bandwidth", 16 * MiB)
         src.qmp.cmd("migrate-set-parameters", **{"max-bandwidth": slow})
         uri = "unix:" + os.path.join(self.tmp, "mig-%d.sock"
                                      % len(self.instances))
