@@ -607,6 +607,11 @@ class MigrateVM(vmrun.VM):
             ops[spec["op"]](step)
             step["to"] = self.cur.n
             step["step_s"] = round(time.time() - t, 1)
+            st = self.status(self.cur)
+            if st != "running":
+                # Nothing runs the guest any more: no verdict will come.
+                raise vmrun.VMError("after step %d (%s) QEMU %d is %s" % (
+                    len(self.steps), spec["op"], self.cur.n, st))
             if not self.quiet:
                 vmrun.log("step %d: %s" % (len(self.steps), json.dumps(
                     {k: step.get(k) for k in ("wall_s", "migrate",
