@@ -183,6 +183,13 @@ class Device:
         self.common = self.caps[PCI_CAP_COMMON][0]
         self.queues = []
 
+    def migrated(self, vm):
+        """Go on driving the device in @vm, where it was migrated: the
+        same RAM (rings, buffers) and configuration space (BAR), so the
+        queues and the indexes this driver keeps stay as they were."""
+        self.vm = vm
+        return self
+
     def status(self):
         return self.vm.readb(self.common + 20)
 
