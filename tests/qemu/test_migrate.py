@@ -356,10 +356,11 @@ def started(vm, features=1 << F_EPHEMERAL, nqueues=1):
 
 def test_migrate_pages():
     """Two pools of every kind of page, some invalidated, migrated from
-    an idle source: every key holds on the destination what it held
-    (NOT_FOUND where invalidated), query-tmem agrees, pool ids and types
-    are kept (a store to each id works, NEW_POOL gets a new id, a budget
-    cut evicts ephemeral pages only), the figures are consistent and the
+    an idle source to a destination of another budget: every key holds
+    there what it held (NOT_FOUND where invalidated), query-tmem agrees,
+    the config space is the one the driver read, pool ids and types are
+    kept (a store to each id works, NEW_POOL gets a new id, a budget cut
+    evicts ephemeral pages only), the figures are consistent and the
     stream costs about what is stored."""
     src = QTestVM("-device", DEVICE + ",budget=64M")
     with src:
@@ -368,6 +369,7 @@ def test_migrate_pages():
         g = mixed_guest(src, dev)
         g.verify()
         before = info(src)
+        config = dev.config()
         # The destination's budget: what the source holds and a little.
         dst = incoming("-device", DEVICE + ",budget=%d"
                        % (before["host-bytes"] + 4 * MiB), at_start=True)
@@ -402,6 +404,10 @@ def test_migrate_pages():
             check(s["drops"] == 0, "drops sent by an idle source: %r" % s)
 
             dev.migrated(dst)
+            # DEV-31: what the driver read stays, capacity_pages too
+            # (the destination's budget is another).
+            check(dev.config() == config, "config space %r, was %r"
+                  % (dev.config(), config))
             check(g.verify() == before["pages"], "pages loaded differ")
             # Every kind came through: the loads above compared bytes.
             check(after["same-filled-pages"] > 0 and after["raw-pages"] > 0,
