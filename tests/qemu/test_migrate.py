@@ -920,7 +920,7 @@ class Dirtier:
 
 
 def pending_at_stop(src, dst, g, cold, hot, store_wait=False,
-                    release=False):
+                    release=False, cancel=False):
     """Migrate src to dst with requests pending in the device when the VM
     stops: LOADs of @cold's coldest pages (on disk) behind a hung read,
     then a STORE and a LOAD of one of those keys (DEV-14); with
@@ -933,8 +933,9 @@ def pending_at_stop(src, dst, g, cold, hot, store_wait=False,
     the default 300 ms then lets it.  release: the
     hang ends while the VM is stopped (pause-before-switchover), so the
     reads complete then.  On the destination, with no new kick, every
-    request is answered exactly once, as the model says.  Returns a line
-    for the log."""
+    request is answered exactly once, as the model says; with cancel, the
+    migration is cancelled at the switchover instead, and the source
+    answers them once its disk is back.  Returns a line for the log."""
     q0, q1 = cold.q, hot.q
     dirt = Dirtier(src)
     set_caps(src, pause_before_switchover=True)
@@ -983,20 +984,34 @@ def pending_at_stop(src, dst, g, cold, hot, store_wait=False,
         src.cmd("qom-set", value="none", **HANG)
         time.sleep(0.5)
     after_release = [g.answered(b) for b in posted]
-    src.cmd("migrate-continue", state="pre-switchover")
-    mig = completed(src, dst, t0, 60)
-    held_like(info(src), mig["held"])
-    src_fig = report("pending at the stop", mig, src, dst)
-    g.dev.migrated(dst)
+    if cancel:
+        held = info(src)
+        src.cmd("migrate_cancel")
+        mig = wait_migration(src, 30)
+        check(mig["status"] == "cancelled" and
+              src.cmd("query-status")["status"] == "running",
+              "after the cancel: %r, %r" % (mig, src.cmd("query-status")))
+        check(info(src) == held, "the source changed: %r, was %r"
+              % (info(src), held))
+        src_fig = migration(src)
+        print("pending at the stop, cancelled: %r" % src_fig)
+        where = "on the source once its disk is back"
+        src.cmd("qom-set", value="none", **HANG)
+    else:
+        src.cmd("migrate-continue", state="pre-switchover")
+        mig = completed(src, dst, t0, 60)
+        held_like(info(src), mig["held"])
+        src_fig = report("pending at the stop", mig, src, dst)
+        g.dev.migrated(dst)
+        where = "on the destination, without a new kick"
     end = time.monotonic() + 10
     while any(g.answered(b) < BATCH for b in posted) and \
             time.monotonic() < end:
         time.sleep(0.02)
     time.sleep(0.5)
     got = [g.answered(b) for b in posted]
-    check(got == [BATCH] * len(posted), "answers on the destination, "
-          "without a new kick, within 10 s: %r of %d per queue (more: "
-          "answered twice)" % (got, BATCH))
+    check(got == [BATCH] * len(posted), "answers %s, within 10 s: %r of %d "
+          "per queue (more: answered twice)" % (where, got, BATCH))
     statuses = [g.reap(b) for b in posted]
     # The source's own copies of the requests: whatever they do there
     # after the migration is not the driver's any more.
@@ -1004,9 +1019,9 @@ def pending_at_stop(src, dst, g, cold, hot, store_wait=False,
     stores = [st for b, sts in zip(posted, statuses)
               for (op, *_), st in zip(b[1], sts) if op == OP_STORE]
     return ("first pass %.1f s; of %d requests a queue, answered at the "
-            "stop %r, after the release %r, on the destination %r; STOREs "
-            "%d OK, %d REJECTED; final pass %.3f ms"
-            % (first_s, BATCH, at_stop, after_release, got,
+            "stop %r, after the release %r, %s %r; STOREs %d OK, %d "
+            "REJECTED; final pass %.3f ms"
+            % (first_s, BATCH, at_stop, after_release, where, got,
                stores.count(S_OK), stores.count(S_REJECTED),
                src_fig["final-ns"] / 1e6))
 
@@ -1061,6 +1076,22 @@ def test_migrate_pending_release():
             g.verify()
 
 
+def test_migrate_pending_cancel():
+    """DEV-32 and DEV-33 when the migration fails: LOADs behind a hung
+    read and a STORE waiting for room when the VM stops, the migration
+    cancelled at the switchover: the source runs again, holds what it
+    held, and answers each request once when its disk is back."""
+    with pending_vm() as src:
+        require_migration(src)
+        g, pools = pending_guest(src)
+        with pending_vm(dst=True) as dst:
+            print(pending_at_stop(src, dst, g, *pools, store_wait=True,
+                                  cancel=True))
+            g.verify()
+            check(info(src)["pages"] == g.held(), "pages %r, the model %d"
+                  % (info(src), g.held()))
+
+
 def test_migrate_queues():
     """Two queues, each in its IOThread (iothread-vq-mapping), both
     storing and loading while the device migrates; on the destination
@@ -1113,6 +1144,7 @@ TESTS = {
     "migrate-tier": test_migrate_tier,
     "migrate-pending": test_migrate_pending,
     "migrate-pending-release": test_migrate_pending_release,
+    "migrate-pending-cancel": test_migrate_pending_cancel,
     "migrate-queues": test_migrate_queues,
 }
 
