@@ -143,7 +143,8 @@ struct tmem_migrate_stats {
 	uint64_t page_bytes;	/* their stored bytes */
 	uint64_t drops;		/* keys removed: one per key, or per tombstone */
 	uint64_t disk_reads;	/* pages read back from the disk tier to send */
-	uint64_t sweeps;	/* walks over every pool finished (save) */
+	uint64_t sweeps;	/* walks over every pool that sent something
+				 * (save): the passes of pre-copy */
 };
 
 /**

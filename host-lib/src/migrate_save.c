@@ -29,6 +29,7 @@ struct tmem_save {
 	uint32_t pool, shard, bucket;
 	uint64_t pools_sent;		/* pools_changes of the last table */
 	bool table_sent;
+	bool swept_any;			/* this sweep wrote a record */
 	int error;			/* sticky: the save failed */
 	struct tmem_migrate_stats st;
 	/* The block's pinned disk tier pages, read after the lock. */
@@ -269,6 +270,7 @@ static bool walk(struct tmem_save *sv, struct wbuf *w, int *errp)
 			pthread_mutex_lock(&sh->lock);
 			done = put_shard(sv, sh, w);
 			pthread_mutex_unlock(&sh->lock);
+			sv->swept_any |= w->off != 0;
 			*errp = read_pinned(sv, w->p);
 			if (*errp || !done)
 				return false;
@@ -277,7 +279,10 @@ static bool walk(struct tmem_save *sv, struct wbuf *w, int *errp)
 	sv->pool = 0;
 	sv->shard = 0;
 	sv->bucket = 0;
-	TMEM_ADD(sv->st.sweeps, 1);
+	/* A sweep that found nothing to send is no pass. */
+	if (sv->swept_any)
+		TMEM_ADD(sv->st.sweeps, 1);
+	sv->swept_any = false;
 	return true;
 }
 

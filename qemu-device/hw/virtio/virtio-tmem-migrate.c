@@ -38,8 +38,14 @@
 
 #include <tmem.h>
 
-/* One block: libtmem writes at most this much per call. */
+/*
+ * One block: libtmem writes at most this much per call.  Pre-copy
+ * checks the rate limit between blocks, so its blocks are small (at a
+ * limit of 1 MiB/s a 100 ms window allows 100 KiB); the stopped pass,
+ * which has no limit, writes large ones.
+ */
 #define VIRTIO_TMEM_MIG_BLOCK (1u << 20)
+#define VIRTIO_TMEM_MIG_ITER_BLOCK TMEM_MIGRATE_BLOCK_MIN
 /* One iteration sends for at most this long (as RAM's 50 ms). */
 #define VIRTIO_TMEM_MIG_ITER_NS (50 * SCALE_MS)
 
@@ -57,11 +63,12 @@ static int virtio_tmem_mig_send(VirtIOTmem *s, QEMUFile *f, int64_t deadline,
                                 uint64_t *sent)
 {
     VirtIOTmemMig *m = &s->mig;
+    size_t block = deadline ? VIRTIO_TMEM_MIG_ITER_BLOCK :
+                              VIRTIO_TMEM_MIG_BLOCK;
     ssize_t len;
 
     *sent = 0;
-    while ((len = tmem_save_block(m->save, m->buf,
-                                  VIRTIO_TMEM_MIG_BLOCK)) > 0) {
+    while ((len = tmem_save_block(m->save, m->buf, block)) > 0) {
         qemu_put_be32(f, len);
         qemu_put_buffer(f, m->buf, len);
         *sent += len + 4;
