@@ -419,7 +419,13 @@ if [ "$check_device" = 1 ]; then
 	exit 0
 fi
 
-PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x86_64 >&2
+# QEMU's own qom-test and device-introspect-test, which the qemu suite
+# runs against the device (tests/qemu/test_qtests.py; the sanitizer
+# build's QEMU with these programs of the plain build).
+qtests=()
+[ -z "$suffix" ] && qtests=(tests/qtest/qom-test tests/qtest/device-introspect-test)
+PKG_CONFIG_PATH="$pcpath" ninja -C "$build" -j"${JOBS:-$(nproc)}" qemu-system-x86_64 \
+	"${qtests[@]}" >&2
 
 # --- 8. the stable path -------------------------------------------------------
 # Run from its build directory, QEMU looks for every configured directory

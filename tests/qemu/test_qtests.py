@@ -7,12 +7,9 @@ every device type, virtio-tmem-device and virtio-tmem-pci among them).
 They are programs of QEMU's build tree, not of this project: they are
 looked for next to the binary (its build directory: $VTMEM_CACHE/qemu-
 <version>/build, or build-sanitize, whose tests are then taken from the
-build directory beside it, of the same tree), built by
-
-  ninja -C $VTMEM_CACHE/qemu-<version>/build \\
-        tests/qtest/qom-test tests/qtest/device-introspect-test
-
-and exit 77 (SKIP) when they are not there.  QTEST_QEMU_BINARY is the
+build directory beside it, of the same tree), which
+scripts/build-qemu.sh builds with QEMU; they exit 77 (SKIP) when they
+are not there.  QTEST_QEMU_BINARY is the
 QEMU every test here runs (python/vtmem/qemu.py).  They run in glib's
 quick mode (each device once, machine "none"; about 5 s each);
 VTMEM_QTESTS_SLOW=1 runs the slow mode (every machine: 30 s and 70 s on
