@@ -265,9 +265,13 @@ int tmem_client_reset(struct tmem_client *c)
 {
 	int ret;
 
-	/* A save's block in another thread ends first (migrate.c). */
-	pthread_mutex_lock(&c->save_lock);
+	/*
+	 * A save's block in another thread ends first (migrate_save.c);
+	 * the tier stops before, so that a read of a hung disk the block
+	 * waits for ends too.
+	 */
 	tmem_tier_stop(c);
+	pthread_mutex_lock(&c->save_lock);
 	client_drop_all(c);
 	tmem_zs_init(&c->zs, &c->budget);
 	c->compacted_freed = 0;

@@ -403,6 +403,12 @@ uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 	return slot_set(sh, ch, slot, h, wide);
 }
 
+uint64_t tmem_chunk_move(struct tmem_shard *sh, struct tmem_chunk *ch,
+			 uint32_t slot, uint64_t h)
+{
+	return slot_set(sh, ch, slot, h, false);
+}
+
 uint32_t tmem_chunk_drop(struct tmem_budget *budget, struct tmem_shard *sh,
 			 struct tmem_chunk *ch, const struct tmem_drop *drop)
 {

@@ -115,6 +115,7 @@ struct tmem_shard {
 	bool tracking;
 	uint32_t ndirty;
 	uint32_t ntombs;
+	bool tomb_lost;			/* a tombstone's allocation failed */
 	struct tmem_tomb *tombs;
 	uint64_t *track_ctr;
 } __attribute__((aligned(64)));
@@ -187,6 +188,12 @@ bool tmem_shard_for_each(struct tmem_shard *sh, tmem_replace_fn *fn,
  */
 uint64_t tmem_chunk_set(struct tmem_shard *sh, struct tmem_chunk *ch,
 			uint32_t slot, uint64_t h, bool wide);
+/*
+ * tmem_chunk_set() of another handle of the same page (moved on the disk
+ * tier, say): not a change of the key, so not marked for migration.
+ */
+uint64_t tmem_chunk_move(struct tmem_shard *sh, struct tmem_chunk *ch,
+			 uint32_t slot, uint64_t h);
 /*
  * The entry of @slot of @ch: a handle, 0 when empty, or with *@widep
  * set a 64-bit word (not a handle).

@@ -43,13 +43,13 @@ void tmem_chunk_untrack(struct tmem_shard *sh, struct tmem_chunk *ch)
 	/*
 	 * Not charged to the budget: an invalidation must not fail.  At
 	 * most one per chunk sent, freed when sent.  Without memory the
-	 * destination keeps stale keys, which a key's next store replaces
-	 * and the guest never loads (it invalidated them); the stream's
-	 * end then counts them as pages that should not be there.
+	 * destination would keep stale keys: the save fails instead.
 	 */
 	t = tmem_malloc(sizeof(*t));
-	if (!t)
+	if (!t) {
+		sh->tomb_lost = true;	/* the save fails: -ENOMEM */
 		return;
+	}
 	t->object = ch->object;
 	t->base = ch->base;
 	t->next = sh->tombs;
@@ -108,6 +108,7 @@ void tmem_shard_tombs_drop(struct tmem_shard *sh)
 void tmem_shard_track(struct tmem_shard *sh, bool on, uint64_t *ctr)
 {
 	tmem_shard_tombs_drop(sh);
+	sh->tomb_lost = false;
 	track_add(sh, -(int64_t)sh->ndirty);
 	sh->ndirty = 0;
 	sh->tracking = on;

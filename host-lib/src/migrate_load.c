@@ -143,6 +143,8 @@ static int pool_at(struct tmem_load *ld, uint32_t id, uint32_t gen,
 {
 	int ret;
 
+	if (id >= ld->c->max_pools && state == TMEM_POOL_FREE)
+		return 0;		/* holds nothing: nothing to refuse */
 	if (id >= ld->c->max_pools)
 		return tmem_refuse(why, -ERANGE, "pool id %u of the stream is "
 				   "beyond this client's max_pools (%u)", id,

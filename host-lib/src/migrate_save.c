@@ -265,11 +265,18 @@ static bool walk(struct tmem_save *sv, struct wbuf *w, int *errp)
 			struct tmem_shard *sh = &shards[sv->shard];
 			bool done;
 
-			if (!TMEM_RD(sh->ndirty) && !TMEM_RD(sh->ntombs))
+			if (!TMEM_RD(sh->ndirty) && !TMEM_RD(sh->ntombs) &&
+			    !TMEM_RD(sh->tomb_lost))
 				continue;	/* a hint: the next sweep looks */
 			pthread_mutex_lock(&sh->lock);
 			done = put_shard(sv, sh, w);
+			if (sh->tomb_lost)
+				*errp = -ENOMEM;
 			pthread_mutex_unlock(&sh->lock);
+			if (*errp) {
+				read_pinned(sv, w->p);
+				return false;
+			}
 			sv->swept_any |= w->off != 0;
 			*errp = read_pinned(sv, w->p);
 			if (*errp || !done)
@@ -384,7 +391,10 @@ uint64_t tmem_save_pending(struct tmem_save *sv)
 					__ATOMIC_RELAXED);
 	uint64_t per_page;
 
+	/* Not during a reset, which frees the shards the stats read. */
+	pthread_mutex_lock(&sv->c->save_lock);
 	tmem_client_stats2(sv->c, &st, sizeof(st));
+	pthread_mutex_unlock(&sv->c->save_lock);
 	per_page = st.pages ? st.compressed_bytes / st.pages : 0;
 	/* A chunk's record per 64 keys at most: its share is small. */
 	return keys * (per_page + PAGE_REC + 1);
@@ -400,11 +410,17 @@ ssize_t tmem_save_end(struct tmem_save *sv, void *buf, size_t len)
 		return -EINVAL;
 	if (sv->error)
 		return sv->error;
-	if (__atomic_load_n(&c->track_pending, __ATOMIC_RELAXED))
-		return -EAGAIN;
 	pthread_mutex_lock(&c->save_lock);
-	put_pools(sv, &w);
+	/*
+	 * Counted first, then nothing marked: a change in between (a store
+	 * of a queue still finishing) is sent first, not counted unsent.
+	 */
 	tmem_migrate_count(c, &pages, &bytes, &eph);
+	if (__atomic_load_n(&c->track_pending, __ATOMIC_ACQUIRE)) {
+		pthread_mutex_unlock(&c->save_lock);
+		return -EAGAIN;
+	}
+	put_pools(sv, &w);
 	put8(&w, R_END);
 	put64(&w, pages);
 	put64(&w, bytes);

@@ -68,7 +68,7 @@ static bool relocate(struct tmem_tier *t, uint32_t victim,
 					      hdr->index, tmem_h_type(old),
 					      tmem_h_len(old), data,
 					      &hdr->check);
-			tmem_chunk_set(sh, ch, slot, h, false);
+			tmem_chunk_move(sh, ch, slot, h);
 			/* Pinned by the cleaner: this put never frees it. */
 			tmem_seg_put(t, victim, tmem_h_len(old));
 		}

@@ -687,6 +687,52 @@ static void test_cancel(void **state)
 	free(buf);
 }
 
+/*
+ * A tombstone that cannot be allocated (the host out of memory) would
+ * leave stale keys on the destination: the save fails instead.
+ */
+static void test_tomb_lost(void **state)
+{
+	struct tclient src, dst;
+	struct tmem_save *sv;
+	struct tmem_load *ld;
+	struct model m = { 0 };
+	uint8_t *buf = malloc(BLOCK);
+	uint32_t pool;
+
+	(void)state;
+	open_client(&src, 64 * MiB);
+	open_client(&dst, 64 * MiB);
+	pool = tpool_new(&src, TMEM_POOL_PERSISTENT);
+	for (uint32_t k = 0; k < NKEYS; k++)
+		model_store(&src, &m, pool, k, k + 5);
+	assert_int_equal(tmem_save_start(src.client, &sv), 0);
+	assert_int_equal(tmem_load_start(dst.client, &ld), 0);
+	pump(sv, ld, buf);
+	/* The object's chunks go; the first tombstone's allocation fails. */
+	tmem_fault_inject(0);
+	assert_true(tmem_invalidate_object(src.ctx, pool, 1) > 0);
+	tmem_fault_inject(-1);
+	assert_int_equal(tmem_save_block(sv, buf, BLOCK), -ENOMEM);
+	assert_int_equal(tmem_save_block(sv, buf, BLOCK), -ENOMEM);
+	tmem_save_finish(sv);
+	tmem_load_finish(ld);
+	/* The source keeps what it had, and a new save works. */
+	for (uint32_t k = 0; k < NKEYS; k++)
+		if (key_obj(k) == 1)
+			m.held[k] = 0;
+	model_check(&src, &m, pool);
+	assert_int_equal(tmem_save_start(src.client, &sv), 0);
+	assert_int_equal(tmem_load_start(dst.client, &ld), 0);
+	finish(sv, ld, buf);
+	tmem_save_finish(sv);
+	tmem_load_finish(ld);
+	model_check(&dst, &m, pool);
+	tclient_close(&src);
+	tclient_close(&dst);
+	free(buf);
+}
+
 /* A device reset on the source while a save runs: all of it dropped. */
 static void test_reset_during_save(void **state)
 {
@@ -733,6 +779,7 @@ int main(void)
 		cmocka_unit_test(test_max_pools),
 		cmocka_unit_test(test_cancel),
 		cmocka_unit_test(test_reset_during_save),
+		cmocka_unit_test(test_tomb_lost),
 	};
 	const char *tmp = getenv("TMPDIR");
 	int ret;
