@@ -31,6 +31,7 @@
 #include "hw/virtio/virtio-tmem.h"
 #include "hw/virtio/virtio-tmem-compat.h"
 #include "migration/misc.h"
+#include "migration/client-options.h"
 #include "migration/qemu-file-types.h"
 #include "migration/register.h"
 #include "migration/vmstate.h"
@@ -92,6 +93,15 @@ static int virtio_tmem_save_setup(QEMUFile *f, void *opaque, Error **errp)
     struct tmem_stats st;
     int r;
 
+    /*
+     * A background snapshot saves devices at its start and never runs
+     * the last pass of live sections: the pages would not match.
+     */
+    if (migrate_background_snapshot()) {
+        error_setg(errp, "virtio-tmem: a background snapshot cannot hold "
+                   "the stored pages; stop the VM and migrate to a file");
+        return -ENOTSUP;
+    }
     r = tmem_save_start(s->client, &m->save);
     if (r < 0) {
         error_setg_errno(errp, -r, "virtio-tmem: cannot start sending the "

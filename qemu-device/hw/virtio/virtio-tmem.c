@@ -1848,6 +1848,7 @@ static int virtio_tmem_put_in_flight(QEMUFile *f, void *pv, size_t size,
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     unsigned i;
 
+    qemu_put_be16(f, s->conf.num_queues);
     for (i = 0; i < s->conf.num_queues; i++) {
         VirtIOTmemResume *r = &s->resume[i];
         VirtQueueElement *elem = qatomic_read(&r->pending) ?: r->restored;
@@ -1865,24 +1866,27 @@ static int virtio_tmem_get_in_flight(QEMUFile *f, void *pv, size_t size,
 {
     VirtIOTmem *s = pv;
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
-    unsigned i;
+    unsigned queues = qemu_get_be16(f), i;
 
+    /* The virtio core checked the rings; this is only our own count. */
+    if (queues != s->conf.num_queues) {
+        error_report("virtio-tmem: migration: the source had %u queues, "
+                     "this device %u ('num-queues' must match)", queues,
+                     s->conf.num_queues);
+        return -EINVAL;
+    }
     for (i = 0; i < s->conf.num_queues; i++) {
         VirtIOTmemResume *r = &s->resume[i];
 
         if (!qemu_get_byte(f)) {
             continue;
         }
+        /* QEMU asserts on an element it cannot map, as for virtio-blk. */
         g_free(r->restored);
         r->restored = qemu_get_virtqueue_element(vdev, f,
                                                  sizeof(VirtQueueElement));
-        if (!r->restored) {
-            error_report("virtio-tmem: migration: the request in flight on "
-                         "queue %u cannot be mapped", i);
-            return -EINVAL;
-        }
     }
-    return 0;
+    return qemu_file_get_error(f);
 }
 
 /*
