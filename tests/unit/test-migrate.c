@@ -377,6 +377,7 @@ static void test_tier(void **state)
 	struct model m = { 0 };
 	uint8_t *buf = malloc(BLOCK);
 	char path[PATH_MAX], why[256];
+	uint64_t on_disk;
 	uint32_t pool;
 	int ret;
 
@@ -405,12 +406,18 @@ static void test_tier(void **state)
 		m.held[k] = 1 + PK_TEXT;
 		m.seed[k] = k + 9;
 	}
-	assert_true(tstats(src.client).disk_pages > NKEYS / 2);
+	on_disk = tstats(src.client).disk_pages;
+	assert_true(on_disk > NKEYS / 2);
 	assert_int_equal(tmem_save_start(src.client, &sv), 0);
 	assert_int_equal(tmem_load_start(dst.client, &ld), 0);
 	finish(sv, ld, buf);
 	tmem_save_stats(sv, &ms);
-	assert_true(ms.disk_reads >= tstats(src.client).disk_pages);
+	/*
+	 * Every page on the disk at the start was read back (pages are not
+	 * promoted); the writer may write back more while the save runs,
+	 * which then went from memory or from the disk.
+	 */
+	assert_true(ms.disk_reads >= on_disk);
 	tmem_save_finish(sv);
 	tmem_load_finish(ld);
 	assert_same_stats(src.client, dst.client);
