@@ -52,6 +52,13 @@ class QMP:
                                     % (path, timeout))
                 time.sleep(0.05)
         greeting = self._read()
+        # QEMU 10.0 may write an event (RESUME, as the VM starts) before
+        # the greeting of a monitor it has not yet seen open: its
+        # 'commands' are set only when the open is handled, in a bottom
+        # half.  Keep such events; the greeting follows.
+        while "event" in greeting and "QMP" not in greeting:
+            self.events.append(greeting)
+            greeting = self._read()
         if "QMP" not in greeting:
             raise QMPClosed("not a QMP greeting: %s" % greeting)
         self.cmd("qmp_capabilities")
