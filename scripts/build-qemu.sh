@@ -353,6 +353,9 @@ configure_args=(
 	--with-devices-x86_64=vtmem
 	--enable-kvm
 	--enable-tcg
+	# virtio-blk's aio=io_uring and aio=native, the benchmark's baselines.
+	--enable-linux-io-uring
+	--enable-linux-aio
 	--disable-tools
 	--enable-fdt=system
 	--disable-download

@@ -149,7 +149,7 @@ pkgs="build-essential pkgconf ninja-build liblz4-dev liburing-dev
 case $what in
 qemu | all)
 	pkgs="$pkgs dpkg-dev patch libglib2.0-dev zlib1g-dev python3-venv
-		seabios qemu-system-data socat libfdt-dev"
+		seabios qemu-system-data socat libfdt-dev libaio-dev"
 	;;
 esac
 case $what in
