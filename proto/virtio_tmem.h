@@ -36,6 +36,12 @@
  * shrinks the device's budget below what it holds.
  */
 #define VIRTIO_TMEM_F_RETURN		3
+/*
+ * The device accepts INVALIDATE_PAGES: many indices of one object in one
+ * request, so a driver can defer the invalidates of freed pages and send
+ * them in the notification of its next request.
+ */
+#define VIRTIO_TMEM_F_INVALIDATE_PAGES	4
 
 /* The only page size of this version of the protocol. */
 #define VIRTIO_TMEM_PAGE_SIZE		4096
@@ -93,6 +99,16 @@ struct virtio_tmem_config {
 #define VIRTIO_TMEM_OP_INVALIDATE_PAGE	5
 #define VIRTIO_TMEM_OP_INVALIDATE_OBJECT 6
 #define VIRTIO_TMEM_OP_INVALIDATE_POOL	7
+/*
+ * VIRTIO_TMEM_F_INVALIDATE_PAGES: req.index is a count n, 1 to
+ * VIRTIO_TMEM_INVALIDATE_PAGES_MAX, and the device-readable part goes on
+ * with n __le32 indices; each key (pool_id, object_id, index[i]) is
+ * dropped as INVALIDATE_PAGE would.
+ */
+#define VIRTIO_TMEM_OP_INVALIDATE_PAGES	8
+
+/* Indices one INVALIDATE_PAGES may carry (4 KiB of them). */
+#define VIRTIO_TMEM_INVALIDATE_PAGES_MAX 1024
 
 /* NEW_POOL flags (virtio_tmem_req.flags); 0 means persistent. */
 #define VIRTIO_TMEM_POOL_EPHEMERAL	(1 << 0)
