@@ -169,9 +169,51 @@ static uint8_t do_new_pool(struct tmem_ctx *ctx, uint8_t flags,
 	return VIRTIO_TMEM_S_OK;
 }
 
-/* Expected out/in lengths of a known opcode; false for an unknown one. */
-static bool op_lengths(uint8_t op, size_t *outp, size_t *inp)
+/*
+ * INVALIDATE_PAGES: req.index indices follow the header.  They are read
+ * into the scratch page (1024 of them fill it) before any is dropped,
+ * so the guest cannot change the list under us.  The pool is checked
+ * once: with no such pool nothing is dropped and the answer is NO_POOL.
+ */
+static uint8_t do_invalidate_pages(struct tmem_ctx *ctx,
+				   const struct chain *ch, uint32_t pool,
+				   uint64_t object, uint32_t n)
 {
+	_Static_assert(VIRTIO_TMEM_INVALIDATE_PAGES_MAX * sizeof(uint32_t) <=
+		       TMEM_PAGE_SIZE, "the indices fit in the scratch page");
+	iov_to_buf(ch->out, ch->out_num, REQ_LEN, ctx->page,
+		   n * sizeof(uint32_t));
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t index;
+
+		memcpy(&index, ctx->page + i * sizeof(index), sizeof(index));
+		if (tmem_invalidate_page(ctx, pool, object,
+					 le32toh(index)) == -EBADF)
+			return VIRTIO_TMEM_S_NO_POOL;
+	}
+	return VIRTIO_TMEM_S_OK;
+}
+
+/*
+ * Expected out/in lengths of a known opcode; false for an unknown one,
+ * and for INVALIDATE_PAGES unless its feature was negotiated.  @count
+ * is req.index, the length of INVALIDATE_PAGES's list.
+ */
+static bool op_lengths(const struct tmem_ctx *ctx, uint8_t op,
+		       uint32_t count, size_t *outp, size_t *inp)
+{
+	uint64_t features = TMEM_RD(ctx->client->features);
+
+	if (op == VIRTIO_TMEM_OP_INVALIDATE_PAGES) {
+		if (!(features & (1ull << VIRTIO_TMEM_F_INVALIDATE_PAGES)))
+			return false;
+		/* A count out of range can match no length: INVALID. */
+		if (count < 1 || count > VIRTIO_TMEM_INVALIDATE_PAGES_MAX)
+			count = 0;
+		*outp = count ? REQ_LEN + count * sizeof(uint32_t) : 0;
+		*inp = RESP_LEN;
+		return true;
+	}
 	if (op < VIRTIO_TMEM_OP_NEW_POOL || op > VIRTIO_TMEM_OP_INVALIDATE_POOL)
 		return false;
 	*outp = REQ_LEN + (op == VIRTIO_TMEM_OP_STORE ? TMEM_PAGE_SIZE : 0);
@@ -208,6 +250,8 @@ static uint8_t dispatch(struct tmem_ctx *ctx, const struct chain *ch,
 	case VIRTIO_TMEM_OP_INVALIDATE_OBJECT:
 		ret = tmem_invalidate_object(ctx, pool, object);
 		break;
+	case VIRTIO_TMEM_OP_INVALIDATE_PAGES:
+		return do_invalidate_pages(ctx, ch, pool, object, index);
 	default:
 		ret = tmem_invalidate_pool(ctx->client, pool);
 		break;
@@ -225,7 +269,8 @@ static uint8_t handle(struct tmem_ctx *ctx, const struct chain *ch,
 	if (!iov_total(ch->out, ch->out_num, &out_len) || out_len < REQ_LEN)
 		return VIRTIO_TMEM_S_INVALID;
 	iov_to_buf(ch->out, ch->out_num, 0, &req, REQ_LEN);
-	if (!op_lengths(req.opcode, &want_out, &want_in))
+	if (!op_lengths(ctx, req.opcode, le32toh(req.index), &want_out,
+			&want_in))
 		return VIRTIO_TMEM_S_UNSUPP;
 	if (out_len != want_out || in_len != want_in)
 		return VIRTIO_TMEM_S_INVALID;

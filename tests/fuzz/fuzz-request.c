@@ -188,6 +188,7 @@ struct request {
 	size_t olen, ilen;
 	int wellformed;
 	int reserved_set;	/* SPEC leaves reserved != 0 open */
+	int nidx;		/* INVALIDATE_PAGES: indices in page[] */
 	uint8_t page[PAGE];
 };
 
@@ -284,6 +285,18 @@ static void model_apply(struct mclient *c, const struct request *r,
 		memset(p->held, 0, sizeof(p->held));
 		p->closed = 1;
 		break;
+	case VIRTIO_TMEM_OP_INVALIDATE_PAGES:
+		/* DEV-35: the indices in the page's place, key's object. */
+		expect_status(st, VIRTIO_TMEM_S_OK, r);
+		for (i = 0; i < r->nidx; i++) {
+			uint32_t idx;
+
+			memcpy(&idx, r->page + 4 * i, 4);
+			idx = le32toh(idx);
+			if (idx < NIDX)
+				p->held[(k / NIDX) * NIDX + idx] = 0;
+		}
+		break;
 	}
 }
 
@@ -317,14 +330,36 @@ static void decode(struct mclient *c, struct request *r, struct input *in)
 	if (r->reserved_set)
 		r->q.reserved1 = htole32(flags);
 	make_page(r->page, kind, seed, in);
+	r->nidx = 0;
+	if (r->q.opcode == VIRTIO_TMEM_OP_INVALIDATE_PAGES) {
+		/* 1 to 8 indices, mostly of held keys, where the page goes. */
+		r->nidx = seed % 8 + 1;
+		for (int i = 0; i < r->nidx; i++) {
+			uint32_t idx = htole32(next(in) % (NIDX + 2));
 
-	r->olen = r->q.opcode == VIRTIO_TMEM_OP_STORE ? REQ_LEN + PAGE : REQ_LEN;
+			memcpy(r->page + 4 * i, &idx, 4);
+		}
+		r->q.index = htole32(seed & 0x80 ? (uint32_t)r->nidx :
+						       seed * 0x01000193u);
+	}
+
+	r->olen = r->q.opcode == VIRTIO_TMEM_OP_STORE ? REQ_LEN + PAGE :
+		  REQ_LEN + 4 * r->nidx;
 	r->ilen = r->q.opcode == VIRTIO_TMEM_OP_LOAD ? PAGE + RESP_LEN : RESP_LEN;
 	/* Lengths: exact below 0xe0, else one of a few wrong ones. */
 	if (olen >= 0xe0)
 		r->olen = (size_t)(olen - 0xe0) * 261 % (MAX_LEN + 1);
 	if (ilen >= 0xe0)
 		r->ilen = (size_t)(ilen - 0xe0) * 263 % (MAX_LEN + 1);
+	if (r->q.opcode == VIRTIO_TMEM_OP_INVALIDATE_PAGES) {
+		/* UNSUPP unless negotiated; a wrong count is INVALID. */
+		r->wellformed = c->features &
+				(1ULL << VIRTIO_TMEM_F_INVALIDATE_PAGES) &&
+			le32toh(r->q.index) == (uint32_t)r->nidx &&
+			r->olen == REQ_LEN + 4 * r->nidx &&
+			r->ilen == RESP_LEN && !r->q.flags;
+		return;
+	}
 	r->wellformed = r->q.opcode >= VIRTIO_TMEM_OP_NEW_POOL &&
 		r->q.opcode <= VIRTIO_TMEM_OP_INVALIDATE_POOL &&
 		r->olen == (r->q.opcode == VIRTIO_TMEM_OP_STORE ?
@@ -473,6 +508,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(tmem_client_new(&cfg, &c[i].client) == 0, "client_new");
 		CHECK(tmem_ctx_new(c[i].client, &c[i].ctx) == 0, "ctx_new");
 		c[i].features = (b2 >> (2 * i)) & 3;
+		if (b2 & (0x10 << i))
+			c[i].features |= 1ULL << VIRTIO_TMEM_F_INVALIDATE_PAGES;
 		tmem_client_set_features(c[i].client, c[i].features);
 	}
 	for (steps = 0; in.n && steps < 256; steps++) {

@@ -10,6 +10,7 @@
 
 #define BUDGET (64ULL << 20)
 #define F_EPH (1ULL << VIRTIO_TMEM_F_EPHEMERAL)
+#define F_INVP (1ULL << VIRTIO_TMEM_F_INVALIDATE_PAGES)
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 static const uint8_t pool_ops[] = {
@@ -866,6 +867,153 @@ static void test_dev15_ephemeral_first(void **state)
 	tclient_close(&t);
 }
 
+/*
+ * One INVALIDATE_PAGES of @n indices on (@pool, @obj), the indices laid
+ * out over iovecs of the lengths in @split (NULL: one buffer with the
+ * header).  @count is what goes in req.index; @ilen the writable length.
+ * Returns the status, INVALID checked through check_answer().
+ */
+static int w_inval_pages(struct tmem_ctx *ctx, uint32_t pool, uint64_t obj,
+			 uint32_t count, const uint32_t *idx, unsigned int n,
+			 const size_t *split, unsigned int nsplit, size_t ilen)
+{
+	struct virtio_tmem_req q = mkreq(VIRTIO_TMEM_OP_INVALIDATE_PAGES, 0,
+					 pool, obj, count);
+	size_t olen = REQ_LEN + n * sizeof(uint32_t);
+	unsigned char *out = malloc(olen);
+	struct wire_result r;
+	int st;
+
+	assert_non_null(out);
+	memcpy(out, &q, REQ_LEN);
+	for (unsigned int i = 0; i < n; i++) {
+		uint32_t le = htole32(idx[i]);
+
+		memcpy(out + REQ_LEN + i * sizeof(le), &le, sizeof(le));
+	}
+	r = wire_raw(ctx, out, olen, split, nsplit, ilen, NULL, 0);
+	st = check_answer(&r, VIRTIO_TMEM_OP_INVALIDATE_PAGES);
+	free(r.in);
+	free(out);
+	return st;
+}
+
+/*
+ * DEV-35 (and DEV-6, DEV-7, DEV-12 for INVALIDATE_PAGES): every index of
+ * the list dropped, nothing else; UNSUPP unless negotiated; INVALID for
+ * a count out of range or a list of another length; NO_POOL drops
+ * nothing.
+ */
+static void test_dev35_invalidate_pages(void **state)
+{
+	static const uint32_t list[] = { 9, 3, 5, 5, 100 };
+	/* Header split after 10 bytes; the indices split mid-index. */
+	static const size_t split[] = { 10, 14, 3, SEG_NULL, 7, 10 };
+	uint32_t *all = malloc(VIRTIO_TMEM_INVALIDATE_PAGES_MAX *
+			       sizeof(*all));
+	struct tclient t;
+	uint32_t pool, other;
+	unsigned int i;
+
+	(void)state;
+	assert_non_null(all);
+	open_client(&t, 0);
+	pool = w_new_pool(t.ctx, 0);
+	other = w_new_pool(t.ctx, 0);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(w_store_gen(t.ctx, pool, 1, i, PK_TEXT, i), 0);
+		assert_int_equal(w_store_gen(t.ctx, pool, 2, i, PK_TEXT,
+					     100 + i), 0);
+		assert_int_equal(w_store_gen(t.ctx, other, 1, i, PK_TEXT,
+					     200 + i), 0);
+	}
+
+	/* DEV-6: not negotiated (nor after a reset): UNSUPP, nothing goes. */
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 5, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_UNSUPP);
+	assert_int_equal(tstats(t.client).pages, 30);
+	assert_int_equal(tmem_client_set_features(t.client,
+				F_EPH | (1ULL << VIRTIO_TMEM_F_MQ)), 0);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 5, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_UNSUPP);
+	assert_int_equal(tstats(t.client).pages, 30);
+	assert_int_equal(tmem_client_set_features(t.client, F_INVP), 0);
+
+	/* DEV-6: a count of 0 or above the maximum, a list of another length,
+	 * a page in the writable part, flags: INVALID, nothing goes. */
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 0, list, 0, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 0, list, 1, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_INVALID);
+	for (i = 0; i < VIRTIO_TMEM_INVALIDATE_PAGES_MAX; i++)
+		all[i] = i % 10;
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1,
+				       VIRTIO_TMEM_INVALIDATE_PAGES_MAX + 1,
+				       all, VIRTIO_TMEM_INVALIDATE_PAGES_MAX,
+				       NULL, 0, RESP_LEN),
+			 VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 0xffffffff, all,
+				       VIRTIO_TMEM_INVALIDATE_PAGES_MAX, NULL,
+				       0, RESP_LEN), VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 4, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 4, list, 5, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 5, NULL, 0,
+				       PAGE + RESP_LEN),
+			 VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(wire_any(t.ctx, mkreq(VIRTIO_TMEM_OP_INVALIDATE_PAGES,
+					       1, pool, 1, 1)),
+			 VIRTIO_TMEM_S_INVALID);
+	assert_int_equal(tstats(t.client).pages, 30);
+
+	/* DEV-7: no such pool: NO_POOL, and no pool loses a page. */
+	assert_int_equal(w_inval_pages(t.ctx, 0x7fffffff, 1, 5, list, 5,
+				       NULL, 0, RESP_LEN),
+			 VIRTIO_TMEM_S_NO_POOL);
+	assert_int_equal(tstats(t.client).pages, 30);
+
+	/* DEV-35: indices 3, 5, 9 of object 1 go (5 twice, 100 absent: OK),
+	 * through a list split at odd places; nothing else goes. */
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 5, split,
+				       ARRAY_SIZE(split), RESP_LEN),
+			 VIRTIO_TMEM_S_OK);
+	assert_int_equal(tstats(t.client).pages, 27);
+	for (i = 0; i < 10; i++) {
+		if (i == 3 || i == 5 || i == 9)
+			assert_int_equal(w_load(t.ctx, pool, 1, i, NULL),
+					 VIRTIO_TMEM_S_NOT_FOUND);
+		else
+			w_load_expect(t.ctx, pool, 1, i, PK_TEXT, i);
+		w_load_expect(t.ctx, pool, 2, i, PK_TEXT, 100 + i);
+		w_load_expect(t.ctx, other, 1, i, PK_TEXT, 200 + i);
+	}
+
+	/* A full list of 1024 (every index of object 2, many times). */
+	for (i = 0; i < VIRTIO_TMEM_INVALIDATE_PAGES_MAX; i++)
+		all[i] = VIRTIO_TMEM_INVALIDATE_PAGES_MAX - 1 - i;
+	assert_int_equal(w_inval_pages(t.ctx, pool, 2,
+				       VIRTIO_TMEM_INVALIDATE_PAGES_MAX, all,
+				       VIRTIO_TMEM_INVALIDATE_PAGES_MAX, NULL,
+				       0, RESP_LEN), VIRTIO_TMEM_S_OK);
+	assert_int_equal(tstats(t.client).pages, 17);
+	for (i = 0; i < 10; i++) {
+		assert_int_equal(w_load(t.ctx, pool, 2, i, NULL),
+				 VIRTIO_TMEM_S_NOT_FOUND);
+		w_load_expect(t.ctx, other, 1, i, PK_TEXT, 200 + i);
+	}
+	/* Stored again after the invalidate: held again. */
+	assert_int_equal(w_store_gen(t.ctx, pool, 1, 3, PK_HALF, 7), 0);
+	w_load_expect(t.ctx, pool, 1, 3, PK_HALF, 7);
+
+	/* DEV-3: a reset forgets the feature. */
+	assert_int_equal(tmem_client_reset(t.client), 0);
+	assert_int_equal(w_inval_pages(t.ctx, pool, 1, 5, list, 5, NULL, 0,
+				       RESP_LEN), VIRTIO_TMEM_S_UNSUPP);
+	free(all);
+	tclient_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -886,6 +1034,7 @@ int main(void)
 		cmocka_unit_test(test_dev8_absurd_lengths),
 		cmocka_unit_test(test_dev11_dev16_refused_store),
 		cmocka_unit_test(test_dev15_ephemeral_first),
+		cmocka_unit_test(test_dev35_invalidate_pages),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
