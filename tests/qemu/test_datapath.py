@@ -23,9 +23,10 @@ from qmp import QEMU, Failure, check, run_tests
 from vtmem import wire
 from vtmem.pages import page_of  # noqa: F401 (test_hardening takes it too)
 # proto/virtio_tmem.h, read by vtmem.wire (REQ, RESP, CONFIG: its structs)
-from vtmem.wire import (CONFIG, F_EPHEMERAL, F_MQ, OP_DESTROY_POOL,  # noqa
+from vtmem.wire import (CONFIG, F_EPHEMERAL, F_INVALIDATE_PAGES,  # noqa
+                        F_MQ, INVALIDATE_PAGES_MAX, OP_DESTROY_POOL,
                         OP_INVALIDATE_OBJECT, OP_INVALIDATE_PAGE,
-                        OP_INVALIDATE_POOL, OP_LOAD, OP_NEW_POOL, OP_STORE,
+                        OP_INVALIDATE_PAGES, OP_INVALIDATE_POOL, OP_LOAD, OP_NEW_POOL, OP_STORE,
                         PAGE, REQ, RESP, S_INVALID, S_IOERR, S_NO_POOL,
                         S_NOT_FOUND, S_OK, S_REJECTED, S_UNSUPP,
                         VIRTIO_ID_TMEM)
@@ -417,6 +418,82 @@ def test_store_load():
               st["host-bytes"])
 
 
+def invalidate_pages(dev, q, pool, obj, indices, count=None, split=None):
+    """One INVALIDATE_PAGES; split: where the list is cut into another
+    descriptor (in indices).  Returns the status."""
+    count = len(indices) if count is None else count
+    body = struct.pack("<%dI" % len(indices), *indices)
+    parts = [body] if split is None else [body[:4 * split],
+                                          body[4 * split:]]
+    chain = [(REQ.pack(OP_INVALIDATE_PAGES, 0, 0, pool, obj, count, 0), 0)]
+    chain += [(part, 0) for part in parts if part]
+    chain.append((None, RESP.size))
+    used_len, bufs = dev.submit(q, [chain])[0]
+    check(used_len == RESP.size, "used length %d" % used_len)
+    return RESP.unpack(bufs[-1])[0]
+
+
+def test_invalidate_pages():
+    """VIRTIO_TMEM_F_INVALIDATE_PAGES: offered by default, not with
+    invalidate-pages=off; UNSUPP unless negotiated; one request drops
+    every key of its list (DEV-35), INVALID for a count out of range;
+    batched in one kick with a STORE and a LOAD, in ring order."""
+    with tmem_vm(",invalidate-pages=off") as vm:
+        check(not Device(vm).host_features() & 1 << F_INVALIDATE_PAGES,
+              "offered with invalidate-pages=off")
+    with tmem_vm() as vm:
+        dev = Device(vm)
+        check(dev.host_features() & 1 << F_INVALIDATE_PAGES, "not offered")
+        dev.start(0)
+        q = dev.queues[0]
+        pool = roundtrip(vm, dev, q, range(8))
+        status = invalidate_pages(dev, q, pool, 7, [1, 3])
+        check(status == S_UNSUPP, "not negotiated: status %d" % status)
+        check(stats(vm)["pages"] == 8, "pages dropped without the feature")
+
+        dev.start(1 << F_INVALIDATE_PAGES)
+        q = dev.queues[0]
+        pool = roundtrip(vm, dev, q, range(8))
+        for count, n in ((0, 0), (3, 2), (2, 3),
+                         (INVALIDATE_PAGES_MAX + 1, INVALIDATE_PAGES_MAX),
+                         (0xFFFFFFFF, 4)):
+            status = invalidate_pages(dev, q, pool, 7, [1] * n, count)
+            check(status == S_INVALID, "count %d with %d indices: status "
+                  "%d" % (count, n, status))
+        check(stats(vm)["pages"] == 8, "pages dropped by malformed lists")
+        status = invalidate_pages(dev, q, pool + 5, 7, [1, 2])
+        check(status == S_NO_POOL, "no pool: status %d" % status)
+        status = invalidate_pages(dev, q, pool, 7, [1, 3, 3, 200], split=1)
+        check(status == S_OK, "INVALIDATE_PAGES: status %d" % status)
+        st = stats(vm)
+        check(st["pages"] == 6 and st["invalidates"] == 2,
+              "pages %d, invalidates %d" % (st["pages"], st["invalidates"]))
+        for i in range(8):
+            status, _, data = dev.request(q, OP_LOAD, pool, 7, i, load=True)
+            want = S_NOT_FOUND if i in (1, 3) else S_OK
+            check(status == want, "LOAD %d: status %d" % (i, status))
+
+        # One kick: STORE 5 anew, drop 5 and 6, LOAD 5 -> NOT_FOUND.
+        new = page_of(99)
+        body = struct.pack("<2I", 5, 6)
+        chains = [
+            [(REQ.pack(OP_STORE, 0, 0, pool, 7, 5, 0), 0), (new, 0),
+             (None, RESP.size)],
+            [(REQ.pack(OP_INVALIDATE_PAGES, 0, 0, pool, 7, 2, 0) + body, 0),
+             (None, RESP.size)],
+            [(REQ.pack(OP_LOAD, 0, 0, pool, 7, 5, 0), 0), (None, PAGE),
+             (None, RESP.size)]]
+        res = dev.submit(q, chains)
+        got = [RESP.unpack(bufs[-1])[0] for _, bufs in res]
+        check(got == [S_OK, S_OK, S_NOT_FOUND], "batch: %r" % got)
+        # The whole list in one request, in a single descriptor.
+        pool = roundtrip(vm, dev, q, range(8))
+        status = invalidate_pages(dev, q, pool, 7,
+                                  list(range(INVALIDATE_PAGES_MAX)))
+        check(status == S_OK, "1024 indices: status %d" % status)
+        check(stats(vm)["pages"] == 4, "pages %d" % stats(vm)["pages"])
+
+
 def test_multiqueue_iothread():
     """Four queues served by an IOThread; a reset stops them and empties
     the store; they start again."""
@@ -671,6 +748,7 @@ TESTS = {
     "timing": test_timing,
     "config": test_config,
     "store-load": test_store_load,
+    "invalidate-pages": test_invalidate_pages,
     "multiqueue-iothread": test_multiqueue_iothread,
     "reset": test_reset,
     "transport-violation": test_transport_violation,

@@ -1967,6 +1967,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_EPHEMERAL, true),
     DEFINE_PROP_BIT64("page-return", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_RETURN, true),
+    DEFINE_PROP_BIT64("invalidate-pages", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_INVALIDATE_PAGES, true),
     DEFINE_PROP_LINK("iothread", VirtIOTmem, conf.iothread, TYPE_IOTHREAD,
                      IOThread *),
     DEFINE_PROP_IOTHREAD_VQ_MAPPING_LIST("iothread-vq-mapping", VirtIOTmem,
@@ -2011,6 +2013,9 @@ static void virtio_tmem_class_init(ObjectClass *klass,
         "(0: libtmem's default, 3584)");
     object_class_property_set_description(klass, "ephemeral",
         "offer VIRTIO_TMEM_F_EPHEMERAL (ephemeral pools)");
+    object_class_property_set_description(klass, "invalidate-pages",
+        "offer VIRTIO_TMEM_F_INVALIDATE_PAGES (many invalidates in one "
+        "request)");
     object_class_property_set_description(klass, "iothread",
         "IOThread that runs the request queues (default: main loop)");
     object_class_property_set_description(klass, "iothread-vq-mapping",
