@@ -34,11 +34,12 @@
  * since 6.11 features such as BLK_FEAT_SYNCHRONOUS live in them too.
  */
 static inline struct gendisk *vtmem_alloc_disk(struct queue_limits *lim,
-					       int node)
+					       int node, bool sync)
 {
 #ifdef VTMEM_HAVE_LIM_DISK
 #ifdef VTMEM_HAVE_BLK_FEAT
-	lim->features |= BLK_FEAT_SYNCHRONOUS;
+	if (sync)
+		lim->features |= BLK_FEAT_SYNCHRONOUS;
 #endif
 	return blk_alloc_disk(lim, node);
 #else

@@ -30,6 +30,17 @@
 	(round_down(UINT_MAX >> SECTOR_SHIFT, 1 << VTMEM_SLOT_SHIFT))
 /* Queues beyond this bring nothing: a slot maps to one queue anyway. */
 #define VTMEM_MAX_QUEUES	64
+/*
+ * VIRTIO_TMEM_F_INVALIDATE_PAGES: freed slots collected per queue, up to
+ * VTMEM_INVAL_MAX; once VTMEM_INVAL_RIDE are collected they ride, as one
+ * INVALIDATE_PAGES, in the notification of the queue's next STORE or
+ * LOAD.  What no request takes along goes after VTMEM_INVAL_DELAY.
+ */
+#define VTMEM_INVAL_MAX		VIRTIO_TMEM_INVALIDATE_PAGES_MAX
+#define VTMEM_INVAL_RIDE	64
+#define VTMEM_INVAL_DELAY	(HZ / 50 ?: 1)
+/* INVALIDATE_PAGES a queue may have in flight. */
+#define VTMEM_INVAL_BUFS	2
 
 /* resp.status of a request the device never answered (reset, lost). */
 #define VTMEM_S_NO_ANSWER	0xff
@@ -81,8 +92,31 @@ struct vtmem_batch {
 	struct completion done;
 	atomic_t pending;
 	unsigned int nr;
+	/*
+	 * synchronous=N: the bio the batch serves, completed by @work once
+	 * every request is answered; NULL for a batch that is waited for.
+	 */
+	struct bio *bio;
+	bool write;
+	struct work_struct work;
+	struct list_head node;
+	unsigned long sent;
 	struct vtmem_req req[VTMEM_BATCH];
 };
+
+/*
+ * One INVALIDATE_PAGES in flight; its token is the pointer with bit 0
+ * set (VTMEM_INVAL_TOKEN), which a struct vtmem_req never has.
+ */
+struct vtmem_inval {
+	struct virtio_tmem_req hdr;
+	__le32 index[VTMEM_INVAL_MAX];
+	struct virtio_tmem_resp resp __aligned(ARCH_DMA_MINALIGN)
+		____cacheline_aligned;
+	bool busy;
+};
+
+#define VTMEM_INVAL_TOKEN	1UL
 
 struct vtmem_queue {
 	/* Orders adds to vq with the slot state they depend on. */
@@ -91,6 +125,18 @@ struct vtmem_queue {
 	/* Woken when the device returns buffers: room in vq again. */
 	wait_queue_head_t room;
 	char name[16];
+	/* Waiters polling the queue: its callbacks stay off meanwhile. */
+	unsigned int pollers;
+	/*
+	 * VIRTIO_TMEM_F_INVALIDATE_PAGES: slots freed since the last
+	 * INVALIDATE_PAGES of this queue (their inval_pending bit decides
+	 * when one is sent); overflow: some freed slot found no room here,
+	 * so the invalidate worker scans inval_pending.
+	 */
+	u32 *freed;
+	unsigned int nr_freed;
+	bool overflow;
+	struct vtmem_inval *inval[VTMEM_INVAL_BUFS];
 };
 
 struct vtmem_stats {
@@ -105,6 +151,14 @@ struct vtmem_stats {
 	atomic64_t write_errors;
 	atomic64_t returned_pages;
 	atomic64_t return_errors;
+	/* Transport: requests added by kind, notifications each way. */
+	atomic64_t req_stores;
+	atomic64_t req_loads;
+	atomic64_t req_invalidates;
+	atomic64_t kicks;
+	atomic64_t interrupts;
+	/* Waits that polling ended, with no interrupt. */
+	atomic64_t polled;
 };
 
 struct vtmem_raw;
@@ -144,7 +198,18 @@ struct vtmem {
 	unsigned long *storing;
 	/* Held by the return worker from its LOAD to its INVALIDATE_PAGE. */
 	unsigned long *return_io;
-	struct work_struct inval_work;
+	/* VIRTIO_TMEM_F_INVALIDATE_PAGES was negotiated. */
+	bool inval_pages;
+	/*
+	 * synchronous=N: batches of bios in flight (oldest first), for the
+	 * io_timeout watchdog and for freeze and remove to wait on.
+	 */
+	bool async;
+	spinlock_t async_lock;
+	struct list_head async_list;
+	wait_queue_head_t async_idle;
+	struct delayed_work async_watch;
+	struct delayed_work inval_work;
 	struct work_struct config_work;
 
 	/*
@@ -171,7 +236,7 @@ struct vtmem {
 
 struct vtmem_batch *vtmem_batch_get(struct vtmem *vt);
 void vtmem_batch_put(struct vtmem *vt, struct vtmem_batch *b);
-void vtmem_queue_kick(struct vtmem_queue *q);
+void vtmem_queue_kick(struct vtmem *vt, struct vtmem_queue *q);
 void vtmem_set_target(struct vtmem *vt, u64 target);
 
 #ifdef VTMEM_TEST

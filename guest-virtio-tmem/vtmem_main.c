@@ -73,6 +73,8 @@ static u64 disksize;
 static char *backing_dev;
 static unsigned int io_timeout = VTMEM_IO_TIMEOUT;
 static unsigned int return_rate = VTMEM_RETURN_RATE;
+static unsigned int poll_us;
+static bool synchronous = true;
 static int vtmem_major;
 static DEFINE_IDA(vtmem_index_ida);
 static struct workqueue_struct *vtmem_wq;
@@ -112,6 +114,14 @@ module_param(return_rate, uint, 0644);
 MODULE_PARM_DESC(return_rate,
 		 "Pages per second moved from the host to the backing device when the host asks for them back (0: never)");
 
+module_param(poll_us, uint, 0644);
+MODULE_PARM_DESC(poll_us,
+		 "Microseconds a request's waiter polls for the answer before it sleeps until the interrupt (0: never polls)");
+
+module_param(synchronous, bool, 0444);
+MODULE_PARM_DESC(synchronous,
+		 "The disk declares itself synchronous, and each bio waits for its answers (N: bios complete asynchronously, so swap can plug writes and read ahead)");
+
 /* --- requests and queues ------------------------------------------------ */
 
 struct vtmem_batch *vtmem_batch_get(struct vtmem *vt)
@@ -120,6 +130,7 @@ struct vtmem_batch *vtmem_batch_get(struct vtmem *vt)
 
 	init_completion(&b->done);
 	b->nr = 0;
+	b->bio = NULL;
 	return b;
 }
 
@@ -150,44 +161,157 @@ static struct vtmem_req *vtmem_batch_add(struct vtmem *vt,
 
 static void vtmem_req_done(struct vtmem_req *req, unsigned int len)
 {
+	struct vtmem_batch *b = req->batch;
+
 	req->used_len = len;
-	if (atomic_dec_and_test(&req->batch->pending))
-		complete(&req->batch->done);
+	if (!atomic_dec_and_test(&b->pending))
+		return;
+	if (b->bio)
+		queue_work(vtmem_wq, &b->work);
+	else
+		complete(&b->done);
+}
+
+static struct vtmem_inval *vtmem_inval_of(void *token)
+{
+	if (!((unsigned long)token & VTMEM_INVAL_TOKEN))
+		return NULL;
+	return (void *)((unsigned long)token & ~VTMEM_INVAL_TOKEN);
+}
+
+/* An INVALIDATE_PAGES answered (or taken back after a reset). */
+static void vtmem_inval_done(struct vtmem *vt, struct vtmem_inval *ib,
+			     unsigned int len)
+{
+	u8 status = len >= sizeof(ib->resp) ? ib->resp.status :
+		    VTMEM_S_NO_ANSWER;
+
+	/*
+	 * The slots are free either way; a device that kept the pages only
+	 * wastes its own memory.  VTMEM_S_NO_ANSWER: a reset took it back.
+	 */
+	if (status != VIRTIO_TMEM_S_OK && status != VTMEM_S_NO_ANSWER)
+		dev_warn_ratelimited(&vt->vdev->dev,
+				     "INVALIDATE_PAGES of %u slots failed (status %u)\n",
+				     le32_to_cpu(ib->hdr.index), status);
+	ib->busy = false;
+}
+
+/* Collect what the device answered; called with q->lock held. */
+static bool vtmem_queue_reap(struct vtmem *vt, struct vtmem_queue *q)
+{
+	struct vtmem_inval *ib;
+	bool any = false;
+	unsigned int len;
+	void *token;
+
+	while ((token = virtqueue_get_buf(q->vq, &len)) != NULL) {
+		any = true;
+		ib = vtmem_inval_of(token);
+		if (ib)
+			vtmem_inval_done(vt, ib, len);
+		else
+			vtmem_req_done(token, vtmem_test_used_len(vt, token,
+								  len));
+	}
+	return any;
 }
 
 static void vtmem_vq_done(struct virtqueue *vq)
 {
 	struct vtmem *vt = vq->vdev->priv;
 	struct vtmem_queue *q = &vt->queues[vq->index];
-	struct vtmem_req *req;
 	unsigned long flags;
-	unsigned int len;
 
+	atomic64_inc(&vt->stats.interrupts);
 	/* Test build: a host that never answers. */
 	if (vtmem_test_hold_answers(vt))
 		return;
 	spin_lock_irqsave(&q->lock, flags);
 	do {
 		virtqueue_disable_cb(vq);
-		while ((req = virtqueue_get_buf(vq, &len)) != NULL)
-			vtmem_req_done(req, vtmem_test_used_len(vt, req, len));
+		vtmem_queue_reap(vt, q);
 		if (unlikely(virtqueue_is_broken(vq)))
 			break;
-	} while (!virtqueue_enable_cb(vq));
+		/* A poller turns the callbacks on again when it is done. */
+	} while (!q->pollers && !virtqueue_enable_cb(vq));
 	spin_unlock_irqrestore(&q->lock, flags);
 	wake_up(&q->room);
 }
 
-void vtmem_queue_kick(struct vtmem_queue *q)
+/* Notify the device if it asked for it; called with q->lock held. */
+static bool vtmem_kick_prepare(struct vtmem *vt, struct vtmem_queue *q)
+{
+	if (!virtqueue_kick_prepare(q->vq))
+		return false;
+	atomic64_inc(&vt->stats.kicks);
+	return true;
+}
+
+void vtmem_queue_kick(struct vtmem *vt, struct vtmem_queue *q)
 {
 	unsigned long flags;
 	bool notify;
 
 	spin_lock_irqsave(&q->lock, flags);
-	notify = virtqueue_kick_prepare(q->vq);
+	notify = vtmem_kick_prepare(vt, q);
 	spin_unlock_irqrestore(&q->lock, flags);
 	if (notify)
 		virtqueue_notify(q->vq);
+}
+
+/*
+ * Guest-side polling (poll_us): while a waiter polls a queue its
+ * callbacks are off, so the device's answer raises no interrupt; the last
+ * poller to stop turns them on again and collects what came meanwhile.
+ */
+static void vtmem_poll_begin(struct vtmem_queue *q)
+{
+	spin_lock_irq(&q->lock);
+	if (!q->pollers++)
+		virtqueue_disable_cb(q->vq);
+	spin_unlock_irq(&q->lock);
+}
+
+static void vtmem_poll_end(struct vtmem *vt, struct vtmem_queue *q)
+{
+	spin_lock_irq(&q->lock);
+	if (!--q->pollers && !vtmem_test_hold_answers(vt)) {
+		while (!virtqueue_enable_cb(q->vq) &&
+		       !virtqueue_is_broken(q->vq)) {
+			virtqueue_disable_cb(q->vq);
+			vtmem_queue_reap(vt, q);
+		}
+	}
+	spin_unlock_irq(&q->lock);
+	wake_up(&q->room);
+}
+
+/* Poll the queues of @used until @b is answered or poll_us passed. */
+static bool vtmem_poll_batch(struct vtmem *vt, struct vtmem_batch *b,
+			     u64 used, u64 poll_ns)
+{
+	u64 end = ktime_get_ns() + poll_ns;
+	bool any;
+	u64 m;
+
+	do {
+		for (m = used; m; m &= m - 1) {
+			struct vtmem_queue *q = &vt->queues[__ffs64(m)];
+
+			if (vtmem_test_hold_answers(vt))
+				break;
+			spin_lock_irq(&q->lock);
+			any = vtmem_queue_reap(vt, q);
+			spin_unlock_irq(&q->lock);
+			if (any)
+				wake_up(&q->room);
+		}
+		if (completion_done(&b->done))
+			return true;
+		cpu_relax();
+	} while (ktime_get_ns() < end && !READ_ONCE(vt->dead));
+	return false;
 }
 
 /* Chain layout of proto/SPEC.md 6.1; called with q->lock held. */
@@ -247,6 +371,94 @@ static bool vtmem_queue_has_room(struct vtmem *vt, struct vtmem_queue *q)
 	return READ_ONCE(vt->dead) || READ_ONCE(q->vq->num_free) >= 3;
 }
 
+static void vtmem_count_req(struct vtmem *vt, u8 opcode)
+{
+	switch (opcode) {
+	case VIRTIO_TMEM_OP_STORE:
+		atomic64_inc(&vt->stats.req_stores);
+		break;
+	case VIRTIO_TMEM_OP_LOAD:
+		atomic64_inc(&vt->stats.req_loads);
+		break;
+	case VIRTIO_TMEM_OP_INVALIDATE_PAGE:
+	case VIRTIO_TMEM_OP_INVALIDATE_PAGES:
+		atomic64_inc(&vt->stats.req_invalidates);
+		break;
+	}
+}
+
+static bool vtmem_clear_in_host(struct vtmem *vt, u32 slot);
+
+/*
+ * Send what the queue collected as one INVALIDATE_PAGES, without waiting
+ * for it (its answer only frees the buffer); called with q->lock held.
+ * Each slot still pending is decided here, as vtmem_decide_invalidate()
+ * decides one, so the ordering of DRV-4 holds: a STORE decided before
+ * this dropped its slot from the request, one decided after it is queued
+ * behind it.  False when nothing could be sent: no free buffer or no room
+ * in the ring; the slots then stay collected.
+ */
+static bool vtmem_inval_send(struct vtmem *vt, struct vtmem_queue *q)
+{
+	struct scatterlist hdr, data, resp, *sgs[3] = { &hdr, &data, &resp };
+	struct vtmem_inval *ib = NULL;
+	unsigned int i, n = 0;
+	u32 slot;
+
+	if (READ_ONCE(vt->dead) || q->vq->num_free < 6)
+		return false;
+	for (i = 0; i < VTMEM_INVAL_BUFS && !ib; i++)
+		if (q->inval[i] && !q->inval[i]->busy)
+			ib = q->inval[i];
+	if (!ib)
+		return false;
+	for (i = 0; i < q->nr_freed; i++) {
+		slot = q->freed[i];
+		if (slot >= vt->nr_slots ||
+		    !test_and_clear_bit(slot, vt->inval_pending))
+			continue;
+		vtmem_clear_in_host(vt, slot);
+		ib->index[n++] = cpu_to_le32(slot);
+	}
+	q->nr_freed = 0;
+	if (!n)
+		return true;
+	memset(&ib->hdr, 0, sizeof(ib->hdr));
+	ib->hdr.opcode = VIRTIO_TMEM_OP_INVALIDATE_PAGES;
+	ib->hdr.pool_id = cpu_to_le32(vt->pool_id);
+	ib->hdr.index = cpu_to_le32(n);
+	memset(&ib->resp, 0, sizeof(ib->resp));
+	ib->resp.status = VTMEM_S_NO_ANSWER;
+	sg_init_one(&hdr, &ib->hdr, sizeof(ib->hdr));
+	sg_init_one(&data, ib->index, n * sizeof(ib->index[0]));
+	sg_init_one(&resp, &ib->resp, sizeof(ib->resp));
+	if (virtqueue_add_sgs(q->vq, sgs, 2, 1,
+			      (void *)((unsigned long)ib | VTMEM_INVAL_TOKEN),
+			      GFP_ATOMIC)) {
+		/* Device lost (ring broken): the slots are free anyway. */
+		return true;
+	}
+	ib->busy = true;
+	atomic64_add(n, &vt->stats.invalidates);
+	atomic64_inc(&vt->stats.req_invalidates);
+	return true;
+}
+
+/* A buffer and ring room for vtmem_inval_send(), or the device is gone. */
+static bool vtmem_inval_room(struct vtmem *vt, struct vtmem_queue *q)
+{
+	unsigned int i;
+
+	if (READ_ONCE(vt->dead))
+		return true;
+	if (READ_ONCE(q->vq->num_free) < 6)
+		return false;
+	for (i = 0; i < VTMEM_INVAL_BUFS; i++)
+		if (q->inval[i] && !READ_ONCE(q->inval[i]->busy))
+			return true;
+	return false;
+}
+
 /*
  * Decide and add one request under its queue lock.  Returns true if it
  * was added, so the caller kicks that queue.
@@ -259,7 +471,7 @@ static bool vtmem_send_one(struct vtmem *vt, struct vtmem_queue *q,
 	spin_lock_irq(&q->lock);
 	while (!vtmem_queue_has_room(vt, q)) {
 		/* Let the device drain what is queued, then try again. */
-		notify = virtqueue_kick_prepare(q->vq);
+		notify = vtmem_kick_prepare(vt, q);
 		spin_unlock_irq(&q->lock);
 		if (notify)
 			virtqueue_notify(q->vq);
@@ -270,10 +482,15 @@ static bool vtmem_send_one(struct vtmem *vt, struct vtmem_queue *q,
 	}
 	req->action = decide(vt, req);
 	if (req->action == VTMEM_A_SEND) {
-		if (READ_ONCE(vt->dead) || vtmem_add_req(q, req))
+		/* Invalidates collected here go first, in the same kick. */
+		if (q->nr_freed >= VTMEM_INVAL_RIDE)
+			vtmem_inval_send(vt, q);
+		if (READ_ONCE(vt->dead) || vtmem_add_req(q, req)) {
 			req->action = VTMEM_A_FAILED;
-		else
+		} else {
 			atomic_inc(&req->batch->pending);
+			vtmem_count_req(vt, req->hdr.opcode);
+		}
 	}
 	spin_unlock_irq(&q->lock);
 	return req->action == VTMEM_A_SEND;
@@ -285,6 +502,9 @@ static void vtmem_batch_send(struct vtmem *vt, struct vtmem_batch *b,
 {
 	u64 used = 0;
 	unsigned int i, qi;
+	u64 poll_ns = (u64)READ_ONCE(poll_us) * NSEC_PER_USEC;
+	bool done;
+	u64 m;
 
 	reinit_completion(&b->done);
 	atomic_set(&b->pending, 1);
@@ -293,12 +513,20 @@ static void vtmem_batch_send(struct vtmem *vt, struct vtmem_batch *b,
 		if (vtmem_send_one(vt, &vt->queues[qi], &b->req[i], decide))
 			used |= BIT_ULL(qi);
 	}
-	while (used) {
-		qi = __ffs64(used);
-		used &= used - 1;
-		vtmem_queue_kick(&vt->queues[qi]);
+	/* Callbacks off before the kick: a quick answer raises nothing. */
+	if (poll_ns)
+		for (m = used; m; m &= m - 1)
+			vtmem_poll_begin(&vt->queues[__ffs64(m)]);
+	for (m = used; m; m &= m - 1)
+		vtmem_queue_kick(vt, &vt->queues[__ffs64(m)]);
+	done = atomic_dec_and_test(&b->pending);
+	if (poll_ns) {
+		if (!done && vtmem_poll_batch(vt, b, used, poll_ns))
+			atomic64_inc(&vt->stats.polled);
+		for (m = used; m; m &= m - 1)
+			vtmem_poll_end(vt, &vt->queues[__ffs64(m)]);
 	}
-	if (atomic_dec_and_test(&b->pending))
+	if (done)
 		return;
 	if (!wait_for_completion_io_timeout(&b->done, vtmem_io_timeout())) {
 		vtmem_timed_out(vt, "a batch of requests");
@@ -310,14 +538,22 @@ static void vtmem_batch_send(struct vtmem *vt, struct vtmem_batch *b,
 /* After a reset: complete every request the device had with no answer. */
 static void vtmem_detach_all(struct vtmem *vt)
 {
+	struct vtmem_inval *ib;
 	struct vtmem_req *req;
 	unsigned int i;
+	void *token;
 
 	for (i = 0; i < vt->nr_queues; i++) {
 		struct vtmem_queue *q = &vt->queues[i];
 
 		spin_lock_irq(&q->lock);
-		while ((req = virtqueue_detach_unused_buf(q->vq)) != NULL) {
+		while ((token = virtqueue_detach_unused_buf(q->vq)) != NULL) {
+			ib = vtmem_inval_of(token);
+			if (ib) {
+				vtmem_inval_done(vt, ib, 0);
+				continue;
+			}
+			req = token;
 			req->resp.status = VTMEM_S_NO_ANSWER;
 			vtmem_req_done(req, 0);
 		}
@@ -558,19 +794,194 @@ static void vtmem_rw_bio(struct vtmem *vt, struct bio *bio)
 	bio_endio(bio);
 }
 
+/* --- synchronous=N: bios completed by a worker --------------------------- */
+
+/* The queues kicked when the submitter's plug is flushed. */
+struct vtmem_plug {
+	struct blk_plug_cb cb;
+	u64 used;
+};
+
+static void vtmem_unplug(struct blk_plug_cb *cb, bool from_schedule)
+{
+	struct vtmem_plug *plug = container_of(cb, struct vtmem_plug, cb);
+	struct vtmem *vt = cb->data;
+	u64 m;
+
+	for (m = plug->used; m; m &= m - 1)
+		vtmem_queue_kick(vt, &vt->queues[__ffs64(m)]);
+	kfree(plug);
+}
+
+/* Every request of the batch is answered: finish them, end the bio. */
+static void vtmem_async_done(struct work_struct *work)
+{
+	struct vtmem_batch *b = container_of(work, struct vtmem_batch, work);
+	struct bio *bio = b->bio;
+	struct vtmem *vt = bio->bi_bdev->bd_disk->private_data;
+	struct vtmem_io io = { .parent = bio };
+	unsigned long flags;
+	unsigned int i;
+	bool idle;
+
+	for (i = 0; i < b->nr; i++) {
+		if (b->write)
+			vtmem_finish_store(vt, &b->req[i], &io);
+		else
+			vtmem_finish_load(vt, &b->req[i], &io);
+	}
+	spin_lock_irqsave(&vt->async_lock, flags);
+	list_del(&b->node);
+	idle = list_empty(&vt->async_list);
+	spin_unlock_irqrestore(&vt->async_lock, flags);
+	vtmem_batch_put(vt, b);
+	if (io.status)
+		bio->bi_status = io.status;
+	bio_endio(bio);
+	if (idle)
+		wake_up_all(&vt->async_idle);
+}
+
+/*
+ * Add the batch's requests and return: the answers complete it in
+ * vtmem_async_done().  Under a plug (swap's reclaim and read-ahead) the
+ * kick waits for the plug's flush, so one notification carries them all.
+ */
+static void vtmem_async_send(struct vtmem *vt, struct vtmem_batch *b)
+{
+	vtmem_decide_t decide = b->write ? vtmem_decide_store :
+					   vtmem_decide_load;
+	struct blk_plug_cb *cb;
+	unsigned int i, qi;
+	bool first;
+	u64 used = 0, m;
+
+	INIT_WORK(&b->work, vtmem_async_done);
+	b->sent = jiffies;
+	spin_lock_irq(&vt->async_lock);
+	first = list_empty(&vt->async_list);
+	list_add_tail(&b->node, &vt->async_list);
+	spin_unlock_irq(&vt->async_lock);
+	if (first)
+		queue_delayed_work(vtmem_wq, &vt->async_watch, HZ);
+	atomic_set(&b->pending, 1);
+	for (i = 0; i < b->nr; i++) {
+		qi = b->req[i].slot % vt->nr_queues;
+		if (vtmem_send_one(vt, &vt->queues[qi], &b->req[i], decide))
+			used |= BIT_ULL(qi);
+	}
+	cb = used ? blk_check_plugged(vtmem_unplug, vt,
+				      sizeof(struct vtmem_plug)) : NULL;
+	if (cb)
+		container_of(cb, struct vtmem_plug, cb)->used |= used;
+	else
+		for (m = used; m; m &= m - 1)
+			vtmem_queue_kick(vt, &vt->queues[__ffs64(m)]);
+	if (atomic_dec_and_test(&b->pending))
+		queue_work(vtmem_wq, &b->work);
+}
+
+static void vtmem_rw_bio_async(struct vtmem *vt, struct bio *bio)
+{
+	bool write = op_is_write(bio_op(bio));
+	u8 opcode = write ? VIRTIO_TMEM_OP_STORE : VIRTIO_TMEM_OP_LOAD;
+	struct vtmem_batch *b = NULL;
+	struct bvec_iter iter;
+	struct bio_vec bv;
+
+	bio_for_each_segment(bv, bio, iter) {
+		if (WARN_ON_ONCE(bv.bv_offset || bv.bv_len != PAGE_SIZE)) {
+			bio->bi_status = BLK_STS_IOERR;
+			break;
+		}
+		if (!b) {
+			b = vtmem_batch_get(vt);
+			b->bio = bio;
+			b->write = write;
+		}
+		vtmem_batch_add(vt, b, opcode,
+				iter.bi_sector >> VTMEM_SLOT_SHIFT, bv.bv_page);
+		if (b->nr == vt->batch_max) {
+			/* One more vtmem_async_done() to end the bio. */
+			bio_inc_remaining(bio);
+			vtmem_async_send(vt, b);
+			b = NULL;
+		}
+	}
+	if (b)
+		vtmem_async_send(vt, b);
+	else
+		bio_endio(bio);
+}
+
+/* io_timeout for bios in flight: the oldest batch decides. */
+static void vtmem_async_watch(struct work_struct *work)
+{
+	struct vtmem *vt = container_of(to_delayed_work(work), struct vtmem,
+					async_watch);
+	unsigned long timeout = vtmem_io_timeout();
+	struct vtmem_batch *b;
+	bool late, more;
+
+	spin_lock_irq(&vt->async_lock);
+	b = list_first_entry_or_null(&vt->async_list, struct vtmem_batch,
+				     node);
+	more = b;
+	late = b && timeout != MAX_SCHEDULE_TIMEOUT &&
+	       time_after(jiffies, b->sent + timeout);
+	spin_unlock_irq(&vt->async_lock);
+	if (late)
+		vtmem_timed_out(vt, "a bio");
+	else if (more)
+		queue_delayed_work(vtmem_wq, &vt->async_watch, HZ);
+}
+
+/* Freeze and remove: every bio in flight ended. */
+static void vtmem_async_wait(struct vtmem *vt)
+{
+	if (vt->async)
+		wait_event(vt->async_idle, list_empty_careful(&vt->async_list));
+}
+
 /* --- invalidation ----------------------------------------------------------- */
 
-static void vtmem_mark_freed(struct vtmem *vt, u32 slot)
+/*
+ * A slot is free: its invalidate is pending.  With INVALIDATE_PAGES the
+ * slot is also collected in its queue, to ride with the queue's next
+ * request (vtmem_inval_send()).  False when the queue has no room for it
+ * (then the invalidate worker finds it in inval_pending).
+ */
+static bool vtmem_mark_freed(struct vtmem *vt, u32 slot)
 {
 	struct vtmem_queue *q = &vt->queues[slot % vt->nr_queues];
 	unsigned long flags;
+	bool room = true;
 
 	/* Wholly before or after a move's decision (vtmem_return_flip()). */
 	spin_lock_irqsave(&q->lock, flags);
 	clear_bit(slot, vt->on_backing);
-	if (test_bit(slot, vt->in_host))
-		set_bit(slot, vt->inval_pending);
+	if (test_bit(slot, vt->in_host) &&
+	    !test_and_set_bit(slot, vt->inval_pending) && q->freed) {
+		if (q->nr_freed < VTMEM_INVAL_MAX)
+			q->freed[q->nr_freed++] = slot;
+		else
+			room = false;
+		q->overflow |= !room;
+	}
 	spin_unlock_irqrestore(&q->lock, flags);
+	return room;
+}
+
+/* Have the invalidate worker run: now, or once the batch had time to fill. */
+static void vtmem_inval_schedule(struct vtmem *vt, bool now)
+{
+	if (READ_ONCE(vt->dead))
+		return;
+	if (now || !vt->inval_pages)
+		mod_delayed_work(vtmem_wq, &vt->inval_work, 0);
+	else
+		queue_delayed_work(vtmem_wq, &vt->inval_work,
+				   VTMEM_INVAL_DELAY);
 }
 
 static void vtmem_run_invalidates(struct vtmem *vt, struct vtmem_batch *b)
@@ -584,15 +995,76 @@ static void vtmem_run_invalidates(struct vtmem *vt, struct vtmem_batch *b)
 	b->nr = 0;
 }
 
+/*
+ * INVALIDATE_PAGES: send what every queue collected; true if a queue
+ * overflowed, so inval_pending must be scanned.  A queue whose buffers
+ * are all in flight waits for one (the device answers them in order).
+ */
+static bool vtmem_inval_flush(struct vtmem *vt)
+{
+	bool overflow = false, sent;
+	unsigned int i;
+
+	for (i = 0; i < vt->nr_queues; i++) {
+		struct vtmem_queue *q = &vt->queues[i];
+
+		for (;;) {
+			spin_lock_irq(&q->lock);
+			sent = !q->nr_freed || vtmem_inval_send(vt, q);
+			if (sent) {
+				overflow |= q->overflow;
+				q->overflow = false;
+			}
+			spin_unlock_irq(&q->lock);
+			vtmem_queue_kick(vt, q);
+			if (sent || READ_ONCE(vt->dead))
+				break;
+			if (!wait_event_timeout(q->room, !q->nr_freed ||
+						vtmem_inval_room(vt, q),
+						vtmem_io_timeout()))
+				vtmem_timed_out(vt, "INVALIDATE_PAGES");
+		}
+	}
+	return overflow;
+}
+
+/* Collect every pending slot (after an overflow) and send them. */
+static void vtmem_inval_scan(struct vtmem *vt)
+{
+	unsigned long slot;
+
+	for_each_set_bit(slot, vt->inval_pending, vt->nr_slots) {
+		struct vtmem_queue *q = &vt->queues[slot % vt->nr_queues];
+		bool full;
+
+		spin_lock_irq(&q->lock);
+		if (q->nr_freed < VTMEM_INVAL_MAX)
+			q->freed[q->nr_freed++] = slot;
+		full = q->nr_freed == VTMEM_INVAL_MAX;
+		spin_unlock_irq(&q->lock);
+		if (full)
+			vtmem_inval_flush(vt);
+		if (READ_ONCE(vt->dead))
+			return;
+	}
+	vtmem_inval_flush(vt);
+}
+
 static void vtmem_inval_work(struct work_struct *work)
 {
-	struct vtmem *vt = container_of(work, struct vtmem, inval_work);
+	struct vtmem *vt = container_of(to_delayed_work(work), struct vtmem,
+					inval_work);
 	struct vtmem_batch *b;
 	unsigned long slot;
 
 	down_read(&vt->vq_sem);
 	if (!vt->vqs_ready || READ_ONCE(vt->dead))
 		goto out;
+	if (vt->inval_pages) {
+		if (vtmem_inval_flush(vt))
+			vtmem_inval_scan(vt);
+		goto out;
+	}
 	b = vtmem_batch_get(vt);
 	for_each_set_bit(slot, vt->inval_pending, vt->nr_slots) {
 		vtmem_batch_add(vt, b, VIRTIO_TMEM_OP_INVALIDATE_PAGE, slot, NULL);
@@ -614,9 +1086,7 @@ static void vtmem_slot_free_notify(struct block_device *bdev,
 
 	if (slot >= vt->nr_slots)
 		return;
-	vtmem_mark_freed(vt, slot);
-	if (!READ_ONCE(vt->dead))
-		queue_work(vtmem_wq, &vt->inval_work);
+	vtmem_inval_schedule(vt, !vtmem_mark_freed(vt, slot));
 }
 
 /*
@@ -628,11 +1098,11 @@ static void vtmem_discard_bio(struct vtmem *vt, struct bio *bio)
 	u64 slot = DIV_ROUND_UP_ULL(bio->bi_iter.bi_sector,
 				    1 << VTMEM_SLOT_SHIFT);
 	u64 end = bio_end_sector(bio) >> VTMEM_SLOT_SHIFT;
+	bool room = true;
 
 	for (; slot < end && slot < vt->nr_slots; slot++)
-		vtmem_mark_freed(vt, slot);
-	if (!READ_ONCE(vt->dead))
-		queue_work(vtmem_wq, &vt->inval_work);
+		room &= vtmem_mark_freed(vt, slot);
+	vtmem_inval_schedule(vt, !room);
 	bio_endio(bio);
 }
 
@@ -643,7 +1113,10 @@ static void vtmem_submit_bio(struct bio *bio)
 	switch (bio_op(bio)) {
 	case REQ_OP_READ:
 	case REQ_OP_WRITE:
-		vtmem_rw_bio(vt, bio);
+		if (vt->async)
+			vtmem_rw_bio_async(vt, bio);
+		else
+			vtmem_rw_bio(vt, bio);
 		break;
 	case REQ_OP_DISCARD:
 	case REQ_OP_WRITE_ZEROES:
@@ -673,7 +1146,7 @@ static int vtmem_rw_page(struct block_device *bdev, sector_t sector,
 	struct vtmem_batch *b;
 
 	/* Backing I/O waits here, which it must not inside a submit_bio. */
-	if (current->bio_list || PageTransHuge(page))
+	if (current->bio_list || PageTransHuge(page) || vt->async)
 		return -EOPNOTSUPP;
 	if (sector & ((1 << VTMEM_SLOT_SHIFT) - 1))
 		return -EINVAL;
@@ -1212,6 +1685,40 @@ static u64 vtmem_bytes_to_slots(u64 bytes)
 
 /* --- virtqueues ----------------------------------------------------------------- */
 
+static void vtmem_free_inval(struct vtmem *vt)
+{
+	unsigned int i, j;
+
+	for (i = 0; vt->queues && i < vt->nr_queues; i++) {
+		kfree(vt->queues[i].freed);
+		for (j = 0; j < VTMEM_INVAL_BUFS; j++)
+			kfree(vt->queues[i].inval[j]);
+	}
+}
+
+/* VIRTIO_TMEM_F_INVALIDATE_PAGES: each queue's list and buffers. */
+static int vtmem_alloc_inval(struct vtmem *vt)
+{
+	unsigned int i, j;
+
+	if (!vt->inval_pages)
+		return 0;
+	for (i = 0; i < vt->nr_queues; i++) {
+		struct vtmem_queue *q = &vt->queues[i];
+
+		q->freed = kcalloc(VTMEM_INVAL_MAX, sizeof(*q->freed),
+				   GFP_KERNEL);
+		if (!q->freed)
+			return -ENOMEM;
+		for (j = 0; j < VTMEM_INVAL_BUFS; j++) {
+			q->inval[j] = kzalloc_obj(*q->inval[j], GFP_KERNEL);
+			if (!q->inval[j])
+				return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
 static int vtmem_init_vqs(struct vtmem *vt)
 {
 	struct virtio_device *vdev = vt->vdev;
@@ -1279,6 +1786,8 @@ static int vtmem_read_config(struct vtmem *vt)
 			 nr_queues, VTMEM_MAX_QUEUES);
 	vt->nr_queues = min_t(unsigned int, nr_queues, nr_cpu_ids);
 	vt->nr_queues = min_t(unsigned int, vt->nr_queues, VTMEM_MAX_QUEUES);
+	vt->inval_pages = virtio_has_feature(vdev,
+					     VIRTIO_TMEM_F_INVALIDATE_PAGES);
 	virtio_cread_le(vdev, struct virtio_tmem_config, max_batch, &max_batch);
 	vt->batch_max = max_batch ? min_t(u32, max_batch, VTMEM_BATCH) :
 			VTMEM_BATCH;
@@ -1471,6 +1980,12 @@ VTMEM_STAT_ATTR(pages_in_host);
 VTMEM_STAT_ATTR(write_errors);
 VTMEM_STAT_ATTR(returned_pages);
 VTMEM_STAT_ATTR(return_errors);
+VTMEM_STAT_ATTR(req_stores);
+VTMEM_STAT_ATTR(req_loads);
+VTMEM_STAT_ATTR(req_invalidates);
+VTMEM_STAT_ATTR(kicks);
+VTMEM_STAT_ATTR(interrupts);
+VTMEM_STAT_ATTR(polled);
 
 static ssize_t host_target_pages_show(struct device *dev,
 				      struct device_attribute *attr, char *buf)
@@ -1583,6 +2098,12 @@ static struct attribute *vtmem_attrs[] = {
 	&dev_attr_write_errors.attr,
 	&dev_attr_returned_pages.attr,
 	&dev_attr_return_errors.attr,
+	&dev_attr_req_stores.attr,
+	&dev_attr_req_loads.attr,
+	&dev_attr_req_invalidates.attr,
+	&dev_attr_kicks.attr,
+	&dev_attr_interrupts.attr,
+	&dev_attr_polled.attr,
 	&dev_attr_host_target_pages.attr,
 	&dev_attr_return_state.attr,
 	&dev_attr_disksize.attr,
@@ -1617,10 +2138,11 @@ static struct gendisk *vtmem_create_disk(struct vtmem *vt)
 	};
 	struct gendisk *disk;
 
-	disk = vtmem_alloc_disk(&lim, NUMA_NO_NODE);
+	disk = vtmem_alloc_disk(&lim, NUMA_NO_NODE, !vt->async);
 	if (IS_ERR(disk))
 		return disk;
-	vtmem_disk_set_sync(disk);
+	if (!vt->async)
+		vtmem_disk_set_sync(disk);
 	disk->major = vtmem_major;
 	disk->first_minor = vt->id;
 	disk->minors = 1;
@@ -1701,7 +2223,12 @@ static int vtmem_probe(struct virtio_device *vdev)
 	vt->vdev = vdev;
 	mutex_init(&vt->ctl_lock);
 	init_rwsem(&vt->vq_sem);
-	INIT_WORK(&vt->inval_work, vtmem_inval_work);
+	INIT_DELAYED_WORK(&vt->inval_work, vtmem_inval_work);
+	vt->async = !synchronous;
+	spin_lock_init(&vt->async_lock);
+	INIT_LIST_HEAD(&vt->async_list);
+	init_waitqueue_head(&vt->async_idle);
+	INIT_DELAYED_WORK(&vt->async_watch, vtmem_async_watch);
 	INIT_WORK(&vt->config_work, vtmem_config_work);
 	INIT_DELAYED_WORK(&vt->return_work, vtmem_return_work);
 	vtmem_reset_return(vt);
@@ -1723,6 +2250,9 @@ static int vtmem_probe(struct virtio_device *vdev)
 		spin_lock_init(&vt->queues[i].lock);
 		init_waitqueue_head(&vt->queues[i].room);
 	}
+	err = vtmem_alloc_inval(vt);
+	if (err)
+		goto err_free_queues;
 	/* Each user holds one batch at a time: the reserve lets one proceed. */
 	vt->batch_pool = mempool_create_kmalloc_pool(4,
 						      sizeof(struct vtmem_batch));
@@ -1775,6 +2305,7 @@ err_free_maps:
 err_destroy_pool:
 	mempool_destroy(vt->batch_pool);
 err_free_queues:
+	vtmem_free_inval(vt);
 	kfree(vt->queues);
 err_free_id:
 	ida_free(&vtmem_index_ida, vt->id);
@@ -1788,11 +2319,13 @@ static void vtmem_free_disk(struct gendisk *disk)
 {
 	struct vtmem *vt = disk->private_data;
 
-	cancel_work_sync(&vt->inval_work);
+	cancel_delayed_work_sync(&vt->inval_work);
 	cancel_delayed_work_sync(&vt->return_work);
+	cancel_delayed_work_sync(&vt->async_watch);
 	vtmem_test_free(vt);
 	vtmem_free_maps(vt);
 	mempool_destroy(vt->batch_pool);
+	vtmem_free_inval(vt);
 	kfree(vt->queues);
 	ida_free(&vtmem_index_ida, vt->id);
 	kfree(vt);
@@ -1819,13 +2352,14 @@ static void vtmem_remove(struct virtio_device *vdev)
 		vtmem_kill(vt);
 	cancel_delayed_work_sync(&vt->return_work);
 	del_gendisk(vt->disk);
+	vtmem_async_wait(vt);
 
 	down_write(&vt->vq_sem);
 	vtmem_pool_destroy(vt);
 	vt->vqs_ready = false;
 	WRITE_ONCE(vt->dead, true);
 	up_write(&vt->vq_sem);
-	cancel_work_sync(&vt->inval_work);
+	cancel_delayed_work_sync(&vt->inval_work);
 
 	vtmem_del_vqs(vt);
 	vtmem_detach_backing(vt);
@@ -1843,7 +2377,8 @@ static int vtmem_freeze(struct virtio_device *vdev)
 	s64 held;
 
 	vtmem_freeze_queue_nomemsave(vt->disk->queue);
-	flush_work(&vt->inval_work);
+	vtmem_async_wait(vt);
+	flush_delayed_work(&vt->inval_work);
 	held = atomic64_read(&vt->stats.pages_in_host);
 	if (held && !vt->recovering) {
 		dev_warn(&vdev->dev, "%s: %lld pages in the host, not suspending\n",
@@ -1884,7 +2419,7 @@ static int vtmem_restore(struct virtio_device *vdev)
 	vtmem_unfreeze_queue_nomemrestore(vt->disk->queue);
 	/* Slots freed meanwhile still hold an invalidate to send. */
 	if (!err)
-		queue_work(vtmem_wq, &vt->inval_work);
+		vtmem_inval_schedule(vt, true);
 	return err;
 }
 #endif
@@ -1899,6 +2434,7 @@ static unsigned int vtmem_features[] = {
 	VIRTIO_TMEM_F_MQ,
 	VIRTIO_TMEM_F_SIZE,
 	VIRTIO_TMEM_F_RETURN,
+	VIRTIO_TMEM_F_INVALIDATE_PAGES,
 };
 
 static struct virtio_driver vtmem_driver = {

@@ -137,7 +137,7 @@ static int vtmem_raw_send(struct vtmem *vt, struct vtmem_raw *raw,
 	spin_unlock_irq(&q->lock);
 	if (!err) {
 		raw->busy = true;
-		vtmem_queue_kick(q);
+		vtmem_queue_kick(vt, q);
 	}
 out_unlock:
 	up_read(&vt->vq_sem);
