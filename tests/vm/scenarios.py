@@ -182,6 +182,31 @@ def check_swap(c, res, sc):
              "every rejected store went to the backing disk")
 
 
+def check_transport_mode(c, res, sc):
+    """check_swap, with the driver's mode in effect and counted."""
+    check_swap(c, res, sc)
+    mp = res.verdict.get("data", {}).get("module_params") or {}
+    for k, v in sc["expect"].items():
+        c.eq(mp.get(k), v, "module parameter %s" % k)
+    cp = c.cp("after-workload")
+    if cp is None:
+        return
+    polled = guest(cp, "polled") or 0
+    if sc["expect"]["poll_us"]:
+        c.expect(polled > 0, "no batch was answered while the driver polled")
+    else:
+        c.eq(polled, 0, "batches answered while polling, with poll_us=0")
+    # Every request sent is counted by kind, a refused STORE too.
+    c.expect(guest(cp, "req_stores") >= guest(cp, "succ_stores") +
+             guest(cp, "failed_stores"),
+             "req_stores below succ_stores + failed_stores")
+    c.expect(guest(cp, "req_loads") >= guest(cp, "loads"),
+             "req_loads below loads")
+    c.expect(0 < guest(cp, "kicks") <= guest(cp, "req_stores") +
+             guest(cp, "req_loads") + guest(cp, "req_invalidates"),
+             "kicks not within 1 .. requests sent")
+
+
 def check_nobacking(c, res, sc):
     cp = c.cp("after-workload")
     check_agreement(c, cp)
@@ -1244,6 +1269,21 @@ SCENARIOS = {
         guest="swap", mem=128, budget="8M", backing_mb=512, check=check_swap,
         params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1),
         doc="budget far below the workload: rejects go to the backing disk"),
+    "async": dict(
+        guest="swap", mem=128, budget="8M", backing_mb=512,
+        check=check_transport_mode,
+        params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1,
+                    modparams="synchronous=0"),
+        expect=dict(synchronous="N", poll_us=0),
+        doc="small-budget with bios completed asynchronously "
+            "(synchronous=0: swap plugs writes and reads ahead)"),
+    "guest-poll": dict(
+        guest="swap", mem=128, budget="8M", backing_mb=512,
+        check=check_transport_mode,
+        params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1,
+                    modparams="poll_us=50"),
+        expect=dict(synchronous="Y", poll_us=50),
+        doc="small-budget with the driver polling 50 us for each answer"),
     "nobacking": dict(
         guest="nobacking", mem=192, budget="4M", check=check_nobacking,
         params=dict(mb=256, refusals=2000, disksize_mb=256),

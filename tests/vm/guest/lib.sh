@@ -51,7 +51,9 @@ counter_dir() {
 	return 1
 }
 
-VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host write_errors returned_pages"
+# req_* to polled: requests sent by kind, notifications each way and batches
+# answered while polling (the transport's counters; swapbench reads them).
+VT_COUNTERS="succ_stores failed_stores loads invalidates backing_writes backing_reads load_errors pages_in_host write_errors returned_pages req_stores req_loads req_invalidates kicks interrupts polled"
 
 # The module's counters as a JSON object ({} while no disk exists).
 counters() {
@@ -132,6 +134,11 @@ load_vtmem() {
 		i=$((i + 1))
 	done
 	[ -b /dev/vtmem0 ] || { fail "no /dev/vtmem0 after insmod"; return 1; }
+	# The parameters in effect (the transport modes: vtmem.modparams=).
+	pd=/sys/module/virtio_tmem/parameters
+	[ -r $pd/poll_us ] && data module_params \
+		"{\"poll_us\":$(cat $pd/poll_us),\"synchronous\":\"$(cat $pd/synchronous)\"}"
+	return 0
 }
 
 swapon_vtmem() {
@@ -139,7 +146,8 @@ swapon_vtmem() {
 	vtmem-swapon /dev/vtmem0 100 || { fail "swapon /dev/vtmem0"; return 1; }
 }
 
-# Module parameters from the runner's settings: backing disk and size.
+# Module parameters from the runner's settings: backing disk and size, and
+# vtmem.modparams=A=1:B=2 (any others, colon-separated).
 vtmem_params() {
 	p=
 	if [ -n "${VT_BACKING:-}" ]; then
@@ -149,6 +157,8 @@ vtmem_params() {
 	fi
 	[ -n "${VT_DISKSIZE_MB:-}" ] &&
 		p="$p${p:+ }disksize=$((VT_DISKSIZE_MB * 1024 * 1024))"
+	[ -n "${VT_MODPARAMS:-}" ] &&
+		p="$p${p:+ }$(echo "$VT_MODPARAMS" | tr : ' ')"
 	echo "$p"
 }
 
