@@ -3,8 +3,9 @@
 # of the tests' scenarios.sh).  The host half and the sizes are in
 # bench/vm/swapbench.py.
 #
-#   vtmem.scenario=bench vtmem.opt=tmem|blk|zram vtmem.swap_mb=N
+#   vtmem.scenario=bench vtmem.opt=tmem|blk|zram|zswap vtmem.swap_mb=N
 #   [vtmem.backing=SERIAL]   (tmem: the backing device for refused pages)
+#   [vtmem.modparams=A=1:B=2]  (tmem: more module parameters)
 #   vtmem.workloads=seq:text,random:text,random:mixed vtmem.mb=N
 #
 # One swap device at priority 100, then each workload in turn
@@ -21,10 +22,25 @@ bench_swapon() {
 				{ fail "no disk with serial $VT_BACKING"; return 1; }
 			set -- "$@" backing_dev="$bdev"
 		fi
-		load_vtmem "$@" || return 1
+		# shellcheck disable=SC2046
+		load_vtmem "$@" $(echo "${VT_MODPARAMS:-}" | tr : ' ') ||
+			return 1
 		dev=/dev/vtmem0
 		;;
 	blk)
+		dev=$(disk_by_serial bench-swap) ||
+			{ fail "no disk with serial bench-swap"; return 1; }
+		;;
+	zswap)
+		# (d) zswap (lz4, zsmalloc) in front of the virtio-blk disk, its
+		# other settings Debian's defaults (max_pool_percent 20, shrinker
+		# off); its pool lives in the guest's RAM like zram's.
+		zp=/sys/module/zswap/parameters
+		[ -w $zp/enabled ] || { fail "no zswap"; return 1; }
+		echo lz4 > $zp/compressor || { fail "zswap: no lz4"; return 1; }
+		echo zsmalloc > $zp/zpool 2>/dev/null
+		echo Y > $zp/enabled || { fail "zswap: cannot enable"; return 1; }
+		data zswap_params "{\"compressor\":\"$(cat $zp/compressor)\",\"zpool\":\"$(cat $zp/zpool)\",\"max_pool_percent\":$(cat $zp/max_pool_percent)}"
 		dev=$(disk_by_serial bench-swap) ||
 			{ fail "no disk with serial bench-swap"; return 1; }
 		;;
@@ -43,10 +59,41 @@ bench_swapon() {
 	mkswap "$dev" > /dev/null || { fail "mkswap $dev"; return 1; }
 	vtmem-swapon "$dev" 100 || { fail "swapon $dev"; return 1; }
 	data device "\"$dev\""
+	BENCH_DEV=$dev
+}
+
+# What the host cannot count, as checkpoint members: /proc/vmstat's swap
+# counters; the swap disk's requests (reads + writes + discards completed,
+# /sys/block/DEV/stat) and its virtio device's interrupts (/proc/interrupts,
+# every queue's vector; 0 for zram, which has none); zswap's debugfs
+# counters.
+bench_readings() {
+	printf '"vmstat":{%s}' "$(awk '$1 ~ /^(pswpin|pswpout|zswpin|zswpout)$/ {
+		printf "%s\"%s\":%s", n++ ? "," : "", $1, $2 }' /proc/vmstat)"
+	d=${BENCH_DEV#/dev/}
+	# shellcheck disable=SC2046
+	set -- $(cat "/sys/block/$d/stat")
+	v=$(readlink -f "/sys/block/$d/device" 2>/dev/null)
+	v=${v##*/}
+	irqs=0
+	case $v in
+	virtio*)
+		irqs=$(awk -v p="$v-" 'index($NF, p) == 1 && $NF !~ /config$/ {
+			for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i }
+			END { print s + 0 }' /proc/interrupts)
+		;;
+	esac
+	printf ',"disk_ios":%s,"disk_irqs":%s' $(($1 + $5 + ${12:-0})) "$irqs"
+	z=/sys/kernel/debug/zswap
+	if [ "$VT_OPT" = zswap ] && [ -d $z ]; then
+		printf ',"zswap":{%s}' "$(for f in $z/*; do
+			printf '"%s":%s\n' "${f##*/}" "$(cat "$f")"; done |
+			paste -sd, -)"
+	fi
 }
 
 scn_bench() {
-	# Nothing but the device under test compresses pages.
+	# Nothing but the device under test compresses pages (zswap: (d)).
 	[ -w /sys/module/zswap/parameters/enabled ] &&
 		echo N > /sys/module/zswap/parameters/enabled
 	bench_swapon || return
@@ -64,7 +111,7 @@ scn_bench() {
 	data baseline "$(cat /tmp/baseline.json)"
 	sync
 	sleep 1
-	checkpoint ready
+	checkpoint ready "$(bench_readings)"
 	for w in $(echo "$VT_WORKLOADS" | tr , ' '); do
 		pattern=${w%%:*}
 		mix=${w#*:}
@@ -83,9 +130,9 @@ scn_bench() {
 		137) data "${tag}_oom" true ;;	# the OOM killer: a result
 		*) fail "workload $w exited with status $rc" ;;
 		esac
-		extra=
+		extra=$(bench_readings)
 		[ -r /sys/block/zram0/mm_stat ] && [ "$VT_OPT" = zram ] &&
-			extra="\"zram_mm_stat\":\"$(cat /sys/block/zram0/mm_stat)\""
+			extra="$extra,\"zram_mm_stat\":\"$(cat /sys/block/zram0/mm_stat)\""
 		checkpoint "after-$tag" "$extra"
 		[ "$VT_OPT" = zram ] && echo 0 > /sys/block/zram0/mem_used_max
 		# The next workload starts with empty swap (exited process).

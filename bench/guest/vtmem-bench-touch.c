@@ -14,7 +14,8 @@
  * is 1/16 same-filled, 3/16 random (incompressible), 12/16 text.
  *
  * Prints one JSON object: per phase the guest's wall seconds and the
- * pswpin/pswpout deltas of /proc/vmstat.  Exit 1 on any wrong byte.
+ * pswpin/pswpout deltas of /proc/vmstat (plus zswpin/zswpout: pages into
+ * and out of zswap count as swapped).  Exit 1 on any wrong byte.
  */
 #define _GNU_SOURCE
 #include <getopt.h>
@@ -50,10 +51,11 @@ static void vmstat(unsigned long long *in, unsigned long long *out)
 	if (!f)
 		return;
 	while (fscanf(f, "%63s %llu", name, &v) == 2) {
-		if (!strcmp(name, "pswpin"))
-			*in = v;
-		else if (!strcmp(name, "pswpout"))
-			*out = v;
+		/* Into zswap and out of it count as swapped too (zswap). */
+		if (!strcmp(name, "pswpin") || !strcmp(name, "zswpin"))
+			*in += v;
+		else if (!strcmp(name, "pswpout") || !strcmp(name, "zswpout"))
+			*out += v;
 	}
 	fclose(f);
 }

@@ -6,20 +6,32 @@ Run through scripts/bench.sh, which sets up what is missing first.  One run:
 
  1. host path: build/bench/tmem-bench --json on its standard corpus (files
     under /usr/lib and /usr/share): libtmem alone.
- 2. four guests, identical but for the swap device (kernel 6.12, the same
+ 2. guests identical but for the swap device (kernel 6.12, the same
     initramfs, RAM, vCPUs, accelerator and devices; scripts/vm/vmrun.py):
       tmem  swap on /dev/vtmem0 (virtio-tmem, budget far above the workload);
             tmem-noevfd: the same with ioeventfd=off
       blk   swap on a virtio-blk disk: a host file opened with O_DIRECT
             (cache=none; aio=io_uring, else native, else threads: whatever
-            this QEMU build has)
+            this QEMU build has); blk-threads: the same with aio=threads
       zram  swap on in-guest zram with lz4 (Debian's zram.ko), in the
             same guest RAM
+      zswap zswap (lz4, zsmalloc, Debian's defaults otherwise) in front of
+            blk's disk
+    and (a) with one transport setting changed (OPTION_CONFIG):
+      tmem-gpoll (the driver polls 50 us: poll_us=50), tmem-iothread (an
+      IOThread, QEMU's default polling), tmem-hpoll (an IOThread polling
+      up to 500 us, event_idx=off), tmem-poll2 (tmem-hpoll + tmem-gpoll),
+      tmem-async
+      (synchronous=0), tmem-noidx (event_idx=off), tmem-noinval
+      (invalidate-pages=off: one INVALIDATE_PAGE per freed slot),
+      tmem-packed (packed=on: the packed virtqueue layout)
     each running the same workloads (bench/guest/vtmem-bench-touch.c),
     every page verified.  At a checkpoint after each workload the host
     reads QEMU's VmRSS/VmHWM (then resets VmHWM through clear_refs), its
     CPU time, the backing file's allocated bytes, query-tmem and the
-    device's "timing" counters (qom-get .../virtio-backend timing).
+    device's "timing" counters (qom-get .../virtio-backend timing); the
+    guest adds its driver's transport counters, /proc/vmstat, the swap
+    disk's requests and interrupts (table 4 and "transport" in latest.json).
  3. writes bench/results/latest.json, latest.md (tables) and latest.png
     (gnuplot), and prints latest.md.
 
@@ -32,11 +44,11 @@ The disk tier (VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk):
             guest's backing device for refused pages; tmem-tier-noevfd:
             the same with ioeventfd=off.  Written to
             bench/results/disk-tier.{json,md} (with blk); latest.* are
-            written only when all four options above ran, else a subset
+            written only when tmem, tmem-noevfd, blk and zram ran, else a subset
             without the tier goes to partial.json.
 
 Each option runs VTMEM_BENCH_ROUNDS times (default 2), the options
-interleaved (tmem, blk, zram, tmem, ...), and each workload's best round
+interleaved (tmem, tmem-noevfd, blk, ..., tmem, ...), and each workload's best round
 (shortest wall time) is reported: other work on the machine slows single
 runs a lot under TCG.
 
@@ -70,6 +82,40 @@ import vmrun  # noqa: E402
 
 RESULTS = os.path.join(TOP, "bench", "results")
 OPTIONS = ("tmem", "tmem-noevfd", "blk", "zram")
+# More baselines (issue 16: blk with aio=threads, zswap in front of blk)
+# and the transport's modes, all virtio-tmem (a) but for one setting.
+BASELINE_OPTIONS = ("blk-threads", "zswap")
+TRANSPORT_OPTIONS = ("tmem-gpoll", "tmem-iothread", "tmem-hpoll",
+                     "tmem-poll2", "tmem-async", "tmem-noidx",
+                     "tmem-noinval", "tmem-packed")
+# Each option's differences from its base (tmem, blk): device properties,
+# an IOThread for the device (AioContext polling, on by default in an
+# IOThread) and its properties, the driver's module parameters,
+# virtio-blk's aio=.  An IOThread polls adaptively up to poll-max-ns
+# (QEMU's default 32768) and stops polling when the gaps between requests
+# are longer; under TCG a swapped page takes the guest 50-300 us, so
+# tmem-hpoll lets it poll up to 500 us to show what host polling does to
+# the kicks (under KVM the gaps are far shorter).  While it polls, QEMU
+# turns the guest's notifications off, but on a split ring with
+# VIRTIO_RING_F_EVENT_IDX it cannot: each virtqueue_pop() moves the avail
+# event to the next entry, so the guest kicks anyway.  tmem-hpoll and
+# tmem-poll2 therefore run with event_idx=off (VRING_USED_F_NO_NOTIFY).
+HPOLL = ",poll-max-ns=500000"
+OPTION_CONFIG = {
+    "tmem-noevfd": dict(device=",ioeventfd=off"),
+    "tmem-gpoll": dict(modparams="poll_us=50"),
+    "tmem-iothread": dict(iothread=""),
+    "tmem-hpoll": dict(iothread=HPOLL, device=",event_idx=off"),
+    "tmem-poll2": dict(iothread=HPOLL, device=",event_idx=off",
+                       modparams="poll_us=50"),
+    "tmem-async": dict(modparams="synchronous=0"),
+    "tmem-noidx": dict(device=",event_idx=off"),
+    "tmem-noinval": dict(device=",invalidate-pages=off"),
+    "tmem-packed": dict(device=",packed=on"),
+    "blk-threads": dict(aio="threads"),
+}
+# What one run of scripts/bench.sh runs by default.
+DEFAULT_OPTIONS = OPTIONS + BASELINE_OPTIONS + TRANSPORT_OPTIONS
 # The disk tier comparison (bench/results/disk-tier.*): virtio-tmem with a
 # small budget and the device's disk tier, against (b).
 TIER_OPTIONS = ("tmem-tier", "tmem-tier-noevfd")
@@ -78,6 +124,16 @@ OPTION_NAMES = {
     "tmem-noevfd": "(a') virtio-tmem, ioeventfd=off",
     "blk": "(b) virtio-blk O_DIRECT",
     "zram": "(c) zram lz4 in guest",
+    "blk-threads": "(b') virtio-blk O_DIRECT, aio=threads",
+    "zswap": "(e) zswap lz4/zsmalloc + virtio-blk",
+    "tmem-gpoll": "(a) + guest polls 50 us",
+    "tmem-iothread": "(a) + IOThread",
+    "tmem-hpoll": "(a) + IOThread polling up to 500 us, event_idx=off",
+    "tmem-poll2": "(a) + IOThread polling, event_idx=off, guest polls 50 us",
+    "tmem-async": "(a) + synchronous=0",
+    "tmem-noidx": "(a) + event_idx=off",
+    "tmem-noinval": "(a) + invalidate-pages=off",
+    "tmem-packed": "(a) + packed=on (packed ring)",
     "tmem-tier": "(d) virtio-tmem + disk tier",
     "tmem-tier-noevfd": "(d') virtio-tmem + disk tier, ioeventfd=off",
 }
@@ -152,6 +208,30 @@ def guest_dir(tmp):
     return d
 
 
+def cpu_s(stat_path):
+    """utime + stime of /proc/PID/stat or /proc/PID/task/TID/stat."""
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / float(
+        os.sysconf("SC_CLK_TCK"))
+
+
+def vcpu_cpu_s(pid):
+    """CPU time of QEMU's vCPU threads ("CPU n/TCG", "CPU n/KVM": -name
+    debug-threads=on), exited threads not included."""
+    total = 0.0
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "comm")) as f:
+                if not f.read().startswith("CPU "):
+                    continue
+            total += cpu_s(os.path.join(task, tid, "stat"))
+        except OSError:
+            pass        # the thread exited meanwhile
+    return total
+
+
 def read_status(pid):
     out = {}
     with open("/proc/%d/status" % pid) as f:
@@ -159,10 +239,9 @@ def read_status(pid):
             k, _, v = line.partition(":")
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0])
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    tck = os.sysconf("SC_CLK_TCK")
-    out["cpu_s"] = (int(fields[11]) + int(fields[12])) / float(tck)
+    # All of QEMU's threads, dead ones included, and its vCPUs alone.
+    out["cpu_s"] = cpu_s("/proc/%d/stat" % pid)
+    out["vcpu_cpu_s"] = vcpu_cpu_s(pid)
     return out
 
 
@@ -170,8 +249,9 @@ class BenchVM(vmrun.VM):
     """vmrun's VM plus the benchmark's swap disk and host-side readings."""
 
     def __init__(self, *a, disk=None, aio="threads", tmem_extra="",
-                 tier=None, **kw):
+                 tier=None, iothread_props="", **kw):
         super().__init__(*a, **kw)
+        self.iothread_props = iothread_props
         self.disk = disk
         self.aio = aio
         self.tmem_extra = tmem_extra
@@ -182,6 +262,10 @@ class BenchVM(vmrun.VM):
         i = argv.index("-device")
         if argv[i + 1].startswith("virtio-tmem,"):
             argv[i + 1] += self.tmem_extra
+        if self.iothread_props:
+            argv[argv.index("iothread,id=io0")] += self.iothread_props
+        # Thread names, so that the vCPUs' CPU time can be told apart.
+        argv += ["-name", "bench,debug-threads=on"]
         with open(self.disk, "wb") as f:
             f.truncate(0)
             f.truncate(self.params["swap_mb"] << 20)     # sparse
@@ -201,6 +285,7 @@ class BenchVM(vmrun.VM):
             f.write("5")
         return {"tmem": tmem, "timing": timing, "rss_kb": st["VmRSS"],
                 "hwm_kb": st["VmHWM"], "cpu_s": st["cpu_s"],
+                "vcpu_cpu_s": st["vcpu_cpu_s"],
                 "file_bytes": os.stat(self.disk).st_blocks * 512,
                 "tier_file_bytes": os.stat(self.tier).st_blocks * 512
                 if self.tier and os.path.exists(self.tier) else 0,
@@ -222,11 +307,16 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
     # thread itself during the exit (ioeventfd=off: no hop to the main
     # loop), which is what costs most under TCG here.
     # x-timing=on: the device's "timing" counters, off by default.
-    extra = ",x-timing=on"
-    extra += ",ioeventfd=off" if opt.endswith("-noevfd") else ""
+    conf = OPTION_CONFIG.get(opt, {})
+    if opt.endswith("-noevfd"):
+        conf = OPTION_CONFIG["tmem-noevfd"]
+    extra = ",x-timing=on" + conf.get("device", "")
+    aio = conf.get("aio", aio)
     budget = "2G"
     params = dict(opt=opt.split("-")[0], mb=mb, swap_mb=swap_mb,
                   passes=passes, workloads=",".join(WORKLOADS), mem_mb=mem)
+    if conf.get("modparams"):
+        params["modparams"] = conf["modparams"].replace(" ", ":")
     tier = None
     if opt in TIER_OPTIONS:
         # (d) a budget far below what the workloads put in the host, the
@@ -242,9 +332,12 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
         params["backing"] = "bench-swap"
     vm = BenchVM(qemu, kernel, image, "bench", accel=accel, mem_mb=mem,
                  budget=budget, tmem_extra=extra, params=params,
-                 timeout=timeout, disk=disk, aio=aio, tier=tier)
-    log("%s: booting (%d MiB RAM, %d MiB per workload, budget %s)"
-        % (opt, mem, mb, budget))
+                 timeout=timeout, disk=disk, aio=aio, tier=tier,
+                 iothread="iothread" in conf,
+                 iothread_props=conf.get("iothread", ""))
+    log("%s: booting (%d MiB RAM, %d MiB per workload, budget %s%s)"
+        % (opt, mem, mb, budget, ", " + ", ".join(
+            "%s=%s" % kv for kv in sorted(conf.items())) if conf else ""))
     try:
         try:
             res = vm.run()
@@ -260,7 +353,8 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
         raise SystemExit("%s guest: %s\n%s" % (opt, v.get("failures"),
                                                res.console[-3000:]))
     log("%s: done in %.0f s" % (opt, res.seconds))
-    return {"seconds": round(res.seconds, 1), "verdict": v,
+    return {"seconds": round(res.seconds, 1), "verdict": v, "config": conf,
+            "aio": aio,
             "load": loadavg(),
             "checkpoints": res.checkpoints, "splats": res.splats}
 
@@ -364,11 +458,96 @@ def summarize_run(run):
                                           g0.get("failed_stores", 0))
             row["guest_backing_writes"] = (g1.get("backing_writes", 0) -
                                            g0.get("backing_writes", 0))
+        row["transport"] = transport(prev, cp, row, ins + outs)
+        if cp.get("zswap"):
+            # Cumulative: written_back_pages, pool_limit_hit, reject_*.
+            row["zswap"] = cp["zswap"]
         mm = (cp.get("zram_mm_stat") or "").split()
         if len(mm) >= 5:
             row["zram_mem_used_max_mib"] = int(mm[4]) / 1048576.0
         out[tag] = row
         prev = cp
+    return out
+
+
+GUEST_TRANSPORT = ("req_stores", "req_loads", "req_invalidates", "kicks",
+                   "interrupts", "polled")
+
+
+def transport(prev, cp, row, swapped_workload):
+    """What a swapped page costs in round trips, between two checkpoints.
+
+    The denominator is the guest's swap-ins + swap-outs over the same
+    interval (/proc/vmstat at each checkpoint, zswap's included), which
+    also covers the workload's final check, unlike pswpin/pswpout in the
+    rows (fill + touch only).  virtio-tmem: the driver's counters
+    (requests by kind, kicks it sent, interrupts it took, batches answered
+    while it polled).  virtio-blk and zswap: the disk's completed requests
+    and its queues' interrupts; the guest cannot count its kicks there
+    (null).  zram: no device, no notifications.  Host CPU: QEMU's threads
+    over the interval, the vCPUs' apart (under TCG the vCPU threads run
+    the emulated guest, so only the rest carries over to KVM)."""
+    v0, v1 = prev.get("vmstat") or {}, cp.get("vmstat") or {}
+    swapped = sum(v1.get(k, 0) - v0.get(k, 0)
+                  for k in ("pswpin", "pswpout", "zswpin", "zswpout"))
+    if not swapped:
+        swapped = swapped_workload
+    t = {"swapped_pages": swapped}
+    per = lambda n: n / float(swapped) if swapped and n is not None \
+        else None  # noqa: E731
+    g0, g1 = prev.get("guest") or {}, cp.get("guest") or {}
+    if "kicks" in g1:
+        for k in GUEST_TRANSPORT:
+            t[k] = g1.get(k, 0) - g0.get(k, 0)
+        t["requests"] = t["req_stores"] + t["req_loads"] + \
+            t["req_invalidates"]
+    elif "disk_ios" in cp:
+        t["requests"] = cp["disk_ios"] - prev.get("disk_ios", 0)
+        t["interrupts"] = cp["disk_irqs"] - prev.get("disk_irqs", 0)
+        t["kicks"] = None if cp["disk_irqs"] else 0
+        if not cp["disk_irqs"]:         # zram: an in-guest device
+            t["interrupts"] = 0
+    h0, h1 = prev["host"], cp["host"]
+    cpu = h1["cpu_s"] - h0["cpu_s"]
+    vcpu = h1.get("vcpu_cpu_s", 0) - h0.get("vcpu_cpu_s", 0)
+    t["host_cpu_s"] = cpu
+    t["host_vcpu_cpu_s"] = vcpu
+    t["requests_per_swapped_page"] = per(t.get("requests"))
+    t["kicks_per_swapped_page"] = per(t.get("kicks"))
+    t["interrupts_per_swapped_page"] = per(t.get("interrupts"))
+    t["notifications_per_swapped_page"] = (
+        per(t["kicks"] + t["interrupts"])
+        if t.get("kicks") is not None and t.get("interrupts") is not None
+        else None)
+    t["host_cpu_us_per_swapped_page"] = per((cpu - vcpu) * 1e6)
+    t["host_cpu_all_us_per_swapped_page"] = per(cpu * 1e6)
+    tm = row.get("timing") or {}
+    for k in ("store", "load"):
+        if tm.get(k + "-lib-ns"):
+            t["device_vs_libtmem_" + k] = (tm[k + "-ns"] /
+                                           float(tm[k + "-lib-ns"]))
+    return t
+
+
+def transport_summary(s):
+    """latest.json's "transport": the default configuration (a) on the
+    random text workload, and (a) with polling on both sides."""
+    x = s.get("tmem", {}).get("random_text", {}).get("transport")
+    if not x:
+        return None
+    out = {k: x.get(k) for k in (
+        "requests_per_swapped_page", "kicks_per_swapped_page",
+        "interrupts_per_swapped_page", "host_cpu_us_per_swapped_page",
+        "device_vs_libtmem_store", "device_vs_libtmem_load")}
+    out["notifications_per_swapped_page"] = x.get(
+        "notifications_per_swapped_page")
+    p = s.get("tmem-poll2", {}).get("random_text", {}).get("transport")
+    out["notifications_per_swapped_page_polled"] = (
+        p.get("notifications_per_swapped_page") if p else None)
+    g = s.get("tmem-gpoll", {}).get("random_text", {}).get("transport")
+    out["notifications_per_swapped_page_guest_polled"] = (
+        g.get("notifications_per_swapped_page") if g else None)
+    out["workload"] = "random_text"
     return out
 
 
@@ -458,6 +637,8 @@ def loadavg():
 
 
 def fmt(x, nd=2):
+    if x is None:
+        return "-"
     if isinstance(x, str):
         return x
     if x >= 100:
@@ -569,7 +750,9 @@ def render_md(r):
     for w in WORKLOADS:
         tag = w.replace(":", "_")
         b = s["blk"][tag]
-        for opt in OPTIONS:
+        for opt in OPTIONS + BASELINE_OPTIONS:
+            if opt not in s:
+                continue
             x = s[opt][tag]
             if x.get("oom") or b.get("oom"):
                 L.append("| %s | %s | killed by the guest's OOM killer |"
@@ -614,7 +797,10 @@ def render_md(r):
     L.append("## 3. Where a swapped page's time goes (virtio-tmem)")
     L.append("")
     L.append("Per page swapped in or out (pswpin + pswpout) in the guest, "
-             "best round.  QEMU's share is native host code (device "
+             "best round: the guest-visible time over fill + touch, QEMU's "
+             "counters over the interval between two checkpoints (the "
+             "workload's final check included, /proc/vmstat read at each "
+             "checkpoint).  QEMU's share is native host code (device "
              "timing counters); the rest is the guest's kernel, driver and "
              "the virtio notifications both ways, emulated under %s and "
              "not separable with these counters." % acc)
@@ -640,7 +826,10 @@ def render_md(r):
                 v.append("-")
             continue
         tm = x["timing"]
-        sw = float(x["pswpin"] + x["pswpout"]) or 1.0
+        # The host's counters cover the interval between checkpoints,
+        # the workload's final check included: per page swapped then.
+        sw = float((x.get("transport") or {}).get("swapped_pages") or
+                   x["pswpin"] + x["pswpout"]) or 1.0
         lib_ns = tm["store-lib-ns"] + tm["load-lib-ns"] + tm["other-lib-ns"]
         reqs = tm["store-requests"] + tm["load-requests"] + \
             tm["other-requests"]
@@ -658,9 +847,73 @@ def render_md(r):
         L.append("| %s | %s |" % (name.replace("  ", "&nbsp;&nbsp;"),
                                   " | ".join(v)))
     L.append("")
+    L += render_transport(r)
     L.append("![plot](latest.png)")
     L.append("")
     return "\n".join(L) + "\n"
+
+
+def render_transport(r):
+    """Table 4: round trips per swapped page, every option that ran."""
+    s = r["summary"]
+    L = ["## 4. Round trips per swapped page (counters that carry over "
+         "to KVM)", ""]
+    L.append("Per page swapped in or out over the interval between two "
+             "checkpoints (/proc/vmstat, zswap's included; this also "
+             "covers the workload's final check).  virtio-tmem: the "
+             "driver's counters (requests sent by kind, kicks it sent, "
+             "interrupts it took, batches answered while it polled); "
+             "virtio-blk and zswap: the disk's completed requests and its "
+             "queues' interrupts (its kicks are not visible to the guest: "
+             "-).  Host CPU: QEMU's threads other than the vCPUs (the "
+             "device's and the I/O threads; under %s the vCPU threads run "
+             "the emulated guest); with ioeventfd=off the device runs in "
+             "the vCPU thread and is not in this column.  Device / "
+             "libtmem: the device's time per request over libtmem's for "
+             "the same requests (x-timing)." % r["accel"].upper())
+    L.append("")
+    L.append("| option | workload | requests | kicks | interrupts | "
+             "notifications | polled batches | host CPU us | device / "
+             "libtmem STORE | LOAD | guest us per swapped page |")
+    L.append("| --- | --- |" + " ---: |" * 9)
+    order = [o for o in OPTIONS + BASELINE_OPTIONS + TRANSPORT_OPTIONS
+             if o in s]
+    for opt in order:
+        for w in WORKLOADS:
+            tag = w.replace(":", "_")
+            x = s[opt].get(tag, {})
+            t = x.get("transport")
+            if not t:
+                continue
+            sw = float(t["swapped_pages"]) or 1.0
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | "
+                     "%s |" % (
+                         OPTION_NAMES[opt], WORKLOAD_NAMES[tag],
+                         fmt(t.get("requests_per_swapped_page")),
+                         fmt(t.get("kicks_per_swapped_page")),
+                         fmt(t.get("interrupts_per_swapped_page")),
+                         fmt(t.get("notifications_per_swapped_page")),
+                         fmt(t["polled"] / sw) if "polled" in t else "-",
+                         fmt(t.get("host_cpu_us_per_swapped_page"), 1),
+                         fmt(t.get("device_vs_libtmem_store")),
+                         fmt(t.get("device_vs_libtmem_load")),
+                         fmt(x.get("swap_us_per_page"), 1)))
+    L.append("")
+    tr = r.get("transport")
+    if tr:
+        L.append("Targets (issue 16), (a) on random text pages: requests "
+                 "per swapped page <= 1.2: **%s**; notifications <= 1.0: "
+                 "**%s**; with the guest polling <= 0.5: **%s**; polling "
+                 "on both sides <= 0.05: **%s**; device / libtmem <= 1.15: "
+                 "**%s** (STORE), **%s** (LOAD)." % (
+                     fmt(tr["requests_per_swapped_page"]),
+                     fmt(tr["notifications_per_swapped_page"]),
+                     fmt(tr["notifications_per_swapped_page_guest_polled"]),
+                     fmt(tr["notifications_per_swapped_page_polled"]),
+                     fmt(tr["device_vs_libtmem_store"]),
+                     fmt(tr["device_vs_libtmem_load"])))
+        L.append("")
+    return L
 
 
 def plot(r, png):
@@ -669,6 +922,7 @@ def plot(r, png):
         log("no gnuplot: no plot")
         return False
     s = r["summary"]
+    opts = [o for o in OPTIONS + ("zswap", "tmem-poll2") if o in s]
     tmp = tempfile.mkdtemp(prefix="vtmem-bench-plot-")
     try:
         dat = os.path.join(tmp, "d.dat")
@@ -679,11 +933,19 @@ def plot(r, png):
                 f.write('"%s" %s\n' % (
                     tag.replace("_", " "), " ".join(
                         ["%.2f" % s[o][tag].get("wall_s", 0)
-                         for o in OPTIONS] +
+                         for o in opts] +
                         ["%.1f" % s[o][tag].get("footprint_mib", 0)
-                         for o in OPTIONS])))
+                         for o in opts])))
+
+        def series(first):
+            return ", ".join(
+                "'%s' using %d%s title \"%s\"" % (
+                    dat if i == 0 else "", first + i,
+                    ":xtic(1)" if i == 0 else "",
+                    OPTION_NAMES[o].replace('"', "'"))
+                for i, o in enumerate(opts))
         script = """
-set terminal pngcairo size 1200,500 noenhanced font ",10"
+set terminal pngcairo size 1400,560 noenhanced font ",10"
 set output '%(png)s'
 set multiplot layout 1,2 title "virtio-tmem swap benchmark (%(accel)s, guest %(mem)d MiB, %(mb)d MiB per workload, %(date)s)"
 set style data histograms
@@ -695,11 +957,12 @@ set grid ytics
 set yrange [0:*]
 set xrange [-0.6:2.6]
 set title "guest wall time (s), lower is better"
-plot '%(dat)s' using 2:xtic(1) title "(a) virtio-tmem", '' using 3 title "(a') ioeventfd=off", '' using 4 title '(b) virtio-blk O_DIRECT', '' using 5 title '(c) zram lz4'
+plot %(wall)s
 set title "host footprint: QEMU peak RSS + backing file (MiB)"
-plot '%(dat)s' using 6:xtic(1) title "(a) virtio-tmem", '' using 7 title "(a') ioeventfd=off", '' using 8 title '(b) virtio-blk O_DIRECT', '' using 9 title '(c) zram lz4'
+plot %(foot)s
 unset multiplot
-""" % {"png": png, "dat": dat, "accel": r["accel"].upper(),
+""" % {"png": png, "wall": series(2), "foot": series(2 + len(opts)),
+            "accel": r["accel"].upper(),
             "mem": r["mem"], "mb": r["mb"], "date": r["started"][:16]}
         p = subprocess.run([gp], input=script, text=True,
                            capture_output=True)
@@ -846,10 +1109,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--options",
                     default=os.environ.get("VTMEM_BENCH_OPTIONS",
-                                           ",".join(OPTIONS)),
+                                           ",".join(DEFAULT_OPTIONS)),
                     help="which guests, in this order each round (default "
                     "$VTMEM_BENCH_OPTIONS, else %s; also: %s)"
-                    % (",".join(OPTIONS), ",".join(TIER_OPTIONS)))
+                    % (",".join(DEFAULT_OPTIONS), ",".join(TIER_OPTIONS)))
     ap.add_argument("--out", default=RESULTS, help="results directory")
     ap.add_argument("--no-libtmem", action="store_true",
                     help="skip tmem-bench (testing only)")
@@ -881,8 +1144,9 @@ def main():
         initramfs.GUEST_DIR = guest_dir(tmp)
         lock = vmrun.module_lock(ko)
         try:
+            # lz4: the crypto API's, for zswap (zram has its own).
             image = initramfs.build(kernel["moddir"], [ko],
-                                    extra_modules=("zram",))
+                                    extra_modules=("zram", "lz4"))
         finally:
             if lock:
                 lock.close()
@@ -939,6 +1203,7 @@ def main():
     complete = all(o in r["summary"] for o in OPTIONS)
     if "tmem" in r["summary"]:
         r["host_path"] = host_path(r["libtmem"], r["guests"]["tmem"])
+        r["transport"] = transport_summary(r["summary"])
     tier = any(o in r["summary"] for o in TIER_OPTIONS)
     if tier:
         # The disk tier comparison has its own files; latest.* stay.
