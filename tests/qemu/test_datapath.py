@@ -527,6 +527,39 @@ def test_queue_reset():
         check(stats(vm)["pages"] == 8, "pages lost by a queue reset")
 
 
+def test_host_polling():
+    """An IOThread that polls the ring keeps the guest's notifications off
+    (VRING_USED_F_NO_NOTIFY, no event index) while it polls: a driver that
+    honours the flag and does not kick is still answered.  The device's
+    handler must not turn notifications back on after each batch while
+    the IOThread polls."""
+    with tmem_vm(",iothread=io0",
+                 "-object", "iothread,id=io0,poll-max-ns=1000000000") as vm:
+        dev = Device(vm)
+        dev.start(0)                    # no VIRTIO_RING_F_EVENT_IDX
+        q = dev.queues[0]
+        status, pool, _ = dev.request(q, OP_NEW_POOL)
+        check(status == S_OK, "NEW_POOL: status %d" % status)
+        quiet = 0
+        for i in range(60):
+            chain = [(REQ.pack(OP_STORE, 0, 0, pool, 7, i, 0), 0),
+                     (page_of(i), 0), (None, RESP.size)]
+            no_notify = vm.readw(q.used) & 1    # VRING_USED_F_NO_NOTIFY
+            layout = dev._prepare(q, [chain])
+            if no_notify:
+                quiet += 1
+            else:
+                vm.writew(q.notify, q.index)
+            used_len, bufs = dev._collect(q, layout)[0]
+            check(RESP.unpack(bufs[-1])[0] == S_OK,
+                  "STORE %d: status %d" % (i, RESP.unpack(bufs[-1])[0]))
+            # Gaps the adaptive poll time grows past (4 us, doubling).
+            time.sleep(0.005)
+        check(quiet >= 20, "only %d of 60 requests went without a kick "
+              "while the IOThread polled" % quiet)
+        check(stats(vm)["pages"] == 60, "pages %d" % stats(vm)["pages"])
+
+
 def test_iothread_per_queue():
     """iothread-vq-mapping: four queues in two IOThreads, filled and kicked
     together so that they run concurrently, with query-tmem read
@@ -758,6 +791,7 @@ TESTS = {
     "queue-reset": test_queue_reset,
     "hostile-rings": test_hostile_rings,
     "iothread-per-queue": test_iothread_per_queue,
+    "host-polling": test_host_polling,
 }
 
 

@@ -327,8 +327,18 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
 
     do {
         unsigned batch = 0;
+        /*
+         * Off while the batch is drained, then on again, as virtio-blk
+         * does: unless they were off already because an IOThread is
+         * polling this ring (virtio_queue_host_notifier_aio_poll_begin()),
+         * which turns them on when it stops.  Turning them on here
+         * would make the guest kick while the host polls anyway.
+         */
+        bool suppress = virtio_queue_get_notification(vq);
 
-        virtio_queue_set_notification(vq, 0);
+        if (suppress) {
+            virtio_queue_set_notification(vq, 0);
+        }
         while (ret > 0 && quota &&
                (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             ret = virtio_tmem_handle_request(s, vq, queue, elem, &clock);
@@ -341,7 +351,9 @@ static void virtio_tmem_handle_output(VirtIODevice *vdev, VirtQueue *vq)
                 quota = 0;
             }
         }
-        virtio_queue_set_notification(vq, 1);
+        if (suppress) {
+            virtio_queue_set_notification(vq, 1);
+        }
 
         if (batch) {
             trace_virtio_tmem_batch(s, queue, batch);
@@ -391,6 +403,30 @@ static void virtio_tmem_completion_read(void *opaque)
     if (!qatomic_read(&r->paused)) {
         virtio_tmem_handle_output(VIRTIO_DEVICE(s), s->vqs[r->queue]);
     }
+}
+
+/*
+ * The completion fd's poll handler, for an IOThread that polls: an fd
+ * handler without one turns polling off for its whole AioContext
+ * (aio-posix's poll_disable_cnt), and with it the ring polling that lets
+ * the guest skip its kicks.  Nothing can complete while no request is
+ * pending, the common case, so that costs no system call; a pending one
+ * (the disk tier, a STORE waiting for room) is looked at with a poll of
+ * the fd, as polling would otherwise hide its completion until polling
+ * stops.
+ */
+static bool virtio_tmem_completion_poll(void *opaque)
+{
+    VirtIOTmemResume *r = opaque;
+    GPollFD pfd;
+
+    if (!r->pending || r->answered) {
+        return false;
+    }
+    pfd.fd = tmem_ctx_completion_fd(r->s->ctxs[r->queue]);
+    pfd.events = G_IO_IN;
+    pfd.revents = 0;
+    return qemu_poll_ns(&pfd, 1, 0) == 1;
 }
 
 /* Context: the queue's home AioContext; no handler runs after it. */
@@ -1358,8 +1394,9 @@ static void virtio_tmem_add_resume_bhs(VirtIOTmem *s)
         /* Nothing is pending yet: no handler can run before this. */
         aio_set_fd_handler(s->vq_aio_context[i],
                            tmem_ctx_completion_fd(s->ctxs[i]),
-                           virtio_tmem_completion_read, NULL, NULL, NULL,
-                           &s->resume[i]);
+                           virtio_tmem_completion_read, NULL,
+                           virtio_tmem_completion_poll,
+                           virtio_tmem_completion_read, &s->resume[i]);
     }
 }
 
