@@ -899,6 +899,10 @@ def render_transport(r):
                          fmt(t.get("device_vs_libtmem_load")),
                          fmt(x.get("swap_us_per_page"), 1)))
     L.append("")
+    for opt, why in sorted((r.get("failed") or {}).items()):
+        L.append("- %s failed and is left out: %s" % (
+            OPTION_NAMES[opt], why.splitlines()[0] if why else "?"))
+        L.append("")
     tr = r.get("transport")
     if tr:
         L.append("Targets (issue 16), (a) on random text pages: requests "
@@ -1182,9 +1186,20 @@ def main():
         r["rounds"] = env_int("VTMEM_BENCH_ROUNDS", 2)
         for _ in range(r["rounds"]):
             for opt in options:
-                r["guests"].setdefault(opt, []).append(run_guest(
-                    opt, qemu, kernel, image, accel, r["aio"], disk, mem,
-                    mb, passes, timeout))
+                if opt in r.get("failed", {}):
+                    continue
+                try:
+                    run = run_guest(opt, qemu, kernel, image, accel,
+                                    r["aio"], disk, mem, mb, passes, timeout)
+                except SystemExit as e:
+                    if opt in OPTIONS or opt in TIER_OPTIONS:
+                        raise
+                    # One of the extra options: the run goes on without it.
+                    log("%s failed, left out: %s" % (opt, str(e)[:2000]))
+                    r.setdefault("failed", {})[opt] = str(e)[:2000]
+                    r["guests"].pop(opt, None)
+                    continue
+                r["guests"].setdefault(opt, []).append(run)
     finally:
         try:
             os.unlink(disk)
