@@ -8,12 +8,20 @@
 # device (scripts/build-qemu.sh), Debian's 6.12 guest kernel
 # (scripts/guest-kernels.sh), the module (scripts/build-guest-module.sh)
 # and tmem-bench (meson build directory ./build).  Then runs libtmem's
-# benchmark and four guests (virtio-tmem, the same with ioeventfd=off,
-# virtio-blk O_DIRECT, zram),
-# writes bench/results/latest.{md,png,json} and prints the table.
+# benchmark and the guests: virtio-tmem, the same with ioeventfd=off,
+# virtio-blk O_DIRECT (io_uring, and aio=threads), zram, zswap in front
+# of virtio-blk, and virtio-tmem in each transport mode (guest polling,
+# IOThread, host polling, both, synchronous=0, event_idx=off,
+# invalidate-pages=off, packed ring); writes
+# bench/results/latest.{md,png,json} and prints the tables.
 #
-# About 13 minutes under TCG on 2 cores (two rounds of four guests;
-# VTMEM_BENCH_ROUNDS=1 halves it).  Sizes and other knobs: see the
+# Time, under TCG on 2 cores: one round of 12 of the guests at
+# VTMEM_BENCH_MEM=128 VTMEM_BENCH_MB=160 took 30 minutes (2026-12-04, the
+# committed latest.*); the default size (256 MiB, 384 MiB per workload)
+# and the default 2 rounds of all 15 take several times that.  The four
+# guests of the first results alone, VTMEM_BENCH_OPTIONS=tmem,tmem-noevfd,
+# blk,zram, took about 13 minutes for two rounds (2026-11-22, a faster
+# machine).  Sizes and other knobs: see the
 # header of bench/vm/swapbench.py (VTMEM_BENCH_MEM, VTMEM_BENCH_MB,
 # VTMEM_BENCH_ROUNDS, VTMEM_BENCH_DIR, VTMEM_ACCEL, VTMEM_CACHE...).
 #
@@ -22,8 +30,8 @@
 #
 #   VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk scripts/bench.sh
 #
-# VTMEM_BENCH_OPTIONS picks the guests (tmem, tmem-noevfd, blk, zram,
-# tmem-tier, tmem-tier-noevfd); VTMEM_BENCH_TIER_BUDGET (default 12M)
+# VTMEM_BENCH_OPTIONS picks the guests (python3 bench/vm/swapbench.py
+# --help lists them); VTMEM_BENCH_TIER_BUDGET (default 12M)
 # and VTMEM_BENCH_TIER_SIZE (default 1G) size the tier guests.
 # How fast the host takes memory back when it halves the budget (disk tier
 # and guest-return paths) and what it costs the guest's workload
