@@ -32,7 +32,7 @@ bench_swapon() {
 			{ fail "no disk with serial bench-swap"; return 1; }
 		;;
 	zswap)
-		# (d) zswap (lz4, zsmalloc) in front of the virtio-blk disk, its
+		# (e) zswap (lz4, zsmalloc) in front of the virtio-blk disk, its
 		# other settings Debian's defaults (max_pool_percent 20, shrinker
 		# off); its pool lives in the guest's RAM like zram's.
 		zp=/sys/module/zswap/parameters
@@ -93,7 +93,7 @@ bench_readings() {
 }
 
 scn_bench() {
-	# Nothing but the device under test compresses pages (zswap: (d)).
+	# Nothing but the device under test compresses pages (zswap: (e)).
 	[ -w /sys/module/zswap/parameters/enabled ] &&
 		echo N > /sys/module/zswap/parameters/enabled
 	bench_swapon || return
