@@ -544,9 +544,12 @@ def test_host_polling():
         for i in range(60):
             chain = [(REQ.pack(OP_STORE, 0, 0, pool, 7, i, 0), 0),
                      (page_of(i), 0), (None, RESP.size)]
-            no_notify = vm.readw(q.used) & 1    # VRING_USED_F_NO_NOTIFY
+            # As a driver does (virtqueue_kick_prepare()): publish the
+            # request first, then read the flag; read before, it races
+            # with the IOThread leaving its poll (which turns the flag
+            # off and polls one last time).
             layout = dev._prepare(q, [chain])
-            if no_notify:
+            if vm.readw(q.used) & 1:            # VRING_USED_F_NO_NOTIFY
                 quiet += 1
             else:
                 vm.writew(q.notify, q.index)
