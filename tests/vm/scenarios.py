@@ -207,6 +207,16 @@ def check_transport_mode(c, res, sc):
              "kicks not within 1 .. requests sent")
 
 
+def transport_mode(modparams, expect, doc):
+    """small-budget's guest and workload with the driver's module
+    parameters modparams (A=1:B=2), expected in effect as expect."""
+    return dict(guest="swap", mem=128, budget="8M", backing_mb=512,
+                check=check_transport_mode,
+                params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1,
+                            modparams=modparams),
+                expect=expect, doc=doc)
+
+
 def check_nobacking(c, res, sc):
     cp = c.cp("after-workload")
     check_agreement(c, cp)
@@ -1269,21 +1279,13 @@ SCENARIOS = {
         guest="swap", mem=128, budget="8M", backing_mb=512, check=check_swap,
         params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1),
         doc="budget far below the workload: rejects go to the backing disk"),
-    "async": dict(
-        guest="swap", mem=128, budget="8M", backing_mb=512,
-        check=check_transport_mode,
-        params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1,
-                    modparams="synchronous=0"),
-        expect=dict(synchronous="N", poll_us=0),
-        doc="small-budget with bios completed asynchronously "
-            "(synchronous=0: swap plugs writes and reads ahead)"),
-    "guest-poll": dict(
-        guest="swap", mem=128, budget="8M", backing_mb=512,
-        check=check_transport_mode,
-        params=dict(mb=160, disksize_mb=384, seq=0, random=0, hold=1,
-                    modparams="poll_us=50"),
-        expect=dict(synchronous="Y", poll_us=50),
-        doc="small-budget with the driver polling 50 us for each answer"),
+    "async": transport_mode(
+        "synchronous=0", dict(synchronous="N", poll_us=0),
+        "small-budget with bios completed asynchronously "
+        "(synchronous=0: swap plugs writes and reads ahead)"),
+    "guest-poll": transport_mode(
+        "poll_us=50", dict(synchronous="Y", poll_us=50),
+        "small-budget with the driver polling 50 us for each answer"),
     "nobacking": dict(
         guest="nobacking", mem=192, budget="4M", check=check_nobacking,
         params=dict(mb=256, refusals=2000, disksize_mb=256),
