@@ -3,6 +3,7 @@
 # (bookworm) or Debian 13 (trixie) machine.  Run as root.
 #
 # Usage: scripts/install-deps.sh [base|qemu|guest|libvirt|all]   (default: all)
+# (all adds Ceph: librados-dev, ceph-mon, ceph-osd, for the RADOS tier)
 #
 # The host's apt configuration is never changed.  What the host's own
 # suites lack comes through a private apt configuration under
@@ -166,6 +167,10 @@ all)
 	pkgs="$pkgs gnuplot-nox"
 	;;
 esac
+# The disk tier's RADOS backend (librados-dev) and the throwaway Ceph
+# cluster its tests start (scripts/ceph-cluster.sh): installed apart,
+# with every service start refused, after the rest.
+ceph_pkgs="librados-dev ceph-mon ceph-osd"
 rt_ok() {
 	rt=$(clang_rt 2>/dev/null) && installed "$rt"
 }
@@ -183,6 +188,13 @@ if ! meson_new_enough; then
 	[ "$rel" != bookworm ] || meson_from_backports
 	meson_new_enough || die "meson >= 1.5 is needed; apt gave an older one"
 fi
+
+case $what in
+all)
+	# shellcheck disable=SC2086 # a list of package names
+	install_no_start $ceph_pkgs
+	;;
+esac
 
 case $what in
 libvirt | all)
