@@ -35,7 +35,7 @@ extern "C" {
  * and struct fields, never changes what an existing one does.
  */
 #define TMEM_VERSION_MAJOR		0
-#define TMEM_VERSION_MINOR		6
+#define TMEM_VERSION_MINOR		7
 #define TMEM_VERSION_RELEASE		0
 #define TMEM_VERSION_NUMBER		(TMEM_VERSION_MAJOR * 100 * 100 + \
 					 TMEM_VERSION_MINOR * 100 + \
@@ -150,12 +150,20 @@ struct tmem_client_config {
 	 */
 	uint32_t room_wait_ms;
 	uint32_t reserved2;		/* must be 0 */
+	/*
+	 * From 0.7 (TMEM_CONFIG_SIZE_VER2): the disk tier in a Ceph RADOS
+	 * pool, not a file (README.md: RADOS tier); backing_size required;
+	 * NULL conf: /etc/ceph/ceph.conf, NULL user (cephx id): admin.
+	 */
+	const char *rados_pool, *rados_namespace;
+	const char *rados_conf, *rados_user, *rados_keyring;
 };
 
 /* The layouts of LIBTMEM_0.1 (the first sizes the library knows). */
 #define TMEM_CONFIG_SIZE_VER0		48
 /* And of LIBTMEM_0.2: room_wait_ms. */
 #define TMEM_CONFIG_SIZE_VER1		56
+#define TMEM_CONFIG_SIZE_VER2		96	/* 0.7: rados_* */
 #define TMEM_STATS_SIZE_VER0		248
 /* And of LIBTMEM_0.3: shrinking, disk_full. */
 #define TMEM_STATS_SIZE_VER1		264
@@ -200,10 +208,11 @@ struct tmem_client_config {
  *   -ENOENT, -EACCES, ...	open(2) or fallocate(2) of the backing file
  *   -ELOOP	the backing file is a symbolic link
  *   -EPERM	a backing file of another user, or one others may read or
- *		write (for a regular file, its group too)
+ *		write (for a regular file, its group too); rados_user's
+ *		cephx caps do not allow rw in rados_namespace
  *   -EBUSY	another client (in any process) holds the backing file
- *   -ENOTSUP	a backing file, and libtmem was built without liburing
- *   or the error of io_uring_queue_init().
+ *   -ENOTSUP	a backing file (rados_pool) without liburing (librados)
+ *   or the error of io_uring_queue_init() or the cluster (-ETIMEDOUT).
  *
  * Since LIBTMEM_0.2.
  */

@@ -24,9 +24,11 @@ _Static_assert(offsetof(struct tmem_client_config, reserved0) == 20 &&
 _Static_assert(sizeof(struct tmem_client_config) >= TMEM_CONFIG_SIZE_VER0 &&
 	       offsetof(struct tmem_client_config, reserved) + 2 ==
 	       TMEM_CONFIG_SIZE_VER0, "struct tmem_client_config VER0");
-_Static_assert(sizeof(struct tmem_client_config) == TMEM_CONFIG_SIZE_VER1 &&
-	       offsetof(struct tmem_client_config, reserved2) + 4 ==
+_Static_assert(offsetof(struct tmem_client_config, reserved2) + 4 ==
 	       TMEM_CONFIG_SIZE_VER1, "struct tmem_client_config VER1");
+_Static_assert(sizeof(struct tmem_client_config) == TMEM_CONFIG_SIZE_VER2 &&
+	       offsetof(struct tmem_client_config, rados_keyring) + 8 ==
+	       TMEM_CONFIG_SIZE_VER2, "struct tmem_client_config VER2");
 _Static_assert(offsetof(struct tmem_stats, disk_failed) + 8 ==
 	       TMEM_STATS_SIZE_VER0, "struct tmem_stats VER0");
 _Static_assert(sizeof(struct tmem_stats) == TMEM_STATS_SIZE_VER1 &&
@@ -62,18 +64,24 @@ static int config_in(struct tmem_client_config *cfg,
 	return 0;
 }
 
-/* A disk tier setting without a backing_file is a mistake, not a no-op. */
+/* A disk tier setting without a tier is a mistake, not a no-op. */
 static int tier_fields_unused(const struct tmem_client_config *cfg,
 			      struct tmem_why *why)
 {
 	const char *field = cfg->backing_size ? "backing_size" :
 			    cfg->segment_size ? "segment_size" :
 			    cfg->writeback_high ? "writeback_high" :
-			    cfg->writeback_low ? "writeback_low" : NULL;
+			    cfg->writeback_low ? "writeback_low" :
+			    cfg->rados_namespace ? "rados_namespace" :
+			    cfg->rados_conf ? "rados_conf" :
+			    cfg->rados_user ? "rados_user" :
+			    cfg->rados_keyring ? "rados_keyring" : NULL;
 
 	if (field)
 		return tmem_refuse(why, -EINVAL, "%s needs a disk tier: set "
-				   "backing_file too", field);
+				   "backing_file%s too", field,
+				   !strncmp(field, "rados", 5) ? " or rados_pool" :
+				   "");
 	return 0;
 }
 
@@ -110,7 +118,11 @@ static int config_check(const struct tmem_client_config *cfg,
 				   cfg->reserved0 ? cfg->reserved0 :
 				   cfg->reserved ? cfg->reserved :
 				   cfg->reserved2);
-	if (!cfg->backing_file)
+	if (cfg->backing_file && cfg->rados_pool)
+		return tmem_refuse(why, -EINVAL, "rados_pool %s and backing_file "
+				   "%s: one disk tier, a file or a pool, not "
+				   "both", cfg->rados_pool, cfg->backing_file);
+	if (!cfg->backing_file && !cfg->rados_pool)
 		return tier_fields_unused(cfg, why);
 	return tmem_tier_config_check(cfg, why);
 }
@@ -163,8 +175,10 @@ static int client_new(const struct tmem_client_config *cfg,
 	pthread_mutex_init(&c->save_lock, NULL);
 	tmem_zs_init(&c->zs, &c->budget);
 	ret = tmem_tier_new(c, why);
-	/* The file name is the caller's: only tmem_tier_new() reads it. */
+	/* The names are the caller's: only tmem_tier_new() reads them. */
 	c->cfg.backing_file = NULL;
+	c->cfg.rados_pool = c->cfg.rados_namespace = NULL;
+	c->cfg.rados_conf = c->cfg.rados_user = c->cfg.rados_keyring = NULL;
 	if (ret) {
 		tmem_client_free(c);
 		return ret;

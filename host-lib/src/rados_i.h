@@ -55,6 +55,7 @@ struct tmem_rados_op {
 	int res;			/* bytes read or 0, or -errno */
 };
 
+#ifdef TMEM_HAVE_RADOS
 /*
  * Connect as @cfg->user to @cfg->pool and claim @cfg->ns: 0, or -errno
  * and why (unreachable, no such pool, refused by cephx, ...).
@@ -91,5 +92,46 @@ int tmem_rados_op_finish(struct tmem_rados_op *op);
  * Returns the number of objects removed, or -errno.
  */
 int tmem_rados_scrub(struct tmem_rados *r);
+
+#else /* !TMEM_HAVE_RADOS: a build without librados refuses at open. */
+#include <errno.h>
+
+static inline int tmem_rados_open(const struct tmem_rados_config *cfg,
+				  struct tmem_rados **rp, struct tmem_why *why)
+{
+	(void)rp;
+	return tmem_refuse(why, -ENOTSUP, "rados_pool %s: libtmem built "
+			   "without the RADOS tier (no librados)", cfg->pool);
+}
+static inline void tmem_rados_close(struct tmem_rados *r) { (void)r; }
+static inline int tmem_rados_write(struct tmem_rados *r,
+				   struct tmem_rados_op *op, uint32_t segno,
+				   const void *buf, size_t len)
+{
+	(void)r; (void)op; (void)segno; (void)buf; (void)len;
+	return -ENOTSUP;
+}
+static inline int tmem_rados_read(struct tmem_rados *r,
+				  struct tmem_rados_op *op, uint32_t segno,
+				  uint64_t off, void *buf, size_t len)
+{
+	(void)r; (void)op; (void)segno; (void)off; (void)buf; (void)len;
+	return -ENOTSUP;
+}
+static inline bool tmem_rados_op_done(struct tmem_rados_op *op)
+{
+	(void)op;
+	return true;
+}
+static inline int tmem_rados_op_finish(struct tmem_rados_op *op)
+{
+	return op->res;
+}
+static inline int tmem_rados_scrub(struct tmem_rados *r)
+{
+	(void)r;
+	return 0;
+}
+#endif
 
 #endif /* TMEM_RADOS_I_H */

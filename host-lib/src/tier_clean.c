@@ -77,14 +77,25 @@ static bool relocate(struct tmem_tier *t, uint32_t victim,
 	return room;
 }
 
-/* Read a whole segment with the writer's ring (writes may complete). */
+/*
+ * Read a whole segment with the writer's ring (writes may complete), or
+ * its object; the writer waits for it either way.
+ */
 static int read_segment(struct tmem_tier *t, uint32_t segno, uint32_t len)
 {
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	int res = tmem_tier_injected(t, TMEM_IO_READ);
 
-	if (!res) {
+	if (!res && t->rados) {
+		tmem_tier_hang_wait(t, TMEM_IO_READ);
+		res = tmem_rados_read(t->rados, &t->clean_op, segno, 0,
+				      t->clean_buf, len);
+		TMEM_WR(t->io_wait, true);
+		if (!res)
+			res = tmem_rados_op_finish(&t->clean_op);
+		TMEM_WR(t->io_wait, false);
+	} else if (!res) {
 		tmem_tier_hang_wait(t, TMEM_IO_READ);
 		sqe = tmem_seg_get_sqe(t);
 		io_uring_prep_read(sqe, t->fd, t->clean_buf, len,

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The disk tier's backing file and life cycle: the configuration's
- * defaults and checks, opening, checking and locking the file, sizing
+ * The disk tier's backing file and life cycle: opening, checking and
+ * locking the file (or connecting to the RADOS pool), sizing
  * and scrubbing it, creating, stopping, restarting and freeing the
  * tier, its statistics and the fault-injection switch for tests.
  */
@@ -17,65 +17,6 @@
 #include <linux/fs.h>
 
 #include "tier_impl_i.h"
-
-#define TMEM_XSTR(x)	#x
-#define TMEM_STR(x)	TMEM_XSTR(x)
-
-/* The configuration with its defaults filled in (see tmem.h). */
-static void tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
-			unsigned int *highp, unsigned int *lowp)
-{
-	unsigned int high = cfg->writeback_high ? cfg->writeback_high :
-						  TMEM_DEFAULT_WRITEBACK_HIGH;
-
-	*segp = cfg->segment_size ? cfg->segment_size :
-				    TMEM_DEFAULT_SEGMENT_SIZE;
-	*highp = high;
-	*lowp = cfg->writeback_low ? cfg->writeback_low :
-				     high > 10 ? high - 10 : high / 2;
-}
-
-int tmem_tier_config_check(const struct tmem_client_config *cfg,
-			   struct tmem_why *why)
-{
-	unsigned int high, low;
-	uint32_t seg;
-
-	tier_params(cfg, &seg, &high, &low);
-	if (!cfg->backing_file[0])
-		return tmem_refuse(why, -EINVAL, "backing_file is empty: name "
-				   "a file, or give NULL for no disk tier");
-	if (seg < TMEM_MIN_SEGMENT_SIZE || seg > TMEM_MAX_SEGMENT_SIZE ||
-	    (seg & (seg - 1)))
-		return tmem_refuse(why, -EINVAL, "segment_size %u is not a "
-				   "power of 2 between %u and %u bytes (0 "
-				   "selects %u)", seg, TMEM_MIN_SEGMENT_SIZE,
-				   TMEM_MAX_SEGMENT_SIZE,
-				   TMEM_DEFAULT_SEGMENT_SIZE);
-	if (high > 100)
-		return tmem_refuse(why, -EINVAL, "writeback_high %u is over "
-				   "100 (a percentage of budget_bytes)", high);
-	if (low >= high)
-		return tmem_refuse(why, -EINVAL, "writeback_low %u is not below "
-				   "writeback_high %u%s", low, high,
-				   cfg->writeback_high ? "" :
-				   " (0 selects " TMEM_STR(TMEM_DEFAULT_WRITEBACK_HIGH)
-				   ")");
-	if (cfg->backing_size &&
-	    cfg->backing_size / seg < TMEM_TIER_MIN_SEGMENTS)
-		return tmem_refuse(why, -EINVAL, "backing_size %llu is smaller "
-				   "than %d segments of %u bytes (%llu bytes)",
-				   (unsigned long long)cfg->backing_size,
-				   TMEM_TIER_MIN_SEGMENTS, seg,
-				   TMEM_TIER_MIN_SEGMENTS *
-				   (unsigned long long)seg);
-	if (cfg->backing_size >> TMEM_DISK_OFF_BITS)
-		return tmem_refuse(why, -EINVAL, "backing_size %llu is over the "
-				   "disk tier's limit of %llu bytes",
-				   (unsigned long long)cfg->backing_size,
-				   (1ull << TMEM_DISK_OFF_BITS) - 1);
-	return 0;
-}
 
 static uint32_t tier_nsegs(const struct tmem_tier *t, uint64_t bytes)
 {
@@ -321,6 +262,11 @@ static void tier_scrub(struct tmem_tier *t)
 	uint64_t range[2] = { 0, (uint64_t)t->nsegs * t->seg_size };
 	struct stat a, b;
 
+	if (t->rados) {
+		/* Every object of the namespace is ours (tmem.owner). */
+		tmem_rados_scrub(t->rados);
+		return;
+	}
 	if (t->created && t->path && !fstat(t->fd, &a) &&
 	    !fstatat(AT_FDCWD, t->path, &b, AT_SYMLINK_NOFOLLOW) &&
 	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
@@ -367,6 +313,10 @@ static void tier_destroy(struct tmem_client *c, struct tmem_tier *t)
 		tier_scrub(t);
 		close(t->fd);
 	}
+	if (t->rados) {
+		tier_scrub(t);
+		tmem_rados_close(t->rados);
+	}
 	tmem_free(t->path);
 	for (int b = 0; b < TIER_BUFS; b++)
 		tmem_free(t->buf[b]);
@@ -398,6 +348,24 @@ static int tier_alloc(struct tmem_tier *t)
 	return 0;
 }
 
+/* The tier's segments as objects of a RADOS namespace (rados_pool). */
+static int tier_open_rados(struct tmem_tier *t,
+			   const struct tmem_client_config *cfg,
+			   struct tmem_why *why)
+{
+	const struct tmem_rados_config rc = {
+		.pool = cfg->rados_pool,
+		.ns = cfg->rados_namespace,
+		.conf = cfg->rados_conf,
+		.user = cfg->rados_user,
+		.keyring = cfg->rados_keyring,
+	};
+
+	t->block = 512;			/* no alignment: the sector we pad to */
+	t->nsegs = tier_nsegs(t, cfg->backing_size);
+	return tmem_rados_open(&rc, &t->rados, why);
+}
+
 int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 {
 	const struct tmem_client_config *cfg = &c->cfg;
@@ -405,7 +373,7 @@ int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 	struct tmem_tier *t;
 	int ret;
 
-	if (!cfg->backing_file)
+	if (!cfg->backing_file && !cfg->rados_pool)
 		return 0;
 	t = tmem_zalloc_aligned(sizeof(*t));
 	if (!t)
@@ -417,13 +385,18 @@ int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 	pthread_cond_init(&t->wake, NULL);
 	pthread_cond_init(&t->progress, NULL);
 	pthread_cond_init(&t->unhang, NULL);
-	t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
-	if (!t->path) {
-		ret = tmem_refuse(why, -ENOMEM, "out of memory");
-		goto fail;
+	for (int b = 0; b < TIER_BUFS; b++)
+		t->wop[b].efd = -1;
+	t->clean_op.efd = -1;
+	if (cfg->backing_file) {
+		t->path = tmem_malloc(strlen(cfg->backing_file) + 1);
+		if (!t->path) {
+			ret = tmem_refuse(why, -ENOMEM, "out of memory");
+			goto fail;
+		}
+		strcpy(t->path, cfg->backing_file);
 	}
-	strcpy(t->path, cfg->backing_file);
-	tier_params(cfg, &t->seg_size, &high, &low);
+	tmem_tier_params(cfg, &t->seg_size, &high, &low);
 	t->high_pct = high;
 	t->low_pct = low;
 	t->high = tmem_tier_percent_of(cfg->budget_bytes, high);
@@ -438,7 +411,8 @@ int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 		if (ret)
 			goto fail;
 	}
-	ret = tier_open(t, cfg, why);
+	ret = cfg->rados_pool ? tier_open_rados(t, cfg, why) :
+				tier_open(t, cfg, why);
 	if (ret)
 		goto fail;
 	if (!t->charged) {

@@ -49,8 +49,12 @@
  *   tier_writer.c  write-back policy and the writer thread, and what a
  *                  store calls (kick, make_room)
  *   tier_read.c    the read path of a load, and its read-ahead
+ *   tier_config.c  the configuration's defaults and checks
  *   tier_file.c    the backing file (open, checks, scrub), life cycle,
  *                  stats
+ * With rados_pool, segments are objects (rados.c, below them all) and
+ * the same files issue rados_aio_* operations where they would issue
+ * io_uring reads and writes of the file.
  * This header is theirs alone; the layers above see tier_i.h.
  */
 #ifndef TMEM_TIER_IMPL_I_H
@@ -65,6 +69,7 @@
 #include <liburing.h>
 #include <lz4.h>
 
+#include "rados_i.h"
 #include "tier_i.h"
 #include "tmem_i.h"
 
@@ -117,6 +122,15 @@ struct tier_seg {
 
 struct tmem_tier {
 	struct tmem_client *c;
+	/*
+	 * Where segments go: the file @fd, or with @rados (rados_pool) the
+	 * objects of a RADOS namespace, segment N at byte 0 of "seg.N":
+	 * file offsets (seg_off()) then only name a segment and a place in
+	 * it.  The writer's ops: one per buffer, and the cleaner's read.
+	 */
+	struct tmem_rados *rados;
+	struct tmem_rados_op wop[TIER_BUFS];
+	struct tmem_rados_op clean_op;
 	int fd;
 	bool direct;
 	bool created;			/* tier_open() created the file */
@@ -194,11 +208,13 @@ struct tmem_tier_io {
 	uint64_t last_end;		/* end of the last disk load */
 
 	/* The context's asynchronous load, if any (one at a time). */
+	struct tmem_rados_op rop;	/* its read, with the RADOS tier */
 	uint8_t rstate;			/* enum io_read_state */
 	int rres;			/* the read's cqe->res */
 	bool into_ra;
 	uint32_t pool, index, segno, gen;
 	uint64_t object, h, off, start, end;
+	uint64_t need;			/* end of the page's blocks */
 	uint8_t *dst;
 	void *page;
 
@@ -230,6 +246,10 @@ static inline uint64_t seg_off(const struct tmem_tier *t, uint32_t segno)
 {
 	return (uint64_t)segno * t->seg_size;
 }
+
+/* tier_config.c: segment size and watermarks, defaults filled in. */
+void tmem_tier_params(const struct tmem_client_config *cfg, uint32_t *segp,
+		      unsigned int *highp, unsigned int *lowp);
 
 /* tier_space.c: segment references and checksums. */
 uint64_t tmem_seg_check(const struct seg_hdr *hdr, const void *data,

@@ -12,6 +12,10 @@
 int tmem_tier_config_check(const struct tmem_client_config *cfg,
 			   struct tmem_why *why)
 {
+	if (cfg->rados_pool)
+		return tmem_refuse(why, -ENOTSUP, "rados_pool %s: libtmem built "
+				   "without disk tier support (no liburing)",
+				   cfg->rados_pool);
 	return tmem_refuse(why, -ENOTSUP, "backing_file %s: libtmem built "
 			   "without disk tier support (no liburing)",
 			   cfg->backing_file);
@@ -20,7 +24,7 @@ int tmem_tier_config_check(const struct tmem_client_config *cfg,
 int tmem_tier_new(struct tmem_client *c, struct tmem_why *why)
 {
 	(void)why;
-	return c->cfg.backing_file ? -ENOTSUP : 0;
+	return c->cfg.backing_file || c->cfg.rados_pool ? -ENOTSUP : 0;
 }
 
 void tmem_tier_stop(struct tmem_client *c) { (void)c; }

@@ -51,6 +51,7 @@ static struct tmem_tier_io *ctx_io(struct tmem_ctx *ctx, struct tmem_tier *t)
 		tmem_free(io);
 		return NULL;
 	}
+	io->rop.efd = ctx->efd;		/* RADOS reads: the same fd */
 	ctx->io = io;
 	return io;
 }
@@ -60,6 +61,11 @@ static void io_poll(struct tmem_tier_io *io)
 {
 	struct io_uring_cqe *cqe;
 
+	if (io->rstate == RD_ISSUED && io->rop.comp &&
+	    tmem_rados_op_done(&io->rop)) {
+		io->rres = tmem_rados_op_finish(&io->rop);
+		io->rstate = RD_DONE;
+	}
 	while (io_uring_peek_cqe(&io->ring, &cqe) == 0) {
 		if (cqe->user_data == IO_READ_TAG && io->rstate == RD_ISSUED) {
 			io->rres = cqe->res;
@@ -102,6 +108,18 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 		}
 		pthread_mutex_unlock(&t->lock);
 	}
+	if (t->rados) {
+		int err = tmem_tier_injected(t, TMEM_IO_READ_SUBMIT);
+
+		if (!err)
+			err = tmem_rados_read(t->rados, &io->rop,
+					      io->start / t->seg_size,
+					      io->start % t->seg_size, io->dst,
+					      io->end - io->start);
+		io->rres = -EIO;
+		io->rstate = err ? RD_DONE : RD_ISSUED;
+		return;
+	}
 	sqe = io_uring_get_sqe(&io->ring);
 	if (!sqe) {
 		io_uring_submit(&io->ring);
@@ -130,12 +148,26 @@ static void read_issue(struct tmem_ctx *ctx, struct tmem_tier *t,
 	}
 }
 
+/* Wait for an issued read to complete. */
+static void read_wait_issued(struct tmem_tier_io *io)
+{
+	struct io_uring_cqe *cqe;
+
+	if (io->rstate == RD_ISSUED && io->rop.comp) {
+		io->rres = tmem_rados_op_finish(&io->rop);
+		io->rstate = RD_DONE;
+	}
+	while (io->rstate == RD_ISSUED) {
+		if (io_uring_wait_cqe(&io->ring, &cqe) == -EINTR)
+			continue;
+		io_poll(io);
+	}
+}
+
 /* Synchronously: wait for the load's read. */
 static void read_wait(struct tmem_ctx *ctx, struct tmem_tier *t,
 		      struct tmem_tier_io *io)
 {
-	struct io_uring_cqe *cqe;
-
 	if (io->rstate == RD_HELD) {
 		tmem_tier_hang_wait(t, TMEM_IO_READ);
 		io->rstate = RD_IDLE;
@@ -143,11 +175,7 @@ static void read_wait(struct tmem_ctx *ctx, struct tmem_tier *t,
 		if (io->rstate == RD_HELD)	/* the tier stops */
 			io->rstate = RD_IDLE;
 	}
-	while (io->rstate == RD_ISSUED) {
-		if (io_uring_wait_cqe(&io->ring, &cqe) == -EINTR)
-			continue;
-		io_poll(io);
-	}
+	read_wait_issued(io);
 }
 
 /*
@@ -158,10 +186,16 @@ static int read_done(struct tmem_tier *t, struct tmem_tier_io *io,
 		     const uint8_t **srcp)
 {
 	io->rstate = RD_IDLE;
-	if (io->rres != (int)(io->end - io->start)) {
+	/*
+	 * The whole window, or (a segment object is only as long as its
+	 * written part) at least the page: the window ends where it did.
+	 */
+	if (io->rres < (int)(io->need - io->start) ||
+	    io->rres > (int)(io->end - io->start)) {
 		__atomic_fetch_add(&t->errors, 1, __ATOMIC_RELAXED);
 		return -EIO;
 	}
+	io->end = io->start + io->rres;
 	TMEM_ADD(t->reads, 1);
 	TMEM_ADD(t->read_bytes, io->end - io->start);
 	if (io->into_ra) {
@@ -210,7 +244,7 @@ static int read_plan(struct tmem_ctx *ctx, struct tmem_tier *t, uint64_t off,
 	io->segno = segno;
 	io->gen = gen;
 	io->start = start;
-	io->end = block_up(t, off + len);
+	io->end = io->need = block_up(t, off + len);
 	io->dst = io->buf;
 	io->into_ra = false;
 	/*
@@ -328,16 +362,11 @@ int tmem_tier_read_poll(struct tmem_ctx *ctx)
 void tmem_tier_read_cancel(struct tmem_ctx *ctx)
 {
 	struct tmem_tier_io *io = ctx->io;
-	struct io_uring_cqe *cqe;
 
 	if (!io || io->rstate == RD_IDLE)
 		return;
-	/* The kernel may still write io->dst: wait for the read. */
-	while (io->rstate == RD_ISSUED) {
-		if (io_uring_wait_cqe(&io->ring, &cqe) == -EINTR)
-			continue;
-		io_poll(io);
-	}
+	/* The kernel or librados may still write io->dst: wait for it. */
+	read_wait_issued(io);
 	io->rstate = RD_IDLE;
 	io->ra_end = 0;
 	tmem_seg_put(ctx->client->tier, (tmem_h_disk_off(io->h) - HDR) /
@@ -383,6 +412,7 @@ void tmem_tier_ctx_free(struct tmem_ctx *ctx)
 {
 	if (!ctx->io)
 		return;
+	tmem_rados_op_finish(&ctx->io->rop);	/* none in flight, normally */
 	io_uring_queue_exit(&ctx->io->ring);
 	tmem_free(ctx->io->ra);
 	tmem_free(ctx->io->buf);

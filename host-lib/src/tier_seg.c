@@ -45,10 +45,47 @@ void tmem_seg_cqe_done(struct tmem_tier *t, struct io_uring_cqe *cqe)
 	io_uring_cqe_seen(&t->ring, cqe);
 }
 
+/* Buffer @b's RADOS write completed (or will: this waits for it). */
+static void rados_write_done(struct tmem_tier *t, int b)
+{
+	int res = tmem_rados_op_finish(&t->wop[b]);
+
+	t->inflight--;
+	write_done(t, b, res ? res :
+		   (int)block_up(t, t->segs[t->buf_seg[b]].used));
+}
+
+/* tmem_seg_reap() of the RADOS tier: its writes are the buffers' ops. */
+static void rados_reap(struct tmem_tier *t, bool wait)
+{
+	int pending = -1;
+	bool reaped = false;
+
+	for (int b = 0; b < TIER_BUFS; b++) {
+		if (!t->wop[b].comp)
+			continue;
+		if (!tmem_rados_op_done(&t->wop[b])) {
+			pending = pending < 0 ? b : pending;
+			continue;
+		}
+		rados_write_done(t, b);
+		reaped = true;
+	}
+	if (wait && !reaped && pending >= 0) {
+		TMEM_WR(t->io_wait, true);
+		rados_write_done(t, pending);
+		TMEM_WR(t->io_wait, false);
+	}
+}
+
 void tmem_seg_reap(struct tmem_tier *t, bool wait)
 {
 	struct io_uring_cqe *cqe;
 
+	if (t->rados) {
+		rados_reap(t, wait);
+		return;
+	}
 	if (wait && t->inflight) {
 		TMEM_WR(t->io_wait, true);
 		while (io_uring_wait_cqe(&t->ring, &cqe) == -EINTR)
@@ -87,6 +124,15 @@ void tmem_seg_seal(struct tmem_tier *t)
 		return;
 	}
 	tmem_tier_hang_wait(t, TMEM_IO_WRITE);
+	if (t->rados) {
+		err = tmem_rados_write(t->rados, &t->wop[b], seg - t->segs,
+				       t->buf[b], len);
+		if (err)
+			write_done(t, b, err);
+		else
+			t->inflight++;
+		return;
+	}
 	sqe = tmem_seg_get_sqe(t);
 	io_uring_prep_write(sqe, t->fd, t->buf[b], len, seg_off(t, seg - t->segs));
 	sqe->user_data = b + 1;
