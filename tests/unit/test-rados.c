@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The RADOS segment store (host-lib/src/rados_i.h) against a real
+ * The RADOS segment store (host-lib/src/rados_i.h), and the disk tier on
+ * it (tmem.h: rados_pool), against a real
  * single-node Ceph cluster, started by tests/unit/rados-run.sh with
  * scripts/ceph-cluster.sh:
  *   VTMEM_CEPH_DIR   the cluster's directory (ceph.conf, keyrings)
@@ -25,6 +26,7 @@
 #include <cmocka.h>
 
 #include "rados_i.h"
+#include "tmem-test.h"
 
 #define SEG	(1u << 20)
 
@@ -272,6 +274,237 @@ static void test_osd_lost(void **state)
 	tmem_rados_close(r);
 }
 
+/* ---- the disk tier on RADOS (tmem.h: rados_pool) ---------------------- */
+
+#define TIER_BUDGET	(4ull << 20)
+#define TIER_PAGES	3000		/* ~2.5x the budget, as text */
+
+static struct tmem_client_config tier_cfg(const char *ns)
+{
+	struct tmem_client_config cfg = test_config(TIER_BUDGET);
+
+	cfg.rados_pool = pool;
+	cfg.rados_namespace = ns;
+	cfg.rados_conf = conf;
+	cfg.backing_size = 64ull << 20;
+	return cfg;
+}
+
+static void tier_open(struct tclient *t, const char *ns, uint32_t *pool_id)
+{
+	struct tmem_client_config cfg = tier_cfg(ns);
+	int ret;
+
+	ret = tmem_client_new2(&cfg, sizeof(cfg), &t->client, why_buf,
+			       sizeof(why_buf));
+	if (ret)
+		fail_msg("tmem_client_new2(rados %s): %d: %s", ns, ret,
+			 why_buf);
+	assert_int_equal(tmem_ctx_new(t->client, &t->ctx), 0);
+	*pool_id = tpool_new(t, TMEM_POOL_PERSISTENT);
+}
+
+/* Store TIER_PAGES text pages; the budget holds fewer: write-back. */
+static void tier_fill(struct tclient *t, uint32_t pid)
+{
+	struct tmem_stats st;
+
+	for (uint32_t i = 0; i < TIER_PAGES; i++)
+		assert_int_equal(store_gen(t, pid, 1, i, PK_TEXT, i), 0);
+	st = tstats(t->client);
+	assert_int_equal(st.pages, TIER_PAGES);
+	assert_true(st.written_back > 0);
+	assert_true(st.disk_writes > 0);
+	assert_true(st.disk_pages > 0);
+	assert_true(st.host_bytes <= TIER_BUDGET);
+	assert_int_equal(st.disk_failed, 0);
+}
+
+/* Segment objects left in namespace @ns: 0 once a client freed it. */
+static int objects_left(const char *ns)
+{
+	struct tmem_rados *r = open_ns(ns);
+	int n = tmem_rados_scrub(r);
+
+	tmem_rados_close(r);
+	return n;
+}
+
+/*
+ * Pages go to segment objects and come back byte for byte; invalidated
+ * ones are gone; the client's end leaves no object of it on the cluster.
+ */
+static void test_tier_roundtrip(void **state)
+{
+	struct tclient t;
+	struct tmem_stats st;
+	uint32_t pid;
+
+	(void)state;
+	tier_open(&t, "t-tier", &pid);
+	tier_fill(&t, pid);
+	for (uint32_t i = 0; i < TIER_PAGES; i++)
+		load_expect(&t, pid, 1, i, PK_TEXT, i);
+	st = tstats(t.client);
+	assert_true(st.disk_reads > 0);
+	assert_int_equal(st.disk_errors, 0);
+	for (uint32_t i = 0; i < TIER_PAGES; i += 2)
+		assert_int_equal(tmem_invalidate_page(t.ctx, pid, 1, i), 1);
+	for (uint32_t i = 0; i < TIER_PAGES; i++) {
+		if (i % 2)
+			load_expect(&t, pid, 1, i, PK_TEXT, i);
+		else
+			load_expect_miss(&t, pid, 1, i);
+	}
+	tclient_close(&t);
+	assert_int_equal(objects_left("t-tier"), 0);
+}
+
+/*
+ * A segment object replaced by another's bytes (valid headers and
+ * checksums, other keys) or by garbage: its pages load as -EIO, never
+ * as other bytes; the rest load as stored.
+ */
+static void test_tier_wrong_object(void **state)
+{
+	struct tmem_rados *r;
+	struct tclient t;
+	uint8_t *seg = malloc(TMEM_DEFAULT_SEGMENT_SIZE), page[PAGE], want[PAGE];
+	unsigned int eio = 0, ok = 0;
+	uint32_t pid;
+	int n;
+
+	(void)state;
+	tier_open(&t, "t-wrong", &pid);
+	tier_fill(&t, pid);
+	r = open_ns("t-wrong");
+	/* Segment 1's bytes as segment 0, garbage as segment 2. */
+	n = read_wait(r, 1, 0, seg, TMEM_DEFAULT_SEGMENT_SIZE);
+	assert_true(n > 0);
+	assert_int_equal(write_wait(r, 0, seg, n), 0);
+	fill(seg, TMEM_DEFAULT_SEGMENT_SIZE, 5);
+	assert_int_equal(write_wait(r, 2, seg, TMEM_DEFAULT_SEGMENT_SIZE), 0);
+	tmem_rados_close(r);
+	for (uint32_t i = 0; i < TIER_PAGES; i++) {
+		int ret = tmem_load(t.ctx, pid, 1, i, page);
+
+		if (ret == -EIO) {
+			eio++;
+			continue;
+		}
+		assert_int_equal(ret, 0);
+		fill_page(want, PK_TEXT, i);
+		assert_memory_equal(page, want, PAGE);
+		ok++;
+	}
+	assert_true(eio > 0);
+	assert_true(ok > 0);
+	assert_int_equal(tstats(t.client).disk_errors, eio);
+	tclient_close(&t);
+	free(seg);
+}
+
+/* Refusals at tmem_client_new2(): the cluster's, and the configuration's. */
+static void test_tier_refused(void **state)
+{
+	struct tmem_client_config cfg = tier_cfg("vm2");
+	struct tmem_client *c = NULL;
+
+	(void)state;
+	cfg.rados_user = "vm1";
+	cfg.rados_keyring = keyring;
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), -EPERM);
+	assert_null(c);
+	assert_non_null(strstr(why_buf, "refused"));
+	cfg.rados_namespace = "vm1";
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), 0);
+	tmem_client_free(c);
+	c = NULL;
+
+	cfg = tier_cfg("t-cfg");
+	cfg.backing_size = 0;
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), -EINVAL);
+	assert_non_null(strstr(why_buf, "backing_size"));
+	cfg = tier_cfg("t-cfg");
+	cfg.rados_namespace = NULL;
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), -EINVAL);
+	assert_non_null(strstr(why_buf, "rados_namespace"));
+	cfg = tier_cfg("t-cfg");
+	cfg.backing_file = "/tmp/x";
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), -EINVAL);
+	assert_non_null(strstr(why_buf, "not both"));
+	cfg = test_config(TIER_BUDGET);
+	cfg.rados_user = "vm1";
+	assert_int_equal(tmem_client_new2(&cfg, sizeof(cfg), &c, why_buf,
+					  sizeof(why_buf)), -EINVAL);
+	assert_non_null(strstr(why_buf, "rados_pool"));
+	/* A 0.2 caller's configuration knows no RADOS fields: a file tier. */
+	cfg = test_config(TIER_BUDGET);
+	assert_int_equal(tmem_client_new2(&cfg, TMEM_CONFIG_SIZE_VER1, &c,
+					  why_buf, sizeof(why_buf)), 0);
+	assert_int_equal(tstats(c).disk_size, 0);
+	tmem_client_free(c);
+}
+
+/*
+ * The OSD lost while the client runs: loads of pages held there answer
+ * -EIO (after the operation timeout), pages in memory load, stores that
+ * would need the tier fail without losing a page, and once the OSD is
+ * back every stored page loads as stored.
+ */
+static void test_tier_osd_lost(void **state)
+{
+	unsigned int eio = 0, mem_ok = 0, refused = 0;
+	uint8_t page[PAGE], want[PAGE];
+	struct tclient t;
+	uint32_t pid, stored = TIER_PAGES;
+	double t0;
+
+	(void)state;
+	tier_open(&t, "t-lost", &pid);
+	tier_fill(&t, pid);
+	assert_int_equal(ctl_run("osd-stop"), 0);
+	t0 = now_s();
+	/* The newest pages are in memory, the oldest were written back. */
+	for (uint32_t i = TIER_PAGES; i-- > 0 && eio < 2;) {
+		int ret = tmem_load(t.ctx, pid, 1, i, page);
+
+		if (ret == -EIO) {
+			eio++;
+			continue;
+		}
+		assert_int_equal(ret, 0);
+		fill_page(want, PK_TEXT, i);
+		assert_memory_equal(page, want, PAGE);
+		mem_ok++;
+	}
+	assert_int_equal(eio, 2);
+	assert_true(mem_ok > 0);
+	/* More stores: write-back fails, the tier stops, stores refused. */
+	for (uint32_t i = TIER_PAGES; i < 2 * TIER_PAGES && !refused; i++) {
+		int ret = store_gen(&t, pid, 1, i, PK_TEXT, i);
+
+		if (ret == -ENOSPC)
+			refused++;
+		else
+			assert_int_equal(ret, 0);
+		stored = i + (ret == 0);
+	}
+	assert_true(refused > 0);
+	assert_int_equal(tstats(t.client).disk_failed, 1);
+	print_message("osd lost: %u in-memory loads, %u -EIO, stores refused "
+		      "after %u pages, %.1f s\n", mem_ok, eio, stored, now_s() - t0);
+	assert_int_equal(ctl_run("osd-start"), 0);
+	for (uint32_t i = 0; i < stored; i++)
+		load_expect(&t, pid, 1, i, PK_TEXT, i);
+	tclient_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -280,6 +513,10 @@ int main(void)
 		cmocka_unit_test(test_namespace_refused),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_osd_lost),
+		cmocka_unit_test(test_tier_roundtrip),
+		cmocka_unit_test(test_tier_wrong_object),
+		cmocka_unit_test(test_tier_refused),
+		cmocka_unit_test(test_tier_osd_lost),
 	};
 
 	dir = getenv("VTMEM_CEPH_DIR");
