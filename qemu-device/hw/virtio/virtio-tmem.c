@@ -27,6 +27,7 @@
 #include "qemu/main-loop.h"
 #include "qemu/module.h"
 #include "qemu/timer.h"
+#include "qemu/uuid.h"
 #include "hw/boards.h"
 #include "hw/qdev-properties.h"
 #include "hw/qdev-properties-system.h"
@@ -66,6 +67,13 @@ static const char *virtio_tmem_id(VirtIOTmem *s)
         return bus->parent->id;
     }
     return dev->id;
+}
+
+/* The device has a disk tier: a backing file, or a RADOS pool it reached. */
+static bool virtio_tmem_has_tier(VirtIOTmem *s)
+{
+    return s->conf.backing_file ||
+           (s->conf.rados_pool && !s->conf.rados_off);
 }
 
 static void virtio_tmem_trace_request(VirtIOTmem *s, unsigned queue,
@@ -818,9 +826,22 @@ static bool virtio_tmem_check_conf(VirtIOTmem *s, Error **errp)
         return false;
     }
     /* x-disk-error is the device's: it injects through the library. */
-    if ((s->disk_error || s->disk_hang) && !conf->backing_file) {
+    if (conf->backing_file && conf->rados_pool) {
+        error_setg(errp, "virtio-tmem: 'backing-file' and 'rados-pool' are "
+                   "two disk tiers: set one");
+        return false;
+    }
+    if (!conf->rados_pool &&
+        (conf->rados_namespace || conf->rados_conf || conf->rados_user ||
+         conf->rados_keyring || conf->rados_optional)) {
+        error_setg(errp, "virtio-tmem: the rados-* properties need "
+                   "'rados-pool'");
+        return false;
+    }
+    if ((s->disk_error || s->disk_hang) && !conf->backing_file &&
+        !conf->rados_pool) {
         error_setg(errp, "virtio-tmem: '%s' needs a disk tier: set "
-                   "'backing-file' too",
+                   "'backing-file' or 'rados-pool' too",
                    s->disk_error ? "x-disk-error" : "x-disk-hang");
         return false;
     }
@@ -856,6 +877,11 @@ static const struct {
     { "writeback_high", "writeback-high" },
     { "writeback_low", "writeback-low" },
     { "room_wait_ms", "room-wait-ms" },
+    { "rados_pool", "rados-pool" },
+    { "rados_namespace", "rados-namespace" },
+    { "rados_conf", "rados-conf" },
+    { "rados_user", "rados-user" },
+    { "rados_keyring", "rados-keyring" },
 };
 
 /* Part of a word or a path: a field name inside one is not that field. */
@@ -1451,11 +1477,53 @@ static void virtio_tmem_exit_notify(Notifier *n, void *data)
     tmem_client_release_backing(s->client);
 }
 
+/*
+ * The RADOS namespace of this device: rados-namespace, else one per VM
+ * and device, "vm-UUID" (-uuid) or "vm-NAME" (-name), with "-ID" for a
+ * device with an id.  NULL and errp when the VM has neither.
+ */
+static char *virtio_tmem_rados_namespace(VirtIOTmem *s, Error **errp)
+{
+    const char *id = virtio_tmem_id(s), *name = qemu_get_vm_name();
+    g_autofree char *vm = NULL;
+
+    if (s->conf.rados_namespace) {
+        return g_strdup(s->conf.rados_namespace);
+    }
+    if (qemu_uuid_set) {
+        vm = qemu_uuid_unparse_strdup(&qemu_uuid);
+    } else if (name && name[0]) {
+        vm = g_strdup(name);
+    } else {
+        error_setg(errp, "virtio-tmem: 'rados-namespace' is needed, or "
+                   "-uuid or -name for the default (one per VM)");
+        return NULL;
+    }
+    return id ? g_strdup_printf("vm-%s-%s", vm, id) :
+                g_strdup_printf("vm-%s", vm);
+}
+
+/* The configuration without its RADOS tier: rados-optional=on. */
+static void virtio_tmem_rados_drop(VirtIOTmem *s,
+                                   struct tmem_client_config *cfg,
+                                   const char *reason)
+{
+    warn_report("virtio-tmem: %s; running without a disk tier "
+                "(rados-optional=on)", reason);
+    cfg->rados_pool = cfg->rados_namespace = NULL;
+    cfg->rados_conf = cfg->rados_user = cfg->rados_keyring = NULL;
+    cfg->backing_size = 0;
+    cfg->segment_size = 0;
+    cfg->writeback_high = cfg->writeback_low = 0;
+    s->conf.rados_off = true;
+}
+
 static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     struct tmem_client_config cfg = { 0 };
+    g_autofree char *rados_ns = NULL;
     char why[TMEM_ERRBUF_SIZE];
     unsigned i;
     int r;
@@ -1479,7 +1547,28 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
     cfg.writeback_high = s->conf.writeback_high;
     cfg.writeback_low = s->conf.writeback_low;
     cfg.room_wait_ms = s->conf.room_wait_ms;
+    s->conf.rados_off = false;
+    if (s->conf.rados_pool) {
+        rados_ns = virtio_tmem_rados_namespace(s, errp);
+        if (!rados_ns) {
+            virtio_tmem_pool_unrealize(s);
+            return;
+        }
+        cfg.rados_pool = s->conf.rados_pool;
+        cfg.rados_namespace = rados_ns;
+        cfg.rados_conf = s->conf.rados_conf;
+        cfg.rados_user = s->conf.rados_user;
+        cfg.rados_keyring = s->conf.rados_keyring;
+    }
     r = tmem_client_new2(&cfg, sizeof(cfg), &s->client, why, sizeof(why));
+    if (r < 0 && s->conf.rados_pool && s->conf.rados_optional &&
+        r != -EINVAL) {
+        g_autofree char *reason = virtio_tmem_reason(why);
+
+        virtio_tmem_rados_drop(s, &cfg, reason);
+        r = tmem_client_new2(&cfg, sizeof(cfg), &s->client, why,
+                             sizeof(why));
+    }
     if (r < 0) {
         g_autofree char *reason = virtio_tmem_reason(why);
 
@@ -1529,7 +1618,7 @@ static void virtio_tmem_device_realize(DeviceState *dev, Error **errp)
 
     virtio_tmem_migrate_realize(s, virtio_tmem_quiesce);
 
-    if (s->conf.backing_file) {
+    if (virtio_tmem_has_tier(s)) {
         s->exit_notifier.notify = virtio_tmem_exit_notify;
         qemu_add_exit_notifier(&s->exit_notifier);
     }
@@ -1661,7 +1750,7 @@ static void virtio_tmem_fill_info(VirtIOTmem *s, TmemInfo *info)
     info->load_misses = st.load_misses;
     info->invalidates = st.invalidates;
     info->evictions = st.evictions;
-    if (s->conf.backing_file) {
+    if (virtio_tmem_has_tier(s)) {
         info->disk = virtio_tmem_disk_info(&st);
     }
     virtio_tmem_fill_shrink_info(s, &st, info);
@@ -1782,9 +1871,9 @@ static void virtio_tmem_set_disk_error(Object *obj, const char *value,
         return;
     }
     if (s->client) {
-        if (!s->conf.backing_file) {
+        if (!virtio_tmem_has_tier(s)) {
             error_setg(errp, "virtio-tmem: 'x-disk-error' needs a disk tier, "
-                       "and this device has no 'backing-file'");
+                       "and this device has none");
             return;
         }
         r = tmem_client_inject_io_error(s->client, ops, -EIO);
@@ -1824,7 +1913,7 @@ static void virtio_tmem_set_disk_hang(Object *obj, const char *value,
         r = tmem_client_inject_io_hang(s->client, ops);
         if (r < 0) {
             error_setg_errno(errp, -r, "virtio-tmem: cannot hang disk I/O "
-                             "(x-disk-hang needs a 'backing-file')");
+                             "(x-disk-hang needs a disk tier)");
             return;
         }
     }
@@ -2016,6 +2105,13 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT8("writeback-high", VirtIOTmem, conf.writeback_high, 0),
     DEFINE_PROP_UINT8("writeback-low", VirtIOTmem, conf.writeback_low, 0),
     DEFINE_PROP_UINT32("room-wait-ms", VirtIOTmem, conf.room_wait_ms, 0),
+    DEFINE_PROP_STRING("rados-pool", VirtIOTmem, conf.rados_pool),
+    DEFINE_PROP_STRING("rados-namespace", VirtIOTmem, conf.rados_namespace),
+    DEFINE_PROP_STRING("rados-conf", VirtIOTmem, conf.rados_conf),
+    DEFINE_PROP_STRING("rados-user", VirtIOTmem, conf.rados_user),
+    DEFINE_PROP_STRING("rados-keyring", VirtIOTmem, conf.rados_keyring),
+    DEFINE_PROP_BOOL("rados-optional", VirtIOTmem, conf.rados_optional,
+                     false),
     DEFINE_PROP_BOOL("x-timing", VirtIOTmem, timing_enabled, false),
     DEFINE_PROP_STRING("host-pool", VirtIOTmem, host_pool),
     DEFINE_PROP_UINT32("weight", VirtIOTmem, host_pool_weight,
@@ -2078,6 +2174,24 @@ static void virtio_tmem_class_init(ObjectClass *klass,
         "disk tier before it is refused (0: libtmem's default, 1000); "
         "keep it below the guest driver's io_timeout (30 s by default), "
         "past which the guest resets the device");
+    object_class_property_set_description(klass, "rados-pool",
+        "Ceph RADOS pool of the disk tier instead of backing-file: "
+        "segments are objects of rados-namespace, backing-size (required) "
+        "bytes of them");
+    object_class_property_set_description(klass, "rados-namespace",
+        "this device's own namespace in rados-pool (default: vm-UUID or "
+        "vm-NAME from -uuid/-name, -ID for a device with an id)");
+    object_class_property_set_description(klass, "rados-conf",
+        "Ceph configuration file (default /etc/ceph/ceph.conf)");
+    object_class_property_set_description(klass, "rados-user",
+        "cephx id without 'client.' (default admin); its caps should allow "
+        "rw in rados-namespace only");
+    object_class_property_set_description(klass, "rados-keyring",
+        "keyring of rados-user (default: the configuration's)");
+    object_class_property_set_description(klass, "rados-optional",
+        "when the cluster cannot be reached or refuses the namespace at "
+        "start, run without a disk tier (with a warning) instead of "
+        "failing");
     object_class_property_set_description(klass, "host-pool",
         "name of a host-wide pool of memory that devices of several QEMU "
         "processes share by weight (its ledger: "

@@ -55,6 +55,14 @@ typedef struct VirtIOTmemConf {
     uint8_t writeback_high;
     uint8_t writeback_low;
     uint32_t room_wait_ms;      /* a STORE's wait for room; 0: libtmem's */
+    /* Or the disk tier in a Ceph RADOS pool (libtmem: rados_*). */
+    char *rados_pool;
+    char *rados_namespace;      /* NULL: one per VM, from -uuid or -name */
+    char *rados_conf;
+    char *rados_user;
+    char *rados_keyring;
+    bool rados_optional;        /* a refused pool: run without the tier */
+    bool rados_off;             /* ... which realize did */
 } VirtIOTmemConf;
 
 /*
