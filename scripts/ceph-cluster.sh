@@ -47,7 +47,8 @@ pid_stop() {
 }
 
 osd_start() {
-	ceph-osd -c "$conf" -i 0 || die "ceph-osd did not start (see $dir/log)"
+	ceph-osd -c "$conf" -i 0 2>>"$dir/log/start.log" ||
+		die "ceph-osd did not start (see $dir/log)"
 	# Up when it takes a write; 60 s allows a loaded machine.
 	i=0
 	until timeout 10 rados -c "$conf" -p "$(cat "$dir/pool")" put \
@@ -134,7 +135,8 @@ EOF
 	ceph-mon -c "$conf" --mkfs -i a --monmap "$dir/monmap" \
 		--keyring "$dir/mon.keyring" 2>>"$dir/log/mkfs.log" ||
 		die "ceph-mon --mkfs failed (see $dir/log)"
-	ceph-mon -c "$conf" -i a || die "ceph-mon did not start (see $dir/log)"
+	ceph-mon -c "$conf" -i a 2>>"$dir/log/start.log" ||
+		die "ceph-mon did not start (see $dir/log)"
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	id=$(ceph_ osd new "$uuid") || die "ceph osd new failed"
 	[ "$id" = 0 ] || die "the new OSD is osd.$id, not osd.0"
