@@ -331,6 +331,23 @@ static int objects_left(const char *ns)
 }
 
 /*
+ * Load key @i of @pid: true when it came back as stored, false for -EIO;
+ * any other answer, or other bytes, fails the test.
+ */
+static bool load_or_eio(struct tclient *t, uint32_t pid, uint32_t i)
+{
+	uint8_t page[PAGE], want[PAGE];
+	int ret = tmem_load(t->ctx, pid, 1, i, page);
+
+	if (ret == -EIO)
+		return false;
+	assert_int_equal(ret, 0);
+	fill_page(want, PK_TEXT, i);
+	assert_memory_equal(page, want, PAGE);
+	return true;
+}
+
+/*
  * Pages go to segment objects and come back byte for byte; invalidated
  * ones are gone; the client's end leaves no object of it on the cluster.
  */
@@ -369,7 +386,7 @@ static void test_tier_wrong_object(void **state)
 {
 	struct tmem_rados *r;
 	struct tclient t;
-	uint8_t *seg = malloc(TMEM_DEFAULT_SEGMENT_SIZE), page[PAGE], want[PAGE];
+	uint8_t *seg = malloc(TMEM_DEFAULT_SEGMENT_SIZE);
 	unsigned int eio = 0, ok = 0;
 	uint32_t pid;
 	int n;
@@ -386,16 +403,10 @@ static void test_tier_wrong_object(void **state)
 	assert_int_equal(write_wait(r, 2, seg, TMEM_DEFAULT_SEGMENT_SIZE), 0);
 	tmem_rados_close(r);
 	for (uint32_t i = 0; i < TIER_PAGES; i++) {
-		int ret = tmem_load(t.ctx, pid, 1, i, page);
-
-		if (ret == -EIO) {
+		if (load_or_eio(&t, pid, i))
+			ok++;
+		else
 			eio++;
-			continue;
-		}
-		assert_int_equal(ret, 0);
-		fill_page(want, PK_TEXT, i);
-		assert_memory_equal(page, want, PAGE);
-		ok++;
 	}
 	assert_true(eio > 0);
 	assert_true(ok > 0);
@@ -460,7 +471,6 @@ static void test_tier_refused(void **state)
 static void test_tier_osd_lost(void **state)
 {
 	unsigned int eio = 0, mem_ok = 0, refused = 0;
-	uint8_t page[PAGE], want[PAGE];
 	struct tclient t;
 	uint32_t pid, stored = TIER_PAGES;
 	double t0;
@@ -472,16 +482,10 @@ static void test_tier_osd_lost(void **state)
 	t0 = now_s();
 	/* The newest pages are in memory, the oldest were written back. */
 	for (uint32_t i = TIER_PAGES; i-- > 0 && eio < 2;) {
-		int ret = tmem_load(t.ctx, pid, 1, i, page);
-
-		if (ret == -EIO) {
+		if (load_or_eio(&t, pid, i))
+			mem_ok++;
+		else
 			eio++;
-			continue;
-		}
-		assert_int_equal(ret, 0);
-		fill_page(want, PK_TEXT, i);
-		assert_memory_equal(page, want, PAGE);
-		mem_ok++;
 	}
 	assert_int_equal(eio, 2);
 	assert_true(mem_ok > 0);
