@@ -272,8 +272,10 @@ int tmem_rados_scrub(struct tmem_rados *r)
 	ret = rados_nobjects_list_open(r->io, &list);
 	if (ret)
 		return ret;
-	/* Listed first, removed after: removing while listing is allowed,
-	 * but a batch at a time keeps the number in flight bounded. */
+	/*
+	 * Removed a batch at a time while listing (which librados allows):
+	 * at most SCRUB_BATCH removes in flight.
+	 */
 	for (;;) {
 		ret = rados_nobjects_list_next(list, &oid, NULL, NULL);
 		if (ret == 0 && !is_seg_oid(oid))
