@@ -169,7 +169,7 @@ user)
 	[ $# -ge 4 ] || die "usage: $0 user DIR NAME NAMESPACE [POOL]"
 	pool=${5:-$(cat "$dir/pool")}
 	ceph_ auth get-or-create "client.$3" mon 'allow r' \
-		osd "allow rw pool=$pool namespace=$4" \
+		osd "allow rwx pool=$pool namespace=$4" \
 		-o "$dir/client.$3.keyring" || die "no key for client.$3"
 	;;
 *)

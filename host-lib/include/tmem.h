@@ -179,7 +179,7 @@ struct tmem_client_config {
 #define TMEM_DEFAULT_COMPRESS_THRESHOLD	3584
 
 /* Room for any reason tmem_client_new2() gives, with its NUL. */
-#define TMEM_ERRBUF_SIZE		256
+#define TMEM_ERRBUF_SIZE		512
 
 /**
  * tmem_client_new2() - create a client with its own pools and budget.

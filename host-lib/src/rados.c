@@ -5,6 +5,7 @@
  * a namespace.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +21,15 @@
 #define SEG_PREFIX	"seg."
 #define OID_LEN		sizeof(SEG_PREFIX "0123abcd")
 #define SCRUB_BATCH	64
+#define LOCK_NAME	"tmem"
+#define COOKIE_LEN	160
 
 struct tmem_rados {
 	rados_t cluster;
 	rados_ioctx_t io;
 	bool connected;
+	bool locked;			/* we hold the namespace's lock */
+	char cookie[COOKIE_LEN];
 };
 
 static void seg_oid(char oid[OID_LEN], uint32_t segno)
@@ -75,26 +80,129 @@ static int configure(struct tmem_rados *r, const struct tmem_rados_config *cfg,
 }
 
 /*
- * The owner object names who holds the namespace; writing it proves the
- * user may write there (cephx caps are checked by the OSD).
+ * The namespace is held by an exclusive lock on the owner object (the
+ * OSD's cls_lock, so the user's caps need x as well as rw), its cookie
+ * naming the holder: "host=H boot=B pid=P".  Only one client at a time
+ * may write and scrub a namespace: a second one (another QEMU given the
+ * same namespace, a migration's destination) is refused at open.  The
+ * lock does not expire; that of a holder which died without closing is
+ * broken at open when it was a process of this host, this boot, and is
+ * gone; any other holder must be broken by hand (the message says how).
+ */
+static void make_cookie(char *buf, size_t len)
+{
+	char host[64] = "", boot[40] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+	if (f) {
+		if (!fgets(boot, sizeof(boot), f))
+			boot[0] = 0;
+		fclose(f);
+		boot[strcspn(boot, "\n")] = 0;
+	}
+	gethostname(host, sizeof(host) - 1);
+	snprintf(buf, len, "host=%s boot=%s pid=%ld", host, boot,
+		 (long)getpid());
+}
+
+struct holder {
+	char client[128], cookie[COOKIE_LEN], addr[128];
+};
+
+/* Who holds the lock: 0, -ENOENT when nobody does, or -errno. */
+static int lock_holder(struct tmem_rados *r, struct holder *h)
+{
+	size_t tl = 64, cl = sizeof(h->client), kl = sizeof(h->cookie);
+	size_t al = sizeof(h->addr);
+	char tag[64];
+	int excl;
+	ssize_t n = rados_list_lockers(r->io, OWNER_OID, LOCK_NAME, &excl, tag,
+				       &tl, h->client, &cl, h->cookie, &kl,
+				       h->addr, &al);
+
+	if (n < 0)
+		return (int)n;
+	return n ? 0 : -ENOENT;
+}
+
+/* The holder was a process of this host and boot that is gone. */
+static bool holder_gone(const struct tmem_rados *r, const struct holder *h)
+{
+	const char *mine = strstr(r->cookie, " pid=");
+	const char *theirs = strstr(h->cookie, " pid=");
+	long pid;
+
+	if (!mine || !theirs || theirs - h->cookie != mine - r->cookie ||
+	    strncmp(h->cookie, r->cookie, (size_t)(mine - r->cookie)) ||
+	    strstr(r->cookie, "boot= ") ||
+	    sscanf(theirs, " pid=%ld", &pid) != 1 || pid <= 0 ||
+	    pid == (long)getpid())
+		return false;
+	return kill((pid_t)pid, 0) && errno == ESRCH;
+}
+
+static int lock_ns(struct tmem_rados *r, const struct tmem_rados_config *cfg,
+		   struct tmem_why *why)
+{
+	struct holder h;
+	int ret;
+
+	make_cookie(r->cookie, sizeof(r->cookie));
+	for (int tries = 0;; tries++) {
+		ret = rados_lock_exclusive(r->io, OWNER_OID, LOCK_NAME,
+					   r->cookie, "virtio-tmem", NULL, 0);
+		if (ret != -EBUSY && ret != -EEXIST)
+			break;
+		ret = lock_holder(r, &h);
+		if (ret == -ENOENT && tries < 2)
+			continue;	/* released meanwhile */
+		if (ret)
+			return rados_refuse(cfg, why, -EBUSY, "namespace %s is "
+					    "locked, and its holder cannot be "
+					    "read: %s", cfg->ns,
+					    strerror(-ret));
+		if (tries == 0 && holder_gone(r, &h) &&
+		    !rados_break_lock(r->io, OWNER_OID, LOCK_NAME, h.client,
+				      h.cookie))
+			continue;
+		return rados_refuse(cfg, why, -EBUSY, "namespace %s is held "
+				    "by another client (%s, %s): give each its "
+				    "own rados_namespace; if that one is gone, "
+				    "break its lock: rados -p %s -N %s lock "
+				    "break %s %s %s --lock-cookie '%s'",
+				    cfg->ns, h.cookie, h.client, cfg->pool,
+				    cfg->ns, OWNER_OID, LOCK_NAME, h.client,
+				    h.cookie);
+	}
+	if (ret == -EPERM || ret == -EACCES)
+		return rados_refuse(cfg, why, ret, "the cluster refused to "
+				    "lock namespace %s for client.%s: %s (its "
+				    "cephx caps must allow rwx in that "
+				    "namespace)", cfg->ns,
+				    cfg->user ? cfg->user : "admin",
+				    strerror(-ret));
+	if (ret)
+		return rados_refuse(cfg, why, ret, "locking %s in namespace %s: "
+				    "%s", OWNER_OID, cfg->ns, strerror(-ret));
+	r->locked = true;
+	return 0;
+}
+
+/*
+ * Lock the namespace, then write the owner object: who holds it, for a
+ * person listing the pool.
  */
 static int claim(struct tmem_rados *r, const struct tmem_rados_config *cfg,
 		 struct tmem_why *why)
 {
-	char host[64] = "", owner[160];
+	char owner[COOKIE_LEN + 16];
 	int len, ret;
 
-	gethostname(host, sizeof(host) - 1);
-	len = snprintf(owner, sizeof(owner), "virtio-tmem host=%s pid=%ld\n",
-		       host, (long)getpid());
+	ret = lock_ns(r, cfg, why);
+	if (ret)
+		return ret;
+	len = snprintf(owner, sizeof(owner), "virtio-tmem %s\n", r->cookie);
 	ret = rados_write_full(r->io, OWNER_OID, owner, len);
-	if (ret == -EPERM || ret == -EACCES)
-		return rados_refuse(cfg, why, ret, "the cluster refused a write "
-				    "to namespace %s as client.%s: %s (its "
-				    "cephx caps must allow rw in that "
-				    "namespace)", cfg->ns,
-				    cfg->user ? cfg->user : "admin",
-				    strerror(-ret));
 	if (ret)
 		return rados_refuse(cfg, why, ret, "writing %s in namespace %s: "
 				    "%s", OWNER_OID, cfg->ns, strerror(-ret));
@@ -159,6 +267,8 @@ void tmem_rados_close(struct tmem_rados *r)
 		return;
 	if (r->io) {
 		rados_aio_flush(r->io);
+		if (r->locked)
+			rados_unlock(r->io, OWNER_OID, LOCK_NAME, r->cookie);
 		rados_ioctx_destroy(r->io);
 	}
 	rados_shutdown(r->cluster);
@@ -307,9 +417,12 @@ int tmem_rados_scrub(struct tmem_rados *r)
 	if (ret != -ENOENT)
 		err = ret;
 	if (!err) {
+		/* Its lock goes with it. */
 		ret = rados_remove(r->io, OWNER_OID);
 		if (ret && ret != -ENOENT)
 			err = ret;
+		else
+			r->locked = false;
 	}
 	return err ? err : removed;
 }

@@ -7,8 +7,9 @@
  *   VTMEM_CEPH_DIR   the cluster's directory (ceph.conf, keyrings)
  *   VTMEM_CEPH_POOL  its pool
  *   VTMEM_CEPH_CTL   scripts/ceph-cluster.sh, to stop and start the OSD
- * The cluster has a cephx user client.vm1 whose caps allow rw in
- * namespace vm1 of the pool only.
+ * The cluster has a cephx user client.vm1 whose caps allow rwx in
+ * namespace vm1 of the pool only (rwx: the namespace's lock is a
+ * class method).
  */
 #include <errno.h>
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -232,6 +234,91 @@ static void test_refusals(void **state)
 	assert_null(r);
 }
 
+/* Run @cmd with the cluster's configuration: its exit status. */
+static int ceph_run(const char *cmd)
+{
+	char line[2048];
+
+	snprintf(line, sizeof(line), "export CEPH_CONF='%s'; { %s; } >&2", conf,
+		 cmd);
+	return system(line);
+}
+
+/* A lock on t-excl's owner object, held by cookie @cookie (rados CLI). */
+static void lock_as(const char *cookie)
+{
+	char cmd[1024];
+
+	snprintf(cmd, sizeof(cmd), "rados -p %s -N t-excl lock get tmem.owner "
+		 "tmem --lock-cookie '%s'", pool, cookie);
+	assert_int_equal(ceph_run(cmd), 0);
+}
+
+/* What libtmem's cookie for a process @pid of this host is. */
+static void cookie_for(char *buf, size_t len, long pid)
+{
+	char host[64] = "", boot[40] = "";
+	FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+
+	assert_non_null(f);
+	assert_non_null(fgets(boot, sizeof(boot), f));
+	fclose(f);
+	boot[strcspn(boot, "\n")] = 0;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(buf, len, "host=%s boot=%s pid=%ld", host, boot, pid);
+}
+
+/*
+ * One client per namespace: a second open is refused (-EBUSY) while the
+ * first holds it, and touches nothing; it succeeds once the first closed.
+ * The lock of a process of this host that is gone is broken at open; a
+ * holder elsewhere is not, and the refusal's command breaks it.
+ */
+static void test_exclusive(void **state)
+{
+	struct tmem_rados_config cfg = base_cfg("t-excl");
+	struct tmem_why why = { why_buf, sizeof(why_buf) };
+	struct tmem_rados *a = open_ns("t-excl"), *b = NULL;
+	uint8_t buf[512] = { 3 }, back[512];
+	char cookie[200], *cmd;
+	pid_t dead;
+	int st;
+
+	(void)state;
+	assert_int_equal(write_wait(a, 0, buf, sizeof(buf)), 0);
+	why_buf[0] = 0;
+	assert_int_equal(tmem_rados_open(&cfg, &b, &why), -EBUSY);
+	assert_null(b);
+	assert_non_null(strstr(why_buf, "held by another client"));
+	assert_int_equal(read_wait(a, 0, 0, back, sizeof(back)), sizeof(back));
+	tmem_rados_close(a);		/* unlocks; the objects stay */
+	b = open_ns("t-excl");
+	assert_int_equal(read_wait(b, 0, 0, back, sizeof(back)), sizeof(back));
+	assert_memory_equal(back, buf, sizeof(buf));
+	tmem_rados_close(b);
+
+	/* A holder of this host and boot whose process is gone. */
+	dead = fork();
+	if (dead == 0)
+		_exit(0);
+	assert_int_equal(waitpid(dead, &st, 0), dead);
+	cookie_for(cookie, sizeof(cookie), dead);
+	lock_as(cookie);
+	b = open_ns("t-excl");
+	tmem_rados_close(b);
+
+	/* One of another boot (or host): refused, broken by hand. */
+	lock_as("host=elsewhere boot=00000000 pid=1");
+	assert_int_equal(tmem_rados_open(&cfg, &b, &why), -EBUSY);
+	assert_non_null(strstr(why_buf, "host=elsewhere"));
+	cmd = strstr(why_buf, "break its lock: ");
+	assert_non_null(cmd);
+	assert_int_equal(ceph_run(cmd + strlen("break its lock: ")), 0);
+	b = open_ns("t-excl");
+	assert_int_equal(tmem_rados_scrub(b), 1);
+	tmem_rados_close(b);
+}
+
 static int ctl_run(const char *what)
 {
 	char cmd[1200];
@@ -384,24 +471,32 @@ static void test_tier_roundtrip(void **state)
  */
 static void test_tier_wrong_object(void **state)
 {
-	struct tmem_rados *r;
 	struct tclient t;
 	uint8_t *seg = malloc(TMEM_DEFAULT_SEGMENT_SIZE);
 	unsigned int eio = 0, ok = 0;
+	char cmd[1500];
 	uint32_t pid;
-	int n;
+	FILE *f;
 
 	(void)state;
 	tier_open(&t, "t-wrong", &pid);
 	tier_fill(&t, pid);
-	r = open_ns("t-wrong");
-	/* Segment 1's bytes as segment 0, garbage as segment 2. */
-	n = read_wait(r, 1, 0, seg, TMEM_DEFAULT_SEGMENT_SIZE);
-	assert_true(n > 0);
-	assert_int_equal(write_wait(r, 0, seg, n), 0);
+	/*
+	 * Segment 1's bytes as segment 0, garbage as segment 2, by a writer
+	 * that ignores the namespace's (advisory) lock: the rados tool.
+	 */
 	fill(seg, TMEM_DEFAULT_SEGMENT_SIZE, 5);
-	assert_int_equal(write_wait(r, 2, seg, TMEM_DEFAULT_SEGMENT_SIZE), 0);
-	tmem_rados_close(r);
+	snprintf(cmd, sizeof(cmd), "%s/garbage", dir);
+	f = fopen(cmd, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(seg, 1, TMEM_DEFAULT_SEGMENT_SIZE, f),
+			 TMEM_DEFAULT_SEGMENT_SIZE);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "rados -p %s -N t-wrong get seg.00000001 "
+		 "'%s/seg1' && rados -p %s -N t-wrong put seg.00000000 "
+		 "'%s/seg1' && rados -p %s -N t-wrong put seg.00000002 "
+		 "'%s/garbage'", pool, dir, pool, dir, pool, dir);
+	assert_int_equal(ceph_run(cmd), 0);
 	for (uint32_t i = 0; i < TIER_PAGES; i++) {
 		if (load_or_eio(&t, pid, i))
 			ok++;
@@ -516,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_remove_scrub),
 		cmocka_unit_test(test_namespace_refused),
 		cmocka_unit_test(test_refusals),
+		cmocka_unit_test(test_exclusive),
 		cmocka_unit_test(test_osd_lost),
 		cmocka_unit_test(test_tier_roundtrip),
 		cmocka_unit_test(test_tier_wrong_object),
