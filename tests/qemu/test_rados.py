@@ -8,7 +8,7 @@ The data path is driven through the qtest driver of test_datapath.py, as
 in test_tier.py: pages worth several budgets go to segment objects of
 the device's namespace and load back byte for byte; QEMU's exit leaves
 no object of it behind; the cluster refuses a namespace the user's caps
-do not reach; an unreachable cluster is a realize error, or with
+do not reach, and a namespace another QEMU holds is refused; an unreachable cluster is a realize error, or with
 rados-optional=on a warning and no tier; a stopped OSD makes loads of
 pages held there IOERR and stores that need the tier REJECTED, QMP keeps
 answering, and once the OSD is back every page stored OK loads.
@@ -152,18 +152,25 @@ def realize_error(cl, props, *extra):
 def test_rados_realize_errors():
     """What the cluster or libtmem refuses at realize comes back naming
     the property: caps that do not reach the namespace (the cluster's
-    refusal), no such pool, an unreachable cluster (within the timeout),
+    refusal), a second QEMU on a namespace in use, no such pool, an unreachable cluster (within the timeout),
     no namespace to default to; and the properties' own rules."""
     with Cluster() as cl:
         keyring = os.path.join(cl.dir, "client.vm1.keyring")
         user = ",rados-user=vm1,rados-keyring=" + keyring
         err, _ = realize_error(cl, cl.props(user + ",rados-namespace=vm2"))
-        check("'rados-pool' tmem: the cluster refused a write to namespace "
-              "vm2 as client.vm1" in err, "refused namespace: %r" % err)
-        # The same user in its own namespace starts.
-        with QEMU("-device", "virtio-tmem,id=tmem0,budget=16M," +
-                  cl.props(user + ",rados-namespace=vm1")) as vm:
+        check("'rados-pool' tmem: the cluster refused to lock namespace "
+              "vm2 for client.vm1" in err, "refused namespace: %r" % err)
+        # The same user in its own namespace starts; a second QEMU on
+        # that namespace is refused while the first holds it.
+        vm1 = cl.props(user + ",rados-namespace=vm1")
+        with QEMU("-device", "virtio-tmem,id=tmem0,budget=16M," + vm1) as vm:
             check(info(vm)["disk"]["size"] == BACKING, "no tier in vm1")
+            err, _ = realize_error(cl, vm1)
+            check("namespace vm1 is held by another client" in err and
+                  "lock break tmem.owner tmem" in err,
+                  "second client: %r" % err)
+            check(info(vm)["disk"]["failed"] is False,
+                  "the refused QEMU harmed the first: %r" % info(vm))
         check(cl.objects("vm1") == [], "objects left in vm1")
 
         err, _ = realize_error(cl, cl.props().replace("pool=tmem",
