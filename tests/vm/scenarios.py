@@ -19,7 +19,9 @@ meson, add -t N for its own).
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -538,10 +540,14 @@ class TierVM(vmrun.VM):
         argv = super()._argv()
         i = [n for n, x in enumerate(argv)
              if x.startswith("virtio-tmem,")][0]
-        self.tier_path = os.path.join(self.tmp, "tier.img")
-        props = dict(self.tier, **{"backing-file": self.tier_path})
+        props = dict(self.tier, **self.tier_props())
         argv[i] += "".join(",%s=%s" % kv for kv in sorted(props.items()))
         return argv
+
+    def tier_props(self):
+        """Where the tier is: a file in the VM's temporary directory."""
+        self.tier_path = os.path.join(self.tmp, "tier.img")
+        return {"backing-file": self.tier_path}
 
     def _file_bytes(self):
         try:
@@ -558,6 +564,85 @@ class TierVM(vmrun.VM):
             cp.setdefault("qom_set", {})[prop] = value
             if not self.quiet:
                 vmrun.log("%s: qom-set %s=%s" % (cp["name"], prop, value))
+
+
+# --- The tier in Ceph: a throwaway single-node cluster ----------------------
+
+CEPH_CTL = os.path.join(TOP, "scripts", "ceph-cluster.sh")
+RADOS_NS = "vm1"
+
+
+class CephCluster:
+    """scripts/ceph-cluster.sh's cluster in a temporary directory, with a
+    cephx user client.vm1 whose caps reach only namespace vm1."""
+
+    def __enter__(self):
+        self.tmp = tempfile.TemporaryDirectory(prefix="vtmem-ceph-")
+        self.dir = os.path.join(self.tmp.name, "cluster")
+        self.conf = os.path.join(self.dir, "ceph.conf")
+        self.keyring = os.path.join(self.dir, "client.vm1.keyring")
+        rc = subprocess.run([CEPH_CTL, "start", self.dir, "tmem"],
+                            stdout=subprocess.DEVNULL).returncode
+        if rc == 77:
+            self.tmp.cleanup()
+            raise vmrun.Unavailable("Ceph is not installed (apt-get install "
+                                    "ceph-mon ceph-osd)")
+        if rc != 0:
+            self.__exit__(None)
+            raise vmrun.Unavailable("the Ceph cluster did not start")
+        subprocess.run([CEPH_CTL, "user", self.dir, "vm1", RADOS_NS],
+                       check=True, stdout=subprocess.DEVNULL)
+        return self
+
+    def __exit__(self, *exc):
+        subprocess.run([CEPH_CTL, "stop", self.dir])
+        self.tmp.cleanup()
+
+    def objects(self, ns=RADOS_NS):
+        out = subprocess.run(["rados", "-c", self.conf, "-p", "tmem", "-N",
+                              ns, "ls"], check=True, timeout=60,
+                             stdout=subprocess.PIPE, text=True).stdout
+        return sorted(out.split())
+
+
+class RadosTierVM(TierVM):
+    """TierVM with its tier in the cluster's pool, namespace vm1, as the
+    per-VM user client.vm1; each checkpoint counts the objects there."""
+
+    def __init__(self, *a, cluster=None, **kw):
+        super().__init__(*a, **kw)
+        self.cluster = cluster
+
+    def tier_props(self):
+        return {"rados-pool": "tmem", "rados-conf": self.cluster.conf,
+                "rados-namespace": RADOS_NS, "rados-user": "vm1",
+                "rados-keyring": self.cluster.keyring}
+
+    def _file_bytes(self):
+        return {"objects": len(self.cluster.objects())}
+
+
+def check_rados_tier(c, res, sc):
+    """check_disk_tier's, with the segments as objects of the cluster:
+    there while the workload is held, none left after QEMU's exit."""
+    check_disk_tier(c, res, sc)
+    held = c.cp("holding")
+    if held and disk(held):
+        c.expect((held.get("tier_file") or {}).get("objects", 0) > 1,
+                 "holding: no segment objects in the pool (%s)" %
+                 held.get("tier_file"))
+    left = res.vm.cluster.objects()
+    c.eq(left, [], "objects left in namespace %s after QEMU's exit" %
+         RADOS_NS)
+
+
+def run_rados(name, series, sc, verbose, json_out):
+    try:
+        with CephCluster() as cluster:
+            return run(name, series, verbose, json_out, cluster=cluster)
+    except vmrun.Unavailable as e:
+        print("SKIP %s on %s: %s" % (name, series, e))
+        return vmrun.SKIP
 
 
 # --- Elastic memory: the host resizes the budget while the guest runs ------
@@ -1321,6 +1406,13 @@ SCENARIOS = {
         params=dict(mb=192, disksize_mb=512, seq=0, random=0, hold=1),
         doc="budget far below the workload: cold pages go to the host's "
             "disk tier, none REJECTED"),
+    "rados-tier": dict(
+        guest="swap", mem=128, budget="12M", backing_mb=512,
+        tier={"backing-size": "512M", "room-wait-ms": "30000"},
+        runner=run_rados, check=check_rados_tier,
+        params=dict(mb=256, disksize_mb=512, seq=0, random=0, hold=1),
+        doc="256 MiB through a 12M budget: cold pages in a Ceph pool's "
+            "namespace, none REJECTED, none left after exit"),
     "disk-tier-errors": dict(
         guest="tier_errors", mem=128, budget="16M", backing_mb=384,
         tier={"backing-size": "128M"}, check=check_tier_errors,
@@ -1425,9 +1517,9 @@ def timeout_scale():
         return 1.0
 
 
-def run(name, series, verbose=True, json_out=None):
+def run(name, series, verbose=True, json_out=None, cluster=None):
     sc = SCENARIOS[name]
-    if "runner" in sc:
+    if "runner" in sc and not cluster:
         return sc["runner"](name, series, sc, verbose, json_out)
     try:
         qemu, kernel, image, accel = vmrun.prepare(series,
@@ -1442,6 +1534,8 @@ def run(name, series, verbose=True, json_out=None):
     elif "tier" in sc:
         cls, extra = TierVM, dict(tier=sc["tier"],
                                   actions=sc.get("actions"))
+        if cluster:
+            cls, extra["cluster"] = RadosTierVM, cluster
     vm = cls(qemu, kernel, image, sc["guest"], accel=accel,
                   mem_mb=sc["mem"], budget=sc["budget"],
                   backing_mb=sc.get("backing_mb", 0),
@@ -1456,8 +1550,10 @@ def run(name, series, verbose=True, json_out=None):
     try:
         res = vm.run()
     except vmrun.VMError as e:
-        if "tier" in sc and "without disk tier support" in str(e):
-            # libtmem was built without liburing: nothing to test here.
+        if "tier" in sc and ("without disk tier support" in str(e) or
+                             "without the RADOS tier" in str(e)):
+            # libtmem was built without liburing (or librados): nothing
+            # to test here.
             print("SKIP %s on %s: %s" % (name, series, e))
             return vmrun.SKIP
         print("FAIL %s on %s: %s" % (name, series, e))
