@@ -19,9 +19,7 @@ meson, add -t N for its own).
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 
 TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -29,6 +27,7 @@ sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import vmrun  # noqa: E402
 import migrate  # noqa: E402
 import pool  # noqa: E402
+from vtmem import ceph  # noqa: E402
 from vtmem.qmp import QMPError  # noqa: E402
 from vtmem.wire import PAGE  # noqa: E402
 
@@ -568,58 +567,23 @@ class TierVM(vmrun.VM):
 
 # --- The tier in Ceph: a throwaway single-node cluster ----------------------
 
-CEPH_CTL = os.path.join(TOP, "scripts", "ceph-cluster.sh")
 RADOS_NS = "vm1"
 
 
-class CephCluster:
-    """scripts/ceph-cluster.sh's cluster in a temporary directory, with a
-    cephx user client.vm1 whose caps reach only namespace vm1."""
-
-    def __enter__(self):
-        self.tmp = tempfile.TemporaryDirectory(prefix="vtmem-ceph-")
-        self.dir = os.path.join(self.tmp.name, "cluster")
-        self.conf = os.path.join(self.dir, "ceph.conf")
-        self.keyring = os.path.join(self.dir, "client.vm1.keyring")
-        rc = subprocess.run([CEPH_CTL, "start", self.dir, "tmem"],
-                            stdout=subprocess.DEVNULL).returncode
-        if rc == 77:
-            self.tmp.cleanup()
-            raise vmrun.Unavailable("Ceph is not installed (apt-get install "
-                                    "ceph-mon ceph-osd)")
-        if rc != 0:
-            self.__exit__(None)
-            raise vmrun.Unavailable("the Ceph cluster did not start")
-        subprocess.run([CEPH_CTL, "user", self.dir, "vm1", RADOS_NS],
-                       check=True, stdout=subprocess.DEVNULL)
-        return self
-
-    def __exit__(self, *exc):
-        subprocess.run([CEPH_CTL, "stop", self.dir])
-        self.tmp.cleanup()
-
-    def objects(self, ns=RADOS_NS):
-        out = subprocess.run(["rados", "-c", self.conf, "-p", "tmem", "-N",
-                              ns, "ls"], check=True, timeout=60,
-                             stdout=subprocess.PIPE, text=True).stdout
-        return sorted(out.split())
-
-
 class RadosTierVM(TierVM):
-    """TierVM with its tier in the cluster's pool, namespace vm1, as the
-    per-VM user client.vm1; each checkpoint counts the objects there."""
+    """TierVM with its tier in a vtmem.ceph cluster's pool, namespace vm1,
+    as the per-VM user client.vm1; each checkpoint counts the objects
+    there."""
 
     def __init__(self, *a, cluster=None, **kw):
         super().__init__(*a, **kw)
         self.cluster = cluster
 
     def tier_props(self):
-        return {"rados-pool": "tmem", "rados-conf": self.cluster.conf,
-                "rados-namespace": RADOS_NS, "rados-user": "vm1",
-                "rados-keyring": self.cluster.keyring}
+        return self.cluster.device_props(RADOS_NS)
 
     def _file_bytes(self):
-        return {"objects": len(self.cluster.objects())}
+        return {"objects": len(self.cluster.objects(RADOS_NS))}
 
 
 def check_rados_tier(c, res, sc):
@@ -631,14 +595,14 @@ def check_rados_tier(c, res, sc):
         c.expect((held.get("tier_file") or {}).get("objects", 0) > 1,
                  "holding: no segment objects in the pool (%s)" %
                  held.get("tier_file"))
-    left = res.vm.cluster.objects()
+    left = res.vm.cluster.objects(RADOS_NS)
     c.eq(left, [], "objects left in namespace %s after QEMU's exit" %
          RADOS_NS)
 
 
 def run_rados(name, series, sc, verbose, json_out):
     try:
-        with CephCluster() as cluster:
+        with ceph.Cluster((RADOS_NS,)) as cluster:
             return run(name, series, verbose, json_out, cluster=cluster)
     except vmrun.Unavailable as e:
         print("SKIP %s on %s: %s" % (name, series, e))
