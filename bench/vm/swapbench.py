@@ -35,14 +35,16 @@ Run through scripts/bench.sh, which sets up what is missing first.  One run:
  3. writes bench/results/latest.json, latest.md (tables) and latest.png
     (gnuplot), and prints latest.md.
 
-The disk tier (VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk):
+The disk tier (VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,tmem-rados,blk):
       tmem-tier  virtio-tmem with budget VTMEM_BENCH_TIER_BUDGET (default
             12M: about a quarter of what the workloads keep in the host,
             41 MiB of text pages, 72 MiB of mixed ones) and a disk tier
             (backing-file in VTMEM_BENCH_DIR, backing-size
             VTMEM_BENCH_TIER_SIZE, default 1G), the blk disk as the
             guest's backing device for refused pages; tmem-tier-noevfd:
-            the same with ioeventfd=off.  Written to
+            the same with ioeventfd=off; tmem-rados: the tier's segments
+            as objects of a throwaway single-node Ceph cluster
+            (python/vtmem/ceph.py, scripts/ceph-cluster.sh).  Written to
             bench/results/disk-tier.{json,md} (with blk); latest.* are
             written only when tmem, tmem-noevfd, blk and zram ran, else a subset
             without the tier goes to partial.json.
@@ -64,6 +66,7 @@ plus vmrun.py's (VTMEM_ACCEL, VTMEM_QEMU, VTMEM_CACHE...).
 """
 
 import argparse
+import atexit
 import datetime
 import json
 import os
@@ -79,6 +82,7 @@ TOP = os.path.realpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(TOP, "scripts", "vm"))
 import initramfs  # noqa: E402
 import vmrun  # noqa: E402
+from vtmem import ceph  # noqa: E402
 
 RESULTS = os.path.join(TOP, "bench", "results")
 OPTIONS = ("tmem", "tmem-noevfd", "blk", "zram")
@@ -118,7 +122,7 @@ OPTION_CONFIG = {
 DEFAULT_OPTIONS = OPTIONS + BASELINE_OPTIONS + TRANSPORT_OPTIONS
 # The disk tier comparison (bench/results/disk-tier.*): virtio-tmem with a
 # small budget and the device's disk tier, against (b).
-TIER_OPTIONS = ("tmem-tier", "tmem-tier-noevfd")
+TIER_OPTIONS = ("tmem-tier", "tmem-tier-noevfd", "tmem-rados")
 OPTION_NAMES = {
     "tmem": "(a) virtio-tmem",
     "tmem-noevfd": "(a') virtio-tmem, ioeventfd=off",
@@ -136,6 +140,7 @@ OPTION_NAMES = {
     "tmem-packed": "(a) + packed=on (packed ring)",
     "tmem-tier": "(d) virtio-tmem + disk tier",
     "tmem-tier-noevfd": "(d') virtio-tmem + disk tier, ioeventfd=off",
+    "tmem-rados": "(d\") virtio-tmem + disk tier in Ceph RADOS",
 }
 WORKLOADS = ("seq:text", "random:text", "random:mixed")
 WORKLOAD_NAMES = {
@@ -300,6 +305,22 @@ def tier_size():
     return os.environ.get("VTMEM_BENCH_TIER_SIZE", "1G")
 
 
+_cluster = []
+
+
+def rados_cluster():
+    """The Ceph cluster of the tmem-rados guests, started on first use and
+    stopped when the benchmark exits."""
+    if not _cluster:
+        try:
+            cl = ceph.Cluster(("bench",)).__enter__()
+        except vmrun.Unavailable as e:
+            raise SystemExit("tmem-rados: %s" % e)
+        atexit.register(cl.__exit__, None)
+        _cluster.append(cl)
+    return _cluster[0]
+
+
 def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
               timeout):
     swap_mb = 2 * mb
@@ -324,11 +345,18 @@ def run_guest(opt, qemu, kernel, image, accel, aio, disk, mem, mb, passes,
         # keeps (b)'s disk as its backing device for pages the host
         # refuses (it should refuse none: counted as failed_stores).
         budget = tier_budget()
-        tier = os.path.join(os.path.dirname(disk),
-                            "tier-%d.img" % os.getpid())
-        if os.path.exists(tier):
-            os.unlink(tier)
-        extra += ",backing-file=%s,backing-size=%s" % (tier, tier_size())
+        if opt == "tmem-rados":
+            # (d") the same tier as objects of a throwaway local Ceph
+            # cluster's pool (one OSD, bluestore on a file in /tmp).
+            props = rados_cluster().device_props("bench")
+            extra += "".join(",%s=%s" % kv for kv in sorted(props.items()))
+        else:
+            tier = os.path.join(os.path.dirname(disk),
+                                "tier-%d.img" % os.getpid())
+            if os.path.exists(tier):
+                os.unlink(tier)
+            extra += ",backing-file=%s" % tier
+        extra += ",backing-size=%s" % tier_size()
         params["backing"] = "bench-swap"
     vm = BenchVM(qemu, kernel, image, "bench", accel=accel, mem_mb=mem,
                  budget=budget, tmem_extra=extra, params=params,
@@ -1015,7 +1043,10 @@ def render_tier_md(r):
              "(%s), `backing-size=%s`, segments and write-back marks at "
              "their defaults (256K, 90%%/80%% of the budget); the guest has "
              "(b)'s disk as its backing device for pages the host refuses "
-             "(REJECTED below).  (d') the same with `ioeventfd=off`.  (b) "
+             "(REJECTED below).  (d') the same with `ioeventfd=off`.  "
+             "(d\") the same with `rados-pool=`: segments as objects of a "
+             "throwaway single-node Ceph cluster on this host (one OSD, "
+             "bluestore on a sparse file in /tmp, msgr2 on 127.0.0.1).  (b) "
              "virtio-blk on a sparse host file, cache=none (O_DIRECT), "
              "aio=%s.  The same guest, kernel and workloads as latest.md."
              % (r.get("tier_budget"), r.get("tier_dir_fs", "?"),
