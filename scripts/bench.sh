@@ -30,6 +30,10 @@
 #
 #   VTMEM_BENCH_OPTIONS=tmem-tier,tmem-tier-noevfd,blk scripts/bench.sh
 #
+# tmem-rados in that list adds the tier in Ceph RADOS, against a
+# throwaway single-node cluster (scripts/ceph-cluster.sh; Ceph's packages
+# come with install-deps.sh all).
+#
 # VTMEM_BENCH_OPTIONS picks the guests (python3 bench/vm/swapbench.py
 # --help lists them); VTMEM_BENCH_TIER_BUDGET (default 12M)
 # and VTMEM_BENCH_TIER_SIZE (default 1G) size the tier guests.
