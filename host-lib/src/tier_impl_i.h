@@ -33,7 +33,10 @@
  *
  * Errors: a failed write strands its segment in memory (its pages stay
  * readable from the buffer) and fails the tier: nothing is written back
- * any more, and stores over budget are refused as without a tier.  A
+ * any more, and stores over budget are refused as without a tier.  With
+ * RADOS, where a failure is the cluster's and passes, the writer writes
+ * stranded segments again every TIER_RETRY_S seconds, and the tier works
+ * again once they are all written.  A
  * failed read fails that load with -EIO; the page stays stored.  The
  * file's content means nothing across a restart of the client.
  *
@@ -79,6 +82,7 @@
 #define TIER_BATCH	512		/* pages per pass before waking stores */
 #define TIER_RA		(64u << 10)	/* read-ahead of a sequential load */
 #define TIER_IO_STUCK_NS 2000000000ull	/* in its I/O that long: STUCK */
+#define TIER_RETRY_S	5		/* RADOS: stranded writes retried */
 #define CLEAN_TAG	(TIER_BUFS + 1)
 /* user_data on a context's ring: its load's read, its room timer. */
 #define IO_READ_TAG	1
@@ -284,6 +288,11 @@ void tmem_seg_reap(struct tmem_tier *t, bool wait);
 struct io_uring_sqe *tmem_seg_get_sqe(struct tmem_tier *t);
 /* Write the fill segment out; its buffer stays busy until that is done. */
 void tmem_seg_seal(struct tmem_tier *t);
+/*
+ * RADOS: write the stranded segments again (the cluster may be back);
+ * the number of writes started.  The last one to succeed clears failed.
+ */
+int tmem_seg_retry(struct tmem_tier *t);
 /* Start filling a free segment; 0, or -ENOSPC / -EIO. */
 int tmem_seg_fill_open(struct tmem_tier *t, bool cleaner);
 uint64_t tmem_seg_fill_put(struct tmem_tier *t, uint32_t pool,

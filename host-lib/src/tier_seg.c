@@ -3,11 +3,22 @@
  * The writer's side of segments: one segment is filled in a buffer,
  * sealed and written with one io_uring write, and its buffer reused when
  * the write completed.  Only the writer thread runs this (the cleaner is
- * part of it), so its ring and the fill segment need no lock.
+ * part of it), so its ring and the fill segment need no lock; buf_seg[]
+ * changes under t->lock too, for stranded_locked().
  */
 #include <string.h>
 
 #include "tier_impl_i.h"
+
+/* A buffer holds a segment whose write failed (under t->lock). */
+static bool stranded_locked(const struct tmem_tier *t)
+{
+	for (int b = 0; b < TIER_BUFS; b++)
+		if (t->buf_seg[b] >= 0 &&
+		    t->segs[t->buf_seg[b]].state == SEG_STRANDED)
+			return true;
+	return false;
+}
 
 static void write_done(struct tmem_tier *t, int b, int res)
 {
@@ -31,9 +42,46 @@ static void write_done(struct tmem_tier *t, int b, int res)
 	pthread_mutex_lock(&t->lock);
 	seg->state = SEG_DISK;
 	seg->buf = -1;
-	pthread_mutex_unlock(&t->lock);
 	t->buf_seg[b] = -1;
+	if (TMEM_RD(t->failed) && !stranded_locked(t)) {
+		/* A retried write (RADOS) was the last stranded one. */
+		TMEM_WR(t->failed, false);
+		t->stalled = false;
+		pthread_cond_broadcast(&t->progress);
+	}
+	pthread_mutex_unlock(&t->lock);
 	tmem_seg_put(t, segno, 0);		/* the writer's reference */
+}
+
+int tmem_seg_retry(struct tmem_tier *t)
+{
+	int n = 0;
+
+	for (int b = 0; b < TIER_BUFS; b++) {
+		int32_t segno = t->buf_seg[b];
+		struct tier_seg *seg = &t->segs[segno < 0 ? 0 : segno];
+		bool stranded;
+
+		if (segno < 0 || t->wop[b].comp)
+			continue;
+		pthread_mutex_lock(&t->lock);
+		stranded = seg->state == SEG_STRANDED;
+		if (stranded)
+			seg->state = SEG_WRITING;
+		pthread_mutex_unlock(&t->lock);
+		if (!stranded)
+			continue;
+		if (tmem_rados_write(t->rados, &t->wop[b], segno, t->buf[b],
+				     block_up(t, seg->used))) {
+			pthread_mutex_lock(&t->lock);
+			seg->state = SEG_STRANDED;
+			pthread_mutex_unlock(&t->lock);
+			continue;
+		}
+		t->inflight++;
+		n++;
+	}
+	return n;
 }
 
 void tmem_seg_cqe_done(struct tmem_tier *t, struct io_uring_cqe *cqe)

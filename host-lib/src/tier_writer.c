@@ -159,6 +159,24 @@ static bool writer_due(struct tmem_tier *t)
 	return !t->stalled && (over_high(t) || (t->draining && over_low(t)));
 }
 
+/*
+ * Failed on RADOS (t->lock held): after TIER_RETRY_S seconds unless
+ * woken, write the stranded segments again.
+ */
+static void retry_wait(struct tmem_tier *t)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += TIER_RETRY_S;
+	if (pthread_cond_timedwait(&t->wake, &t->lock, &ts) != ETIMEDOUT ||
+	    t->stop)
+		return;
+	pthread_mutex_unlock(&t->lock);
+	tmem_seg_retry(t);
+	pthread_mutex_lock(&t->lock);
+}
+
 static void *writer_main(void *arg)
 {
 	struct tmem_tier *t = arg;
@@ -175,6 +193,10 @@ static void *writer_main(void *arg)
 				continue;
 			}
 			TMEM_WR(t->awake, false);
+			if (t->rados && TMEM_RD(t->failed)) {
+				retry_wait(t);
+				continue;
+			}
 			pthread_cond_wait(&t->wake, &t->lock);
 		}
 		if (t->stop)

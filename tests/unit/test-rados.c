@@ -561,13 +561,15 @@ static void test_tier_refused(void **state)
  * The OSD lost while the client runs: loads of pages held there answer
  * -EIO (after the operation timeout), pages in memory load, stores that
  * would need the tier fail without losing a page, and once the OSD is
- * back every stored page loads as stored.
+ * back every stored page loads as stored, the stranded segments are
+ * written again and the tier takes stores past the budget again.
  */
 static void test_tier_osd_lost(void **state)
 {
 	unsigned int eio = 0, mem_ok = 0, refused = 0;
 	struct tclient t;
 	uint32_t pid, stored = TIER_PAGES;
+	uint64_t writes;
 	double t0;
 
 	(void)state;
@@ -601,6 +603,24 @@ static void test_tier_osd_lost(void **state)
 	assert_int_equal(ctl_run("osd-start"), 0);
 	for (uint32_t i = 0; i < stored; i++)
 		load_expect(&t, pid, 1, i, PK_TEXT, i);
+	/*
+	 * The writer writes the stranded segments again: the tier works
+	 * again, and stores far past the budget are taken, none refused.
+	 */
+	t0 = now_s();
+	while (tstats(t.client).disk_failed && now_s() - t0 < 90)
+		usleep(100000);
+	assert_int_equal(tstats(t.client).disk_failed, 0);
+	writes = tstats(t.client).disk_writes;
+	print_message("osd back: the tier writes again after %.1f s\n",
+		      now_s() - t0);
+	for (uint32_t i = 0; i < TIER_PAGES; i++)
+		assert_int_equal(store_gen(&t, pid, 2, i, PK_TEXT, i), 0);
+	assert_true(tstats(t.client).disk_writes > writes);
+	for (uint32_t i = 0; i < stored; i++)
+		load_expect(&t, pid, 1, i, PK_TEXT, i);
+	for (uint32_t i = 0; i < TIER_PAGES; i++)
+		load_expect(&t, pid, 2, i, PK_TEXT, i);
 	tclient_close(&t);
 }
 
