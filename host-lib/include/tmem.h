@@ -472,8 +472,8 @@ struct tmem_stats {
 	uint64_t disk_write_bytes;
 	uint64_t disk_errors;		/* failed reads and writes */
 	uint64_t cleaned_segments;	/* segments emptied by the cleaner */
-	uint64_t disk_failed;		/* 1 after a write error: the tier
-					 * takes no more pages until reset */
+	uint64_t disk_failed;		/* 1 after a write error: no pages
+					 * until reset (RADOS: rewritten) */
 
 	/* From 0.3 (TMEM_STATS_SIZE_VER1). */
 	uint64_t shrinking;		/* 1 while host_bytes is over a budget

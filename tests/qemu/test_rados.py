@@ -11,7 +11,8 @@ no object of it behind; the cluster refuses a namespace the user's caps
 do not reach, and a namespace another QEMU holds is refused; an unreachable cluster is a realize error, or with
 rados-optional=on a warning and no tier; a stopped OSD makes loads of
 pages held there IOERR and stores that need the tier REJECTED, QMP keeps
-answering, and once the OSD is back every page stored OK loads.
+answering, and once the OSD is back every page stored OK loads and the
+tier writes again.
 
 Usage: test_rados.py TEST     (TEST: one of the names in TESTS, or 'all')
 
@@ -212,7 +213,8 @@ def test_rados_osd_lost():
     """The OSD stopped while the device holds pages there: a LOAD of one
     answers IOERR once the operation times out, QMP answers meanwhile,
     STOREs that need the tier are REJECTED (never lost), and after the
-    OSD is back every page stored OK loads with its bytes."""
+    OSD is back every page stored OK loads with its bytes, the tier
+    writes again and takes stores past the budget."""
     with Cluster() as cl:
         with RadosVM(cl) as vm:
             st = Store(vm)
@@ -248,6 +250,21 @@ def test_rados_osd_lost():
             cl.ctl("osd-start")
             st.check_all()
             print("OSD back: all %d pages stored OK load" % len(st.held))
+            # The stranded segments are written again: the tier works.
+            t0 = time.monotonic()
+            while disk(vm)["failed"] and time.monotonic() - t0 < 90:
+                time.sleep(0.2)
+            check(not disk(vm)["failed"], "the tier stayed failed: %r"
+                  % disk(vm))
+            writes = disk(vm)["writes"]
+            statuses = st.store(range(nxt + 3000, nxt + 6000))
+            check(set(statuses) == {S_OK}, "stores after the OSD came "
+                  "back: %r" % sorted(set(statuses)))
+            check(disk(vm)["writes"] > writes, "no write-back after the "
+                  "OSD came back: %r" % disk(vm))
+            st.check_all()
+            print("tier back after %.1f s: 3000 more stores OK, all %d "
+                  "pages load" % (time.monotonic() - t0, len(st.held)))
 
 
 TESTS = {
