@@ -267,8 +267,7 @@ void tmem_rados_close(struct tmem_rados *r)
 		return;
 	if (r->io) {
 		rados_aio_flush(r->io);
-		if (r->locked)
-			rados_unlock(r->io, OWNER_OID, LOCK_NAME, r->cookie);
+		tmem_rados_disown(r);
 		rados_ioctx_destroy(r->io);
 	}
 	rados_shutdown(r->cluster);
@@ -361,6 +360,13 @@ int tmem_rados_op_finish(struct tmem_rados_op *op)
 	return op->res;
 }
 
+void tmem_rados_disown(struct tmem_rados *r)
+{
+	/* The namespace is free again: its lock goes with the object. */
+	if (r->locked && !rados_remove(r->io, OWNER_OID))
+		r->locked = false;
+}
+
 /* Whether @oid is one of ours: "seg." and eight lower-case hex digits. */
 static bool is_seg_oid(const char *oid)
 {
@@ -416,13 +422,5 @@ int tmem_rados_scrub(struct tmem_rados *r)
 	rados_nobjects_list_close(list);
 	if (ret != -ENOENT)
 		err = ret;
-	if (!err) {
-		/* Its lock goes with it. */
-		ret = rados_remove(r->io, OWNER_OID);
-		if (ret && ret != -ENOENT)
-			err = ret;
-		else
-			r->locked = false;
-	}
 	return err ? err : removed;
 }

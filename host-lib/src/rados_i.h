@@ -16,8 +16,10 @@
  * Isolation is the cluster's: a client reaches only the namespace it was
  * given, and a cephx user whose caps name one namespace
  * ("allow rw pool=P namespace=N") is refused by the OSDs anywhere else.
- * tmem_rados_open() writes the namespace's owner object, so a user
- * without those rights is refused at open, not at the first write-back.
+ * tmem_rados_open() locks the namespace's owner object (an exclusive
+ * lock: one client per namespace) and writes it, so a user without
+ * those rights, or a second client, is refused at open, not at the
+ * first write-back; tmem_rados_disown() removes it, and the lock with it.
  *
  * Timeouts: operations fail with -ETIMEDOUT after timeout_s seconds
  * (rados_osd_op_timeout, rados_mon_op_timeout, client_mount_timeout),
@@ -62,8 +64,13 @@ struct tmem_rados_op {
  */
 int tmem_rados_open(const struct tmem_rados_config *cfg,
 		    struct tmem_rados **rp, struct tmem_why *why);
-/* Wait for every operation in flight, disconnect, free. */
+/*
+ * Wait for every operation in flight, tmem_rados_disown() (segment
+ * objects stay), disconnect, free.
+ */
 void tmem_rados_close(struct tmem_rados *r);
+/* Remove the owner object, and the lock with it: the namespace is free. */
+void tmem_rados_disown(struct tmem_rados *r);
 
 /* Start an operation on segment @segno; 0, or -errno (nothing started). */
 int tmem_rados_write(struct tmem_rados *r, struct tmem_rados_op *op,
@@ -88,8 +95,9 @@ int tmem_rados_op_finish(struct tmem_rados_op *op);
 
 /*
  * Remove every segment object of the namespace (the client's pages must
- * not outlive it on the cluster); the owner object goes last.  Waits.
- * Returns the number of objects removed, or -errno.
+ * not outlive it on the cluster); the owner object and its lock stay
+ * (tmem_rados_disown()).  Waits.  Returns the number of objects
+ * removed, or -errno.
  */
 int tmem_rados_scrub(struct tmem_rados *r);
 
@@ -104,6 +112,7 @@ static inline int tmem_rados_open(const struct tmem_rados_config *cfg,
 			   "without the RADOS tier (no librados)", cfg->pool);
 }
 static inline void tmem_rados_close(struct tmem_rados *r) { (void)r; }
+static inline void tmem_rados_disown(struct tmem_rados *r) { (void)r; }
 static inline int tmem_rados_write(struct tmem_rados *r,
 				   struct tmem_rados_op *op, uint32_t segno,
 				   const void *buf, size_t len)

@@ -265,6 +265,7 @@ static void tier_scrub(struct tmem_tier *t)
 	if (t->rados) {
 		/* Every object of the namespace is ours (tmem.owner). */
 		tmem_rados_scrub(t->rados);
+		tmem_rados_disown(t->rados);
 		return;
 	}
 	if (t->created && t->path && !fstat(t->fd, &a) &&
